@@ -1,0 +1,166 @@
+"""Experimental datasets: targets with value, unit, uncertainty and provenance, plus the
+material system (formulation, densities, sizes) they were measured on.
+
+A dataset is ``experiments_data/<name>/dataset.yaml``. Every target and every system input
+carries a provenance (source, optional DOI, kind). A target whose provenance is missing or
+whose kind is neither ``measured`` nor ``synthetic`` is refused at load time
+(``DatasetError`` naming the file and field).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+TARGET_KINDS = ("measured", "synthetic")
+INPUT_KINDS = ("measured", "literature", "assumed", "synthetic")
+
+KNOWN_TARGETS: dict[str, str] = {"slurry_density": "g/cm^3"}
+"""Observables calib can compare with, and the unit their targets must be given in."""
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing or invalid; ``path`` and ``field`` say where."""
+
+    def __init__(self, path: Path, field: str, message: str) -> None:
+        super().__init__(f"{path}: {field}: {message}")
+        self.path = path
+        self.field = field
+        self.message = message
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Provenance(_Model):
+    """Where a number comes from. ``kind``: measured / synthetic for targets; inputs may also
+    be ``literature`` (a handbook value) or ``assumed`` (a modelling choice)."""
+
+    source: str
+    doi: str | None = None
+    kind: Literal["measured", "literature", "assumed", "synthetic"]
+    note: str | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _nonempty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+
+class Target(_Model):
+    """One experimental target: value in ``unit``, optional 1-sigma uncertainty (same unit)."""
+
+    value: float
+    unit: str
+    uncertainty: float | None = None
+    provenance: Provenance
+
+    @model_validator(mode="after")
+    def _check(self) -> "Target":
+        if not math.isfinite(self.value):
+            raise ValueError("value must be finite")
+        if self.uncertainty is not None and not (self.uncertainty > 0):
+            raise ValueError("uncertainty must be positive when given")
+        if self.provenance.kind not in TARGET_KINDS:
+            raise ValueError(f"provenance.kind of a target must be one of {TARGET_KINDS}")
+        return self
+
+
+class SizeClassSpec(_Model):
+    diameter_um: float
+    number_fraction: float
+
+
+class PhaseSpec(_Model):
+    """One phase of the formulation (see sim_backends.lammps.beads.Phase for meanings)."""
+
+    material: str
+    weight_fraction: float
+    density_g_cm3: float
+    slurry_diameter_factor: float = 1.0
+    size_classes: tuple[SizeClassSpec, ...] | None = None
+    provenance: Provenance
+
+    @model_validator(mode="after")
+    def _check(self) -> "PhaseSpec":
+        if not (self.density_g_cm3 > 0):
+            raise ValueError("density_g_cm3 must be positive")
+        if not (0 < self.weight_fraction <= 1):
+            raise ValueError("weight_fraction must be in (0, 1]")
+        if not (self.slurry_diameter_factor > 0):
+            raise ValueError("slurry_diameter_factor must be positive")
+        if self.size_classes is not None:
+            if not self.size_classes:
+                raise ValueError("size_classes must not be empty")
+            if any(not (c.diameter_um > 0) or not (c.number_fraction > 0) for c in self.size_classes):
+                raise ValueError("size_classes need positive diameter_um and number_fraction")
+            total = sum(c.number_fraction for c in self.size_classes)
+            if abs(total - 1) > 1e-6:
+                raise ValueError(f"size_classes number_fraction must sum to 1 (got {total:.6g})")
+        return self
+
+
+class SystemSpec(_Model):
+    description: str | None = None
+    phases: dict[Literal["AM", "SE", "CBD"], PhaseSpec]
+
+    @model_validator(mode="after")
+    def _check(self) -> "SystemSpec":
+        total = sum(p.weight_fraction for p in self.phases.values())
+        if abs(total - 1) > 1e-3:
+            raise ValueError(f"phase weight_fraction values must sum to 1 (got {total:.6g})")
+        return self
+
+
+class Dataset(_Model):
+    """A named experimental dataset."""
+
+    name: str
+    title: str
+    system: SystemSpec | None = None
+    targets: dict[str, Target]
+
+    @model_validator(mode="after")
+    def _check(self) -> "Dataset":
+        for key, t in self.targets.items():
+            if key in KNOWN_TARGETS and t.unit != KNOWN_TARGETS[key]:
+                raise ValueError(f"targets.{key}.unit must be {KNOWN_TARGETS[key]!r}, got {t.unit!r}")
+        return self
+
+
+def _field_path(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def load_dataset(path: Path) -> Dataset:
+    """Load and validate ``dataset.yaml``; raise ``DatasetError`` naming file and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(path, "(file)", "dataset file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise DatasetError(path, "(file)", f"not valid YAML ({exc.__class__.__name__})") from exc
+    if not isinstance(raw, dict):
+        raise DatasetError(path, "(top level)", "expected a mapping")
+    try:
+        return Dataset.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = _field_path(err["loc"])
+        msg = err["msg"]
+        if err["type"] == "missing":
+            msg = "field required (every target needs value, unit and provenance)" if "targets" in loc else "field required"
+        raise DatasetError(path, loc, msg) from exc
+
+
+def find_dataset(name: str, root: Path) -> Path:
+    """Path of dataset ``name`` under ``root`` (``root/<name>/dataset.yaml``)."""
+    return Path(root) / name / "dataset.yaml"
