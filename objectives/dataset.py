@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator, model_validator
 
 TARGET_KINDS = ("measured", "synthetic")
 INPUT_KINDS = ("measured", "literature", "assumed", "synthetic")
@@ -82,20 +82,14 @@ class PhaseSpec(_Model):
     """One phase of the formulation (see sim_backends.lammps.beads.Phase for meanings)."""
 
     material: str
-    weight_fraction: float
-    density_g_cm3: float
-    slurry_diameter_factor: float = 1.0
+    weight_fraction: float = Field(gt=0, le=1)
+    density_g_cm3: PositiveFloat
+    slurry_diameter_factor: PositiveFloat = 1.0
     size_classes: tuple[SizeClassSpec, ...] | None = None
     provenance: Provenance
 
     @model_validator(mode="after")
     def _check(self) -> "PhaseSpec":
-        if not (self.density_g_cm3 > 0):
-            raise ValueError("density_g_cm3 must be positive")
-        if not (0 < self.weight_fraction <= 1):
-            raise ValueError("weight_fraction must be in (0, 1]")
-        if not (self.slurry_diameter_factor > 0):
-            raise ValueError("slurry_diameter_factor must be positive")
         if self.size_classes is not None:
             if not self.size_classes:
                 raise ValueError("size_classes must not be empty")
@@ -127,12 +121,6 @@ class Dataset(_Model):
     system: SystemSpec | None = None
     targets: dict[str, Target]
 
-    @model_validator(mode="after")
-    def _check(self) -> "Dataset":
-        for key, t in self.targets.items():
-            if key in KNOWN_TARGETS and t.unit != KNOWN_TARGETS[key]:
-                raise ValueError(f"targets.{key}.unit must be {KNOWN_TARGETS[key]!r}, got {t.unit!r}")
-        return self
 
 
 def _field_path(loc: tuple) -> str:
@@ -151,14 +139,18 @@ def load_dataset(path: Path) -> Dataset:
     if not isinstance(raw, dict):
         raise DatasetError(path, "(top level)", "expected a mapping")
     try:
-        return Dataset.model_validate(raw)
+        dataset = Dataset.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = _field_path(err["loc"])
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
             msg = "field required (every target needs value, unit and provenance)" if "targets" in loc else "field required"
         raise DatasetError(path, loc, msg) from exc
+    for key, t in dataset.targets.items():
+        if key in KNOWN_TARGETS and t.unit != KNOWN_TARGETS[key]:
+            raise DatasetError(path, f"targets.{key}.unit", f"must be {KNOWN_TARGETS[key]!r}, got {t.unit!r}")
+    return dataset
 
 
 def find_dataset(name: str, root: Path) -> Path:

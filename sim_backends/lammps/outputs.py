@@ -58,11 +58,11 @@ def thermo_rows(log_text: str) -> list[dict[str, str]]:
 
 
 def run_stats(log_text: str) -> RunStats:
-    """Sum of atoms x steps and loop time over all ``run`` commands (minimisation excluded)."""
+    """Sum of atoms x steps and loop time over every "Loop time" line: all ``run`` commands
+    and the initial minimisation (its iterations count as steps)."""
     steps = 0
     secs = 0.0
     for m in _LOOP_RE.finditer(log_text):
-        # the minimiser prints "Loop time ... for N steps" too; it counts as work as well
         secs += float(m.group(1))
         steps += int(m.group(3)) * int(m.group(4))
     return RunStats(atom_steps=steps, loop_time_s=secs)
@@ -129,3 +129,19 @@ class SimulationFailed(RuntimeError):
         super().__init__(reason)
         self.reason = reason
         self.workdir = workdir
+
+
+def crash_reason(returncode: int | None, log_text: str) -> str:
+    """Reason for a LAMMPS process that ended badly without an ERROR line in its log:
+    the signal or exit status and the last command or thermo row it logged."""
+    import signal as _signal
+
+    if returncode is not None and returncode < 0:
+        try:
+            how = f"LAMMPS killed by signal {_signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"LAMMPS killed by signal {-returncode}"
+    else:
+        how = f"LAMMPS exited with status {returncode}"
+    last = next((ln.strip() for ln in reversed(log_text.splitlines()) if ln.strip()), "")
+    return f"{how}; last log line: {last[:200]}" if last else how

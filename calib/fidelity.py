@@ -1,0 +1,52 @@
+"""Named fidelities: how big and how long one trial is.
+
+``paper`` reproduces the seed's scale (5089 beads placed in 716 x 716 x 1000 um); ``dev``
+and ``smoke`` keep the composition and the initial number density's shape but use fewer
+beads, a denser start (``initial_box_scale`` < 1 shrinks each box edge) and fewer steps.
+A study file may override any field of these or add its own fidelity.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, model_validator
+
+
+class Fidelity(BaseModel):
+    """One fidelity. Steps are LAMMPS steps of ``timestep_us`` (us).
+
+    n_beads: total bead count. initial_box_scale: edge scale of the seed's placement box
+    (scaled to n_beads at the seed's number density); 1.0 = the seed's dilute start.
+    equilibration_steps / averaging_steps: NPT steps before / during density averaging.
+    block_steps: density block length; sample_every: sampling interval inside a block.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_beads: PositiveInt
+    initial_box_scale: PositiveFloat = 1.0
+    equilibration_steps: PositiveInt
+    averaging_steps: PositiveInt
+    block_steps: PositiveInt = 1000
+    sample_every: PositiveInt = 10
+    timestep_us: PositiveFloat = 0.001
+    minimize_max_iter: PositiveInt = 200
+    thermo_every: PositiveInt = 1000
+
+    @model_validator(mode="after")
+    def _check(self) -> "Fidelity":
+        if self.averaging_steps % self.block_steps:
+            raise ValueError("averaging_steps must be a multiple of block_steps")
+        if self.block_steps % self.sample_every:
+            raise ValueError("block_steps must be a multiple of sample_every")
+        return self
+
+
+BUILTIN_FIDELITIES: dict[str, Fidelity] = {
+    "smoke": Fidelity(n_beads=200, initial_box_scale=0.25, equilibration_steps=20_000,
+                      averaging_steps=10_000),
+    "dev": Fidelity(n_beads=500, initial_box_scale=0.3, equilibration_steps=40_000,
+                    averaging_steps=20_000),
+    "paper": Fidelity(n_beads=5089, initial_box_scale=1.0, equilibration_steps=1_000_000,
+                      averaging_steps=200_000, block_steps=10_000, sample_every=100,
+                      thermo_every=10_000),
+}

@@ -1,0 +1,120 @@
+"""The Optuna study as the ledger of trials: open or resume a study, check that a resumed
+study is the same calibration, and recover trials left RUNNING by a dead driver.
+
+User attributes calib writes on each trial (names are part of the ledger format):
+``calib_driver`` (host:pid:start-ticks of the driving process), ``calib_workdir``,
+``calib_job``, ``calib_seed``, ``fail_reason``, ``calib_lost`` (True: the slot is
+re-proposed), ``observables``, ``errors``, ``equilibrated``, ``proposal_s``, ``wall_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from .errors import InputError
+
+SPEC_ATTR = "calib_spec"
+STUDY_FILE_ATTR = "calib_study_spec"
+DATASET_PATH_ATTR = "calib_dataset_path"
+IDENTITY_KEYS = ("stage", "dataset", "fidelity", "space")
+
+
+def _proc_start_ticks(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def driver_id() -> str:
+    """host:pid:start-ticks of this process (start ticks guard against pid reuse)."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_proc_start_ticks(pid)}"
+
+
+def driver_alive(ident: str) -> bool | None:
+    """True/False if the driver ``ident`` is alive on this host; None if on another host."""
+    try:
+        host, pid, ticks = ident.rsplit(":", 2)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return None
+    return _proc_start_ticks(int(pid)) == ticks
+
+
+def identity(stage: str, dataset: str, fidelity: str, space: dict[str, list]) -> dict:
+    """What must match for a study to be resumed: stage, dataset, fidelity, search space."""
+    return {"stage": stage, "dataset": dataset, "fidelity": fidelity, "space": space}
+
+
+def check_resumable(study: optuna.Study, ident: dict, storage: str) -> None:
+    """Raise ``InputError`` if an existing study was a different calibration."""
+    stored = study.user_attrs.get(SPEC_ATTR)
+    if stored is None:
+        return
+    old = json.loads(stored)
+    for key in IDENTITY_KEYS:
+        if old.get(key) != ident.get(key):
+            raise InputError(storage, key, f"study {study.study_name!r} exists with {key}={old.get(key)!r}; "
+                                           f"this run asks for {ident.get(key)!r} (use another study name)")
+
+
+def study_exists(name: str, storage: str) -> bool:
+    try:
+        return name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    except Exception:
+        return False
+
+
+def open_study(name: str, storage: str, sampler: optuna.samplers.BaseSampler, ident: dict,
+               spec_json: str | None = None, dataset_path: str | None = None) -> optuna.Study:
+    """Create or resume study ``name`` (minimise) and record its identity and full spec."""
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="minimize",
+                                load_if_exists=True)
+    check_resumable(study, ident, storage)
+    if SPEC_ATTR not in study.user_attrs:
+        study.set_user_attr(SPEC_ATTR, json.dumps(ident, sort_keys=True))
+    if spec_json is not None and STUDY_FILE_ATTR not in study.user_attrs:
+        study.set_user_attr(STUDY_FILE_ATTR, spec_json)
+    if dataset_path is not None and DATASET_PATH_ATTR not in study.user_attrs:
+        study.set_user_attr(DATASET_PATH_ATTR, dataset_path)
+    return study
+
+
+def is_lost(t: FrozenTrial) -> bool:
+    return bool(t.user_attrs.get("calib_lost"))
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Trials that count against the budget: COMPLETE, and FAIL unless lost."""
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and not is_lost(t)))
+
+
+def recover_lost(study: optuna.Study) -> list[int]:
+    """Mark RUNNING trials of dead drivers on this host as FAIL (lost) and enqueue their
+    parameters so the same point is proposed again. Returns the recovered trial numbers."""
+    recovered = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        ident = t.user_attrs.get("calib_driver")
+        alive = driver_alive(ident) if ident else False
+        if alive:
+            continue
+        if alive is None:  # another host: cannot tell
+            continue
+        trial = optuna.trial.Trial(study, t._trial_id)
+        trial.set_user_attr("fail_reason", f"driver lost: process {ident} ended while the trial ran")
+        trial.set_user_attr("calib_lost", True)
+        study.tell(t.number, state=TrialState.FAIL)
+        if t.params:
+            study.enqueue_trial(dict(t.params), user_attrs={"calib_reproposed_from": t.number})
+        recovered.append(t.number)
+    return recovered

@@ -1,0 +1,215 @@
+"""The optimisation loop: ask (BoTorch via the Optuna ledger) -> write a trial directory ->
+submit to a backend -> collect -> score -> tell; MLflow logging attached.
+
+A failed simulation is a FAIL trial with its reason and the study goes on; an interrupted
+driver cancels its jobs and leaves their trials to be re-proposed on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from sim_backends.backend import Backend, JobHandle, JobResult, JobState, Task
+from sim_backends.lammps.install import LammpsInstall
+from sim_backends.lammps.outputs import SimulationFailed, crash_reason, failure_reason, lammps_version
+
+from . import ledger
+from .proposer import BoTorchSampler
+from .space import ParameterSpace
+from .stages import StageInputs, prepare_slurry_trial, read_slurry, score_slurry
+from .study import LoadedStudy
+from .tracking import NullTracker, Tracker, TrialRecord
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress of the loop: kind in submitted / complete / fail / recovered."""
+
+    kind: str
+    trial: int
+    message: str = ""
+    value: float | None = None
+
+
+@dataclass
+class _Active:
+    trial: optuna.Trial
+    handle: JobHandle
+    workdir: Path
+    inputs: StageInputs
+    params: dict[str, float]
+    submitted: float
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Where and how much: storage URL, run directory root, trial budget, concurrency."""
+
+    storage: str
+    runs_dir: Path
+    n_trials: int
+    parallel: int
+    seed: int
+    poll_s: float = 0.2
+
+
+@dataclass
+class LoopResult:
+    study: optuna.Study
+    recovered: list[int] = field(default_factory=list)
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """LAMMPS random seed of trial ``number`` (placement, velocities, Langevin)."""
+    return study_seed * 10_007 + number + 1
+
+
+def study_ident(loaded: LoadedStudy, space: ParameterSpace) -> dict:
+    spec = loaded.spec
+    return ledger.identity(spec.stage, spec.dataset, spec.fidelity,
+                           {a.key: [a.low, a.high, a.log] for a in space.axes})
+
+
+def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: LammpsInstall,
+              tracker: Tracker | None = None, on_event: Callable[[Event], None] | None = None) -> LoopResult:
+    """Run (or resume) the study until it has ``cfg.n_trials`` finished trials."""
+    spec, dataset = loaded.spec, loaded.dataset
+    tracker = tracker or NullTracker()
+    emit = on_event or (lambda e: None)
+    space = ParameterSpace.from_spec(spec.parameters)
+    fidelity = spec.fidelity_spec()
+    o = spec.optimizer
+    sampler = BoTorchSampler(space, seed=cfg.seed, n_initial=o.n_initial, num_restarts=o.num_restarts,
+                             raw_samples=o.raw_samples, objective_floor=o.objective_floor)
+    study = ledger.open_study(spec.name, cfg.storage, sampler, study_ident(loaded, space),
+                              spec_json=spec.model_dump_json(),
+                              dataset_path=str(loaded.dataset_path.resolve()))
+    recovered = ledger.recover_lost(study)
+    for n in recovered:
+        emit(Event("recovered", n, "left RUNNING by a dead driver: marked FAIL, slot re-proposed"))
+    study_dir = Path(cfg.runs_dir) / spec.name
+    study_dir.mkdir(parents=True, exist_ok=True)
+    tracker.start_study(spec.name, tags={"stage": spec.stage, "fidelity": spec.fidelity, "dataset": spec.dataset,
+                                         "storage": cfg.storage},
+                        params={"study_file": str(loaded.path), "seed": str(cfg.seed),
+                                "fixed": json.dumps(space.fixed, sort_keys=True)})
+    driver = ledger.driver_id()
+    active: dict[int, _Active] = {}
+    base_tags = {"stage": spec.stage, "fidelity": spec.fidelity, "dataset": spec.dataset, "study": spec.name}
+
+    def finish(a: _Active, result: JobResult) -> None:
+        number = a.trial.number
+        log_path = a.workdir / a.inputs.log
+        log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        tags = {**base_tags, "lammps_version": lammps_version(log_text) or "unknown"}
+        metrics: dict[str, float] = {"wall_time_s": result.wall_s}
+        a.trial.set_user_attr("wall_s", result.wall_s)
+        reason: str | None = None
+        score = None
+        if result.state == JobState.DONE:
+            try:
+                score = score_slurry(read_slurry(a.workdir), spec, dataset)
+            except SimulationFailed as exc:
+                reason = exc.reason
+        else:
+            reason = failure_reason(log_text) if result.state == JobState.FAILED else None
+            if reason is None:
+                reason = (crash_reason(result.returncode, log_text) if result.state == JobState.FAILED
+                          else result.reason)
+        if score is not None:
+            metrics.update(score.observables)
+            metrics["equilibrated"] = float(score.equilibrated)
+            for e in score.errors:
+                metrics[f"{e.name}_rel_error"] = e.rel_error
+                metrics[f"{e.name}_error"] = e.error
+            metrics["objective"] = score.value
+            a.trial.set_user_attr("observables", score.observables)
+            a.trial.set_user_attr("errors", {e.name: {"simulated": e.simulated, "target": e.target, "unit": e.unit,
+                                                      "rel_error": e.rel_error, "error": e.error,
+                                                      "normalised_by": e.normalised_by} for e in score.errors})
+            a.trial.set_user_attr("equilibrated", score.equilibrated)
+            study.tell(a.trial, score.value)
+            state = "COMPLETE"
+            emit(Event("complete", number, f"density {score.observables['density_g_cm3']:.4f} g/cm^3", score.value))
+        else:
+            a.trial.set_user_attr("fail_reason", reason or "unknown failure")
+            study.tell(a.trial, state=TrialState.FAIL)
+            state = "FAIL"
+            tags["fail_reason"] = (reason or "unknown")[:5000]
+            emit(Event("fail", number, reason or "unknown failure"))
+        tracker.log_trial(TrialRecord(number, state, {**space.fixed, **a.params}, metrics, tags,
+                                      tuple(a.workdir / f for f in a.inputs.artifacts)))
+
+    try:
+        while True:
+            finished = ledger.finished_count(study)
+            while len(active) < cfg.parallel and finished + len(active) < cfg.n_trials:
+                trial = study.ask(space.distributions())
+                trial.set_user_attr("calib_driver", driver)
+                if sampler.last_proposal_s is not None:
+                    trial.set_user_attr("proposal_s", sampler.last_proposal_s)
+                    sampler.last_proposal_s = None
+                free = {k: trial.params[k] for k in space.keys}
+                workdir = study_dir / f"trial_{trial.number:05d}"
+                if workdir.exists():
+                    shutil.rmtree(workdir)
+                workdir.mkdir(parents=True)
+                seed = trial_seed(cfg.seed, trial.number)
+                trial.set_user_attr("calib_workdir", str(workdir))
+                trial.set_user_attr("calib_seed", seed)
+                full = space.full_params(free)
+                trial.set_user_attr("table_s1", full.as_dict())
+                (workdir / "params.json").write_text(json.dumps(full.as_dict(), indent=2))
+                try:
+                    inputs = prepare_slurry_trial(workdir, spec, dataset, fidelity, full, seed)
+                    handle = backend.submit(Task(workdir, lammps.argv(inputs.deck, inputs.log), lammps.env,
+                                                 timeout_s=spec.trial_timeout_s, cores=1,
+                                                 name=f"{spec.name}-{trial.number}"))
+                except Exception as exc:  # a trial that cannot start is a FAIL, not the end of the study
+                    trial.set_user_attr("fail_reason", f"could not start: {exc}")
+                    study.tell(trial, state=TrialState.FAIL)
+                    emit(Event("fail", trial.number, f"could not start: {exc}"))
+                    finished += 1
+                    continue
+                trial.set_user_attr("calib_job", f"{handle.backend}:{handle.job_id}")
+                active[trial.number] = _Active(trial, handle, workdir, inputs, free, time.monotonic())
+                emit(Event("submitted", trial.number, json.dumps({k: round(v, 6) for k, v in free.items()})))
+            if not active:
+                break
+            for number in list(active):
+                a = active[number]
+                if backend.poll(a.handle).terminal:
+                    del active[number]
+                    finish(a, backend.collect(a.handle))
+            if active:
+                time.sleep(cfg.poll_s)
+    except BaseException:
+        for a in active.values():
+            backend.cancel(a.handle)
+            a.trial.set_user_attr("fail_reason", "interrupted: the driver stopped while the trial ran")
+            a.trial.set_user_attr("calib_lost", True)
+            study.tell(a.trial, state=TrialState.FAIL)
+            study.enqueue_trial(dict(a.params), user_attrs={"calib_reproposed_from": a.trial.number})
+        raise
+    best = best_trial(study)
+    tracker.end_study({"best_objective": best.value if best else math.nan,
+                       "trials_complete": float(len(study.get_trials(states=(TrialState.COMPLETE,)))),
+                       "trials_failed": float(sum(1 for t in study.get_trials(states=(TrialState.FAIL,))
+                                                  if not ledger.is_lost(t)))})
+    return LoopResult(study, recovered)
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return min(done, key=lambda t: t.value) if done else None

@@ -1,0 +1,226 @@
+"""Study files (``studies/*.yaml``): what to calibrate, against what, at which fidelity.
+
+Loading validates everything a run needs (stage, dataset and its targets, fidelity,
+parameter keys and bounds) before anything is written; any problem is an ``InputError``
+naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+
+from objectives.dataset import Dataset, DatasetError, load_dataset
+from objectives.scalarise import SCALARISATIONS
+from sim_backends.lammps.forcefield import LJ_STYLES, NAMED_PARAMETER_SETS, TABLE_S1_KEYS
+
+from .errors import InputError
+from .fidelity import BUILTIN_FIDELITIES, Fidelity
+
+STAGES = ("slurry",)
+"""Stages this version can calibrate."""
+
+STAGE_TARGETS: dict[str, tuple[str, ...]] = {"slurry": ("slurry_density",)}
+"""Observables each stage produces that a dataset target can score."""
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_ROOT = REPO_ROOT / "experiments_data"
+DEFAULT_STUDY = REPO_ROOT / "studies" / "ssb_slurry.yaml"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Bound(_Model):
+    """Search range of one free parameter; ``log`` searches log(value) uniformly."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "Bound":
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scaled bound needs low > 0")
+        return self
+
+
+class ParametersSpec(_Model):
+    """Free parameters (Table S1 keys with bounds) and the fixed rest: a named base set
+    (``table-s1-slurry`` or ``table-s1-dried``) overridden by ``fixed``."""
+
+    base: str = "table-s1-slurry"
+    free: dict[str, Bound]
+    fixed: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ParametersSpec":
+        if self.base not in NAMED_PARAMETER_SETS:
+            raise ValueError(f"base must be one of {sorted(NAMED_PARAMETER_SETS)}, got {self.base!r}")
+        for group in ("free", "fixed"):
+            for key in getattr(self, group):
+                if key not in TABLE_S1_KEYS:
+                    raise ValueError(f"{group}.{key}: unknown parameter key (Table S1 keys: {', '.join(TABLE_S1_KEYS)})")
+        both = set(self.free) & set(self.fixed)
+        if both:
+            raise ValueError(f"keys both free and fixed: {sorted(both)}")
+        if not self.free:
+            raise ValueError("free: at least one parameter must be free")
+        return self
+
+    def ordered_free(self) -> list[str]:
+        """Free keys in Table S1 order (the order of the unit-cube axes)."""
+        return [k for k in TABLE_S1_KEYS if k in self.free]
+
+
+class ObjectiveSpec(_Model):
+    """Targets to score with their weights, and the scalarisation."""
+
+    targets: dict[str, PositiveFloat]
+    scalarisation: str = "weighted_sum"
+
+    @model_validator(mode="after")
+    def _check(self) -> "ObjectiveSpec":
+        if not self.targets:
+            raise ValueError("targets: at least one target is needed")
+        if self.scalarisation not in SCALARISATIONS:
+            raise ValueError(f"scalarisation must be one of {SCALARISATIONS}")
+        return self
+
+
+class OptimizerSpec(_Model):
+    """BoTorch settings: quasi-random (scrambled Sobol) start, then qLogNEI."""
+
+    n_initial: PositiveInt = 6
+    num_restarts: PositiveInt = 8
+    raw_samples: PositiveInt = 256
+    objective_floor: PositiveFloat = 1e-6
+
+
+class SlurrySettings(_Model):
+    """Physics settings of the slurry stage (seed: 300 K, 1 atm)."""
+
+    temperature_K: PositiveFloat = 300.0
+    pressure_atm: PositiveFloat = 1.0
+    pdamp_us: PositiveFloat = 5.0
+    langevin_damp_us: PositiveFloat = 1.0
+    neighbor_skin_um: PositiveFloat = 1.0
+    max_density_drift_rel: PositiveFloat = 0.02
+
+
+class StudySpec(_Model):
+    """A validated study file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    stage: str
+    dataset: str
+    fidelity: str = "dev"
+    trials: PositiveInt = 20
+    parallel: PositiveInt = 1
+    seed: int = 0
+    trial_timeout_s: PositiveFloat = 600.0
+    lj_style: Literal["lj/cut", "lj/smooth/linear"] = "lj/cut"
+    parameters: ParametersSpec
+    objective: ObjectiveSpec
+    optimizer: OptimizerSpec = OptimizerSpec()
+    slurry: SlurrySettings = SlurrySettings()
+    fidelities: dict[str, Fidelity] = Field(default_factory=dict)
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "StudySpec":
+        if self.stage not in STAGES:
+            raise ValueError(f"stage: unknown stage {self.stage!r} (known: {', '.join(STAGES)})")
+        if self.fidelity not in self.all_fidelities():
+            raise ValueError(f"fidelity: unknown fidelity {self.fidelity!r} (known: {', '.join(self.all_fidelities())})")
+        for t in self.objective.targets:
+            if t not in STAGE_TARGETS[self.stage]:
+                raise ValueError(f"objective.targets.{t}: stage {self.stage} does not produce it "
+                                 f"(it produces {', '.join(STAGE_TARGETS[self.stage])})")
+        assert self.lj_style in LJ_STYLES
+        return self
+
+    def all_fidelities(self) -> dict[str, Fidelity]:
+        return {**BUILTIN_FIDELITIES, **self.fidelities}
+
+    def fidelity_spec(self, name: str | None = None) -> Fidelity:
+        return self.all_fidelities()[name or self.fidelity]
+
+
+def _first_error(exc: ValidationError) -> tuple[str, str]:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    # model-level validators report "free.eps_XX: ..." inside the message: lift the field
+    if ": " in msg and not loc.endswith(msg.split(": ", 1)[0]):
+        head, rest = msg.split(": ", 1)
+        if " " not in head:
+            loc = f"{loc}.{head}" if loc else head
+            msg = rest
+    return loc or "(top level)", msg
+
+
+def dataset_path(dataset: str, study_dir: Path, data_root: Path = DEFAULT_DATA_ROOT) -> Path:
+    """A dataset named ``X`` is ``<data_root>/X/dataset.yaml``; a value ending in ``.yaml``
+    is a path (relative to the study file's folder)."""
+    if dataset.endswith((".yaml", ".yml")):
+        p = Path(dataset)
+        return p if p.is_absolute() else (Path(study_dir) / p)
+    return Path(data_root) / dataset / "dataset.yaml"
+
+
+def load_study(path: Path, fidelity: str | None = None, data_root: Path = DEFAULT_DATA_ROOT) -> "LoadedStudy":
+    """Read and validate a study file and its dataset; ``fidelity`` overrides the file's."""
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise InputError(where, "(file)", "study file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(where, "(file)", f"malformed YAML ({exc.__class__.__name__})") from exc
+    if not isinstance(raw, dict):
+        raise InputError(where, "(top level)", "expected a mapping of study settings")
+    try:
+        spec = StudySpec.model_validate(raw)
+    except ValidationError as exc:
+        field, msg = _first_error(exc)
+        raise InputError(where, field, msg) from exc
+    if fidelity is not None:
+        if fidelity not in spec.all_fidelities():
+            raise InputError("--fidelity", "fidelity", f"unknown fidelity {fidelity!r} (known: {', '.join(spec.all_fidelities())})")
+        spec = spec.model_copy(update={"fidelity": fidelity})
+    dpath = dataset_path(spec.dataset, path.parent, data_root)
+    if not dpath.is_file():
+        raise InputError(where, "dataset", f"no dataset {spec.dataset!r} (expected {dpath})")
+    try:
+        dataset = load_dataset(dpath)
+    except DatasetError as exc:
+        raise InputError(str(exc.path), exc.field, exc.message) from exc
+    for t in spec.objective.targets:
+        if t not in dataset.targets:
+            raise InputError(where, f"objective.targets.{t}", f"dataset {spec.dataset} has no target {t!r}")
+    if dataset.system is None:
+        raise InputError(str(dpath), "system", "the dataset describes no particle system")
+    for name, phase in dataset.system.phases.items():
+        if phase.size_classes is None:
+            raise InputError(str(dpath), f"system.phases.{name}.size_classes",
+                             "needed to build beads for this stage but not given")
+    return LoadedStudy(spec=spec, dataset=dataset, path=path, dataset_path=dpath)
+
+
+class LoadedStudy(BaseModel):
+    """A study spec with its dataset and where both came from."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    spec: StudySpec
+    dataset: Dataset
+    path: Path
+    dataset_path: Path

@@ -1,0 +1,122 @@
+"""MLflow tracking, attached to the loop (the loop runs the same with ``NullTracker``).
+
+One MLflow experiment per study, one parent run per study (found again on resume by its
+tags) and one nested run per finished trial with Table S1 params, metrics, artifacts and
+tags. The default store is embedded: a SQLite file and an artifact folder under the run
+directory; ``--tracking-uri`` points at a server instead.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+STUDY_TAG = "calib.study"
+ROLE_TAG = "calib.role"
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """Everything tracked about one finished trial."""
+
+    number: int
+    state: str  # COMPLETE or FAIL
+    params: dict[str, float]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    artifacts: tuple[Path, ...] = field(default_factory=tuple)
+
+
+class Tracker(Protocol):
+    def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str]) -> None: ...
+    def log_trial(self, record: TrialRecord) -> str | None: ...
+    def end_study(self, metrics: dict[str, float]) -> None: ...
+
+
+class NullTracker:
+    """Tracks nothing."""
+
+    def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str]) -> None:
+        return None
+
+    def log_trial(self, record: TrialRecord) -> str | None:
+        return None
+
+    def end_study(self, metrics: dict[str, float]) -> None:
+        return None
+
+
+def default_tracking_uri(runs_dir: Path) -> str:
+    """Embedded store: ``sqlite:///<runs_dir>/mlflow.db``."""
+    return f"sqlite:///{(Path(runs_dir) / 'mlflow.db').resolve()}"
+
+
+class MlflowTracker:
+    """Logs to MLflow through ``MlflowClient`` (no global active-run state)."""
+
+    def __init__(self, tracking_uri: str, artifact_root: Path | None = None) -> None:
+        import logging
+
+        from mlflow.tracking import MlflowClient
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        self.uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.artifact_root = artifact_root
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+
+    def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str]) -> None:
+        exp = self.client.get_experiment_by_name(study_name)
+        if exp is None:
+            loc = (self.artifact_root / study_name).resolve().as_uri() if self.artifact_root else None
+            self.experiment_id = self.client.create_experiment(study_name, artifact_location=loc)
+        else:
+            self.experiment_id = exp.experiment_id
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{STUDY_TAG}` = '{study_name}' and tags.`{ROLE_TAG}` = 'study'",
+            max_results=1,
+        )
+        if found:
+            self.parent_run_id = found[0].info.run_id
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=study_name,
+                                         tags={STUDY_TAG: study_name, ROLE_TAG: "study", **tags})
+            self.parent_run_id = run.info.run_id
+            for k, v in params.items():
+                self.client.log_param(self.parent_run_id, k, v)
+
+    def log_trial(self, record: TrialRecord) -> str | None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        assert self.experiment_id is not None and self.parent_run_id is not None
+        tags = {"mlflow.parentRunId": self.parent_run_id, ROLE_TAG: "trial", **record.tags,
+                "trial_number": str(record.number), "state": record.state}
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{record.number:05d}", tags=tags)
+        rid = run.info.run_id
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, record.number) for k, v in record.metrics.items()
+                   if v is not None and math.isfinite(float(v))]
+        params = [Param(k, repr(float(v))) for k, v in record.params.items()]
+        self.client.log_batch(rid, metrics=metrics, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
+        for path in record.artifacts:
+            if path.exists():
+                self.client.log_artifact(rid, str(path))
+        self.client.set_terminated(rid, status="FINISHED" if record.state == "COMPLETE" else "FAILED")
+        if "objective" in record.metrics and math.isfinite(record.metrics["objective"]):
+            self.client.log_metric(self.parent_run_id, "objective", float(record.metrics["objective"]), now,
+                                   record.number)
+        return rid
+
+    def end_study(self, metrics: dict[str, float]) -> None:
+        if self.parent_run_id is None:
+            return
+        for k, v in metrics.items():
+            if v is not None and math.isfinite(v):
+                self.client.log_metric(self.parent_run_id, k, float(v))
+        self.client.set_terminated(self.parent_run_id, status="FINISHED")

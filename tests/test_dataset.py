@@ -1,0 +1,177 @@
+"""objectives/dataset.py load_dataset: shipped datasets and refusal of bad files."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from objectives.dataset import Dataset, DatasetError, load_dataset
+
+DATA_ROOT = Path(__file__).resolve().parent.parent / "experiments_data"
+
+GOOD = textwrap.dedent("""\
+    name: tiny
+    title: "tiny test dataset"
+    system:
+      phases:
+        AM:
+          material: NMC622
+          weight_fraction: 0.69
+          density_g_cm3: 4.75
+          slurry_diameter_factor: 1.14
+          size_classes:
+            - {diameter_um: 10.0, number_fraction: 1.0}
+          provenance: {source: "seed", kind: measured}
+        SE:
+          material: Li6PS5Cl
+          weight_fraction: 0.276
+          density_g_cm3: 1.64
+          size_classes:
+            - {diameter_um: 2.0, number_fraction: 0.5}
+            - {diameter_um: 4.0, number_fraction: 0.5}
+          provenance: {source: "lit", kind: literature}
+        CBD:
+          material: CBD
+          weight_fraction: 0.034
+          density_g_cm3: 0.9
+          size_classes:
+            - {diameter_um: 7.5, number_fraction: 1.0}
+          provenance: {source: "seed", kind: measured}
+    targets:
+      slurry_density:
+        value: 1.90
+        unit: g/cm^3
+        uncertainty: null
+        provenance:
+          source: "seed paper"
+          kind: measured
+    """)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "dataset.yaml"
+    p.write_text(text)
+    return p
+
+
+def _replace(old: str, new: str) -> str:
+    assert old in GOOD, old
+    return GOOD.replace(old, new, 1)
+
+
+def _refused(tmp_path: Path, text: str) -> DatasetError:
+    p = _write(tmp_path, text)
+    with pytest.raises(DatasetError) as info:
+        load_dataset(p)
+    exc = info.value
+    assert str(p) in str(exc)
+    assert exc.path == p
+    return exc
+
+
+@pytest.mark.parametrize("name", ["ssb_nmc622_lpscl", "lib_nmc111_nmp"])
+def test_shipped_datasets_load_with_target_provenance(name):
+    ds = load_dataset(DATA_ROOT / name / "dataset.yaml")
+    assert isinstance(ds, Dataset)
+    assert ds.name == name
+    assert "slurry_density" in ds.targets
+    for key, t in ds.targets.items():
+        assert t.provenance is not None, key
+        assert t.provenance.kind in ("measured", "synthetic"), key
+        assert t.provenance.source.strip()
+
+
+def test_shipped_ssb_dataset_values():
+    ds = load_dataset(DATA_ROOT / "ssb_nmc622_lpscl" / "dataset.yaml")
+    assert ds.targets["slurry_density"].value == 1.90
+    assert ds.targets["slurry_density"].unit == "g/cm^3"
+    phases = ds.system.phases
+    assert phases["AM"].weight_fraction == 0.690
+    assert phases["SE"].weight_fraction == 0.276
+    assert phases["CBD"].weight_fraction == 0.034
+    assert phases["CBD"].density_g_cm3 == 0.9
+    assert [c.diameter_um for c in phases["SE"].size_classes] == [2.0, 4.0, 6.0, 8.0, 10.0]
+
+
+def test_good_tmp_dataset_loads(tmp_path):
+    ds = load_dataset(_write(tmp_path, GOOD))
+    assert ds.targets["slurry_density"].value == 1.90
+    assert ds.targets["slurry_density"].uncertainty is None
+
+
+def test_target_without_provenance(tmp_path):
+    text = _replace('    provenance:\n      source: "seed paper"\n      kind: measured\n', "")
+    exc = _refused(tmp_path, text)
+    assert "targets.slurry_density.provenance" in exc.field
+    assert "targets.slurry_density.provenance" in str(exc)
+
+
+def test_target_provenance_kind_guess(tmp_path):
+    exc = _refused(tmp_path, _replace("      kind: measured\n", "      kind: guess\n"))
+    assert exc.field.startswith("targets.slurry_density.provenance")
+    assert "targets.slurry_density.provenance" in str(exc)
+
+
+def test_target_provenance_kind_literature_is_refused(tmp_path):
+    # literature is allowed for system inputs, not for targets
+    exc = _refused(tmp_path, _replace("      kind: measured\n", "      kind: literature\n"))
+    assert exc.field.startswith("targets.slurry_density")
+    assert "measured" in str(exc)
+
+
+@pytest.mark.parametrize("density", ["0.0", "-1.64"])
+def test_non_positive_density_names_phase(tmp_path, density):
+    exc = _refused(tmp_path, _replace("density_g_cm3: 1.64", f"density_g_cm3: {density}"))
+    assert exc.field.startswith("system.phases.SE")
+    assert "density_g_cm3" in str(exc)
+
+
+def test_number_fractions_not_summing_to_one(tmp_path):
+    exc = _refused(tmp_path, _replace("{diameter_um: 4.0, number_fraction: 0.5}",
+                                      "{diameter_um: 4.0, number_fraction: 0.4}"))
+    assert exc.field == "system.phases.SE"
+    assert "number_fraction" in str(exc)
+
+
+def test_weight_fractions_not_summing_to_one(tmp_path):
+    exc = _refused(tmp_path, _replace("weight_fraction: 0.034", "weight_fraction: 0.134"))
+    assert exc.field == "system"
+    assert "weight_fraction" in str(exc)
+
+
+def test_empty_source(tmp_path):
+    exc = _refused(tmp_path, _replace('source: "seed paper"', 'source: "   "'))
+    assert exc.field == "targets.slurry_density.provenance.source"
+    assert "targets.slurry_density.provenance.source" in str(exc)
+
+
+def test_malformed_yaml(tmp_path):
+    exc = _refused(tmp_path, GOOD + "targets: [unclosed\n  - : :\n")
+    assert exc.field == "(file)"
+    assert "YAML" in str(exc)
+
+
+def test_not_a_mapping(tmp_path):
+    exc = _refused(tmp_path, "- just\n- a list\n")
+    assert exc.field == "(top level)"
+
+
+def test_missing_file(tmp_path):
+    p = tmp_path / "nowhere" / "dataset.yaml"
+    with pytest.raises(DatasetError) as info:
+        load_dataset(p)
+    assert str(p) in str(info.value)
+    assert info.value.field == "(file)"
+
+
+def test_wrong_unit_for_slurry_density(tmp_path):
+    exc = _refused(tmp_path, _replace("unit: g/cm^3", "unit: kg/m^3"))
+    assert "targets.slurry_density.unit" in str(exc)
+    assert "kg/m^3" in str(exc)
+
+
+def test_wrong_unit_error_field_attribute(tmp_path):
+    exc = _refused(tmp_path, _replace("unit: g/cm^3", "unit: kg/m^3"))
+    assert exc.field == "targets.slurry_density.unit"

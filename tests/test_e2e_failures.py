@@ -1,0 +1,45 @@
+"""Failed simulations become FAIL trials with the reason read from the log; the study goes on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import parse_json_stdout, run_calib, write_study
+
+pytestmark = pytest.mark.lammps
+
+
+def _run(tmp_path: Path, name: str, trials: int, **overrides) -> tuple[dict, list]:
+    study_file = write_study(tmp_path, name, trials=trials, parallel=1, **overrides)
+    runs = tmp_path / "runs"
+    proc = run_calib("optimize", "--stage", "slurry", "--study", str(study_file), "--runs-dir", str(runs),
+                     "--json", cwd=tmp_path)
+    storage = f"sqlite:///{(runs / 'calib.db').resolve()}"
+    return parse_json_stdout(proc), optuna.load_study(study_name=name, storage=storage).get_trials()
+
+
+def test_lammps_blow_up_is_a_fail_trial_with_reason(tmp_path: Path):
+    # a time step far beyond the contact time scale (0.001 us in the seed) makes the
+    # integration diverge: LAMMPS stops with an error, non-finite thermo output or a crash
+    broken = {"n_beads": 200, "initial_box_scale": 0.25, "equilibration_steps": 20000,
+              "averaging_steps": 10000, "timestep_us": 5.0}
+    summary, trials = _run(tmp_path, "blowup", 2, fidelity="broken", fidelities={"broken": broken})
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]  # the study went on
+    for t in trials:
+        reason = t.user_attrs["fail_reason"]
+        assert reason.startswith(("ERROR", "LAMMPS killed by signal")) or "non-finite" in reason, reason
+        assert "exit status" not in reason
+    assert summary["trials_failed"] == 2 and summary["best_trial"] is None
+    assert set(summary["failures"]) == {"0", "1"} or set(summary["failures"]) == {0, 1}
+
+
+def test_timeout_is_a_fail_trial_and_the_study_goes_on(tmp_path: Path):
+    summary, trials = _run(tmp_path, "slowpoke", 2, fidelity="smoke", trial_timeout_s=0.5)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+    for t in trials:
+        assert t.user_attrs["fail_reason"].startswith("timeout"), t.user_attrs["fail_reason"]
+    assert summary["trials_failed"] == 2

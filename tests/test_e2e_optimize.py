@@ -1,0 +1,99 @@
+"""End to end: ``calib optimize`` with real LAMMPS, Optuna (SQLite) and MLflow (SQLite),
+then ``calib export`` of the stored study."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import parse_json_stdout, run_calib, write_study
+from sim_backends.lammps.forcefield import TABLE_S1_KEYS
+
+pytestmark = pytest.mark.lammps
+
+
+@pytest.fixture(scope="module")
+def optimized(tmp_path_factory) -> tuple[Path, dict]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    study = write_study(tmp, "e2e_smoke", trials=3, parallel=2, optimizer={"n_initial": 2})
+    proc = run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
+                     "--runs-dir", str(tmp / "runs"), "--json", cwd=tmp)
+    return tmp, parse_json_stdout(proc)
+
+
+def test_summary_json(optimized):
+    tmp, s = optimized
+    assert s["study"] == "e2e_smoke"
+    assert s["storage"].startswith("sqlite:///") and s["storage"].endswith("calib.db")
+    assert s["trials_complete"] + s["trials_failed"] == 3
+    assert s["trials_complete"] >= 1
+    assert set(s["best_params"]) == set(TABLE_S1_KEYS)
+    dens = s["best_observables"]["slurry_density"]
+    assert dens["target"] == 1.90 and dens["unit"] == "g/cm^3"
+    assert 0.5 < dens["simulated"] < 5.0
+    assert dens["rel_error"] == pytest.approx((dens["simulated"] - 1.90) / 1.90)
+    assert s["best_value"] == pytest.approx(dens["rel_error"] ** 2)
+
+
+def test_trial_directories_keep_deck_log_and_state(optimized):
+    tmp, s = optimized
+    dirs = sorted((tmp / "runs" / "e2e_smoke").glob("trial_*"))
+    assert len(dirs) == 3
+    for d in dirs:
+        assert (d / "in.slurry").is_file() and (d / "log.lammps").is_file()
+        assert "LAMMPS (22 Jul 2025" in (d / "log.lammps").read_text()
+    best = tmp / "runs" / "e2e_smoke" / f"trial_{s['best_trial']:05d}"
+    assert (best / "final.data").is_file() and (best / "final.restart").is_file()
+    assert json.loads((best / "params.json").read_text()) == pytest.approx(s["best_params"])
+
+
+def test_optuna_ledger(optimized):
+    tmp, s = optimized
+    study = optuna.load_study(study_name="e2e_smoke", storage=s["storage"])
+    trials = study.get_trials()
+    assert len(trials) == 3
+    best = min((t for t in trials if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value)
+    assert best.number == s["best_trial"]
+    assert "density_g_cm3" in best.user_attrs["observables"]
+    assert set(best.params) == {"eps_AM", "eps_SE", "eps_CBD", "sigma_AM", "sigma_SE"}
+
+
+def test_mlflow_parent_and_nested_runs(optimized):
+    tmp, s = optimized
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp / 'runs' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("e2e_smoke")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("calib.role") == "study"]
+    trials = [r for r in runs if r.data.tags.get("calib.role") == "trial"]
+    assert len(parents) == 1 and len(trials) == 3
+    pid = parents[0].info.run_id
+    for r in trials:
+        assert r.data.tags["mlflow.parentRunId"] == pid
+        assert set(TABLE_S1_KEYS) <= set(r.data.params)
+        for tag in ("stage", "fidelity", "dataset", "lammps_version", "trial_number", "state"):
+            assert tag in r.data.tags, tag
+        assert r.data.tags["fidelity"] == "smoke" and r.data.tags["lammps_version"].startswith("22 Jul 2025")
+        if r.data.tags["state"] == "COMPLETE":
+            for m in ("density_g_cm3", "slurry_density_rel_error", "objective", "wall_time_s", "atom_steps_per_s"):
+                assert m in r.data.metrics, m
+            arts = {a.path for a in client.list_artifacts(r.info.run_id)}
+            assert {"in.slurry", "log.lammps", "final.data"} <= arts
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "csv", "json", "latex", "lammps"])
+def test_export_best(optimized, fmt):
+    tmp, s = optimized
+    out = run_calib("export", "--study", "e2e_smoke", "--storage", s["storage"], "--format", fmt, cwd=tmp).stdout
+    if fmt == "json":
+        assert json.loads(out)["params"] == pytest.approx(s["best_params"])
+    elif fmt == "lammps":
+        lines = [ln for ln in out.splitlines() if ln and not ln.startswith("#")]
+        assert lines[0].startswith("pair_style hybrid/overlay lj/cut")
+        am = [ln for ln in lines if ln.startswith("pair_coeff 1 1 ")][0].split()
+        assert float(am[4]) == pytest.approx(s["best_params"]["eps_AM"] * 11.4, rel=1e-5)
+    else:
+        assert "eps" in out and "kn" in out

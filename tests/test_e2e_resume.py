@@ -1,0 +1,88 @@
+"""Resume after a killed driver: completed trials are kept, the trial the dead driver left
+RUNNING becomes FAIL (lost) and its parameters are proposed again, the budget is met."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import parse_json_stdout, run_calib, write_study
+
+pytestmark = pytest.mark.lammps
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+def test_resume_after_killed_driver(tmp_path: Path):
+    study_file = write_study(tmp_path, "resume_smoke", trials=3, parallel=1, optimizer={"n_initial": 2})
+    runs = tmp_path / "runs"
+    storage = f"sqlite:///{runs / 'calib.db'}"
+    args = ["optimize", "--stage", "slurry", "--study", str(study_file), "--fidelity", "smoke",
+            "--runs-dir", str(runs), "--storage", storage, "--json"]
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    driver = subprocess.Popen([sys.executable, "-m", "calib.cli", *args], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = None
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if not (runs / "calib.db").exists():
+                continue
+            try:
+                trials = optuna.load_study(study_name="resume_smoke", storage=storage).get_trials()
+            except Exception:  # study not created yet
+                continue
+            done = [t for t in trials if t.state == TrialState.COMPLETE]
+            running = [t for t in trials if t.state == TrialState.RUNNING and "calib_job" in t.user_attrs]
+            if done and running:
+                victim = running[0]
+                break
+        assert victim is not None, "driver never had a completed and a running trial"
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    job_pid = int(victim.user_attrs["calib_job"].split(":")[1])
+    for _ in range(50):
+        if _pid_gone(job_pid):
+            break
+        time.sleep(0.1)
+    assert _pid_gone(job_pid), "LAMMPS of the killed driver is still running"
+
+    before = {t.number: t.value for t in optuna.load_study(study_name="resume_smoke", storage=storage).get_trials()
+              if t.state == TrialState.COMPLETE}
+    summary = parse_json_stdout(run_calib(*args, cwd=tmp_path))
+
+    trials = optuna.load_study(study_name="resume_smoke", storage=storage).get_trials()
+    after = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
+    for n, v in before.items():
+        assert after[n] == v, "a completed trial changed or was lost"
+    lost = trials[victim.number]
+    assert lost.state == TrialState.FAIL
+    assert lost.user_attrs["calib_lost"] is True
+    assert "driver lost" in lost.user_attrs["fail_reason"]
+    redo = [t for t in trials if t.user_attrs.get("calib_reproposed_from") == victim.number]
+    assert len(redo) == 1 and redo[0].params == pytest.approx(victim.params)
+    assert summary["trials_complete"] + summary["trials_failed"] == 3
+    assert summary["trials_lost_and_reproposed"] == 1
+
+    # a third run with the same name and budget does no more work
+    again = parse_json_stdout(run_calib(*args, cwd=tmp_path))
+    assert len(optuna.load_study(study_name="resume_smoke", storage=storage).get_trials()) == len(trials)
+    assert again["best_trial"] == summary["best_trial"]
