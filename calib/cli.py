@@ -53,7 +53,8 @@ def optimize(
     seed: Optional[int] = typer.Option(None, help="Proposal and simulation seed (default: the study's)."),
     parallel: Optional[int] = typer.Option(None, min=1, help="Trials run at once (default: the study's)."),
     storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite under --runs-dir)."),
-    tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: embedded sqlite under --runs-dir); 'none' disables."),
+    tracking_uri: Optional[str] = typer.Option(
+        None, help="MLflow tracking URI (default: embedded sqlite under --runs-dir); 'none' disables."),
     runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where trial directories and default stores live."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
@@ -110,6 +111,8 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
                 progress.update(task, last=text[:80])
                 if not as_json:
                     progress.console.print(("  " if e.kind == "complete" else "  FAIL ") + text)
+            elif e.kind == "warning":
+                progress.console.print(f"  warning (trial {e.trial}): {e.message}")
             elif e.kind == "recovered":
                 progress.console.print(f"  recovered trial {e.trial}: {e.message}")
 
@@ -123,6 +126,10 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
         except InputError as exc:
             _fail(exc)
             return
+        except KeyboardInterrupt:
+            typer.echo(f"calib: interrupted; running trials were cancelled and will be proposed again. "
+                       f"Rerun the same command to resume study {spec.name!r}.", err=True)
+            raise typer.Exit(130)
     summary = study_summary(result.study, url)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))

@@ -148,8 +148,14 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
             state = "FAIL"
             tags["fail_reason"] = (reason or "unknown")[:5000]
             emit(Event("fail", number, reason or "unknown failure"))
-        tracker.log_trial(TrialRecord(number, state, {**space.fixed, **a.params}, metrics, tags,
-                                      tuple(a.workdir / f for f in a.inputs.artifacts)))
+        try:
+            run_id = tracker.log_trial(TrialRecord(number, state, {**space.fixed, **a.params}, metrics, tags,
+                                                   tuple(a.workdir / f for f in a.inputs.artifacts)))
+        except Exception as exc:  # tracking is an attachment: the ledger already has the trial
+            emit(Event("warning", number, f"MLflow logging failed: {exc}"))
+        else:
+            if run_id:
+                (a.workdir / "mlflow_run_id").write_text(run_id + "\n")
 
     try:
         while True:
@@ -173,8 +179,10 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                 (workdir / "params.json").write_text(json.dumps(full.as_dict(), indent=2))
                 try:
                     inputs = prepare_slurry_trial(workdir, spec, dataset, fidelity, full, seed)
-                    handle = backend.submit(Task(workdir, lammps.argv(inputs.deck, inputs.log), lammps.env,
-                                                 timeout_s=spec.trial_timeout_s, cores=1,
+                    res = spec.resources
+                    handle = backend.submit(Task(workdir, lammps.argv(inputs.deck, inputs.log, res.ranks, res.threads),
+                                                 lammps.thread_env(res.threads), timeout_s=spec.trial_timeout_s,
+                                                 cores=res.ranks * res.threads,
                                                  name=f"{spec.name}-{trial.number}"))
                 except Exception as exc:  # a trial that cannot start is a FAIL, not the end of the study
                     trial.set_user_attr("fail_reason", f"could not start: {exc}")

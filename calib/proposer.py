@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .space import ParameterSpace
 
+
 def sobol_point(dim: int, index: int, seed: int) -> list[float]:
     """Point ``index`` of the scrambled Sobol sequence of dimension ``dim`` and ``seed``."""
     engine = torch.quasirandom.SobolEngine(dimension=dim, scramble=True, seed=seed)
@@ -37,6 +38,17 @@ def propose_gp(x: np.ndarray, y: np.ndarray, x_pending: np.ndarray | None, seed:
 
     x: (n, d) unit-cube inputs; y: (n,) outcomes; x_pending: (m, d) points being evaluated.
     """
+    torch.manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the cores belong to the LAMMPS trials running meanwhile
+    try:
+        return _propose(x, y, x_pending, seed, num_restarts, raw_samples)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _propose(x: np.ndarray, y: np.ndarray, x_pending: np.ndarray | None, seed: int, num_restarts: int,
+             raw_samples: int) -> list[float]:
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
@@ -44,7 +56,6 @@ def propose_gp(x: np.ndarray, y: np.ndarray, x_pending: np.ndarray | None, seed:
     from botorch.optim import optimize_acqf
     from gpytorch.mlls import ExactMarginalLogLikelihood
 
-    torch.manual_seed(seed)
     X = torch.as_tensor(x, dtype=torch.float64)
     Y = torch.as_tensor(y, dtype=torch.float64).unsqueeze(-1)
     d = X.shape[-1]

@@ -114,6 +114,13 @@ class SlurrySettings(_Model):
     max_density_drift_rel: PositiveFloat = 0.02
 
 
+class ResourcesSpec(_Model):
+    """Per-trial resources: MPI ranks (``mpirun -np``) and OpenMP threads per rank."""
+
+    ranks: PositiveInt = 1
+    threads: PositiveInt = 1
+
+
 class StudySpec(_Model):
     """A validated study file."""
 
@@ -130,6 +137,7 @@ class StudySpec(_Model):
     objective: ObjectiveSpec
     optimizer: OptimizerSpec = OptimizerSpec()
     slurry: SlurrySettings = SlurrySettings()
+    resources: ResourcesSpec = ResourcesSpec()
     fidelities: dict[str, Fidelity] = Field(default_factory=dict)
     description: str | None = None
 
@@ -194,7 +202,8 @@ def load_study(path: Path, fidelity: str | None = None, data_root: Path = DEFAUL
         raise InputError(where, field, msg) from exc
     if fidelity is not None:
         if fidelity not in spec.all_fidelities():
-            raise InputError("--fidelity", "fidelity", f"unknown fidelity {fidelity!r} (known: {', '.join(spec.all_fidelities())})")
+            known = ", ".join(spec.all_fidelities())
+            raise InputError("--fidelity", "fidelity", f"unknown fidelity {fidelity!r} (known: {known})")
         spec = spec.model_copy(update={"fidelity": fidelity})
     dpath = dataset_path(spec.dataset, path.parent, data_root)
     if not dpath.is_file():
