@@ -6,6 +6,7 @@ nothing written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -50,7 +51,7 @@ def optimize(
     study: Optional[Path] = typer.Option(None, help="Study file (default: the stage's default study)."),
     fidelity: Optional[str] = typer.Option(None, help="Named fidelity overriding the study's (smoke, dev, paper, ...)."),
     trials: Optional[int] = typer.Option(None, min=1, help="Finished trials the study should have."),
-    seed: Optional[int] = typer.Option(None, help="Proposal and simulation seed (default: the study's)."),
+    seed: Optional[int] = typer.Option(None, min=0, help="Proposal and simulation seed (default: the study's)."),
     parallel: Optional[int] = typer.Option(None, min=1, help="Trials run at once (default: the study's)."),
     storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite under --runs-dir)."),
     tracking_uri: Optional[str] = typer.Option(
@@ -99,6 +100,18 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
     else:
         tracker = MlflowTracker(tracking_uri or default_tracking_uri(runs_dir),
                                 artifact_root=None if tracking_uri else runs_dir / "mlartifacts")
+    existing = None
+    if ledger.study_exists(spec.name, url):  # refuse a resume of another calibration up front
+        import optuna
+
+        from .loop import study_ident
+        from .space import ParameterSpace
+
+        existing = optuna.load_study(study_name=spec.name, storage=url)
+        try:
+            ledger.check_resumable(existing, study_ident(loaded, ParameterSpace.from_spec(spec.parameters)), url)
+        except InputError as exc:
+            _fail(exc)
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[last]}"), console=console, transient=as_json) as progress:
@@ -116,13 +129,12 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
             elif e.kind == "recovered":
                 progress.console.print(f"  recovered trial {e.trial}: {e.message}")
 
-        import optuna
-
-        if ledger.study_exists(spec.name, url):
-            existing = optuna.load_study(study_name=spec.name, storage=url)
+        if existing is not None:
             progress.update(task, completed=min(n_trials, ledger.finished_count(existing)))
         try:
-            result = run_study(loaded, cfg, LocalBackend(), lammps, tracker, on_event)
+            # stdout carries only the summary: libraries' chatter (MLflow prints run links) goes to stderr
+            with contextlib.redirect_stdout(sys.stderr):
+                result = run_study(loaded, cfg, LocalBackend(), lammps, tracker, on_event)
         except InputError as exc:
             _fail(exc)
             return

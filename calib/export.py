@@ -62,13 +62,8 @@ class TableRow:
     diameters_um: tuple[float | None, ...] = ()
 
 
-def _num(x: float) -> str:
-    """Shortest round-trip text of a stored value (e.g. 1.0, 0.016, 55.0)."""
-    return repr(float(x))
-
-
 def _short(x: float) -> str:
-    """Six significant digits for derived values and diameters."""
+    """Six significant digits (the tables; csv and json keep full precision)."""
     return f"{x:.6g}"
 
 
@@ -79,13 +74,13 @@ def _row(key: str, params: ForceFieldParams, system: BeadSystem) -> TableRow:
     if phase not in PHASES:
         quantity, phase = key, ""
     if not phase:
-        return TableRow(key, UNITS[key], value, _num(value), ((key, value),), (None,))
+        return TableRow(key, UNITS[key], value, _short(value), ((key, value),), (None,))
     diameters: list[float] = []
     for t in system.types_of(phase):
         if t.diameter_um not in diameters:
             diameters.append(t.diameter_um)
     resolved = tuple((f"{phase} d={_short(d)} um", value * d) for d in diameters)
-    return TableRow(key, UNITS[quantity], value, f"{_num(value)} x d_{phase}", resolved, tuple(diameters))
+    return TableRow(key, UNITS[quantity], value, f"{_short(value)} x d_{phase}", resolved, tuple(diameters))
 
 
 def table_rows(params: ForceFieldParams, system: BeadSystem) -> list[TableRow]:
@@ -129,9 +124,9 @@ def _csv(params: ForceFieldParams, ctx: ExportContext) -> str:
     w.writerow(["key", "unit", "multiplier", "type", "diameter_um", "resolved_value"])
     for r in table_rows(params, ctx.system):
         if not r.resolved:
-            w.writerow([r.key, r.unit, _num(r.multiplier), "", "", ""])
+            w.writerow([r.key, r.unit, repr(float(r.multiplier)), "", "", ""])
         for (label, v), d in zip(r.resolved, r.diameters_um):
-            w.writerow([r.key, r.unit, _num(r.multiplier), label, "" if d is None else repr(d), repr(v)])
+            w.writerow([r.key, r.unit, repr(float(r.multiplier)), label, "" if d is None else repr(d), repr(v)])
     return buf.getvalue()
 
 
@@ -182,7 +177,7 @@ def _lammps(params: ForceFieldParams, ctx: ExportContext) -> str:
     """``#`` comments (title, Table S1 multipliers, sigma_CBD note), then exactly
     ``forcefield.pair_lines(params, system, lj_style)``."""
     head = [f"# {ctx.title}" if ctx.title else "# force field", f"# Table S1 ({ctx.column}) multipliers:"]
-    head += [f"#   {k}={_num(getattr(params, k))}" for k in TABLE_S1_ORDER]
+    head += [f"#   {k}={repr(float(getattr(params, k)))}" for k in TABLE_S1_ORDER]
     head.append(f"# {ff.SIGMA_CBD_NOTE}")
     return "\n".join(head + ff.pair_lines(params, ctx.system, ctx.lj_style)) + "\n"
 

@@ -3,7 +3,8 @@
 ``paper`` reproduces the seed's scale (5089 beads placed in 716 x 716 x 1000 um); ``dev``
 and ``smoke`` keep the composition and the initial number density's shape but use fewer
 beads, a denser start (``initial_box_scale`` < 1 shrinks each box edge) and fewer steps.
-A study file may override any field of these or add its own fidelity.
+A study file may override some fields of a built-in fidelity (the rest stay) or define a
+fidelity of its own (then every required field).
 """
 
 from __future__ import annotations

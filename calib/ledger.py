@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import uuid
 from pathlib import Path
 
 import optuna
@@ -22,7 +23,8 @@ from .errors import InputError
 SPEC_ATTR = "calib_spec"
 STUDY_FILE_ATTR = "calib_study_spec"
 DATASET_PATH_ATTR = "calib_dataset_path"
-IDENTITY_KEYS = ("stage", "dataset", "fidelity", "space")
+IDENTITY_KEYS = ("stage", "dataset", "fidelity", "space", "physics")
+UID_ATTR = "calib_uid"
 
 
 def _proc_start_ticks(pid: int) -> str | None:
@@ -50,9 +52,11 @@ def driver_alive(ident: str) -> bool | None:
     return _proc_start_ticks(int(pid)) == ticks
 
 
-def identity(stage: str, dataset: str, fidelity: str, space: dict[str, list]) -> dict:
-    """What must match for a study to be resumed: stage, dataset, fidelity, search space."""
-    return {"stage": stage, "dataset": dataset, "fidelity": fidelity, "space": space}
+def identity(stage: str, dataset: str, fidelity: str, space: dict[str, list], physics: dict) -> dict:
+    """What must match for a study to be resumed: stage, dataset, fidelity, search space and
+    everything that changes what a trial's value means (``physics``: LJ style, fixed keys,
+    stage settings, objective, the resolved fidelity, the dataset file's checksum)."""
+    return {"stage": stage, "dataset": dataset, "fidelity": fidelity, "space": space, "physics": physics}
 
 
 def check_resumable(study: optuna.Study, ident: dict, storage: str) -> None:
@@ -61,10 +65,18 @@ def check_resumable(study: optuna.Study, ident: dict, storage: str) -> None:
     if stored is None:
         return
     old = json.loads(stored)
+    new = json.loads(json.dumps(ident, sort_keys=True))  # same JSON normalisation as stored
     for key in IDENTITY_KEYS:
-        if old.get(key) != ident.get(key):
-            raise InputError(storage, key, f"study {study.study_name!r} exists with {key}={old.get(key)!r}; "
-                                           f"this run asks for {ident.get(key)!r} (use another study name)")
+        a, b = old.get(key), new.get(key)
+        if key == "physics" and isinstance(a, dict) and isinstance(b, dict):
+            for sub in sorted(set(a) | set(b)):
+                if a.get(sub) != b.get(sub):
+                    raise InputError(storage, f"physics.{sub}",
+                                     f"study {study.study_name!r} exists with {a.get(sub)!r}; this run asks for "
+                                     f"{b.get(sub)!r} (use another study name)")
+        if a != b:
+            raise InputError(storage, key, f"study {study.study_name!r} exists with {key}={a!r}; "
+                                           f"this run asks for {b!r} (use another study name)")
 
 
 def study_exists(name: str, storage: str) -> bool:
@@ -80,6 +92,8 @@ def open_study(name: str, storage: str, sampler: optuna.samplers.BaseSampler, id
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="minimize",
                                 load_if_exists=True)
     check_resumable(study, ident, storage)
+    if UID_ATTR not in study.user_attrs:
+        study.set_user_attr(UID_ATTR, uuid.uuid4().hex[:12])
     if SPEC_ATTR not in study.user_attrs:
         study.set_user_attr(SPEC_ATTR, json.dumps(ident, sort_keys=True))
     if spec_json is not None and STUDY_FILE_ATTR not in study.user_attrs:

@@ -7,9 +7,9 @@ driver cancels its jobs and leaves their trials to be re-proposed on resume.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from . import ledger
 from .proposer import BoTorchSampler
 from .space import ParameterSpace
 from .stages import StageInputs, prepare_slurry_trial, read_slurry, score_slurry
+from .errors import InputError
 from .study import LoadedStudy
 from .tracking import NullTracker, Tracker, TrialRecord
 
@@ -49,7 +50,6 @@ class _Active:
     workdir: Path
     inputs: StageInputs
     params: dict[str, float]
-    submitted: float
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,33 @@ def trial_seed(study_seed: int, number: int) -> int:
 
 def study_ident(loaded: LoadedStudy, space: ParameterSpace) -> dict:
     spec = loaded.spec
+    physics = {
+        "lj_style": spec.lj_style,
+        "fixed": space.fixed,
+        "slurry": spec.slurry.model_dump(),
+        "objective": spec.objective.model_dump(),
+        "fidelity_spec": spec.fidelity_spec().model_dump(),
+        "dataset_sha256": hashlib.sha256(loaded.dataset_path.read_bytes()).hexdigest(),
+    }
     return ledger.identity(spec.stage, spec.dataset, spec.fidelity,
-                           {a.key: [a.low, a.high, a.log] for a in space.axes})
+                           {a.key: [a.low, a.high, a.log] for a in space.axes}, physics)
+
+
+def claim_study_dir(study_dir: Path, uid: str) -> str | None:
+    """Make ``study_dir`` this study's (marker file ``.calib_study_uid``). A folder of the
+    same name left by another study (other ledger, deleted database) is moved aside, never
+    deleted; returns a warning saying where, or None."""
+    marker = study_dir / ".calib_study_uid"
+    warning = None
+    if study_dir.exists() and any(study_dir.iterdir()):
+        if marker.exists() and marker.read_text().strip() == uid:
+            return None
+        aside = study_dir.with_name(f"{study_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
+        study_dir.rename(aside)
+        warning = f"{study_dir} belonged to another study with this name; moved to {aside}"
+    study_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(uid + "\n")
+    return warning
 
 
 def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: LammpsInstall,
@@ -95,18 +120,37 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
     study = ledger.open_study(spec.name, cfg.storage, sampler, study_ident(loaded, space),
                               spec_json=spec.model_dump_json(),
                               dataset_path=str(loaded.dataset_path.resolve()))
-    recovered = ledger.recover_lost(study)
-    for n in recovered:
-        emit(Event("recovered", n, "left RUNNING by a dead driver: marked FAIL, slot re-proposed"))
+    uid = study.user_attrs[ledger.UID_ATTR]
+    try:
+        tracker.start_study(spec.name, tags={"stage": spec.stage, "fidelity": spec.fidelity,
+                                             "dataset": spec.dataset, "storage": cfg.storage, "calib.study_uid": uid},
+                            params={"study_file": str(loaded.path), "seed": str(cfg.seed),
+                                    "fixed": json.dumps(space.fixed, sort_keys=True)})
+    except Exception as exc:
+        raise InputError("--tracking-uri", "uri", f"cannot use the MLflow store: {exc.__class__.__name__}: "
+                                                  f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
     study_dir = Path(cfg.runs_dir) / spec.name
-    study_dir.mkdir(parents=True, exist_ok=True)
-    tracker.start_study(spec.name, tags={"stage": spec.stage, "fidelity": spec.fidelity, "dataset": spec.dataset,
-                                         "storage": cfg.storage},
-                        params={"study_file": str(loaded.path), "seed": str(cfg.seed),
-                                "fixed": json.dumps(space.fixed, sort_keys=True)})
+    moved = claim_study_dir(study_dir, uid)
+    if moved:
+        emit(Event("warning", -1, moved))
     driver = ledger.driver_id()
     active: dict[int, _Active] = {}
     base_tags = {"stage": spec.stage, "fidelity": spec.fidelity, "dataset": spec.dataset, "study": spec.name}
+
+    def track_failure(number: int, free: dict[str, float], reason: str, workdir: Path | None = None) -> None:
+        """An MLflow run for a trial that ended without running to completion."""
+        try:
+            tracker.log_trial(TrialRecord(number, "FAIL", {**space.fixed, **free}, {},
+                                          {**base_tags, "fail_reason": reason[:5000]},
+                                          tuple(workdir / f for f in ("in.slurry", "log.lammps")) if workdir else ()))
+        except Exception as exc:
+            emit(Event("warning", number, f"MLflow logging failed: {exc}"))
+
+    recovered = ledger.recover_lost(study)
+    for n in recovered:
+        lost = study.trials[n]
+        emit(Event("recovered", n, "left RUNNING by a dead driver: marked FAIL, slot re-proposed"))
+        track_failure(n, dict(lost.params), lost.user_attrs.get("fail_reason", "driver lost"))
 
     def finish(a: _Active, result: JobResult) -> None:
         number = a.trial.number
@@ -122,6 +166,8 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                 score = score_slurry(read_slurry(a.workdir), spec, dataset)
             except SimulationFailed as exc:
                 reason = exc.reason
+            except Exception as exc:  # unreadable outputs fail the trial, not the study
+                reason = f"could not read or score the outputs: {exc.__class__.__name__}: {exc}"
         else:
             reason = failure_reason(log_text) if result.state == JobState.FAILED else None
             if reason is None:
@@ -168,9 +214,7 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                     sampler.last_proposal_s = None
                 free = {k: trial.params[k] for k in space.keys}
                 workdir = study_dir / f"trial_{trial.number:05d}"
-                if workdir.exists():
-                    shutil.rmtree(workdir)
-                workdir.mkdir(parents=True)
+                workdir.mkdir(parents=True)  # trial numbers are unique in a study: never reused
                 seed = trial_seed(cfg.seed, trial.number)
                 trial.set_user_attr("calib_workdir", str(workdir))
                 trial.set_user_attr("calib_seed", seed)
@@ -188,10 +232,11 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                     trial.set_user_attr("fail_reason", f"could not start: {exc}")
                     study.tell(trial, state=TrialState.FAIL)
                     emit(Event("fail", trial.number, f"could not start: {exc}"))
+                    track_failure(trial.number, free, f"could not start: {exc}", workdir)
                     finished += 1
                     continue
                 trial.set_user_attr("calib_job", f"{handle.backend}:{handle.job_id}")
-                active[trial.number] = _Active(trial, handle, workdir, inputs, free, time.monotonic())
+                active[trial.number] = _Active(trial, handle, workdir, inputs, free)
                 emit(Event("submitted", trial.number, json.dumps({k: round(v, 6) for k, v in free.items()})))
             if not active:
                 break
@@ -209,6 +254,7 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
             a.trial.set_user_attr("calib_lost", True)
             study.tell(a.trial, state=TrialState.FAIL)
             study.enqueue_trial(dict(a.params), user_attrs={"calib_reproposed_from": a.trial.number})
+            track_failure(a.trial.number, a.params, "interrupted: the driver stopped while the trial ran", a.workdir)
         raise
     best = best_trial(study)
     tracker.end_study({"best_objective": best.value if best else math.nan,

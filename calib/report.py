@@ -1,4 +1,4 @@
-"""The summary of a study that ``calib optimize --json`` prints (also used by export)."""
+"""The summary of a study that ``calib optimize --json`` prints."""
 
 from __future__ import annotations
 

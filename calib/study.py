@@ -67,6 +67,14 @@ class ParametersSpec(_Model):
             for key in getattr(self, group):
                 if key not in TABLE_S1_KEYS:
                     raise ValueError(f"{group}.{key}: unknown parameter key (Table S1 keys: {', '.join(TABLE_S1_KEYS)})")
+        for key, b in self.free.items():
+            if key == "xu" and b.low < 0:
+                raise ValueError(f"free.{key}: low must not be negative (friction coefficient)")
+            if key != "xu" and b.low <= 0:
+                raise ValueError(f"free.{key}: low must be positive (eps, sigma, rc, kn and gamma_n are > 0)")
+        for key, v in self.fixed.items():
+            if (key == "xu" and v < 0) or (key != "xu" and v <= 0):
+                raise ValueError(f"fixed.{key}: must be positive (xu: not negative), got {v:g}")
         both = set(self.free) & set(self.fixed)
         if both:
             raise ValueError(f"keys both free and fixed: {sorted(both)}")
@@ -130,7 +138,7 @@ class StudySpec(_Model):
     fidelity: str = "dev"
     trials: PositiveInt = 20
     parallel: PositiveInt = 1
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     trial_timeout_s: PositiveFloat = 600.0
     lj_style: Literal["lj/cut", "lj/smooth/linear"] = "lj/cut"
     parameters: ParametersSpec
@@ -140,6 +148,19 @@ class StudySpec(_Model):
     resources: ResourcesSpec = ResourcesSpec()
     fidelities: dict[str, Fidelity] = Field(default_factory=dict)
     description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_fidelities(cls, data: object) -> object:
+        """A study's ``fidelities.<builtin>`` may give only the fields it changes."""
+        if isinstance(data, dict) and isinstance(data.get("fidelities"), dict):
+            merged = {}
+            for name, fid in data["fidelities"].items():
+                if name in BUILTIN_FIDELITIES and isinstance(fid, dict):
+                    fid = {**BUILTIN_FIDELITIES[name].model_dump(), **fid}
+                merged[name] = fid
+            data = {**data, "fidelities": merged}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "StudySpec":

@@ -16,6 +16,7 @@ from typing import Protocol
 
 STUDY_TAG = "calib.study"
 ROLE_TAG = "calib.role"
+UID_TAG = "calib.study_uid"
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,11 @@ class MlflowTracker:
             self.experiment_id = self.client.create_experiment(study_name, artifact_location=loc)
         else:
             self.experiment_id = exp.experiment_id
+        uid = tags.get(UID_TAG)
         found = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{STUDY_TAG}` = '{study_name}' and tags.`{ROLE_TAG}` = 'study'",
+            filter_string=f"tags.`{STUDY_TAG}` = '{study_name}' and tags.`{ROLE_TAG}` = 'study'"
+                          + (f" and tags.`{UID_TAG}` = '{uid}'" if uid else ""),
             max_results=1,
         )
         if found:

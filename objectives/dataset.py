@@ -17,7 +17,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator, model_validator
 
 TARGET_KINDS = ("measured", "synthetic")
-INPUT_KINDS = ("measured", "literature", "assumed", "synthetic")
 
 KNOWN_TARGETS: dict[str, str] = {"slurry_density": "g/cm^3"}
 """Observables calib can compare with, and the unit their targets must be given in."""
@@ -64,8 +63,8 @@ class Target(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> "Target":
-        if not math.isfinite(self.value):
-            raise ValueError("value must be finite")
+        if not (math.isfinite(self.value) and self.value > 0):
+            raise ValueError("value must be positive and finite (errors are taken relative to it)")
         if self.uncertainty is not None and not (self.uncertainty > 0):
             raise ValueError("uncertainty must be positive when given")
         if self.provenance.kind not in TARGET_KINDS:
@@ -152,7 +151,3 @@ def load_dataset(path: Path) -> Dataset:
             raise DatasetError(path, f"targets.{key}.unit", f"must be {KNOWN_TARGETS[key]!r}, got {t.unit!r}")
     return dataset
 
-
-def find_dataset(name: str, root: Path) -> Path:
-    """Path of dataset ``name`` under ``root`` (``root/<name>/dataset.yaml``)."""
-    return Path(root) / name / "dataset.yaml"

@@ -175,3 +175,19 @@ def test_wrong_unit_for_slurry_density(tmp_path):
 def test_wrong_unit_error_field_attribute(tmp_path):
     exc = _refused(tmp_path, _replace("unit: g/cm^3", "unit: kg/m^3"))
     assert exc.field == "targets.slurry_density.unit"
+
+
+def test_non_positive_target_value_is_refused(tmp_path):
+    import pytest
+    import yaml
+
+    from objectives.dataset import DatasetError, load_dataset
+
+    src = yaml.safe_load(open("/work/main/experiments_data/ssb_nmc622_lpscl/dataset.yaml".replace(
+        "/work/main", str(__import__("pathlib").Path(__file__).resolve().parent.parent))))
+    src["targets"]["slurry_density"]["value"] = 0.0
+    p = tmp_path / "dataset.yaml"
+    p.write_text(yaml.safe_dump(src))
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(p)
+    assert exc.value.field.startswith("targets.slurry_density") and "positive" in str(exc.value)

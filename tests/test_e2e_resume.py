@@ -86,3 +86,21 @@ def test_resume_after_killed_driver(tmp_path: Path):
     again = parse_json_stdout(run_calib(*args, cwd=tmp_path))
     assert len(optuna.load_study(study_name="resume_smoke", storage=storage).get_trials()) == len(trials)
     assert again["best_trial"] == summary["best_trial"]
+
+
+def test_resume_with_other_physics_is_refused(tmp_path: Path):
+    runs = tmp_path / "runs"
+    first = write_study(tmp_path, "same_name", trials=1, parallel=1)
+    run_calib("optimize", "--stage", "slurry", "--study", str(first), "--fidelity", "smoke",
+              "--runs-dir", str(runs), "--tracking-uri", "none", "--json", cwd=tmp_path)
+    for change, field in (({"lj_style": "lj/smooth/linear"}, "physics.lj_style"),
+                          ({"parameters": {"base": "table-s1-slurry", "free": {"eps_AM": {"low": 0.3, "high": 30.0}},
+                                           "fixed": {"kn": 0.2}}}, "space")):
+        other = write_study(tmp_path, "same_name", trials=2, parallel=1, **change)
+        proc = run_calib("optimize", "--stage", "slurry", "--study", str(other), "--fidelity", "smoke",
+                         "--runs-dir", str(runs), "--tracking-uri", "none", cwd=tmp_path, check=False)
+        assert proc.returncode == 2, proc.stderr
+        line = proc.stderr.strip()
+        assert "\n" not in line and field in line and "use another study name" in line
+    storage = f"sqlite:///{runs / 'calib.db'}"
+    assert len(optuna.load_study(study_name="same_name", storage=storage).get_trials()) == 1

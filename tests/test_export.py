@@ -121,7 +121,7 @@ def test_latex(system):
     text = render(TABLE_S1_DRIED, ExportContext(system, column="dried electrode"), "latex")
     assert "\\begin{tabular}" in text and "\\toprule" in text and "\\end{tabular}" in text
     assert "eps\\_AM" in text and "gamma\\_n" in text
-    assert "400.0 x d\\_CBD" in text
+    assert "400 x d\\_CBD" in text
 
 
 def test_unknown_format(system):

@@ -52,7 +52,19 @@ def test_gp_phase_beats_quasi_random_start(tmp_path: Path):
     assert min(values[4:]) < min(values[:4])
 
 
-def test_running_trials_are_pending_points(tmp_path: Path):
+def test_running_trials_are_pending_points(tmp_path: Path, monkeypatch):
+    import numpy as np
+
+    import calib.proposer as proposer
+
+    seen = []
+    real = proposer.propose_gp
+
+    def spy(x, y, x_pending, **kw):
+        seen.append(None if x_pending is None else np.array(x_pending))
+        return real(x, y, x_pending, **kw)
+
+    monkeypatch.setattr(proposer, "propose_gp", spy)
     space = _space()
     sampler = BoTorchSampler(space, seed=1, n_initial=3, num_restarts=2, raw_samples=64)
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'p.db'}", sampler=sampler, direction="minimize")
@@ -60,5 +72,8 @@ def test_running_trials_are_pending_points(tmp_path: Path):
         t = study.ask(space.distributions())
         study.tell(t, _objective(t.params))
     first = study.ask(space.distributions())  # left RUNNING
+    seen.clear()
     second = study.ask(space.distributions())
+    assert len(seen) == 1 and seen[0] is not None
+    assert np.allclose(seen[0], [space.to_unit(first.params)])
     assert first.params != second.params

@@ -141,3 +141,16 @@ def test_unknown_base_and_empty_free_raise():
         ParametersSpec(free={})
     with pytest.raises(ValidationError):
         ParametersSpec(free={"kn": Bound(low=0.1, high=1.0)}, fixed={"kn": 0.2})
+
+
+def test_non_positive_lower_bounds_and_fixed_values_are_refused():
+    import pytest
+    from pydantic import ValidationError
+
+    from calib.study import ParametersSpec
+
+    with pytest.raises(ValidationError, match="free.sigma_AM"):
+        ParametersSpec(free={"sigma_AM": {"low": 0.0, "high": 1.0}})
+    with pytest.raises(ValidationError, match="fixed.kn"):
+        ParametersSpec(free={"eps_AM": {"low": 0.5, "high": 1.0}}, fixed={"kn": -1.0})
+    ParametersSpec(free={"xu": {"low": 0.0, "high": 1.0}})  # zero friction is allowed

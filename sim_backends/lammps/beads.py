@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .units import g_cm3_to_micro_density
+
 PHASES = ("AM", "SE", "CBD")
 
 
@@ -51,8 +53,8 @@ class Phase:
     slurry_diameter_factor: float = 1.0
 
     def particle_mass_pg(self, diameter_um: float) -> float:
-        """Mass of one particle of dry diameter ``diameter_um`` (pg; 1 g cm^-3 = 1 pg um^-3)."""
-        return self.density_g_cm3 * math.pi / 6.0 * diameter_um**3
+        """Mass of one particle of dry diameter ``diameter_um`` (pg)."""
+        return g_cm3_to_micro_density(self.density_g_cm3) * math.pi / 6.0 * diameter_um**3
 
     def mean_particle_mass_pg(self) -> float:
         """Number-weighted mean particle mass of the phase (pg)."""

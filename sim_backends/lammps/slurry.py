@@ -25,10 +25,7 @@ from .beads import BeadSystem
 from .forcefield import ForceFieldParams, pair_lines
 from .outputs import SimulationFailed, block_stats, failure_reason, read_ave_time, run_stats
 from .placement import place_random, write_data_file
-from .units import atm_to_micro_pressure, micro_density_to_g_cm3
-
-BOLTZMANN_MICRO = 1.3806504e-8
-"""kB in LAMMPS units micro (pg um^2 us^-2 K^-1), as LAMMPS defines it."""
+from .units import BOLTZMANN_MICRO, atm_to_micro_pressure, micro_density_to_g_cm3
 
 DATA_FILE = "system.data"
 DECK_FILE = "in.slurry"
@@ -71,12 +68,6 @@ class SlurryRunSpec:
     neighbor_skin_um: float = 1.0
     lj_style: str = "lj/cut"
     seed: int = 1
-
-    def __post_init__(self) -> None:
-        if self.averaging_steps % self.block_steps:
-            raise ValueError("averaging_steps must be a multiple of block_steps")
-        if self.block_steps % self.sample_every:
-            raise ValueError("block_steps must be a multiple of sample_every")
 
     @property
     def total_steps(self) -> int:

@@ -8,6 +8,9 @@ temperature K, Boltzmann constant 1.3806504e-8 pg um^2 us^-2 K^-1.
 
 from __future__ import annotations
 
+BOLTZMANN_MICRO = 1.3806504e-8
+"""kB in units micro (pg um^2 us^-2 K^-1), the value LAMMPS's ``units micro`` uses."""
+
 PA_PER_MICRO_PRESSURE = 1.0e3
 """1 pg um^-1 us^-2 = 1e-15 kg / (1e-6 m * 1e-12 s^2) = 1e3 Pa."""
 
