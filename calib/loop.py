@@ -116,7 +116,7 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
     fidelity = spec.fidelity_spec()
     o = spec.optimizer
     sampler = BoTorchSampler(space, seed=cfg.seed, n_initial=o.n_initial, num_restarts=o.num_restarts,
-                             raw_samples=o.raw_samples, objective_floor=o.objective_floor)
+                             raw_samples=o.raw_samples, objective_floor=o.objective_floor, lag=cfg.parallel)
     study = ledger.open_study(spec.name, cfg.storage, sampler, study_ident(loaded, space),
                               spec_json=spec.model_dump_json(),
                               dataset_path=str(loaded.dataset_path.resolve()))
@@ -206,7 +206,8 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
     try:
         while True:
             finished = ledger.finished_count(study)
-            while len(active) < cfg.parallel and finished + len(active) < cfg.n_trials:
+            while (len(active) < cfg.parallel and finished + len(active) < cfg.n_trials
+                   and ready_to_ask(study, active, cfg.parallel)):
                 trial = study.ask(space.distributions())
                 trial.set_user_attr("calib_driver", driver)
                 if sampler.last_proposal_s is not None:
@@ -262,6 +263,16 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                        "trials_failed": float(sum(1 for t in study.get_trials(states=(TrialState.FAIL,))
                                                   if not ledger.is_lost(t)))})
     return LoopResult(study, recovered)
+
+
+def ready_to_ask(study: optuna.Study, active: dict[int, "_Active"], lag: int) -> bool:
+    """The next proposal may be made once every trial numbered <= next - lag has finished
+    (an enqueued re-proposal has its parameters already and may always start)."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return True
+    horizon = len(trials) - lag
+    return all(n > horizon for n in active)
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:

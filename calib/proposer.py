@@ -75,10 +75,17 @@ class BoTorchSampler(BaseSampler):
     """Optuna sampler proposing the free Table S1 keys with Sobol, then GP + qLogNEI.
 
     Objective values are minimised; the GP models -log(value + ``objective_floor``).
+
+    Reproducibility with ``lag`` = the number of trials run at once: the proposal for trial
+    n uses as data the COMPLETE trials numbered <= n - lag and as pending points the trials
+    numbered n - lag + 1 .. n - 1, whatever has finished meanwhile. The loop asks for trial n
+    only once every trial numbered <= n - lag has finished, so the same seed gives the same
+    proposals however the concurrent runs happen to interleave.
     """
 
     def __init__(self, space: ParameterSpace, seed: int, n_initial: int = 6, num_restarts: int = 8,
-                 raw_samples: int = 256, objective_floor: float = 1e-6) -> None:
+                 raw_samples: int = 256, objective_floor: float = 1e-6, lag: int = 1) -> None:
+        self.lag = max(1, lag)
         self.space = space
         self.seed = seed
         self.n_initial = n_initial
@@ -99,10 +106,14 @@ class BoTorchSampler(BaseSampler):
         if not search_space or "fixed_params" in trial.system_attrs:
             return {}
         t0 = time.perf_counter()
-        trials = study.get_trials(deepcopy=False)
-        done = [t for t in trials if t.state == TrialState.COMPLETE and self._has_all(t) and t.value is not None
-                and math.isfinite(t.value)]
-        pending = [t for t in trials if t.state == TrialState.RUNNING and t.number != trial.number and self._has_all(t)]
+        trials = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and self._has_all(t)]
+        # deterministic history: trials more than `lag` numbers back are data, the `lag - 1`
+        # just before are pending whatever their state now (see ``BoTorchSampler``)
+        horizon = trial.number - self.lag
+        done = [t for t in trials if t.number <= horizon and t.state == TrialState.COMPLETE
+                and t.value is not None and math.isfinite(t.value)]
+        pending = [t for t in trials if t.number > horizon and t.state in (TrialState.RUNNING, TrialState.COMPLETE,
+                                                                             TrialState.FAIL)]
         if trial.number < self.n_initial or len(done) < 2:
             u = sobol_point(self.space.dim, trial.number, self.seed)
         else:

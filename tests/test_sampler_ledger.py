@@ -66,7 +66,8 @@ def test_running_trials_are_pending_points(tmp_path: Path, monkeypatch):
 
     monkeypatch.setattr(proposer, "propose_gp", spy)
     space = _space()
-    sampler = BoTorchSampler(space, seed=1, n_initial=3, num_restarts=2, raw_samples=64)
+    # two trials at once (lag 2): the trial just before is a pending point, not data
+    sampler = BoTorchSampler(space, seed=1, n_initial=3, num_restarts=2, raw_samples=64, lag=2)
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'p.db'}", sampler=sampler, direction="minimize")
     for _ in range(5):
         t = study.ask(space.distributions())
@@ -77,3 +78,28 @@ def test_running_trials_are_pending_points(tmp_path: Path, monkeypatch):
     assert len(seen) == 1 and seen[0] is not None
     assert np.allclose(seen[0], [space.to_unit(first.params)])
     assert first.params != second.params
+
+
+def test_lagged_history_ignores_completion_order(tmp_path: Path, monkeypatch):
+    """With lag 2 the proposal for trial n sees trial n-1 as pending even if it finished."""
+    import numpy as np
+
+    import calib.proposer as proposer
+
+    seen = []
+    real = proposer.propose_gp
+
+    def spy(x, y, x_pending, **kw):
+        seen.append((len(x), None if x_pending is None else len(x_pending)))
+        return real(x, y, x_pending, **kw)
+
+    monkeypatch.setattr(proposer, "propose_gp", spy)
+    space = _space()
+    sampler = BoTorchSampler(space, seed=1, n_initial=3, num_restarts=2, raw_samples=64, lag=2)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'l.db'}", sampler=sampler, direction="minimize")
+    for _ in range(6):
+        t = study.ask(space.distributions())
+        study.tell(t, _objective(t.params))
+    seen.clear()
+    study.ask(space.distributions())  # trial 6: data = trials 0..4, pending = trial 5 (complete)
+    assert seen == [(5, 1)]
