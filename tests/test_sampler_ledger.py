@@ -82,7 +82,6 @@ def test_running_trials_are_pending_points(tmp_path: Path, monkeypatch):
 
 def test_lagged_history_ignores_completion_order(tmp_path: Path, monkeypatch):
     """With lag 2 the proposal for trial n sees trial n-1 as pending even if it finished."""
-    import numpy as np
 
     import calib.proposer as proposer
 
