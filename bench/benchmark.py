@@ -152,8 +152,11 @@ def main() -> None:
               f"{rate / ref:.3f} | {r.get('density_g_cm3', float('nan')):.4f} | {r.get('drift_rel', float('nan')):+.4f} |"
               + (f" {r['error']}" if "error" in r else ""))
         if "projected_full_trial_h" in r:
-            print(f"  -> a full paper trial (1,200,000 steps x {r['n_beads']} beads) at this rate: "
-                  f"{r['projected_full_trial_h']:.1f} h on one core (projected, not run)")
+            dense = [x for x in rows if x["fidelity"] == "dev" and "atom_steps_per_s" in x]
+            print(f"  -> a full paper trial (1,200,000 steps x {r['n_beads']} beads), projected, not run: "
+                  f"{r['projected_full_trial_h']:.1f} h on one core at this partly dilute rate"
+                  + (f", {r['projected_full_trial_h'] * r['atom_steps_per_s'] / dense[0]['atom_steps_per_s']:.1f} h "
+                     "at the compacted dev rate" if dense else ""))
     print("\nBoTorch proposal (SingleTaskGP fit + qLogNEI, 5 free keys, 1 pending point):")
     for n, s in proposal_times().items():
         print(f"  {n:3d} completed trials: {s:.2f} s per proposal (median of 3)")
