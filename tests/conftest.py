@@ -17,6 +17,33 @@ DEFAULT_STUDY = REPO / "studies" / "ssb_slurry.yaml"
 SSB_DATASET = REPO / "experiments_data" / "ssb_nmc622_lpscl" / "dataset.yaml"
 
 
+# Seed Table S1 values, written out by hand from the paper (not derived from TABLE_S1_*).
+SEED_SLURRY = {
+    "eps_CBD": 0.88, "sigma_CBD": 0.97, "rc_CBD": 2.2,
+    "eps_AM": 1.0, "sigma_AM": 0.99, "rc_AM": 1.5,
+    "eps_SE": 10.5, "sigma_SE": 0.99, "rc_SE": 1.5,
+    "kn": 0.1, "gamma_n": 55.0, "xu": 0.016,
+}
+SEED_DRIED = {
+    "eps_CBD": 400.0, "sigma_CBD": 0.89, "rc_CBD": 2.2,
+    "eps_AM": 100.0, "sigma_AM": 0.93, "rc_AM": 1.2,
+    "eps_SE": 200.0, "sigma_SE": 0.93, "rc_SE": 1.2,
+    "kn": 100.0, "gamma_n": 10.0, "xu": 12.5,
+}
+
+
+def ssb_system(n_beads: int = 500):
+    """The SSB slurry system written out by hand: AM 10 um, SE 2/4/6/8/10 um, CBD 7.5 um."""
+    from sim_backends.lammps.beads import Formulation, Phase, SizeClass, build_slurry_system
+
+    return build_slurry_system(Formulation(phases=(
+        Phase("AM", 0.69, 4.75, (SizeClass(10.0, 1.0),), slurry_diameter_factor=1.14),
+        Phase("SE", 0.276, 1.64, tuple(SizeClass(d, f) for d, f in zip(
+            (2.0, 4.0, 6.0, 8.0, 10.0), (0.35, 0.30, 0.18, 0.11, 0.06))), slurry_diameter_factor=1.14),
+        Phase("CBD", 0.034, 0.9, (SizeClass(7.5, 1.0),), slurry_diameter_factor=1.0),
+    )), n_beads)
+
+
 def run_calib(*args: str, cwd: Path, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
     """Run ``python -m calib.cli ARGS`` in ``cwd`` (no LD_LIBRARY_PATH given)."""
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}

@@ -8,35 +8,15 @@ import json
 import math
 
 import pytest
+from conftest import SEED_DRIED, SEED_SLURRY, ssb_system
 
 from calib.export import FORMATS, ExportContext, render, table_rows
-from sim_backends.lammps.beads import Formulation, Phase, SizeClass, build_slurry_system
 from sim_backends.lammps.forcefield import TABLE_S1_DRIED, TABLE_S1_SLURRY, pair_lines
-
-# Seed Table S1 values, written out by hand (not derived from TABLE_S1_*).
-SEED_SLURRY = {
-    "eps_CBD": 0.88, "sigma_CBD": 0.97, "rc_CBD": 2.2,
-    "eps_AM": 1.0, "sigma_AM": 0.99, "rc_AM": 1.5,
-    "eps_SE": 10.5, "sigma_SE": 0.99, "rc_SE": 1.5,
-    "kn": 0.1, "gamma_n": 55.0, "xu": 0.016,
-}
-SEED_DRIED = {
-    "eps_CBD": 400.0, "sigma_CBD": 0.89, "rc_CBD": 2.2,
-    "eps_AM": 100.0, "sigma_AM": 0.93, "rc_AM": 1.2,
-    "eps_SE": 200.0, "sigma_SE": 0.93, "rc_SE": 1.2,
-    "kn": 100.0, "gamma_n": 10.0, "xu": 12.5,
-}
 
 
 @pytest.fixture(scope="module")
 def system():
-    formulation = Formulation(phases=(
-        Phase("AM", 0.69, 4.75, (SizeClass(10.0, 1.0),), slurry_diameter_factor=1.14),
-        Phase("SE", 0.276, 1.64, tuple(SizeClass(d, f) for d, f in zip(
-            (2.0, 4.0, 6.0, 8.0, 10.0), (0.35, 0.30, 0.18, 0.11, 0.06))), slurry_diameter_factor=1.14),
-        Phase("CBD", 0.034, 0.9, (SizeClass(7.5, 1.0),), slurry_diameter_factor=1.0),
-    ))
-    return build_slurry_system(formulation, 500)
+    return ssb_system(500)
 
 
 def _markdown_multipliers(text: str) -> dict[str, float]:

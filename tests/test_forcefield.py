@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import SEED_DRIED, SEED_SLURRY, ssb_system
 
-from sim_backends.lammps.beads import Formulation, Phase, SizeClass, build_slurry_system
 from sim_backends.lammps.forcefield import (
     TABLE_S1_DRIED,
     TABLE_S1_KEYS,
@@ -20,29 +20,10 @@ from sim_backends.lammps.forcefield import (
     pair_lines,
 )
 
-SEED_SLURRY = {
-    "eps_CBD": 0.88, "sigma_CBD": 0.97, "rc_CBD": 2.2,
-    "eps_AM": 1.0, "sigma_AM": 0.99, "rc_AM": 1.5,
-    "eps_SE": 10.5, "sigma_SE": 0.99, "rc_SE": 1.5,
-    "kn": 0.1, "gamma_n": 55.0, "xu": 0.016,
-}
-SEED_DRIED = {
-    "eps_CBD": 400.0, "sigma_CBD": 0.89, "rc_CBD": 2.2,
-    "eps_AM": 100.0, "sigma_AM": 0.93, "rc_AM": 1.2,
-    "eps_SE": 200.0, "sigma_SE": 0.93, "rc_SE": 1.2,
-    "kn": 100.0, "gamma_n": 10.0, "xu": 12.5,
-}
-
 
 @pytest.fixture(scope="module")
 def system():
-    f = Formulation(phases=(
-        Phase("AM", 0.69, 4.75, (SizeClass(10.0, 1.0),), 1.14),
-        Phase("SE", 0.276, 1.64, (SizeClass(2.0, 0.35), SizeClass(4.0, 0.30), SizeClass(6.0, 0.18),
-                                  SizeClass(8.0, 0.11), SizeClass(10.0, 0.06)), 1.14),
-        Phase("CBD", 0.034, 0.9, (SizeClass(7.5, 1.0),), 1.0),
-    ))
-    return build_slurry_system(f, 500)
+    return ssb_system(500)
 
 
 @pytest.fixture(scope="module")
