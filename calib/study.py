@@ -14,13 +14,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from objectives.dataset import Dataset, DatasetError, load_dataset
-from objectives.scalarise import SCALARISATIONS
 from sim_backends.lammps.forcefield import LJ_STYLES, NAMED_PARAMETER_SETS, TABLE_S1_KEYS
 
 from .errors import InputError
 from .fidelity import BUILTIN_FIDELITIES, Fidelity
 
 STAGES = ("slurry",)
+
+STUDY_SCALARISATIONS = ("weighted_sum", "chebyshev")
+"""Scalarisations a study can use now (ParEGO's per-proposal weights are not wired yet)."""
 """Stages this version can calibrate."""
 
 STAGE_TARGETS: dict[str, tuple[str, ...]] = {"slurry": ("slurry_density",)}
@@ -97,8 +99,8 @@ class ObjectiveSpec(_Model):
     def _check(self) -> "ObjectiveSpec":
         if not self.targets:
             raise ValueError("targets: at least one target is needed")
-        if self.scalarisation not in SCALARISATIONS:
-            raise ValueError(f"scalarisation must be one of {SCALARISATIONS}")
+        if self.scalarisation not in STUDY_SCALARISATIONS:
+            raise ValueError(f"scalarisation must be one of {STUDY_SCALARISATIONS}")
         return self
 
 

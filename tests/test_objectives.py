@@ -66,5 +66,41 @@ def test_weighted_sum_default_weights_are_one():
 
 
 def test_unknown_scalarisation_raises():
-    with pytest.raises(ValueError, match="chebyshev"):
-        scalarise([_err("a", 0.1)], "chebyshev")
+    with pytest.raises(ValueError, match="weighted_sum"):
+        scalarise([_err("a", 0.1)], "nonsense")
+
+
+def _err(name, e):
+    from objectives.errors import TargetError
+
+    return TargetError(name, 0.0, 1.0, "", e, e, "value")
+
+
+def test_chebyshev_and_augmented_chebyshev_by_hand():
+    from objectives.scalarise import augmented_chebyshev, chebyshev, scalarise
+
+    errs = [_err("a", 0.1), _err("b", -0.3)]
+    assert chebyshev(errs) == pytest.approx(0.3)
+    assert chebyshev(errs, {"a": 5.0, "b": 1.0}) == pytest.approx(0.5)
+    assert augmented_chebyshev(errs, {"a": 0.25, "b": 0.75}) == pytest.approx(0.225 + 0.05 * (0.025 + 0.225))
+    assert scalarise(errs, "chebyshev") == pytest.approx(0.3)
+    with pytest.raises(ValueError):
+        scalarise(errs, "parego")
+
+
+def test_parego_weights_on_simplex_and_reproducible():
+    from objectives.scalarise import parego_weights
+
+    w = parego_weights(["a", "b", "c"], seed=1, index=4)
+    assert sum(w.values()) == pytest.approx(1.0) and all(v >= 0 for v in w.values())
+    assert w == parego_weights(["a", "b", "c"], seed=1, index=4)
+    assert w != parego_weights(["a", "b", "c"], seed=1, index=5)
+
+
+def test_pareto_front_by_hand():
+    from objectives.scalarise import pareto_front
+
+    pts = [[1.0, 5.0], [2.0, 2.0], [3.0, 3.0], [5.0, 1.0], [2.0, 2.0], [1.0, 6.0]]
+    # [3,3] is dominated by [2,2]; [1,6] by [1,5]; the two [2,2] do not dominate each other
+    assert pareto_front(pts) == [0, 1, 3, 4]
+    assert pareto_front([[1.0]]) == [0]
