@@ -145,3 +145,14 @@ def crash_reason(returncode: int | None, log_text: str) -> str:
         how = f"LAMMPS exited with status {returncode}"
     last = next((ln.strip() for ln in reversed(log_text.splitlines()) if ln.strip()), "")
     return f"{how}; last log line: {last[:200]}" if last else how
+
+
+def checked_log(workdir: Path, log_name: str = "log.lammps") -> str:
+    """The text of a finished run's log; raises ``SimulationFailed`` with the reason read
+    from it when the run failed (empty text if the log is missing)."""
+    log = Path(workdir) / log_name
+    text = log.read_text(errors="replace") if log.exists() else ""
+    reason = failure_reason(text)
+    if reason:
+        raise SimulationFailed(reason, Path(workdir))
+    return text

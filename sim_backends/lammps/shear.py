@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .outputs import SimulationFailed, failure_reason, read_ave_time
+from .outputs import SimulationFailed, checked_log, read_ave_time
 
 SHEAR_DECK = "in.shear"
 SHEAR_LOG = "log.lammps"
@@ -144,11 +144,7 @@ def steady_state(values: Sequence[float], z: float = 2.0, min_blocks: int = 8) -
 def read_shear_stress(workdir: Path) -> tuple[np.ndarray, np.ndarray]:
     """(steps, -P_xy block means) of a finished shear run; raises ``SimulationFailed``."""
     workdir = Path(workdir)
-    log = workdir / SHEAR_LOG
-    text = log.read_text(errors="replace") if log.exists() else ""
-    reason = failure_reason(text)
-    if reason:
-        raise SimulationFailed(reason, workdir)
+    checked_log(workdir, SHEAR_LOG)
     if not (workdir / SHEAR_BLOCKS).exists():
         raise SimulationFailed("shear run ended without writing its stress blocks", workdir)
     return read_ave_time(workdir / SHEAR_BLOCKS)

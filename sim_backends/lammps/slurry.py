@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .beads import BeadSystem
 from .forcefield import ForceFieldParams, pair_lines
-from .outputs import SimulationFailed, block_stats, failure_reason, read_ave_time, run_stats
+from .outputs import SimulationFailed, block_stats, checked_log, read_ave_time, run_stats
 from .placement import place_random, write_data_file
 from .units import BOLTZMANN_MICRO, atm_to_micro_pressure, micro_density_to_g_cm3
 
@@ -177,11 +177,7 @@ def read_slurry_observables(workdir: Path) -> SlurryObservables:
     """Parse a finished slurry trial directory. Raises ``SimulationFailed`` with the reason
     read from the log when the run failed or left no density data."""
     workdir = Path(workdir)
-    log = workdir / LOG_FILE
-    text = log.read_text(errors="replace") if log.exists() else ""
-    reason = failure_reason(text)
-    if reason:
-        raise SimulationFailed(reason, workdir)
+    text = checked_log(workdir, LOG_FILE)
     dens = workdir / DENSITY_FILE
     if not dens.exists() or not (workdir / FINAL_DATA).exists():
         raise SimulationFailed("run ended without writing its density blocks and final state", workdir)
