@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from calib.fidelity import BUILTIN_FIDELITIES, Fidelity  # noqa: E402
 from calib.proposer import propose_gp, sobol_point  # noqa: E402
-from calib.stages import prepare_slurry_trial, read_slurry  # noqa: E402
+from calib.stages import SlurryTrial  # noqa: E402
 from calib.study import DEFAULT_STUDY, load_study  # noqa: E402
 from sim_backends.backend import Task  # noqa: E402
 from sim_backends.lammps.forcefield import TABLE_S1_SLURRY  # noqa: E402
@@ -59,16 +59,19 @@ def slurry_trial(work: Path, name: str, fid: Fidelity) -> dict:
     loaded = load_study(DEFAULT_STUDY)
     d = work / f"trial_{name}"
     d.mkdir()
-    inputs = prepare_slurry_trial(d, loaded.spec, loaded.dataset, fid, TABLE_S1_SLURRY, seed=1)
+    trial = SlurryTrial(d, loaded, fid, TABLE_S1_SLURRY, seed=1)
+    (run,) = trial.first_runs()
     inst = locate_lammps()
     backend = LocalBackend()
     t0 = time.perf_counter()
-    res = backend.wait(backend.submit(Task(d, inst.argv(inputs.deck), inst.env, timeout_s=None)))
+    res = backend.wait(backend.submit(Task(d, inst.argv(run.deck), inst.env, timeout_s=None)))
     wall = time.perf_counter() - t0
     out = {"fidelity": name, "n_beads": fid.n_beads, "steps": fid.equilibration_steps + fid.averaging_steps,
            "wall_s": wall, "state": res.state.value}
     try:
-        obs = read_slurry(d)
+        trial.next_runs()  # reads the slurry observables (no viscosity in the default study)
+        obs = trial.slurry
+        assert obs is not None
         out.update(atom_steps_per_s=obs.atom_steps_per_s, density_g_cm3=obs.density_g_cm3,
                    drift_rel=obs.density_drift_rel)
     except Exception as exc:  # report, don't hide

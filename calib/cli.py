@@ -57,6 +57,8 @@ def optimize(
     tracking_uri: Optional[str] = typer.Option(
         None, help="MLflow tracking URI (default: embedded sqlite under --runs-dir); 'none' disables."),
     runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where trial directories and default stores live."),
+    viscosity_csv: Optional[Path] = typer.Option(
+        None, help="Rheometer CSV (shear rate, viscosity) replacing the dataset's viscosity curve for this study."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Calibrate one stage's force field against its dataset."""
@@ -66,7 +68,7 @@ def optimize(
         if stage not in STAGES:
             raise InputError("--stage", "stage", f"unknown stage {stage!r} (known: {', '.join(STAGES)})")
         path = study or DEFAULT_STUDIES[stage]
-        loaded = load_study(path, fidelity=fidelity)
+        loaded = load_study(path, fidelity=fidelity, viscosity_csv=viscosity_csv)
         if loaded.spec.stage != stage:
             raise InputError(str(path), "stage", f"study is for stage {loaded.spec.stage!r}, not {stage!r}")
         url = storage or default_storage(runs_dir)
@@ -159,6 +161,11 @@ def _print_summary(s: dict) -> None:
         if isinstance(o, dict):
             typer.echo(f"  {name}: {o['simulated']:.4f} {o['unit']} vs {o['target']} {o['unit']} "
                        f"({100 * o['rel_error']:+.2f} %)")
+    for r in (s["best_observables"] or {}).get("viscosity_pa_s") or []:
+        typer.echo(f"  viscosity at {r['shear_rate_per_s']:g} 1/s: {r['viscosity_pa_s']:.4g} +- {r['sem_pa_s']:.2g} Pa s"
+                   f" (strain {r['strain']:.3g}{'' if r['converged'] else ', not converged'})")
+    if len(s.get("pareto") or []) > 1:
+        typer.echo("  Pareto front: trials " + ", ".join(str(p["trial"]) for p in s["pareto"]))
     typer.echo("  params: " + ", ".join(f"{k}={v:.4g}" for k, v in (s["best_params"] or {}).items()))
 
 

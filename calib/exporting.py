@@ -12,7 +12,7 @@ from sim_backends.lammps.forcefield import ForceFieldParams
 from . import ledger
 from .errors import InputError
 from .export import FORMATS, ExportContext, render
-from .loop import best_trial
+from .ledger import best_trial
 from .stages import slurry_system
 from .study import DEFAULT_DATA_ROOT, StudySpec, dataset_path
 

@@ -3,7 +3,7 @@ study is the same calibration, and recover trials left RUNNING by a dead driver.
 
 User attributes calib writes on each trial (names are part of the ledger format):
 ``calib_driver`` (host:pid:start-ticks of the driving process), ``calib_workdir``,
-``calib_job``, ``calib_seed``, ``fail_reason``, ``calib_lost`` (True: the slot is
+``calib_jobs``, ``calib_seed``, ``fail_reason``, ``calib_lost`` (True: the slot is
 re-proposed), ``observables``, ``errors``, ``equilibrated``, ``proposal_s``, ``wall_s``.
 """
 
@@ -132,3 +132,8 @@ def recover_lost(study: optuna.Study) -> list[int]:
             study.enqueue_trial(dict(t.params), user_attrs={"calib_reproposed_from": t.number})
         recovered.append(t.number)
     return recovered
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return min(done, key=lambda t: t.value) if done else None

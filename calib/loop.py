@@ -20,14 +20,18 @@ from optuna.trial import TrialState
 
 from sim_backends.backend import Backend, JobHandle, JobResult, JobState, Task
 from sim_backends.lammps.install import LammpsInstall
+from objectives.errors import TargetError
 from sim_backends.lammps.outputs import SimulationFailed, crash_reason, failure_reason, lammps_version
 
 from . import ledger
 from .proposer import BoTorchSampler
 from .space import ParameterSpace
-from .stages import StageInputs, prepare_slurry_trial, read_slurry, score_slurry
+from .stages import Run, Score, SlurryTrial, scalarised
 from .errors import InputError
 from .study import LoadedStudy
+from .ledger import best_trial
+from .plots import CURVE_PLOT, plot_viscosity_curve
+from .report import pareto
 from .tracking import NullTracker, Tracker, TrialRecord
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -45,11 +49,15 @@ class Event:
 
 @dataclass
 class _Active:
+    """A running trial: its stage runs, the jobs of the current phase and their results."""
+
     trial: optuna.Trial
-    handle: JobHandle
+    stage: SlurryTrial
     workdir: Path
-    inputs: StageInputs
     params: dict[str, float]
+    jobs: dict[str, tuple[Run, JobHandle]] = field(default_factory=dict)
+    results: dict[str, JobResult] = field(default_factory=dict)
+    runs: list[Run] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,14 @@ def study_ident(loaded: LoadedStudy, space: ParameterSpace) -> dict:
         "fidelity_spec": spec.fidelity_spec().model_dump(),
         "dataset_sha256": hashlib.sha256(loaded.dataset_path.read_bytes()).hexdigest(),
     }
+    if spec.system:
+        physics["system"] = {k: v.model_dump() for k, v in spec.system.items()}
+    if spec.uses_viscosity:
+        assert loaded.curve is not None
+        physics["viscosity"] = spec.viscosity.model_dump()
+        physics["viscosity_curve"] = {"shear_rate_per_s": list(loaded.curve.shear_rate_per_s),
+                                      "viscosity_pa_s": list(loaded.curve.viscosity_pa_s),
+                                      "uncertainty_pa_s": list(loaded.curve.uncertainty_pa_s or ())}
     return ledger.identity(spec.stage, spec.dataset, spec.fidelity,
                            {a.key: [a.low, a.high, a.log] for a in space.axes}, physics)
 
@@ -109,14 +125,21 @@ def claim_study_dir(study_dir: Path, uid: str) -> str | None:
 def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: LammpsInstall,
               tracker: Tracker | None = None, on_event: Callable[[Event], None] | None = None) -> LoopResult:
     """Run (or resume) the study until it has ``cfg.n_trials`` finished trials."""
-    spec, dataset = loaded.spec, loaded.dataset
+    spec = loaded.spec
     tracker = tracker or NullTracker()
     emit = on_event or (lambda e: None)
     space = ParameterSpace.from_spec(spec.parameters)
     fidelity = spec.fidelity_spec()
     o = spec.optimizer
+    value_of = None
+    if spec.objective.scalarisation == "parego":
+        def value_of(t: optuna.trial.FrozenTrial, proposal: int) -> float:
+            """ParEGO: every trial re-scalarised with the weights of this proposal."""
+            return (scalarised(t.user_attrs["objective_errors"], spec, cfg.seed, proposal)
+                    + float(t.user_attrs.get("penalty", 0.0)))
     sampler = BoTorchSampler(space, seed=cfg.seed, n_initial=o.n_initial, num_restarts=o.num_restarts,
-                             raw_samples=o.raw_samples, objective_floor=o.objective_floor, lag=cfg.parallel)
+                             raw_samples=o.raw_samples, objective_floor=o.objective_floor, lag=cfg.parallel,
+                             value_of=value_of)
     study = ledger.open_study(spec.name, cfg.storage, sampler, study_ident(loaded, space),
                               spec_json=spec.model_dump_json(),
                               dataset_path=str(loaded.dataset_path.resolve()))
@@ -152,42 +175,61 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
         emit(Event("recovered", n, "left RUNNING by a dead driver: marked FAIL, slot re-proposed"))
         track_failure(n, dict(lost.params), lost.user_attrs.get("fail_reason", "driver lost"))
 
-    def finish(a: _Active, result: JobResult) -> None:
+    def run_failure(run: Run, result: JobResult) -> str:
+        """Why a run that did not end DONE failed, prefixed by which run it was."""
+        log_path = run.workdir / run.log
+        log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        reason = failure_reason(log_text) if result.state == JobState.FAILED else None
+        if reason is None:
+            reason = (crash_reason(result.returncode, log_text) if result.state == JobState.FAILED
+                      else result.reason) or "unknown failure"
+        return reason if run.key == "slurry" else f"{run.key} ({run.workdir.name}): {reason}"
+
+    def finish(a: _Active, score: Score | None, reason: str | None) -> None:
         number = a.trial.number
-        log_path = a.workdir / a.inputs.log
+        log_path = a.workdir / "log.lammps"
         log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
         tags = {**base_tags, "lammps_version": lammps_version(log_text) or "unknown"}
-        metrics: dict[str, float] = {"wall_time_s": result.wall_s}
-        a.trial.set_user_attr("wall_s", result.wall_s)
-        reason: str | None = None
-        score = None
-        if result.state == JobState.DONE:
-            try:
-                score = score_slurry(read_slurry(a.workdir), spec, dataset)
-            except SimulationFailed as exc:
-                reason = exc.reason
-            except Exception as exc:  # unreadable outputs fail the trial, not the study
-                reason = f"could not read or score the outputs: {exc.__class__.__name__}: {exc}"
-        else:
-            reason = failure_reason(log_text) if result.state == JobState.FAILED else None
-            if reason is None:
-                reason = (crash_reason(result.returncode, log_text) if result.state == JobState.FAILED
-                          else result.reason)
+        wall = {k: r.wall_s for k, r in a.results.items()}
+        metrics: dict[str, float] = {"wall_time_s": wall.get("slurry", math.nan),
+                                     "wall_time_total_s": float(sum(wall.values()))}
+        a.trial.set_user_attr("wall_s", wall.get("slurry"))
+        a.trial.set_user_attr("run_wall_s", wall)
+        artifacts: list[Path] = [r.workdir / f for r in a.runs for f in r.artifacts]
         if score is not None:
             metrics.update(score.observables)
             metrics["equilibrated"] = float(score.equilibrated)
             for e in score.errors:
-                metrics[f"{e.name}_rel_error"] = e.rel_error
+                if isinstance(e, TargetError):
+                    metrics[f"{e.name}_rel_error"] = e.rel_error
                 metrics[f"{e.name}_error"] = e.error
-            metrics["objective"] = score.value
+            for r in score.rates:
+                key = f"shear/{r.rate_exp_per_s:g}_per_s"
+                metrics.update({f"{key}/viscosity_pa_s": r.viscosity_pa_s, f"{key}/sem_pa_s": r.sem_pa_s,
+                                f"{key}/strain": r.strain, f"{key}/converged": float(r.converged),
+                                f"{key}/steps": float(r.steps), f"{key}/wall_s": r.wall_s,
+                                f"{key}/simulated_rate_per_us": r.rate_sim_per_us})
+            metrics["penalty"] = score.penalty
             a.trial.set_user_attr("observables", score.observables)
-            a.trial.set_user_attr("errors", {e.name: {"simulated": e.simulated, "target": e.target, "unit": e.unit,
-                                                      "rel_error": e.rel_error, "error": e.error,
-                                                      "normalised_by": e.normalised_by} for e in score.errors})
+            a.trial.set_user_attr("errors", error_attrs(score))
+            a.trial.set_user_attr("objective_errors", score.objective_errors)
+            a.trial.set_user_attr("penalty", score.penalty)
             a.trial.set_user_attr("equilibrated", score.equilibrated)
+            if score.rates:
+                a.trial.set_user_attr("viscosity", [r.as_dict() for r in score.rates])
+                try:
+                    assert loaded.curve is not None
+                    plot = plot_viscosity_curve(a.workdir / CURVE_PLOT, score.rates, loaded.curve,
+                                                title=f"{spec.name} trial {number}")
+                    artifacts.append(plot)
+                except Exception as exc:  # a plot is a convenience, never a failure
+                    emit(Event("warning", number, f"viscosity plot failed: {exc}"))
+            reason = score.fail_reason
+        if score is not None and reason is None:
+            metrics["objective"] = score.value
             study.tell(a.trial, score.value)
             state = "COMPLETE"
-            emit(Event("complete", number, f"density {score.observables['density_g_cm3']:.4f} g/cm^3", score.value))
+            emit(Event("complete", number, describe(score), score.value))
         else:
             a.trial.set_user_attr("fail_reason", reason or "unknown failure")
             study.tell(a.trial, state=TrialState.FAIL)
@@ -196,12 +238,56 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
             emit(Event("fail", number, reason or "unknown failure"))
         try:
             run_id = tracker.log_trial(TrialRecord(number, state, {**space.fixed, **a.params}, metrics, tags,
-                                                   tuple(a.workdir / f for f in a.inputs.artifacts)))
+                                                   tuple(artifacts), artifact_root=a.workdir))
         except Exception as exc:  # tracking is an attachment: the ledger already has the trial
             emit(Event("warning", number, f"MLflow logging failed: {exc}"))
         else:
             if run_id:
                 (a.workdir / "mlflow_run_id").write_text(run_id + "\n")
+
+    def submit(a: _Active, runs: list[Run]) -> None:
+        res = spec.resources
+        a.jobs = {}
+        for run in runs:
+            handle = backend.submit(Task(run.workdir, lammps.argv(run.deck, run.log, res.ranks, res.threads),
+                                         lammps.thread_env(res.threads), timeout_s=spec.trial_timeout_s,
+                                         cores=res.ranks * res.threads,
+                                         name=f"{spec.name}-{a.trial.number}-{run.key}"))
+            a.jobs[run.key] = (run, handle)
+            a.runs.append(run)
+        a.trial.set_user_attr("calib_jobs", [f"{h.backend}:{h.job_id}" for _, h in a.jobs.values()])
+
+    def advance(a: _Active) -> bool:
+        """Poll a trial's current jobs; start its next phase or finish it. True when done."""
+        states = {k: backend.poll(h) for k, (_, h) in a.jobs.items()}
+        failed = [k for k, st in states.items() if st.terminal and st != JobState.DONE]
+        if failed:
+            for k, (_, h) in a.jobs.items():
+                if not states[k].terminal:
+                    backend.cancel(h)
+            for k, (_, h) in a.jobs.items():
+                a.results[k] = backend.collect(h)
+            run = a.jobs[failed[0]][0]
+            finish(a, None, run_failure(run, a.results[failed[0]]))
+            return True
+        if not all(st == JobState.DONE for st in states.values()):
+            return False
+        for k, (_, h) in a.jobs.items():
+            a.results[k] = backend.collect(h)
+        try:
+            runs = a.stage.next_runs()
+            if runs:
+                submit(a, runs)
+                return False
+            score = a.stage.score({k: r.wall_s for k, r in a.results.items()})
+        except SimulationFailed as exc:
+            finish(a, None, exc.reason)
+            return True
+        except Exception as exc:  # unreadable outputs fail the trial, not the study
+            finish(a, None, f"could not read or score the outputs: {exc.__class__.__name__}: {exc}")
+            return True
+        finish(a, score, None)
+        return True
 
     try:
         while True:
@@ -222,35 +308,32 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                 full = space.full_params(free)
                 trial.set_user_attr("table_s1", full.as_dict())
                 (workdir / "params.json").write_text(json.dumps(full.as_dict(), indent=2))
+                a = _Active(trial, None, workdir, free)  # type: ignore[arg-type]
                 try:
-                    inputs = prepare_slurry_trial(workdir, spec, dataset, fidelity, full, seed)
-                    res = spec.resources
-                    handle = backend.submit(Task(workdir, lammps.argv(inputs.deck, inputs.log, res.ranks, res.threads),
-                                                 lammps.thread_env(res.threads), timeout_s=spec.trial_timeout_s,
-                                                 cores=res.ranks * res.threads,
-                                                 name=f"{spec.name}-{trial.number}"))
+                    a.stage = SlurryTrial(workdir, loaded, fidelity, full, seed)
+                    submit(a, a.stage.first_runs())
                 except Exception as exc:  # a trial that cannot start is a FAIL, not the end of the study
+                    for _, h in a.jobs.values():
+                        backend.cancel(h)
                     trial.set_user_attr("fail_reason", f"could not start: {exc}")
                     study.tell(trial, state=TrialState.FAIL)
                     emit(Event("fail", trial.number, f"could not start: {exc}"))
                     track_failure(trial.number, free, f"could not start: {exc}", workdir)
                     finished += 1
                     continue
-                trial.set_user_attr("calib_job", f"{handle.backend}:{handle.job_id}")
-                active[trial.number] = _Active(trial, handle, workdir, inputs, free)
+                active[trial.number] = a
                 emit(Event("submitted", trial.number, json.dumps({k: round(v, 6) for k, v in free.items()})))
             if not active:
                 break
             for number in list(active):
-                a = active[number]
-                if backend.poll(a.handle).terminal:
+                if advance(active[number]):
                     del active[number]
-                    finish(a, backend.collect(a.handle))
             if active:
                 time.sleep(cfg.poll_s)
     except BaseException:
         for a in active.values():
-            backend.cancel(a.handle)
+            for _, h in a.jobs.values():
+                backend.cancel(h)
             a.trial.set_user_attr("fail_reason", "interrupted: the driver stopped while the trial ran")
             a.trial.set_user_attr("calib_lost", True)
             study.tell(a.trial, state=TrialState.FAIL)
@@ -258,11 +341,37 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
             track_failure(a.trial.number, a.params, "interrupted: the driver stopped while the trial ran", a.workdir)
         raise
     best = best_trial(study)
-    tracker.end_study({"best_objective": best.value if best else math.nan,
+    front = pareto(study)
+    tracker.end_study({"pareto_size": float(len(front)),
+                       "best_objective": best.value if best else math.nan,
                        "trials_complete": float(len(study.get_trials(states=(TrialState.COMPLETE,)))),
                        "trials_failed": float(sum(1 for t in study.get_trials(states=(TrialState.FAIL,))
-                                                  if not ledger.is_lost(t)))})
+                                                  if not ledger.is_lost(t)))},
+                      files={"pareto.json": json.dumps(front, indent=2)})
     return LoopResult(study, recovered)
+
+
+def error_attrs(score: Score) -> dict:
+    """Per-objective details stored with a trial (JSON-able)."""
+    out: dict = {}
+    for e in score.errors:
+        if isinstance(e, TargetError):
+            out[e.name] = {"simulated": e.simulated, "target": e.target, "unit": e.unit, "rel_error": e.rel_error,
+                           "error": e.error, "normalised_by": e.normalised_by}
+        else:
+            out[e.name] = {"rms_log_error": e.rms, "error": e.error, "shear_rate_per_s": list(e.shear_rate_per_s),
+                           "simulated_pa_s": list(e.simulated_pa_s), "measured_pa_s": list(e.measured_pa_s),
+                           "log_errors": list(e.log_errors)}
+    return out
+
+
+def describe(score: Score) -> str:
+    """One line about a scored trial for the progress display."""
+    parts = [f"density {score.observables['density_g_cm3']:.4f} g/cm^3"]
+    if score.rates:
+        parts.append("eta " + ", ".join(f"{r.viscosity_pa_s:.3g}{'' if r.converged else '*'}" for r in score.rates)
+                     + " Pa s" + (" (* not converged)" if any(not r.converged for r in score.rates) else ""))
+    return "; ".join(parts)
 
 
 def ready_to_ask(study: optuna.Study, active: dict[int, "_Active"], lag: int) -> bool:
@@ -273,8 +382,3 @@ def ready_to_ask(study: optuna.Study, active: dict[int, "_Active"], lag: int) ->
         return True
     horizon = len(trials) - lag
     return all(n > horizon for n in active)
-
-
-def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return min(done, key=lambda t: t.value) if done else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from typing import Callable
 
 import numpy as np
 import optuna
@@ -81,11 +82,16 @@ class BoTorchSampler(BaseSampler):
     numbered n - lag + 1 .. n - 1, whatever has finished meanwhile. The loop asks for trial n
     only once every trial numbered <= n - lag has finished, so the same seed gives the same
     proposals however the concurrent runs happen to interleave.
+
+    ``value_of(trial, n)``, when given, is the value of a COMPLETE trial as seen by proposal
+    n (ParEGO re-scalarises every trial with proposal n's weights); default: ``trial.value``.
     """
 
     def __init__(self, space: ParameterSpace, seed: int, n_initial: int = 6, num_restarts: int = 8,
-                 raw_samples: int = 256, objective_floor: float = 1e-6, lag: int = 1) -> None:
+                 raw_samples: int = 256, objective_floor: float = 1e-6, lag: int = 1,
+                 value_of: Callable[[FrozenTrial, int], float] | None = None) -> None:
         self.lag = max(1, lag)
+        self.value_of = value_of
         self.space = space
         self.seed = seed
         self.n_initial = n_initial
@@ -118,7 +124,8 @@ class BoTorchSampler(BaseSampler):
             u = sobol_point(self.space.dim, trial.number, self.seed)
         else:
             x = np.array([self.space.to_unit(t.params) for t in done])
-            y = -np.log(np.array([t.value for t in done]) + self.floor)
+            values = [self.value_of(t, trial.number) if self.value_of else t.value for t in done]
+            y = -np.log(np.array(values) + self.floor)
             xp = np.array([self.space.to_unit(t.params) for t in pending]) if pending else None
             u = propose_gp(x, y, xp, seed=self.seed * 100_003 + trial.number,
                            num_restarts=self.num_restarts, raw_samples=self.raw_samples)

@@ -5,8 +5,24 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
+from objectives.scalarise import pareto_front
+
 from . import ledger
-from .loop import best_trial
+from .ledger import best_trial
+
+
+def pareto(study: optuna.Study) -> list[dict]:
+    """Non-dominated COMPLETE trials over the absolute objective errors (all minimised):
+    trial number, |error| per objective and the trial's scalarised value."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get("objective_errors")]
+    if not done:
+        return []
+    names = sorted(done[0].user_attrs["objective_errors"])
+    done = [t for t in done if sorted(t.user_attrs["objective_errors"]) == names]
+    points = [[abs(float(t.user_attrs["objective_errors"][n])) for n in names] for t in done]
+    return [{"trial": done[i].number, "objectives": dict(zip(names, points[i])), "value": done[i].value}
+            for i in sorted(pareto_front(points), key=lambda i: done[i].number)]
 
 
 def study_summary(study: optuna.Study, storage: str) -> dict:
@@ -27,14 +43,23 @@ def study_summary(study: optuna.Study, storage: str) -> dict:
         "best_params": best.user_attrs.get("table_s1") if best else None,
         "best_observables": None,
         "failures": {t.number: t.user_attrs.get("fail_reason") for t in failed},
+        "pareto": pareto(study),
     }
     if best is not None:
         obs = dict(best.user_attrs.get("observables", {}))
         errors = best.user_attrs.get("errors", {})
         out["best_observables"] = {
             name: {"simulated": e["simulated"], "target": e["target"], "unit": e["unit"],
-                   "rel_error": e["rel_error"]} for name, e in errors.items()
+                   "rel_error": e["rel_error"]} for name, e in errors.items() if "simulated" in e
         }
+        if "viscosity_curve" in errors:
+            out["best_observables"]["viscosity_curve_rms_log_error"] = errors["viscosity_curve"]["rms_log_error"]
+        rates = best.user_attrs.get("viscosity")
+        if rates:
+            out["best_observables"]["viscosity_pa_s"] = [
+                {"shear_rate_per_s": r["rate_exp_per_s"], "simulated_rate_per_us": r["rate_sim_per_us"],
+                 "viscosity_pa_s": r["viscosity_pa_s"], "sem_pa_s": r["sem_pa_s"], "strain": r["strain"],
+                 "steps": r["steps"], "converged": r["converged"]} for r in rates]
         out["best_observables"]["density_sem_g_cm3"] = obs.get("density_sem_g_cm3")
         out["best_observables"]["density_drift_rel"] = obs.get("density_drift_rel")
         out["best_observables"]["equilibrated"] = best.user_attrs.get("equilibrated")

@@ -3,20 +3,27 @@ observables. The one place where ``calib`` joins ``objectives`` and ``sim_backen
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
 from objectives.dataset import Dataset
 from objectives.errors import TargetError, density_error
-from objectives.scalarise import scalarise
+from objectives.rheology import CurveErrorResult, curve_error
+from objectives.scalarise import parego_weights, scalarise
 from sim_backends.lammps.beads import BeadSystem, Formulation, Phase, SizeClass, build_slurry_system
-from sim_backends.lammps.forcefield import ForceFieldParams
+from sim_backends.lammps.forcefield import ForceFieldParams, pair_lines
+from sim_backends.lammps.outputs import SimulationFailed
 from sim_backends.lammps.placement import paper_scaled_box
-from sim_backends.lammps.slurry import (DECK_FILE, FINAL_DATA, LOG_FILE, SlurryObservables, SlurryRunSpec,
-                                        read_slurry_observables, write_slurry_inputs)
+from sim_backends.lammps.shear import (SHEAR_BLOCKS, SHEAR_DECK, SHEAR_LOG, ShearRunSpec, shear_result,
+                                       write_shear_inputs)
+from sim_backends.lammps.slurry import (DECK_FILE, FINAL_DATA, FINAL_RESTART, LOG_FILE, SlurryObservables,
+                                        SlurryRunSpec, read_slurry_observables, write_slurry_inputs)
+from sim_backends.lammps.units import micro_viscosity_to_pa_s, per_s_to_micro_rate
 
 from .fidelity import Fidelity
-from .study import StudySpec
+from .study import LoadedStudy, StudySpec, ViscositySettings
 
 
 def formulation_of(dataset: Dataset) -> Formulation:
@@ -48,40 +55,206 @@ def slurry_run_spec(spec: StudySpec, fidelity: Fidelity, seed: int) -> SlurryRun
 
 
 @dataclass(frozen=True)
-class StageInputs:
-    """What a stage wrote into a trial directory: the deck to run and files worth keeping."""
+class Run:
+    """One LAMMPS run of a trial: its key (``slurry``, ``shear_<i>``), directory, deck, log and
+    files worth keeping."""
 
+    key: str
+    workdir: Path
     deck: str
     log: str
     artifacts: tuple[str, ...]
 
 
-def prepare_slurry_trial(workdir: Path, spec: StudySpec, dataset: Dataset, fidelity: Fidelity,
-                         params: ForceFieldParams, seed: int) -> StageInputs:
-    system = slurry_system(dataset, fidelity)
-    box = tuple(x * fidelity.initial_box_scale for x in paper_scaled_box(system.n_beads))
-    write_slurry_inputs(workdir, system, params, slurry_run_spec(spec, fidelity, seed), box)  # type: ignore[arg-type]
-    return StageInputs(deck=DECK_FILE, log=LOG_FILE, artifacts=(DECK_FILE, LOG_FILE, FINAL_DATA))
+@dataclass(frozen=True)
+class RatePlan:
+    """One shear rate of a trial: experimental rate (1/s), simulated rate (1/us) and the
+    segment limits of its run."""
+
+    index: int
+    rate_exp_per_s: float
+    rate_sim_per_us: float
+    max_segments: int
+    min_segments: int
+
+
+def rate_plans(rates_exp_per_s: Sequence[float], settings: ViscositySettings, fidelity: Fidelity) -> list[RatePlan]:
+    """Simulated rates and run lengths: simulated = rate_scale x experimental (converted to
+    1/us); at most max_strain and shear_max_steps, early stop not before min_strain."""
+    seg_steps = fidelity.shear_block_steps * fidelity.shear_segment_blocks
+    cap = max(2, fidelity.shear_max_steps // seg_steps)
+    plans = []
+    for i, r in enumerate(rates_exp_per_s):
+        sim = per_s_to_micro_rate(r * settings.rate_scale)
+        strain_per_seg = sim * seg_steps * fidelity.timestep_us
+        max_seg = min(cap, max(2, math.ceil(settings.max_strain / strain_per_seg - 1e-9)))
+        min_seg = max(2, math.ceil(settings.min_strain / strain_per_seg - 1e-9))
+        plans.append(RatePlan(i, float(r), sim, max_seg, min_seg))
+    return plans
+
+
+def shear_run_spec(plan: RatePlan, spec: StudySpec, fidelity: Fidelity, params: ForceFieldParams,
+                   system: BeadSystem) -> ShearRunSpec:
+    v = spec.viscosity
+    return ShearRunSpec(
+        state_file=f"../{FINAL_RESTART}", pair_lines=tuple(pair_lines(params, system, spec.lj_style)),
+        shear_rate=plan.rate_sim_per_us, temperature=spec.slurry.temperature_K, tdamp=v.tdamp_us,
+        timestep=fidelity.timestep_us, block_steps=fidelity.shear_block_steps,
+        segment_blocks=fidelity.shear_segment_blocks, max_segments=plan.max_segments,
+        early_stop=v.early_stop, min_segments=plan.min_segments, z=v.z, sample_every=fidelity.sample_every,
+        units="micro", atom_style="sphere", neighbor_skin=spec.slurry.neighbor_skin_um,
+        thermo_every=fidelity.thermo_every, setup_lines=SHEAR_SETUP)
+
+
+SHEAR_SETUP = ("boundary p p p", "newton off", "comm_modify vel yes")
+"""Settings the granular pair style needs before the slurry state is read."""
+
+
+@dataclass(frozen=True)
+class RateResult:
+    """The viscosity of one shear rate, in SI: experimental and simulated rate, eta (Pa s)
+    with its standard error, convergence, steps, strain and wall time."""
+
+    rate_exp_per_s: float
+    rate_sim_per_us: float
+    viscosity_pa_s: float
+    sem_pa_s: float
+    converged: bool
+    steps: int
+    strain: float
+    wall_s: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
 class Score:
-    """A scored trial: target errors, the scalarised value and the raw observables."""
+    """A scored trial: per-objective errors, the scalarised value (penalty included), the
+    raw observables and, when the study's policy makes an unconverged curve a failure, why."""
 
-    errors: tuple[TargetError, ...]
+    errors: tuple[TargetError | CurveErrorResult, ...]
     value: float
     observables: dict[str, float]
     equilibrated: bool
+    rates: tuple[RateResult, ...] = ()
+    penalty: float = 0.0
+    fail_reason: str | None = None
+
+    @property
+    def objective_errors(self) -> dict[str, float]:
+        """Signed error of every objective (what scalarisations and the Pareto front use)."""
+        return {e.name: float(e.error) for e in self.errors}
 
 
-def score_slurry(obs: SlurryObservables, spec: StudySpec, dataset: Dataset) -> Score:
-    errors = (density_error(obs.density_g_cm3, dataset.targets["slurry_density"]),)
-    value = scalarise(errors, spec.objective.scalarisation, spec.objective.targets)
-    observables = {k: float(v) for k, v in asdict(obs).items()}
-    observables["atom_steps_per_s"] = obs.atom_steps_per_s
-    eq = obs.equilibrated(spec.slurry.max_density_drift_rel)
-    return Score(errors, value, observables, eq)
+def scalarised(errors: Mapping[str, float], spec: StudySpec, seed: int, proposal: int | None) -> float:
+    """The study's scalarisation of named errors. ParEGO uses the weights of ``proposal``
+    (a trial number); without one (ranking trials) it falls back to the weighted sum."""
+    items = [_Named(k, v) for k, v in errors.items()]
+    o = spec.objective
+    if o.scalarisation == "parego":
+        if proposal is None:
+            return scalarise(items, "weighted_sum", o.targets)
+        return scalarise(items, "parego", parego_weights(sorted(o.targets), seed, proposal))
+    return scalarise(items, o.scalarisation, o.targets)
 
 
-def read_slurry(workdir: Path) -> SlurryObservables:
-    return read_slurry_observables(workdir)
+@dataclass(frozen=True)
+class _Named:
+    name: str
+    error: float
+
+
+class SlurryTrial:
+    """The runs of one slurry trial and their scoring: the NPT slurry run, then (when the
+    study scores the viscosity curve) one SLLOD run per shear rate, all starting from the
+    slurry's ``final.restart`` and submitted together."""
+
+    def __init__(self, workdir: Path, loaded: LoadedStudy, fidelity: Fidelity, params: ForceFieldParams,
+                 seed: int) -> None:
+        self.workdir = Path(workdir)
+        self.loaded = loaded
+        self.spec = loaded.spec
+        self.fidelity = fidelity
+        self.params = params
+        self.seed = seed
+        self.system = slurry_system(loaded.dataset, fidelity)
+        self.plans = (rate_plans(loaded.simulated_rates_per_s(), self.spec.viscosity, fidelity)
+                      if self.spec.uses_viscosity else [])
+        self.slurry: SlurryObservables | None = None
+        self.phase = 0
+
+    def first_runs(self) -> list[Run]:
+        box = tuple(x * self.fidelity.initial_box_scale for x in paper_scaled_box(self.system.n_beads))
+        write_slurry_inputs(self.workdir, self.system, self.params,  # type: ignore[arg-type]
+                            slurry_run_spec(self.spec, self.fidelity, self.seed), box)
+        self.phase = 1
+        return [Run("slurry", self.workdir, DECK_FILE, LOG_FILE, (DECK_FILE, LOG_FILE, FINAL_DATA))]
+
+    def shear_dir(self, plan: RatePlan) -> Path:
+        return self.workdir / f"shear_{plan.index:02d}"
+
+    def next_runs(self) -> list[Run]:
+        """Runs that follow the finished ones ([] when the trial is complete). Raises
+        ``SimulationFailed`` when the slurry outputs are unusable."""
+        if self.phase == 1:
+            self.slurry = read_slurry_observables(self.workdir)
+            self.phase = 2
+            runs = []
+            for plan in self.plans:
+                d = self.shear_dir(plan)
+                d.mkdir(exist_ok=True)
+                write_shear_inputs(d, shear_run_spec(plan, self.spec, self.fidelity, self.params, self.system))
+                runs.append(Run(f"shear_{plan.index:02d}", d, SHEAR_DECK, SHEAR_LOG,
+                                (SHEAR_DECK, SHEAR_LOG, SHEAR_BLOCKS)))
+            return runs
+        return []
+
+    def rate_results(self, wall_s: Mapping[str, float]) -> list[RateResult]:
+        out = []
+        v = self.spec.viscosity
+        for plan in self.plans:
+            d = self.shear_dir(plan)
+            res = shear_result(d, shear_run_spec(plan, self.spec, self.fidelity, self.params, self.system))
+            out.append(RateResult(
+                rate_exp_per_s=plan.rate_exp_per_s, rate_sim_per_us=plan.rate_sim_per_us,
+                viscosity_pa_s=micro_viscosity_to_pa_s(res.viscosity), sem_pa_s=micro_viscosity_to_pa_s(res.sem),
+                converged=bool(res.converged and res.strain >= v.min_strain * (1 - 1e-9)),
+                steps=res.steps, strain=res.strain, wall_s=float(wall_s.get(f"shear_{plan.index:02d}", math.nan))))
+        return out
+
+    def score(self, wall_s: Mapping[str, float] | None = None) -> Score:
+        """Score the finished trial; raises ``SimulationFailed`` on unusable outputs."""
+        assert self.slurry is not None
+        spec, dataset = self.spec, self.loaded.dataset
+        obs = self.slurry
+        errors: list[TargetError | CurveErrorResult] = []
+        if "slurry_density" in spec.objective.targets:
+            errors.append(density_error(obs.density_g_cm3, dataset.targets["slurry_density"]))
+        rates = self.rate_results(wall_s or {}) if self.plans else []
+        fail_reason = None
+        penalty = 0.0
+        if rates:
+            bad = [r for r in rates if not (r.viscosity_pa_s > 0 and math.isfinite(r.viscosity_pa_s))]
+            if bad:
+                b = bad[0]
+                raise SimulationFailed(f"viscosity at {b.rate_exp_per_s:g} 1/s is not positive ({b.viscosity_pa_s:.3g} "
+                                       f"+- {b.sem_pa_s:.2g} Pa s at strain {b.strain:.3g}): the run measured no "
+                                       "steady viscous stress, so the curve error (in log viscosity) is undefined",
+                                       self.workdir)
+            assert self.loaded.curve is not None
+            errors.append(curve_error([r.rate_exp_per_s for r in rates], [r.viscosity_pa_s for r in rates],
+                                      self.loaded.curve))
+            unconverged = [r for r in rates if not r.converged]
+            if unconverged:
+                what = ", ".join(f"{r.rate_exp_per_s:g} 1/s (strain {r.strain:.3g})" for r in unconverged)
+                if spec.viscosity.not_converged == "fail":
+                    fail_reason = f"viscosity not converged at {what}"
+                else:
+                    penalty = spec.viscosity.penalty * len(unconverged) / len(rates)
+        named = {e.name: float(e.error) for e in errors}
+        value = scalarised(named, spec, self.seed, None) + penalty
+        observables = {k: float(v) for k, v in asdict(obs).items()}
+        observables["atom_steps_per_s"] = obs.atom_steps_per_s
+        return Score(tuple(errors), value, observables, obs.equilibrated(spec.slurry.max_density_drift_rel),
+                     tuple(rates), penalty, fail_reason)

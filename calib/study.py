@@ -11,22 +11,26 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator,
+                      model_validator)
 
-from objectives.dataset import Dataset, DatasetError, load_dataset
+from objectives.dataset import Dataset, DatasetError, PhaseSpec, Provenance, SizeClassSpec, load_dataset
+from objectives.rheology import CurveError, ViscosityCurve, load_rheometer_csv
 from sim_backends.lammps.forcefield import LJ_STYLES, NAMED_PARAMETER_SETS, TABLE_S1_KEYS
 
 from .errors import InputError
 from .fidelity import BUILTIN_FIDELITIES, Fidelity
 
 STAGES = ("slurry",)
-
-STUDY_SCALARISATIONS = ("weighted_sum", "chebyshev")
-"""Scalarisations a study can use now (ParEGO's per-proposal weights are not wired yet)."""
 """Stages this version can calibrate."""
 
-STAGE_TARGETS: dict[str, tuple[str, ...]] = {"slurry": ("slurry_density",)}
-"""Observables each stage produces that a dataset target can score."""
+STUDY_SCALARISATIONS = ("weighted_sum", "chebyshev", "parego")
+"""Scalarisations a study can choose (``objectives.scalarise``)."""
+
+STAGE_TARGETS: dict[str, tuple[str, ...]] = {"slurry": ("slurry_density", "viscosity_curve")}
+"""Observables each stage produces that a dataset target (or curve) can score."""
+
+CURVE_TARGETS = ("viscosity_curve",)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_ROOT = REPO_ROOT / "experiments_data"
@@ -124,6 +128,58 @@ class SlurrySettings(_Model):
     max_density_drift_rel: PositiveFloat = 0.02
 
 
+class ViscositySettings(_Model):
+    """How the slurry's viscosity curve is simulated (seed Sec. 3.2; docs/model.md).
+
+    shear_rates_per_s: the experimental shear rates (1/s) at which to simulate, strictly
+    increasing; default: the rates of the measured curve. rate_scale: the mapping from
+    experimental to simulated rates, simulated = rate_scale x experimental (default 1:
+    physical rates). The simulated viscosity -P_xy / simulated rate is compared, in Pa s,
+    at the experimental rate it maps to. min_strain / max_strain: a rate's run may stop
+    early only after min_strain and runs at most to max_strain (and at most the fidelity's
+    ``shear_max_steps``); a run that ends below min_strain has not converged. early_stop: stop
+    each run once two consecutive segment means agree within ``z`` standard errors.
+    not_converged: ``penalty`` keeps the trial and adds penalty x (fraction of rates not
+    converged) to its scalarised objective; ``fail`` makes such a trial FAIL. tdamp_us:
+    SLLOD thermostat damping time. csv (+ units): a rheometer CSV, relative to the study
+    file, that replaces the dataset's curve (``--viscosity-csv`` overrides it).
+    """
+
+    shear_rates_per_s: tuple[PositiveFloat, ...] | None = None
+    rate_scale: PositiveFloat = 1.0
+    min_strain: PositiveFloat = 1.0
+    max_strain: PositiveFloat = 20.0
+    early_stop: bool = True
+    z: PositiveFloat = 2.0
+    not_converged: Literal["penalty", "fail"] = "penalty"
+    penalty: PositiveFloat = 1.0
+    tdamp_us: PositiveFloat = 1.0
+    csv: str | None = None
+    csv_shear_rate_unit: str | None = None
+    csv_viscosity_unit: str | None = None
+    csv_kind: Literal["measured", "synthetic"] = "measured"
+
+    @model_validator(mode="after")
+    def _check(self) -> "ViscositySettings":
+        rates = self.shear_rates_per_s
+        if rates is not None:
+            if not rates:
+                raise ValueError("shear_rates_per_s: give at least one rate (or leave it out)")
+            if any(b <= a for a, b in zip(rates, rates[1:])):
+                raise ValueError("shear_rates_per_s: rates must increase strictly")
+        if self.min_strain > self.max_strain:
+            raise ValueError("min_strain: must not exceed max_strain")
+        return self
+
+
+class PhaseSizes(_Model):
+    """Bead sizes a study supplies for a phase whose dataset gives none (with provenance)."""
+
+    size_classes: tuple[SizeClassSpec, ...]
+    slurry_diameter_factor: PositiveFloat | None = None
+    provenance: Provenance
+
+
 class ResourcesSpec(_Model):
     """Per-trial resources: MPI ranks (``mpirun -np``) and OpenMP threads per rank."""
 
@@ -147,6 +203,8 @@ class StudySpec(_Model):
     objective: ObjectiveSpec
     optimizer: OptimizerSpec = OptimizerSpec()
     slurry: SlurrySettings = SlurrySettings()
+    viscosity: ViscositySettings = ViscositySettings()
+    system: dict[Literal["AM", "SE", "CBD"], PhaseSizes] = Field(default_factory=dict)
     resources: ResourcesSpec = ResourcesSpec()
     fidelities: dict[str, Fidelity] = Field(default_factory=dict)
     description: str | None = None
@@ -177,6 +235,10 @@ class StudySpec(_Model):
         assert self.lj_style in LJ_STYLES
         return self
 
+    @property
+    def uses_viscosity(self) -> bool:
+        return "viscosity_curve" in self.objective.targets
+
     def all_fidelities(self) -> dict[str, Fidelity]:
         return {**BUILTIN_FIDELITIES, **self.fidelities}
 
@@ -206,8 +268,10 @@ def dataset_path(dataset: str, study_dir: Path, data_root: Path = DEFAULT_DATA_R
     return Path(data_root) / dataset / "dataset.yaml"
 
 
-def load_study(path: Path, fidelity: str | None = None, data_root: Path = DEFAULT_DATA_ROOT) -> "LoadedStudy":
-    """Read and validate a study file and its dataset; ``fidelity`` overrides the file's."""
+def load_study(path: Path, fidelity: str | None = None, data_root: Path = DEFAULT_DATA_ROOT,
+               viscosity_csv: Path | None = None) -> "LoadedStudy":
+    """Read and validate a study file and its dataset; ``fidelity`` overrides the file's;
+    ``viscosity_csv`` replaces the dataset's (or the study's) viscosity curve."""
     path = Path(path)
     where = str(path)
     if not path.is_file():
@@ -235,16 +299,66 @@ def load_study(path: Path, fidelity: str | None = None, data_root: Path = DEFAUL
         dataset = load_dataset(dpath)
     except DatasetError as exc:
         raise InputError(str(exc.path), exc.field, exc.message) from exc
+    dataset = _with_study_sizes(dataset, spec, where)
+    curve: ViscosityCurve | None = None
+    curve_source = None
     for t in spec.objective.targets:
+        if t in CURVE_TARGETS:
+            continue
         if t not in dataset.targets:
             raise InputError(where, f"objective.targets.{t}", f"dataset {spec.dataset} has no target {t!r}")
+    if spec.uses_viscosity:
+        v = spec.viscosity
+        csv = Path(viscosity_csv) if viscosity_csv is not None else (path.parent / v.csv if v.csv else None)
+        if csv is not None:
+            try:
+                curve = load_rheometer_csv(csv, v.csv_shear_rate_unit, v.csv_viscosity_unit)
+            except CurveError as exc:
+                raise InputError(exc.where, f"row {exc.row}" if exc.row else "(file)", exc.message) from exc
+            curve_source = str(csv.resolve())
+        elif "viscosity_curve" in dataset.curves:
+            curve = dataset.curve("viscosity_curve")
+            curve_source = f"{dpath}: curves.viscosity_curve"
+        else:
+            raise InputError(where, "objective.targets.viscosity_curve",
+                             f"dataset {spec.dataset} has no viscosity curve: supply a rheometer CSV "
+                             "(--viscosity-csv FILE or viscosity.csv in the study)")
+    elif viscosity_csv is not None:
+        raise InputError("--viscosity-csv", "(option)", "the study does not score viscosity_curve "
+                                                        "(add it to objective.targets)")
     if dataset.system is None:
         raise InputError(str(dpath), "system", "the dataset describes no particle system")
     for name, phase in dataset.system.phases.items():
         if phase.size_classes is None:
             raise InputError(str(dpath), f"system.phases.{name}.size_classes",
-                             "needed to build beads for this stage but not given")
-    return LoadedStudy(spec=spec, dataset=dataset, path=path, dataset_path=dpath)
+                             "needed to build beads for this stage but not given "
+                             f"(or give system.{name}.size_classes in the study)")
+    return LoadedStudy(spec=spec, dataset=dataset, path=path, dataset_path=dpath, curve=curve,
+                       curve_source=curve_source)
+
+
+def _with_study_sizes(dataset: Dataset, spec: StudySpec, where: str) -> Dataset:
+    """The dataset with the bead sizes the study supplies (``system.<phase>``)."""
+    if not spec.system:
+        return dataset
+    if dataset.system is None:
+        raise InputError(where, "system", f"dataset {spec.dataset} describes no particle system to size")
+    phases: dict[str, PhaseSpec] = dict(dataset.system.phases)
+    for name, sizes in spec.system.items():
+        if name not in phases:
+            raise InputError(where, f"system.{name}", f"dataset {spec.dataset} has no phase {name}")
+        try:
+            update = {"size_classes": sizes.size_classes}
+            if sizes.slurry_diameter_factor is not None:
+                update["slurry_diameter_factor"] = sizes.slurry_diameter_factor
+            phases[name] = PhaseSpec.model_validate({**phases[name].model_dump(), **update})
+        except ValidationError as exc:
+            raise InputError(where, f"system.{name}.size_classes",
+                             exc.errors()[0]["msg"].removeprefix("Value error, ")) from exc
+    system = dataset.system.model_copy(update={"phases": phases})
+    out = dataset.model_copy(update={"system": system})
+    out._curves = dataset._curves
+    return out
 
 
 class LoadedStudy(BaseModel):
@@ -256,3 +370,13 @@ class LoadedStudy(BaseModel):
     dataset: Dataset
     path: Path
     dataset_path: Path
+    curve: ViscosityCurve | None = None
+    curve_source: str | None = None
+
+    def simulated_rates_per_s(self) -> tuple[float, ...]:
+        """Experimental-scale shear rates to simulate (1/s): the study's, else the curve's."""
+        v = self.spec.viscosity
+        if v.shear_rates_per_s is not None:
+            return tuple(v.shear_rates_per_s)
+        assert self.curve is not None
+        return self.curve.shear_rate_per_s

@@ -29,12 +29,14 @@ class TrialRecord:
     metrics: dict[str, float]
     tags: dict[str, str]
     artifacts: tuple[Path, ...] = field(default_factory=tuple)
+    artifact_root: Path | None = None
+    """Artifacts under this folder keep their sub-folder (``shear_00/log.lammps``)."""
 
 
 class Tracker(Protocol):
     def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str]) -> None: ...
     def log_trial(self, record: TrialRecord) -> str | None: ...
-    def end_study(self, metrics: dict[str, float]) -> None: ...
+    def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None) -> None: ...
 
 
 class NullTracker:
@@ -46,7 +48,7 @@ class NullTracker:
     def log_trial(self, record: TrialRecord) -> str | None:
         return None
 
-    def end_study(self, metrics: dict[str, float]) -> None:
+    def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None) -> None:
         return None
 
 
@@ -109,16 +111,26 @@ class MlflowTracker:
         self.client.log_batch(rid, metrics=metrics, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
         for path in record.artifacts:
             if path.exists():
-                self.client.log_artifact(rid, str(path))
+                sub = None
+                if record.artifact_root is not None and path.parent != record.artifact_root:
+                    try:
+                        sub = str(path.parent.relative_to(record.artifact_root))
+                    except ValueError:
+                        sub = None
+                self.client.log_artifact(rid, str(path), artifact_path=sub)
         self.client.set_terminated(rid, status="FINISHED" if record.state == "COMPLETE" else "FAILED")
         if "objective" in record.metrics and math.isfinite(record.metrics["objective"]):
             self.client.log_metric(self.parent_run_id, "objective", float(record.metrics["objective"]), now,
                                    record.number)
         return rid
 
-    def end_study(self, metrics: dict[str, float]) -> None:
+    def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None) -> None:
+        """Close the study's parent run with its summary metrics and text ``files``
+        (name -> content, e.g. the Pareto front as JSON)."""
         if self.parent_run_id is None:
             return
+        for name, text in (files or {}).items():
+            self.client.log_text(self.parent_run_id, text, name)
         for k, v in metrics.items():
             if v is not None and math.isfinite(v):
                 self.client.log_metric(self.parent_run_id, k, float(v))

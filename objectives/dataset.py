@@ -14,12 +14,19 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
+
+from .rheology import (SHEAR_RATE_UNITS, VISCOSITY_UNITS, CurveError, ViscosityCurve, curve_from_points,
+                       load_rheometer_csv, normalise_unit)
 
 TARGET_KINDS = ("measured", "synthetic")
 
 KNOWN_TARGETS: dict[str, str] = {"slurry_density": "g/cm^3"}
 """Observables calib can compare with, and the unit their targets must be given in."""
+
+KNOWN_CURVES = ("viscosity_curve",)
+"""Curve targets calib can compare with (``curves.<name>`` in a dataset)."""
 
 
 class DatasetError(ValueError):
@@ -72,6 +79,51 @@ class Target(_Model):
         return self
 
 
+class CurvePoint(_Model):
+    """One measured point: shear rate, viscosity and optional 1-sigma uncertainty (the
+    curve's units)."""
+
+    shear_rate: float
+    viscosity: float
+    uncertainty: float | None = None
+
+
+class CurveSpec(_Model):
+    """A measured viscosity-vs-shear-rate curve: inline ``points`` or a rheometer ``csv``
+    (path relative to the dataset file; see ``objectives.rheology``), with its provenance.
+    Units: ``shear_rate_unit`` and ``viscosity_unit`` (Pa s, mPa s, cP); for ``points`` they
+    default to 1/s and Pa s; for a CSV they are taken from its header when not given, and
+    must agree with the header when both are."""
+
+    points: tuple[CurvePoint, ...] | None = None
+    csv: str | None = None
+    shear_rate_unit: str | None = None
+    viscosity_unit: str | None = None
+    provenance: Provenance
+
+    @model_validator(mode="after")
+    def _check(self) -> "CurveSpec":
+        if (self.points is None) == (self.csv is None):
+            raise ValueError("give exactly one of points and csv")
+        if self.provenance.kind not in TARGET_KINDS:
+            raise ValueError(f"provenance.kind of a curve must be one of {TARGET_KINDS}")
+        return self
+
+    @field_validator("shear_rate_unit")
+    @classmethod
+    def _rate_unit(cls, v: str | None) -> str | None:
+        if v is not None and v.strip().replace(" ", "") not in SHEAR_RATE_UNITS:
+            raise ValueError(f"unknown shear-rate unit {v!r} (known: {', '.join(SHEAR_RATE_UNITS)})")
+        return v
+
+    @field_validator("viscosity_unit")
+    @classmethod
+    def _eta_unit(cls, v: str | None) -> str | None:
+        if v is not None and normalise_unit(v) not in VISCOSITY_UNITS:
+            raise ValueError(f"unknown viscosity unit {v!r} (known: {', '.join(sorted(VISCOSITY_UNITS))})")
+        return v
+
+
 class SizeClassSpec(_Model):
     diameter_um: float
     number_fraction: float
@@ -118,8 +170,14 @@ class Dataset(_Model):
     name: str
     title: str
     system: SystemSpec | None = None
-    targets: dict[str, Target]
+    targets: dict[str, Target] = Field(default_factory=dict)
+    curves: dict[str, CurveSpec] = Field(default_factory=dict)
 
+    def curve(self, name: str) -> ViscosityCurve:
+        """The curve ``name`` in SI (validated at load time)."""
+        return self._curves[name]
+
+    _curves: dict[str, ViscosityCurve] = PrivateAttr(default_factory=dict)
 
 
 def _field_path(loc: tuple) -> str:
@@ -149,5 +207,21 @@ def load_dataset(path: Path) -> Dataset:
     for key, t in dataset.targets.items():
         if key in KNOWN_TARGETS and t.unit != KNOWN_TARGETS[key]:
             raise DatasetError(path, f"targets.{key}.unit", f"must be {KNOWN_TARGETS[key]!r}, got {t.unit!r}")
+    for key, c in dataset.curves.items():
+        if key not in KNOWN_CURVES:
+            raise DatasetError(path, f"curves.{key}", f"unknown curve (known: {', '.join(KNOWN_CURVES)})")
+        try:
+            if c.csv is not None:
+                dataset._curves[key] = load_rheometer_csv(path.parent / c.csv, c.shear_rate_unit, c.viscosity_unit)
+            else:
+                dataset._curves[key] = curve_from_points(
+                    [(p.shear_rate, p.viscosity, p.uncertainty) for p in c.points or ()],
+                    c.shear_rate_unit or "1/s", c.viscosity_unit or "Pa s",
+                    where=f"{path}: curves.{key}.points")
+        except CurveError as exc:
+            if c.csv:
+                raise DatasetError(Path(exc.where), f"row {exc.row}" if exc.row else "(file)", exc.message) from exc
+            raise DatasetError(path, f"curves.{key}.points" + (f" (point {exc.row})" if exc.row else ""),
+                               exc.message) from exc
     return dataset
 

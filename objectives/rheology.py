@@ -54,7 +54,7 @@ class ViscosityCurve:
     uncertainty_pa_s: tuple[float, ...] | None = None
 
 
-def _norm_unit(text: str) -> str:
+def normalise_unit(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower().replace("·", " "))
 
 
@@ -64,7 +64,7 @@ def _unit_in(header: str) -> str | None:
 
 
 def _factor(unit: str, table: dict[str, float], what: str, where: Path | str) -> float:
-    key = _norm_unit(unit) if table is VISCOSITY_UNITS else unit.strip().replace(" ", "")
+    key = normalise_unit(unit) if table is VISCOSITY_UNITS else unit.strip().replace(" ", "")
     if key not in table:
         raise CurveError(where, 1, f"unknown {what} unit {unit!r} (known: {', '.join(sorted(set(table)))})")
     return table[key]
@@ -95,32 +95,54 @@ def load_rheometer_csv(path: Path, shear_rate_unit: str | None = None, viscosity
         if unit is None:
             raise CurveError(path, line, f"no {what} unit in the header and none given")
         units.append(_factor(unit, table, what, path))
-    rates: list[float] = []
-    etas: list[float] = []
-    sigmas: list[float] = []
+    entries = []
     for line, row in rows[1:]:
         if len(row) != len(header):
             raise CurveError(path, line, f"expected {len(header)} values, got {len(row)}")
         try:
-            values = [float(c) for c in row]
+            entries.append((line, [float(c) for c in row]))
         except ValueError:
             raise CurveError(path, line, f"not a number: {row}") from None
+    if not entries:
+        raise CurveError(path, 0, "no data rows")
+    return _build_curve(entries, units[0], units[1], path)
+
+
+def _build_curve(entries: Sequence[tuple[int, Sequence[float]]], rate_factor: float, eta_factor: float,
+                 where: Path | str) -> ViscosityCurve:
+    """Validate (row, [rate, eta(, sigma)]) entries and convert them to SI."""
+    rates: list[float] = []
+    etas: list[float] = []
+    sigmas: list[float] = []
+    for line, values in entries:
         if not all(math.isfinite(v) for v in values):
-            raise CurveError(path, line, "NaN or infinite value")
-        rate, eta = values[0] * units[0], values[1] * units[1]
+            raise CurveError(where, line, "NaN or infinite value")
+        rate, eta = values[0] * rate_factor, values[1] * eta_factor
         if rate <= 0 or eta <= 0:
-            raise CurveError(path, line, "shear rate and viscosity must be positive")
+            raise CurveError(where, line, "shear rate and viscosity must be positive")
         if rates and rate <= rates[-1]:
-            raise CurveError(path, line, "shear rates must increase strictly")
+            raise CurveError(where, line, "shear rates must increase strictly")
         if len(values) == 3:
             if values[2] <= 0:
-                raise CurveError(path, line, "uncertainty must be positive")
-            sigmas.append(values[2] * units[1])
+                raise CurveError(where, line, "uncertainty must be positive")
+            sigmas.append(values[2] * eta_factor)
         rates.append(rate)
         etas.append(eta)
-    if not rates:
-        raise CurveError(path, 0, "no data rows")
+    if sigmas and len(sigmas) != len(rates):
+        raise CurveError(where, 0, "give an uncertainty for every point or for none")
     return ViscosityCurve(tuple(rates), tuple(etas), tuple(sigmas) if sigmas else None)
+
+
+def curve_from_points(points: Sequence[tuple[float, float, float | None]], shear_rate_unit: str,
+                      viscosity_unit: str, where: Path | str) -> ViscosityCurve:
+    """A curve from (shear rate, viscosity, uncertainty or None) in the given units, with the
+    CSV's validation (``CurveError`` row = 1-based point number)."""
+    if not points:
+        raise CurveError(where, 0, "no points")
+    rf = _factor(shear_rate_unit, SHEAR_RATE_UNITS, "shear-rate", where)
+    vf = _factor(viscosity_unit, VISCOSITY_UNITS, "viscosity", where)
+    entries = [(i + 1, [float(r), float(v)] + ([float(u)] if u is not None else [])) for i, (r, v, u) in enumerate(points)]
+    return _build_curve(entries, rf, vf, where)
 
 
 def loglog_interpolate(x: Sequence[float], y: Sequence[float], at: Sequence[float]) -> list[float]:
@@ -148,13 +170,20 @@ class CurveErrorResult:
 
     log_errors: ln(eta_sim / eta_exp) at each experimental rate, divided by the relative
     experimental uncertainty (sigma / eta) where given; rms: sqrt(mean(log_errors^2)).
+    ``name`` and ``error`` (= rms) make it one objective for ``objectives.scalarise``.
     """
+
+    name = "viscosity_curve"
 
     shear_rate_per_s: tuple[float, ...]
     simulated_pa_s: tuple[float, ...]
     measured_pa_s: tuple[float, ...]
     log_errors: tuple[float, ...]
     rms: float
+
+    @property
+    def error(self) -> float:
+        return self.rms
 
 
 def curve_error(sim_rate_per_s: Sequence[float], sim_eta_pa_s: Sequence[float], measured: ViscosityCurve

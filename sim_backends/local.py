@@ -28,71 +28,117 @@ def _child_setup() -> None:  # runs in the child between fork and exec
 
 
 @dataclass
-class _Running:
-    proc: subprocess.Popen
+class _Job:
     task: Task
-    started: float
+    proc: subprocess.Popen | None = None
+    started: float | None = None
     result: JobResult | None = None
 
 
 class LocalBackend:
-    """Runs tasks as local subprocesses. ``cores`` is the machine share it may use."""
+    """Runs tasks as local subprocesses on at most ``cores`` cores.
+
+    A task whose ``cores`` do not fit next to the running ones waits as PENDING and starts,
+    first come first served, when a later ``poll`` finds room (a task wider than the whole
+    budget starts alone). Its time limit counts from its start.
+    """
 
     name = "local"
 
     def __init__(self, cores: int | None = None) -> None:
         self._cores = cores or (os.cpu_count() or 1)
-        self._jobs: dict[str, _Running] = {}
+        self._jobs: dict[str, _Job] = {}
+        self._queue: list[str] = []
+        self._n = 0
 
     @property
     def slots(self) -> int:
         return self._cores
 
     def submit(self, task: Task) -> JobHandle:
-        workdir = Path(task.workdir)
-        env = {**os.environ, **task.env}
+        self._n += 1
+        job_id = f"{os.getpid()}.{self._n}"
+        self._jobs[job_id] = _Job(task)
+        self._queue.append(job_id)
+        self._schedule()
+        return JobHandle(self.name, job_id, Path(task.workdir))
+
+    def _busy(self) -> int:
+        return sum(j.task.cores for j in self._jobs.values() if j.proc is not None and j.result is None)
+
+    def _schedule(self) -> None:
+        """Start queued jobs in order while they fit."""
+        for job_id in list(self._queue):
+            job = self._jobs[job_id]
+            busy = self._busy()
+            if busy and busy + job.task.cores > self._cores:
+                break
+            self._queue.remove(job_id)
+            self._start(job)
+
+    def _start(self, job: _Job) -> None:
+        workdir = Path(job.task.workdir)
+        env = {**os.environ, **job.task.env}
         with open(workdir / STDOUT_FILE, "wb") as out, open(workdir / STDERR_FILE, "wb") as err:
-            proc = subprocess.Popen(
-                list(task.argv), cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+            job.proc = subprocess.Popen(
+                list(job.task.argv), cwd=workdir, env=env, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=err, preexec_fn=_child_setup,
             )
-        job_id = str(proc.pid)
-        self._jobs[job_id] = _Running(proc, task, time.monotonic())
-        return JobHandle(self.name, job_id, workdir)
+        job.started = time.monotonic()
 
-    def _finish(self, run: _Running, state: JobState, reason: str | None) -> None:
-        run.result = JobResult(state, run.proc.returncode, time.monotonic() - run.started, reason)
+    def pid(self, handle: JobHandle) -> int | None:
+        """Process id of a started job (None while it is queued)."""
+        proc = self._jobs[handle.job_id].proc
+        return proc.pid if proc is not None else None
 
-    def _kill(self, run: _Running) -> None:
+    def _finish(self, job: _Job, state: JobState, reason: str | None) -> None:
+        rc = job.proc.returncode if job.proc is not None else None
+        wall = time.monotonic() - job.started if job.started is not None else 0.0
+        job.result = JobResult(state, rc, wall, reason)
+
+    def _kill(self, job: _Job) -> None:
+        if job.proc is None:
+            return
         try:
-            os.killpg(run.proc.pid, signal.SIGKILL)
+            os.killpg(job.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        run.proc.wait()
+        job.proc.wait()
 
-    def poll(self, handle: JobHandle) -> JobState:
-        run = self._jobs[handle.job_id]
-        if run.result is not None:
-            return run.result.state
-        rc = run.proc.poll()
+    def _update(self, job: _Job) -> JobState:
+        if job.result is not None:
+            return job.result.state
+        if job.proc is None:
+            return JobState.PENDING
+        rc = job.proc.poll()
         if rc is None:
-            timeout = run.task.timeout_s
-            if timeout is not None and time.monotonic() - run.started > timeout:
-                self._kill(run)
-                self._finish(run, JobState.TIMEOUT, f"timeout: wall time exceeded {timeout:g} s")
+            timeout = job.task.timeout_s
+            if timeout is not None and time.monotonic() - job.started > timeout:  # type: ignore[operator]
+                self._kill(job)
+                self._finish(job, JobState.TIMEOUT, f"timeout: wall time exceeded {timeout:g} s")
                 return JobState.TIMEOUT
             return JobState.RUNNING
         if rc == 0:
-            self._finish(run, JobState.DONE, None)
+            self._finish(job, JobState.DONE, None)
         else:
-            self._finish(run, JobState.FAILED, f"exit status {rc}")
-        return run.result.state  # type: ignore[union-attr]
+            self._finish(job, JobState.FAILED, f"exit status {rc}")
+        return job.result.state  # type: ignore[union-attr]
+
+    def poll(self, handle: JobHandle) -> JobState:
+        for other in self._jobs.values():  # free the cores of every job that ended
+            if other.proc is not None and other.result is None:
+                self._update(other)
+        self._schedule()
+        return self._update(self._jobs[handle.job_id])
 
     def cancel(self, handle: JobHandle) -> None:
-        run = self._jobs[handle.job_id]
-        if run.result is None:
-            self._kill(run)
-            self._finish(run, JobState.CANCELLED, "cancelled")
+        job = self._jobs[handle.job_id]
+        if job.result is None:
+            if handle.job_id in self._queue:
+                self._queue.remove(handle.job_id)
+            self._kill(job)
+            self._finish(job, JobState.CANCELLED, "cancelled")
+            self._schedule()
 
     def collect(self, handle: JobHandle) -> JobResult:
         state = self.poll(handle)

@@ -164,24 +164,25 @@ def test_terminal_state_is_stable(harness: Harness) -> None:
 
 def test_timeout_kills_process(harness: Harness) -> None:
     t0 = time.monotonic()
-    handle = harness.submit("sleep", "30", timeout_s=0.5)
+    handle = harness.submit("sh", "-c", "echo $$ > job.pid; exec sleep 30", timeout_s=0.5)
+    pid = int(_wait_file(handle.workdir / "job.pid", 5.0))
     state = harness.wait_terminal(handle, within_s=5.0)
     assert state is JobState.TIMEOUT
     assert time.monotonic() - t0 < 5.0
     result = harness.backend.collect(handle)
     assert result.state is JobState.TIMEOUT
     assert result.reason and "timeout" in result.reason.lower()
-    assert _wait_gone(int(handle.job_id), 5.0), _proc_state(int(handle.job_id))
+    assert _wait_gone(pid, 5.0), _proc_state(pid)
 
 
 def test_cancel_kills_process(harness: Harness) -> None:
-    handle = harness.submit("sleep", "30")
-    time.sleep(0.2)
+    handle = harness.submit("sh", "-c", "echo $$ > job.pid; exec sleep 30")
+    pid = int(_wait_file(handle.workdir / "job.pid", 5.0))
     assert harness.backend.poll(handle) in (JobState.PENDING, JobState.RUNNING)
     harness.backend.cancel(handle)
     assert harness.wait_terminal(handle, within_s=5.0) is JobState.CANCELLED
     assert harness.backend.collect(handle).state is JobState.CANCELLED
-    assert _wait_gone(int(handle.job_id), 5.0), _proc_state(int(handle.job_id))
+    assert _wait_gone(pid, 5.0), _proc_state(pid)
 
 
 def test_cancel_kills_grandchildren(harness: Harness) -> None:
@@ -223,6 +224,29 @@ def test_jobs_run_concurrently(harness: Harness) -> None:
     harness.backend.cancel(a)
 
 
+def test_jobs_beyond_the_core_budget_wait(harness: Harness) -> None:
+    """More one-core jobs than slots: the extra ones wait (PENDING) and all finish."""
+    n = harness.backend.slots + 1
+    handles = [harness.submit("sh", "-c", "sleep 0.5; echo ok") for _ in range(n)]
+    assert harness.backend.poll(handles[-1]) is JobState.PENDING
+    assert not (handles[-1].workdir / STDOUT_FILE).exists()
+    for h in handles:
+        assert harness.wait_terminal(h) is JobState.DONE
+        assert (h.workdir / STDOUT_FILE).read_text().strip() == "ok"
+
+
+def test_pending_job_can_be_cancelled(harness: Harness) -> None:
+    blockers = [harness.submit("sleep", "30") for _ in range(harness.backend.slots)]
+    waiting = harness.submit("sh", "-c", "echo ran > ran.txt")
+    assert harness.backend.poll(waiting) is JobState.PENDING
+    harness.backend.cancel(waiting)
+    assert harness.backend.poll(waiting) is JobState.CANCELLED
+    for b in blockers:
+        harness.backend.cancel(b)
+    time.sleep(0.3)
+    assert not (waiting.workdir / "ran.txt").exists()
+
+
 # --------------------------------------------------------------------------- local only
 
 DRIVER = textwrap.dedent("""
@@ -233,7 +257,7 @@ DRIVER = textwrap.dedent("""
 
     backend = LocalBackend(cores=1)
     handle = backend.submit(Task(workdir=Path(sys.argv[1]), argv=("sleep", "60")))
-    print(handle.job_id, flush=True)
+    print(backend.pid(handle), flush=True)
     time.sleep(60)
 """)
 

@@ -266,3 +266,121 @@ def test_non_positive_density_names_exact_field(inputs: Inputs) -> None:
     inputs.write_dataset(ds)
     err = assert_bad_input(inputs, inputs.optimize, str(inputs.dataset), "system.phases.SE.density_g_cm3")
     assert "Value error" not in err
+
+
+# --------------------------------------------------------------------------- viscosity curve
+
+GOOD_CSV = "shear_rate [1/s],viscosity [Pa s]\n1,20\n18,7.48\n125,2.86\n"
+
+
+def _with_curve_objective(inputs: Inputs) -> None:
+    """The SSB study scoring the viscosity curve too (its dataset ships no curve)."""
+    data = inputs.study_data()
+    data["objective"]["targets"]["viscosity_curve"] = 1.0
+    inputs.write_study(data)
+
+
+def test_curve_baseline_loads(inputs: Inputs) -> None:
+    """Control: a good CSV with the curve objective loads, so each case below fails on its defect."""
+    from calib.study import load_study
+
+    _with_curve_objective(inputs)
+    csv = inputs.root / "rheo.csv"
+    csv.write_text(GOOD_CSV)
+    loaded = load_study(inputs.study, fidelity="smoke", viscosity_csv=csv)
+    assert loaded.curve is not None and loaded.curve.viscosity_pa_s == (20.0, 7.48, 2.86)
+
+
+@pytest.mark.parametrize("text, where", [
+    ("", "(file)"),
+    ("shear_rate [1/s],viscosity [Pa s]\n", "(file)"),
+    ("shear_rate [1/s],viscosity [Pa s]\n1,2\n0,1\n", "row 3"),
+    ("shear_rate [1/s],viscosity [Pa s]\n-1,2\n", "row 2"),
+    ("shear_rate [1/s],viscosity [Pa s]\n1,2\n2,-1\n", "row 3"),
+    ("shear_rate [1/s],viscosity [Pa s]\n1,2\n1,1\n", "row 3"),
+    ("shear_rate [1/s],viscosity [Pa s]\n2,2\n1,1\n", "row 3"),
+    ("shear_rate [1/s],viscosity [Pa s]\n1,nan\n", "row 2"),
+    ("shear_rate [1/s],viscosity [Pa s]\n1,2\n3,\n", "row 3"),
+    ("shear_rate [rpm],viscosity [Pa s]\n1,2\n", "row 1"),
+    ("shear_rate [1/s],viscosity [poise per bar]\n1,2\n", "row 1"),
+    ("shear_rate,viscosity\n1,2\n", "row 1"),
+])
+def test_bad_viscosity_csv(inputs: Inputs, text: str, where: str) -> None:
+    _with_curve_objective(inputs)
+    csv = inputs.root / "rheo.csv"
+    csv.write_text(text)
+    assert_bad_input(inputs, lambda: inputs.optimize("--viscosity-csv", str(csv)), str(csv), where)
+
+
+def test_viscosity_csv_units_mismatch_study(inputs: Inputs) -> None:
+    """Header says mPa s, the study file says Pa s: refused, not silently converted."""
+    _with_curve_objective(inputs)
+    data = inputs.study_data()
+    data["viscosity"] = {"csv_viscosity_unit": "Pa s"}
+    inputs.write_study(data)
+    csv = inputs.root / "rheo.csv"
+    csv.write_text("shear_rate [1/s],viscosity [mPa s]\n1,2000\n")
+    assert_bad_input(inputs, lambda: inputs.optimize("--viscosity-csv", str(csv)), str(csv), "row 1", "match")
+
+
+def test_missing_viscosity_csv(inputs: Inputs) -> None:
+    _with_curve_objective(inputs)
+    missing = inputs.root / "nosuch.csv"
+    assert_bad_input(inputs, lambda: inputs.optimize("--viscosity-csv", str(missing)), str(missing), "not found")
+
+
+def test_curve_objective_without_curve(inputs: Inputs) -> None:
+    _with_curve_objective(inputs)
+    err = assert_bad_input(inputs, inputs.optimize, str(inputs.study), "objective.targets.viscosity_curve")
+    assert "--viscosity-csv" in err
+
+
+def test_viscosity_csv_without_curve_objective(inputs: Inputs) -> None:
+    csv = inputs.root / "rheo.csv"
+    csv.write_text(GOOD_CSV)
+    assert_bad_input(inputs, lambda: inputs.optimize("--viscosity-csv", str(csv)), "--viscosity-csv")
+
+
+@pytest.mark.parametrize("rates", [[18.0, 18.0], [125.0, 18.0], [-1.0, 18.0], [0.0]])
+def test_study_shear_rates_must_be_positive_and_increasing(inputs: Inputs, rates) -> None:
+    _with_curve_objective(inputs)
+    data = inputs.study_data()
+    data["viscosity"] = {"shear_rates_per_s": rates}
+    inputs.write_study(data)
+    csv = inputs.root / "rheo.csv"
+    csv.write_text(GOOD_CSV)
+    assert_bad_input(inputs, lambda: inputs.optimize("--viscosity-csv", str(csv)), str(inputs.study),
+                     "viscosity.shear_rates_per_s")
+
+
+def test_unknown_not_converged_policy(inputs: Inputs) -> None:
+    data = inputs.study_data()
+    data["viscosity"] = {"not_converged": "ignore"}
+    inputs.write_study(data)
+    assert_bad_input(inputs, inputs.optimize, str(inputs.study), "viscosity.not_converged")
+
+
+def test_dataset_curve_with_unknown_unit(inputs: Inputs) -> None:
+    ds = inputs.dataset_data()
+    ds["curves"] = {"viscosity_curve": {"viscosity_unit": "poise per bar", "points": [
+        {"shear_rate": 1.0, "viscosity": 2.0}], "provenance": {"source": "test", "kind": "measured"}}}
+    inputs.write_dataset(ds)
+    assert_bad_input(inputs, inputs.optimize, str(inputs.dataset), "curves.viscosity_curve.viscosity_unit")
+
+
+def test_dataset_curve_points_not_increasing(inputs: Inputs) -> None:
+    ds = inputs.dataset_data()
+    ds["curves"] = {"viscosity_curve": {"points": [{"shear_rate": 10.0, "viscosity": 2.0},
+                                                   {"shear_rate": 1.0, "viscosity": 3.0}],
+                                        "provenance": {"source": "test", "kind": "measured"}}}
+    inputs.write_dataset(ds)
+    err = assert_bad_input(inputs, inputs.optimize, str(inputs.dataset), "curves.viscosity_curve.points")
+    assert "row 2" in err or "increase" in err
+
+
+def test_dataset_curve_without_measured_or_synthetic_kind(inputs: Inputs) -> None:
+    ds = inputs.dataset_data()
+    ds["curves"] = {"viscosity_curve": {"points": [{"shear_rate": 1.0, "viscosity": 2.0}],
+                                        "provenance": {"source": "read off a figure", "kind": "assumed"}}}
+    inputs.write_dataset(ds)
+    assert_bad_input(inputs, inputs.optimize, str(inputs.dataset), "curves.viscosity_curve")

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from objectives.dataset import Dataset, DatasetError, load_dataset
 
@@ -178,16 +179,49 @@ def test_wrong_unit_error_field_attribute(tmp_path):
 
 
 def test_non_positive_target_value_is_refused(tmp_path):
-    import pytest
-    import yaml
-
-    from objectives.dataset import DatasetError, load_dataset
-
-    src = yaml.safe_load(open("/work/main/experiments_data/ssb_nmc622_lpscl/dataset.yaml".replace(
-        "/work/main", str(__import__("pathlib").Path(__file__).resolve().parent.parent))))
+    src = yaml.safe_load((DATA_ROOT / "ssb_nmc622_lpscl" / "dataset.yaml").read_text())
     src["targets"]["slurry_density"]["value"] = 0.0
     p = tmp_path / "dataset.yaml"
     p.write_text(yaml.safe_dump(src))
     with pytest.raises(DatasetError) as exc:
         load_dataset(p)
     assert exc.value.field.startswith("targets.slurry_density") and "positive" in str(exc.value)
+
+
+def test_lithium_ion_dataset_carries_its_two_viscosity_points():
+    ds = load_dataset(DATA_ROOT / "lib_nmc111_nmp" / "dataset.yaml")
+    c = ds.curve("viscosity_curve")
+    assert c.shear_rate_per_s == (18.0, 125.0) and c.viscosity_pa_s == (7.48, 2.86)
+    assert ds.curves["viscosity_curve"].provenance.kind == "measured"
+
+
+def test_dataset_curve_from_csv_beside_it(tmp_path):
+    (tmp_path / "rheo.csv").write_text("shear_rate [1/s],viscosity [mPa s]\n1,9000\n10,4000\n")
+    (tmp_path / "dataset.yaml").write_text(yaml.safe_dump({
+        "name": "x", "title": "x",
+        "curves": {"viscosity_curve": {"csv": "rheo.csv", "provenance": {"source": "model run 7", "kind": "synthetic"}}},
+    }))
+    ds = load_dataset(tmp_path / "dataset.yaml")
+    assert ds.curve("viscosity_curve").viscosity_pa_s == pytest.approx((9.0, 4.0))
+
+
+def test_dataset_curve_csv_error_names_csv_row(tmp_path):
+    (tmp_path / "rheo.csv").write_text("shear_rate [1/s],viscosity [Pa s]\n1,9\n1,4\n")
+    (tmp_path / "dataset.yaml").write_text(yaml.safe_dump({
+        "name": "x", "title": "x",
+        "curves": {"viscosity_curve": {"csv": "rheo.csv", "provenance": {"source": "lab", "kind": "measured"}}},
+    }))
+    with pytest.raises(DatasetError) as e:
+        load_dataset(tmp_path / "dataset.yaml")
+    assert e.value.path == tmp_path / "rheo.csv" and e.value.field == "row 3"
+
+
+def test_unknown_curve_name_is_refused(tmp_path):
+    (tmp_path / "dataset.yaml").write_text(yaml.safe_dump({
+        "name": "x", "title": "x",
+        "curves": {"yield_curve": {"points": [{"shear_rate": 1, "viscosity": 1}],
+                                   "provenance": {"source": "lab", "kind": "measured"}}},
+    }))
+    with pytest.raises(DatasetError) as e:
+        load_dataset(tmp_path / "dataset.yaml")
+    assert e.value.field == "curves.yield_curve"

@@ -27,6 +27,21 @@ def _pid_gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
+def _pids_in(workdir: Path) -> list[int]:
+    """Processes whose working directory is ``workdir`` or below (the trial's LAMMPS runs)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if cwd == str(workdir) or cwd.startswith(str(workdir) + os.sep):
+            pids.append(int(proc.name))
+    return pids
+
+
 def test_resume_after_killed_driver(tmp_path: Path):
     study_file = write_study(tmp_path, "resume_smoke", trials=3, parallel=1, optimizer={"n_initial": 2})
     runs = tmp_path / "runs"
@@ -48,22 +63,24 @@ def test_resume_after_killed_driver(tmp_path: Path):
             except Exception:  # study not created yet
                 continue
             done = [t for t in trials if t.state == TrialState.COMPLETE]
-            running = [t for t in trials if t.state == TrialState.RUNNING and "calib_job" in t.user_attrs]
+            running = [t for t in trials if t.state == TrialState.RUNNING and "calib_jobs" in t.user_attrs]
             if done and running:
                 victim = running[0]
-                break
+                job_pids = _pids_in(Path(victim.user_attrs["calib_workdir"]))
+                if job_pids:
+                    break
+                victim = None
         assert victim is not None, "driver never had a completed and a running trial"
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)
     finally:
         if driver.poll() is None:
             driver.kill()
-    job_pid = int(victim.user_attrs["calib_job"].split(":")[1])
     for _ in range(50):
-        if _pid_gone(job_pid):
+        if all(_pid_gone(p) for p in job_pids):
             break
         time.sleep(0.1)
-    assert _pid_gone(job_pid), "LAMMPS of the killed driver is still running"
+    assert all(_pid_gone(p) for p in job_pids), "LAMMPS of the killed driver is still running"
 
     before = {t.number: t.value for t in optuna.load_study(study_name="resume_smoke", storage=storage).get_trials()
               if t.state == TrialState.COMPLETE}

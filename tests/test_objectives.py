@@ -104,3 +104,25 @@ def test_pareto_front_by_hand():
     # [3,3] is dominated by [2,2]; [1,6] by [1,5]; the two [2,2] do not dominate each other
     assert pareto_front(pts) == [0, 1, 3, 4]
     assert pareto_front([[1.0]]) == [0]
+
+
+def test_study_scalarisations_on_hand_made_errors():
+    """weighted_sum, chebyshev and parego through the study's own dispatcher."""
+    from calib.stages import scalarised
+    from calib.study import ObjectiveSpec
+    from objectives.scalarise import parego_weights
+
+    class Spec:  # only .objective is read
+        def __init__(self, method):
+            self.objective = ObjectiveSpec(targets={"slurry_density": 2.0, "viscosity_curve": 1.0},
+                                           scalarisation=method)
+
+    errs = {"slurry_density": -0.1, "viscosity_curve": 0.5}
+    assert scalarised(errs, Spec("weighted_sum"), 0, 3) == pytest.approx(2 * 0.01 + 0.25)
+    assert scalarised(errs, Spec("chebyshev"), 0, 3) == pytest.approx(max(2 * 0.1, 0.5))
+    w = parego_weights(["slurry_density", "viscosity_curve"], 0, 3)
+    expect = max(w["slurry_density"] * 0.1, w["viscosity_curve"] * 0.5) + 0.05 * (
+        w["slurry_density"] * 0.1 + w["viscosity_curve"] * 0.5)
+    assert scalarised(errs, Spec("parego"), 0, 3) == pytest.approx(expect)
+    assert scalarised(errs, Spec("parego"), 0, 4) != pytest.approx(expect)  # new weights per proposal
+    assert scalarised(errs, Spec("parego"), 0, None) == pytest.approx(2 * 0.01 + 0.25)  # ranking

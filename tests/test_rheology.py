@@ -75,3 +75,23 @@ def test_curve_error_in_log_viscosity_weighted_by_uncertainty():
     assert plain.log_errors == pytest.approx((math.log(math.sqrt(10.0) / 2.0),))
     with pytest.raises(ValueError):
         curve_error([1.0], [0.0], measured)
+
+
+def test_curve_from_points_validates_like_the_csv():
+    from objectives.rheology import curve_from_points
+
+    c = curve_from_points([(18, 7480, None), (125, 2860, None)], "1/s", "mPa s", where="x")
+    assert c.viscosity_pa_s == pytest.approx((7.48, 2.86)) and c.uncertainty_pa_s is None
+    with pytest.raises(CurveError, match="row 2.*increase"):
+        curve_from_points([(18, 1, None), (10, 1, None)], "1/s", "Pa s", where="x")
+    with pytest.raises(CurveError, match="every point or for none"):
+        curve_from_points([(18, 1, 0.1), (20, 1, None)], "1/s", "Pa s", where="x")
+    with pytest.raises(CurveError, match="no points"):
+        curve_from_points([], "1/s", "Pa s", where="x")
+
+
+def test_curve_error_is_one_named_objective():
+    res = curve_error([18.0, 125.0], [7.48 * math.e, 2.86], ViscosityCurve((18.0, 125.0), (7.48, 2.86)))
+    assert res.name == "viscosity_curve"
+    assert res.log_errors == pytest.approx((1.0, 0.0))
+    assert res.error == res.rms == pytest.approx(math.sqrt(0.5))

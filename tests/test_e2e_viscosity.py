@@ -1,0 +1,151 @@
+"""End to end: a slurry study scoring density and a 3-rate viscosity curve (the Li-ion
+example study at smoke size): real LAMMPS NPT then SLLOD runs, Optuna ledger, MLflow
+store, ParEGO proposals and the Pareto front; and the not-converged policies."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import REPO, parse_json_stdout, run_calib
+
+pytestmark = pytest.mark.lammps
+
+LIB_STUDY = REPO / "studies" / "lib_nmc_slurry.yaml"
+
+
+def lib_study(tmp: Path, name: str, **overrides) -> Path:
+    spec = yaml.safe_load(LIB_STUDY.read_text())
+    spec["name"] = name
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(spec.get(key), dict):
+            spec[key] = {**spec[key], **value}
+        else:
+            spec[key] = value
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def curve_study(tmp_path_factory) -> tuple[Path, dict]:
+    tmp = tmp_path_factory.mktemp("e2e_curve")
+    study = lib_study(tmp, "e2e_curve", trials=3, parallel=1, optimizer={"n_initial": 2},
+                      objective={"targets": {"slurry_density": 1.0, "viscosity_curve": 1.0},
+                                 "scalarisation": "parego"})
+    proc = run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
+                     "--runs-dir", str(tmp / "runs"), "--json", cwd=tmp)
+    return tmp, parse_json_stdout(proc)
+
+
+def _wall_window(log: Path) -> tuple[float, float]:
+    """(start, end) of a LAMMPS run: log mtime minus its 'Total wall time'."""
+    m = re.search(r"Total wall time: (\d+):(\d+):(\d+)", log.read_text())
+    assert m, f"no wall time in {log}"
+    wall = int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3])
+    end = log.stat().st_mtime
+    return end - wall, end
+
+
+def test_three_rate_curve_in_the_summary(curve_study):
+    tmp, s = curve_study
+    assert s["trials_complete"] >= 1, s["failures"]
+    obs = s["best_observables"]
+    rates = obs["viscosity_pa_s"]
+    assert [r["shear_rate_per_s"] for r in rates] == [18.0, 50.0, 125.0]
+    assert [r["simulated_rate_per_us"] for r in rates] == pytest.approx([0.018, 0.05, 0.125])
+    for r in rates:
+        assert r["viscosity_pa_s"] > 0 and r["sem_pa_s"] >= 0
+        assert r["steps"] > 0 and r["strain"] == pytest.approx(r["simulated_rate_per_us"] * r["steps"] * 0.001)
+        assert isinstance(r["converged"], bool)
+    assert obs["viscosity_curve_rms_log_error"] > 0
+    assert obs["slurry_density"]["target"] == 2.30
+
+
+def test_pareto_list(curve_study):
+    tmp, s = curve_study
+    front = s["pareto"]
+    assert 1 <= len(front) <= s["trials_complete"]
+    for p in front:
+        assert set(p["objectives"]) == {"slurry_density", "viscosity_curve"}
+    # no listed trial is dominated by any completed trial of the ledger
+    study = optuna.load_study(study_name="e2e_curve", storage=s["storage"])
+    done = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+    pts = {t.number: [abs(t.user_attrs["objective_errors"][k]) for k in ("slurry_density", "viscosity_curve")]
+           for t in done}
+    for p in front:
+        mine = pts[p["trial"]]
+        assert not any(all(a <= b for a, b in zip(o, mine)) and o != mine for o in pts.values())
+    assert {p["trial"] for p in front} >= {s["best_trial"]} or len(front) >= 1
+
+
+def test_shear_runs_share_the_restart_and_run_concurrently(curve_study):
+    tmp, s = curve_study
+    trial = tmp / "runs" / "e2e_curve" / f"trial_{s['best_trial']:05d}"
+    shear = sorted(trial.glob("shear_*"))
+    assert [d.name for d in shear] == ["shear_00", "shear_01", "shear_02"]
+    for d in shear:
+        assert "read_restart ../final.restart" in (d / "in.shear").read_text()
+        assert (d / "shear_blocks.txt").is_file()
+    (s0, e0), (s1, e1) = _wall_window(shear[0] / "log.lammps"), _wall_window(shear[1] / "log.lammps")
+    overlap = min(e0, e1) - max(s0, s1)
+    assert overlap > 0.5, f"shear_00 and shear_01 did not overlap ({overlap:.1f} s)"
+
+
+def test_mlflow_per_rate_metrics_plot_and_pareto(curve_study):
+    tmp, s = curve_study
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp / 'runs' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("e2e_curve")
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.`calib.role` = 'trial'")
+    best = next(r for r in runs if r.data.tags["trial_number"] == str(s["best_trial"]))
+    m = best.data.metrics
+    for rate in ("18", "50", "125"):
+        for what in ("viscosity_pa_s", "sem_pa_s", "strain", "converged"):
+            assert f"shear/{rate}_per_s/{what}" in m
+    names = {a.path for a in client.list_artifacts(best.info.run_id)}
+    assert "viscosity_curve.png" in names and "shear_00" in names
+    assert {a.path for a in client.list_artifacts(best.info.run_id, "shear_00")} >= {"shear_00/log.lammps",
+                                                                                      "shear_00/in.shear"}
+    parent = client.search_runs([exp.experiment_id], filter_string="tags.`calib.role` = 'study'")[0]
+    assert "pareto.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+
+def test_parego_proposal_used_the_gp(curve_study):
+    """Trial 2 (after 2 Sobol points) was proposed by the GP on ParEGO-scalarised values."""
+    tmp, s = curve_study
+    study = optuna.load_study(study_name="e2e_curve", storage=s["storage"])
+    t2 = study.trials[2]
+    assert t2.user_attrs.get("proposal_s") is not None
+    done = [t for t in study.trials[:2] if t.state == optuna.trial.TrialState.COMPLETE]
+    for t in done:
+        assert set(t.user_attrs["objective_errors"]) == {"slurry_density", "viscosity_curve"}
+
+
+@pytest.mark.parametrize("policy", ["penalty", "fail"])
+def test_not_converged_policy(tmp_path, policy):
+    """Runs too short to reach min_strain: every rate is 'not converged'; the study's policy
+    makes that a penalty on a COMPLETE trial or a FAIL trial with its reason."""
+    study = lib_study(tmp_path, f"nc_{policy}", trials=1,
+                      viscosity={"shear_rates_per_s": [18.0, 125.0], "min_strain": 5.0, "max_strain": 10.0,
+                                 "not_converged": policy, "penalty": 0.5},
+                      fidelities={"smoke": {"initial_box_scale": 0.36, "shear_max_steps": 16000}})
+    s = parse_json_stdout(run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
+                                    "--runs-dir", str(tmp_path / "runs"), "--json", cwd=tmp_path))
+    study_obj = optuna.load_study(study_name=f"nc_{policy}", storage=s["storage"])
+    t = study_obj.trials[0]
+    if policy == "penalty":
+        assert s["trials_complete"] == 1
+        assert t.user_attrs["penalty"] == pytest.approx(0.5)
+        assert all(not r["converged"] for r in s["best_observables"]["viscosity_pa_s"])
+        base = t.value - 0.5
+        assert base == pytest.approx(sum(e ** 2 for e in t.user_attrs["objective_errors"].values()))
+    else:
+        assert s["trials_failed"] == 1 and s["trials_complete"] == 0
+        reason = s["failures"]["0"]
+        assert "not converged" in reason and "18 1/s" in reason and "125 1/s" in reason
+        assert len(t.user_attrs["viscosity"]) == 2  # the measurements are kept with the failed trial
