@@ -9,7 +9,7 @@ fidelity of its own (then every required field).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, model_validator
 
 
 class Fidelity(BaseModel):
@@ -19,8 +19,9 @@ class Fidelity(BaseModel):
     (scaled to n_beads at the seed's number density); 1.0 = the seed's dilute start.
     equilibration_steps / averaging_steps: NPT steps before / during density averaging.
     block_steps: density block length; sample_every: sampling interval inside a block.
-    shear_block_steps: -P_xy block length of the viscosity runs; shear_segment_blocks:
-    blocks per segment of the early-stopping test; shear_max_steps: most steps one shear
+    shear_block_steps: -P_xy block length of the viscosity runs; shear_segment_blocks: the
+    fewest blocks in a segment (a batch of the steady-state test; segments are otherwise
+    sized by the study's ``viscosity.segment_strain``); shear_max_steps: most steps one shear
     rate may run (the seed ran 7e7 steps per rate).
     """
 
@@ -36,8 +37,8 @@ class Fidelity(BaseModel):
     minimize_max_iter: PositiveInt = 200
     thermo_every: PositiveInt = 1000
     shear_block_steps: PositiveInt = 1000
-    shear_segment_blocks: int = Field(default=8, ge=2)
-    shear_max_steps: PositiveInt = 96_000
+    shear_segment_blocks: PositiveInt = 4
+    shear_max_steps: PositiveInt = 240_000
 
     @model_validator(mode="after")
     def _check(self) -> "Fidelity":
@@ -45,10 +46,8 @@ class Fidelity(BaseModel):
             raise ValueError("averaging_steps must be a multiple of block_steps")
         if self.block_steps % self.sample_every:
             raise ValueError("block_steps must be a multiple of sample_every")
-        if self.shear_block_steps % self.sample_every:
-            raise ValueError("shear_block_steps must be a multiple of sample_every")
-        if self.shear_max_steps < 2 * self.shear_block_steps * self.shear_segment_blocks:
-            raise ValueError("shear_max_steps must allow two segments (2 x shear_segment_blocks x shear_block_steps)")
+        if self.shear_block_steps % self.sample_every or self.shear_block_steps <= self.sample_every:
+            raise ValueError("shear_block_steps must be a multiple of sample_every, and larger")
         return self
 
 
@@ -56,9 +55,8 @@ BUILTIN_FIDELITIES: dict[str, Fidelity] = {
     "smoke": Fidelity(n_beads=200, initial_box_scale=0.25, equilibration_steps=20_000,
                       averaging_steps=10_000),
     "dev": Fidelity(n_beads=500, initial_box_scale=0.3, equilibration_steps=40_000,
-                    averaging_steps=20_000, shear_max_steps=192_000),
+                    averaging_steps=20_000, shear_max_steps=600_000),
     "paper": Fidelity(n_beads=5089, initial_box_scale=1.0, equilibration_steps=1_000_000,
                       averaging_steps=200_000, block_steps=10_000, sample_every=100,
-                      thermo_every=10_000, shear_block_steps=10_000, shear_segment_blocks=10,
-                      shear_max_steps=70_000_000),
+                      thermo_every=10_000, shear_block_steps=10_000, shear_max_steps=70_000_000),
 }

@@ -3,8 +3,13 @@ study is the same calibration, and recover trials left RUNNING by a dead driver.
 
 User attributes calib writes on each trial (names are part of the ledger format):
 ``calib_driver`` (host:pid:start-ticks of the driving process), ``calib_workdir``,
-``calib_jobs``, ``calib_seed``, ``fail_reason``, ``calib_lost`` (True: the slot is
-re-proposed), ``observables``, ``errors``, ``equilibrated``, ``proposal_s``, ``wall_s``.
+``calib_jobs`` (backend:job-id of the current phase's runs), ``calib_seed``, ``table_s1``,
+``fail_reason``, ``calib_lost`` (True: the slot is re-proposed), ``observables``, ``errors``
+(per objective), ``objective_errors`` (signed error per objective: what scalarisations and
+the Pareto front use), ``penalty`` (added for unconverged shear rates), ``viscosity`` (per
+shear rate: rates, eta, standard error, strain, steps, converged, wall time),
+``equilibrated``, ``proposal_s``, ``wall_s`` (slurry run) and ``run_wall_s`` (every run).
+Study attribute ``viscosity_curve_source``: the file the measured curve came from.
 """
 
 from __future__ import annotations

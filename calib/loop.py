@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -26,8 +26,9 @@ from sim_backends.lammps.outputs import SimulationFailed, crash_reason, failure_
 from . import ledger
 from .proposer import BoTorchSampler
 from .space import ParameterSpace
-from .stages import Run, Score, SlurryTrial, scalarised
+from .stages import Run, Score, SlurryTrial, rate_plans, scalarised
 from .errors import InputError
+from .fidelity import Fidelity
 from .study import LoadedStudy
 from .ledger import best_trial
 from .plots import CURVE_PLOT, plot_viscosity_curve
@@ -90,7 +91,8 @@ def study_ident(loaded: LoadedStudy, space: ParameterSpace) -> dict:
         "fixed": space.fixed,
         "slurry": spec.slurry.model_dump(),
         "objective": spec.objective.model_dump(),
-        "fidelity_spec": spec.fidelity_spec().model_dump(),
+        "fidelity_spec": spec.fidelity_spec().model_dump(
+            exclude=None if spec.uses_viscosity else {k for k in Fidelity.model_fields if k.startswith("shear_")}),
         "dataset_sha256": hashlib.sha256(loaded.dataset_path.read_bytes()).hexdigest(),
     }
     if spec.system:
@@ -131,12 +133,12 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
     space = ParameterSpace.from_spec(spec.parameters)
     fidelity = spec.fidelity_spec()
     o = spec.optimizer
-    value_of = None
-    if spec.objective.scalarisation == "parego":
-        def value_of(t: optuna.trial.FrozenTrial, proposal: int) -> float:
-            """ParEGO: every trial re-scalarised with the weights of this proposal."""
-            return (scalarised(t.user_attrs["objective_errors"], spec, cfg.seed, proposal)
-                    + float(t.user_attrs.get("penalty", 0.0)))
+    def parego_value(t: optuna.trial.FrozenTrial, proposal: int) -> float:
+        """ParEGO: every trial re-scalarised with the weights of this proposal."""
+        return (scalarised(t.user_attrs["objective_errors"], spec, cfg.seed, proposal)
+                + float(t.user_attrs.get("penalty", 0.0)))
+
+    value_of = parego_value if spec.objective.scalarisation == "parego" else None
     sampler = BoTorchSampler(space, seed=cfg.seed, n_initial=o.n_initial, num_restarts=o.num_restarts,
                              raw_samples=o.raw_samples, objective_floor=o.objective_floor, lag=cfg.parallel,
                              value_of=value_of)
@@ -148,7 +150,8 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
         tracker.start_study(spec.name, tags={"stage": spec.stage, "fidelity": spec.fidelity,
                                              "dataset": spec.dataset, "storage": cfg.storage, "calib.study_uid": uid},
                             params={"study_file": str(loaded.path), "seed": str(cfg.seed),
-                                    "fixed": json.dumps(space.fixed, sort_keys=True)})
+                                    "fixed": json.dumps(space.fixed, sort_keys=True),
+                                    **({"viscosity_curve": str(loaded.curve_source)} if spec.uses_viscosity else {})})
     except Exception as exc:
         raise InputError("--tracking-uri", "uri", f"cannot use the MLflow store: {exc.__class__.__name__}: "
                                                   f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
@@ -156,6 +159,17 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
     moved = claim_study_dir(study_dir, uid)
     if moved:
         emit(Event("warning", -1, moved))
+    if spec.uses_viscosity:
+        study.set_user_attr("viscosity_curve_source", loaded.curve_source)
+        for plan in rate_plans(loaded.simulated_rates_per_s(), spec.viscosity, fidelity):
+            if plan.min_segments > plan.max_segments:
+                reach = plan.strain_per_segment(fidelity) * plan.max_segments
+                emit(Event("warning", -1, f"shear rate {plan.rate_exp_per_s:g} 1/s (simulated "
+                                          f"{plan.rate_sim_per_us:g} 1/us) reaches strain {reach:.3g} at most at "
+                                          f"fidelity {spec.fidelity}, too short for min_strain "
+                                          f"{spec.viscosity.min_strain:g} plus a window of "
+                                          f"{spec.viscosity.window_segments} segments: it will not converge "
+                                          f"(raise viscosity.rate_scale or the fidelity's shear_max_steps)"))
     driver = ledger.driver_id()
     active: dict[int, _Active] = {}
     base_tags = {"stage": spec.stage, "fidelity": spec.fidelity, "dataset": spec.dataset, "study": spec.name}
@@ -204,7 +218,7 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                     metrics[f"{e.name}_rel_error"] = e.rel_error
                 metrics[f"{e.name}_error"] = e.error
             for r in score.rates:
-                key = f"shear/{r.rate_exp_per_s:g}_per_s"
+                key = f"shear/{rate_label(r.rate_exp_per_s)}_per_s"
                 metrics.update({f"{key}/viscosity_pa_s": r.viscosity_pa_s, f"{key}/sem_pa_s": r.sem_pa_s,
                                 f"{key}/strain": r.strain, f"{key}/converged": float(r.converged),
                                 f"{key}/steps": float(r.steps), f"{key}/wall_s": r.wall_s,
@@ -225,6 +239,10 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                 except Exception as exc:  # a plot is a convenience, never a failure
                     emit(Event("warning", number, f"viscosity plot failed: {exc}"))
             reason = score.fail_reason
+        elif a.stage is not None and a.stage.slurry is not None:  # a shear run failed: keep the density
+            slurry_obs = {k: float(v) for k, v in asdict(a.stage.slurry).items()}
+            metrics.update(slurry_obs)
+            a.trial.set_user_attr("observables", slurry_obs)
         if score is not None and reason is None:
             metrics["objective"] = score.value
             study.tell(a.trial, score.value)
@@ -257,37 +275,36 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
             a.runs.append(run)
         a.trial.set_user_attr("calib_jobs", [f"{h.backend}:{h.job_id}" for _, h in a.jobs.values()])
 
-    def advance(a: _Active) -> bool:
-        """Poll a trial's current jobs; start its next phase or finish it. True when done."""
+    def cancel_all(a: _Active) -> None:
+        for _, h in a.jobs.values():
+            backend.cancel(h)
+
+    def advance(a: _Active) -> tuple[Score | None, str | None] | None:
+        """Poll a trial's current jobs and start its next phase; when the trial is over,
+        return (score, failure reason) for ``finish``; None while it runs."""
         states = {k: backend.poll(h) for k, (_, h) in a.jobs.items()}
         failed = [k for k, st in states.items() if st.terminal and st != JobState.DONE]
         if failed:
-            for k, (_, h) in a.jobs.items():
-                if not states[k].terminal:
-                    backend.cancel(h)
+            cancel_all(a)
             for k, (_, h) in a.jobs.items():
                 a.results[k] = backend.collect(h)
-            run = a.jobs[failed[0]][0]
-            finish(a, None, run_failure(run, a.results[failed[0]]))
-            return True
+            return None, run_failure(a.jobs[failed[0]][0], a.results[failed[0]])
         if not all(st == JobState.DONE for st in states.values()):
-            return False
+            return None
         for k, (_, h) in a.jobs.items():
             a.results[k] = backend.collect(h)
         try:
             runs = a.stage.next_runs()
             if runs:
                 submit(a, runs)
-                return False
-            score = a.stage.score({k: r.wall_s for k, r in a.results.items()})
+                return None
+            return a.stage.score({k: r.wall_s for k, r in a.results.items()}), None
         except SimulationFailed as exc:
-            finish(a, None, exc.reason)
-            return True
+            cancel_all(a)
+            return None, exc.reason
         except Exception as exc:  # unreadable outputs fail the trial, not the study
-            finish(a, None, f"could not read or score the outputs: {exc.__class__.__name__}: {exc}")
-            return True
-        finish(a, score, None)
-        return True
+            cancel_all(a)
+            return None, f"could not read or score the outputs: {exc.__class__.__name__}: {exc}"
 
     try:
         while True:
@@ -326,19 +343,24 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
             if not active:
                 break
             for number in list(active):
-                if advance(active[number]):
-                    del active[number]
+                outcome = advance(active[number])
+                if outcome is not None:
+                    finish(active.pop(number), *outcome)  # out of `active` first: an interrupt
+                    # while MLflow uploads must not treat the told trial as still running
             if active:
                 time.sleep(cfg.poll_s)
     except BaseException:
         for a in active.values():
-            for _, h in a.jobs.values():
-                backend.cancel(h)
-            a.trial.set_user_attr("fail_reason", "interrupted: the driver stopped while the trial ran")
-            a.trial.set_user_attr("calib_lost", True)
-            study.tell(a.trial, state=TrialState.FAIL)
-            study.enqueue_trial(dict(a.params), user_attrs={"calib_reproposed_from": a.trial.number})
-            track_failure(a.trial.number, a.params, "interrupted: the driver stopped while the trial ran", a.workdir)
+            try:
+                cancel_all(a)
+                a.trial.set_user_attr("fail_reason", "interrupted: the driver stopped while the trial ran")
+                a.trial.set_user_attr("calib_lost", True)
+                study.tell(a.trial, state=TrialState.FAIL)
+                study.enqueue_trial(dict(a.params), user_attrs={"calib_reproposed_from": a.trial.number})
+                track_failure(a.trial.number, a.params, "interrupted: the driver stopped while the trial ran",
+                              a.workdir)
+            except Exception:  # clean up the other trials whatever happens to this one
+                continue
         raise
     best = best_trial(study)
     front = pareto(study)
@@ -349,6 +371,11 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                                                   if not ledger.is_lost(t)))},
                       files={"pareto.json": json.dumps(front, indent=2)})
     return LoopResult(study, recovered)
+
+
+def rate_label(rate_per_s: float) -> str:
+    """A shear rate as it appears in MLflow metric names (``18``, ``0.1``, ``1e06``)."""
+    return f"{rate_per_s:g}".replace("+", "")
 
 
 def error_attrs(score: Score) -> dict:

@@ -68,28 +68,38 @@ class Run:
 
 @dataclass(frozen=True)
 class RatePlan:
-    """One shear rate of a trial: experimental rate (1/s), simulated rate (1/us) and the
-    segment limits of its run."""
+    """One shear rate of a trial: experimental rate (1/s), simulated rate (1/us), blocks per
+    segment and the segment limits of its run (min_segments: the earliest segment at which
+    the window may pass, i.e. after min_strain plus one window)."""
 
     index: int
     rate_exp_per_s: float
     rate_sim_per_us: float
+    segment_blocks: int
     max_segments: int
     min_segments: int
+
+    def strain_per_segment(self, fidelity: Fidelity) -> float:
+        return self.rate_sim_per_us * self.segment_blocks * fidelity.shear_block_steps * fidelity.timestep_us
 
 
 def rate_plans(rates_exp_per_s: Sequence[float], settings: ViscositySettings, fidelity: Fidelity) -> list[RatePlan]:
     """Simulated rates and run lengths: simulated = rate_scale x experimental (converted to
-    1/us); at most max_strain and shear_max_steps, early stop not before min_strain."""
-    seg_steps = fidelity.shear_block_steps * fidelity.shear_segment_blocks
-    cap = max(2, fidelity.shear_max_steps // seg_steps)
+    1/us); a segment spans at least ``segment_strain`` (and ``shear_segment_blocks`` blocks);
+    the window of ``window_segments`` may start only after ``min_strain``; a run goes at most
+    to ``max_strain`` and ``shear_max_steps``."""
+    block = fidelity.shear_block_steps
     plans = []
     for i, r in enumerate(rates_exp_per_s):
         sim = per_s_to_micro_rate(r * settings.rate_scale)
-        strain_per_seg = sim * seg_steps * fidelity.timestep_us
-        max_seg = min(cap, max(2, math.ceil(settings.max_strain / strain_per_seg - 1e-9)))
-        min_seg = max(2, math.ceil(settings.min_strain / strain_per_seg - 1e-9))
-        plans.append(RatePlan(i, float(r), sim, max_seg, min_seg))
+        strain_per_block = sim * block * fidelity.timestep_us
+        seg_blocks = max(fidelity.shear_segment_blocks, math.ceil(settings.segment_strain / strain_per_block - 1e-9))
+        seg_blocks = max(1, min(seg_blocks, fidelity.shear_max_steps // block))  # never past shear_max_steps
+        per_seg = strain_per_block * seg_blocks
+        cap = max(1, fidelity.shear_max_steps // (seg_blocks * block))
+        max_seg = min(cap, max(1, math.ceil(settings.max_strain / per_seg - 1e-9)))
+        skip = math.ceil(settings.min_strain / per_seg - 1e-9)
+        plans.append(RatePlan(i, float(r), sim, seg_blocks, max_seg, skip + settings.window_segments))
     return plans
 
 
@@ -100,8 +110,9 @@ def shear_run_spec(plan: RatePlan, spec: StudySpec, fidelity: Fidelity, params: 
         state_file=f"../{FINAL_RESTART}", pair_lines=tuple(pair_lines(params, system, spec.lj_style)),
         shear_rate=plan.rate_sim_per_us, temperature=spec.slurry.temperature_K, tdamp=v.tdamp_us,
         timestep=fidelity.timestep_us, block_steps=fidelity.shear_block_steps,
-        segment_blocks=fidelity.shear_segment_blocks, max_segments=plan.max_segments,
-        early_stop=v.early_stop, min_segments=plan.min_segments, z=v.z, sample_every=fidelity.sample_every,
+        segment_blocks=plan.segment_blocks, max_segments=plan.max_segments,
+        early_stop=v.early_stop, min_segments=plan.min_segments, window=v.window_segments, z=v.z,
+        precision=v.precision, sample_every=fidelity.sample_every,
         units="micro", atom_style="sphere", neighbor_skin=spec.slurry.neighbor_skin_um,
         thermo_every=fidelity.thermo_every, setup_lines=SHEAR_SETUP)
 
@@ -212,14 +223,13 @@ class SlurryTrial:
 
     def rate_results(self, wall_s: Mapping[str, float]) -> list[RateResult]:
         out = []
-        v = self.spec.viscosity
         for plan in self.plans:
             d = self.shear_dir(plan)
             res = shear_result(d, shear_run_spec(plan, self.spec, self.fidelity, self.params, self.system))
             out.append(RateResult(
                 rate_exp_per_s=plan.rate_exp_per_s, rate_sim_per_us=plan.rate_sim_per_us,
                 viscosity_pa_s=micro_viscosity_to_pa_s(res.viscosity), sem_pa_s=micro_viscosity_to_pa_s(res.sem),
-                converged=bool(res.converged and res.strain >= v.min_strain * (1 - 1e-9)),
+                converged=bool(res.converged),
                 steps=res.steps, strain=res.strain, wall_s=float(wall_s.get(f"shear_{plan.index:02d}", math.nan))))
         return out
 

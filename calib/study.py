@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from objectives.dataset import Dataset, DatasetError, PhaseSpec, Provenance, SizeClassSpec, load_dataset
 from objectives.rheology import CurveError, ViscosityCurve, load_rheometer_csv
@@ -135,10 +134,13 @@ class ViscositySettings(_Model):
     increasing; default: the rates of the measured curve. rate_scale: the mapping from
     experimental to simulated rates, simulated = rate_scale x experimental (default 1:
     physical rates). The simulated viscosity -P_xy / simulated rate is compared, in Pa s,
-    at the experimental rate it maps to. min_strain / max_strain: a rate's run may stop
-    early only after min_strain and runs at most to max_strain (and at most the fidelity's
-    ``shear_max_steps``); a run that ends below min_strain has not converged. early_stop: stop
-    each run once two consecutive segment means agree within ``z`` standard errors.
+    at the experimental rate it maps to. A run is cut into segments of at least
+    ``segment_strain``; the steady-state window is the last ``window_segments`` segment
+    means, and may start only after ``min_strain``; it passes when its two halves agree
+    within ``z`` standard errors and its mean is known to ``precision`` (relative standard
+    error). early_stop: end each run at the first passing window; otherwise, and at the
+    latest, runs end at ``max_strain`` (or the fidelity's ``shear_max_steps``), and a run
+    that never passed has not converged.
     not_converged: ``penalty`` keeps the trial and adds penalty x (fraction of rates not
     converged) to its scalarised objective; ``fail`` makes such a trial FAIL. tdamp_us:
     SLLOD thermostat damping time. csv (+ units): a rheometer CSV, relative to the study
@@ -147,8 +149,11 @@ class ViscositySettings(_Model):
 
     shear_rates_per_s: tuple[PositiveFloat, ...] | None = None
     rate_scale: PositiveFloat = 1.0
-    min_strain: PositiveFloat = 1.0
-    max_strain: PositiveFloat = 20.0
+    min_strain: float = Field(default=1.0, ge=0)
+    max_strain: PositiveFloat = 10.0
+    segment_strain: PositiveFloat = 0.5
+    window_segments: int = Field(default=6, ge=4)
+    precision: PositiveFloat = 0.05
     early_stop: bool = True
     z: PositiveFloat = 2.0
     not_converged: Literal["penalty", "fail"] = "penalty"
@@ -157,7 +162,6 @@ class ViscositySettings(_Model):
     csv: str | None = None
     csv_shear_rate_unit: str | None = None
     csv_viscosity_unit: str | None = None
-    csv_kind: Literal["measured", "synthetic"] = "measured"
 
     @model_validator(mode="after")
     def _check(self) -> "ViscositySettings":
@@ -169,6 +173,8 @@ class ViscositySettings(_Model):
                 raise ValueError("shear_rates_per_s: rates must increase strictly")
         if self.min_strain > self.max_strain:
             raise ValueError("min_strain: must not exceed max_strain")
+        if self.window_segments % 2:
+            raise ValueError("window_segments: must be even (the test compares the window's two halves)")
         return self
 
 
@@ -198,6 +204,7 @@ class StudySpec(_Model):
     parallel: PositiveInt = 1
     seed: int = Field(default=0, ge=0)
     trial_timeout_s: PositiveFloat = 600.0
+    """Wall-clock limit of each LAMMPS run of a trial (the slurry run, each shear run), s."""
     lj_style: Literal["lj/cut", "lj/smooth/linear"] = "lj/cut"
     parameters: ParametersSpec
     objective: ObjectiveSpec

@@ -77,8 +77,18 @@ def load_rheometer_csv(path: Path, shear_rate_unit: str | None = None, viscosity
     path = Path(path)
     if not path.is_file():
         raise CurveError(path, 0, "file not found")
-    with path.open(newline="") as fh:
-        rows = [r for r in csv.reader(fh)]
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CurveError(path, 0, f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252", errors="replace")  # rheometer software often exports Windows-1252
+    try:
+        rows = list(csv.reader(text.splitlines()))
+    except csv.Error as exc:
+        raise CurveError(path, 0, f"not a CSV file ({exc})") from exc
     rows = [(i + 1, r) for i, r in enumerate(rows) if r and any(c.strip() for c in r)]
     if not rows:
         raise CurveError(path, 0, "empty file")

@@ -49,6 +49,7 @@ class LocalBackend:
         self._cores = cores or (os.cpu_count() or 1)
         self._jobs: dict[str, _Job] = {}
         self._queue: list[str] = []
+        self._running: set[str] = set()
         self._n = 0
 
     @property
@@ -64,7 +65,7 @@ class LocalBackend:
         return JobHandle(self.name, job_id, Path(task.workdir))
 
     def _busy(self) -> int:
-        return sum(j.task.cores for j in self._jobs.values() if j.proc is not None and j.result is None)
+        return sum(self._jobs[j].task.cores for j in self._running)
 
     def _schedule(self) -> None:
         """Start queued jobs in order while they fit."""
@@ -74,24 +75,32 @@ class LocalBackend:
             if busy and busy + job.task.cores > self._cores:
                 break
             self._queue.remove(job_id)
-            self._start(job)
+            self._start(job_id, job)
 
-    def _start(self, job: _Job) -> None:
+    def _start(self, job_id: str, job: _Job) -> None:
+        """Start a job; one that cannot start (no such program, no fork) ends FAILED."""
         workdir = Path(job.task.workdir)
         env = {**os.environ, **job.task.env}
-        with open(workdir / STDOUT_FILE, "wb") as out, open(workdir / STDERR_FILE, "wb") as err:
-            job.proc = subprocess.Popen(
-                list(job.task.argv), cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=err, preexec_fn=_child_setup,
-            )
         job.started = time.monotonic()
+        try:
+            with open(workdir / STDOUT_FILE, "wb") as out, open(workdir / STDERR_FILE, "wb") as err:
+                job.proc = subprocess.Popen(
+                    list(job.task.argv), cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+                    stdout=out, stderr=err, preexec_fn=_child_setup,
+                )
+        except (OSError, subprocess.SubprocessError) as exc:
+            job.result = JobResult(JobState.FAILED, None, 0.0, f"could not start: {exc}")
+            return
+        self._running.add(job_id)
 
     def pid(self, handle: JobHandle) -> int | None:
         """Process id of a started job (None while it is queued)."""
         proc = self._jobs[handle.job_id].proc
         return proc.pid if proc is not None else None
 
-    def _finish(self, job: _Job, state: JobState, reason: str | None) -> None:
+    def _finish(self, job_id: str, state: JobState, reason: str | None) -> None:
+        job = self._jobs[job_id]
+        self._running.discard(job_id)
         rc = job.proc.returncode if job.proc is not None else None
         wall = time.monotonic() - job.started if job.started is not None else 0.0
         job.result = JobResult(state, rc, wall, reason)
@@ -105,7 +114,8 @@ class LocalBackend:
             pass
         job.proc.wait()
 
-    def _update(self, job: _Job) -> JobState:
+    def _update(self, job_id: str) -> JobState:
+        job = self._jobs[job_id]
         if job.result is not None:
             return job.result.state
         if job.proc is None:
@@ -115,30 +125,31 @@ class LocalBackend:
             timeout = job.task.timeout_s
             if timeout is not None and time.monotonic() - job.started > timeout:  # type: ignore[operator]
                 self._kill(job)
-                self._finish(job, JobState.TIMEOUT, f"timeout: wall time exceeded {timeout:g} s")
+                self._finish(job_id, JobState.TIMEOUT, f"timeout: wall time exceeded {timeout:g} s")
                 return JobState.TIMEOUT
             return JobState.RUNNING
         if rc == 0:
-            self._finish(job, JobState.DONE, None)
+            self._finish(job_id, JobState.DONE, None)
         else:
-            self._finish(job, JobState.FAILED, f"exit status {rc}")
+            self._finish(job_id, JobState.FAILED, f"exit status {rc}")
         return job.result.state  # type: ignore[union-attr]
 
     def poll(self, handle: JobHandle) -> JobState:
-        for other in self._jobs.values():  # free the cores of every job that ended
-            if other.proc is not None and other.result is None:
-                self._update(other)
+        for job_id in list(self._running):  # free the cores of every job that ended
+            self._update(job_id)
         self._schedule()
-        return self._update(self._jobs[handle.job_id])
+        return self._update(handle.job_id)
 
     def cancel(self, handle: JobHandle) -> None:
-        job = self._jobs[handle.job_id]
+        """Kill a running job or drop a queued one (queued jobs start only in submit/poll,
+        so cancelling a trial's jobs one by one never starts its other queued ones)."""
+        job_id = handle.job_id
+        job = self._jobs[job_id]
         if job.result is None:
-            if handle.job_id in self._queue:
-                self._queue.remove(handle.job_id)
+            if job_id in self._queue:
+                self._queue.remove(job_id)
             self._kill(job)
-            self._finish(job, JobState.CANCELLED, "cancelled")
-            self._schedule()
+            self._finish(job_id, JobState.CANCELLED, "cancelled")
 
     def collect(self, handle: JobHandle) -> JobResult:
         state = self.poll(handle)

@@ -247,7 +247,28 @@ def test_pending_job_can_be_cancelled(harness: Harness) -> None:
     assert not (waiting.workdir / "ran.txt").exists()
 
 
+def test_command_that_cannot_start_fails(harness: Harness) -> None:
+    handle, result = harness.run("/no/such/program-calib")
+    assert result.state is JobState.FAILED
+    assert result.reason
+
+
 # --------------------------------------------------------------------------- local only
+
+
+def test_local_cancelling_queued_jobs_starts_none(tmp_path: Path) -> None:
+    """Cancelling a trial's jobs one by one must not start its other queued jobs."""
+    backend = LocalBackend(cores=1)
+    dirs = [tmp_path / f"j{i}" for i in range(3)]
+    for d in dirs:
+        d.mkdir()
+    handles = [backend.submit(Task(d, ("sh", "-c", "echo started > started.txt; sleep 30"))) for d in dirs]
+    _wait_file(dirs[0] / "started.txt", 5.0)
+    for h in handles:
+        backend.cancel(h)
+    time.sleep(0.3)
+    assert [backend.poll(h) for h in handles] == [JobState.CANCELLED] * 3
+    assert not (dirs[1] / "started.txt").exists() and not (dirs[2] / "started.txt").exists()
 
 DRIVER = textwrap.dedent("""
     import sys, time

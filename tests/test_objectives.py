@@ -70,12 +70,6 @@ def test_unknown_scalarisation_raises():
         scalarise([_err("a", 0.1)], "nonsense")
 
 
-def _err(name, e):
-    from objectives.errors import TargetError
-
-    return TargetError(name, 0.0, 1.0, "", e, e, "value")
-
-
 def test_chebyshev_and_augmented_chebyshev_by_hand():
     from objectives.scalarise import augmented_chebyshev, chebyshev, scalarise
 

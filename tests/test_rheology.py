@@ -95,3 +95,17 @@ def test_curve_error_is_one_named_objective():
     assert res.name == "viscosity_curve"
     assert res.log_errors == pytest.approx((1.0, 0.0))
     assert res.error == res.rms == pytest.approx(math.sqrt(0.5))
+
+
+def test_windows_1252_export_with_a_middle_dot(tmp_path):
+    """Rheometer software often writes cp1252: 'mPa·s' must read, not crash."""
+    p = tmp_path / "rheo.csv"
+    p.write_bytes("shear_rate [1/s];x\n".replace(";x", ",viscosity [mPa\xb7s]").encode("cp1252") + b"1,2000\n")
+    c = load_rheometer_csv(p)
+    assert c.viscosity_pa_s == pytest.approx((2.0,))
+
+
+def test_utf8_bom_header(tmp_path):
+    p = tmp_path / "rheo.csv"
+    p.write_bytes("\ufeffshear_rate [1/s],viscosity [Pa s]\n1,2\n".encode("utf-8"))
+    assert load_rheometer_csv(p).shear_rate_per_s == (1.0,)

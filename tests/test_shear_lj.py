@@ -42,7 +42,8 @@ def test_lj_triple_point_viscosity_within_ten_percent(tmp_path: Path):
     (tmp_path / "in.prep").write_text(prep)
     _run(tmp_path, "in.prep")
     spec = ShearRunSpec(state_file="lj.data", pair_lines=LJ_PAIR, shear_rate=0.05, temperature=0.722, tdamp=0.5,
-                        timestep=0.005, block_steps=1_000, segment_blocks=8, max_segments=4)
+                        timestep=0.005, block_steps=500, segment_blocks=4, max_segments=12, window=4,
+                        min_segments=5, precision=0.03)
     write_shear_inputs(tmp_path, spec)
     _run(tmp_path, SHEAR_DECK)
     (tmp_path / f"{SHEAR_DECK}.log").rename(tmp_path / "log.lammps")  # where the reader looks for the log
@@ -51,6 +52,8 @@ def test_lj_triple_point_viscosity_within_ten_percent(tmp_path: Path):
     assert res.sem < 0.05 * ETA_REF
     assert abs(res.viscosity - ETA_REF) <= 0.10 * ETA_REF, (res.viscosity, res.sem)
     assert res.strain == pytest.approx(0.05 * res.steps * 0.005)
+    assert res.steps < spec.steps  # the steady-state test ended it early
+    assert res.steps % spec.segment_steps == 0 and res.steps >= 5 * spec.segment_steps
 
 
 def test_steady_state_skips_the_transient_and_flags_drift():
@@ -73,7 +76,7 @@ def test_shear_deck_uses_sllod_with_deform_temperature():
 
     spec = ShearRunSpec(state_file="final.restart", pair_lines=LJ_PAIR, shear_rate=1.8e-5, temperature=300.0,
                         tdamp=1.0, timestep=0.001, block_steps=100, segment_blocks=5, max_segments=2,
-                        units="micro")
+                        min_segments=4, units="micro")
     deck = shear_deck(spec)
     assert "read_restart final.restart" in deck
     assert "fix shear_box all deform 1 xy erate 1.8e-05 remap v" in deck

@@ -36,13 +36,14 @@ class ShearRunSpec:
     state_file: data or restart file to start from (``read_data`` unless it ends in
     ``.restart``). pair_lines: pair_style/pair_coeff lines (ignored settings in a restart
     file are overridden). shear_rate: engineering rate R (1/time). temperature, tdamp: SLLOD
-    thermostat. The run is ``max_segments`` segments of ``segment_blocks`` blocks of
-    ``block_steps`` steps; -P_xy is sampled every ``sample_every`` steps inside a block.
-    early_stop: stop after the first segment k >= ``min_segments`` whose mean agrees with
-    segment k-1's within ``z`` combined standard errors (``segment_steady``); otherwise every
-    segment runs (a fixed-length run). velocity_seed: if given, velocities are drawn afresh
-    at ``temperature``. setup_lines: commands before the state is read (``newton off``,
-    ``comm_modify vel yes`` for granular pair styles).
+    thermostat. -P_xy is sampled every ``sample_every`` steps into blocks of
+    ``block_steps``; ``segment_blocks`` blocks make a segment (a batch of the steady-state
+    test, ``window_test``); the run has at most ``max_segments`` segments.
+    early_stop: stop after the first segment k >= ``min_segments`` at which the last
+    ``window`` segment means pass ``window_test`` (z, precision); otherwise every segment
+    runs. velocity_seed: if given, velocities are drawn afresh at ``temperature``.
+    setup_lines: commands before the state is read (``newton off``, ``comm_modify vel yes``
+    for granular pair styles).
     """
 
     state_file: str
@@ -53,10 +54,12 @@ class ShearRunSpec:
     timestep: float
     block_steps: int
     segment_blocks: int = 8
-    max_segments: int = 4
+    max_segments: int = 8
     early_stop: bool = True
-    min_segments: int = 2
+    min_segments: int = 4
+    window: int = 4
     z: float = 2.0
+    precision: float = 0.05
     sample_every: int = 10
     units: str = "lj"
     atom_style: str = "atomic"
@@ -68,13 +71,15 @@ class ShearRunSpec:
     def __post_init__(self) -> None:
         if self.shear_rate <= 0:
             raise ValueError("shear_rate must be positive")
-        if self.block_steps % self.sample_every:
-            raise ValueError("block_steps must be a multiple of sample_every")
-        if self.segment_blocks < 2:
-            raise ValueError("segment_blocks must be at least 2 (a segment's standard error needs two blocks)")
-        if self.max_segments < 1 or self.min_segments < 2:
-            raise ValueError("need max_segments >= 1 and min_segments >= 2 (min_segments > max_segments: the run "
-                             "never stops early and cannot converge)")
+        if self.block_steps % self.sample_every or self.block_steps <= self.sample_every:
+            raise ValueError("block_steps must be a multiple of sample_every, and larger")
+        if self.window < 4 or self.window % 2:
+            raise ValueError("window must be an even number of segments, at least 4")
+        if self.max_segments < 1 or self.min_segments < self.window:
+            raise ValueError("need max_segments >= 1 and min_segments >= window (min_segments > max_segments: "
+                             "the run never stops early and cannot converge)")
+        if self.segment_blocks < 1 or self.precision <= 0 or self.z <= 0:
+            raise ValueError("segment_blocks, precision and z must be positive")
 
     @property
     def segment_steps(self) -> int:
@@ -91,16 +96,36 @@ class ShearRunSpec:
         return self.shear_rate * self.steps * self.timestep
 
 
+def _window_formulas(k: int, z: float, precision: float, min_segments: int) -> list[str]:
+    """LAMMPS variables of ``window_test`` over the rotating segment means w1..wk."""
+    h = k // 2
+    ws = [f"v_w{i}" for i in range(1, k + 1)]
+    return [
+        f"variable win_mean equal ({'+'.join(ws)})/{k}",
+        f"variable win_sd equal sqrt(({'+'.join(f'({w}-v_win_mean)^2' for w in ws)})/{k - 1})",
+        f"variable half_a equal ({'+'.join(ws[:h])})/{h}",
+        f"variable half_b equal ({'+'.join(ws[h:])})/{h}",
+        # pooled standard deviation within the two halves (a trend across them does not inflate it)
+        f"variable half_sd equal sqrt(({'+'.join(f'({w}-v_half_a)^2' for w in ws[:h])}+"
+        f"{'+'.join(f'({w}-v_half_b)^2' for w in ws[h:])})/{2 * (h - 1)})",
+        f'variable steady equal "v_segments_done >= {min_segments} && '
+        f'abs(v_half_b - v_half_a) <= {z:.17g}*sqrt({2.0 / h:.17g})*v_half_sd && '
+        f'v_win_sd/sqrt({k}) <= {precision:.17g}*abs(v_win_mean)"',
+    ]
+
+
 def shear_deck(spec: ShearRunSpec) -> str:
     """The LAMMPS input of one shear run; reads ``spec.state_file`` from its directory.
 
-    The run is a LAMMPS loop over segments; with ``early_stop`` the loop leaves as soon as
-    two consecutive segment means agree (the test of ``segment_steady``, computed from the
-    block means by a second ``fix ave/time``). ``shear_status.txt`` gets the segments run.
+    The run is a LAMMPS loop over segments. After each segment its mean -P_xy (the mean of
+    its block means, from a second ``fix ave/time``) enters a rotating window of the last
+    ``window`` segment means; with ``early_stop`` the loop ends as soon as the window passes
+    ``window_test``. ``shear_status.txt`` records the segments run and whether the test
+    stopped the run.
     """
     read = "read_restart" if spec.state_file.endswith(".restart") else "read_data"
     nrep = spec.block_steps // spec.sample_every
-    w = spec.segment_blocks
+    k = spec.window
     lines = [
         f"# calib NEMD shear run: SLLOD at engineering rate {spec.shear_rate:g} (1/time, units {spec.units})",
         f"units {spec.units}",
@@ -120,40 +145,33 @@ def shear_deck(spec: ShearRunSpec) -> str:
         "compute tdef all temp/deform",
         f"fix shear_nvt all nvt/sllod temp {spec.temperature:g} {spec.temperature:g} {spec.tdamp:g}",
         "fix_modify shear_nvt temp tdef",
-        f"fix shear_box all deform 1 xy erate {spec.shear_rate:.10g} remap v",
+        f"fix shear_box all deform 1 xy erate {spec.shear_rate:.17g} remap v",
         "thermo_style custom step temp press pxy lx ly xy",
         "thermo_modify temp tdef norm no lost error flush yes",
         f"thermo {spec.thermo_every}",
         "variable mpxy equal -pxy",
-        f"fix pxy_blocks all ave/time {spec.sample_every} {nrep} {spec.block_steps} v_mpxy file {SHEAR_BLOCKS}",
-        # segment statistics: mean and mean square of the segment's block means
+        f'fix pxy_blocks all ave/time {spec.sample_every} {nrep} {spec.block_steps} v_mpxy file {SHEAR_BLOCKS} '
+        f'format " %.15g"',
         "variable blk equal f_pxy_blocks",
-        "variable blk2 equal f_pxy_blocks*f_pxy_blocks",
-        f"fix seg_stats all ave/time {spec.block_steps} {w} {spec.segment_steps} v_blk v_blk2",
-        "variable seg_mean equal f_seg_stats[1]",
-        f"variable seg_sem equal sqrt(abs(f_seg_stats[2]-f_seg_stats[1]*f_seg_stats[1])/{w - 1})",
-        "variable m_prev equal 0",
-        "variable s_prev equal 0",
+        f"fix seg_stats all ave/time {spec.block_steps} {spec.segment_blocks} {spec.segment_steps} v_blk",
+        *[f"variable w{i} equal 0" for i in range(1, k + 1)],
+        "variable segments_done equal 0",
+        "variable stopped equal 0",
+        *_window_formulas(k, spec.z, spec.precision, spec.min_segments),
         f"variable seg loop {spec.max_segments}",
         "label next_segment",
         f"run {spec.segment_steps}",
         "variable segments_done equal ${seg}",
-        "variable m_now equal ${seg_mean}",
-        "variable s_now equal ${seg_sem}",
+        *[f"variable w{i} equal ${{w{i + 1}}}" for i in range(1, k)],
+        f"variable w{k} equal $(f_seg_stats:%.17g)",
     ]
     if spec.early_stop:
-        lines += [
-            f'variable steady equal "v_segments_done >= {spec.min_segments} && '
-            f'abs(v_m_now - v_m_prev) <= {spec.z:g}*sqrt(v_s_now*v_s_now + v_s_prev*v_s_prev)"',
-            'if "${steady} > 0" then "jump SELF shear_done"',
-        ]
+        lines += ['if "${steady} > 0" then "variable stopped equal 1" "jump SELF shear_done"']
     lines += [
-        "variable m_prev equal ${m_now}",
-        "variable s_prev equal ${s_now}",
         "next seg",
         "jump SELF next_segment",
         "label shear_done",
-        f'print "segments ${{segments_done}} steps $(step) strain $(step*dt*{spec.shear_rate:.10g})" file {SHEAR_STATUS}',
+        f'print "segments ${{segments_done}} stopped ${{stopped}} steps $(step)" file {SHEAR_STATUS}',
         "",
     ]
     return "\n".join(lines)
@@ -199,39 +217,62 @@ def steady_state(values: Sequence[float], z: float = 2.0, min_blocks: int = 8) -
     return SteadyState(float(tail.mean()), float(tail.std(ddof=1) / math.sqrt(len(tail))), k, len(tail), False)
 
 
-def segment_steady(values: Sequence[float], segment_blocks: int, z: float = 2.0, min_segments: int = 2
-                   ) -> SteadyState:
-    """The early-stopping test of the shear deck, on block means ``values``.
+def window_test(means: Sequence[float], z: float = 2.0, precision: float = 0.05) -> tuple[bool, float, float]:
+    """The steady-state test on a window of k (even) consecutive segment means, each a batch
+    mean of block means. Steady when (1) the two halves' means differ by at most z standard
+    errors of that difference, z x sqrt(2/(k/2)) x s_p with s_p the pooled standard deviation
+    within the halves (a trend across the window does not inflate it), and (2) the window
+    mean is known to ``precision``: sd/sqrt(k) <= precision x |mean|. Returns (steady, mean,
+    standard error sd/sqrt(k))."""
+    m = np.asarray(means, dtype=float)
+    k = len(m)
+    h = k // 2
+    a, b = m[:h], m[h:]
+    mean = float(m.mean())
+    sd = float(m.std(ddof=1))
+    pooled = math.sqrt((float(((a - a.mean()) ** 2).sum()) + float(((b - b.mean()) ** 2).sum())) / (2 * (h - 1)))
+    drift = abs(float(b.mean() - a.mean()))
+    steady = drift <= z * math.sqrt(2.0 / h) * pooled and sd / math.sqrt(k) <= precision * abs(mean)
+    return steady, mean, sd / math.sqrt(k)
 
-    Segments are consecutive runs of ``segment_blocks`` blocks. The series is steady at the
-    first segment k >= ``min_segments`` (1-based) whose mean differs from segment k-1's by at
-    most ``z`` x sqrt(SEM_k^2 + SEM_{k-1}^2); the estimate is the mean and standard error of
-    the blocks of those two segments. If no segment passes, the last two segments are used
-    and ``converged`` is False.
-    """
+
+def segment_means(values: Sequence[float], segment_blocks: int) -> np.ndarray:
+    """Means of consecutive whole segments of ``segment_blocks`` block means."""
     v = np.asarray(values, dtype=float)
-    w = segment_blocks
-    n_seg = len(v) // w
-    if n_seg < 2:
-        return SteadyState(float(v.mean()) if len(v) else math.nan, math.nan, 0, len(v), False)
+    n = len(v) // segment_blocks
+    return v[:n * segment_blocks].reshape(n, segment_blocks).mean(axis=1) if n else np.zeros(0)
 
-    def seg(k: int) -> tuple[float, float]:
-        x = v[(k - 1) * w:k * w]
-        return float(x.mean()), float(x.std(ddof=1) / math.sqrt(w))
 
-    last = n_seg
-    for k in range(max(2, min_segments), n_seg + 1):
-        (m1, s1), (m2, s2) = seg(k - 1), seg(k)
-        if abs(m2 - m1) <= z * math.sqrt(s1 * s1 + s2 * s2):
-            last = k
-            break
-    else:
-        tail = v[(n_seg - 2) * w:n_seg * w]
-        return SteadyState(float(tail.mean()), float(tail.std(ddof=1) / math.sqrt(len(tail))),
-                           (n_seg - 2) * w, len(tail), False)
-    tail = v[(last - 2) * w:last * w]
-    return SteadyState(float(tail.mean()), float(tail.std(ddof=1) / math.sqrt(len(tail))), (last - 2) * w,
-                       len(tail), True)
+def segment_steady(values: Sequence[float], segment_blocks: int, window: int = 4, z: float = 2.0,
+                   precision: float = 0.05, min_segments: int | None = None) -> SteadyState:
+    """The shear deck's early-stopping test applied to block means ``values``: the first
+    segment k >= ``min_segments`` (default ``window``) whose last ``window`` segment means
+    pass ``window_test``. The estimate is that window's mean and batch-means standard error
+    (``start_block``/``n_blocks`` in blocks). If no segment passes, the last ``window``
+    segments (all, if fewer) are used and ``converged`` is False."""
+    m = segment_means(values, segment_blocks)
+    n = len(m)
+    first = max(window, min_segments or window)
+    for k in range(first, n + 1):
+        ok, mean, sem = window_test(m[k - window:k], z, precision)
+        if ok:
+            return SteadyState(mean, sem, (k - window) * segment_blocks, window * segment_blocks, True)
+    tail = m[max(0, n - window):]
+    if len(tail) < 2:
+        return SteadyState(float(tail.mean()) if len(tail) else math.nan, math.nan, 0, len(tail) * segment_blocks,
+                           False)
+    return SteadyState(float(tail.mean()), float(tail.std(ddof=1) / math.sqrt(len(tail))),
+                       (n - len(tail)) * segment_blocks, len(tail) * segment_blocks, False)
+
+
+def batch_mean(values: Sequence[float], segment_blocks: int, skip_segments: int = 0) -> SteadyState:
+    """Mean and batch-means standard error over all whole segments after ``skip_segments``
+    (the estimate of a fixed-length run); ``converged`` is always False: no test is made."""
+    m = segment_means(values, segment_blocks)[skip_segments:]
+    if len(m) < 2:
+        return SteadyState(float(m.mean()) if len(m) else math.nan, math.nan, 0, len(m) * segment_blocks, False)
+    return SteadyState(float(m.mean()), float(m.std(ddof=1) / math.sqrt(len(m))), skip_segments * segment_blocks,
+                       len(m) * segment_blocks, False)
 
 
 def read_shear_stress(workdir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -240,7 +281,21 @@ def read_shear_stress(workdir: Path) -> tuple[np.ndarray, np.ndarray]:
     checked_log(workdir, SHEAR_LOG)
     if not (workdir / SHEAR_BLOCKS).exists():
         raise SimulationFailed("shear run ended without writing its stress blocks", workdir)
-    return read_ave_time(workdir / SHEAR_BLOCKS)
+    steps, values = read_ave_time(workdir / SHEAR_BLOCKS)
+    keep = steps > 0  # a step-0 row appears when a block is a single sample
+    return steps[keep], values[keep]
+
+
+def read_shear_status(workdir: Path) -> tuple[int, bool]:
+    """(segments run, stopped by the steady-state test) from ``shear_status.txt``."""
+    path = Path(workdir) / SHEAR_STATUS
+    if not path.exists():
+        raise SimulationFailed("shear run ended without writing its status", Path(workdir))
+    words = path.read_text().split()
+    try:
+        return int(words[words.index("segments") + 1]), int(float(words[words.index("stopped") + 1])) == 1
+    except (ValueError, IndexError) as exc:
+        raise SimulationFailed(f"unreadable {SHEAR_STATUS}: {path.read_text()[:200]!r}", Path(workdir)) from exc
 
 
 @dataclass(frozen=True)
@@ -258,13 +313,28 @@ class ShearResult:
 
 
 def shear_result(workdir: Path, spec: ShearRunSpec) -> ShearResult:
-    """Analyse a finished run of ``spec`` in ``workdir``: with ``early_stop`` the deck's own
-    stopping test re-applied to the block means; for a fixed-length run the drift test
-    (``steady_state``) over all blocks."""
+    """Analyse a finished run of ``spec`` in ``workdir``.
+
+    With ``early_stop``: converged when LAMMPS's own test stopped the run
+    (``shear_status.txt``); the estimate is the last ``window`` segments (the window that
+    passed). A fixed-length run (``early_stop`` off) reports the batch mean of every segment
+    after the first ``min_segments - window`` (the start-up transient) and whether the test
+    would have passed anywhere.
+    """
     steps, mpxy = read_shear_stress(workdir)
     eta = mpxy / spec.shear_rate
-    ss = (segment_steady(eta, spec.segment_blocks, spec.z, spec.min_segments) if spec.early_stop
-          else steady_state(eta))
+    segments, stopped = read_shear_status(workdir)
+    w = spec.segment_blocks
+    if spec.early_stop:
+        m = segment_means(eta[:segments * w], w)
+        tail = m[max(0, len(m) - spec.window):]
+        sem = float(tail.std(ddof=1) / math.sqrt(len(tail))) if len(tail) > 1 else math.nan
+        ss = SteadyState(float(tail.mean()) if len(tail) else math.nan, sem, (len(m) - len(tail)) * w,
+                         len(tail) * w, stopped)
+    else:
+        found = segment_steady(eta, w, spec.window, spec.z, spec.precision, spec.min_segments)
+        ss = batch_mean(eta, w, max(0, spec.min_segments - spec.window))
+        ss = SteadyState(ss.mean, ss.sem, ss.start_block, ss.n_blocks, found.converged)
     run_steps = int(steps[-1]) if len(steps) else 0
     return ShearResult(spec.shear_rate, ss.mean, ss.sem, ss.converged, run_steps,
                        spec.shear_rate * run_steps * spec.timestep, len(eta))
