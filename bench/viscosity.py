@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,28 +27,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
+from benchmark import chute_rate  # noqa: E402  (the same engine reference as bench/benchmark.py)
 from calib.stages import SlurryTrial, rate_plans, shear_run_spec  # noqa: E402
 from calib.study import load_study  # noqa: E402
 from sim_backends.backend import Task  # noqa: E402
 from sim_backends.lammps.forcefield import TABLE_S1_SLURRY  # noqa: E402
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
-from sim_backends.lammps.outputs import run_stats  # noqa: E402
 from sim_backends.lammps.shear import SHEAR_DECK, SHEAR_LOG, shear_result, write_shear_inputs  # noqa: E402
 from sim_backends.lammps.units import micro_viscosity_to_pa_s  # noqa: E402
 from sim_backends.local import LocalBackend  # noqa: E402
 
 DEFAULT_PARAMS = "eps_AM=5,eps_SE=50,eps_CBD=1"
-
-
-def chute_rate(work: Path) -> float:
-    inst = locate_lammps()
-    d = work / f"chute_{time.monotonic_ns()}"
-    d.mkdir()
-    for f in ("in.chute", "data.chute"):
-        shutil.copy(inst.bench_dir / f, d / f)
-    subprocess.run(inst.argv("in.chute"), cwd=d, env={**os.environ, **inst.env}, check=True, capture_output=True)
-    return run_stats((d / "log.lammps").read_text()).atom_steps_per_s
 
 
 def params_from(text: str):
