@@ -56,13 +56,13 @@ def run_jobs(backend: LocalBackend, jobs: list[tuple[Path, tuple[str, ...], dict
     return [r.wall_s for r in results]
 
 
-def early_stopping(work: Path, study: Path, fidelity: str, params_text: str) -> list[dict]:
+def early_stopping(work: Path, study: Path, fidelity: str, params_text: str, seed: int = 1) -> list[dict]:
     loaded = load_study(study, fidelity=fidelity)
     fid = loaded.spec.fidelity_spec()
     params = params_from(params_text)
     inst = locate_lammps()
     backend = LocalBackend(cores=2)
-    trial = SlurryTrial(work / "state", loaded, fid, params, seed=1)
+    trial = SlurryTrial(work / "state", loaded, fid, params, seed=seed)
     trial.workdir.mkdir()
     (run,) = trial.first_runs()
     t0 = time.perf_counter()
@@ -118,14 +118,15 @@ def main() -> None:
     ap.add_argument("--fidelity", default="dev")
     ap.add_argument("--study", type=Path, default=REPO / "studies" / "lib_nmc_slurry.yaml")
     ap.add_argument("--params", default=DEFAULT_PARAMS, help="Table S1 slurry column with these keys replaced")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the slurry state (placement, velocities)")
     ap.add_argument("--smoke-trial", action="store_true")
     ap.add_argument("--no-early-stopping", action="store_true")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="calib_bench_visc_"))
     print(f"# calib viscosity benchmark ({time.strftime('%Y-%m-%d %H:%M')}), work dir {work}")
-    print(f"study {args.study.name}, parameters: Table S1 slurry column with {args.params}")
+    print(f"study {args.study.name}, parameters: Table S1 slurry column with {args.params}, seed {args.seed}")
     chute = [chute_rate(work)]
-    rows = [] if args.no_early_stopping else early_stopping(work, args.study, args.fidelity, args.params)
+    rows = [] if args.no_early_stopping else early_stopping(work, args.study, args.fidelity, args.params, args.seed)
     smoke = smoke_trial(work, args.study, args.params) if args.smoke_trial else None
     chute.append(chute_rate(work))
     print(f"\nLAMMPS bench/in.chute (32,000 atoms, 1 rank): {statistics.mean(chute) / 1e6:.2f} M atom-steps/s "
