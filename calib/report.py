@@ -45,6 +45,8 @@ def study_summary(study: optuna.Study, storage: str) -> dict:
         "failures": {t.number: t.user_attrs.get("fail_reason") for t in failed},
         "pareto": pareto(study),
     }
+    if "viscosity_curve_source" in study.user_attrs:
+        out["viscosity_curve_source"] = study.user_attrs["viscosity_curve_source"]
     if best is not None:
         obs = dict(best.user_attrs.get("observables", {}))
         errors = best.user_attrs.get("errors", {})

@@ -7,6 +7,7 @@ naming the file and the field.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Literal
 
@@ -144,7 +145,8 @@ class ViscositySettings(_Model):
     not_converged: ``penalty`` keeps the trial and adds penalty x (fraction of rates not
     converged) to its scalarised objective; ``fail`` makes such a trial FAIL. tdamp_us:
     SLLOD thermostat damping time. csv (+ units): a rheometer CSV, relative to the study
-    file, that replaces the dataset's curve (``--viscosity-csv`` overrides it).
+    file, that replaces the dataset's curve (``--viscosity-csv`` overrides it); csv_kind:
+    its provenance kind (``synthetic`` for model-generated data), recorded with the study.
     """
 
     shear_rates_per_s: tuple[PositiveFloat, ...] | None = None
@@ -162,6 +164,7 @@ class ViscositySettings(_Model):
     csv: str | None = None
     csv_shear_rate_unit: str | None = None
     csv_viscosity_unit: str | None = None
+    csv_kind: Literal["measured", "synthetic"] = "measured"
 
     @model_validator(mode="after")
     def _check(self) -> "ViscositySettings":
@@ -322,10 +325,13 @@ def load_study(path: Path, fidelity: str | None = None, data_root: Path = DEFAUL
                 curve = load_rheometer_csv(csv, v.csv_shear_rate_unit, v.csv_viscosity_unit)
             except CurveError as exc:
                 raise InputError(exc.where, f"row {exc.row}" if exc.row else "(file)", exc.message) from exc
-            curve_source = str(csv.resolve())
+            digest = hashlib.sha256(csv.read_bytes()).hexdigest()
+            curve_source = f"{csv.resolve()} (kind {v.csv_kind}, sha256 {digest})"
         elif "viscosity_curve" in dataset.curves:
             curve = dataset.curve("viscosity_curve")
-            curve_source = f"{dpath}: curves.viscosity_curve"
+            curve_source = (f"{dpath}: curves.viscosity_curve "
+                            f"(kind {dataset.curves['viscosity_curve'].provenance.kind}: "
+                            f"{dataset.curves['viscosity_curve'].provenance.source})")
         else:
             raise InputError(where, "objective.targets.viscosity_curve",
                              f"dataset {spec.dataset} has no viscosity curve: supply a rheometer CSV "

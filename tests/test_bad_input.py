@@ -384,3 +384,21 @@ def test_dataset_curve_without_measured_or_synthetic_kind(inputs: Inputs) -> Non
                                         "provenance": {"source": "read off a figure", "kind": "assumed"}}}
     inputs.write_dataset(ds)
     assert_bad_input(inputs, inputs.optimize, str(inputs.dataset), "curves.viscosity_curve")
+
+
+def test_viscosity_csv_provenance_is_recorded(inputs: Inputs) -> None:
+    """A user CSV's path, kind and checksum become the curve's recorded source."""
+    from calib.study import load_study
+
+    _with_curve_objective(inputs)
+    data = inputs.study_data()
+    data["viscosity"] = {"csv_kind": "synthetic"}
+    inputs.write_study(data)
+    csv = inputs.root / "rheo.csv"
+    csv.write_text(GOOD_CSV)
+    loaded = load_study(inputs.study, fidelity="smoke", viscosity_csv=csv)
+    import hashlib
+
+    assert str(csv.resolve()) in loaded.curve_source
+    assert "kind synthetic" in loaded.curve_source
+    assert hashlib.sha256(csv.read_bytes()).hexdigest() in loaded.curve_source

@@ -65,6 +65,7 @@ def test_three_rate_curve_in_the_summary(curve_study):
         assert isinstance(r["converged"], bool)
     assert obs["viscosity_curve_rms_log_error"] > 0
     assert obs["slurry_density"]["target"] == 2.30
+    assert "lib_nmc111_nmp" in s["viscosity_curve_source"] and "kind measured" in s["viscosity_curve_source"]
 
 
 def test_pareto_list(curve_study):
