@@ -35,7 +35,8 @@ from calib.study import load_study  # noqa: E402
 from sim_backends.backend import Task  # noqa: E402
 from sim_backends.lammps.forcefield import TABLE_S1_SLURRY  # noqa: E402
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
-from sim_backends.lammps.shear import SHEAR_DECK, SHEAR_LOG, shear_result, write_shear_inputs  # noqa: E402
+from sim_backends.lammps.shear import (SHEAR_DECK, SHEAR_LOG, blocking_sem, read_shear_stress,  # noqa: E402
+                                      segment_means, shear_result, write_shear_inputs)
 from sim_backends.lammps.units import micro_viscosity_to_pa_s  # noqa: E402
 from sim_backends.local import LocalBackend  # noqa: E402
 
@@ -88,6 +89,12 @@ def early_stopping(work: Path, study: Path, fidelity: str, params_text: str, see
                "fixed_converged": f.converged, "eta_early": micro_viscosity_to_pa_s(e.viscosity),
                "se_early": micro_viscosity_to_pa_s(e.sem), "early_converged": e.converged}
         row["within_se"] = abs(row["eta_early"] - row["eta_fixed"]) <= row["se_fixed"]
+        # the fixed run's standard error with the correlation of its segment means accounted for
+        _, mpxy = read_shear_stress(dirs["fixed"])
+        skip = max(0, specs["fixed"].min_segments - specs["fixed"].window)
+        steady = segment_means(mpxy / plan.rate_sim_per_us, plan.segment_blocks)[skip:]
+        row["se_fixed_blocking"] = micro_viscosity_to_pa_s(blocking_sem(steady, min_blocks=4))
+        row["within_se_blocking"] = abs(row["eta_early"] - row["eta_fixed"]) <= row["se_fixed_blocking"]
         rows.append(row)
         print(f"  rate {plan.rate_exp_per_s:g} 1/s done", flush=True)
     return rows
@@ -134,13 +141,15 @@ def main() -> None:
     if rows:
         print(f"\nEarly stopping vs fixed length at {args.fidelity} (two runs side by side per rate):")
         print("| rate 1/s (sim 1/us) | steps fixed | steps early | saved | wall fixed s | wall early s | "
-              "eta fixed Pa s | eta early Pa s | within fixed SE | converged fixed/early |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "eta fixed Pa s | eta early Pa s | within fixed SE | fixed SE by blocking | within it | "
+              "converged fixed/early |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['rate_exp_per_s']:g} ({r['rate_sim_per_us']:g}) | {r['steps_fixed']} | {r['steps_early']} | "
                   f"{100 * r['saved']:.0f} % | {r['wall_fixed_s']:.1f} | {r['wall_early_s']:.1f} | "
                   f"{r['eta_fixed']:.3f} +- {r['se_fixed']:.3f} | {r['eta_early']:.3f} +- {r['se_early']:.3f} | "
-                  f"{'yes' if r['within_se'] else 'no'} | {r['fixed_converged']}/{r['early_converged']} |")
+                  f"{'yes' if r['within_se'] else 'no'} | {r['se_fixed_blocking']:.3f} | "
+                  f"{'yes' if r['within_se_blocking'] else 'no'} | {r['fixed_converged']}/{r['early_converged']} |")
         tot_f = sum(r["steps_fixed"] for r in rows)
         tot_e = sum(r["steps_early"] for r in rows)
         print(f"all rates: {tot_e} of {tot_f} steps ({100 * (1 - tot_e / tot_f):.0f} % saved)")

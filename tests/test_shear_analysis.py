@@ -9,7 +9,8 @@ import pytest
 from calib.fidelity import Fidelity
 from calib.stages import rate_plans
 from calib.study import ViscositySettings
-from sim_backends.lammps.shear import ShearRunSpec, batch_mean, segment_steady, shear_deck, window_test
+from sim_backends.lammps.shear import (ShearRunSpec, batch_mean, blocking_sem, segment_steady, shear_deck,
+                                      window_test)
 
 
 def test_window_test_by_hand():
@@ -131,3 +132,14 @@ def test_viscosity_settings_validation():
         ViscositySettings(not_converged="ignore")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         ViscositySettings(window_segments=5)
+
+
+def test_blocking_sem_sees_correlation():
+    rng = np.random.default_rng(3)
+    white = rng.standard_normal(4096)
+    naive = white.std(ddof=1) / 64
+    assert blocking_sem(white) == pytest.approx(naive, rel=0.35)
+    # each value repeated 16 times: 16x fewer independent samples, SE 4x the naive one
+    sticky = np.repeat(rng.standard_normal(256), 16)
+    assert blocking_sem(sticky) == pytest.approx(4 * sticky.std(ddof=1) / 64, rel=0.35)
+    assert blocking_sem(sticky) > 3 * sticky.std(ddof=1) / 64

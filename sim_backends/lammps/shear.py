@@ -275,6 +275,19 @@ def batch_mean(values: Sequence[float], segment_blocks: int, skip_segments: int 
                        len(m) * segment_blocks, False)
 
 
+def blocking_sem(values: Sequence[float], min_blocks: int = 8) -> float:
+    """Standard error of the mean of a correlated series by blocking (Flyvbjerg and
+    Petersen, J. Chem. Phys. 91, 461 (1989)): the series is halved by pair-averaging while at
+    least ``min_blocks`` remain, and the largest naive standard error over these levels is
+    returned (it grows until blocks outlast the correlation time, then levels off)."""
+    x = np.asarray(values, dtype=float)
+    best = float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else math.nan
+    while len(x) // 2 >= min_blocks:
+        x = 0.5 * (x[: len(x) // 2 * 2 : 2] + x[1 : len(x) // 2 * 2 : 2])
+        best = max(best, float(x.std(ddof=1) / math.sqrt(len(x))))
+    return best
+
+
 def read_shear_stress(workdir: Path) -> tuple[np.ndarray, np.ndarray]:
     """(steps, -P_xy block means) of a finished shear run; raises ``SimulationFailed``."""
     workdir = Path(workdir)
