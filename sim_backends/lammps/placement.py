@@ -85,3 +85,45 @@ def write_data_file(path: Path, placement: Placement, n_types: int) -> None:
     ):
         lines.append(f"{i} {t} {d:.10g} {rho:.10g} {x:.10g} {y:.10g} {z:.10g}")
     path.write_text("\n".join(lines) + "\n")
+
+
+@dataclass(frozen=True)
+class SphereData:
+    """Spheres of an ``atom_style sphere`` data file: box corners (um), type, diameter (um)
+    and position (um) per atom, as written (inside the box; image flags ignored)."""
+
+    lo: tuple[float, float, float]
+    hi: tuple[float, float, float]
+    types: np.ndarray
+    diameters: np.ndarray
+    positions: np.ndarray
+
+
+def read_sphere_data(path: Path) -> SphereData:
+    """Read the box and the Atoms section (id type diameter density x y z [ix iy iz]) of an
+    orthogonal ``atom_style sphere`` data file, such as ``write_data`` output."""
+    lines = Path(path).read_text().splitlines()
+    lo, hi = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
+    rows: list[list[float]] = []
+    in_atoms = False
+    for line in lines:
+        text = line.split("#")[0].strip()
+        if not in_atoms:
+            for ax, tag in enumerate(("xlo xhi", "ylo yhi", "zlo zhi")):
+                if line.rstrip().endswith(tag):
+                    a, b = line.split()[:2]
+                    lo[ax], hi[ax] = float(a), float(b)
+            if line.startswith("Atoms"):
+                in_atoms = True
+            continue
+        if not text:
+            if rows:
+                break
+            continue
+        if text[0].isalpha():
+            break
+        rows.append([float(v) for v in text.split()])
+    if not rows:
+        raise ValueError(f"{path}: no Atoms section")
+    a = np.array(rows)
+    return SphereData(tuple(lo), tuple(hi), a[:, 1].astype(int), a[:, 2], a[:, 4:7])  # type: ignore[arg-type]
