@@ -48,6 +48,8 @@ class Fidelity(BaseModel):
             raise ValueError("block_steps must be a multiple of sample_every")
         if self.shear_block_steps % self.sample_every or self.shear_block_steps <= self.sample_every:
             raise ValueError("shear_block_steps must be a multiple of sample_every, and larger")
+        if self.shear_max_steps < self.shear_block_steps:
+            raise ValueError("shear_max_steps must be at least shear_block_steps")
         return self
 
 

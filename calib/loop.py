@@ -59,6 +59,7 @@ class _Active:
     jobs: dict[str, tuple[Run, JobHandle]] = field(default_factory=dict)
     results: dict[str, JobResult] = field(default_factory=dict)
     runs: list[Run] = field(default_factory=list)
+    told: bool = False
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,8 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
         log_path = run.workdir / run.log
         log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
         reason = failure_reason(log_text) if result.state == JobState.FAILED else None
+        if reason is None and result.state == JobState.FAILED and result.returncode is None:
+            reason = result.reason  # the backend could not start it
         if reason is None:
             reason = (crash_reason(result.returncode, log_text) if result.state == JobState.FAILED
                       else result.reason) or "unknown failure"
@@ -246,11 +249,13 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
         if score is not None and reason is None:
             metrics["objective"] = score.value
             study.tell(a.trial, score.value)
+            a.told = True
             state = "COMPLETE"
             emit(Event("complete", number, describe(score), score.value))
         else:
             a.trial.set_user_attr("fail_reason", reason or "unknown failure")
             study.tell(a.trial, state=TrialState.FAIL)
+            a.told = True
             state = "FAIL"
             tags["fail_reason"] = (reason or "unknown")[:5000]
             emit(Event("fail", number, reason or "unknown failure"))
@@ -345,12 +350,14 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
             for number in list(active):
                 outcome = advance(active[number])
                 if outcome is not None:
-                    finish(active.pop(number), *outcome)  # out of `active` first: an interrupt
-                    # while MLflow uploads must not treat the told trial as still running
+                    finish(active[number], *outcome)
+                    del active[number]
             if active:
                 time.sleep(cfg.poll_s)
     except BaseException:
         for a in active.values():
+            if a.told:  # interrupted while its MLflow run was written: the ledger has it
+                continue
             try:
                 cancel_all(a)
                 a.trial.set_user_attr("fail_reason", "interrupted: the driver stopped while the trial ran")

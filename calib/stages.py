@@ -86,8 +86,9 @@ class RatePlan:
 def rate_plans(rates_exp_per_s: Sequence[float], settings: ViscositySettings, fidelity: Fidelity) -> list[RatePlan]:
     """Simulated rates and run lengths: simulated = rate_scale x experimental (converted to
     1/us); a segment spans at least ``segment_strain`` (and ``shear_segment_blocks`` blocks);
-    the window of ``window_segments`` may start only after ``min_strain``; a run goes at most
-    to ``max_strain`` and ``shear_max_steps``."""
+    the window of ``window_segments`` may start only after ``min_strain``; a run goes to
+    ``max_strain`` or, if that is shorter, to the end of the first possible window, and
+    never past ``shear_max_steps``."""
     block = fidelity.shear_block_steps
     plans = []
     for i, r in enumerate(rates_exp_per_s):
@@ -97,9 +98,11 @@ def rate_plans(rates_exp_per_s: Sequence[float], settings: ViscositySettings, fi
         seg_blocks = max(1, min(seg_blocks, fidelity.shear_max_steps // block))  # never past shear_max_steps
         per_seg = strain_per_block * seg_blocks
         cap = max(1, fidelity.shear_max_steps // (seg_blocks * block))
-        max_seg = min(cap, max(1, math.ceil(settings.max_strain / per_seg - 1e-9)))
         skip = math.ceil(settings.min_strain / per_seg - 1e-9)
-        plans.append(RatePlan(i, float(r), sim, seg_blocks, max_seg, skip + settings.window_segments))
+        min_seg = skip + settings.window_segments
+        # to max_strain, but always far enough for one window after min_strain (steps allowing)
+        max_seg = min(cap, max(min_seg, math.ceil(settings.max_strain / per_seg - 1e-9)))
+        plans.append(RatePlan(i, float(r), sim, seg_blocks, max_seg, min_seg))
     return plans
 
 

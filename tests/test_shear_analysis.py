@@ -123,6 +123,18 @@ def test_rate_plans_identity_and_scaled():
     assert capped.max_segments == 200_000 // 28_000
 
 
+def test_rate_plans_leave_room_for_one_window_past_max_strain():
+    """A fast rate whose segments the block floor makes long (strain 2 each): max_strain 10
+    would allow 5 segments, fewer than min_strain + window needs; the plan runs to the end of
+    the first possible window instead (steps allowing)."""
+    s = ViscositySettings(rate_scale=1000, min_strain=1.0, max_strain=10.0, segment_strain=0.5, window_segments=6)
+    fid = Fidelity(n_beads=100, equilibration_steps=1000, averaging_steps=1000, timestep_us=0.001,
+                   shear_block_steps=10_000, shear_segment_blocks=4, shear_max_steps=70_000_000)
+    p = rate_plans([50.0], s, fid)[0]
+    assert p.strain_per_segment(fid) == pytest.approx(2.0)
+    assert p.min_segments == 1 + 6 and p.max_segments == 7
+
+
 def test_viscosity_settings_validation():
     with pytest.raises(ValueError):
         ViscositySettings(shear_rates_per_s=(10.0, 5.0))
@@ -132,6 +144,8 @@ def test_viscosity_settings_validation():
         ViscositySettings(not_converged="ignore")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         ViscositySettings(window_segments=5)
+    with pytest.raises(ValueError):
+        _fid(shear_max_steps=500)  # less than one block
 
 
 def test_blocking_sem_sees_correlation():
