@@ -158,7 +158,11 @@ class Score:
     @property
     def objective_errors(self) -> dict[str, float]:
         """Signed error of every objective (what scalarisations and the Pareto front use)."""
-        return {e.name: float(e.error) for e in self.errors}
+        return named_errors(self.errors)
+
+
+def named_errors(errors: Sequence[TargetError | CurveErrorResult]) -> dict[str, float]:
+    return {e.name: float(e.error) for e in errors}
 
 
 def scalarised(errors: Mapping[str, float], spec: StudySpec, seed: int, proposal: int | None) -> float:
@@ -196,6 +200,7 @@ class SlurryTrial:
         self.plans = (rate_plans(loaded.simulated_rates_per_s(), self.spec.viscosity, fidelity)
                       if self.spec.uses_viscosity else [])
         self.slurry: SlurryObservables | None = None
+        self.shear_specs: dict[int, ShearRunSpec] = {}
         self.phase = 0
 
     def first_runs(self) -> list[Run]:
@@ -218,7 +223,8 @@ class SlurryTrial:
             for plan in self.plans:
                 d = self.shear_dir(plan)
                 d.mkdir(exist_ok=True)
-                write_shear_inputs(d, shear_run_spec(plan, self.spec, self.fidelity, self.params, self.system))
+                self.shear_specs[plan.index] = shear_run_spec(plan, self.spec, self.fidelity, self.params, self.system)
+                write_shear_inputs(d, self.shear_specs[plan.index])
                 runs.append(Run(f"shear_{plan.index:02d}", d, SHEAR_DECK, SHEAR_LOG,
                                 (SHEAR_DECK, SHEAR_LOG, SHEAR_BLOCKS)))
             return runs
@@ -228,7 +234,7 @@ class SlurryTrial:
         out = []
         for plan in self.plans:
             d = self.shear_dir(plan)
-            res = shear_result(d, shear_run_spec(plan, self.spec, self.fidelity, self.params, self.system))
+            res = shear_result(d, self.shear_specs[plan.index])  # the spec its deck was written from
             out.append(RateResult(
                 rate_exp_per_s=plan.rate_exp_per_s, rate_sim_per_us=plan.rate_sim_per_us,
                 viscosity_pa_s=micro_viscosity_to_pa_s(res.viscosity), sem_pa_s=micro_viscosity_to_pa_s(res.sem),
@@ -265,8 +271,7 @@ class SlurryTrial:
                     fail_reason = f"viscosity not converged at {what}"
                 else:
                     penalty = spec.viscosity.penalty * len(unconverged) / len(rates)
-        named = {e.name: float(e.error) for e in errors}
-        value = scalarised(named, spec, self.seed, None) + penalty
+        value = scalarised(named_errors(errors), spec, self.seed, None) + penalty
         observables = {k: float(v) for k, v in asdict(obs).items()}
         observables["atom_steps_per_s"] = obs.atom_steps_per_s
         return Score(tuple(errors), value, observables, obs.equilibrated(spec.slurry.max_density_drift_rel),

@@ -56,21 +56,6 @@ def test_lj_triple_point_viscosity_within_ten_percent(tmp_path: Path):
     assert res.steps % spec.segment_steps == 0 and res.steps >= 7 * spec.segment_steps
 
 
-def test_steady_state_skips_the_transient_and_flags_drift():
-    import numpy as np
-
-    from sim_backends.lammps.shear import steady_state
-
-    rng = np.random.default_rng(0)
-    flat = 1.0 + 0.01 * rng.standard_normal(32)
-    series = np.concatenate([[3.0, 2.5, 2.0, 1.5], flat[4:]])
-    ss = steady_state(series)
-    assert ss.converged and ss.start_block >= 4
-    assert ss.mean == pytest.approx(float(np.mean(series[ss.start_block:])))
-    ramp = np.linspace(1.0, 2.0, 32) + 0.001 * rng.standard_normal(32)
-    assert not steady_state(ramp).converged
-
-
 def test_shear_deck_uses_sllod_with_deform_temperature():
     from sim_backends.lammps.shear import shear_deck
 

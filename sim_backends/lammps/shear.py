@@ -5,8 +5,9 @@ Source: seed Sec. 3.2; MODEL_NOTES.md "Viscosity by non-equilibrium CGMD"; LAMMP
 at a constant engineering rate (``fix deform ... xy erate R remap v``: velocity gradient
 dv_x/dy = R), the SLLOD equations are thermostatted with the temperature of the motion
 relative to the streaming profile (``temp/deform``), and eta = -P_xy / R. Block means of
--P_xy are written to ``shear_blocks.txt``; ``steady_state`` finds the start of the steady
-part and gives mean, standard error and whether it converged.
+-P_xy are written to ``shear_blocks.txt``; the deck stops at the first steady window of
+segment means (``window_test``, re-applied in Python by ``segment_steady``), and
+``shear_result`` gives mean, standard error, strain and whether it converged.
 
 The deck is independent of the electrode model: it reads a data or restart file and takes
 the pair settings as lines, so it is validated on a plain Lennard-Jones fluid.
@@ -193,30 +194,6 @@ class SteadyState:
     converged: bool
 
 
-def steady_state(values: Sequence[float], z: float = 2.0, min_blocks: int = 8) -> SteadyState:
-    """Find the steady part of block means ``values``.
-
-    Candidate starts k = 0, n/8, 2n/8, 3n/8, n/2; the first k whose remaining blocks show no
-    significant linear drift (|slope x span| <= z x SEM of their mean) and number at least
-    ``min_blocks`` is taken. If none passes, k = n/2 and ``converged`` is False.
-    """
-    v = np.asarray(values, dtype=float)
-    n = len(v)
-    if n < 2:
-        return SteadyState(float(v.mean()) if n else math.nan, math.nan, 0, n, False)
-    for k in sorted({int(round(f * n / 8)) for f in range(5)}):
-        tail = v[k:]
-        if len(tail) < min(min_blocks, n):
-            break
-        sem = float(tail.std(ddof=1) / math.sqrt(len(tail)))
-        drift = float(np.polyfit(np.arange(len(tail)), tail, 1)[0] * (len(tail) - 1))
-        if abs(drift) <= z * sem:
-            return SteadyState(float(tail.mean()), sem, k, len(tail), True)
-    k = n // 2
-    tail = v[k:]
-    return SteadyState(float(tail.mean()), float(tail.std(ddof=1) / math.sqrt(len(tail))), k, len(tail), False)
-
-
 def window_test(means: Sequence[float], z: float = 2.0, precision: float = 0.05) -> tuple[bool, float, float]:
     """The steady-state test on a window of k (even) consecutive segment means, each a batch
     mean of block means. Steady when (1) the two halves' means differ by at most z standard
@@ -351,10 +328,3 @@ def shear_result(workdir: Path, spec: ShearRunSpec) -> ShearResult:
     run_steps = int(steps[-1]) if len(steps) else 0
     return ShearResult(spec.shear_rate, ss.mean, ss.sem, ss.converged, run_steps,
                        spec.shear_rate * run_steps * spec.timestep, len(eta))
-
-
-def viscosity(workdir: Path, shear_rate: float) -> SteadyState:
-    """eta = -P_xy / rate over the steady part found by the drift test (``steady_state``);
-    run units (pressure x time). For a fixed-length reference run."""
-    _, mpxy = read_shear_stress(workdir)
-    return steady_state(mpxy / shear_rate)
