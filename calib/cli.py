@@ -42,7 +42,9 @@ def _check_storage(url: str) -> None:
         raise InputError("--storage", "url", f"not a SQLAlchemy URL: {url!r} ({exc})") from exc
 
 
-DEFAULT_STUDIES = {"slurry": DEFAULT_STUDY}
+DEFAULT_STUDIES = {"slurry": DEFAULT_STUDY, "drying": DEFAULT_STUDY.parent / "ssb_drying.yaml"}
+"""Each stage's default study (calendering has none: no calendered porosity is published
+for the seed's electrode, so a calendering study names its own dataset)."""
 
 
 @app.command()
@@ -67,19 +69,29 @@ def optimize(
     try:
         if stage not in STAGES:
             raise InputError("--stage", "stage", f"unknown stage {stage!r} (known: {', '.join(STAGES)})")
+        if study is None and stage not in DEFAULT_STUDIES:
+            raise InputError("--study", "study", f"stage {stage} has no default study: give --study FILE")
         path = study or DEFAULT_STUDIES[stage]
         loaded = load_study(path, fidelity=fidelity, viscosity_csv=viscosity_csv)
         if loaded.spec.stage != stage:
             raise InputError(str(path), "stage", f"study is for stage {loaded.spec.stage!r}, not {stage!r}")
         url = storage or default_storage(runs_dir)
         _check_storage(url)
+        lineage = None
+        if loaded.spec.upstream is not None:
+            from .electrode_stages import check_resolution, check_upstream_state
+            from .lineage import resolve_upstream
+
+            lineage = resolve_upstream(loaded, url)
+            check_upstream_state(loaded, lineage)
+            check_resolution(loaded, lineage)
     except InputError as exc:
         _fail(exc)
         return
-    _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as_json)
+    _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as_json, lineage)
 
 
-def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as_json) -> None:
+def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as_json, lineage=None) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -111,7 +123,8 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
 
         existing = optuna.load_study(study_name=spec.name, storage=url)
         try:
-            ledger.check_resumable(existing, study_ident(loaded, ParameterSpace.from_spec(spec.parameters)), url)
+            ledger.check_resumable(existing, study_ident(loaded, ParameterSpace.from_spec(spec.parameters), lineage),
+                                   url)
         except InputError as exc:
             _fail(exc)
     console = Console(stderr=True)
@@ -136,7 +149,7 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
         try:
             # stdout carries only the summary: libraries' chatter (MLflow prints run links) goes to stderr
             with contextlib.redirect_stdout(sys.stderr):
-                result = run_study(loaded, cfg, LocalBackend(), lammps, tracker, on_event)
+                result = run_study(loaded, cfg, LocalBackend(), lammps, tracker, on_event, lineage)
         except InputError as exc:
             _fail(exc)
             return
@@ -167,6 +180,89 @@ def _print_summary(s: dict) -> None:
     if len(s.get("pareto") or []) > 1:
         typer.echo("  Pareto front: trials " + ", ".join(str(p["trial"]) for p in s["pareto"]))
     typer.echo("  params: " + ", ".join(f"{k}={v:.4g}" for k, v in (s["best_params"] or {}).items()))
+
+
+DEFAULT_PIPELINE = DEFAULT_STUDY.parent / "ssb_pipeline.yaml"
+
+
+@app.command()
+def pipeline(
+    params: str = typer.Option("table-s1", help="table-s1 (seed Table S1 columns) or best:SLURRY_STUDY,DRYING_STUDY."),
+    study: Path = typer.Option(DEFAULT_PIPELINE, help="Study file giving dataset, fidelity and stage settings."),
+    fidelity: Optional[str] = typer.Option(None, help="Named fidelity overriding the study's."),
+    degrees: Optional[str] = typer.Option(None, help="Calendering degrees in %, comma-separated (default 0,10,...,50)."),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage of the studies named by --params best:..."),
+    tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: embedded); 'none' disables."),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where pipeline folders and default stores live."),
+    seed: int = typer.Option(1, min=0, help="Simulation seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
+) -> None:
+    """Run slurry -> drying -> calendering (0-50 %) for one parameter set; CSV, plots, MLflow."""
+    import time as _time
+
+    from .pipeline import PipelineFailed, log_pipeline, params_from, run_pipeline
+    from .study import PIPELINE_DEGREES_PCT, load_study
+
+    try:
+        loaded = load_study(study, fidelity=fidelity)
+        degs = PIPELINE_DEGREES_PCT
+        if degrees is not None:
+            try:
+                degs = tuple(float(x) for x in degrees.split(","))
+            except ValueError as exc:
+                raise InputError("--degrees", "degrees", f"not a comma-separated list of numbers: {degrees!r}") from exc
+        elif loaded.spec.calendering.degrees_pct is not None:
+            degs = tuple(loaded.spec.calendering.degrees_pct)
+        for d in degs:
+            if not (0 <= d < 60):
+                raise InputError("--degrees", "degrees", f"calendering degree {d:g} % is outside [0, 60) %")
+        url = storage or default_storage(runs_dir)
+        pset = params_from(params, url)
+    except InputError as exc:
+        _fail(exc)
+        return
+    from sim_backends.lammps.install import locate_lammps
+    from sim_backends.local import LocalBackend
+
+    from .tracking import default_tracking_uri
+
+    name = f"{loaded.spec.name}-{loaded.spec.fidelity}-{_time.strftime('%Y%m%d-%H%M%S')}"
+    workdir = runs_dir / "pipelines" / name
+    workdir.mkdir(parents=True)
+
+    def on_stage(stage: str, msg: str) -> None:
+        typer.echo(f"pipeline: {stage} ({msg})", err=True)
+
+    failed = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_pipeline(loaded, pset, workdir, LocalBackend(), locate_lammps(), degs, seed, on_stage)
+    except PipelineFailed as exc:
+        from .pipeline import PipelineResult
+
+        failed, result = exc, PipelineResult(workdir)
+    summary = result.summary(pset, loaded.spec.fidelity)
+    if failed is not None:
+        summary["failed"] = {"stage": failed.stage, "reason": failed.reason}
+    (workdir / "pipeline.json").write_text(json.dumps(summary, indent=2, default=str))
+    if tracking_uri != "none":
+        with contextlib.redirect_stdout(sys.stderr):
+            summary["mlflow_run_id"] = log_pipeline(tracking_uri or default_tracking_uri(runs_dir),
+                                                    None if tracking_uri else runs_dir / "mlartifacts", name,
+                                                    summary, result, failed)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        typer.echo(f"pipeline {name}: slurry density {summary['slurry'].get('density_g_cm3', float('nan')):.4f} g/cm^3, "
+                   f"dried porosity {100 * summary['dried'].get('porosity', float('nan')):.1f} %")
+        for d in summary["degrees"]:
+            typer.echo(f"  {d['degree_pct']:4g} %: thickness {d['thickness_um']:.1f} um "
+                       f"(held {d['thickness_held_um']:.1f}, before {d['thickness_before_um']:.1f}), "
+                       f"porosity {100 * d['porosity']:.1f} %")
+        typer.echo(f"  table: {summary['files'].get('csv', '-')}")
+    if failed is not None:
+        typer.echo(f"calib: pipeline failed at {failed.stage}: {failed.reason}", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

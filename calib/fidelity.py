@@ -22,7 +22,10 @@ class Fidelity(BaseModel):
     shear_block_steps: -P_xy block length of the viscosity runs; shear_segment_blocks: the
     fewest blocks in a segment (a batch of the steady-state test; segments are otherwise
     sized by the study's ``viscosity.segment_strain``); shear_max_steps: most steps one shear
-    rate may run (the seed ran 7e7 steps per rate).
+    rate may run (the seed ran 7e7 steps per rate). drying_steps: periodic NPT(z) steps
+    after evaporation; drying_mount_steps: steps settling on the current collector;
+    calender_hold_steps / calender_release_steps: steps held at the final plane position /
+    after the plane is removed (the compression itself lasts distance / speed).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -39,6 +42,10 @@ class Fidelity(BaseModel):
     shear_block_steps: PositiveInt = 1000
     shear_segment_blocks: PositiveInt = 4
     shear_max_steps: PositiveInt = 240_000
+    drying_steps: PositiveInt = 20_000
+    drying_mount_steps: PositiveInt = 5_000
+    calender_hold_steps: PositiveInt = 5_000
+    calender_release_steps: PositiveInt = 10_000
 
     @model_validator(mode="after")
     def _check(self) -> "Fidelity":
@@ -57,8 +64,11 @@ BUILTIN_FIDELITIES: dict[str, Fidelity] = {
     "smoke": Fidelity(n_beads=200, initial_box_scale=0.25, equilibration_steps=20_000,
                       averaging_steps=10_000),
     "dev": Fidelity(n_beads=500, initial_box_scale=0.3, equilibration_steps=40_000,
-                    averaging_steps=20_000, shear_max_steps=600_000),
+                    averaging_steps=20_000, shear_max_steps=600_000, drying_steps=40_000,
+                    drying_mount_steps=10_000, calender_hold_steps=10_000, calender_release_steps=20_000),
     "paper": Fidelity(n_beads=5089, initial_box_scale=1.0, equilibration_steps=1_000_000,
                       averaging_steps=200_000, block_steps=10_000, sample_every=100,
-                      thermo_every=10_000, shear_block_steps=10_000, shear_max_steps=70_000_000),
+                      thermo_every=10_000, shear_block_steps=10_000, shear_max_steps=70_000_000,
+                      drying_steps=2_000_000, drying_mount_steps=200_000, calender_hold_steps=200_000,
+                      calender_release_steps=500_000),
 }

@@ -27,6 +27,9 @@ from . import ledger
 from .proposer import BoTorchSampler
 from .space import ParameterSpace
 from .stages import Run, Score, SlurryTrial, rate_plans, scalarised
+from .electrode_stages import CalenderingTrial, DryingTrial
+from .lineage import Lineage
+from objectives.porosity import CalenderedErrorResult
 from .errors import InputError
 from .fidelity import Fidelity
 from .study import LoadedStudy
@@ -53,7 +56,7 @@ class _Active:
     """A running trial: its stage runs, the jobs of the current phase and their results."""
 
     trial: optuna.Trial
-    stage: SlurryTrial
+    stage: SlurryTrial | DryingTrial | CalenderingTrial
     workdir: Path
     params: dict[str, float]
     jobs: dict[str, tuple[Run, JobHandle]] = field(default_factory=dict)
@@ -85,17 +88,33 @@ def trial_seed(study_seed: int, number: int) -> int:
     return study_seed * 10_007 + number + 1
 
 
-def study_ident(loaded: LoadedStudy, space: ParameterSpace) -> dict:
+STAGE_FIDELITY_PREFIXES = {"slurry": ("drying_", "calender_"), "drying": ("shear_", "calender_"),
+                           "calendering": ("shear_", "drying_")}
+"""Fidelity fields a stage never reads (left out of its identity)."""
+
+
+def study_ident(loaded: LoadedStudy, space: ParameterSpace, lineage: Lineage | None = None) -> dict:
     spec = loaded.spec
+    unused = set(STAGE_FIDELITY_PREFIXES[spec.stage])
+    if spec.stage == "slurry" and spec.uses_viscosity:
+        unused.discard("shear_")
     physics = {
         "lj_style": spec.lj_style,
         "fixed": space.fixed,
-        "slurry": spec.slurry.model_dump(),
         "objective": spec.objective.model_dump(),
         "fidelity_spec": spec.fidelity_spec().model_dump(
-            exclude=None if spec.uses_viscosity else {k for k in Fidelity.model_fields if k.startswith("shear_")}),
+            exclude={k for k in Fidelity.model_fields if k.startswith(tuple(unused))}),
         "dataset_sha256": hashlib.sha256(loaded.dataset_path.read_bytes()).hexdigest(),
     }
+    if spec.stage == "slurry":
+        physics["slurry"] = spec.slurry.model_dump()
+    else:
+        physics["drying"] = spec.drying.model_dump()
+        if spec.stage == "calendering":
+            physics["calendering"] = spec.calendering.model_dump()
+            physics["degrees_pct"] = list(loaded.calender_degrees_pct())
+        if lineage is not None:
+            physics["upstream_state_sha256"] = lineage.sha256
     if spec.system:
         physics["system"] = {k: v.model_dump() for k, v in spec.system.items()}
     if spec.uses_viscosity:
@@ -125,9 +144,22 @@ def claim_study_dir(study_dir: Path, uid: str) -> str | None:
     return warning
 
 
+def make_trial(workdir: Path, loaded: LoadedStudy, fidelity: Fidelity, params, seed: int,
+               lineage: Lineage | None):
+    """The stage trial of one proposal (slurry, drying or calendering)."""
+    stage = loaded.spec.stage
+    if stage == "slurry":
+        return SlurryTrial(workdir, loaded, fidelity, params, seed)
+    assert lineage is not None
+    cls = DryingTrial if stage == "drying" else CalenderingTrial
+    return cls(workdir, loaded, fidelity, params, seed, lineage)
+
+
 def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: LammpsInstall,
-              tracker: Tracker | None = None, on_event: Callable[[Event], None] | None = None) -> LoopResult:
-    """Run (or resume) the study until it has ``cfg.n_trials`` finished trials."""
+              tracker: Tracker | None = None, on_event: Callable[[Event], None] | None = None,
+              lineage: Lineage | None = None) -> LoopResult:
+    """Run (or resume) the study until it has ``cfg.n_trials`` finished trials; a chained
+    stage starts every trial from ``lineage``'s state."""
     spec = loaded.spec
     tracker = tracker or NullTracker()
     emit = on_event or (lambda e: None)
@@ -143,13 +175,14 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
     sampler = BoTorchSampler(space, seed=cfg.seed, n_initial=o.n_initial, num_restarts=o.num_restarts,
                              raw_samples=o.raw_samples, objective_floor=o.objective_floor, lag=cfg.parallel,
                              value_of=value_of)
-    study = ledger.open_study(spec.name, cfg.storage, sampler, study_ident(loaded, space),
+    study = ledger.open_study(spec.name, cfg.storage, sampler, study_ident(loaded, space, lineage),
                               spec_json=spec.model_dump_json(),
                               dataset_path=str(loaded.dataset_path.resolve()))
     uid = study.user_attrs[ledger.UID_ATTR]
     try:
         tracker.start_study(spec.name, tags={"stage": spec.stage, "fidelity": spec.fidelity,
-                                             "dataset": spec.dataset, "storage": cfg.storage, "calib.study_uid": uid},
+                                             "dataset": spec.dataset, "storage": cfg.storage, "calib.study_uid": uid,
+                                             **(lineage.tags() if lineage else {})},
                             params={"study_file": str(loaded.path), "seed": str(cfg.seed),
                                     "fixed": json.dumps(space.fixed, sort_keys=True),
                                     **({"viscosity_curve": str(loaded.curve_source)} if spec.uses_viscosity else {})})
@@ -173,7 +206,10 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                                           f"(raise viscosity.rate_scale or the fidelity's shear_max_steps)"))
     driver = ledger.driver_id()
     active: dict[int, _Active] = {}
-    base_tags = {"stage": spec.stage, "fidelity": spec.fidelity, "dataset": spec.dataset, "study": spec.name}
+    base_tags = {"stage": spec.stage, "fidelity": spec.fidelity, "dataset": spec.dataset, "study": spec.name,
+                 **(lineage.tags() if lineage else {})}
+    if lineage is not None:
+        study.set_user_attr("lineage", lineage.as_dict())
 
     def track_failure(number: int, free: dict[str, float], reason: str, workdir: Path | None = None) -> None:
         """An MLflow run for a trial that ended without running to completion."""
@@ -200,11 +236,13 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
         if reason is None:
             reason = (crash_reason(result.returncode, log_text) if result.state == JobState.FAILED
                       else result.reason) or "unknown failure"
-        return reason if run.key == "slurry" else f"{run.key} ({run.workdir.name}): {reason}"
+        return reason if run.key in ("slurry", "drying") else f"{run.key} ({run.workdir.name}): {reason}"
 
     def finish(a: _Active, score: Score | None, reason: str | None) -> None:
         number = a.trial.number
-        log_path = a.workdir / "log.lammps"
+        log_path = (a.runs[0].workdir if a.runs else a.workdir) / "log.lammps"
+        if lineage is not None:
+            a.trial.set_user_attr("lineage", lineage.as_dict())
         log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
         tags = {**base_tags, "lammps_version": lammps_version(log_text) or "unknown"}
         wall = {k: r.wall_s for k, r in a.results.items()}
@@ -232,6 +270,8 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
             a.trial.set_user_attr("objective_errors", score.objective_errors)
             a.trial.set_user_attr("penalty", score.penalty)
             a.trial.set_user_attr("equilibrated", score.equilibrated)
+            for k, v in score.details.items():
+                a.trial.set_user_attr(k, v)
             if score.rates:
                 a.trial.set_user_attr("viscosity", [r.as_dict() for r in score.rates])
                 try:
@@ -242,7 +282,7 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                 except Exception as exc:  # a plot is a convenience, never a failure
                     emit(Event("warning", number, f"viscosity plot failed: {exc}"))
             reason = score.fail_reason
-        elif a.stage is not None and a.stage.slurry is not None:  # a shear run failed: keep the density
+        elif a.stage is not None and getattr(a.stage, "slurry", None) is not None:  # a shear run failed: keep the density
             slurry_obs = {k: float(v) for k, v in asdict(a.stage.slurry).items()}
             metrics.update(slurry_obs)
             a.trial.set_user_attr("observables", slurry_obs)
@@ -332,7 +372,7 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                 (workdir / "params.json").write_text(json.dumps(full.as_dict(), indent=2))
                 a = _Active(trial, None, workdir, free)  # type: ignore[arg-type]
                 try:
-                    a.stage = SlurryTrial(workdir, loaded, fidelity, full, seed)
+                    a.stage = make_trial(workdir, loaded, fidelity, full, seed, lineage)
                     submit(a, a.stage.first_runs())
                 except Exception as exc:  # a trial that cannot start is a FAIL, not the end of the study
                     for _, h in a.jobs.values():
@@ -392,6 +432,9 @@ def error_attrs(score: Score) -> dict:
         if isinstance(e, TargetError):
             out[e.name] = {"simulated": e.simulated, "target": e.target, "unit": e.unit, "rel_error": e.rel_error,
                            "error": e.error, "normalised_by": e.normalised_by}
+        elif isinstance(e, CalenderedErrorResult):
+            out[e.name] = {"error": e.error, "degree_pct": list(e.degree_pct), "simulated": list(e.simulated),
+                           "measured": list(e.measured), "point_errors": list(e.point_errors)}
         else:
             out[e.name] = {"rms_log_error": e.rms, "error": e.error, "shear_rate_per_s": list(e.shear_rate_per_s),
                            "simulated_pa_s": list(e.simulated_pa_s), "measured_pa_s": list(e.measured_pa_s),
@@ -401,6 +444,8 @@ def error_attrs(score: Score) -> dict:
 
 def describe(score: Score) -> str:
     """One line about a scored trial for the progress display."""
+    if score.summary:
+        return score.summary
     parts = [f"density {score.observables['density_g_cm3']:.4f} g/cm^3"]
     if score.rates:
         parts.append("eta " + ", ".join(f"{r.viscosity_pa_s:.3g}{'' if r.converged else '*'}" for r in score.rates)

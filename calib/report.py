@@ -52,8 +52,17 @@ def study_summary(study: optuna.Study, storage: str) -> dict:
         errors = best.user_attrs.get("errors", {})
         out["best_observables"] = {
             name: {"simulated": e["simulated"], "target": e["target"], "unit": e["unit"],
-                   "rel_error": e["rel_error"]} for name, e in errors.items() if "simulated" in e
+                   "rel_error": e["rel_error"]} for name, e in errors.items() if "target" in e
         }
+        if "calendered_porosity" in errors:
+            out["best_observables"]["calendered_porosity_error"] = errors["calendered_porosity"]["error"]
+        if best.user_attrs.get("calendering") is not None:
+            out["best_observables"]["calendering"] = best.user_attrs["calendering"]
+        if best.user_attrs.get("lineage") is not None:
+            out["lineage"] = best.user_attrs["lineage"]
+        if "porosity" in obs:
+            out["best_observables"]["dried"] = {k: obs[k] for k in obs if k in ("thickness_um", "porosity")
+                                                or k.startswith("fraction_")}
         if "viscosity_curve" in errors:
             out["best_observables"]["viscosity_curve_rms_log_error"] = errors["viscosity_curve"]["rms_log_error"]
         rates = best.user_attrs.get("viscosity")
@@ -62,7 +71,8 @@ def study_summary(study: optuna.Study, storage: str) -> dict:
                 {"shear_rate_per_s": r["rate_exp_per_s"], "simulated_rate_per_us": r["rate_sim_per_us"],
                  "viscosity_pa_s": r["viscosity_pa_s"], "sem_pa_s": r["sem_pa_s"], "strain": r["strain"],
                  "steps": r["steps"], "converged": r["converged"]} for r in rates]
-        out["best_observables"]["density_sem_g_cm3"] = obs.get("density_sem_g_cm3")
-        out["best_observables"]["density_drift_rel"] = obs.get("density_drift_rel")
+        if "density_g_cm3" in obs:
+            out["best_observables"]["density_sem_g_cm3"] = obs.get("density_sem_g_cm3")
+            out["best_observables"]["density_drift_rel"] = obs.get("density_drift_rel")
         out["best_observables"]["equilibrated"] = best.user_attrs.get("equilibrated")
     return out

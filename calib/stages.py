@@ -4,7 +4,7 @@ observables. The one place where ``calib`` joins ``objectives`` and ``sim_backen
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -154,6 +154,10 @@ class Score:
     rates: tuple[RateResult, ...] = ()
     penalty: float = 0.0
     fail_reason: str | None = None
+    summary: str = ""
+    """One line for the progress display (empty: the loop describes density and rates)."""
+    details: dict = field(default_factory=dict)
+    """Further JSON-able results stored with the trial (user attr name -> value)."""
 
     @property
     def objective_errors(self) -> dict[str, float]:

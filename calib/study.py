@@ -21,16 +21,25 @@ from sim_backends.lammps.forcefield import LJ_STYLES, NAMED_PARAMETER_SETS, TABL
 from .errors import InputError
 from .fidelity import BUILTIN_FIDELITIES, Fidelity
 
-STAGES = ("slurry",)
+STAGES = ("slurry", "drying", "calendering")
 """Stages this version can calibrate."""
 
 STUDY_SCALARISATIONS = ("weighted_sum", "chebyshev", "parego")
 """Scalarisations a study can choose (``objectives.scalarise``)."""
 
-STAGE_TARGETS: dict[str, tuple[str, ...]] = {"slurry": ("slurry_density", "viscosity_curve")}
+STAGE_TARGETS: dict[str, tuple[str, ...]] = {"slurry": ("slurry_density", "viscosity_curve"),
+                                             "drying": ("dried_porosity",),
+                                             "calendering": ("calendered_porosity",)}
 """Observables each stage produces that a dataset target (or curve) can score."""
 
-CURVE_TARGETS = ("viscosity_curve",)
+CURVE_TARGETS = ("viscosity_curve", "calendered_porosity")
+"""Targets that are not single ``dataset.targets`` entries."""
+
+PIPELINE_DEGREES_PCT = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0)
+"""Calendering degrees of ``calib pipeline`` (seed Sec. 3.3: 0-50 %)."""
+
+UPSTREAM_STAGE = {"drying": "slurry", "calendering": "drying"}
+"""The stage whose state each chained stage starts from."""
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_ROOT = REPO_ROOT / "experiments_data"
@@ -181,6 +190,75 @@ class ViscositySettings(_Model):
         return self
 
 
+class WallSettings(_Model):
+    """Contact law of the granular walls (current collector, lid, calendering plane).
+    Unset fields take the trial's own Table S1 contact values, as the seed describes
+    ("the same parameters described in Table S1")."""
+
+    kn: PositiveFloat | None = None
+    gamma_n: PositiveFloat | None = None
+    xu: float | None = Field(default=None, ge=0)
+
+
+class DryingSettings(_Model):
+    """Drying stage physics (seed Sec. 3.3; sim_backends.lammps.drying). pressure_atm: the
+    z barostat; mount_damp_us: Langevin damping while the film settles on the collector;
+    resolution_um: voxel edge of the porosity analysis; cbd_nanoporosity: overrides the
+    dataset's CBD nanoporosity."""
+
+    temperature_K: PositiveFloat = 300.0
+    pressure_atm: PositiveFloat = 1.0
+    pdamp_us: PositiveFloat = 5.0
+    langevin_damp_us: PositiveFloat = 1.0
+    mount_damp_us: PositiveFloat = 0.1
+    neighbor_skin_um: PositiveFloat = 1.0
+    resolution_um: PositiveFloat = 0.5
+    cbd_nanoporosity: float | None = Field(default=None, ge=0, lt=1)
+    wall: WallSettings = WallSettings()
+
+
+class CalenderingSettings(_Model):
+    """Calendering stage physics (seed Sec. 3.3; sim_backends.lammps.calendering).
+    degrees_pct: degrees to simulate, each in [0, 60) % (default: the dataset's measured
+    degrees; ``calib pipeline``: 0, 10, ..., 50). speed_um_per_us: plane speed. release:
+    remove the plane after holding (spring-back)."""
+
+    degrees_pct: tuple[float, ...] | None = None
+    speed_um_per_us: PositiveFloat = 0.5
+    release: bool = True
+    temperature_K: PositiveFloat = 300.0
+    langevin_damp_us: PositiveFloat = 0.1
+    neighbor_skin_um: PositiveFloat = 1.0
+    wall: WallSettings = WallSettings()
+
+    @model_validator(mode="after")
+    def _check(self) -> "CalenderingSettings":
+        if self.degrees_pct is not None:
+            if not self.degrees_pct:
+                raise ValueError("degrees_pct: give at least one degree (or leave it out)")
+            for d in self.degrees_pct:
+                if not (0 <= d < 60):
+                    raise ValueError(f"degrees_pct: {d:g} is outside [0, 60) %")
+            if any(b <= a for a, b in zip(self.degrees_pct, self.degrees_pct[1:])):
+                raise ValueError("degrees_pct: degrees must increase strictly")
+        return self
+
+
+class UpstreamSpec(_Model):
+    """Where a chained stage starts: the best trial of ``study`` (a study name in the same
+    storage, or ``storage``), or a state ``data_file`` (relative to the study file)."""
+
+    study: str | None = None
+    storage: str | None = None
+    data_file: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "UpstreamSpec":
+        if (self.study is None) == (self.data_file is None):
+            raise ValueError("give exactly one of study and data_file")
+        return self
+
+
 class PhaseSizes(_Model):
     """Bead sizes a study supplies for a phase whose dataset gives none (with provenance)."""
 
@@ -214,6 +292,9 @@ class StudySpec(_Model):
     optimizer: OptimizerSpec = OptimizerSpec()
     slurry: SlurrySettings = SlurrySettings()
     viscosity: ViscositySettings = ViscositySettings()
+    drying: DryingSettings = DryingSettings()
+    calendering: CalenderingSettings = CalenderingSettings()
+    upstream: UpstreamSpec | None = None
     system: dict[Literal["AM", "SE", "CBD"], PhaseSizes] = Field(default_factory=dict)
     resources: ResourcesSpec = ResourcesSpec()
     fidelities: dict[str, Fidelity] = Field(default_factory=dict)
@@ -243,6 +324,9 @@ class StudySpec(_Model):
                 raise ValueError(f"objective.targets.{t}: stage {self.stage} does not produce it "
                                  f"(it produces {', '.join(STAGE_TARGETS[self.stage])})")
         assert self.lj_style in LJ_STYLES
+        if self.stage in UPSTREAM_STAGE and self.upstream is None:
+            raise ValueError(f"upstream: stage {self.stage} starts from a {UPSTREAM_STAGE[self.stage]} state: "
+                             "name the upstream study (upstream.study) or a data file (upstream.data_file)")
         return self
 
     @property
@@ -317,6 +401,21 @@ def load_study(path: Path, fidelity: str | None = None, data_root: Path = DEFAUL
             continue
         if t not in dataset.targets:
             raise InputError(where, f"objective.targets.{t}", f"dataset {spec.dataset} has no target {t!r}")
+    if "calendered_porosity" in spec.objective.targets:
+        if dataset.calendered_porosity is None:
+            raise InputError(where, "objective.targets.calendered_porosity",
+                             f"dataset {spec.dataset} has no calendered_porosity points")
+        sim = spec.calendering.degrees_pct
+        if sim is not None:
+            missing = [p.degree_pct for p in dataset.calendered_porosity.points if p.degree_pct not in sim]
+            if missing:
+                raise InputError(where, "calendering.degrees_pct",
+                                 f"must include the measured degrees {', '.join(f'{d:g}' for d in missing)} %")
+    if spec.stage in ("drying", "calendering") and dataset.system is not None:
+        if not any(ph.dried_diameter_um for ph in dataset.system.phases.values()):
+            raise InputError(str(dpath), "system.phases.CBD.dried_diameter_um",
+                             "the drying stage needs the dried CBD size and density (dried_diameter_um, "
+                             "dried_density_g_cm3)")
     if spec.uses_viscosity:
         v = spec.viscosity
         csv = Path(viscosity_csv) if viscosity_csv is not None else (path.parent / v.csv if v.csv else None)
@@ -385,6 +484,15 @@ class LoadedStudy(BaseModel):
     dataset_path: Path
     curve: ViscosityCurve | None = None
     curve_source: str | None = None
+
+    def calender_degrees_pct(self) -> tuple[float, ...]:
+        """Calendering degrees to simulate (%): the study's, else the dataset's measured ones."""
+        c = self.spec.calendering
+        if c.degrees_pct is not None:
+            return tuple(c.degrees_pct)
+        if self.dataset.calendered_porosity is not None:
+            return tuple(p.degree_pct for p in self.dataset.calendered_porosity.points)
+        return PIPELINE_DEGREES_PCT
 
     def simulated_rates_per_s(self) -> tuple[float, ...]:
         """Experimental-scale shear rates to simulate (1/s): the study's, else the curve's."""

@@ -22,7 +22,7 @@ from .rheology import (SHEAR_RATE_UNITS, VISCOSITY_UNITS, CurveError, ViscosityC
 
 TARGET_KINDS = ("measured", "synthetic")
 
-KNOWN_TARGETS: dict[str, str] = {"slurry_density": "g/cm^3"}
+KNOWN_TARGETS: dict[str, str] = {"slurry_density": "g/cm^3", "dried_porosity": "1"}
 """Observables calib can compare with, and the unit their targets must be given in."""
 
 KNOWN_CURVES = ("viscosity_curve",)
@@ -137,10 +137,19 @@ class PhaseSpec(_Model):
     density_g_cm3: PositiveFloat
     slurry_diameter_factor: PositiveFloat = 1.0
     size_classes: tuple[SizeClassSpec, ...] | None = None
+    dried_diameter_um: PositiveFloat | None = None
+    """Bead diameter after drying (um; seed: CBD 7.5 -> 3.0); None: unchanged."""
+    dried_density_g_cm3: PositiveFloat | None = None
+    """Bead density after drying (g cm^-3; solid CBD); None: unchanged."""
+    nanoporosity: float = Field(default=0.0, ge=0, lt=1)
+    """Volume fraction of pores inside the dried phase (seed: CBD 0.5); counted as pore
+    volume in the porosity."""
     provenance: Provenance
 
     @model_validator(mode="after")
     def _check(self) -> "PhaseSpec":
+        if (self.dried_diameter_um is None) != (self.dried_density_g_cm3 is None):
+            raise ValueError("give dried_diameter_um and dried_density_g_cm3 together")
         if self.size_classes is not None:
             if not self.size_classes:
                 raise ValueError("size_classes must not be empty")
@@ -164,6 +173,33 @@ class SystemSpec(_Model):
         return self
 
 
+class PorosityPoint(_Model):
+    """Porosity (volume fraction, 0..1) of the electrode calendered by ``degree_pct`` % of
+    its thickness, with an optional 1-sigma uncertainty."""
+
+    degree_pct: float = Field(ge=0, lt=60)
+    porosity: float = Field(gt=0, lt=1)
+    uncertainty: PositiveFloat | None = None
+
+
+class CalenderedPorosity(_Model):
+    """Measured porosity against calendering degree, with its provenance."""
+
+    points: tuple[PorosityPoint, ...]
+    provenance: Provenance
+
+    @model_validator(mode="after")
+    def _check(self) -> "CalenderedPorosity":
+        if not self.points:
+            raise ValueError("points: give at least one point")
+        d = [p.degree_pct for p in self.points]
+        if any(b <= a for a, b in zip(d, d[1:])):
+            raise ValueError("points: degree_pct must increase strictly")
+        if self.provenance.kind not in TARGET_KINDS:
+            raise ValueError(f"provenance.kind must be one of {TARGET_KINDS}")
+        return self
+
+
 class Dataset(_Model):
     """A named experimental dataset."""
 
@@ -172,6 +208,7 @@ class Dataset(_Model):
     system: SystemSpec | None = None
     targets: dict[str, Target] = Field(default_factory=dict)
     curves: dict[str, CurveSpec] = Field(default_factory=dict)
+    calendered_porosity: CalenderedPorosity | None = None
 
     def curve(self, name: str) -> ViscosityCurve:
         """The curve ``name`` in SI (validated at load time)."""

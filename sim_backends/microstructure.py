@@ -135,3 +135,50 @@ def porosity(vox: Voxels, solid_fraction: Mapping[str, float], axis_profile: boo
 def exact_solid_volume(radii: Sequence[float]) -> float:
     """Summed sphere volumes (um^3), for non-overlapping spheres inside the box."""
     return float(sum(4.0 / 3.0 * math.pi * r**3 for r in radii))
+
+
+@dataclass(frozen=True)
+class ElectrodeStructure:
+    """Microstructure of an electrode film on its current collector (z = collector plane
+    at 0). thickness_um: top of the highest bead (simulation diameter) above the collector.
+    porosity: over the film (collector to top), CBD counted with its nanoporosity.
+    fractions: volume fraction of each phase and of ``pore`` (voxel labels, CBD whole).
+    z_um, porosity_profile, phase_profiles: per voxel layer (seed Fig. 3a-c)."""
+
+    thickness_um: float
+    porosity: float
+    fractions: dict[str, float]
+    z_um: np.ndarray
+    porosity_profile: np.ndarray
+    phase_profiles: dict[str, np.ndarray]
+    resolution_um: float
+    voxels: int
+
+
+def electrode_structure(centres: np.ndarray, sim_radii: np.ndarray, solid_radii: np.ndarray,
+                        phases: Sequence[str], box_lo: Sequence[float], box_hi: Sequence[float],
+                        collector_z: float, resolution_um: float, nanoporosity: Mapping[str, float],
+                        max_bytes: int = 2 * 1024**3) -> ElectrodeStructure:
+    """Voxelise a film (periodic x, y between ``box_lo`` and ``box_hi``) from the collector
+    plane to its top. ``solid_radii`` are the radii that count as solid (AM and SE without
+    their slurry solvent shell); ``sim_radii`` set the film top. ``nanoporosity`` per phase
+    (seed: CBD 0.5). Raises ``GridTooLarge`` past ``max_bytes``."""
+    top = float(np.max(centres[:, 2] + sim_radii))
+    thickness = top - collector_z
+    packing = Packing(np.asarray(centres, dtype=float), np.asarray(solid_radii, dtype=float), tuple(phases),
+                      (float(box_lo[0]), float(box_lo[1]), float(collector_z)),
+                      (float(box_hi[0]), float(box_hi[1]), top))
+    solid = {p: 1.0 - float(nanoporosity.get(p, 0.0)) for p in set(phases)}
+    vox = voxelise(packing, resolution_um, solid, max_bytes=max_bytes)
+    fr = phase_fractions(vox)
+    prof = phase_fractions(vox, axis_profile=True)
+    return ElectrodeStructure(
+        thickness_um=thickness,
+        porosity=float(porosity(vox, solid)),
+        fractions={k: float(v) for k, v in fr.items()},
+        z_um=vox.z_centres_um() - collector_z,
+        porosity_profile=np.asarray(porosity(vox, solid, axis_profile=True)),
+        phase_profiles={k: np.asarray(v) for k, v in prof.items()},
+        resolution_um=vox.resolution_um,
+        voxels=int(vox.labels.size),
+    )

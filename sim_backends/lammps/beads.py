@@ -179,3 +179,20 @@ def build_slurry_system(formulation: Formulation, n_beads: int) -> BeadSystem:
         for i, ((phase, c, _), n) in enumerate(zip(rows, counts))
     )
     return BeadSystem(types=types, exact_counts=tuple(exact))
+
+
+def dried_system(system: BeadSystem, dried: dict[str, tuple[float, float]]) -> BeadSystem:
+    """The bead system after homogeneous evaporation (seed Sec. 3.3): every bead of a phase
+    in ``dried`` (phase -> (diameter um, density g cm^-3), e.g. CBD 7.5 -> 3.0 um at solid
+    CBD density) takes that diameter and density; the other beads keep their simulation
+    diameter and mass (AM and SE keep their solvent shell as the group's public inputs do;
+    porosity is measured with their dry diameters)."""
+    types = []
+    for t in system.types:
+        if t.phase in dried:
+            d, rho = dried[t.phase]
+            mass = g_cm3_to_micro_density(rho) * math.pi / 6.0 * d**3
+            types.append(BeadType(t.type_id, t.phase, d, d, mass, t.count))
+        else:
+            types.append(t)
+    return BeadSystem(types=tuple(types), exact_counts=system.exact_counts)

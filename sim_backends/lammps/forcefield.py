@@ -146,3 +146,24 @@ def pair_lines(params: ForceFieldParams, system: BeadSystem, lj_style: str = "lj
         lines.append(f"pair_coeff {c.i} {c.j} {lj_style} {c.eps:.6g} {c.sigma:.6g} {c.rc:.6g}")
     lines.append("pair_coeff * * gran/hertz/history")
     return lines
+
+
+@dataclass(frozen=True)
+class WallContact:
+    """Hertzian contact law of a granular wall (``fix wall/gran hertz/history``): kn in
+    pg um^-1 us^-2, gamma_n in um^-1 us^-1, friction xu; tangential terms by the same
+    ratios as the pair law. The seed's walls use the trial's own Table S1 contact values
+    (``WallContact.of(params)``)."""
+
+    kn: float
+    gamma_n: float
+    xu: float
+
+    @classmethod
+    def of(cls, params: ForceFieldParams) -> "WallContact":
+        return cls(params.kn, params.gamma_n, params.xu)
+
+    def args(self) -> str:
+        """The ``hertz/history ...`` arguments of ``fix wall/gran`` (dampflag 1)."""
+        return (f"hertz/history {self.kn:.6g} {KT_OVER_KN * self.kn:.6g} {self.gamma_n:.6g} "
+                f"{GAMMAT_OVER_GAMMAN * self.gamma_n:.6g} {self.xu:.6g} 1")

@@ -1,0 +1,284 @@
+"""``calib pipeline``: slurry -> drying -> calendering at several degrees for one parameter
+set, without optimisation.
+
+The settings (dataset, fidelity, slurry/drying/calendering sections, walls) come from a
+study file; the parameters are the seed's Table S1 columns (``table-s1``: slurry column
+for the slurry, dried column afterwards) or the best sets of named studies in the ledger.
+Each stage runs through the backend like a trial (the calendering degrees concurrently);
+the outputs are a CSV table, plots (porosity vs degree, porosity and phase profiles), a
+JSON summary and one MLflow run with a nested run per stage.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sim_backends.backend import Backend, JobState, Task
+from sim_backends.lammps.forcefield import TABLE_S1_DRIED, TABLE_S1_SLURRY, ForceFieldParams
+from sim_backends.lammps.install import LammpsInstall
+from sim_backends.lammps.outputs import SimulationFailed, crash_reason, failure_reason
+
+from .electrode_stages import CalenderingTrial, DryingTrial, profiles_dict, structure_observables
+from .errors import InputError
+from .lineage import Lineage, sha256_of
+from .stages import Run, SlurryTrial
+from .study import PIPELINE_DEGREES_PCT, LoadedStudy
+
+CSV_FILE = "pipeline.csv"
+SUMMARY_FILE = "pipeline.json"
+POROSITY_PLOT = "porosity_vs_degree.png"
+PROFILE_PLOT = "profiles.png"
+
+
+class PipelineFailed(RuntimeError):
+    """A stage of the pipeline failed; ``stage`` and ``reason`` say which and why."""
+
+    def __init__(self, stage: str, reason: str) -> None:
+        super().__init__(f"{stage}: {reason}")
+        self.stage = stage
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PipelineParams:
+    """The force field of each stage and where it came from."""
+
+    slurry: ForceFieldParams
+    dried: ForceFieldParams
+    source: str
+
+
+def params_from(option: str, storage: str) -> PipelineParams:
+    """``table-s1`` or ``best:SLURRY_STUDY,DRYING_STUDY`` (best trials in ``storage``; the
+    dried set also serves calendering)."""
+    if option == "table-s1":
+        return PipelineParams(TABLE_S1_SLURRY, TABLE_S1_DRIED, "table-s1 (seed Table S1 slurry and dried columns)")
+    if option.startswith("best:"):
+        names = [n.strip() for n in option[5:].split(",")]
+        if len(names) != 2 or not all(names):
+            raise InputError("--params", "params", "give best:SLURRY_STUDY,DRYING_STUDY")
+        import optuna
+
+        from . import ledger
+
+        sets = []
+        for n in names:
+            if not ledger.study_exists(n, storage):
+                raise InputError("--params", "params", f"no study {n!r} in {storage}")
+            best = ledger.best_trial(optuna.load_study(study_name=n, storage=storage))
+            if best is None:
+                raise InputError("--params", "params", f"study {n!r} has no completed trial")
+            sets.append((ForceFieldParams.from_mapping(best.user_attrs["table_s1"]), f"{n} trial {best.number}"))
+        return PipelineParams(sets[0][0], sets[1][0], f"best of {sets[0][1]} and {sets[1][1]}")
+    raise InputError("--params", "params", f"unknown parameter set {option!r} (table-s1 or best:SLURRY,DRYING)")
+
+
+@dataclass
+class PipelineResult:
+    """Everything the pipeline measured (JSON-able through ``summary``)."""
+
+    workdir: Path
+    slurry: dict[str, float] = field(default_factory=dict)
+    dried: dict[str, float] = field(default_factory=dict)
+    degrees: list[dict] = field(default_factory=list)
+    wall_s: dict[str, float] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def summary(self, params: PipelineParams, fidelity: str) -> dict:
+        por = [d["porosity"] for d in self.degrees]
+        return {"workdir": str(self.workdir), "fidelity": fidelity, "params": params.source,
+                "table_s1": {"slurry": params.slurry.as_dict(), "dried": params.dried.as_dict()},
+                "slurry": self.slurry, "dried": self.dried, "degrees": self.degrees,
+                "porosity_decreasing": all(b < a for a, b in zip(por, por[1:])),
+                "wall_s": self.wall_s, "files": self.files}
+
+
+def _run_all(runs: list[Run], stage: str, backend: Backend, lammps: LammpsInstall, loaded: LoadedStudy,
+             poll_s: float = 0.2) -> dict[str, float]:
+    """Submit ``runs`` together and wait; wall seconds per run. Raises ``PipelineFailed``."""
+    res = loaded.spec.resources
+    jobs = {r.key: (r, backend.submit(Task(r.workdir, lammps.argv(r.deck, r.log, res.ranks, res.threads),
+                                           lammps.thread_env(res.threads), timeout_s=loaded.spec.trial_timeout_s,
+                                           cores=res.ranks * res.threads, name=f"pipeline-{r.key}")))
+            for r in runs}
+    try:
+        while not all(backend.poll(h).terminal for _, h in jobs.values()):
+            time.sleep(poll_s)
+    except BaseException:
+        for _, h in jobs.values():
+            backend.cancel(h)
+        raise
+    wall = {}
+    for key, (run, h) in jobs.items():
+        result = backend.collect(h)
+        wall[key] = result.wall_s
+        if result.state != JobState.DONE:
+            log = run.workdir / run.log
+            text = log.read_text(errors="replace") if log.exists() else ""
+            reason = failure_reason(text) or (crash_reason(result.returncode, text) if result.returncode is not None
+                                              else result.reason) or "unknown failure"
+            for _, other in jobs.values():
+                backend.cancel(other)
+            raise PipelineFailed(stage, f"{key}: {reason}")
+    return wall
+
+
+def run_pipeline(loaded: LoadedStudy, params: PipelineParams, workdir: Path, backend: Backend,
+                 lammps: LammpsInstall, degrees: tuple[float, ...] = PIPELINE_DEGREES_PCT, seed: int = 1,
+                 on_stage=lambda stage, msg: None) -> PipelineResult:
+    """Run the three stages in ``workdir`` (sub-folders slurry/, drying/, calendering/)."""
+    spec = loaded.spec
+    fidelity = spec.fidelity_spec()
+    out = PipelineResult(workdir)
+    slurry_spec = spec.model_copy(update={"stage": "slurry", "objective": spec.objective.model_copy(
+        update={"targets": {"slurry_density": 1.0}})})
+    sl = SlurryTrial(workdir / "slurry", loaded.model_copy(update={"spec": slurry_spec}), fidelity, params.slurry, seed)
+    sl.workdir.mkdir(parents=True)
+    on_stage("slurry", f"{sl.system.n_beads} beads")
+    out.wall_s.update(_run_all(sl.first_runs(), "slurry", backend, lammps, loaded))
+    try:
+        sl.next_runs()
+    except SimulationFailed as exc:
+        raise PipelineFailed("slurry", exc.reason) from exc
+    assert sl.slurry is not None
+    out.slurry = {"density_g_cm3": sl.slurry.density_g_cm3, "density_sem_g_cm3": sl.slurry.density_sem_g_cm3,
+                  "density_drift_rel": sl.slurry.density_drift_rel}
+    slurry_state = sl.workdir / "final.data"
+    on_stage("drying", f"slurry density {sl.slurry.density_g_cm3:.4f} g/cm^3")
+    dry_loaded = loaded.model_copy(update={"spec": spec.model_copy(update={"stage": "drying"})})
+    dr = DryingTrial(workdir / "drying", dry_loaded, fidelity, params.dried, seed,
+                     Lineage("slurry", None, None, None, str(slurry_state), sha256_of(slurry_state)))
+    dr.workdir.mkdir()
+    out.wall_s.update(_run_all(dr.first_runs(), "drying", backend, lammps, loaded))
+    try:
+        s = dr.measure()
+    except SimulationFailed as exc:
+        raise PipelineFailed("drying", exc.reason) from exc
+    out.dried = structure_observables(s)
+    dried_state = dr.workdir / "final.data"
+    on_stage("calendering", f"dried porosity {100 * s.porosity:.1f} %, thickness {s.thickness_um:.1f} um")
+    cal_loaded = loaded.model_copy(update={"spec": spec.model_copy(update={"stage": "calendering"})})
+    ca = CalenderingTrial(workdir / "calendering", cal_loaded, fidelity, params.dried, seed,
+                          Lineage("drying", None, None, None, str(dried_state), sha256_of(dried_state)), degrees)
+    ca.workdir.mkdir()
+    out.wall_s.update(_run_all(ca.first_runs(), "calendering", backend, lammps, loaded))
+    try:
+        results = ca.measure()
+    except SimulationFailed as exc:
+        raise PipelineFailed("calendering", exc.reason) from exc
+    out.degrees = [{"degree_pct": r.degree_pct, "thickness_um": r.thickness_um,
+                    "thickness_before_um": r.thickness_before_um, "thickness_held_um": r.thickness_held_um,
+                    "porosity": r.porosity, **{f"fraction_{k}": v for k, v in r.fractions.items()}}
+                   for r in results]
+    write_outputs(out, s, ca)
+    return out
+
+
+def write_outputs(out: PipelineResult, dried, ca: CalenderingTrial) -> None:
+    """CSV table, profiles JSON and the two plots into the pipeline folder."""
+    path = out.workdir / CSV_FILE
+    keys = list(out.degrees[0])
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        for row in out.degrees:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    out.files["csv"] = str(path)
+    prof = {"dried": profiles_dict(dried), **{f"{d:g}": profiles_dict(s) for d, s in ca.structures.items()}}
+    (out.workdir / "profiles.json").write_text(json.dumps(prof))
+    out.files["profiles"] = str(out.workdir / "profiles.json")
+    try:
+        out.files.update(plot_pipeline(out, ca))
+    except Exception as exc:  # plots are a convenience, never a failure
+        out.files["plot_error"] = f"{exc.__class__.__name__}: {exc}"
+
+
+def plot_pipeline(out: PipelineResult, ca: CalenderingTrial) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = {}
+    fig, ax = plt.subplots(figsize=(4.8, 3.6), dpi=110)
+    ax.plot([d["degree_pct"] for d in out.degrees], [100 * d["porosity"] for d in out.degrees], "o-")
+    ax.set_xlabel("calendering degree (%)")
+    ax.set_ylabel("porosity (%)")
+    fig.tight_layout()
+    fig.savefig(out.workdir / POROSITY_PLOT)
+    plt.close(fig)
+    files["porosity_plot"] = str(out.workdir / POROSITY_PLOT)
+    degs = sorted(ca.structures)
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), dpi=110)
+    for d in degs:
+        s = ca.structures[d]
+        axes[0].plot(s.z_um, s.porosity_profile, label=f"{d:g} %")
+    axes[0].set_xlabel("z above collector (um)")
+    axes[0].set_ylabel("porosity")
+    axes[0].set_title("porosity profile (seed Fig. 3a)", fontsize=9)
+    axes[0].legend(fontsize=7)
+    for ax, d in zip(axes[1:], (degs[0], degs[-1])):
+        s = ca.structures[d]
+        for name, arr in s.phase_profiles.items():
+            ax.plot(s.z_um, arr, label=name)
+        ax.set_xlabel("z above collector (um)")
+        ax.set_ylabel("volume fraction")
+        ax.set_title(f"phases at {d:g} % (seed Fig. 3b-c)", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out.workdir / PROFILE_PLOT)
+    plt.close(fig)
+    files["profile_plot"] = str(out.workdir / PROFILE_PLOT)
+    return files
+
+
+def log_pipeline(tracking_uri: str, artifact_root: Path | None, name: str, summary: dict, result: PipelineResult,
+                 failed: PipelineFailed | None = None) -> str:
+    """One MLflow run (experiment ``calib-pipeline``) with a nested run per stage."""
+    import logging
+
+    from mlflow.tracking import MlflowClient
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name("calib-pipeline")
+    if exp is None:
+        loc = (artifact_root / "calib-pipeline").resolve().as_uri() if artifact_root else None
+        exp_id = client.create_experiment("calib-pipeline", artifact_location=loc)
+    else:
+        exp_id = exp.experiment_id
+    parent = client.create_run(exp_id, run_name=name, tags={"calib.role": "pipeline", "params": summary["params"],
+                                                            "fidelity": summary["fidelity"]})
+    pid = parent.info.run_id
+    for k, v in summary["table_s1"]["dried"].items():
+        client.log_param(pid, f"dried.{k}", repr(v))
+    for k, v in summary["table_s1"]["slurry"].items():
+        client.log_param(pid, f"slurry.{k}", repr(v))
+    stages = {"slurry": result.slurry, "drying": result.dried}
+    for d in result.degrees:
+        stages[f"calendering_{d['degree_pct']:g}pct"] = {k: v for k, v in d.items() if isinstance(v, float)}
+    for stage, metrics in stages.items():
+        if not metrics:
+            continue
+        run = client.create_run(exp_id, run_name=stage, tags={"mlflow.parentRunId": pid, "calib.role": "stage"})
+        for k, v in metrics.items():
+            if isinstance(v, float) and math.isfinite(v):
+                client.log_metric(run.info.run_id, k, v)
+        folder = result.workdir / stage.split("_")[0]
+        for f in ("log.lammps", "in.slurry", "in.drying"):
+            if (folder / f).exists():
+                client.log_artifact(run.info.run_id, str(folder / f))
+        client.set_terminated(run.info.run_id)
+    for k in ("csv", "profiles", "porosity_plot", "profile_plot"):
+        if k in result.files:
+            client.log_artifact(pid, result.files[k])
+    client.log_text(pid, json.dumps(summary, indent=2, default=str), "pipeline.json")
+    if failed is not None:
+        client.set_tag(pid, "fail_reason", str(failed)[:5000])
+    client.set_terminated(pid, status="FAILED" if failed else "FINISHED")
+    return pid

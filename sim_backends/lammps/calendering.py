@@ -1,0 +1,155 @@
+"""Calendering stage deck: a granular plane compresses a dried film on its current
+collector by a given degree, holds, and (optionally) is removed for spring-back.
+
+Sources: seed Sec. 3.3 ("a plane moving downward at a constant speed ... the interactions
+between the wall and the particles are governed by the GH FFs"); MODEL_NOTES.md.
+
+The state read (``../dried.data`` by default) has ``zlo`` on the current-collector plane
+(``drying`` writes it so). T0 = top of the highest bead - collector. The piston is a
+``plane`` region moved by a variable and made a Hertzian wall by ``fix wall/gran/region``;
+it starts just above the film and descends at ``speed`` to collector + (1 - degree) T0,
+holds there for ``hold_steps``, and is removed for ``release_steps`` if ``release``.
+``calender_status.txt`` records T0, the held and released tops and the number of bead
+centres that ended beyond the piston (a bead pushed through it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .drying import extent_lines
+from .forcefield import ForceFieldParams, WallContact, pair_lines
+from .beads import BeadSystem
+from .outputs import SimulationFailed
+
+CALENDER_DECK = "in.calender"
+CALENDER_LOG = "log.lammps"
+CALENDER_STATUS = "calender_status.txt"
+CALENDERED_DATA = "final.data"
+MAX_DEGREE_PCT = 60.0
+
+
+@dataclass(frozen=True)
+class CalenderRunSpec:
+    """One calendering degree (units micro).
+
+    degree_pct: thickness reduction, in [0, 60) %. speed_um_per_us: piston speed.
+    gap_um: start of the piston above the film. hold_steps, release_steps: steps held at
+    the final position, then without the piston (0 or ``release`` False: no release).
+    wall: contact law of collector and piston. state_file: the dried state.
+    """
+
+    degree_pct: float
+    wall: WallContact
+    speed_um_per_us: float = 0.5
+    gap_um: float = 0.1
+    hold_steps: int = 5_000
+    release: bool = True
+    release_steps: int = 10_000
+    temperature_K: float = 300.0
+    langevin_damp_us: float = 0.1
+    timestep_us: float = 0.001
+    thermo_every: int = 1_000
+    neighbor_skin_um: float = 1.0
+    lj_style: str = "lj/cut"
+    seed: int = 1
+    state_file: str = "../dried.data"
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.degree_pct < MAX_DEGREE_PCT):
+            raise ValueError(f"calendering degree must be in [0, {MAX_DEGREE_PCT:g}) %, got {self.degree_pct:g}")
+
+
+def calender_deck(system: BeadSystem, params: ForceFieldParams, run: CalenderRunSpec) -> str:
+    """The LAMMPS input of one calendering degree."""
+    lseed = 100_000 + 104_729 * run.seed % 900_000
+    wall = run.wall.args()
+    frac = run.degree_pct / 100.0
+    lines = [
+        f"# calib calendering stage, degree {run.degree_pct:g} % (units micro: pg, um, us)",
+        "units micro",
+        "atom_style sphere",
+        "boundary p p f",
+        "newton off",
+        "comm_modify vel yes",
+        f"read_data {run.state_file}",
+        "",
+        *pair_lines(params, system, run.lj_style),
+        f"neighbor {run.neighbor_skin_um:g} bin",
+        "neigh_modify delay 0 every 1 check yes",
+        f"timestep {run.timestep_us:g}",
+        *extent_lines(),
+        "thermo_style custom step atoms temp press pzz pe c_zbot c_ztop",
+        "thermo_modify norm no lost error flush yes",
+        f"thermo {run.thermo_every}",
+        "run 0",
+        "variable cc_z equal $(zlo)",
+        "variable t0 equal $(c_ztop-zlo)",
+        f"variable target_z equal $(v_cc_z+{1.0 - frac:.10g}*v_t0)",
+        f"variable start_z equal $(v_cc_z+v_t0+{run.gap_um:g})",
+        "change_box all z final ${cc_z} $(v_start_z+0.5*v_t0)",
+        f"variable n_compress equal $(ceil((v_start_z-v_target_z)/({run.speed_um_per_us:g}*dt)))",
+        "reset_timestep 0",
+        f"variable piston_lin equal v_start_z-{run.speed_um_per_us:g}*step*dt",
+        "variable piston_z equal ternary(v_piston_lin>v_target_z,v_piston_lin,v_target_z)",
+        "variable beyond_atom atom z>v_piston_z",
+        "compute beyond all reduce sum v_beyond_atom",
+        "region piston plane 0 0 0 0 0 -1 side in move NULL NULL v_piston_z units box",
+        f"fix collector all wall/gran {wall} zplane ${{cc_z}} NULL",
+        f"fix piston all wall/gran/region {wall} region piston",
+        "fix cal_nve all nve/sphere",
+        f"fix cal_temp all langevin {run.temperature_K:g} {run.temperature_K:g} "
+        f"{run.langevin_damp_us:g} {lseed} omega yes",
+        "thermo_style custom step atoms temp press pzz pe c_zbot c_ztop v_piston_z c_beyond",
+        "thermo_modify norm no lost error flush yes",
+        "run ${n_compress}",
+        f"run {run.hold_steps}",
+        f'print "t0 ${{t0}} held $(c_ztop-v_cc_z) piston $(v_piston_z-v_cc_z) beyond $(c_beyond)" '
+        f"file {CALENDER_STATUS}",
+    ]
+    if run.release and run.release_steps > 0:
+        lines += [
+            "unfix piston",
+            f"run {run.release_steps}",
+        ]
+    lines += [
+        f'print "released $(c_ztop-v_cc_z)" append {CALENDER_STATUS}',
+        f"write_data {CALENDERED_DATA}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_calender_inputs(workdir: Path, system: BeadSystem, params: ForceFieldParams, run: CalenderRunSpec) -> None:
+    (Path(workdir) / CALENDER_DECK).write_text(calender_deck(system, params, run))
+
+
+@dataclass(frozen=True)
+class CalenderStatus:
+    """What the deck recorded (um above the collector): thickness before (t0), top of the
+    film while held, piston position, beads beyond the piston, and top after release
+    (equal to ``held_um`` when there was no release, measured at the end)."""
+
+    t0_um: float
+    held_um: float
+    piston_um: float
+    beyond: int
+    final_um: float
+
+
+def read_calender_status(workdir: Path) -> CalenderStatus:
+    """Parse ``calender_status.txt``; raises ``SimulationFailed`` when it is missing,
+    incomplete, or a bead was pushed through the piston."""
+    path = Path(workdir) / CALENDER_STATUS
+    if not path.exists():
+        raise SimulationFailed("calendering ended without writing its status", Path(workdir))
+    words = path.read_text().split()
+    vals = {words[i]: float(words[i + 1]) for i in range(0, len(words) - 1, 2)}
+    if not {"t0", "held", "piston", "beyond", "released"} <= set(vals):
+        raise SimulationFailed(f"incomplete calendering status: {path.read_text()!r}", Path(workdir))
+    st = CalenderStatus(vals["t0"], vals["held"], vals["piston"], int(vals["beyond"]), vals["released"])
+    if st.beyond > 0:
+        raise SimulationFailed(f"{st.beyond} bead(s) escaped through the calendering wall (centre above the "
+                               "piston): the wall is too soft for this force field", Path(workdir))
+    return st

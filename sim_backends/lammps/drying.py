@@ -1,0 +1,144 @@
+"""Drying stage deck: homogeneous evaporation of a slurry state, then mounting the dried
+film on the current collector.
+
+Sources: seed Sec. 2.3 and 3.3; MODEL_NOTES.md "Process steps"; the group's public
+homogeneous-drying inputs (periodic box, minimisation, then NPT with the barostat on z
+only).
+
+1. Evaporation: every CBD bead shrinks at once from its slurry size (7.5 um) to its solid
+   size (3.0 um) with the solid CBD density, and the force field switches to the dried
+   parameters (``dried_system``).
+2. Equilibration as in the seed: all three dimensions periodic, Langevin at 300 K with
+   rotation, ``nph/sphere`` barostat on z only at 1 atm (x and y stay fixed: the film is
+   held laterally by the substrate, so it shrinks in thickness).
+3. Mounting: z is opened (``boundary p p f``); a granular wall (the current collector) is
+   placed under the lowest bead and a lid over the highest, and the film relaxes between
+   them under strong Langevin damping. The box's lower z bound is then moved onto the
+   collector, so the written state has ``zlo`` = current-collector plane; that is what the
+   calendering deck reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .beads import BeadSystem
+from .forcefield import ForceFieldParams, WallContact, pair_lines
+from .slurry import barostat_ptemp_K
+from .units import atm_to_micro_pressure
+
+DRYING_DECK = "in.drying"
+DRYING_LOG = "log.lammps"
+UPSTREAM_DATA = "upstream.data"
+DRIED_DATA = "final.data"
+
+
+@dataclass(frozen=True)
+class DryingRunSpec:
+    """Run settings of the drying stage (units micro).
+
+    equilibration_steps: periodic NPT(z) steps after evaporation. mount_steps: steps of the
+    film relaxing between current collector and lid. mount_damp_us: Langevin damping while
+    mounted (strong, to absorb the energy released when the periodic film is opened).
+    wall: contact law of collector and lid. Other fields as ``SlurryRunSpec``.
+    """
+
+    wall: WallContact
+    temperature_K: float = 300.0
+    pressure_atm: float = 1.0
+    timestep_us: float = 0.001
+    minimize_max_iter: int = 200
+    equilibration_steps: int = 20_000
+    mount_steps: int = 5_000
+    thermo_every: int = 1_000
+    pdamp_us: float = 5.0
+    langevin_damp_us: float = 1.0
+    mount_damp_us: float = 0.1
+    neighbor_skin_um: float = 1.0
+    lj_style: str = "lj/cut"
+    seed: int = 1
+
+
+def evaporation_lines(dried: BeadSystem, slurry: BeadSystem) -> list[str]:
+    """``set`` commands giving every type whose size changed its dried diameter and density
+    (diameter first: ``set density`` then sets mass = density x volume)."""
+    lines = []
+    for new, old in zip(dried.types, slurry.types):
+        if new.diameter_um != old.diameter_um or new.mass_pg != old.mass_pg:
+            lines.append(f"set type {new.type_id} diameter {new.diameter_um:.10g}")
+            lines.append(f"set type {new.type_id} density {new.lammps_density:.10g}")
+    return lines
+
+
+def extent_lines() -> list[str]:
+    """Computes of the film's lowest bead bottom (c_zbot) and highest bead top (c_ztop), um."""
+    return [
+        "variable zbot_atom atom z-radius",
+        "variable ztop_atom atom z+radius",
+        "compute zbot all reduce min v_zbot_atom",
+        "compute ztop all reduce max v_ztop_atom",
+    ]
+
+
+def drying_deck(slurry: BeadSystem, dried: BeadSystem, params: ForceFieldParams, run: DryingRunSpec) -> str:
+    """The LAMMPS input of one drying run; reads ``upstream.data`` (a slurry state)."""
+    p0 = atm_to_micro_pressure(run.pressure_atm)
+    ptemp = barostat_ptemp_K(dried, run.pressure_atm)
+    vseed = 100_000 + 7919 * run.seed % 900_000
+    lseed = 100_000 + 104_729 * run.seed % 900_000
+    wall = run.wall.args()
+    return "\n".join([
+        "# calib drying stage (units micro: pg, um, us; pressure kPa)",
+        "units micro",
+        "atom_style sphere",
+        "boundary p p p",
+        "newton off",
+        "comm_modify vel yes",
+        f"read_data {UPSTREAM_DATA}",
+        "",
+        "# homogeneous evaporation: beads take their dried size and density",
+        *evaporation_lines(dried, slurry),
+        *pair_lines(params, dried, run.lj_style),
+        "",
+        f"neighbor {run.neighbor_skin_um:g} bin",
+        "neigh_modify delay 0 every 1 check yes",
+        f"timestep {run.timestep_us:g}",
+        *extent_lines(),
+        "thermo_style custom step atoms temp press pzz lz density pe c_zbot c_ztop",
+        "thermo_modify norm no lost error flush yes",
+        f"thermo {run.thermo_every}",
+        "min_style cg",
+        f"minimize 1.0e-6 1.0e-8 {run.minimize_max_iter} {10 * run.minimize_max_iter}",
+        "reset_timestep 0",
+        "",
+        f"# periodic equilibration, barostat on z only at {run.pressure_atm:g} atm (seed; x, y held by the substrate)",
+        f"velocity all create {run.temperature_K:g} {vseed} dist gaussian mom yes rot yes",
+        f"fix dry_baro all nph/sphere z {p0:.6g} {p0:.6g} {run.pdamp_us:g} ptemp {ptemp:.6g}",
+        f"fix dry_temp all langevin {run.temperature_K:g} {run.temperature_K:g} "
+        f"{run.langevin_damp_us:g} {lseed} omega yes",
+        f"run {run.equilibration_steps}",
+        "unfix dry_baro",
+        "unfix dry_temp",
+        "",
+        "# mount the film on the current collector (z opened; collector below, lid above)",
+        "run 0",
+        "variable cc_z equal $(c_zbot)",
+        "variable lid_z equal $(c_ztop)",
+        "change_box all boundary p p f",
+        "change_box all z final ${cc_z} $(v_lid_z+0.5*(v_lid_z-v_cc_z))",
+        f"fix collector all wall/gran {wall} zplane ${{cc_z}} NULL",
+        f"fix lid all wall/gran {wall} zplane NULL ${{lid_z}}",
+        "fix mount_nve all nve/sphere",
+        f"fix mount_temp all langevin {run.temperature_K:g} {run.temperature_K:g} "
+        f"{run.mount_damp_us:g} {lseed + 1} omega yes",
+        f"run {run.mount_steps}",
+        f"write_data {DRIED_DATA}",
+        "",
+    ])
+
+
+def write_drying_inputs(workdir: Path, slurry: BeadSystem, dried: BeadSystem, params: ForceFieldParams,
+                        run: DryingRunSpec) -> None:
+    """Write ``in.drying`` into ``workdir`` (the caller places ``upstream.data`` there)."""
+    (Path(workdir) / DRYING_DECK).write_text(drying_deck(slurry, dried, params, run))
