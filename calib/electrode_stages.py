@@ -233,7 +233,8 @@ class CalenderingTrial:
             d.mkdir(exist_ok=True)
             write_calender_inputs(d, self.system, self.params, self.run_spec(deg))
             runs.append(Run(f"calender_{i:02d}", d, CALENDER_DECK, CALENDER_LOG,
-                            (CALENDER_DECK, CALENDER_LOG, CALENDER_STATUS)))
+                            (CALENDER_DECK, CALENDER_LOG, CALENDER_STATUS),
+                            label=f"calendering at {deg:g} % ({d.name})"))
         return runs
 
     def next_runs(self) -> list[Run]:

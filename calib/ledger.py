@@ -85,6 +85,9 @@ def check_resumable(study: optuna.Study, ident: dict, storage: str) -> None:
 
 
 def study_exists(name: str, storage: str) -> bool:
+    """Whether ``storage`` holds a study ``name`` (never creates a SQLite file to find out)."""
+    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
+        return False
     try:
         return name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
     except Exception:

@@ -236,7 +236,9 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
         if reason is None:
             reason = (crash_reason(result.returncode, log_text) if result.state == JobState.FAILED
                       else result.reason) or "unknown failure"
-        return reason if run.key in ("slurry", "drying") else f"{run.key} ({run.workdir.name}): {reason}"
+        if run.key in ("slurry", "drying"):
+            return reason
+        return f"{run.label or f'{run.key} ({run.workdir.name})'}: {reason}"
 
     def finish(a: _Active, score: Score | None, reason: str | None) -> None:
         number = a.trial.number

@@ -124,7 +124,7 @@ def _run_all(runs: list[Run], stage: str, backend: Backend, lammps: LammpsInstal
                                               else result.reason) or "unknown failure"
             for _, other in jobs.values():
                 backend.cancel(other)
-            raise PipelineFailed(stage, f"{key}: {reason}")
+            raise PipelineFailed(stage, f"{run.label or key}: {reason}")
     return wall
 
 

@@ -64,6 +64,8 @@ class Run:
     deck: str
     log: str
     artifacts: tuple[str, ...]
+    label: str | None = None
+    """How failures name the run (default: ``key (folder)``)."""
 
 
 @dataclass(frozen=True)

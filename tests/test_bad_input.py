@@ -128,7 +128,7 @@ def test_export_unknown_study_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_unknown_stage_option(inputs: Inputs) -> None:
-    assert_bad_input(inputs, lambda: inputs.optimize(stage="drying"), "--stage", "stage", "drying")
+    assert_bad_input(inputs, lambda: inputs.optimize(stage="mixing"), "--stage", "stage", "mixing")
 
 
 def test_unknown_fidelity_option(inputs: Inputs) -> None:
@@ -179,9 +179,9 @@ def test_unknown_fidelity_in_study(inputs: Inputs) -> None:
 
 def test_unknown_stage_in_study(inputs: Inputs) -> None:
     data = inputs.study_data()
-    data["stage"] = "drying"
+    data["stage"] = "mixing"
     inputs.write_study(data)
-    assert_bad_input(inputs, inputs.optimize, str(inputs.study), "stage", "drying")
+    assert_bad_input(inputs, inputs.optimize, str(inputs.study), "stage", "mixing")
 
 
 def test_unknown_free_parameter_key(inputs: Inputs) -> None:

@@ -1,0 +1,211 @@
+"""End to end, smoke size, real LAMMPS / Optuna / MLflow: a slurry study, a drying study
+chained to it (lineage in JSON, ledger and MLflow), calendering of its dried state (30 %
+reduces the thickness by 30 % and lowers the porosity; the seed's soft walls let beads
+through and the trial FAILs with that reason), a calendering study against synthetic
+porosity data, upstream faults, and ``calib pipeline``."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import REPO, parse_json_stdout, run_calib
+
+pytestmark = pytest.mark.lammps
+
+SLURRY = REPO / "studies" / "ssb_slurry.yaml"
+DRYING = REPO / "studies" / "ssb_drying.yaml"
+PIPELINE = REPO / "studies" / "ssb_pipeline.yaml"
+PUB_WALL = yaml.safe_load(PIPELINE.read_text())["calendering"]["wall"]
+
+
+def _study(src: Path, tmp: Path, name: str, **overrides) -> Path:
+    spec = yaml.safe_load(src.read_text())
+    spec["name"] = name
+    spec.update(overrides)
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory) -> dict:
+    """A one-trial smoke slurry study, then a two-trial drying study chained to it."""
+    tmp = tmp_path_factory.mktemp("e2e_chain")
+    runs = tmp / "runs"
+    slurry = _study(SLURRY, tmp, "up_slurry", trials=1, parallel=1)
+    run_calib("optimize", "--stage", "slurry", "--study", str(slurry), "--fidelity", "smoke", "--runs-dir", str(runs),
+              cwd=tmp)
+    drying = _study(DRYING, tmp, "up_drying", trials=2, parallel=2, upstream={"study": "up_slurry"})
+    proc = run_calib("optimize", "--stage", "drying", "--study", str(drying), "--fidelity", "smoke",
+                     "--runs-dir", str(runs), "--json", cwd=tmp)
+    return {"tmp": tmp, "runs": runs, "drying_json": parse_json_stdout(proc)}
+
+
+def test_chained_drying_study_records_its_lineage(chain):
+    s, runs = chain["drying_json"], chain["runs"]
+    assert s["trials_complete"] == 2, s["failures"]
+    slurry_trial = runs / "up_slurry" / "trial_00000"
+    state = slurry_trial / "final.data"
+    want = {"stage": "slurry", "study": "up_slurry", "trial": 0,
+            "mlflow_run_id": (slurry_trial / "mlflow_run_id").read_text().strip(),
+            "state_file": str(state.resolve()), "sha256": hashlib.sha256(state.read_bytes()).hexdigest()}
+    assert s["lineage"] == want
+    study = optuna.load_study(study_name="up_drying", storage=f"sqlite:///{runs / 'calib.db'}")
+    for t in study.trials:
+        assert t.user_attrs["lineage"] == want
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("up_drying")
+    trial_runs = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("calib.role") == "trial"]
+    assert len(trial_runs) == 2
+    for r in trial_runs:
+        assert r.data.tags["upstream.study"] == "up_slurry"
+        assert r.data.tags["upstream.trial"] == "0"
+        assert r.data.tags["upstream.mlflow_run_id"] == want["mlflow_run_id"]
+        assert r.data.tags["upstream.sha256"] == want["sha256"]
+        assert 0 < r.data.metrics["porosity"] < 1
+
+
+def test_drying_shrinks_cbd_and_mounts_the_film_on_the_collector(chain):
+    from sim_backends.lammps.placement import read_sphere_data
+
+    s, runs = chain["drying_json"], chain["runs"]
+    before = read_sphere_data(runs / "up_slurry" / "trial_00000" / "final.data")
+    after = read_sphere_data(runs / "up_drying" / f"trial_{s['best_trial']:05d}" / "final.data")
+    assert len(after.types) == len(before.types)
+    cbd_type = 7  # AM 1 class, SE 5 classes, CBD last
+    assert set(before.diameters[before.types == cbd_type]) == {7.5}
+    assert set(after.diameters[after.types == cbd_type]) == {3.0}
+    assert set(after.diameters[after.types == 1]) == set(before.diameters[before.types == 1])  # AM keeps its shell
+    # zlo is the current collector: every bead centre above it; beads touching it overlap
+    # the (Hertzian, Table S1 kn = 100) wall by less than a quarter of their diameter
+    bottoms = after.positions[:, 2] - after.diameters / 2
+    assert (after.positions[:, 2] > after.lo[2]).all()
+    overlap = after.lo[2] - bottoms
+    assert (overlap < after.diameters / 4).all()
+    assert overlap.max() > 0  # the film rests on the collector
+    dried = s["best_observables"]["dried"]
+    assert dried["thickness_um"] == pytest.approx((after.positions[:, 2] + after.diameters / 2).max() - after.lo[2])
+    assert 0.2 < dried["porosity"] < 0.8
+    assert sum(v for k, v in dried.items() if k.startswith("fraction_")) == pytest.approx(1.0)
+
+
+def _calender(chain, name: str, wall: dict | None, degrees, trials: int = 1) -> tuple[Path, dict]:
+    tmp = chain["tmp"]
+    data = yaml.safe_load((REPO / "experiments_data" / "ssb_nmc622_lpscl" / "dataset.yaml").read_text())
+    data["calendered_porosity"] = {
+        "points": [{"degree_pct": 0.0, "porosity": 0.5}, {"degree_pct": 30.0, "porosity": 0.4, "uncertainty": 0.02}],
+        "provenance": {"source": "test fixture: made-up porosities to exercise the objective", "kind": "synthetic"}}
+    (tmp / f"{name}_data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    extra = {"calendering": {"degrees_pct": list(degrees), **({"wall": wall} if wall else {})}}
+    study = _study(DRYING, tmp, name, stage="calendering", dataset=f"{name}_data.yaml", trials=trials, parallel=1,
+                   upstream={"study": "up_drying"}, objective={"targets": {"calendered_porosity": 1.0}},
+                   optimizer={"n_initial": 2}, **extra)
+    proc = run_calib("optimize", "--stage", "calendering", "--study", str(study), "--fidelity", "smoke",
+                     "--runs-dir", str(chain["runs"]), "--json", cwd=tmp)
+    return study, parse_json_stdout(proc)
+
+
+def test_calendering_by_30_percent_cuts_thickness_by_30_percent_and_lowers_porosity(chain):
+    _, s = _calender(chain, "cal_pub", PUB_WALL, (0.0, 30.0), trials=2)
+    assert s["trials_complete"] == 2, s["failures"]
+    assert s["lineage"]["study"] == "up_drying" and s["lineage"]["trial"] == chain["drying_json"]["best_trial"]
+    rows = {r["degree_pct"]: r for r in s["best_observables"]["calendering"]}
+    t0 = rows[30.0]["thickness_before_um"]
+    assert t0 == pytest.approx(rows[0.0]["thickness_before_um"])
+    # held under the plane: 70 % of T0, within the beads' overlap with the Hertzian plane
+    assert rows[30.0]["thickness_held_um"] == pytest.approx(0.7 * t0, abs=0.02 * t0)
+    assert rows[30.0]["porosity"] < rows[0.0]["porosity"]
+    assert rows[30.0]["thickness_um"] < rows[0.0]["thickness_um"]
+    err = s["best_observables"]["calendered_porosity_error"]
+    assert err == pytest.approx(((((rows[0.0]["porosity"] - 0.5) / 0.5) ** 2
+                                  + ((rows[30.0]["porosity"] - 0.4) / 0.02) ** 2) / 2) ** 0.5)
+
+
+def test_seed_walls_let_beads_through_and_the_trial_fails_with_the_reason(chain):
+    _, s = _calender(chain, "cal_seed_walls", None, (0.0, 30.0))
+    assert s["trials_complete"] == 0 and s["trials_failed"] == 1
+    (reason,) = s["failures"].values()
+    # a bead pushed through the plane, or through the collector and out of the box
+    assert "calendering at 30 %" in reason
+    assert "escaped through the calendering wall" in reason or "Lost atoms" in reason
+
+
+def _bad(chain, study: Path, stage: str = "drying") -> str:
+    before = sorted(p.name for p in chain["runs"].rglob("*"))
+    proc = run_calib("optimize", "--stage", stage, "--study", str(study), "--fidelity", "smoke",
+                     "--runs-dir", str(chain["runs"]), cwd=chain["tmp"], check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in chain["runs"].rglob("*")) == before
+    return proc.stderr
+
+
+def test_upstream_of_the_wrong_stage_or_only_failed_trials_is_refused(chain):
+    wrong = _study(DRYING, chain["tmp"], "dry_from_dry", upstream={"study": "up_drying"})
+    err = _bad(chain, wrong)
+    assert "upstream.study" in err and "'drying' study" in err
+    failed = _study(SLURRY, chain["tmp"], "slurry_all_fail", trials=1, parallel=1, trial_timeout_s=0.5)
+    proc = run_calib("optimize", "--stage", "slurry", "--study", str(failed), "--fidelity", "smoke",
+                     "--runs-dir", str(chain["runs"]), "--json", cwd=chain["tmp"])
+    assert parse_json_stdout(proc)["trials_complete"] == 0
+    dry = _study(DRYING, chain["tmp"], "dry_from_failed", upstream={"study": "slurry_all_fail"})
+    err = _bad(chain, dry)
+    assert "upstream.study" in err and "no completed trial" in err
+    calendering_from_slurry = _study(DRYING, chain["tmp"], "cal_from_slurry_state", stage="calendering",
+                                     upstream={"data_file": str(chain["runs"] / "up_slurry" / "trial_00000" /
+                                                                "final.data")},
+                                     objective={"targets": {"dried_porosity": 1.0}})
+    err = _bad(chain, calendering_from_slurry, stage="calendering")
+    assert "objective.targets.dried_porosity" in err  # calendering produces calendered_porosity only
+
+
+def test_a_slurry_state_is_not_a_dried_state(chain):
+    """A calendering study pointed at a slurry state (7.5 um CBD beads) is refused."""
+    data = yaml.safe_load((REPO / "experiments_data" / "ssb_nmc622_lpscl" / "dataset.yaml").read_text())
+    data["calendered_porosity"] = {"points": [{"degree_pct": 30.0, "porosity": 0.4}],
+                                   "provenance": {"source": "test fixture", "kind": "synthetic"}}
+    (chain["tmp"] / "cal_state_data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    state = chain["runs"] / "up_slurry" / "trial_00000" / "final.data"
+    study = _study(DRYING, chain["tmp"], "cal_wrong_state", stage="calendering", dataset="cal_state_data.yaml",
+                   upstream={"data_file": str(state)}, objective={"targets": {"calendered_porosity": 1.0}})
+    err = _bad(chain, study, stage="calendering")
+    assert "final.data" in err and "another composition or stage" in err
+
+
+def test_pipeline_table_s1_smoke_json(tmp_path: Path):
+    proc = run_calib("pipeline", "--params", "table-s1", "--fidelity", "smoke", "--json",
+                     "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    s = parse_json_stdout(proc)
+    degs = s["degrees"]
+    assert [d["degree_pct"] for d in degs] == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0]
+    for d in degs:
+        assert {"degree_pct", "thickness_um", "porosity"} <= set(d)
+        assert 0 < d["porosity"] < 1
+        t0 = d["thickness_before_um"]
+        assert d["thickness_held_um"] == pytest.approx((1 - d["degree_pct"] / 100) * t0, abs=0.02 * t0)
+    assert s["table_s1"]["dried"]["eps_AM"] == 100.0 and s["table_s1"]["slurry"]["eps_AM"] == 1.0
+    assert s["slurry"]["density_g_cm3"] > 0 and 0 < s["dried"]["porosity"] < 1
+    with open(s["files"]["csv"]) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [float(r["degree_pct"]) for r in rows] == [d["degree_pct"] for d in degs]
+    assert Path(s["files"]["porosity_plot"]).stat().st_size > 0 and Path(s["files"]["profile_plot"]).stat().st_size > 0
+    prof = json.loads(Path(s["files"]["profiles"]).read_text())
+    assert set(prof) == {"dried", "0", "10", "20", "30", "40", "50"}
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("calib-pipeline")
+    runs = client.search_runs([exp.experiment_id])
+    parent = [r for r in runs if r.info.run_id == s["mlflow_run_id"]]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == s["mlflow_run_id"]]
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+    assert sorted(r.info.run_name for r in children) == sorted(
+        ["slurry", "drying"] + [f"calendering_{d:g}pct" for d in (0, 10, 20, 30, 40, 50)])
+    arts = {a.path for a in client.list_artifacts(s["mlflow_run_id"])}
+    assert {"pipeline.csv", "porosity_vs_degree.png", "profiles.png", "pipeline.json"} <= arts

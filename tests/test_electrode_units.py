@@ -1,0 +1,182 @@
+"""Pure parts of the drying and calendering stages: dried beads, deck contents, status
+parsing, porosity objectives, the film analysis on hand-placed spheres, composition checks
+and the dataset/study validation of the new fields."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from calib.errors import InputError
+from calib.lineage import check_composition, state_bead_count
+from objectives.dataset import CalenderedPorosity, DatasetError, Target, load_dataset
+from objectives.porosity import calendered_porosity_error, dried_porosity_error
+from sim_backends.lammps.beads import dried_system
+from sim_backends.lammps.calendering import CalenderRunSpec, calender_deck, read_calender_status
+from sim_backends.lammps.drying import DryingRunSpec, drying_deck, evaporation_lines
+from sim_backends.lammps.forcefield import TABLE_S1_DRIED, WallContact
+from sim_backends.lammps.outputs import SimulationFailed
+from sim_backends.lammps.placement import Placement, write_data_file
+from sim_backends.microstructure import electrode_structure
+
+from conftest import SSB_DATASET, ssb_system
+
+WALL = WallContact(kn=100.0, gamma_n=10.0, xu=12.5)
+
+
+def test_dried_system_shrinks_cbd_only_and_sets_its_solid_mass():
+    slurry = ssb_system(500)
+    dried = dried_system(slurry, {"CBD": (3.0, 0.9)})
+    for old, new in zip(slurry.types, dried.types):
+        if old.phase == "CBD":
+            assert new.diameter_um == 3.0 and new.dry_diameter_um == 3.0
+            assert new.mass_pg == pytest.approx(0.9 * math.pi / 6 * 27.0)  # pg um^-3 = g cm^-3
+            assert new.lammps_density == pytest.approx(0.9)
+        else:  # AM and SE keep their shelled diameter and dry mass
+            assert new == old
+    assert dried.n_beads == slurry.n_beads
+
+
+def test_evaporation_lines_set_diameter_before_density():
+    slurry = ssb_system(500)
+    dried = dried_system(slurry, {"CBD": (3.0, 0.9)})
+    cbd = next(t for t in dried.types if t.phase == "CBD")
+    assert evaporation_lines(dried, slurry) == [f"set type {cbd.type_id} diameter 3",
+                                                f"set type {cbd.type_id} density 0.9"]
+
+
+def test_wall_contact_uses_the_pair_law_ratios():
+    assert WallContact.of(TABLE_S1_DRIED) == WALL
+    assert WALL.args() == "hertz/history 100 137.8 10 9.59 12.5 1"
+
+
+def test_drying_deck_barostats_z_then_mounts_on_the_collector():
+    slurry = ssb_system(200)
+    dried = dried_system(slurry, {"CBD": (3.0, 0.9)})
+    deck = drying_deck(slurry, dried, TABLE_S1_DRIED, DryingRunSpec(wall=WALL, equilibration_steps=1234,
+                                                                     mount_steps=567))
+    assert "boundary p p p" in deck and "read_data upstream.data" in deck
+    assert "fix dry_baro all nph/sphere z 101.325 101.325 5 " in deck  # z only, 1 atm = 101.325 kPa
+    assert deck.index("run 1234") < deck.index("change_box all boundary p p f") < deck.index("run 567")
+    assert "fix collector all wall/gran hertz/history 100 137.8 10 9.59 12.5 1 zplane ${cc_z} NULL" in deck
+    assert deck.rstrip().endswith("write_data final.data")
+
+
+@pytest.mark.parametrize("degree", [-1.0, 60.0, 75.0])
+def test_calender_degree_outside_range_is_refused(degree):
+    with pytest.raises(ValueError, match=r"\[0, 60\)"):
+        CalenderRunSpec(degree_pct=degree, wall=WALL)
+
+
+def test_calender_deck_moves_the_plane_to_the_degree_and_releases():
+    deck = calender_deck(ssb_system(200), TABLE_S1_DRIED, CalenderRunSpec(degree_pct=30.0, wall=WALL,
+                                                                          speed_um_per_us=0.25, hold_steps=111,
+                                                                          release_steps=222))
+    assert "variable target_z equal $(v_cc_z+0.7*v_t0)" in deck
+    assert "variable piston_lin equal v_start_z-0.25*step*dt" in deck
+    assert "fix piston all wall/gran/region hertz/history 100 137.8 10 9.59 12.5 1 region piston" in deck
+    assert deck.index("run 111") < deck.index("unfix piston") < deck.index("run 222")
+    no_release = calender_deck(ssb_system(200), TABLE_S1_DRIED, CalenderRunSpec(degree_pct=30.0, wall=WALL,
+                                                                                release=False))
+    assert "unfix piston" not in no_release
+
+
+def test_calender_status_is_parsed_and_escapes_fail(tmp_path: Path):
+    (tmp_path / "calender_status.txt").write_text("t0 50.0 held 35.2 piston 35.0 beyond 0\nreleased 40.5\n")
+    st = read_calender_status(tmp_path)
+    assert (st.t0_um, st.held_um, st.piston_um, st.beyond, st.final_um) == (50.0, 35.2, 35.0, 0, 40.5)
+    (tmp_path / "calender_status.txt").write_text("t0 50.0 held 45.0 piston 35.0 beyond 3\nreleased 48\n")
+    with pytest.raises(SimulationFailed, match="3 bead"):
+        read_calender_status(tmp_path)
+    (tmp_path / "calender_status.txt").write_text("t0 50.0 held 45.0\n")
+    with pytest.raises(SimulationFailed, match="incomplete"):
+        read_calender_status(tmp_path)
+
+
+def _prov(kind="synthetic"):
+    return {"source": "unit test", "kind": kind}
+
+
+def test_porosity_objectives_on_known_values():
+    t = Target(value=0.5, unit="1", provenance=_prov("measured"))
+    e = dried_porosity_error(0.55, t)
+    assert e.name == "dried_porosity" and e.error == pytest.approx(0.1)
+    measured = CalenderedPorosity.model_validate({"points": [{"degree_pct": 0, "porosity": 0.5},
+                                                             {"degree_pct": 30, "porosity": 0.4,
+                                                              "uncertainty": 0.02}],
+                                                  "provenance": _prov()})
+    r = calendered_porosity_error([0, 10, 30], [0.45, 0.42, 0.43], measured)
+    assert r.point_errors == pytest.approx((-0.1, 1.5))  # relative at 0 %, in sigmas at 30 %
+    assert r.error == pytest.approx(math.sqrt((0.01 + 2.25) / 2))
+    with pytest.raises(ValueError, match="30"):
+        calendered_porosity_error([0, 10], [0.45, 0.42], measured)
+
+
+def test_film_porosity_of_hand_placed_spheres_is_exact():
+    """Four spheres resting on the collector (z = 5) in a 20 x 20 um periodic cell: solid
+    radius 3 um (the shelled simulation radius 3.42 sets the top), one of them CBD counted
+    50 % nanoporous. Exact porosity = 1 - (3 + 0.5) V / (400 T)."""
+    centres = np.array([[5.0, 5.0, 8.42], [15.0, 5.0, 8.42], [5.0, 15.0, 8.42], [15.0, 15.0, 8.42]])
+    sim_r = np.full(4, 3.42)
+    solid_r = np.full(4, 3.0)
+    s = electrode_structure(centres, sim_r, solid_r, ["AM", "AM", "SE", "CBD"], (0, 0, 0), (20, 20, 40), 5.0,
+                            0.1, {"CBD": 0.5})
+    thickness = 8.42 + 3.42 - 5.0
+    assert s.thickness_um == pytest.approx(thickness)
+    v = 4.0 / 3.0 * math.pi * 27.0
+    assert s.porosity == pytest.approx(1 - 3.5 * v / (400 * thickness), abs=2e-3)
+    assert s.fractions["CBD"] == pytest.approx(v / (400 * thickness), abs=1e-3)
+    assert sum(s.fractions.values()) == pytest.approx(1.0)
+    # profile: fully porous right above the collector below the spheres' bottoms
+    assert s.porosity_profile[0] == pytest.approx(1.0)
+    assert len(s.z_um) == len(s.porosity_profile)
+
+
+def _write_state(path: Path, system, box=(60.0, 60.0, 60.0), diameter_scale=1.0) -> None:
+    rng = np.random.default_rng(0)
+    types = np.concatenate([np.full(t.count, t.type_id) for t in system.types])
+    diam = np.concatenate([np.full(t.count, t.diameter_um * diameter_scale) for t in system.types])
+    dens = np.concatenate([np.full(t.count, t.lammps_density) for t in system.types])
+    pos = rng.uniform(0, 60.0, size=(len(types), 3))
+    write_data_file(path, Placement(box, types, diam, dens, pos), n_types=len(system.types))
+
+
+def test_composition_check_accepts_its_own_state_and_names_a_foreign_one(tmp_path: Path):
+    system = ssb_system(200)
+    good = tmp_path / "good.data"
+    _write_state(good, system)
+    assert state_bead_count(good) == 200
+    check_composition(good, system, "ssb")
+    dried = dried_system(system, {"CBD": (3.0, 0.9)})
+    with pytest.raises(InputError, match="another composition or stage"):
+        check_composition(good, dried, "ssb dried")  # a slurry state is not a dried state
+    other = ssb_system(201)
+    with pytest.raises(InputError, match="good.data"):
+        check_composition(good, other, "ssb")
+
+
+def test_dataset_dried_fields_and_calendered_points_are_validated(tmp_path: Path):
+    data = yaml.safe_load(SSB_DATASET.read_text())
+    d = load_dataset(SSB_DATASET)
+    assert d.system.phases["CBD"].dried_diameter_um == 3.0 and d.system.phases["CBD"].nanoporosity == 0.5
+    assert d.targets["dried_porosity"].value == 0.5 and d.targets["dried_porosity"].unit == "1"
+    bad = dict(data)
+    bad["calendered_porosity"] = {"points": [{"degree_pct": 30, "porosity": 0.4}, {"degree_pct": 10, "porosity": 0.45}],
+                                  "provenance": _prov()}
+    path = tmp_path / "d.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(DatasetError, match="degree_pct must increase"):
+        load_dataset(path)
+    bad["calendered_porosity"]["points"] = [{"degree_pct": 70, "porosity": 0.4}]
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(DatasetError, match="calendered_porosity.points.0.degree_pct"):
+        load_dataset(path)
+    bad = yaml.safe_load(SSB_DATASET.read_text())
+    del bad["system"]["phases"]["CBD"]["dried_density_g_cm3"]
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(DatasetError, match="dried_diameter_um and dried_density_g_cm3 together"):
+        load_dataset(path)
