@@ -221,11 +221,13 @@ class CalenderingSettings(_Model):
     """Calendering stage physics (seed Sec. 3.3; sim_backends.lammps.calendering).
     degrees_pct: degrees to simulate, each in [0, 60) % (default: the dataset's measured
     degrees; ``calib pipeline``: 0, 10, ..., 50). speed_um_per_us: plane speed. release:
-    remove the plane after holding (spring-back)."""
+    remove the plane after holding and let the film spring back (default: the plane stays
+    at its final height while the film relaxes, as in the group's public inputs; the seed
+    makes the release optional)."""
 
     degrees_pct: tuple[float, ...] | None = None
     speed_um_per_us: PositiveFloat = 0.5
-    release: bool = True
+    release: bool = False
     temperature_K: PositiveFloat = 300.0
     langevin_damp_us: PositiveFloat = 0.1
     neighbor_skin_um: PositiveFloat = 1.0

@@ -75,22 +75,26 @@ def test_calender_degree_outside_range_is_refused(degree):
 def test_calender_deck_moves_the_plane_to_the_degree_and_releases():
     deck = calender_deck(ssb_system(200), TABLE_S1_DRIED, CalenderRunSpec(degree_pct=30.0, wall=WALL,
                                                                           speed_um_per_us=0.25, hold_steps=111,
-                                                                          release_steps=222))
+                                                                          release=True, release_steps=222))
     assert "variable target_z equal $(v_cc_z+0.7*v_t0)" in deck
     assert "variable piston_lin equal v_start_z-0.25*step*dt" in deck
     assert "fix piston all wall/gran/region hertz/history 100 137.8 10 9.59 12.5 1 region piston" in deck
     assert deck.index("run 111") < deck.index("unfix piston") < deck.index("run 222")
-    no_release = calender_deck(ssb_system(200), TABLE_S1_DRIED, CalenderRunSpec(degree_pct=30.0, wall=WALL,
-                                                                                release=False))
-    assert "unfix piston" not in no_release
+    held = calender_deck(ssb_system(200), TABLE_S1_DRIED, CalenderRunSpec(degree_pct=30.0, wall=WALL,
+                                                                          release_steps=333))
+    assert "unfix piston" not in held and "run 333" in held and "beyond_end" in held
 
 
 def test_calender_status_is_parsed_and_escapes_fail(tmp_path: Path):
-    (tmp_path / "calender_status.txt").write_text("t0 50.0 held 35.2 piston 35.0 beyond 0\nreleased 40.5\n")
+    (tmp_path / "calender_status.txt").write_text("t0 50.0 held 35.2 piston 35.0 beyond 0\nfinal 40.5\n")
     st = read_calender_status(tmp_path)
     assert (st.t0_um, st.held_um, st.piston_um, st.beyond, st.final_um) == (50.0, 35.2, 35.0, 0, 40.5)
-    (tmp_path / "calender_status.txt").write_text("t0 50.0 held 45.0 piston 35.0 beyond 3\nreleased 48\n")
+    (tmp_path / "calender_status.txt").write_text("t0 50.0 held 45.0 piston 35.0 beyond 3\nfinal 48\n")
     with pytest.raises(SimulationFailed, match="3 bead"):
+        read_calender_status(tmp_path)
+    (tmp_path / "calender_status.txt").write_text("t0 50.0 held 35.1 piston 35.0 beyond 0\n"
+                                                  "final 35.2 beyond_end 2\n")
+    with pytest.raises(SimulationFailed, match="2 bead"):
         read_calender_status(tmp_path)
     (tmp_path / "calender_status.txt").write_text("t0 50.0 held 45.0\n")
     with pytest.raises(SimulationFailed, match="incomplete"):

@@ -7,10 +7,11 @@ between the wall and the particles are governed by the GH FFs"); MODEL_NOTES.md.
 The state read (``../dried.data`` by default) has ``zlo`` on the current-collector plane
 (``drying`` writes it so). T0 = top of the highest bead - collector. The piston is a
 ``plane`` region moved by a variable and made a Hertzian wall by ``fix wall/gran/region``;
-it starts just above the film and descends at ``speed`` to collector + (1 - degree) T0,
-holds there for ``hold_steps``, and is removed for ``release_steps`` if ``release``.
-``calender_status.txt`` records T0, the held and released tops and the number of bead
-centres that ended beyond the piston (a bead pushed through it).
+it starts just above the film and descends at ``speed`` to collector + (1 - degree) T0 and
+holds there for ``hold_steps``; then the film relaxes for ``release_steps``, with the plane
+in place or, if ``release``, without it (spring-back). ``calender_status.txt`` records T0,
+the top while held, the final top and the number of bead centres beyond the plane (a bead
+pushed through it) after the hold and, with the plane kept, at the end.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ class CalenderRunSpec:
     """One calendering degree (units micro).
 
     degree_pct: thickness reduction, in [0, 60) %. speed_um_per_us: piston speed.
-    gap_um: start of the piston above the film. hold_steps, release_steps: steps held at
-    the final position, then without the piston (0 or ``release`` False: no release).
+    gap_um: start of the piston above the film. hold_steps: steps held at the final
+    position before the held thickness is taken; release_steps: relaxation steps after it,
+    without the plane if ``release`` (spring-back), else with it in place.
     wall: contact law of collector and piston. state_file: the dried state.
     """
 
@@ -45,7 +47,7 @@ class CalenderRunSpec:
     speed_um_per_us: float = 0.5
     gap_um: float = 0.1
     hold_steps: int = 5_000
-    release: bool = True
+    release: bool = False
     release_steps: int = 10_000
     temperature_K: float = 300.0
     langevin_damp_us: float = 0.1
@@ -108,13 +110,12 @@ def calender_deck(system: BeadSystem, params: ForceFieldParams, run: CalenderRun
         f'print "t0 ${{t0}} held $(c_ztop-v_cc_z) piston $(v_piston_z-v_cc_z) beyond $(c_beyond)" '
         f"file {CALENDER_STATUS}",
     ]
-    if run.release and run.release_steps > 0:
-        lines += [
-            "unfix piston",
-            f"run {run.release_steps}",
-        ]
+    if run.release:
+        lines.append("unfix piston")
     lines += [
-        f'print "released $(c_ztop-v_cc_z)" append {CALENDER_STATUS}',
+        f"run {run.release_steps}",
+        f'print "final $(c_ztop-v_cc_z)" append {CALENDER_STATUS}' if run.release else
+        f'print "final $(c_ztop-v_cc_z) beyond_end $(c_beyond)" append {CALENDER_STATUS}',
         f"write_data {CALENDERED_DATA}",
         "",
     ]
@@ -128,8 +129,8 @@ def write_calender_inputs(workdir: Path, system: BeadSystem, params: ForceFieldP
 @dataclass(frozen=True)
 class CalenderStatus:
     """What the deck recorded (um above the collector): thickness before (t0), top of the
-    film while held, piston position, beads beyond the piston, and top after release
-    (equal to ``held_um`` when there was no release, measured at the end)."""
+    film while held, piston position, beads beyond the piston (the larger count of the two
+    checks) and the top at the end (after spring-back if the plane was removed)."""
 
     t0_um: float
     held_um: float
@@ -146,9 +147,10 @@ def read_calender_status(workdir: Path) -> CalenderStatus:
         raise SimulationFailed("calendering ended without writing its status", Path(workdir))
     words = path.read_text().split()
     vals = {words[i]: float(words[i + 1]) for i in range(0, len(words) - 1, 2)}
-    if not {"t0", "held", "piston", "beyond", "released"} <= set(vals):
+    if not {"t0", "held", "piston", "beyond", "final"} <= set(vals):
         raise SimulationFailed(f"incomplete calendering status: {path.read_text()!r}", Path(workdir))
-    st = CalenderStatus(vals["t0"], vals["held"], vals["piston"], int(vals["beyond"]), vals["released"])
+    st = CalenderStatus(vals["t0"], vals["held"], vals["piston"],
+                        int(max(vals["beyond"], vals.get("beyond_end", 0))), vals["final"])
     if st.beyond > 0:
         raise SimulationFailed(f"{st.beyond} bead(s) escaped through the calendering wall (centre above the "
                                "piston): the wall is too soft for this force field", Path(workdir))
