@@ -170,10 +170,22 @@ def _print_summary(s: dict) -> None:
         typer.echo("no completed trial")
         return
     typer.echo(f"best trial {s['best_trial']} (objective {s['best_value']:.4g})")
-    for name, o in (s["best_observables"] or {}).items():
-        if isinstance(o, dict):
+    obs = s["best_observables"] or {}
+    for name, o in obs.items():
+        if isinstance(o, dict) and {"simulated", "target", "unit", "rel_error"} <= set(o):
             typer.echo(f"  {name}: {o['simulated']:.4f} {o['unit']} vs {o['target']} {o['unit']} "
                        f"({100 * o['rel_error']:+.2f} %)")
+    if "dried" in obs:
+        d = obs["dried"]
+        typer.echo(f"  dried film: thickness {d['thickness_um']:.1f} um, porosity {100 * d['porosity']:.2f} %")
+    for r in obs.get("calendering") or []:
+        typer.echo(f"  calendered {r['degree_pct']:g} %: thickness {r['thickness_um']:.1f} um "
+                   f"(held {r['thickness_held_um']:.1f} of {r['thickness_before_um']:.1f}), "
+                   f"porosity {100 * r['porosity']:.2f} %")
+    if s.get("lineage"):
+        ln = s["lineage"]
+        typer.echo(f"  started from: {ln['study'] or ln['state_file']}"
+                   + (f" trial {ln['trial']}" if ln.get("trial") is not None else "") + f" (sha256 {ln['sha256'][:12]})")
     for r in (s["best_observables"] or {}).get("viscosity_pa_s") or []:
         typer.echo(f"  viscosity at {r['shear_rate_per_s']:g} 1/s: {r['viscosity_pa_s']:.4g} +- {r['sem_pa_s']:.2g} Pa s"
                    f" (strain {r['strain']:.3g}{'' if r['converged'] else ', not converged'})")
@@ -200,7 +212,7 @@ def pipeline(
     """Run slurry -> drying -> calendering (0-50 %) for one parameter set; CSV, plots, MLflow."""
     import time as _time
 
-    from .pipeline import PipelineFailed, log_pipeline, params_from, run_pipeline
+    from .pipeline import PipelineFailed, check_pipeline_inputs, log_pipeline, params_from, run_pipeline
     from .study import PIPELINE_DEGREES_PCT, load_study
 
     try:
@@ -218,6 +230,7 @@ def pipeline(
                 raise InputError("--degrees", "degrees", f"calendering degree {d:g} % is outside [0, 60) %")
         url = storage or default_storage(runs_dir)
         pset = params_from(params, url)
+        check_pipeline_inputs(loaded)
     except InputError as exc:
         _fail(exc)
         return
@@ -225,6 +238,8 @@ def pipeline(
     from sim_backends.local import LocalBackend
 
     from .tracking import default_tracking_uri
+
+    lammps = locate_lammps()
 
     name = f"{loaded.spec.name}-{loaded.spec.fidelity}-{_time.strftime('%Y%m%d-%H%M%S')}"
     workdir = runs_dir / "pipelines" / name
@@ -236,11 +251,11 @@ def pipeline(
     failed = None
     try:
         with contextlib.redirect_stdout(sys.stderr):
-            result = run_pipeline(loaded, pset, workdir, LocalBackend(), locate_lammps(), degs, seed, on_stage)
+            result = run_pipeline(loaded, pset, workdir, LocalBackend(), lammps, degs, seed, on_stage)
     except PipelineFailed as exc:
         from .pipeline import PipelineResult
 
-        failed, result = exc, PipelineResult(workdir)
+        failed, result = exc, exc.partial or PipelineResult(workdir)
     summary = result.summary(pset, loaded.spec.fidelity)
     if failed is not None:
         summary["failed"] = {"stage": failed.stage, "reason": failed.reason}

@@ -32,6 +32,7 @@ from sim_backends.microstructure import ElectrodeStructure, GridTooLarge, electr
 from .errors import InputError
 from .fidelity import Fidelity
 from .lineage import Lineage, check_composition, state_bead_count
+from .plots import POROSITY_PLOT, PROFILE_PLOT, plot_porosity_vs_degree, plot_profiles
 from .stages import Run, Score, formulation_of, named_errors, scalarised
 from .study import LoadedStudy, StudySpec, WallSettings
 
@@ -130,6 +131,14 @@ def profiles_dict(s: ElectrodeStructure) -> dict:
             **{k: [round(float(v), 5) for v in arr] for k, arr in s.phase_profiles.items()}}
 
 
+def _plots(make) -> tuple[Path, ...]:
+    """Plots are a convenience: one that fails is left out, never a failed trial."""
+    try:
+        return tuple(make())
+    except Exception:
+        return ()
+
+
 class DryingTrial:
     """One drying trial: evaporation + equilibration + mounting, then the film's porosity."""
 
@@ -178,9 +187,10 @@ class DryingTrial:
         obs = structure_observables(s)
         stats = run_stats((self.workdir / DRYING_LOG).read_text(errors="replace"))
         obs["atom_steps_per_s"] = stats.atom_steps_per_s
+        plots = _plots(lambda: (plot_profiles(self.workdir / PROFILE_PLOT, {"dried": s}),))
         return Score(tuple(errors), value, obs, True,
                      summary=f"dried thickness {s.thickness_um:.1f} um, porosity {100 * s.porosity:.1f} %",
-                     details={"profiles": profiles_dict(s), "lineage": self.lineage.as_dict()})
+                     details={"profiles": profiles_dict(s), "lineage": self.lineage.as_dict()}, plots=plots)
 
 
 @dataclass(frozen=True)
@@ -274,6 +284,12 @@ class CalenderingTrial:
             obs.update({f"{key}/thickness_before_um": r.thickness_before_um,
                         f"{key}/thickness_held_um": r.thickness_held_um,
                         f"{key}/thickness_um": r.thickness_um, f"{key}/porosity": r.porosity})
+        measured = [(p.degree_pct, p.porosity) for p in cp.points] if cp is not None else []
+        plots = _plots(lambda: (
+            plot_porosity_vs_degree(self.workdir / POROSITY_PLOT, [r.degree_pct for r in res],
+                                    [r.porosity for r in res], measured),
+            plot_profiles(self.workdir / PROFILE_PLOT, {f"{d:g} %": st for d, st in sorted(self.structures.items())})))
         return Score(tuple(errors), value, obs, True,
                      summary="porosity " + ", ".join(f"{r.degree_pct:g}%: {100 * r.porosity:.1f}" for r in res) + " %",
-                     details={"calendering": [r.as_dict() for r in res], "lineage": self.lineage.as_dict()})
+                     details={"calendering": [r.as_dict() for r in res], "lineage": self.lineage.as_dict()},
+                     plots=plots)

@@ -16,7 +16,7 @@ from .ledger import best_trial
 from .stages import slurry_system
 from .study import DEFAULT_DATA_ROOT, StudySpec, dataset_path
 
-COLUMN_TITLES = {"slurry": "slurry"}
+COLUMN_TITLES = {"slurry": "slurry", "drying": "dried electrode", "calendering": "dried electrode"}
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -55,6 +55,12 @@ def export_study(name: str, storage: str, fmt: str, data_root: Path = DEFAULT_DA
         raise InputError(str(exc.path), exc.field, exc.message) from exc
     params = ForceFieldParams.from_mapping(best.user_attrs["table_s1"])
     system = slurry_system(dataset, spec.fidelity_spec())
+    if spec.stage != "slurry":  # the dried column acts on the dried beads (CBD 3.0 um)
+        from sim_backends.lammps.beads import dried_system
+
+        from .electrode_stages import dried_map
+
+        system = dried_system(system, dried_map(dataset))
     ctx = ExportContext(system=system, lj_style=spec.lj_style, column=COLUMN_TITLES.get(spec.stage, spec.stage),
                         title=f"study {name}, best trial {best.number} (objective {best.value:.4g}), "
                               f"dataset {spec.dataset}, fidelity {spec.fidelity}")

@@ -82,7 +82,13 @@ def state_bead_count(state: Path) -> int:
     for line in Path(state).read_text(errors="replace").splitlines()[:40]:
         parts = line.split()
         if len(parts) == 2 and parts[1] == "atoms":
-            return int(parts[0])
+            try:
+                n = int(parts[0])
+            except ValueError:
+                break
+            if n > 0:
+                return n
+            break
     raise InputError(str(state), "(header)", "no 'N atoms' line: not a LAMMPS data file")
 
 
@@ -115,7 +121,10 @@ def resolve_upstream(loaded: LoadedStudy, storage: str) -> Lineage:
     if best is None:
         raise InputError(where, "upstream.study", f"study {up.study!r} has no completed trial to start from "
                                                   "(its trials failed, or none has run)")
-    workdir = Path(best.user_attrs.get("calib_workdir", ""))
+    if not best.user_attrs.get("calib_workdir"):
+        raise InputError(where, "upstream.study", f"trial {best.number} of {up.study!r} records no trial "
+                                                  "directory (not made by calib?)")
+    workdir = Path(best.user_attrs["calib_workdir"])
     state = workdir / STATE_FILE
     if not state.is_file():
         raise InputError(where, "upstream.study", f"the state of trial {best.number} of {up.study!r} is missing "

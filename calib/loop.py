@@ -88,7 +88,7 @@ def trial_seed(study_seed: int, number: int) -> int:
     return study_seed * 10_007 + number + 1
 
 
-STAGE_FIDELITY_PREFIXES = {"slurry": ("drying_", "calender_"), "drying": ("shear_", "calender_"),
+STAGE_FIDELITY_PREFIXES = {"slurry": ("shear_", "drying_", "calender_"), "drying": ("shear_", "calender_"),
                            "calendering": ("shear_", "drying_")}
 """Fidelity fields a stage never reads (left out of its identity)."""
 
@@ -104,7 +104,7 @@ def study_ident(loaded: LoadedStudy, space: ParameterSpace, lineage: Lineage | N
         "objective": spec.objective.model_dump(),
         "fidelity_spec": spec.fidelity_spec().model_dump(
             exclude={k for k in Fidelity.model_fields if k.startswith(tuple(unused))}),
-        "dataset_sha256": hashlib.sha256(loaded.dataset_path.read_bytes()).hexdigest(),
+        "dataset_sha256": dataset_digest(loaded),
     }
     if spec.stage == "slurry":
         physics["slurry"] = spec.slurry.model_dump()
@@ -125,6 +125,23 @@ def study_ident(loaded: LoadedStudy, space: ParameterSpace, lineage: Lineage | N
                                       "uncertainty_pa_s": list(loaded.curve.uncertainty_pa_s or ())}
     return ledger.identity(spec.stage, spec.dataset, spec.fidelity,
                            {a.key: [a.low, a.high, a.log] for a in space.axes}, physics)
+
+
+def dataset_digest(loaded: LoadedStudy) -> str:
+    """sha256 of what the study uses from its dataset (canonical JSON): the particle system
+    (without the dried-bead fields for a slurry study) and the targets it scores. Edits to
+    the file that do not touch these leave the study resumable."""
+    spec, d = loaded.spec, loaded.dataset
+    used: dict = {"name": d.name, "targets": {k: d.targets[k].model_dump() for k in sorted(spec.objective.targets)
+                                             if k in d.targets}}
+    if d.system is not None:
+        drop = {"dried_diameter_um", "dried_density_g_cm3", "nanoporosity"} if spec.stage == "slurry" else set()
+        used["system"] = {name: p.model_dump(exclude=drop) for name, p in sorted(d.system.phases.items())}
+    if "viscosity_curve" in spec.objective.targets and "viscosity_curve" in d.curves:
+        used["viscosity_curve"] = d.curves["viscosity_curve"].model_dump()
+    if "calendered_porosity" in spec.objective.targets and d.calendered_porosity is not None:
+        used["calendered_porosity"] = d.calendered_porosity.model_dump()
+    return hashlib.sha256(json.dumps(used, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def claim_study_dir(study_dir: Path, uid: str) -> str | None:
@@ -248,9 +265,10 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
         log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
         tags = {**base_tags, "lammps_version": lammps_version(log_text) or "unknown"}
         wall = {k: r.wall_s for k, r in a.results.items()}
-        metrics: dict[str, float] = {"wall_time_s": wall.get("slurry", math.nan),
+        first = a.runs[0].key if a.runs else "slurry"
+        metrics: dict[str, float] = {"wall_time_s": wall.get(first, math.nan),
                                      "wall_time_total_s": float(sum(wall.values()))}
-        a.trial.set_user_attr("wall_s", wall.get("slurry"))
+        a.trial.set_user_attr("wall_s", wall.get(first))
         a.trial.set_user_attr("run_wall_s", wall)
         artifacts: list[Path] = [r.workdir / f for r in a.runs for f in r.artifacts]
         if score is not None:
@@ -283,6 +301,7 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                     artifacts.append(plot)
                 except Exception as exc:  # a plot is a convenience, never a failure
                     emit(Event("warning", number, f"viscosity plot failed: {exc}"))
+            artifacts.extend(p for p in score.plots if p.exists())
             reason = score.fail_reason
         elif a.stage is not None and getattr(a.stage, "slurry", None) is not None:  # a shear run failed: keep the density
             slurry_obs = {k: float(v) for k, v in asdict(a.stage.slurry).items()}
@@ -367,7 +386,7 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                 workdir = study_dir / f"trial_{trial.number:05d}"
                 workdir.mkdir(parents=True)  # trial numbers are unique in a study: never reused
                 seed = trial_seed(cfg.seed, trial.number)
-                trial.set_user_attr("calib_workdir", str(workdir))
+                trial.set_user_attr("calib_workdir", str(workdir.resolve()))
                 trial.set_user_attr("calib_seed", seed)
                 full = space.full_params(free)
                 trial.set_user_attr("table_s1", full.as_dict())

@@ -26,22 +26,22 @@ from sim_backends.lammps.outputs import SimulationFailed, crash_reason, failure_
 from .electrode_stages import CalenderingTrial, DryingTrial, profiles_dict, structure_observables
 from .errors import InputError
 from .lineage import Lineage, sha256_of
+from .plots import POROSITY_PLOT, PROFILE_PLOT, plot_porosity_vs_degree, plot_profiles
 from .stages import Run, SlurryTrial
 from .study import PIPELINE_DEGREES_PCT, LoadedStudy
 
 CSV_FILE = "pipeline.csv"
 SUMMARY_FILE = "pipeline.json"
-POROSITY_PLOT = "porosity_vs_degree.png"
-PROFILE_PLOT = "profiles.png"
 
 
 class PipelineFailed(RuntimeError):
     """A stage of the pipeline failed; ``stage`` and ``reason`` say which and why."""
 
-    def __init__(self, stage: str, reason: str) -> None:
+    def __init__(self, stage: str, reason: str, partial: "PipelineResult | None" = None) -> None:
         super().__init__(f"{stage}: {reason}")
         self.stage = stage
         self.reason = reason
+        self.partial = partial
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,41 @@ def params_from(option: str, storage: str) -> PipelineParams:
         for n in names:
             if not ledger.study_exists(n, storage):
                 raise InputError("--params", "params", f"no study {n!r} in {storage}")
-            best = ledger.best_trial(optuna.load_study(study_name=n, storage=storage))
+            study = optuna.load_study(study_name=n, storage=storage)
+            stage = json.loads(study.user_attrs.get(ledger.SPEC_ATTR, "{}")).get("stage")
+            want = "slurry" if not sets else "drying"
+            if stage != want:
+                raise InputError("--params", "params", f"study {n!r} is a {stage!r} study; best:A,B needs a slurry "
+                                                       f"study A and a drying study B")
+            best = ledger.best_trial(study)
             if best is None:
                 raise InputError("--params", "params", f"study {n!r} has no completed trial")
             sets.append((ForceFieldParams.from_mapping(best.user_attrs["table_s1"]), f"{n} trial {best.number}"))
         return PipelineParams(sets[0][0], sets[1][0], f"best of {sets[0][1]} and {sets[1][1]}")
     raise InputError("--params", "params", f"unknown parameter set {option!r} (table-s1 or best:SLURRY,DRYING)")
+
+
+def check_pipeline_inputs(loaded: LoadedStudy) -> None:
+    """Before anything runs: the dataset must describe the dried beads, and the voxel grid
+    over the film (at most the initial placement box, plus half) must fit in memory."""
+    import math as _math
+
+    from sim_backends.lammps.placement import paper_scaled_box
+
+    from .electrode_stages import MAX_VOXEL_BYTES, dried_map
+
+    if not dried_map(loaded.dataset):
+        raise InputError(str(loaded.dataset_path), "system.phases.CBD.dried_diameter_um",
+                         "the drying stage needs the dried CBD size and density (dried_diameter_um, dried_density_g_cm3)")
+    fid = loaded.spec.fidelity_spec()
+    res = loaded.spec.drying.resolution_um
+    edges = [e * fid.initial_box_scale for e in paper_scaled_box(fid.n_beads)]
+    need = _math.prod(max(1, round(e / res)) for e in edges) * 1.5
+    if need > MAX_VOXEL_BYTES:
+        raise InputError(str(loaded.path), "drying.resolution_um",
+                         f"a {res:g} um grid over a film up to {edges[0]:.0f} x {edges[1]:.0f} x {edges[2]:.0f} um needs "
+                         f"about {need / 1024**3:.1f} GiB, over the {MAX_VOXEL_BYTES / 1024**3:.0f} GiB allowed: "
+                         "use a coarser resolution")
 
 
 @dataclass
@@ -88,6 +117,8 @@ class PipelineResult:
     degrees: list[dict] = field(default_factory=list)
     wall_s: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    stage: str = ""
+    """The stage running (empty once all have finished)."""
 
     def summary(self, params: PipelineParams, fidelity: str) -> dict:
         por = [d["porosity"] for d in self.degrees]
@@ -131,52 +162,64 @@ def _run_all(runs: list[Run], stage: str, backend: Backend, lammps: LammpsInstal
 def run_pipeline(loaded: LoadedStudy, params: PipelineParams, workdir: Path, backend: Backend,
                  lammps: LammpsInstall, degrees: tuple[float, ...] = PIPELINE_DEGREES_PCT, seed: int = 1,
                  on_stage=lambda stage, msg: None) -> PipelineResult:
-    """Run the three stages in ``workdir`` (sub-folders slurry/, drying/, calendering/)."""
+    """Run the three stages in ``workdir`` (sub-folders slurry/, drying/, calendering/).
+    Raises ``PipelineFailed`` naming the stage, with what was measured before it as
+    ``partial``."""
+    out = PipelineResult(workdir)
+    stage = "slurry"
+    try:
+        _run_stages(loaded, params, out, backend, lammps, degrees, seed, on_stage)
+    except PipelineFailed as exc:
+        exc.partial = out
+        raise
+    except SimulationFailed as exc:
+        raise PipelineFailed(out.stage, exc.reason, out) from exc
+    except Exception as exc:  # unreadable outputs end the pipeline with a reason, not a traceback
+        raise PipelineFailed(out.stage or stage, f"{exc.__class__.__name__}: {exc}", out) from exc
+    return out
+
+
+def _run_stages(loaded: LoadedStudy, params: PipelineParams, out: PipelineResult, backend: Backend,
+                lammps: LammpsInstall, degrees: tuple[float, ...], seed: int, on_stage) -> None:
     spec = loaded.spec
     fidelity = spec.fidelity_spec()
-    out = PipelineResult(workdir)
+    workdir = out.workdir
+    out.stage = "slurry"
     slurry_spec = spec.model_copy(update={"stage": "slurry", "objective": spec.objective.model_copy(
         update={"targets": {"slurry_density": 1.0}})})
     sl = SlurryTrial(workdir / "slurry", loaded.model_copy(update={"spec": slurry_spec}), fidelity, params.slurry, seed)
     sl.workdir.mkdir(parents=True)
     on_stage("slurry", f"{sl.system.n_beads} beads")
     out.wall_s.update(_run_all(sl.first_runs(), "slurry", backend, lammps, loaded))
-    try:
-        sl.next_runs()
-    except SimulationFailed as exc:
-        raise PipelineFailed("slurry", exc.reason) from exc
+    sl.next_runs()
     assert sl.slurry is not None
     out.slurry = {"density_g_cm3": sl.slurry.density_g_cm3, "density_sem_g_cm3": sl.slurry.density_sem_g_cm3,
                   "density_drift_rel": sl.slurry.density_drift_rel}
     slurry_state = sl.workdir / "final.data"
+    out.stage = "drying"
     on_stage("drying", f"slurry density {sl.slurry.density_g_cm3:.4f} g/cm^3")
     dry_loaded = loaded.model_copy(update={"spec": spec.model_copy(update={"stage": "drying"})})
     dr = DryingTrial(workdir / "drying", dry_loaded, fidelity, params.dried, seed,
                      Lineage("slurry", None, None, None, str(slurry_state), sha256_of(slurry_state)))
     dr.workdir.mkdir()
     out.wall_s.update(_run_all(dr.first_runs(), "drying", backend, lammps, loaded))
-    try:
-        s = dr.measure()
-    except SimulationFailed as exc:
-        raise PipelineFailed("drying", exc.reason) from exc
+    s = dr.measure()
     out.dried = structure_observables(s)
     dried_state = dr.workdir / "final.data"
+    out.stage = "calendering"
     on_stage("calendering", f"dried porosity {100 * s.porosity:.1f} %, thickness {s.thickness_um:.1f} um")
     cal_loaded = loaded.model_copy(update={"spec": spec.model_copy(update={"stage": "calendering"})})
     ca = CalenderingTrial(workdir / "calendering", cal_loaded, fidelity, params.dried, seed,
                           Lineage("drying", None, None, None, str(dried_state), sha256_of(dried_state)), degrees)
     ca.workdir.mkdir()
     out.wall_s.update(_run_all(ca.first_runs(), "calendering", backend, lammps, loaded))
-    try:
-        results = ca.measure()
-    except SimulationFailed as exc:
-        raise PipelineFailed("calendering", exc.reason) from exc
+    results = ca.measure()
     out.degrees = [{"degree_pct": r.degree_pct, "thickness_um": r.thickness_um,
                     "thickness_before_um": r.thickness_before_um, "thickness_held_um": r.thickness_held_um,
                     "porosity": r.porosity, **{f"fraction_{k}": v for k, v in r.fractions.items()}}
                    for r in results]
     write_outputs(out, s, ca)
-    return out
+    out.stage = ""
 
 
 def write_outputs(out: PipelineResult, dried, ca: CalenderingTrial) -> None:
@@ -199,42 +242,10 @@ def write_outputs(out: PipelineResult, dried, ca: CalenderingTrial) -> None:
 
 
 def plot_pipeline(out: PipelineResult, ca: CalenderingTrial) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = {}
-    fig, ax = plt.subplots(figsize=(4.8, 3.6), dpi=110)
-    ax.plot([d["degree_pct"] for d in out.degrees], [100 * d["porosity"] for d in out.degrees], "o-")
-    ax.set_xlabel("calendering degree (%)")
-    ax.set_ylabel("porosity (%)")
-    fig.tight_layout()
-    fig.savefig(out.workdir / POROSITY_PLOT)
-    plt.close(fig)
-    files["porosity_plot"] = str(out.workdir / POROSITY_PLOT)
-    degs = sorted(ca.structures)
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), dpi=110)
-    for d in degs:
-        s = ca.structures[d]
-        axes[0].plot(s.z_um, s.porosity_profile, label=f"{d:g} %")
-    axes[0].set_xlabel("z above collector (um)")
-    axes[0].set_ylabel("porosity")
-    axes[0].set_title("porosity profile (seed Fig. 3a)", fontsize=9)
-    axes[0].legend(fontsize=7)
-    for ax, d in zip(axes[1:], (degs[0], degs[-1])):
-        s = ca.structures[d]
-        for name, arr in s.phase_profiles.items():
-            ax.plot(s.z_um, arr, label=name)
-        ax.set_xlabel("z above collector (um)")
-        ax.set_ylabel("volume fraction")
-        ax.set_title(f"phases at {d:g} % (seed Fig. 3b-c)", fontsize=9)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out.workdir / PROFILE_PLOT)
-    plt.close(fig)
-    files["profile_plot"] = str(out.workdir / PROFILE_PLOT)
-    return files
+    por = plot_porosity_vs_degree(out.workdir / POROSITY_PLOT, [d["degree_pct"] for d in out.degrees],
+                                  [d["porosity"] for d in out.degrees])
+    prof = plot_profiles(out.workdir / PROFILE_PLOT, {f"{d:g} %": s for d, s in sorted(ca.structures.items())})
+    return {"porosity_plot": str(por), "profile_plot": str(prof)}
 
 
 def log_pipeline(tracking_uri: str, artifact_root: Path | None, name: str, summary: dict, result: PipelineResult,
@@ -269,8 +280,13 @@ def log_pipeline(tracking_uri: str, artifact_root: Path | None, name: str, summa
         for k, v in metrics.items():
             if isinstance(v, float) and math.isfinite(v):
                 client.log_metric(run.info.run_id, k, v)
-        folder = result.workdir / stage.split("_")[0]
-        for f in ("log.lammps", "in.slurry", "in.drying"):
+        if stage.startswith("calendering_"):
+            deg = float(stage.removeprefix("calendering_").removesuffix("pct"))
+            i = [d["degree_pct"] for d in result.degrees].index(deg)
+            folder = result.workdir / "calendering" / f"calender_{i:02d}"
+        else:
+            folder = result.workdir / stage
+        for f in ("log.lammps", "in.slurry", "in.drying", "in.calender", "calender_status.txt"):
             if (folder / f).exists():
                 client.log_artifact(run.info.run_id, str(folder / f))
         client.set_terminated(run.info.run_id)

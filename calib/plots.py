@@ -1,4 +1,5 @@
-"""Plots logged with trials: the simulated viscosity curve against the measured one."""
+"""Plots logged with trials and pipelines: the simulated viscosity curve against the
+measured one; porosity against calendering degree; porosity and phase profiles along z."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Sequence
 from objectives.rheology import ViscosityCurve
 
 CURVE_PLOT = "viscosity_curve.png"
+POROSITY_PLOT = "porosity_vs_degree.png"
+PROFILE_PLOT = "profiles.png"
 
 
 def plot_viscosity_curve(path: Path, rates: Sequence, measured: ViscosityCurve, title: str = "") -> Path:
@@ -35,6 +38,65 @@ def plot_viscosity_curve(path: Path, rates: Sequence, measured: ViscosityCurve, 
         if title:
             ax.set_title(title, fontsize=9)
         ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def plot_porosity_vs_degree(path: Path, degree_pct: Sequence[float], porosity: Sequence[float],
+                            measured: Sequence[tuple[float, float]] = (), title: str = "") -> Path:
+    """Porosity (%) against calendering degree (%), with measured points if any."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.8, 3.6), dpi=110)
+    try:
+        ax.plot(list(degree_pct), [100 * p for p in porosity], "o-", label="simulated")
+        if measured:
+            ax.plot([m[0] for m in measured], [100 * m[1] for m in measured], "ks", label="measured")
+        ax.set_xlabel("calendering degree (%)")
+        ax.set_ylabel("porosity (%)")
+        ax.legend(fontsize=8)
+        if title:
+            ax.set_title(title, fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def plot_profiles(path: Path, structures: dict, title: str = "") -> Path:
+    """Porosity profiles along z of several films (label -> ``ElectrodeStructure``), and the
+    phase volume-fraction profiles of the first and last (seed Fig. 3a-c)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(structures)
+    ends = [labels[0]] if len(labels) == 1 else [labels[0], labels[-1]]
+    fig, axes = plt.subplots(1, 1 + len(ends), figsize=(3.8 * (1 + len(ends)), 3.6), dpi=110)
+    try:
+        for label in labels:
+            s = structures[label]
+            axes[0].plot(s.z_um, s.porosity_profile, label=label)
+        axes[0].set_xlabel("z above collector (um)")
+        axes[0].set_ylabel("porosity")
+        axes[0].set_title(title or "porosity profile", fontsize=9)
+        axes[0].legend(fontsize=7)
+        for ax, label in zip(axes[1:], ends):
+            s = structures[label]
+            for name, arr in s.phase_profiles.items():
+                ax.plot(s.z_um, arr, label=name)
+            ax.set_xlabel("z above collector (um)")
+            ax.set_ylabel("volume fraction")
+            ax.set_title(f"phases, {label}", fontsize=9)
+            ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(path)
     finally:

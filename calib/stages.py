@@ -160,6 +160,8 @@ class Score:
     """One line for the progress display (empty: the loop describes density and rates)."""
     details: dict = field(default_factory=dict)
     """Further JSON-able results stored with the trial (user attr name -> value)."""
+    plots: tuple[Path, ...] = ()
+    """Plot files the trial made (logged to MLflow with the trial)."""
 
     @property
     def objective_errors(self) -> dict[str, float]:

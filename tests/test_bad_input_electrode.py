@@ -166,3 +166,18 @@ def test_pipeline_bad_degrees(einputs: ElectrodeInputs, degrees, what):
 @pytest.mark.parametrize("params", ["table-s2", "best:only_one", "best:missing_a,missing_b"])
 def test_pipeline_bad_params(einputs: ElectrodeInputs, params):
     assert_bad_input(einputs, lambda: einputs.pipeline("--params", params), "--params")
+
+
+def test_pipeline_dataset_without_dried_cbd(einputs: ElectrodeInputs):
+    data = einputs.dataset_data()
+    for key in ("dried_diameter_um", "dried_density_g_cm3"):
+        del data["system"]["phases"]["CBD"][key]
+    einputs.write_dataset(data)
+    assert_bad_input(einputs, einputs.pipeline, str(einputs.dataset), "dried_diameter_um")
+
+
+def test_pipeline_resolution_that_needs_too_much_memory(einputs: ElectrodeInputs):
+    data = einputs.study_data()
+    data["drying"] = {"resolution_um": 0.01}
+    einputs.write_study(data)
+    assert_bad_input(einputs, einputs.pipeline, str(einputs.study), "drying.resolution_um")

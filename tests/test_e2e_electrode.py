@@ -71,6 +71,19 @@ def test_chained_drying_study_records_its_lineage(chain):
         assert r.data.tags["upstream.mlflow_run_id"] == want["mlflow_run_id"]
         assert r.data.tags["upstream.sha256"] == want["sha256"]
         assert 0 < r.data.metrics["porosity"] < 1
+        arts = {f.path for f in client.list_artifacts(r.info.run_id)}
+        assert {"in.drying", "log.lammps", "final.data", "profiles.png"} <= arts
+
+
+def test_drying_summary_as_text(chain):
+    """Without --json the summary names the dried film and where it started (a rerun of the
+    finished study runs no trial)."""
+    drying = chain["tmp"] / "up_drying.yaml"
+    proc = run_calib("optimize", "--stage", "drying", "--study", str(drying), "--fidelity", "smoke",
+                     "--runs-dir", str(chain["runs"]), cwd=chain["tmp"])
+    assert "2 complete, 0 failed" in proc.stdout
+    assert "dried_porosity:" in proc.stdout and "dried film: thickness" in proc.stdout
+    assert "started from: up_slurry trial 0" in proc.stdout
 
 
 def test_drying_shrinks_cbd_and_mounts_the_film_on_the_collector(chain):
@@ -117,6 +130,9 @@ def test_calendering_by_30_percent_cuts_thickness_by_30_percent_and_lowers_poros
     _, s = _calender(chain, "cal_pub", PUB_WALL, (0.0, 30.0), trials=2)
     assert s["trials_complete"] == 2, s["failures"]
     assert s["lineage"]["study"] == "up_drying" and s["lineage"]["trial"] == chain["drying_json"]["best_trial"]
+    best_dir = chain["runs"] / "cal_pub" / f"trial_{s['best_trial']:05d}"
+    assert (best_dir / "porosity_vs_degree.png").stat().st_size > 0 and (best_dir / "profiles.png").exists()
+    assert (best_dir / "calender_01" / "calender_status.txt").exists()
     rows = {r["degree_pct"]: r for r in s["best_observables"]["calendering"]}
     t0 = rows[30.0]["thickness_before_um"]
     assert t0 == pytest.approx(rows[0.0]["thickness_before_um"])
@@ -159,12 +175,12 @@ def test_upstream_of_the_wrong_stage_or_only_failed_trials_is_refused(chain):
     dry = _study(DRYING, chain["tmp"], "dry_from_failed", upstream={"study": "slurry_all_fail"})
     err = _bad(chain, dry)
     assert "upstream.study" in err and "no completed trial" in err
-    calendering_from_slurry = _study(DRYING, chain["tmp"], "cal_from_slurry_state", stage="calendering",
-                                     upstream={"data_file": str(chain["runs"] / "up_slurry" / "trial_00000" /
-                                                                "final.data")},
-                                     objective={"targets": {"dried_porosity": 1.0}})
-    err = _bad(chain, calendering_from_slurry, stage="calendering")
-    assert "objective.targets.dried_porosity" in err  # calendering produces calendered_porosity only
+    # swapped studies for the pipeline's best sets
+    before = sorted(p.name for p in chain["runs"].rglob("*"))
+    proc = run_calib("pipeline", "--params", "best:up_drying,up_slurry", "--fidelity", "smoke",
+                     "--runs-dir", str(chain["runs"]), cwd=chain["tmp"], check=False)
+    assert proc.returncode == 2 and "--params" in proc.stderr and "'drying' study" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in chain["runs"].rglob("*")) == before
 
 
 def test_a_slurry_state_is_not_a_dried_state(chain):

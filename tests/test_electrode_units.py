@@ -184,3 +184,40 @@ def test_dataset_dried_fields_and_calendered_points_are_validated(tmp_path: Path
     path.write_text(yaml.safe_dump(bad))
     with pytest.raises(DatasetError, match="dried_diameter_um and dried_density_g_cm3 together"):
         load_dataset(path)
+
+
+def test_slurry_identity_ignores_electrode_fields(tmp_path: Path):
+    """A slurry study's identity (what must match to resume it) does not see the drying and
+    calendering fidelity fields, the unused shear fields, or the dataset's dried-bead fields
+    and porosity targets; it does see a slurry-relevant dataset change."""
+    import shutil
+
+    from calib.loop import study_ident
+    from calib.space import ParameterSpace
+    from calib.study import load_study
+    from conftest import DEFAULT_STUDY
+
+    def ident(dataset_text: str, extra: dict | None = None) -> dict:
+        (tmp_path / "data").mkdir(exist_ok=True)
+        (tmp_path / "data" / "dataset.yaml").write_text(dataset_text)
+        spec = yaml.safe_load(DEFAULT_STUDY.read_text())
+        spec["dataset"] = "data/dataset.yaml"
+        spec.update(extra or {})
+        (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+        loaded = load_study(tmp_path / "s.yaml", fidelity="smoke")
+        return study_ident(loaded, ParameterSpace.from_spec(loaded.spec.parameters))
+
+    text = SSB_DATASET.read_text()
+    base = ident(text)
+    fid = base["physics"]["fidelity_spec"]
+    assert not any(k.startswith(("drying_", "calender_", "shear_")) for k in fid)
+    assert "drying" not in base["physics"] and "calendering" not in base["physics"]
+    data = yaml.safe_load(text)
+    data["system"]["phases"]["CBD"]["dried_diameter_um"] = 2.5
+    data["system"]["phases"]["CBD"]["nanoporosity"] = 0.3
+    data["targets"]["dried_porosity"]["value"] = 0.45
+    data["title"] = "retitled"
+    assert ident(yaml.safe_dump(data)) == base
+    assert ident(text, {"fidelities": {"smoke": {"drying_steps": 999, "calender_hold_steps": 7}}}) == base
+    data["system"]["phases"]["CBD"]["density_g_cm3"] = 0.95
+    assert ident(yaml.safe_dump(data))["physics"]["dataset_sha256"] != base["physics"]["dataset_sha256"]
