@@ -9,7 +9,7 @@ drying run again and one calendering degree (30 %) from the same states, so thei
 times are not shared with concurrent runs; then ``electrode_structure`` (voxelise +
 porosity + profiles) on the dried state at 0.5 um. LAMMPS's ``bench/in.chute`` runs
 before and after as the same-run engine reference. ``--release both`` repeats the
-calendering with the plane kept in place (no spring-back).
+calendering with the study's other ``release`` setting (plane removed: spring-back).
 """
 
 from __future__ import annotations
@@ -86,8 +86,9 @@ def one_fidelity(work: Path, fidelity: str, seed: int, release_both: bool) -> No
           f"{statistics.median(times):.3f} s (median of 3; voxelise + porosity + profiles)")
 
     if release_both:
+        other = not loaded.spec.calendering.release
         spec = loaded.spec.model_copy(update={"stage": "calendering", "calendering": loaded.spec.calendering.model_copy(
-            update={"release": False})})
+            update={"release": other})})
         c3 = work / f"calender_held_{fidelity}"
         c3.mkdir()
         ch = CalenderingTrial(c3, loaded.model_copy(update={"spec": spec}), loaded.spec.fidelity_spec(),
@@ -96,8 +97,8 @@ def one_fidelity(work: Path, fidelity: str, seed: int, release_both: bool) -> No
                               tuple(d["degree_pct"] for d in res.degrees))
         _run_all(ch.first_runs(), "calendering", backend, lammps, loaded)
         held = ch.measure()
-        print("plane kept in place (no release): porosity % " +
-              ", ".join(f"{r.degree_pct:g}: {100 * r.porosity:.2f}" for r in held) +
+        print(("plane removed (spring-back)" if other else "plane kept in place") + ": porosity % " +
+              ", ".join(f"{r.degree_pct:g}: {100 * r.porosity:.2f} ({r.thickness_um:.1f} um)" for r in held) +
               f"; monotonic: {all(b.porosity < a.porosity for a, b in zip(held, held[1:]))}")
 
 

@@ -108,13 +108,19 @@ def check_resolution(loaded: LoadedStudy, lineage: Lineage) -> None:
     """Refuse a voxel resolution whose grid over the upstream box would need more memory than
     allowed (the film is never taller than the box it starts in, plus half for the lid)."""
     data = read_sphere_data(Path(lineage.state_file))
+    check_grid(loaded, [h - lo for lo, h in zip(data.lo, data.hi)], "the state")
+
+
+def check_grid(loaded: LoadedStudy, edges_um, what: str) -> None:
+    """Refuse (``InputError`` on ``drying.resolution_um``) a voxel grid over a box of
+    ``edges_um``, plus half in height, that would exceed ``MAX_VOXEL_BYTES``."""
     res = loaded.spec.drying.resolution_um
-    edges = [h - lo for lo, h in zip(data.lo, data.hi)]
-    need = math.prod(max(1, round(e / res)) for e in edges) * 1.5
+    need = math.prod(max(1, round(e / res)) for e in edges_um) * 1.5
     if need > MAX_VOXEL_BYTES:
+        e = edges_um
         raise InputError(str(loaded.path), "drying.resolution_um",
-                         f"a {res:g} um grid over the {edges[0]:.0f} x {edges[1]:.0f} x {edges[2]:.0f} um state needs "
-                         f"about {need / 1024**3:.1f} GiB, over the {MAX_VOXEL_BYTES / 1024**3:.0f} GiB allowed: "
+                         f"a {res:g} um grid over {what} ({e[0]:.0f} x {e[1]:.0f} x {e[2]:.0f} um) needs about "
+                         f"{need / 1024**3:.1f} GiB, over the {MAX_VOXEL_BYTES / 1024**3:.0f} GiB allowed: "
                          "use a coarser resolution")
 
 

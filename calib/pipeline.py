@@ -87,24 +87,15 @@ def params_from(option: str, storage: str) -> PipelineParams:
 def check_pipeline_inputs(loaded: LoadedStudy) -> None:
     """Before anything runs: the dataset must describe the dried beads, and the voxel grid
     over the film (at most the initial placement box, plus half) must fit in memory."""
-    import math as _math
-
     from sim_backends.lammps.placement import paper_scaled_box
 
-    from .electrode_stages import MAX_VOXEL_BYTES, dried_map
+    from .electrode_stages import check_grid, dried_map
 
     if not dried_map(loaded.dataset):
         raise InputError(str(loaded.dataset_path), "system.phases.CBD.dried_diameter_um",
                          "the drying stage needs the dried CBD size and density (dried_diameter_um, dried_density_g_cm3)")
     fid = loaded.spec.fidelity_spec()
-    res = loaded.spec.drying.resolution_um
-    edges = [e * fid.initial_box_scale for e in paper_scaled_box(fid.n_beads)]
-    need = _math.prod(max(1, round(e / res)) for e in edges) * 1.5
-    if need > MAX_VOXEL_BYTES:
-        raise InputError(str(loaded.path), "drying.resolution_um",
-                         f"a {res:g} um grid over a film up to {edges[0]:.0f} x {edges[1]:.0f} x {edges[2]:.0f} um needs "
-                         f"about {need / 1024**3:.1f} GiB, over the {MAX_VOXEL_BYTES / 1024**3:.0f} GiB allowed: "
-                         "use a coarser resolution")
+    check_grid(loaded, [e * fid.initial_box_scale for e in paper_scaled_box(fid.n_beads)], "the initial box")
 
 
 @dataclass

@@ -145,12 +145,14 @@ def test_calendered_porosity_target_without_data(einputs: ElectrodeInputs):
                      "objective.targets.calendered_porosity")
 
 
-def test_dataset_without_dried_cbd(einputs: ElectrodeInputs):
+@pytest.mark.parametrize("command", ["optimize", "pipeline"])
+def test_dataset_without_dried_cbd(einputs: ElectrodeInputs, command):
     data = einputs.dataset_data()
     for key in ("dried_diameter_um", "dried_density_g_cm3"):
         del data["system"]["phases"]["CBD"][key]
     einputs.write_dataset(data)
-    assert_bad_input(einputs, einputs.dry, str(einputs.dataset), "dried_diameter_um")
+    run = einputs.dry if command == "optimize" else einputs.pipeline
+    assert_bad_input(einputs, run, str(einputs.dataset), "dried_diameter_um")
 
 
 def test_calendering_has_no_default_study(einputs: ElectrodeInputs):
@@ -166,14 +168,6 @@ def test_pipeline_bad_degrees(einputs: ElectrodeInputs, degrees, what):
 @pytest.mark.parametrize("params", ["table-s2", "best:only_one", "best:missing_a,missing_b"])
 def test_pipeline_bad_params(einputs: ElectrodeInputs, params):
     assert_bad_input(einputs, lambda: einputs.pipeline("--params", params), "--params")
-
-
-def test_pipeline_dataset_without_dried_cbd(einputs: ElectrodeInputs):
-    data = einputs.dataset_data()
-    for key in ("dried_diameter_um", "dried_density_g_cm3"):
-        del data["system"]["phases"]["CBD"][key]
-    einputs.write_dataset(data)
-    assert_bad_input(einputs, einputs.pipeline, str(einputs.dataset), "dried_diameter_um")
 
 
 def test_pipeline_resolution_that_needs_too_much_memory(einputs: ElectrodeInputs):
