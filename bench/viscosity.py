@@ -6,11 +6,12 @@
 - Early stopping: one slurry state of the study's system at ``--fidelity`` is built with a
   fixed parameter set (``--params``); then for each of the study's shear rates a
   fixed-length run (every segment up to max_strain / shear_max_steps) and an early-stopped
-  run (same deck, stopping at the first agreeing pair of segments after min_strain) start
-  from the same restart, side by side on two cores. Reported per rate: steps and wall time
-  of both, the steps saved, the fixed run's viscosity (drift-test steady part, all blocks)
-  with its standard error, the early run's viscosity, and whether the early estimate lies
-  within one fixed-run standard error.
+  run (same deck, stopping at the first steady window after min_strain) start from the same
+  restart, side by side on two cores. Reported per rate: steps and wall time of both, the
+  steps saved, the fixed run's viscosity (batch mean of the segments after min_strain) with
+  its batch-means and blocking standard errors, the early run's viscosity (its last window),
+  and whether the early estimate lies within one fixed-run standard error. The work
+  directory is kept: ``bench/stop_rules.py`` replays other stopping rules on its runs.
 - ``--smoke-trial``: one whole ``smoke`` trial with the study's curve (slurry run, then the
   shear rates concurrently through the local backend), wall time end to end.
 """
