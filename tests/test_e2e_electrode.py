@@ -225,3 +225,25 @@ def test_pipeline_table_s1_smoke_json(tmp_path: Path):
         ["slurry", "drying"] + [f"calendering_{d:g}pct" for d in (0, 10, 20, 30, 40, 50)])
     arts = {a.path for a in client.list_artifacts(s["mlflow_run_id"])}
     assert {"pipeline.csv", "porosity_vs_degree.png", "profiles.png", "pipeline.json"} <= arts
+
+
+def test_pipeline_failing_stage_keeps_what_it_measured(tmp_path: Path):
+    """With the seed's own (soft) walls the calendering stage fails: exit 1 naming the stage,
+    and the slurry and drying results stay in pipeline.json and in a FAILED MLflow run."""
+    spec = yaml.safe_load(PIPELINE.read_text())
+    del spec["drying"]["wall"], spec["calendering"]["wall"]
+    study = tmp_path / "soft_walls.yaml"
+    study.write_text(yaml.safe_dump(spec, sort_keys=False))
+    proc = run_calib("pipeline", "--study", str(study), "--degrees", "0,40", "--fidelity", "smoke", "--json",
+                     "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert ("pipeline failed at calendering: calendering at 0 %" in proc.stderr
+            or "pipeline failed at calendering: calendering at 40 %" in proc.stderr), proc.stderr
+    s = parse_json_stdout(proc)
+    assert s["failed"]["stage"] == "calendering"
+    assert s["slurry"]["density_g_cm3"] > 0 and 0 < s["dried"]["porosity"] < 1 and s["degrees"] == []
+    saved = json.loads((Path(s["workdir"]) / "pipeline.json").read_text())
+    assert saved["dried"] == s["dried"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    run = client.get_run(s["mlflow_run_id"])
+    assert run.info.status == "FAILED" and "calendering" in run.data.tags["fail_reason"]
