@@ -173,7 +173,8 @@ def _print_summary(s: dict) -> None:
     obs = s["best_observables"] or {}
     for name, o in obs.items():
         if isinstance(o, dict) and {"simulated", "target", "unit", "rel_error"} <= set(o):
-            typer.echo(f"  {name}: {o['simulated']:.4f} {o['unit']} vs {o['target']} {o['unit']} "
+            unit = "" if o["unit"] == "1" else f" {o['unit']}"  # "1": a fraction
+            typer.echo(f"  {name}: {o['simulated']:.4f}{unit} vs {o['target']}{unit} "
                        f"({100 * o['rel_error']:+.2f} %)")
     if "dried" in obs:
         d = obs["dried"]
