@@ -27,7 +27,7 @@ from sim_backends.lammps.drying import (DRIED_DATA, DRYING_DECK, DRYING_LOG, UPS
 from sim_backends.lammps.forcefield import ForceFieldParams, WallContact
 from sim_backends.lammps.outputs import SimulationFailed, checked_log, run_stats
 from sim_backends.lammps.placement import read_sphere_data
-from sim_backends.microstructure import ElectrodeStructure, GridTooLarge, electrode_structure, grid_bytes, Packing
+from sim_backends.microstructure import ElectrodeStructure, GridTooLarge, electrode_structure
 
 from .errors import InputError
 from .fidelity import Fidelity
@@ -95,13 +95,11 @@ def analyse_state(path: Path, system: BeadSystem, collector_z: float | None, res
         raise SimulationFailed(f"{below} bead(s) escaped through the current collector", workdir)
     phases = [phase[int(t)] for t in data.types]
     solid_r = np.array([dry[int(t)] / 2.0 for t in data.types])
-    probe = Packing(data.positions, solid_r, tuple(phases), (data.lo[0], data.lo[1], cz),
-                    (data.hi[0], data.hi[1], float(np.max(data.positions[:, 2] + data.diameters / 2))))
-    if grid_bytes(probe, resolution_um) > MAX_VOXEL_BYTES:  # checked up front too (check_resolution)
-        raise SimulationFailed(f"porosity grid at {resolution_um:g} um would exceed "
-                               f"{MAX_VOXEL_BYTES / 1024**3:.0f} GiB", workdir)
-    return electrode_structure(data.positions, data.diameters / 2.0, solid_r, phases, data.lo, data.hi, cz,
-                               resolution_um, nanoporosity, max_bytes=MAX_VOXEL_BYTES)
+    try:
+        return electrode_structure(data.positions, data.diameters / 2.0, solid_r, phases, data.lo, data.hi, cz,
+                                   resolution_um, nanoporosity, max_bytes=MAX_VOXEL_BYTES)
+    except GridTooLarge as exc:  # checked up front too (check_grid); a film may outgrow its start
+        raise SimulationFailed(f"porosity grid: {exc}", workdir) from exc
 
 
 def check_resolution(loaded: LoadedStudy, lineage: Lineage) -> None:
@@ -155,7 +153,6 @@ class DryingTrial:
         self.lineage = lineage
         self.slurry_system, self.system = systems_for(loaded.dataset, state_bead_count(Path(lineage.state_file)))
         self.structure: ElectrodeStructure | None = None
-        self.slurry = None  # the loop keeps slurry observables of a failed shear run; none here
 
     def run_spec(self) -> DryingRunSpec:
         d, f = self.spec.drying, self.fidelity
@@ -227,7 +224,6 @@ class CalenderingTrial:
         _, self.system = systems_for(loaded.dataset, state_bead_count(Path(lineage.state_file)))
         self.results: list[DegreeResult] = []
         self.structures: dict[float, ElectrodeStructure] = {}
-        self.slurry = None
 
     def degree_dir(self, i: int) -> Path:
         return self.workdir / f"calender_{i:02d}"

@@ -108,7 +108,7 @@ class PipelineResult:
     degrees: list[dict] = field(default_factory=list)
     wall_s: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
-    stage: str = ""
+    stage: str = "slurry"
     """The stage running (empty once all have finished)."""
 
     def summary(self, params: PipelineParams, fidelity: str) -> dict:
@@ -157,7 +157,6 @@ def run_pipeline(loaded: LoadedStudy, params: PipelineParams, workdir: Path, bac
     Raises ``PipelineFailed`` naming the stage, with what was measured before it as
     ``partial``."""
     out = PipelineResult(workdir)
-    stage = "slurry"
     try:
         _run_stages(loaded, params, out, backend, lammps, degrees, seed, on_stage)
     except PipelineFailed as exc:
@@ -166,7 +165,7 @@ def run_pipeline(loaded: LoadedStudy, params: PipelineParams, workdir: Path, bac
     except SimulationFailed as exc:
         raise PipelineFailed(out.stage, exc.reason, out) from exc
     except Exception as exc:  # unreadable outputs end the pipeline with a reason, not a traceback
-        raise PipelineFailed(out.stage or stage, f"{exc.__class__.__name__}: {exc}", out) from exc
+        raise PipelineFailed(out.stage, f"{exc.__class__.__name__}: {exc}", out) from exc
     return out
 
 
@@ -175,7 +174,6 @@ def _run_stages(loaded: LoadedStudy, params: PipelineParams, out: PipelineResult
     spec = loaded.spec
     fidelity = spec.fidelity_spec()
     workdir = out.workdir
-    out.stage = "slurry"
     slurry_spec = spec.model_copy(update={"stage": "slurry", "objective": spec.objective.model_copy(
         update={"targets": {"slurry_density": 1.0}})})
     sl = SlurryTrial(workdir / "slurry", loaded.model_copy(update={"spec": slurry_spec}), fidelity, params.slurry, seed)

@@ -55,9 +55,10 @@ def run_calib(*args: str, cwd: Path, timeout: float = 600, check: bool = True) -
     return proc
 
 
-def write_study(tmp_path: Path, name: str, **overrides) -> Path:
-    """A copy of the default study under ``tmp_path`` with top-level ``overrides``."""
-    spec = yaml.safe_load(DEFAULT_STUDY.read_text())
+def write_study(tmp_path: Path, name: str, src: Path = DEFAULT_STUDY, **overrides) -> Path:
+    """A copy of study ``src`` (default: the default study) under ``tmp_path`` named
+    ``name``, with top-level ``overrides``."""
+    spec = yaml.safe_load(Path(src).read_text())
     spec["name"] = name
     spec.update(overrides)
     path = tmp_path / f"{name}.yaml"

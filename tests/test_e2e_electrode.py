@@ -16,7 +16,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, parse_json_stdout, run_calib
+from conftest import REPO, parse_json_stdout, run_calib, write_study
 
 pytestmark = pytest.mark.lammps
 
@@ -26,24 +26,15 @@ PIPELINE = REPO / "studies" / "ssb_pipeline.yaml"
 PUB_WALL = yaml.safe_load(PIPELINE.read_text())["calendering"]["wall"]
 
 
-def _study(src: Path, tmp: Path, name: str, **overrides) -> Path:
-    spec = yaml.safe_load(src.read_text())
-    spec["name"] = name
-    spec.update(overrides)
-    path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
-
-
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory) -> dict:
     """A one-trial smoke slurry study, then a two-trial drying study chained to it."""
     tmp = tmp_path_factory.mktemp("e2e_chain")
     runs = tmp / "runs"
-    slurry = _study(SLURRY, tmp, "up_slurry", trials=1, parallel=1)
+    slurry = write_study(tmp, src=SLURRY, name="up_slurry", trials=1, parallel=1)
     run_calib("optimize", "--stage", "slurry", "--study", str(slurry), "--fidelity", "smoke", "--runs-dir", str(runs),
               cwd=tmp)
-    drying = _study(DRYING, tmp, "up_drying", trials=2, parallel=2, upstream={"study": "up_slurry"})
+    drying = write_study(tmp, src=DRYING, name="up_drying", trials=2, parallel=2, upstream={"study": "up_slurry"})
     proc = run_calib("optimize", "--stage", "drying", "--study", str(drying), "--fidelity", "smoke",
                      "--runs-dir", str(runs), "--json", cwd=tmp)
     return {"tmp": tmp, "runs": runs, "drying_json": parse_json_stdout(proc)}
@@ -118,9 +109,9 @@ def _calender(chain, name: str, wall: dict | None, degrees, trials: int = 1) -> 
         "provenance": {"source": "test fixture: made-up porosities to exercise the objective", "kind": "synthetic"}}
     (tmp / f"{name}_data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     extra = {"calendering": {"degrees_pct": list(degrees), **({"wall": wall} if wall else {})}}
-    study = _study(DRYING, tmp, name, stage="calendering", dataset=f"{name}_data.yaml", trials=trials, parallel=1,
-                   upstream={"study": "up_drying"}, objective={"targets": {"calendered_porosity": 1.0}},
-                   optimizer={"n_initial": 2}, **extra)
+    study = write_study(tmp, src=DRYING, name=name, stage="calendering", dataset=f"{name}_data.yaml", trials=trials,
+                        parallel=1, upstream={"study": "up_drying"},
+                        objective={"targets": {"calendered_porosity": 1.0}}, optimizer={"n_initial": 2}, **extra)
     proc = run_calib("optimize", "--stage", "calendering", "--study", str(study), "--fidelity", "smoke",
                      "--runs-dir", str(chain["runs"]), "--json", cwd=tmp)
     return study, parse_json_stdout(proc)
@@ -165,14 +156,14 @@ def _bad(chain, study: Path, stage: str = "drying") -> str:
 
 
 def test_upstream_of_the_wrong_stage_or_only_failed_trials_is_refused(chain):
-    wrong = _study(DRYING, chain["tmp"], "dry_from_dry", upstream={"study": "up_drying"})
+    wrong = write_study(chain["tmp"], src=DRYING, name="dry_from_dry", upstream={"study": "up_drying"})
     err = _bad(chain, wrong)
     assert "upstream.study" in err and "'drying' study" in err
-    failed = _study(SLURRY, chain["tmp"], "slurry_all_fail", trials=1, parallel=1, trial_timeout_s=0.5)
+    failed = write_study(chain["tmp"], src=SLURRY, name="slurry_all_fail", trials=1, parallel=1, trial_timeout_s=0.5)
     proc = run_calib("optimize", "--stage", "slurry", "--study", str(failed), "--fidelity", "smoke",
                      "--runs-dir", str(chain["runs"]), "--json", cwd=chain["tmp"])
     assert parse_json_stdout(proc)["trials_complete"] == 0
-    dry = _study(DRYING, chain["tmp"], "dry_from_failed", upstream={"study": "slurry_all_fail"})
+    dry = write_study(chain["tmp"], src=DRYING, name="dry_from_failed", upstream={"study": "slurry_all_fail"})
     err = _bad(chain, dry)
     assert "upstream.study" in err and "no completed trial" in err
     # swapped studies for the pipeline's best sets
@@ -190,8 +181,9 @@ def test_a_slurry_state_is_not_a_dried_state(chain):
                                    "provenance": {"source": "test fixture", "kind": "synthetic"}}
     (chain["tmp"] / "cal_state_data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     state = chain["runs"] / "up_slurry" / "trial_00000" / "final.data"
-    study = _study(DRYING, chain["tmp"], "cal_wrong_state", stage="calendering", dataset="cal_state_data.yaml",
-                   upstream={"data_file": str(state)}, objective={"targets": {"calendered_porosity": 1.0}})
+    study = write_study(chain["tmp"], src=DRYING, name="cal_wrong_state", stage="calendering",
+                        dataset="cal_state_data.yaml", upstream={"data_file": str(state)},
+                        objective={"targets": {"calendered_porosity": 1.0}})
     err = _bad(chain, study, stage="calendering")
     assert "final.data" in err and "another composition or stage" in err
 
