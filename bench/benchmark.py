@@ -66,14 +66,15 @@ def slurry_trial(work: Path, name: str, fid: Fidelity) -> dict:
     t0 = time.perf_counter()
     res = backend.wait(backend.submit(Task(d, inst.argv(run.deck), inst.env, timeout_s=None)))
     wall = time.perf_counter() - t0
-    out = {"fidelity": name, "n_beads": fid.n_beads, "steps": fid.equilibration_steps + fid.averaging_steps,
+    out = {"fidelity": name, "n_beads": fid.n_beads, "steps": fid.equilibration_steps + fid.max_steps,
            "wall_s": wall, "state": res.state.value}
     try:
         trial.next_runs()  # reads the slurry observables (no viscosity in the default study)
         obs = trial.slurry
         assert obs is not None
         out.update(atom_steps_per_s=obs.atom_steps_per_s, density_g_cm3=obs.density_g_cm3,
-                   drift_rel=obs.density_drift_rel)
+                   drift_rel=obs.density_change_rel, converged=obs.converged,
+                   steps=fid.equilibration_steps + obs.hold_steps)
     except Exception as exc:  # report, don't hide
         out.update(atom_steps_per_s=run_stats((d / "log.lammps").read_text()).atom_steps_per_s, error=str(exc))
     return out
@@ -135,10 +136,12 @@ def main() -> None:
             # dense start (box edges x 0.3, as dev) for --paper-steps steps gives the
             # compacted-slurry throughput from which the full trial's time is projected
             fid = fid.model_copy(update={"initial_box_scale": 0.3, "equilibration_steps": args.paper_steps - 10_000,
-                                         "averaging_steps": 10_000, "block_steps": 1000, "sample_every": 10})
-            full_steps = BUILTIN_FIDELITIES["paper"].equilibration_steps + BUILTIN_FIDELITIES["paper"].averaging_steps
+                                         "averaging_steps": 10_000, "density_window_steps": 10_000,
+                                         "density_max_steps": 10_000, "block_steps": 1000, "sample_every": 10})
+            full_steps = BUILTIN_FIDELITIES["paper"].equilibration_steps + BUILTIN_FIDELITIES["paper"].max_steps
             row = slurry_trial(work, "paper", fid)
             row["fidelity"] = f"paper, dense start, {args.paper_steps} steps only"
+            row["full_steps"] = full_steps
             row["projected_full_trial_h"] = full_steps * fid.n_beads / row["atom_steps_per_s"] / 3600
             rows.append(row)
             continue
@@ -156,7 +159,7 @@ def main() -> None:
               + (f" {r['error']}" if "error" in r else ""))
         if "projected_full_trial_h" in r:
             dense = [x for x in rows if x["fidelity"] == "dev" and "atom_steps_per_s" in x]
-            print(f"  -> a full paper trial (1,200,000 steps x {r['n_beads']} beads), projected, not run: "
+            print(f"  -> a full paper trial ({r['full_steps']:,} steps x {r['n_beads']} beads), projected, not run: "
                   f"{r['projected_full_trial_h']:.1f} h on one core at this partly dilute rate"
                   + (f", {r['projected_full_trial_h'] * r['atom_steps_per_s'] / dense[0]['atom_steps_per_s']:.1f} h "
                      "at the compacted dev rate" if dense else ""))

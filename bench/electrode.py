@@ -48,7 +48,7 @@ def one_fidelity(work: Path, fidelity: str, seed: int, release_both: bool) -> No
     total = time.perf_counter() - t0
     print(f"\n## {fidelity}: Table S1 pipeline ({state_bead_count(wd / 'slurry' / 'final.data')} beads), "
           f"{total:.1f} s in all")
-    print(f"slurry density {res.slurry['density_g_cm3']:.4f} g/cm^3 (drift {res.slurry['density_drift_rel']:+.3%}); "
+    print(f"slurry density {res.slurry['density_g_cm3']:.4f} g/cm^3 (converged {res.slurry['density_converged']}, change {res.slurry['density_change_rel']:+.3%}); "
           f"dried thickness {res.dried['thickness_um']:.1f} um, porosity {100 * res.dried['porosity']:.2f} %")
     print("| degree % | T0 um | held um | final um | porosity % |")
     print("|---|---|---|---|---|")

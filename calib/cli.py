@@ -1,4 +1,5 @@
-"""``calib`` command line: ``calib optimize`` and ``calib export``.
+"""``calib`` command line: ``calib optimize``, ``calib pipeline``, ``calib reproduce`` and
+``calib export``.
 
 Bad input: one line on stderr naming the file (or option) and field, exit status 2, and
 nothing written.
@@ -279,6 +280,69 @@ def pipeline(
     if failed is not None:
         typer.echo(f"calib: pipeline failed at {failed.stage}: {failed.reason}", err=True)
         raise typer.Exit(1)
+
+
+@app.command()
+def reproduce(
+    fidelity: Optional[str] = typer.Option(None, help="Named fidelity (default: the pipeline study's, dev)."),
+    study: Path = typer.Option(DEFAULT_PIPELINE, help="Study file giving dataset and stage settings."),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where the run folder goes (runs/reproduce/...)."),
+    seed: int = typer.Option(1, min=0, help="Simulation seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Run the seed's Table S1 through slurry -> drying -> calendering (0-50 %) and compare
+    with the seed's reported values, side by side."""
+    import time as _time
+
+    from .pipeline import PipelineFailed, PipelineResult, check_pipeline_inputs, params_from, run_pipeline
+    from .reproduce import reproduction, table
+    from .study import PIPELINE_DEGREES_PCT, load_study
+
+    try:
+        loaded = load_study(study, fidelity=fidelity)
+        check_pipeline_inputs(loaded)
+    except InputError as exc:
+        _fail(exc)
+        return
+    from sim_backends.lammps.install import locate_lammps
+    from sim_backends.local import LocalBackend
+
+    pset = params_from("table-s1", "sqlite:///:memory:")
+    workdir = runs_dir / "reproduce" / f"{loaded.spec.fidelity}-{_time.strftime('%Y%m%d-%H%M%S')}"
+    workdir.mkdir(parents=True)
+    failed = None
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            result = run_pipeline(loaded, pset, workdir, LocalBackend(), locate_lammps(), PIPELINE_DEGREES_PCT, seed,
+                                  lambda stage, msg: typer.echo(f"reproduce: {stage} ({msg})", err=True))
+        except PipelineFailed as exc:
+            failed, result = exc, exc.partial or PipelineResult(workdir)
+    summary = result.summary(pset, loaded.spec.fidelity)
+    if failed is not None:
+        summary["failed"] = {"stage": failed.stage, "reason": failed.reason}
+    rep = reproduction(summary)
+    (workdir / "reproduce.json").write_text(json.dumps(rep, indent=2, default=str))
+    if as_json:
+        typer.echo(json.dumps(rep, indent=2, default=str))
+    else:
+        typer.echo(f"Seed Table S1 at fidelity {loaded.spec.fidelity} ({rep['bead_counts']['total']} beads), "
+                   f"implied solids content {_pct(rep['solids_content'])}; folder {workdir}")
+        for line in table(rep):
+            typer.echo(line)
+        checks = rep["trend_checks"]
+        typer.echo("seed trends: film thins on drying: " + _yes(checks["film_thins_on_drying"])
+                   + "; porosity falls with the calendering degree: " + _yes(checks["porosity_falls_with_degree"]))
+    if failed is not None:
+        typer.echo(f"calib: reproduction failed at {failed.stage}: {failed.reason}", err=True)
+        raise typer.Exit(1)
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f} %"
+
+
+def _yes(v: bool | None) -> str:
+    return "not measured" if v is None else ("yes" if v else "NO")
 
 
 @app.command()

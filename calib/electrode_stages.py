@@ -22,8 +22,8 @@ from objectives.porosity import CalenderedErrorResult, calendered_porosity_error
 from sim_backends.lammps.beads import BeadSystem, build_slurry_system, dried_system
 from sim_backends.lammps.calendering import (CALENDER_DECK, CALENDER_LOG, CALENDER_STATUS, CALENDERED_DATA,
                                              CalenderRunSpec, read_calender_status, write_calender_inputs)
-from sim_backends.lammps.drying import (DRIED_DATA, DRYING_DECK, DRYING_LOG, UPSTREAM_DATA, DryingRunSpec,
-                                        write_drying_inputs)
+from sim_backends.lammps.drying import (DRIED_DATA, DRYING_DECK, DRYING_LOG, DRYING_STATUS, LZ_FILE, UPSTREAM_DATA,
+                                        DryingRunSpec, DryingStatus, drying_status, write_drying_inputs)
 from sim_backends.lammps.forcefield import ForceFieldParams, WallContact
 from sim_backends.lammps.outputs import SimulationFailed, checked_log, run_stats
 from sim_backends.lammps.placement import read_sphere_data
@@ -41,13 +41,6 @@ MAX_VOXEL_BYTES = 2 * 1024**3
 """Largest voxel grid the porosity analysis may allocate (one byte per voxel)."""
 
 
-def dried_map(dataset: Dataset) -> dict[str, tuple[float, float]]:
-    """Phase -> (dried diameter um, dried density g cm^-3) for phases that change on drying."""
-    assert dataset.system is not None
-    return {name: (p.dried_diameter_um, p.dried_density_g_cm3) for name, p in dataset.system.phases.items()
-            if p.dried_diameter_um is not None and p.dried_density_g_cm3 is not None}
-
-
 def nanoporosity_of(loaded: LoadedStudy) -> dict[str, float]:
     """Nanoporosity per phase: the dataset's, with the study's ``drying.cbd_nanoporosity``
     overriding CBD (seed: CBD counted as 50 % nanoporous)."""
@@ -60,8 +53,9 @@ def nanoporosity_of(loaded: LoadedStudy) -> dict[str, float]:
 
 def systems_for(dataset: Dataset, n_beads: int) -> tuple[BeadSystem, BeadSystem]:
     """(slurry, dried) bead systems of the dataset's composition at ``n_beads`` beads."""
-    slurry = build_slurry_system(formulation_of(dataset), n_beads)
-    return slurry, dried_system(slurry, dried_map(dataset))
+    formulation = formulation_of(dataset)
+    slurry = build_slurry_system(formulation, n_beads)
+    return slurry, dried_system(slurry, formulation)
 
 
 def check_upstream_state(loaded: LoadedStudy, lineage: Lineage) -> None:
@@ -128,6 +122,20 @@ def structure_observables(s: ElectrodeStructure, prefix: str = "") -> dict[str, 
     return out
 
 
+def _study_or_fidelity(settings, name: str, fidelity_value: float | None) -> float:
+    """A setting the study file gives explicitly wins; else the fidelity's override; else the
+    setting's default (the public value)."""
+    if name in settings.model_fields_set or fidelity_value is None:
+        return getattr(settings, name)
+    return fidelity_value
+
+
+def status_observables(st: DryingStatus) -> dict[str, float]:
+    """The periodic film's thickness change on drying and whether its height converged."""
+    return {"thickness_change_rel": st.thickness_change_rel, "lz_converged": float(st.converged),
+            "lz_change_rel_last_window": st.change_rel_last_window}
+
+
 def profiles_dict(s: ElectrodeStructure) -> dict:
     """Porosity and phase profiles along z (JSON-able, um above the collector)."""
     return {"z_um": [round(float(z), 4) for z in s.z_um],
@@ -153,20 +161,25 @@ class DryingTrial:
         self.lineage = lineage
         self.slurry_system, self.system = systems_for(loaded.dataset, state_bead_count(Path(lineage.state_file)))
         self.structure: ElectrodeStructure | None = None
+        self.status: DryingStatus | None = None
 
     def run_spec(self) -> DryingRunSpec:
         d, f = self.spec.drying, self.fidelity
         return DryingRunSpec(wall=wall_of(d.wall, self.params), temperature_K=d.temperature_K,
-                             pressure_atm=d.pressure_atm, timestep_us=f.timestep_us,
+                             pressure_atm=d.pressure_atm, pressure_start_atm=d.pressure_start_atm,
+                             timestep_us=f.timestep_us,
                              minimize_max_iter=f.minimize_max_iter, equilibration_steps=f.drying_steps,
                              mount_steps=f.drying_mount_steps, thermo_every=f.thermo_every, pdamp_us=d.pdamp_us,
-                             langevin_damp_us=d.langevin_damp_us, mount_damp_us=d.mount_damp_us,
+                             tdamp_us=d.tdamp_us, mount_damp_us=d.mount_damp_us, block_steps=f.block_steps,
+                             sample_every=f.sample_every, window_blocks=f.window_steps // f.block_steps,
+                             tolerance_rel=self.spec.slurry.density_tolerance_rel,
                              neighbor_skin_um=d.neighbor_skin_um, lj_style=self.spec.lj_style, seed=self.seed)
 
     def first_runs(self) -> list[Run]:
         shutil.copyfile(self.lineage.state_file, self.workdir / UPSTREAM_DATA)
         write_drying_inputs(self.workdir, self.slurry_system, self.system, self.params, self.run_spec())
-        return [Run("drying", self.workdir, DRYING_DECK, DRYING_LOG, (DRYING_DECK, DRYING_LOG, DRIED_DATA))]
+        return [Run("drying", self.workdir, DRYING_DECK, DRYING_LOG,
+                    (DRYING_DECK, DRYING_LOG, DRIED_DATA, DRYING_STATUS, LZ_FILE))]
 
     def next_runs(self) -> list[Run]:
         return []
@@ -179,6 +192,7 @@ class DryingTrial:
             raise SimulationFailed("drying ended without writing its dried state", self.workdir)
         self.structure = analyse_state(state, self.system, None, self.spec.drying.resolution_um,
                                        nanoporosity_of(self.loaded), self.workdir)
+        self.status = drying_status(self.workdir, self.run_spec())
         return self.structure
 
     def score(self, wall_s: Mapping[str, float] | None = None) -> Score:
@@ -188,6 +202,8 @@ class DryingTrial:
             errors.append(dried_porosity_error(s.porosity, self.loaded.dataset.targets["dried_porosity"]))
         value = scalarised(named_errors(errors), self.spec, self.seed, None)
         obs = structure_observables(s)
+        assert self.status is not None
+        obs.update(status_observables(self.status))
         stats = run_stats((self.workdir / DRYING_LOG).read_text(errors="replace"))
         obs["atom_steps_per_s"] = stats.atom_steps_per_s
         plots = _plots(lambda: (plot_profiles(self.workdir / PROFILE_PLOT, {"dried": s}),))
@@ -230,10 +246,12 @@ class CalenderingTrial:
 
     def run_spec(self, degree: float) -> CalenderRunSpec:
         c, f = self.spec.calendering, self.fidelity
-        return CalenderRunSpec(degree_pct=degree, wall=wall_of(c.wall, self.params), speed_um_per_us=c.speed_um_per_us,
+        return CalenderRunSpec(degree_pct=degree, wall=wall_of(c.wall, self.params),
+                               speed_um_per_us=_study_or_fidelity(c, "speed_um_per_us", f.calender_speed_um_per_us),
                                hold_steps=f.calender_hold_steps, release=c.release,
                                release_steps=f.calender_release_steps, temperature_K=c.temperature_K,
-                               langevin_damp_us=c.langevin_damp_us, timestep_us=f.timestep_us,
+                               tdamp_us=c.tdamp_us,
+                               timestep_us=_study_or_fidelity(c, "timestep_us", f.calender_timestep_us),
                                thermo_every=f.thermo_every, neighbor_skin_um=c.neighbor_skin_um,
                                lj_style=self.spec.lj_style, seed=self.seed, state_file=f"../{DRIED_STATE}")
 

@@ -77,8 +77,8 @@ def _row(key: str, params: ForceFieldParams, system: BeadSystem) -> TableRow:
         return TableRow(key, UNITS[key], value, _short(value), ((key, value),), (None,))
     diameters: list[float] = []
     for t in system.types_of(phase):
-        if t.diameter_um not in diameters:
-            diameters.append(t.diameter_um)
+        if t.lj_diameter_um not in diameters:
+            diameters.append(t.lj_diameter_um)
     resolved = tuple((f"{phase} d={_short(d)} um", value * d) for d in diameters)
     return TableRow(key, UNITS[quantity], value, f"{_short(value)} x d_{phase}", resolved, tuple(diameters))
 

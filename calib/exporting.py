@@ -58,9 +58,9 @@ def export_study(name: str, storage: str, fmt: str, data_root: Path = DEFAULT_DA
     if spec.stage != "slurry":  # the dried column acts on the dried beads (CBD 3.0 um)
         from sim_backends.lammps.beads import dried_system
 
-        from .electrode_stages import dried_map
+        from .stages import formulation_of
 
-        system = dried_system(system, dried_map(dataset))
+        system = dried_system(system, formulation_of(dataset))
     ctx = ExportContext(system=system, lj_style=spec.lj_style, column=COLUMN_TITLES.get(spec.stage, spec.stage),
                         title=f"study {name}, best trial {best.number} (objective {best.value:.4g}), "
                               f"dataset {spec.dataset}, fidelity {spec.fidelity}")

@@ -9,6 +9,8 @@ fidelity of its own (then every required field).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, model_validator
 
 
@@ -17,8 +19,18 @@ class Fidelity(BaseModel):
 
     n_beads: total bead count. initial_box_scale: edge scale of the seed's placement box
     (scaled to n_beads at the seed's number density); 1.0 = the seed's dilute start.
-    equilibration_steps / averaging_steps: NPT steps before / during density averaging.
+    equilibration_steps: NPT steps of the pressure ramp (0 -> P0, the public protocol).
+    averaging_steps: steps at P0 whose block means the reported density averages (the last
+    ones). density_window_steps: the plateau test's window (``convergence.plateau_test``;
+    at most ``averaging_steps``). density_max_steps: most steps at P0; a run stops earlier
+    once the density has converged (``slurry.early_stop``). density_bias_rel: this
+    fidelity's measured relative density bias against a longer run of the same parameters
+    (None: not measured), with ``density_bias_source`` saying how it was measured; recorded
+    with every trial.
     block_steps: density block length; sample_every: sampling interval inside a block.
+    neighbor_style: LAMMPS neighbour binning of the slurry run: ``bin``, ``multi``, or ``auto``
+    (``multi`` when the LJ cutoffs of the bead types span more than a factor of 2, as the
+    LAMMPS manual advises for such systems; measured by ``bench/deck_throughput.py``).
     shear_block_steps: -P_xy block length of the viscosity runs; shear_segment_blocks: the
     fewest blocks in a segment (a batch of the steady-state test; segments are otherwise
     sized by the study's ``viscosity.segment_strain``); shear_max_steps: most steps one shear
@@ -26,6 +38,9 @@ class Fidelity(BaseModel):
     after evaporation; drying_mount_steps: steps settling on the current collector;
     calender_hold_steps / calender_release_steps: steps held at the final plane position /
     after the plane is removed (the compression itself lasts distance / speed).
+    calender_speed_um_per_us / calender_timestep_us: override the study's plane speed and
+    step (None: the study's, i.e. the public 0.02 um/us and 1e-4 us); the cheap fidelities
+    compress faster, at a measured cost (docs/model.md "Calendering").
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -34,7 +49,12 @@ class Fidelity(BaseModel):
     initial_box_scale: PositiveFloat = 1.0
     equilibration_steps: PositiveInt
     averaging_steps: PositiveInt
+    density_window_steps: PositiveInt | None = None
+    density_max_steps: PositiveInt | None = None
+    density_bias_rel: float | None = None
+    density_bias_source: str | None = None
     block_steps: PositiveInt = 1000
+    neighbor_style: Literal["auto", "bin", "multi"] = "auto"
     sample_every: PositiveInt = 10
     timestep_us: PositiveFloat = 0.001
     minimize_max_iter: PositiveInt = 200
@@ -46,11 +66,21 @@ class Fidelity(BaseModel):
     drying_mount_steps: PositiveInt = 5_000
     calender_hold_steps: PositiveInt = 5_000
     calender_release_steps: PositiveInt = 10_000
+    calender_speed_um_per_us: PositiveFloat | None = None
+    calender_timestep_us: PositiveFloat | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "Fidelity":
-        if self.averaging_steps % self.block_steps:
-            raise ValueError("averaging_steps must be a multiple of block_steps")
+        if self.averaging_steps % self.block_steps or self.equilibration_steps % self.block_steps:
+            raise ValueError("equilibration_steps and averaging_steps must be multiples of block_steps")
+        if self.window_steps % self.block_steps or self.window_steps // self.block_steps < 4 \
+                or (self.window_steps // self.block_steps) % 2:
+            raise ValueError("density_window_steps must be an even number (>= 4) of blocks (block_steps)")
+        if self.averaging_steps < self.window_steps:
+            raise ValueError(f"averaging_steps ({self.averaging_steps}) is shorter than the convergence window "
+                             f"density_window_steps ({self.window_steps})")
+        if self.max_steps < self.averaging_steps or self.max_steps % self.block_steps:
+            raise ValueError("density_max_steps must be a multiple of block_steps and at least averaging_steps")
         if self.block_steps % self.sample_every:
             raise ValueError("block_steps must be a multiple of sample_every")
         if self.shear_block_steps % self.sample_every or self.shear_block_steps <= self.sample_every:
@@ -59,15 +89,29 @@ class Fidelity(BaseModel):
             raise ValueError("shear_max_steps must be at least shear_block_steps")
         return self
 
+    @property
+    def window_steps(self) -> int:
+        """The density plateau test's window (default: the averaging window)."""
+        return self.density_window_steps or self.averaging_steps
+
+    @property
+    def max_steps(self) -> int:
+        """Most density steps at P0 (default: the averaging window, i.e. no extension)."""
+        return self.density_max_steps or self.averaging_steps
+
 
 BUILTIN_FIDELITIES: dict[str, Fidelity] = {
-    "smoke": Fidelity(n_beads=200, initial_box_scale=0.25, equilibration_steps=20_000,
-                      averaging_steps=10_000),
-    "dev": Fidelity(n_beads=500, initial_box_scale=0.3, equilibration_steps=40_000,
-                    averaging_steps=20_000, shear_max_steps=600_000, drying_steps=40_000,
-                    drying_mount_steps=10_000, calender_hold_steps=10_000, calender_release_steps=20_000),
+    "smoke": Fidelity(n_beads=200, initial_box_scale=0.25, equilibration_steps=10_000,
+                      averaging_steps=10_000, density_window_steps=10_000, density_max_steps=20_000,
+                      calender_speed_um_per_us=0.5, calender_timestep_us=0.001),
+    "dev": Fidelity(n_beads=500, initial_box_scale=0.3, equilibration_steps=20_000,
+                    averaging_steps=20_000, density_window_steps=20_000, density_max_steps=60_000,
+                    shear_max_steps=600_000, drying_steps=40_000,
+                    drying_mount_steps=10_000, calender_hold_steps=10_000, calender_release_steps=20_000,
+                    calender_speed_um_per_us=0.5, calender_timestep_us=0.001),
     "paper": Fidelity(n_beads=5089, initial_box_scale=1.0, equilibration_steps=1_000_000,
-                      averaging_steps=200_000, block_steps=10_000, sample_every=100,
+                      averaging_steps=200_000, density_window_steps=200_000, density_max_steps=19_000_000,
+                      block_steps=10_000, sample_every=100,
                       thermo_every=10_000, shear_block_steps=10_000, shear_max_steps=70_000_000,
                       drying_steps=2_000_000, drying_mount_steps=200_000, calender_hold_steps=200_000,
                       calender_release_steps=500_000),

@@ -129,13 +129,14 @@ def study_ident(loaded: LoadedStudy, space: ParameterSpace, lineage: Lineage | N
 
 def dataset_digest(loaded: LoadedStudy) -> str:
     """sha256 of what the study uses from its dataset (canonical JSON): the particle system
-    (without the dried-bead fields for a slurry study) and the targets it scores. Edits to
+    (every stage counts its beads with the solid CBD bead, so all of it) and the targets it
+    scores. Edits to
     the file that do not touch these leave the study resumable."""
     spec, d = loaded.spec, loaded.dataset
     used: dict = {"name": d.name, "targets": {k: d.targets[k].model_dump() for k in sorted(spec.objective.targets)
                                              if k in d.targets}}
     if d.system is not None:
-        drop = {"dried_diameter_um", "dried_density_g_cm3", "nanoporosity"} if spec.stage == "slurry" else set()
+        drop = {"nanoporosity"} if spec.stage == "slurry" else set()
         used["system"] = {name: p.model_dump(exclude=drop) for name, p in sorted(d.system.phases.items())}
     if "viscosity_curve" in spec.objective.targets and "viscosity_curve" in d.curves:
         used["viscosity_curve"] = d.curves["viscosity_curve"].model_dump()

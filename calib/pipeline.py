@@ -23,7 +23,8 @@ from sim_backends.lammps.forcefield import TABLE_S1_DRIED, TABLE_S1_SLURRY, Forc
 from sim_backends.lammps.install import LammpsInstall
 from sim_backends.lammps.outputs import SimulationFailed, crash_reason, failure_reason
 
-from .electrode_stages import CalenderingTrial, DryingTrial, profiles_dict, structure_observables
+from .electrode_stages import (CalenderingTrial, DryingTrial, profiles_dict, status_observables,
+                               structure_observables)
 from .errors import InputError
 from .lineage import Lineage, sha256_of
 from .plots import POROSITY_PLOT, PROFILE_PLOT, plot_porosity_vs_degree, plot_profiles
@@ -85,15 +86,12 @@ def params_from(option: str, storage: str) -> PipelineParams:
 
 
 def check_pipeline_inputs(loaded: LoadedStudy) -> None:
-    """Before anything runs: the dataset must describe the dried beads, and the voxel grid
+    """Before anything runs (the dataset's beads are checked by ``load_study``): the voxel grid
     over the film (at most the initial placement box, plus half) must fit in memory."""
     from sim_backends.lammps.placement import paper_scaled_box
 
-    from .electrode_stages import check_grid, dried_map
+    from .electrode_stages import check_grid
 
-    if not dried_map(loaded.dataset):
-        raise InputError(str(loaded.dataset_path), "system.phases.CBD.dried_diameter_um",
-                         "the drying stage needs the dried CBD size and density (dried_diameter_um, dried_density_g_cm3)")
     fid = loaded.spec.fidelity_spec()
     check_grid(loaded, [e * fid.initial_box_scale for e in paper_scaled_box(fid.n_beads)], "the initial box")
 
@@ -108,6 +106,9 @@ class PipelineResult:
     degrees: list[dict] = field(default_factory=list)
     wall_s: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    bead_counts: dict[str, int] = field(default_factory=dict)
+    solids_content: float | None = None
+    """Implied solids content of the slurry (dry mass / slurry mass)."""
     stage: str = "slurry"
     """The stage running (empty once all have finished)."""
 
@@ -115,6 +116,7 @@ class PipelineResult:
         por = [d["porosity"] for d in self.degrees]
         return {"workdir": str(self.workdir), "fidelity": fidelity, "params": params.source,
                 "table_s1": {"slurry": params.slurry.as_dict(), "dried": params.dried.as_dict()},
+                "bead_counts": self.bead_counts, "solids_content": self.solids_content,
                 "slurry": self.slurry, "dried": self.dried, "degrees": self.degrees,
                 "porosity_decreasing": all(b < a for a, b in zip(por, por[1:])),
                 "wall_s": self.wall_s, "files": self.files}
@@ -179,11 +181,14 @@ def _run_stages(loaded: LoadedStudy, params: PipelineParams, out: PipelineResult
     sl = SlurryTrial(workdir / "slurry", loaded.model_copy(update={"spec": slurry_spec}), fidelity, params.slurry, seed)
     sl.workdir.mkdir(parents=True)
     on_stage("slurry", f"{sl.system.n_beads} beads")
+    out.bead_counts = {p: sl.system.phase_count(p) for p in ("AM", "SE", "CBD")}
+    out.solids_content = sl.system.solids_content
     out.wall_s.update(_run_all(sl.first_runs(), "slurry", backend, lammps, loaded))
     sl.next_runs()
     assert sl.slurry is not None
     out.slurry = {"density_g_cm3": sl.slurry.density_g_cm3, "density_sem_g_cm3": sl.slurry.density_sem_g_cm3,
-                  "density_drift_rel": sl.slurry.density_drift_rel}
+                  "density_change_rel": sl.slurry.density_change_rel, "density_converged": sl.slurry.converged,
+                  "density_converged_step": sl.slurry.converged_step, "hold_steps": sl.slurry.hold_steps}
     slurry_state = sl.workdir / "final.data"
     out.stage = "drying"
     on_stage("drying", f"slurry density {sl.slurry.density_g_cm3:.4f} g/cm^3")
@@ -193,7 +198,9 @@ def _run_stages(loaded: LoadedStudy, params: PipelineParams, out: PipelineResult
     dr.workdir.mkdir()
     out.wall_s.update(_run_all(dr.first_runs(), "drying", backend, lammps, loaded))
     s = dr.measure()
-    out.dried = structure_observables(s)
+    assert dr.status is not None
+    out.dried = {**structure_observables(s), **status_observables(dr.status),
+                 "cbd_wt_pct": 100.0 * dr.system.phase_mass_fraction("CBD")}
     dried_state = dr.workdir / "final.data"
     out.stage = "calendering"
     on_stage("calendering", f"dried porosity {100 * s.porosity:.1f} %, thickness {s.thickness_um:.1f} um")

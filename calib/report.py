@@ -73,6 +73,8 @@ def study_summary(study: optuna.Study, storage: str) -> dict:
                  "steps": r["steps"], "converged": r["converged"]} for r in rates]
         if "density_g_cm3" in obs:
             out["best_observables"]["density_sem_g_cm3"] = obs.get("density_sem_g_cm3")
-            out["best_observables"]["density_drift_rel"] = obs.get("density_drift_rel")
+            out["best_observables"]["density_change_rel"] = obs.get("density_change_rel")
+            out["best_observables"]["density_converged"] = best.user_attrs.get("density_converged")
+            out["best_observables"]["density_convergence"] = best.user_attrs.get("density_convergence")
         out["best_observables"]["equilibrated"] = best.user_attrs.get("equilibrated")
     return out

@@ -12,13 +12,14 @@ from objectives.dataset import Dataset
 from objectives.errors import TargetError, density_error
 from objectives.rheology import CurveErrorResult, curve_error
 from objectives.scalarise import parego_weights, scalarise
-from sim_backends.lammps.beads import BeadSystem, Formulation, Phase, SizeClass, build_slurry_system
-from sim_backends.lammps.forcefield import ForceFieldParams, pair_lines
+from sim_backends.lammps.beads import BeadSystem, Formulation, Phase, SizeClass, SolidBead, build_slurry_system
+from sim_backends.lammps.forcefield import ForceFieldParams, pair_lines, resolve_type
 from sim_backends.lammps.outputs import SimulationFailed
 from sim_backends.lammps.placement import paper_scaled_box
 from sim_backends.lammps.shear import (SHEAR_BLOCKS, SHEAR_DECK, SHEAR_LOG, ShearRunSpec, shear_result,
                                        write_shear_inputs)
-from sim_backends.lammps.slurry import (DECK_FILE, FINAL_DATA, FINAL_RESTART, LOG_FILE, SlurryObservables,
+from sim_backends.lammps.slurry import (DECK_FILE, DENSITY_FILE, DENSITY_STATUS, FINAL_DATA, FINAL_RESTART,
+                                        LOG_FILE, SlurryObservables,
                                         SlurryRunSpec, read_slurry_observables, write_slurry_inputs)
 from sim_backends.lammps.units import micro_viscosity_to_pa_s, per_s_to_micro_rate
 
@@ -27,14 +28,18 @@ from .study import LoadedStudy, StudySpec, ViscositySettings
 
 
 def formulation_of(dataset: Dataset) -> Formulation:
-    """The dataset's system as a ``sim_backends`` formulation (size classes required)."""
+    """The dataset's system as a ``sim_backends`` formulation (checked by ``study.load_study``:
+    size classes, the AM/SE shell factor and the solid CBD bead are present)."""
     assert dataset.system is not None
     phases = []
     for name, p in dataset.system.phases.items():
         assert p.size_classes is not None
+        solid = (SolidBead(p.dried_diameter_um, p.dried_density_g_cm3)
+                 if p.dried_diameter_um is not None and p.dried_density_g_cm3 is not None else None)
+        extra = {} if p.dried_diameter_factor is None else {"dried_diameter_factor": p.dried_diameter_factor}
         phases.append(Phase(name=name, weight_fraction=p.weight_fraction, density_g_cm3=p.density_g_cm3,
                             size_classes=tuple(SizeClass(c.diameter_um, c.number_fraction) for c in p.size_classes),
-                            slurry_diameter_factor=p.slurry_diameter_factor))
+                            slurry_diameter_factor=p.slurry_diameter_factor or 1.0, solid=solid, **extra))
     return Formulation(tuple(phases))
 
 
@@ -42,15 +47,25 @@ def slurry_system(dataset: Dataset, fidelity: Fidelity) -> BeadSystem:
     return build_slurry_system(formulation_of(dataset), fidelity.n_beads)
 
 
-def slurry_run_spec(spec: StudySpec, fidelity: Fidelity, seed: int) -> SlurryRunSpec:
-    s = spec.slurry
+def neighbor_style(fidelity: Fidelity, params: ForceFieldParams, system: BeadSystem) -> str:
+    """The fidelity's neighbour binning; ``auto``: ``multi`` when the types' LJ cutoffs span
+    more than a factor of 2 (polydisperse beads), else ``bin``."""
+    if fidelity.neighbor_style != "auto":
+        return fidelity.neighbor_style
+    cut = [resolve_type(params, t)[2] for t in system.types]
+    return "multi" if max(cut) > 2 * min(cut) else "bin"
+
+
+def slurry_run_spec(spec: StudySpec, fidelity: Fidelity, seed: int, neighbor: str = "bin") -> SlurryRunSpec:
+    s, f = spec.slurry, fidelity
     return SlurryRunSpec(
-        temperature_K=s.temperature_K, pressure_atm=s.pressure_atm, timestep_us=fidelity.timestep_us,
-        minimize_max_iter=fidelity.minimize_max_iter, equilibration_steps=fidelity.equilibration_steps,
-        averaging_steps=fidelity.averaging_steps, block_steps=fidelity.block_steps,
-        sample_every=fidelity.sample_every, thermo_every=fidelity.thermo_every, pdamp_us=s.pdamp_us,
-        langevin_damp_us=s.langevin_damp_us, neighbor_skin_um=s.neighbor_skin_um, lj_style=spec.lj_style,
-        seed=seed,
+        temperature_K=s.temperature_K, pressure_atm=s.pressure_atm, pressure_start_atm=s.pressure_start_atm,
+        timestep_us=f.timestep_us, minimize_max_iter=f.minimize_max_iter, ramp_steps=f.equilibration_steps,
+        block_steps=f.block_steps, sample_every=f.sample_every, window_blocks=f.window_steps // f.block_steps,
+        averaging_blocks=f.averaging_steps // f.block_steps, min_hold_blocks=f.averaging_steps // f.block_steps,
+        max_hold_blocks=f.max_steps // f.block_steps, tolerance_rel=s.density_tolerance_rel,
+        early_stop=s.early_stop, thermo_every=f.thermo_every, tdamp_us=s.tdamp_us, pdamp_us=s.pdamp_us,
+        neighbor_skin_um=s.neighbor_skin_um, neighbor_style=neighbor, lj_style=spec.lj_style, seed=seed,
     )
 
 
@@ -153,6 +168,7 @@ class Score:
     value: float
     observables: dict[str, float]
     equilibrated: bool
+    """The stage's observables converged (slurry: the density's plateau test)."""
     rates: tuple[RateResult, ...] = ()
     penalty: float = 0.0
     fail_reason: str | None = None
@@ -207,16 +223,17 @@ class SlurryTrial:
         self.system = slurry_system(loaded.dataset, fidelity)
         self.plans = (rate_plans(loaded.simulated_rates_per_s(), self.spec.viscosity, fidelity)
                       if self.spec.uses_viscosity else [])
+        self.run_spec = slurry_run_spec(self.spec, fidelity, seed, neighbor_style(fidelity, params, self.system))
         self.slurry: SlurryObservables | None = None
         self.shear_specs: dict[int, ShearRunSpec] = {}
         self.phase = 0
 
     def first_runs(self) -> list[Run]:
         box = tuple(x * self.fidelity.initial_box_scale for x in paper_scaled_box(self.system.n_beads))
-        write_slurry_inputs(self.workdir, self.system, self.params,  # type: ignore[arg-type]
-                            slurry_run_spec(self.spec, self.fidelity, self.seed), box)
+        write_slurry_inputs(self.workdir, self.system, self.params, self.run_spec, box)  # type: ignore[arg-type]
         self.phase = 1
-        return [Run("slurry", self.workdir, DECK_FILE, LOG_FILE, (DECK_FILE, LOG_FILE, FINAL_DATA))]
+        return [Run("slurry", self.workdir, DECK_FILE, LOG_FILE,
+                    (DECK_FILE, LOG_FILE, FINAL_DATA, DENSITY_FILE, DENSITY_STATUS))]
 
     def shear_dir(self, plan: RatePlan) -> Path:
         return self.workdir / f"shear_{plan.index:02d}"
@@ -225,7 +242,9 @@ class SlurryTrial:
         """Runs that follow the finished ones ([] when the trial is complete). Raises
         ``SimulationFailed`` when the slurry outputs are unusable."""
         if self.phase == 1:
-            self.slurry = read_slurry_observables(self.workdir)
+            self.slurry = read_slurry_observables(self.workdir, self.run_spec)
+            if not self.slurry.converged and self.spec.slurry.not_converged == "fail":
+                raise SimulationFailed(density_not_converged(self.slurry, self.run_spec), self.workdir)
             self.phase = 2
             runs = []
             for plan in self.plans:
@@ -279,8 +298,30 @@ class SlurryTrial:
                     fail_reason = f"viscosity not converged at {what}"
                 else:
                     penalty = spec.viscosity.penalty * len(unconverged) / len(rates)
+        if not obs.converged:  # the "fail" policy failed the trial before its shear runs
+            penalty += spec.slurry.penalty
         value = scalarised(named_errors(errors), spec, self.seed, None) + penalty
-        observables = {k: float(v) for k, v in asdict(obs).items()}
+        observables = {k: float(v) for k, v in asdict(obs).items() if v is not None}
         observables["atom_steps_per_s"] = obs.atom_steps_per_s
-        return Score(tuple(errors), value, observables, obs.equilibrated(spec.slurry.max_density_drift_rel),
-                     tuple(rates), penalty, fail_reason)
+        details = {"density_converged": obs.converged,
+                   "density_convergence": density_convergence_note(obs, self.run_spec)}
+        if self.fidelity.density_bias_rel is not None:
+            observables["fidelity_density_bias_rel"] = self.fidelity.density_bias_rel
+            details["fidelity_density_bias"] = (f"{self.fidelity.density_bias_rel:+.2%} "
+                                                f"({self.fidelity.density_bias_source or 'source not given'})")
+        return Score(tuple(errors), value, observables, obs.converged, tuple(rates), penalty, fail_reason,
+                     details=details)
+
+
+def density_convergence_note(obs: SlurryObservables, run: SlurryRunSpec) -> str:
+    """One line: how the density's plateau test came out."""
+    if obs.converged:
+        return (f"converged at step {obs.converged_step:,} (change {obs.density_change_rel:+.3%} across the last "
+                f"{run.window_blocks * run.block_steps:,} steps, tolerance {run.tolerance_rel:.2%})")
+    return density_not_converged(obs, run)
+
+
+def density_not_converged(obs: SlurryObservables, run: SlurryRunSpec) -> str:
+    return (f"density not converged after {obs.hold_steps:,} steps at the set pressure: it changed "
+            f"{obs.density_change_rel:+.3%} across the last {run.window_blocks * run.block_steps:,} steps "
+            f"(tolerance {run.tolerance_rel:.2%}); lengthen the fidelity's density_max_steps")

@@ -127,14 +127,28 @@ class OptimizerSpec(_Model):
 
 
 class SlurrySettings(_Model):
-    """Physics settings of the slurry stage (seed: 300 K, 1 atm)."""
+    """Physics settings of the slurry stage (seed: 300 K, 1 atm; thermostat, barostat and
+    ramp as the group's public ``Slurry/in_slurry.run``: ``npt/sphere temp 300 300 0.2 iso 0
+    100 1000``).
+
+    pressure_start_atm: start of the pressure ramp (public: 0). tdamp_us, pdamp_us:
+    Nose-Hoover thermostat and barostat damping (public: 0.2 and 1000 us).
+    density_tolerance_rel: the plateau test's tolerance on the density's relative change
+    across the fidelity's window. early_stop: end the run at the first passing window.
+    not_converged: ``penalty`` keeps a trial whose density never converged and adds
+    ``penalty`` to its scalarised objective; ``fail`` makes it FAIL with the reason.
+    """
 
     temperature_K: PositiveFloat = 300.0
     pressure_atm: PositiveFloat = 1.0
-    pdamp_us: PositiveFloat = 5.0
-    langevin_damp_us: PositiveFloat = 1.0
+    pressure_start_atm: float = Field(default=0.0, ge=0)
+    tdamp_us: PositiveFloat = 0.2
+    pdamp_us: PositiveFloat = 1000.0
     neighbor_skin_um: PositiveFloat = 1.0
-    max_density_drift_rel: PositiveFloat = 0.02
+    density_tolerance_rel: PositiveFloat = 0.01
+    early_stop: bool = True
+    not_converged: Literal["penalty", "fail"] = "penalty"
+    penalty: PositiveFloat = 1.0
 
 
 class ViscositySettings(_Model):
@@ -201,15 +215,18 @@ class WallSettings(_Model):
 
 
 class DryingSettings(_Model):
-    """Drying stage physics (seed Sec. 3.3; sim_backends.lammps.drying). pressure_atm: the
-    z barostat; mount_damp_us: Langevin damping while the film settles on the collector;
-    resolution_um: voxel edge of the porosity analysis; cbd_nanoporosity: overrides the
-    dataset's CBD nanoporosity."""
+    """Drying stage physics (seed Sec. 3.3; sim_backends.lammps.drying). The z barostat is the
+    public ``Drying_homogeneous/in_evap_hom.run``'s ``npt/sphere temp 300 300 0.2 z 40 100
+    1000``: a ramp from ``pressure_start_atm`` (40 kPa) to ``pressure_atm``, thermostat and
+    barostat damping ``tdamp_us`` and ``pdamp_us``. mount_damp_us: Langevin damping while the
+    film settles on the collector; resolution_um: voxel edge of the porosity analysis;
+    cbd_nanoporosity: overrides the dataset's CBD nanoporosity."""
 
     temperature_K: PositiveFloat = 300.0
     pressure_atm: PositiveFloat = 1.0
-    pdamp_us: PositiveFloat = 5.0
-    langevin_damp_us: PositiveFloat = 1.0
+    pressure_start_atm: float = Field(default=40.0 / 101.325, ge=0)
+    tdamp_us: PositiveFloat = 0.2
+    pdamp_us: PositiveFloat = 1000.0
     mount_damp_us: PositiveFloat = 0.1
     neighbor_skin_um: PositiveFloat = 1.0
     resolution_um: PositiveFloat = 0.5
@@ -220,16 +237,20 @@ class DryingSettings(_Model):
 class CalenderingSettings(_Model):
     """Calendering stage physics (seed Sec. 3.3; sim_backends.lammps.calendering).
     degrees_pct: degrees to simulate, each in [0, 60) % (default: the dataset's measured
-    degrees; ``calib pipeline``: 0, 10, ..., 50). speed_um_per_us: plane speed. release:
+    degrees; ``calib pipeline``: 0, 10, ..., 50). speed_um_per_us, timestep_us, tdamp_us:
+    plane speed, integration step and ``nvt/sphere`` damping (public ``Calendering/in_cal.run``:
+    0.02 um/us, 1e-4 us, 0.2 us; a fidelity may override speed and step, see
+    ``Fidelity.calender_speed_um_per_us``). release:
     remove the plane after holding and let the film spring back (default: the plane stays
     at its final height while the film relaxes, as in the group's public inputs; the seed
     makes the release optional)."""
 
     degrees_pct: tuple[float, ...] | None = None
-    speed_um_per_us: PositiveFloat = 0.5
+    speed_um_per_us: PositiveFloat = 0.02
+    timestep_us: PositiveFloat = 1e-4
     release: bool = False
     temperature_K: PositiveFloat = 300.0
-    langevin_damp_us: PositiveFloat = 0.1
+    tdamp_us: PositiveFloat = 0.2
     neighbor_skin_um: PositiveFloat = 1.0
     wall: WallSettings = WallSettings()
 
@@ -266,6 +287,9 @@ class PhaseSizes(_Model):
 
     size_classes: tuple[SizeClassSpec, ...]
     slurry_diameter_factor: PositiveFloat | None = None
+    dried_diameter_factor: PositiveFloat | None = None
+    dried_diameter_um: PositiveFloat | None = None
+    dried_density_g_cm3: PositiveFloat | None = None
     provenance: Provenance
 
 
@@ -413,11 +437,6 @@ def load_study(path: Path, fidelity: str | None = None, data_root: Path = DEFAUL
             if missing:
                 raise InputError(where, "calendering.degrees_pct",
                                  f"must include the measured degrees {', '.join(f'{d:g}' for d in missing)} %")
-    if spec.stage in ("drying", "calendering") and dataset.system is not None:
-        if not any(ph.dried_diameter_um for ph in dataset.system.phases.values()):
-            raise InputError(str(dpath), "system.phases.CBD.dried_diameter_um",
-                             "the drying stage needs the dried CBD size and density (dried_diameter_um, "
-                             "dried_density_g_cm3)")
     if spec.uses_viscosity:
         v = spec.viscosity
         csv = Path(viscosity_csv) if viscosity_csv is not None else (path.parent / v.csv if v.csv else None)
@@ -442,13 +461,38 @@ def load_study(path: Path, fidelity: str | None = None, data_root: Path = DEFAUL
                                                         "(add it to objective.targets)")
     if dataset.system is None:
         raise InputError(str(dpath), "system", "the dataset describes no particle system")
-    for name, phase in dataset.system.phases.items():
-        if phase.size_classes is None:
-            raise InputError(str(dpath), f"system.phases.{name}.size_classes",
-                             "needed to build beads for this stage but not given "
-                             f"(or give system.{name}.size_classes in the study)")
+    check_bead_convention(dataset, dpath)
     return LoadedStudy(spec=spec, dataset=dataset, path=path, dataset_path=dpath, curve=curve,
                        curve_source=curve_source)
+
+
+def check_bead_convention(dataset: Dataset, dpath: Path) -> None:
+    """Every value the bead-counting convention needs (``sim_backends.lammps.beads``): size
+    classes for every phase, the solvent-shell factor of AM and SE, the solid CBD bead
+    (diameter and density). ``InputError`` naming the dataset file and field otherwise."""
+    assert dataset.system is not None
+    hint = "(or give system.{name}.{field} in the study)"
+    for name, phase in dataset.system.phases.items():
+        need = ["size_classes"]
+        if name in ("AM", "SE"):
+            need.append("slurry_diameter_factor")
+        if name == "CBD":
+            need += ["dried_diameter_um", "dried_density_g_cm3"]
+        for f in need:
+            if getattr(phase, f) is None:
+                what = {"size_classes": "bead sizes", "slurry_diameter_factor": "the solvent-shell factor of the slurry bead",
+                        "dried_diameter_um": "the solid (dried) CBD bead diameter, which counts the CBD beads",
+                        "dried_density_g_cm3": "the solid CBD density (bulk x (1 - nanoporosity)), which counts the CBD beads"}[f]
+                raise InputError(str(dpath), f"system.phases.{name}.{f}",
+                                 f"{what} is needed to build the beads but not given " + hint.format(name=name, field=f))
+        if phase.dried_diameter_um is not None and phase.size_classes is not None:
+            wet = min(c.diameter_um for c in phase.size_classes)
+            m_wet = phase.density_g_cm3 * wet**3
+            m_solid = (phase.dried_density_g_cm3 or 0.0) * phase.dried_diameter_um**3
+            if m_wet < m_solid:
+                raise InputError(str(dpath), f"system.phases.{name}.dried_density_g_cm3",
+                                 f"the solid bead ({phase.dried_diameter_um:g} um) is heavier than the slurry bead "
+                                 f"({wet:g} um at {phase.density_g_cm3:g} g/cm^3): the solvent mass would be negative")
 
 
 def _with_study_sizes(dataset: Dataset, spec: StudySpec, where: str) -> Dataset:
@@ -462,9 +506,10 @@ def _with_study_sizes(dataset: Dataset, spec: StudySpec, where: str) -> Dataset:
         if name not in phases:
             raise InputError(where, f"system.{name}", f"dataset {spec.dataset} has no phase {name}")
         try:
-            update = {"size_classes": sizes.size_classes}
-            if sizes.slurry_diameter_factor is not None:
-                update["slurry_diameter_factor"] = sizes.slurry_diameter_factor
+            update: dict = {"size_classes": sizes.size_classes}
+            for key in ("slurry_diameter_factor", "dried_diameter_factor", "dried_diameter_um", "dried_density_g_cm3"):
+                if getattr(sizes, key) is not None:
+                    update[key] = getattr(sizes, key)
             phases[name] = PhaseSpec.model_validate({**phases[name].model_dump(), **update})
         except ValidationError as exc:
             raise InputError(where, f"system.{name}.size_classes",

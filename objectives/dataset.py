@@ -135,12 +135,18 @@ class PhaseSpec(_Model):
     material: str
     weight_fraction: float = Field(gt=0, le=1)
     density_g_cm3: PositiveFloat
-    slurry_diameter_factor: PositiveFloat = 1.0
+    slurry_diameter_factor: PositiveFloat | None = None
+    """Slurry bead diameter / dry particle diameter: the solvent shell (seed: AM and SE
+    1.14). Required for AM and SE; a phase with a solid bead (CBD) gives its wet slurry
+    diameter directly in ``size_classes``."""
+    dried_diameter_factor: PositiveFloat | None = None
+    """AM/SE bead diameter after drying / dry diameter (None: the public inputs' 1.02)."""
     size_classes: tuple[SizeClassSpec, ...] | None = None
     dried_diameter_um: PositiveFloat | None = None
-    """Bead diameter after drying (um; seed: CBD 7.5 -> 3.0); None: unchanged."""
+    """Solid bead diameter (um; seed: CBD 7.5 -> 3.0 on drying): the bead is counted at this
+    size and density (public convention) and carries solvent in the slurry."""
     dried_density_g_cm3: PositiveFloat | None = None
-    """Bead density after drying (g cm^-3; solid CBD); None: unchanged."""
+    """Solid bead density (g cm^-3; solid CBD = bulk x (1 - nanoporosity))."""
     nanoporosity: float = Field(default=0.0, ge=0, lt=1)
     """Volume fraction of pores inside the dried phase (seed: CBD 0.5); counted as pore
     volume in the porosity."""

@@ -32,16 +32,24 @@ SEED_DRIED = {
 }
 
 
-def ssb_system(n_beads: int = 500):
-    """The SSB slurry system written out by hand: AM 10 um, SE 2/4/6/8/10 um, CBD 7.5 um."""
-    from sim_backends.lammps.beads import Formulation, Phase, SizeClass, build_slurry_system
+def ssb_formulation():
+    """The SSB formulation written out by hand: AM 10 um, SE 2/4/6/8/10 um (shell 1.14, dried
+    1.02), CBD 7.5 um at 0.9 g/cm^3 counted at its solid bead (3.0 um, 0.9 g/cm^3)."""
+    from sim_backends.lammps.beads import Formulation, Phase, SizeClass, SolidBead
 
-    return build_slurry_system(Formulation(phases=(
+    return Formulation(phases=(
         Phase("AM", 0.69, 4.75, (SizeClass(10.0, 1.0),), slurry_diameter_factor=1.14),
         Phase("SE", 0.276, 1.64, tuple(SizeClass(d, f) for d, f in zip(
             (2.0, 4.0, 6.0, 8.0, 10.0), (0.35, 0.30, 0.18, 0.11, 0.06))), slurry_diameter_factor=1.14),
-        Phase("CBD", 0.034, 0.9, (SizeClass(7.5, 1.0),), slurry_diameter_factor=1.0),
-    )), n_beads)
+        Phase("CBD", 0.034, 0.9, (SizeClass(7.5, 1.0),), solid=SolidBead(3.0, 0.9)),
+    ))
+
+
+def ssb_system(n_beads: int = 500):
+    """The SSB slurry system of ``ssb_formulation`` at ``n_beads`` beads."""
+    from sim_backends.lammps.beads import build_slurry_system
+
+    return build_slurry_system(ssb_formulation(), n_beads)
 
 
 def run_calib(*args: str, cwd: Path, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:

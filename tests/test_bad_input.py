@@ -248,6 +248,46 @@ def test_non_positive_density(inputs: Inputs, density: float) -> None:
     assert "SE" in err
 
 
+@pytest.mark.parametrize("phase, field", [("CBD", "dried_diameter_um"), ("CBD", "dried_density_g_cm3"),
+                                          ("AM", "slurry_diameter_factor"), ("SE", "slurry_diameter_factor")])
+def test_dataset_lacking_a_value_the_bead_convention_needs(inputs: Inputs, phase: str, field: str) -> None:
+    """The solid CBD bead counts the CBD beads and the shell factor sizes AM/SE: without them
+    no bead system can be built (the CBD pair must be dropped together)."""
+    ds = inputs.dataset_data()
+    del ds["system"]["phases"][phase][field]
+    if field.startswith("dried_"):
+        ds["system"]["phases"]["CBD"].pop("dried_diameter_um", None)
+        ds["system"]["phases"]["CBD"].pop("dried_density_g_cm3", None)
+        field = "dried_diameter_um"
+    inputs.write_dataset(ds)
+    assert_bad_input(inputs, inputs.optimize, str(inputs.dataset), f"system.phases.{phase}.{field}")
+
+
+@pytest.mark.parametrize("field", ["slurry_diameter_factor", "dried_diameter_factor"])
+@pytest.mark.parametrize("value", [0, -1.14])
+def test_non_positive_shell_factor(inputs: Inputs, field: str, value: float) -> None:
+    ds = inputs.dataset_data()
+    ds["system"]["phases"]["AM"][field] = value
+    inputs.write_dataset(ds)
+    assert_bad_input(inputs, inputs.optimize, str(inputs.dataset), f"system.phases.AM.{field}")
+
+
+def test_solid_cbd_heavier_than_its_slurry_bead(inputs: Inputs) -> None:
+    ds = inputs.dataset_data()
+    ds["system"]["phases"]["CBD"]["dried_diameter_um"] = 9.0
+    inputs.write_dataset(ds)
+    err = assert_bad_input(inputs, inputs.optimize, str(inputs.dataset), "system.phases.CBD.dried_density_g_cm3")
+    assert "negative" in err
+
+
+def test_averaging_window_shorter_than_convergence_window(inputs: Inputs) -> None:
+    data = inputs.study_data()
+    data["fidelities"] = {"smoke": {"averaging_steps": 10000, "density_window_steps": 20000,
+                                    "density_max_steps": 20000}}
+    inputs.write_study(data)
+    assert_bad_input(inputs, inputs.optimize, str(inputs.study), "fidelities", "density_window_steps")
+
+
 def test_target_without_provenance(inputs: Inputs) -> None:
     ds = inputs.dataset_data()
     del ds["targets"]["slurry_density"]["provenance"]

@@ -87,7 +87,9 @@ def test_drying_shrinks_cbd_and_mounts_the_film_on_the_collector(chain):
     cbd_type = 7  # AM 1 class, SE 5 classes, CBD last
     assert set(before.diameters[before.types == cbd_type]) == {7.5}
     assert set(after.diameters[after.types == cbd_type]) == {3.0}
-    assert set(after.diameters[after.types == 1]) == set(before.diameters[before.types == 1])  # AM keeps its shell
+    # AM loses its solvent shell: 1.14 x 10 um in the slurry, 1.02 x 10 um dried (public exp_par)
+    assert before.diameters[before.types == 1] == pytest.approx(11.4)
+    assert after.diameters[after.types == 1] == pytest.approx(10.2)
     # zlo is the current collector: every bead centre above it; beads touching it overlap
     # the (Hertzian, Table S1 kn = 100) wall by less than a quarter of their diameter
     bottoms = after.positions[:, 2] - after.diameters / 2
@@ -198,7 +200,8 @@ def test_pipeline_table_s1_smoke_json(tmp_path: Path):
         assert {"degree_pct", "thickness_um", "porosity"} <= set(d)
         assert 0 < d["porosity"] < 1
         t0 = d["thickness_before_um"]
-        assert d["thickness_held_um"] == pytest.approx((1 - d["degree_pct"] / 100) * t0, abs=0.02 * t0)
+        # held at the plane: (1 - degree) T0, up to the film pressing into the Hertzian plane
+        assert d["thickness_held_um"] == pytest.approx((1 - d["degree_pct"] / 100) * t0, abs=0.04 * t0)
     assert s["table_s1"]["dried"]["eps_AM"] == 100.0 and s["table_s1"]["slurry"]["eps_AM"] == 1.0
     assert s["slurry"]["density_g_cm3"] > 0 and 0 < s["dried"]["porosity"] < 1
     with open(s["files"]["csv"]) as fh:

@@ -23,30 +23,36 @@ from sim_backends.lammps.outputs import SimulationFailed
 from sim_backends.lammps.placement import Placement, write_data_file
 from sim_backends.microstructure import electrode_structure
 
-from conftest import SSB_DATASET, ssb_system
+from conftest import SSB_DATASET, ssb_formulation, ssb_system
 
 WALL = WallContact(kn=100.0, gamma_n=10.0, xu=12.5)
 
 
-def test_dried_system_shrinks_cbd_only_and_sets_its_solid_mass():
+def test_dried_system_shrinks_cbd_to_its_solid_bead_and_strips_the_shells():
     slurry = ssb_system(500)
-    dried = dried_system(slurry, {"CBD": (3.0, 0.9)})
+    dried = dried_system(slurry, ssb_formulation())
     for old, new in zip(slurry.types, dried.types):
         if old.phase == "CBD":
             assert new.diameter_um == 3.0 and new.dry_diameter_um == 3.0
             assert new.mass_pg == pytest.approx(0.9 * math.pi / 6 * 27.0)  # pg um^-3 = g cm^-3
             assert new.lammps_density == pytest.approx(0.9)
-        else:  # AM and SE keep their shelled diameter and dry mass
-            assert new == old
+        else:  # AM and SE lose their solvent shell (1.14 -> 1.02 x dry, public exp_par) at their dry mass
+            assert old.diameter_um == pytest.approx(1.14 * old.dry_diameter_um)
+            assert new.diameter_um == pytest.approx(1.02 * old.dry_diameter_um)
+            assert new.mass_pg == old.mass_pg and new.lj_diameter_um == old.lj_diameter_um
     assert dried.n_beads == slurry.n_beads
 
 
 def test_evaporation_lines_set_diameter_before_density():
     slurry = ssb_system(500)
-    dried = dried_system(slurry, {"CBD": (3.0, 0.9)})
+    dried = dried_system(slurry, ssb_formulation())
     cbd = next(t for t in dried.types if t.phase == "CBD")
-    assert evaporation_lines(dried, slurry) == [f"set type {cbd.type_id} diameter 3",
-                                                f"set type {cbd.type_id} density 0.9"]
+    am = next(t for t in dried.types if t.phase == "AM")
+    lines = evaporation_lines(dried, slurry)
+    assert len(lines) == 2 * len(dried.types)  # every type changes size
+    assert lines[-2:] == [f"set type {cbd.type_id} diameter 3", f"set type {cbd.type_id} density 0.9"]
+    assert lines[:2] == [f"set type {am.type_id} diameter 10.2",
+                         f"set type {am.type_id} density {4.75 / 1.02**3:.10g}"]  # dry mass in a 1.02 x sphere
 
 
 def test_wall_contact_uses_the_pair_law_ratios():
@@ -56,11 +62,13 @@ def test_wall_contact_uses_the_pair_law_ratios():
 
 def test_drying_deck_barostats_z_then_mounts_on_the_collector():
     slurry = ssb_system(200)
-    dried = dried_system(slurry, {"CBD": (3.0, 0.9)})
+    dried = dried_system(slurry, ssb_formulation())
     deck = drying_deck(slurry, dried, TABLE_S1_DRIED, DryingRunSpec(wall=WALL, equilibration_steps=1234,
                                                                      mount_steps=567))
     assert "boundary p p p" in deck and "read_data upstream.data" in deck
-    assert "fix dry_baro all nph/sphere z 101.325 101.325 5 " in deck  # z only, 1 atm = 101.325 kPa
+    # the public barostat: z only, ramped 40 kPa -> 1 atm = 101.325 kPa, damping 0.2 / 1000 us
+    assert "fix dry_npt all npt/sphere temp 300 300 0.2 z 40 101.325 1000" in deck
+    assert "langevin" not in deck[:deck.index("change_box all boundary p p f")]
     assert deck.index("run 1234") < deck.index("change_box all boundary p p f") < deck.index("run 567")
     assert "fix collector all wall/gran hertz/history 100 137.8 10 9.59 12.5 1 zplane ${cc_z} NULL" in deck
     assert deck.rstrip().endswith("write_data final.data")
@@ -78,6 +86,9 @@ def test_calender_deck_moves_the_plane_to_the_degree_and_releases():
                                                                           release=True, release_steps=222))
     assert "variable target_z equal $(v_cc_z+0.7*v_t0)" in deck
     assert "variable piston_lin equal v_start_z-0.25*step*dt" in deck
+    # the public kinematics by default: Nose-Hoover nvt/sphere (0.2 us) and a 1e-4 us step
+    assert "fix cal_nvt all nvt/sphere temp 300 300 0.2" in deck and "timestep 0.0001" in deck
+    assert "langevin" not in deck
     assert "fix piston all wall/gran/region hertz/history 100 137.8 10 9.59 12.5 1 region piston" in deck
     assert deck.index("run 111") < deck.index("unfix piston") < deck.index("run 222")
     held = calender_deck(ssb_system(200), TABLE_S1_DRIED, CalenderRunSpec(degree_pct=30.0, wall=WALL,
@@ -155,7 +166,7 @@ def test_composition_check_accepts_its_own_state_and_names_a_foreign_one(tmp_pat
     _write_state(good, system)
     assert state_bead_count(good) == 200
     check_composition(good, system, "ssb")
-    dried = dried_system(system, {"CBD": (3.0, 0.9)})
+    dried = dried_system(system, ssb_formulation())
     with pytest.raises(InputError, match="another composition or stage"):
         check_composition(good, dried, "ssb dried")  # a slurry state is not a dried state
     other = ssb_system(201)
@@ -213,7 +224,6 @@ def test_slurry_identity_ignores_electrode_fields(tmp_path: Path):
     assert not any(k.startswith(("drying_", "calender_", "shear_")) for k in fid)
     assert "drying" not in base["physics"] and "calendering" not in base["physics"]
     data = yaml.safe_load(text)
-    data["system"]["phases"]["CBD"]["dried_diameter_um"] = 2.5
     data["system"]["phases"]["CBD"]["nanoporosity"] = 0.3
     data["targets"]["dried_porosity"]["value"] = 0.45
     data["title"] = "retitled"
@@ -221,3 +231,19 @@ def test_slurry_identity_ignores_electrode_fields(tmp_path: Path):
     assert ident(text, {"fidelities": {"smoke": {"drying_steps": 999, "calender_hold_steps": 7}}}) == base
     data["system"]["phases"]["CBD"]["density_g_cm3"] = 0.95
     assert ident(yaml.safe_dump(data))["physics"]["dataset_sha256"] != base["physics"]["dataset_sha256"]
+    # the solid CBD bead counts the slurry's CBD beads: it is part of the slurry's identity
+    data = yaml.safe_load(text)
+    data["system"]["phases"]["CBD"]["dried_diameter_um"] = 2.5
+    assert ident(yaml.safe_dump(data))["physics"]["dataset_sha256"] != base["physics"]["dataset_sha256"]
+
+
+def test_calendering_kinematics_public_by_default_fidelity_may_override_study_wins():
+    from calib.electrode_stages import _study_or_fidelity
+    from calib.study import CalenderingSettings
+
+    default = CalenderingSettings()
+    assert (default.speed_um_per_us, default.timestep_us, default.tdamp_us) == (0.02, 1e-4, 0.2)
+    assert _study_or_fidelity(default, "speed_um_per_us", None) == 0.02
+    assert _study_or_fidelity(default, "speed_um_per_us", 0.5) == 0.5
+    explicit = CalenderingSettings(speed_um_per_us=0.1)
+    assert _study_or_fidelity(explicit, "speed_um_per_us", 0.5) == 0.1

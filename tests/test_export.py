@@ -52,11 +52,12 @@ def test_markdown_notes(system):
 def test_resolved_values(system):
     rows = {r.key: r for r in table_rows(TABLE_S1_SLURRY, system)}
     eps_am = dict(rows["eps_AM"].resolved)
-    assert list(eps_am) == ["AM d=11.4 um"]
-    assert abs(eps_am["AM d=11.4 um"] - 1.0 * 11.4) < 1e-9
+    assert list(eps_am) == ["AM d=10 um"]  # the dry AM diameter, in every stage
+    assert abs(eps_am["AM d=10 um"] - 1.0 * 10.0) < 1e-9
     sigma_se = dict(rows["sigma_SE"].resolved)
     assert len(sigma_se) == 5
-    assert abs(sigma_se["SE d=2.28 um"] - 0.99 * 2.28) < 1e-9
+    assert abs(sigma_se["SE d=2 um"] - 0.99 * 2.0) < 1e-9
+    assert dict(rows["eps_CBD"].resolved) == {"CBD d=3 um": pytest.approx(0.88 * 3.0)}  # the solid CBD bead
     assert rows["kn"].resolved == (("kn", 0.1),)
     assert rows["eps_AM"].unit == "pg um^2 us^-2" and rows["kn"].unit == "pg um^-1 us^-2"
     assert rows["xu"].unit == "" and rows["rc_CBD"].expression == "2.2 x d_CBD"
@@ -68,8 +69,8 @@ def test_csv_and_json_parse(system):
     records = list(csv.DictReader(io.StringIO(render(TABLE_S1_SLURRY, ctx, "csv"))))
     assert len(records) == n_entries == 3 * 1 + 3 * 1 + 3 * 5 + 3
     assert set(records[0]) == {"key", "unit", "multiplier", "type", "diameter_um", "resolved_value"}
-    se = [r for r in records if r["key"] == "rc_SE" and r["type"] == "SE d=2.28 um"]
-    assert float(se[0]["resolved_value"]) == pytest.approx(1.5 * 2.28)
+    se = [r for r in records if r["key"] == "rc_SE" and r["type"] == "SE d=2 um"]
+    assert float(se[0]["resolved_value"]) == pytest.approx(1.5 * 2.0)
 
     doc = json.loads(render(TABLE_S1_SLURRY, ctx, "json"))
     assert doc["params"] == TABLE_S1_SLURRY.as_dict()
@@ -92,9 +93,9 @@ def test_lammps_lines(system):
     i, j = sorted((am.type_id, cbd.type_id))
     (line,) = [ln for ln in body if ln.startswith(f"pair_coeff {i} {j} lj/cut ")]
     eps, sigma, rc = (float(x) for x in line.split()[4:7])
-    assert eps == pytest.approx(math.sqrt(1.0 * 11.4 * 0.88 * 7.5), rel=1e-5)
-    assert sigma == pytest.approx((0.99 * 11.4 + 0.97 * 7.5) / 2, rel=1e-5)
-    assert rc == pytest.approx((1.5 * 11.4 + 2.2 * 7.5) / 2, rel=1e-5)
+    assert eps == pytest.approx(math.sqrt(1.0 * 10.0 * 0.88 * 3.0), rel=1e-5)
+    assert sigma == pytest.approx((0.99 * 10.0 + 0.97 * 3.0) / 2, rel=1e-5)
+    assert rc == pytest.approx((1.5 * 10.0 + 2.2 * 3.0) / 2, rel=1e-5)
 
 
 def test_latex(system):

@@ -1,8 +1,9 @@
 """pair_lines / ForceFieldParams (sim_backends/lammps/forcefield.py) on the SSB slurry system.
 
 Expected coefficients are written out by hand from seed Table S1 (MODEL_NOTES.md) and the
-slurry bead diameters: AM 10 x 1.14 = 11.4 um, SE classes 2/4/6/8/10 x 1.14 um, CBD 7.5 um.
-Type numbering: 1 = AM, 2..6 = SE (2.28 .. 11.4 um), 7 = CBD.
+one LJ diameter per type (the public inputs' convention, the same in every stage): the dry
+AM 10 um and SE 2/4/6/8/10 um particles (not their 1.14 x slurry beads) and the solid CBD
+bead, 3.0 um (not the 7.5 um slurry bead). Type numbering: 1 = AM, 2..6 = SE, 7 = CBD.
 """
 
 from __future__ import annotations
@@ -44,14 +45,14 @@ def _coeffs(lines, style="lj/cut"):
 
 
 def test_first_line_exact(lines):
-    # rc_max: AM-AM and SE(11.4)-AM/SE(11.4) pairs, 1.5 * 11.4 = 17.1 (CBD is 2.2 * 7.5 = 16.5)
-    assert lines[0] == "pair_style hybrid/overlay lj/cut 17.1 gran/hertz/history 0.1 0.1378 55 52.745 0.016 1"
+    # rc_max: AM-AM and SE(10)-AM/SE(10) pairs, 1.5 * 10 = 15 (CBD is 2.2 * 3 = 6.6)
+    assert lines[0] == "pair_style hybrid/overlay lj/cut 15 gran/hertz/history 0.1 0.1378 55 52.745 0.016 1"
 
 
 def test_first_line_tangential_ratios(lines):
     tok = lines[0].split()
     assert tok[:3] == ["pair_style", "hybrid/overlay", "lj/cut"]
-    assert float(tok[3]) == pytest.approx(1.5 * 11.4)
+    assert float(tok[3]) == pytest.approx(1.5 * 10.0)
     assert tok[4] == "gran/hertz/history"
     kn, kt, gn, gt, xu, damp = (float(x) for x in tok[5:11])
     assert kn == pytest.approx(0.1)
@@ -74,36 +75,36 @@ def test_one_lj_line_per_type_pair(lines, system):
 
 def test_am_am_line(lines):
     eps, sigma, rc = _coeffs(lines)[(1, 1)]
-    assert eps == pytest.approx(1.0 * 11.4, rel=1e-5)
-    assert sigma == pytest.approx(0.99 * 11.4, rel=1e-5)
-    assert rc == pytest.approx(1.5 * 11.4, rel=1e-5)
+    assert eps == pytest.approx(1.0 * 10.0, rel=1e-5)
+    assert sigma == pytest.approx(0.99 * 10.0, rel=1e-5)
+    assert rc == pytest.approx(1.5 * 10.0, rel=1e-5)
 
 
 def test_cbd_cbd_line(lines):
     eps, sigma, rc = _coeffs(lines)[(7, 7)]
-    assert eps == pytest.approx(0.88 * 7.5, rel=1e-5)
-    assert sigma == pytest.approx(0.97 * 7.5, rel=1e-5)
-    assert rc == pytest.approx(2.2 * 7.5, rel=1e-5)
+    assert eps == pytest.approx(0.88 * 3.0, rel=1e-5)
+    assert sigma == pytest.approx(0.97 * 3.0, rel=1e-5)
+    assert rc == pytest.approx(2.2 * 3.0, rel=1e-5)
 
 
 def test_se_small_am_cross_line_mixing(lines):
-    # AM (11.4 um): eps 11.4, sigma 11.286, rc 17.1
-    # SE 2 um class (2.28 um): eps 10.5*2.28 = 23.94, sigma 0.99*2.28 = 2.2572, rc 1.5*2.28 = 3.42
+    # AM (10 um): eps 10, sigma 9.9, rc 15
+    # SE 2 um class: eps 10.5*2 = 21, sigma 0.99*2 = 1.98, rc 1.5*2 = 3
     eps, sigma, rc = _coeffs(lines)[(1, 2)]
-    assert eps == pytest.approx(math.sqrt(11.4 * 23.94), rel=1e-5)  # 16.520...
-    assert eps == pytest.approx(16.5202, rel=1e-5)
-    assert sigma == pytest.approx((11.286 + 2.2572) / 2, rel=1e-5)  # 6.7716
-    assert rc == pytest.approx((17.1 + 3.42) / 2, rel=1e-5)  # 10.26
+    assert eps == pytest.approx(math.sqrt(10.0 * 21.0), rel=1e-5)  # 14.4914...
+    assert eps == pytest.approx(14.4914, rel=1e-5)
+    assert sigma == pytest.approx((9.9 + 1.98) / 2, rel=1e-5)  # 5.94
+    assert rc == pytest.approx((15.0 + 3.0) / 2, rel=1e-5)  # 9
 
 
 def test_se_se_and_se_cbd_lines(lines):
     c = _coeffs(lines)
-    eps, sigma, rc = c[(6, 6)]  # SE 10 um class, 11.4 um in the slurry
-    assert (eps, sigma, rc) == pytest.approx((10.5 * 11.4, 0.99 * 11.4, 1.5 * 11.4), rel=1e-5)
-    eps, sigma, rc = c[(3, 7)]  # SE 4.56 um with CBD 7.5 um
-    assert eps == pytest.approx(math.sqrt(10.5 * 4.56 * 0.88 * 7.5), rel=1e-5)
-    assert sigma == pytest.approx((0.99 * 4.56 + 0.97 * 7.5) / 2, rel=1e-5)
-    assert rc == pytest.approx((1.5 * 4.56 + 2.2 * 7.5) / 2, rel=1e-5)
+    eps, sigma, rc = c[(6, 6)]  # SE 10 um class (11.4 um bead in the slurry)
+    assert (eps, sigma, rc) == pytest.approx((10.5 * 10.0, 0.99 * 10.0, 1.5 * 10.0), rel=1e-5)
+    eps, sigma, rc = c[(3, 7)]  # SE 4 um with the solid CBD 3 um
+    assert eps == pytest.approx(math.sqrt(10.5 * 4.0 * 0.88 * 3.0), rel=1e-5)
+    assert sigma == pytest.approx((0.99 * 4.0 + 0.97 * 3.0) / 2, rel=1e-5)
+    assert rc == pytest.approx((1.5 * 4.0 + 2.2 * 3.0) / 2, rel=1e-5)
 
 
 def test_last_line_is_granular_for_all_pairs(lines):
@@ -112,7 +113,7 @@ def test_last_line_is_granular_for_all_pairs(lines):
 
 def test_lj_smooth_linear_substitutes_style(system, lines):
     smooth = pair_lines(TABLE_S1_SLURRY, system, lj_style="lj/smooth/linear")
-    assert smooth[0] == "pair_style hybrid/overlay lj/smooth/linear 17.1 gran/hertz/history 0.1 0.1378 55 52.745 0.016 1"
+    assert smooth[0] == "pair_style hybrid/overlay lj/smooth/linear 15 gran/hertz/history 0.1 0.1378 55 52.745 0.016 1"
     assert smooth[-1] == "pair_coeff * * gran/hertz/history"
     assert _coeffs(smooth, "lj/smooth/linear") == _coeffs(lines, "lj/cut")
     assert [ln.replace("lj/smooth/linear", "lj/cut") for ln in smooth] == lines

@@ -98,7 +98,7 @@ def test_bad_shear_specs(kw):
 
 
 def _fid(**kw) -> Fidelity:
-    return Fidelity(n_beads=100, equilibration_steps=1000, averaging_steps=1000, timestep_us=0.001,
+    return Fidelity(n_beads=100, equilibration_steps=1000, averaging_steps=4000, timestep_us=0.001,
                     shear_block_steps=1000, shear_segment_blocks=4, **kw)
 
 
@@ -128,7 +128,7 @@ def test_rate_plans_leave_room_for_one_window_past_max_strain():
     would allow 5 segments, fewer than min_strain + window needs; the plan runs to the end of
     the first possible window instead (steps allowing)."""
     s = ViscositySettings(rate_scale=1000, min_strain=1.0, max_strain=10.0, segment_strain=0.5, window_segments=6)
-    fid = Fidelity(n_beads=100, equilibration_steps=1000, averaging_steps=1000, timestep_us=0.001,
+    fid = Fidelity(n_beads=100, equilibration_steps=1000, averaging_steps=4000, timestep_us=0.001,
                    shear_block_steps=10_000, shear_segment_blocks=4, shear_max_steps=70_000_000)
     p = rate_plans([50.0], s, fid)[0]
     assert p.strain_per_segment(fid) == pytest.approx(2.0)

@@ -8,7 +8,8 @@ The state read (``../dried.data`` by default) has ``zlo`` on the current-collect
 (``drying`` writes it so). T0 = top of the highest bead - collector. The piston is a
 ``plane`` region moved by a variable and made a Hertzian wall by ``fix wall/gran/region``;
 it starts just above the film and descends at ``speed`` to collector + (1 - degree) T0 and
-holds there for ``hold_steps``; then the film relaxes for ``release_steps``, with the plane
+holds there for ``hold_steps`` (Nose-Hoover ``nvt/sphere``, as the public inputs); then the
+film relaxes for ``release_steps``, with the plane
 in place or, if ``release``, without it (spring-back). ``calender_status.txt`` records T0,
 the top while held, the final top and the number of bead centres beyond the plane (a bead
 pushed through it) after the hold and, with the plane kept, at the end.
@@ -35,7 +36,9 @@ MAX_DEGREE_PCT = 60.0
 class CalenderRunSpec:
     """One calendering degree (units micro).
 
-    degree_pct: thickness reduction, in [0, 60) %. speed_um_per_us: piston speed.
+    degree_pct: thickness reduction, in [0, 60) %. speed_um_per_us: piston speed (public
+    ``Calendering/in_cal.run``: 0.02 um/us, with timestep 1e-4 us and ``nvt/sphere`` at
+    damping ``tdamp_us`` 0.2 us).
     gap_um: start of the piston above the film. hold_steps: steps held at the final
     position before the held thickness is taken; release_steps: relaxation steps after it,
     without the plane if ``release`` (spring-back), else with it in place.
@@ -44,14 +47,14 @@ class CalenderRunSpec:
 
     degree_pct: float
     wall: WallContact
-    speed_um_per_us: float = 0.5
+    speed_um_per_us: float = 0.02
     gap_um: float = 0.1
     hold_steps: int = 5_000
     release: bool = False
     release_steps: int = 10_000
     temperature_K: float = 300.0
-    langevin_damp_us: float = 0.1
-    timestep_us: float = 0.001
+    tdamp_us: float = 0.2
+    timestep_us: float = 1e-4
     thermo_every: int = 1_000
     neighbor_skin_um: float = 1.0
     lj_style: str = "lj/cut"
@@ -65,7 +68,6 @@ class CalenderRunSpec:
 
 def calender_deck(system: BeadSystem, params: ForceFieldParams, run: CalenderRunSpec) -> str:
     """The LAMMPS input of one calendering degree."""
-    lseed = 100_000 + 104_729 * run.seed % 900_000
     wall = run.wall.args()
     frac = run.degree_pct / 100.0
     lines = [
@@ -100,9 +102,7 @@ def calender_deck(system: BeadSystem, params: ForceFieldParams, run: CalenderRun
         "region piston plane 0 0 0 0 0 -1 side in move NULL NULL v_piston_z units box",
         f"fix collector all wall/gran {wall} zplane ${{cc_z}} NULL",
         f"fix piston all wall/gran/region {wall} region piston",
-        "fix cal_nve all nve/sphere",
-        f"fix cal_temp all langevin {run.temperature_K:g} {run.temperature_K:g} "
-        f"{run.langevin_damp_us:g} {lseed} omega yes",
+        f"fix cal_nvt all nvt/sphere temp {run.temperature_K:g} {run.temperature_K:g} {run.tdamp_us:g}",
         "thermo_style custom step atoms temp press pzz pe c_zbot c_ztop v_piston_z c_beyond",
         "thermo_modify norm no lost error flush yes",
         "run ${n_compress}",

@@ -8,9 +8,10 @@ only).
 1. Evaporation: every CBD bead shrinks at once from its slurry size (7.5 um) to its solid
    size (3.0 um) with the solid CBD density, and the force field switches to the dried
    parameters (``dried_system``).
-2. Equilibration as in the seed: all three dimensions periodic, Langevin at 300 K with
-   rotation, ``nph/sphere`` barostat on z only at 1 atm (x and y stay fixed: the film is
-   held laterally by the substrate, so it shrinks in thickness).
+2. Equilibration as in the public ``in_evap_hom.run``: all three dimensions periodic,
+   ``npt/sphere temp 300 300 0.2 z 40 100 1000`` (Nose-Hoover thermostat and a barostat on z
+   only, the pressure ramped from 40 kPa to the set point; x and y stay fixed: the film is
+   held laterally by the substrate, so it changes in thickness only).
 3. Mounting: z is opened (``boundary p p f``); a granular wall (the current collector) is
    placed under the lowest bead and a lid over the highest, and the film relaxes between
    them under strong Langevin damping. The box's lower z bound is then moved onto the
@@ -25,13 +26,14 @@ from pathlib import Path
 
 from .beads import BeadSystem
 from .forcefield import ForceFieldParams, WallContact, pair_lines
-from .slurry import barostat_ptemp_K
 from .units import atm_to_micro_pressure
 
 DRYING_DECK = "in.drying"
 DRYING_LOG = "log.lammps"
 UPSTREAM_DATA = "upstream.data"
 DRIED_DATA = "final.data"
+DRYING_STATUS = "drying_status.txt"
+LZ_FILE = "lz_blocks.txt"
 
 
 @dataclass(frozen=True)
@@ -41,19 +43,27 @@ class DryingRunSpec:
     equilibration_steps: periodic NPT(z) steps after evaporation. mount_steps: steps of the
     film relaxing between current collector and lid. mount_damp_us: Langevin damping while
     mounted (strong, to absorb the energy released when the periodic film is opened).
-    wall: contact law of collector and lid. Other fields as ``SlurryRunSpec``.
+    wall: contact law of collector and lid. pressure_start_atm: start of the z pressure
+    ramp (public: 40 kPa). block_steps, sample_every: the periodic film height (lz) is
+    block-averaged into ``lz_blocks.txt``; window_blocks and tolerance_rel: the plateau test
+    on it (``drying_status``). Other fields as ``SlurryRunSpec``.
     """
 
     wall: WallContact
     temperature_K: float = 300.0
     pressure_atm: float = 1.0
+    pressure_start_atm: float = 40.0 / 101.325
     timestep_us: float = 0.001
     minimize_max_iter: int = 200
     equilibration_steps: int = 20_000
     mount_steps: int = 5_000
     thermo_every: int = 1_000
-    pdamp_us: float = 5.0
-    langevin_damp_us: float = 1.0
+    block_steps: int = 1_000
+    sample_every: int = 10
+    window_blocks: int = 10
+    tolerance_rel: float = 0.01
+    tdamp_us: float = 0.2
+    pdamp_us: float = 1000.0
     mount_damp_us: float = 0.1
     neighbor_skin_um: float = 1.0
     lj_style: str = "lj/cut"
@@ -84,7 +94,7 @@ def extent_lines() -> list[str]:
 def drying_deck(slurry: BeadSystem, dried: BeadSystem, params: ForceFieldParams, run: DryingRunSpec) -> str:
     """The LAMMPS input of one drying run; reads ``upstream.data`` (a slurry state)."""
     p0 = atm_to_micro_pressure(run.pressure_atm)
-    ptemp = barostat_ptemp_K(dried, run.pressure_atm)
+    p_start = atm_to_micro_pressure(run.pressure_start_atm)
     vseed = 100_000 + 7919 * run.seed % 900_000
     lseed = 100_000 + 104_729 * run.seed % 900_000
     wall = run.wall.args()
@@ -112,14 +122,19 @@ def drying_deck(slurry: BeadSystem, dried: BeadSystem, params: ForceFieldParams,
         f"minimize 1.0e-6 1.0e-8 {run.minimize_max_iter} {10 * run.minimize_max_iter}",
         "reset_timestep 0",
         "",
-        f"# periodic equilibration, barostat on z only at {run.pressure_atm:g} atm (seed; x, y held by the substrate)",
+        f"# periodic equilibration, barostat on z only, {p_start:.6g} -> {p0:.6g} kPa (public inputs; "
+        "x, y held by the substrate)",
         f"velocity all create {run.temperature_K:g} {vseed} dist gaussian mom yes rot yes",
-        f"fix dry_baro all nph/sphere z {p0:.6g} {p0:.6g} {run.pdamp_us:g} ptemp {ptemp:.6g}",
-        f"fix dry_temp all langevin {run.temperature_K:g} {run.temperature_K:g} "
-        f"{run.langevin_damp_us:g} {lseed} omega yes",
+        f"fix dry_npt all npt/sphere temp {run.temperature_K:g} {run.temperature_K:g} {run.tdamp_us:g} "
+        f"z {p_start:.6g} {p0:.6g} {run.pdamp_us:g}",
+        "variable lz_now equal lz",
+        f'fix lz_blocks all ave/time {run.sample_every} {run.block_steps // run.sample_every} {run.block_steps} '
+        f'v_lz_now file {LZ_FILE} format " %.17g"',
+        f'print "lz_start $(lz:%.17g)" file {DRYING_STATUS}',
         f"run {run.equilibration_steps}",
-        "unfix dry_baro",
-        "unfix dry_temp",
+        f'print "lz_end $(lz:%.17g)" append {DRYING_STATUS}',
+        "unfix lz_blocks",
+        "unfix dry_npt",
         "",
         "# mount the film on the current collector (z opened; collector below, lid above)",
         "run 0",
@@ -142,3 +157,36 @@ def write_drying_inputs(workdir: Path, slurry: BeadSystem, dried: BeadSystem, pa
                         run: DryingRunSpec) -> None:
     """Write ``in.drying`` into ``workdir`` (the caller places ``upstream.data`` there)."""
     (Path(workdir) / DRYING_DECK).write_text(drying_deck(slurry, dried, params, run))
+
+
+@dataclass(frozen=True)
+class DryingStatus:
+    """The periodic film's height (the box's lz, um) before and after the NPT(z) run, its
+    relative change (negative: the film thins, as in the seed) and whether lz plateaued
+    over the last ``window_blocks`` blocks (``convergence.plateau_test``)."""
+
+    lz_start_um: float
+    lz_end_um: float
+    thickness_change_rel: float
+    converged: bool
+    change_rel_last_window: float
+
+
+def drying_status(workdir: Path, run: DryingRunSpec) -> DryingStatus:
+    """Read ``drying_status.txt`` and ``lz_blocks.txt``; ``SimulationFailed`` if missing."""
+    from .convergence import plateau_test
+    from .outputs import SimulationFailed, read_ave_time
+
+    workdir = Path(workdir)
+    path = workdir / DRYING_STATUS
+    if not path.exists() or not (workdir / LZ_FILE).exists():
+        raise SimulationFailed("drying ended without writing its film-height record", workdir)
+    words = path.read_text().split()
+    vals = {words[i]: float(words[i + 1]) for i in range(0, len(words) - 1, 2)}
+    if not {"lz_start", "lz_end"} <= set(vals):
+        raise SimulationFailed(f"incomplete drying status: {path.read_text()!r}", workdir)
+    _, lz = read_ave_time(workdir / LZ_FILE)
+    window = min(run.window_blocks, len(lz) // 2 * 2)
+    test = plateau_test(lz, window, run.tolerance_rel) if window >= 4 else None
+    return DryingStatus(vals["lz_start"], vals["lz_end"], vals["lz_end"] / vals["lz_start"] - 1.0,
+                        bool(test and test.converged), test.change_rel if test else float("nan"))

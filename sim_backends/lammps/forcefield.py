@@ -2,8 +2,9 @@
 
 Source: seed paper Table S1 and Sec. 2.3; MODEL_NOTES.md (../shared/reference).
 
-- Per-phase Lennard-Jones: ``eps_X``, ``sigma_X`` and ``rc_X`` are multipliers of the bead
-  diameter d of each type (um), so eps = eps_X * d (pg um^2 us^-2), sigma = sigma_X * d (um),
+- Per-phase Lennard-Jones: ``eps_X``, ``sigma_X`` and ``rc_X`` are multipliers of one
+  diameter d per type (um), the same in every stage: the dry particle for AM and SE, the
+  solid (dried, 3.0 um) bead for CBD (``BeadType.lj_diameter_um``; docs/model.md), so eps = eps_X * d (pg um^2 us^-2), sigma = sigma_X * d (um),
   rc = rc_X * d (um). Table S1 prints sigma_CBD as a bare number; it is read as a multiplier
   of d_CBD like every other sigma (the group's public inputs use sigma = 0.89 d for CBD).
 - Cross terms (pub-code mixing): eps_ij = sqrt(eps_i eps_j), sigma_ij = (sigma_i+sigma_j)/2,
@@ -111,9 +112,11 @@ class LJCoeff:
 
 
 def resolve_type(params: ForceFieldParams, bead: BeadType) -> tuple[float, float, float]:
-    """Resolved (eps, sigma, rc) of one bead type: multiplier x bead diameter."""
+    """Resolved (eps, sigma, rc) of one bead type: multiplier x the type's LJ diameter
+    (``BeadType.lj_diameter_um``: dry AM/SE particle, solid CBD bead; the same in every stage,
+    as the group's public inputs scale sigma with the dry diameter)."""
     m_eps, m_sigma, m_rc = params.lj_multipliers(bead.phase)
-    d = bead.diameter_um
+    d = bead.lj_diameter_um
     return (m_eps * d, m_sigma * d, m_rc * d)
 
 

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .convergence import blocking_sem  # noqa: F401  (re-exported)
 from .outputs import SimulationFailed, checked_log, read_ave_time
 
 SHEAR_DECK = "in.shear"
@@ -250,19 +251,6 @@ def batch_mean(values: Sequence[float], segment_blocks: int, skip_segments: int 
         return SteadyState(float(m.mean()) if len(m) else math.nan, math.nan, 0, len(m) * segment_blocks, False)
     return SteadyState(float(m.mean()), float(m.std(ddof=1) / math.sqrt(len(m))), skip_segments * segment_blocks,
                        len(m) * segment_blocks, False)
-
-
-def blocking_sem(values: Sequence[float], min_blocks: int = 8) -> float:
-    """Standard error of the mean of a correlated series by blocking (Flyvbjerg and
-    Petersen, J. Chem. Phys. 91, 461 (1989)): the series is halved by pair-averaging while at
-    least ``min_blocks`` remain, and the largest naive standard error over these levels is
-    returned (it grows until blocks outlast the correlation time, then levels off)."""
-    x = np.asarray(values, dtype=float)
-    best = float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else math.nan
-    while len(x) // 2 >= min_blocks:
-        x = 0.5 * (x[: len(x) // 2 * 2 : 2] + x[1 : len(x) // 2 * 2 : 2])
-        best = max(best, float(x.std(ddof=1) / math.sqrt(len(x))))
-    return best
 
 
 def read_shear_stress(workdir: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -1,19 +1,22 @@
-"""Slurry stage deck: random placement -> minimisation -> NPT compaction -> density average.
+"""Slurry stage deck: random placement -> minimisation -> NPT with a pressure ramp -> NPT at
+the set point until the density has converged.
 
-Source: seed Sec. 2.2-2.3 and 3.1; MODEL_NOTES.md "Process steps".
+Sources: seed Sec. 2.2-2.3 and 3.1; the group's public ``Slurry/in_slurry.run``
+(MODEL_NOTES.md "Conventions of the group's public inputs").
 
-Ensemble. The seed runs NPT at 300 K and 1 atm with sphere rotation integrated. In ``units
-micro`` kB*300 K is about 4e-6 pg um^2 us^-2, some six orders of magnitude below the
-particles' LJ well depths, so the thermostat is in effect a drag and a Nose-Hoover barostat
-whose mass is set from the *thermostat* temperature (``fix npt/sphere``: W = (N+1) kB T
-Pdamp^2) is so light that the box diverges at the first step ("Non-numeric pressure").
-This deck therefore integrates with ``fix nph/sphere`` (iso, rotation integrated) with the
-barostat mass set through ``ptemp`` from the pressure-volume work per bead,
-kB * ptemp = P0 * V_beads / N, and holds 300 K with ``fix langevin ... omega yes``
-(translational and rotational). Together these sample NPT at 300 K and P0.
+Ensemble (public inputs): ``fix npt/sphere temp 300 300 0.2 iso P_start P0 1000`` (Nose-Hoover
+thermostat, damping 0.2 us; barostat, damping 1000 us; rotation integrated). The public run
+ramps the pressure from 0 to 100 kPa over its whole length; here the ramp from
+``pressure_start_atm`` to P0 lasts ``ramp_steps`` and the run then holds P0 (seed: 1 atm) so
+that the density can be tested for convergence at the set point.
 
-Density = total bead mass / box volume (pg um^-3 = g cm^-3), block-averaged over the last
-``averaging_steps`` steps by ``fix ave/time`` into ``density_blocks.txt``.
+Density = total bead mass / box volume (pg um^-3 = g cm^-3): the beads carry the dry
+composite plus the solvent (CBD beads), as the public ``slurry_density`` does. Block means
+of ``block_steps`` are written for the whole run (ramp included) to ``density_blocks.txt``.
+During the hold the run goes on block by block until the plateau test
+(``convergence.plateau_test``) passes on the last ``window_blocks`` blocks (and at least
+``min_hold_blocks`` blocks were run), or ``max_hold_blocks`` is reached.
+``density_status.txt`` records the blocks run and whether the test stopped the run.
 """
 
 from __future__ import annotations
@@ -21,16 +24,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .beads import BeadSystem
+from .convergence import PlateauTest, blocking_sem, lammps_plateau_lines, lammps_plateau_shift, plateau_test
 from .forcefield import ForceFieldParams, pair_lines
-from .outputs import SimulationFailed, block_stats, checked_log, read_ave_time, run_stats
+from .outputs import SimulationFailed, checked_log, read_ave_time, run_stats
 from .placement import place_random, write_data_file
-from .units import BOLTZMANN_MICRO, atm_to_micro_pressure, micro_density_to_g_cm3
+from .units import atm_to_micro_pressure, micro_density_to_g_cm3
 
 DATA_FILE = "system.data"
 DECK_FILE = "in.slurry"
 LOG_FILE = "log.lammps"
 DENSITY_FILE = "density_blocks.txt"
+DENSITY_STATUS = "density_status.txt"
 FINAL_DATA = "final.data"
 FINAL_RESTART = "final.restart"
 
@@ -40,58 +47,70 @@ class SlurryRunSpec:
     """Run settings of the slurry stage (units micro unless the name says otherwise).
 
     temperature_K, pressure_atm: NPT set point (seed: 300 K, 1 atm).
+    pressure_start_atm: start of the pressure ramp (public inputs: 0).
     timestep_us: integration step (seed: 0.001 us).
     minimize_max_iter: cap on conjugate-gradient iterations of the initial minimisation.
-    equilibration_steps: NPT steps before averaging starts.
-    averaging_steps: NPT steps over which density is block-averaged.
-    block_steps: length of one density block (a divisor of averaging_steps).
-    sample_every: density is sampled every this many steps inside a block.
-    thermo_every: thermo output interval (steps).
-    pdamp_us: barostat relaxation time (us).
-    langevin_damp_us: Langevin damping time (us).
-    neighbor_skin_um: neighbour-list skin (um).
+    ramp_steps: NPT steps of the pressure ramp.
+    block_steps: length of one density block; sample_every: sampling interval inside it.
+    window_blocks: blocks in the plateau test's window (even, >= 4).
+    min_hold_blocks: blocks at P0 before the run may stop (>= window_blocks and the
+    averaging window). max_hold_blocks: most blocks at P0. averaging_blocks: blocks the
+    reported density averages (the last ones; at least ``window_blocks``).
+    tolerance_rel: the plateau test's tolerance (relative change across the window).
+    early_stop: stop at the first passing window; otherwise run ``max_hold_blocks``.
+    tdamp_us, pdamp_us: thermostat and barostat damping (public: 0.2 and 1000 us).
+    neighbor_skin_um, neighbor_style: neighbour-list skin (um) and binning (``bin``/``multi``).
     lj_style: ``lj/cut`` or ``lj/smooth/linear``.
-    seed: random seed of the velocity and Langevin streams.
+    seed: random seed of the velocity stream.
     """
 
     temperature_K: float = 300.0
     pressure_atm: float = 1.0
+    pressure_start_atm: float = 0.0
     timestep_us: float = 0.001
     minimize_max_iter: int = 200
-    equilibration_steps: int = 20_000
-    averaging_steps: int = 10_000
+    ramp_steps: int = 20_000
     block_steps: int = 1_000
     sample_every: int = 10
+    window_blocks: int = 10
+    averaging_blocks: int = 10
+    min_hold_blocks: int = 10
+    max_hold_blocks: int = 100
+    tolerance_rel: float = 0.005
+    early_stop: bool = True
     thermo_every: int = 1_000
-    pdamp_us: float = 5.0
-    langevin_damp_us: float = 1.0
+    tdamp_us: float = 0.2
+    pdamp_us: float = 1000.0
     neighbor_skin_um: float = 1.0
+    neighbor_style: str = "bin"
     lj_style: str = "lj/cut"
     seed: int = 1
 
+    def __post_init__(self) -> None:
+        if self.window_blocks < 4 or self.window_blocks % 2:
+            raise ValueError("window_blocks must be even and at least 4")
+        if not (self.window_blocks <= self.averaging_blocks <= self.min_hold_blocks <= self.max_hold_blocks):
+            raise ValueError("need window_blocks <= averaging_blocks <= min_hold_blocks <= max_hold_blocks")
+        if self.ramp_steps % self.block_steps or self.block_steps % self.sample_every:
+            raise ValueError("ramp_steps must be a multiple of block_steps, block_steps of sample_every")
+
     @property
-    def total_steps(self) -> int:
-        return self.equilibration_steps + self.averaging_steps
+    def ramp_blocks(self) -> int:
+        return self.ramp_steps // self.block_steps
 
-
-def barostat_ptemp_K(system: BeadSystem, pressure_atm: float) -> float:
-    """Barostat temperature for ``ptemp`` such that kB*ptemp = P0 * V_beads / N (K).
-
-    V_beads is the summed volume of the bead spheres (um^3); N the bead count.
-    """
-    p0 = atm_to_micro_pressure(pressure_atm)
-    v_beads = sum(t.count * t.volume_um3 for t in system.types)
-    return p0 * v_beads / system.n_beads / BOLTZMANN_MICRO
+    @property
+    def max_steps(self) -> int:
+        return self.ramp_steps + self.max_hold_blocks * self.block_steps
 
 
 def slurry_deck(system: BeadSystem, params: ForceFieldParams, run: SlurryRunSpec) -> str:
     """The LAMMPS input for one slurry trial; reads ``system.data`` from its directory."""
     p0 = atm_to_micro_pressure(run.pressure_atm)
-    ptemp = barostat_ptemp_K(system, run.pressure_atm)
-    # large seeds keep LAMMPS's RNGs happy; two streams from one study seed
+    p_start = atm_to_micro_pressure(run.pressure_start_atm)
     vseed = 100_000 + 7919 * run.seed % 900_000
-    lseed = 100_000 + 104_729 * run.seed % 900_000
     nrep = run.block_steps // run.sample_every
+    npt = (f"npt/sphere temp {run.temperature_K:g} {run.temperature_K:g} {run.tdamp_us:g} "
+           f"iso {{p_a:.6g}} {{p_b:.6g}} {run.pdamp_us:g}")
     lines = [
         "# calib slurry stage (units micro: pg, um, us; pressure kPa)",
         "units micro",
@@ -103,7 +122,7 @@ def slurry_deck(system: BeadSystem, params: ForceFieldParams, run: SlurryRunSpec
         "",
         *pair_lines(params, system, run.lj_style),
         "",
-        f"neighbor {run.neighbor_skin_um:g} bin",
+        f"neighbor {run.neighbor_skin_um:g} {run.neighbor_style}",
         "neigh_modify delay 0 every 1 check yes",
         f"timestep {run.timestep_us:g}",
         "thermo_style custom step atoms temp press vol density pe ke",
@@ -115,18 +134,32 @@ def slurry_deck(system: BeadSystem, params: ForceFieldParams, run: SlurryRunSpec
         f"minimize 1.0e-6 1.0e-8 {run.minimize_max_iter} {10 * run.minimize_max_iter}",
         "reset_timestep 0",
         "",
-        f"# NPT at {run.temperature_K:g} K and {run.pressure_atm:g} atm = {p0:.6g} kPa",
         f"velocity all create {run.temperature_K:g} {vseed} dist gaussian mom yes rot yes",
-        f"fix npt_baro all nph/sphere iso {p0:.6g} {p0:.6g} {run.pdamp_us:g} ptemp {ptemp:.6g}",
-        f"fix npt_temp all langevin {run.temperature_K:g} {run.temperature_K:g} "
-        f"{run.langevin_damp_us:g} {lseed} omega yes",
-        f"run {run.equilibration_steps}",
-        "",
-        "# density averaging window: block means to " + DENSITY_FILE,
+        "# density block means for the whole run (the trajectory), full precision",
         "variable rho equal density",
-        f"fix rho_blocks all ave/time {run.sample_every} {nrep} {run.block_steps} v_rho file {DENSITY_FILE}",
-        f"run {run.averaging_steps}",
-        "",
+        f'fix rho_blocks all ave/time {run.sample_every} {nrep} {run.block_steps} v_rho file {DENSITY_FILE} '
+        'format " %.17g"',
+        f"# pressure ramp {run.pressure_start_atm:g} -> {run.pressure_atm:g} atm ({p_start:.6g} -> {p0:.6g} kPa)",
+        f"fix npt all {npt.format(p_a=p_start, p_b=p0)}",
+        f"run {run.ramp_steps}",
+        "unfix npt",
+        f"# hold {run.pressure_atm:g} atm block by block until the density plateaus",
+        f"fix npt all {npt.format(p_a=p0, p_b=p0)}",
+        *lammps_plateau_lines(run.window_blocks, run.tolerance_rel, run.min_hold_blocks, "f_rho_blocks"),
+        "variable stopped equal 0",
+        f"variable blk loop {run.max_hold_blocks}",
+        "label next_block",
+        f"run {run.block_steps}",
+        "variable blocks_done equal ${blk}",
+        *lammps_plateau_shift(run.window_blocks, "f_rho_blocks"),
+    ]
+    if run.early_stop:
+        lines.append('if "${plateau} > 0" then "variable stopped equal 1" "jump SELF density_done"')
+    lines += [
+        "next blk",
+        "jump SELF next_block",
+        "label density_done",
+        f'print "blocks ${{blocks_done}} stopped ${{stopped}} steps $(step)" file {DENSITY_STATUS}',
         f"write_data {FINAL_DATA}",
         f"write_restart {FINAL_RESTART}",
         "",
@@ -140,27 +173,30 @@ def slurry_deck(system: BeadSystem, params: ForceFieldParams, run: SlurryRunSpec
 class SlurryObservables:
     """What a slurry trial measured (experiment units where a name says so).
 
-    density_g_cm3: time-averaged slurry density (g cm^-3).
-    density_sem_g_cm3: standard error of that mean from block scatter (g cm^-3).
-    density_drift_rel: relative change of a linear fit over the averaging window.
-    n_blocks: number of density blocks averaged.
+    density_g_cm3: density averaged over the last ``averaging_blocks`` blocks (g cm^-3).
+    density_sem_g_cm3: its standard error by blocking (correlation-aware; g cm^-3).
+    density_change_rel: the plateau test's relative change across its last window.
+    converged: the plateau test passed on the last window (``convergence.plateau_test``).
+    converged_step: the step at which it first passed (None if never).
+    n_blocks: density blocks averaged; hold_steps: steps run at the set pressure.
+    stopped_early: the run ended at its first passing window.
     atom_steps: atoms x steps over all runs; loop_time_s: LAMMPS loop time (s).
     """
 
     density_g_cm3: float
     density_sem_g_cm3: float
-    density_drift_rel: float
+    density_change_rel: float
+    converged: bool
+    converged_step: int | None
     n_blocks: int
+    hold_steps: int
+    stopped_early: bool
     atom_steps: int
     loop_time_s: float
 
     @property
     def atom_steps_per_s(self) -> float:
         return self.atom_steps / self.loop_time_s if self.loop_time_s > 0 else float("nan")
-
-    def equilibrated(self, max_drift_rel: float) -> bool:
-        """True when |drift| over the averaging window is at most ``max_drift_rel``."""
-        return abs(self.density_drift_rel) <= max_drift_rel
 
 
 def write_slurry_inputs(workdir: Path, system: BeadSystem, params: ForceFieldParams, run: SlurryRunSpec,
@@ -173,24 +209,43 @@ def write_slurry_inputs(workdir: Path, system: BeadSystem, params: ForceFieldPar
     (workdir / DECK_FILE).write_text(slurry_deck(system, params, run))
 
 
-def read_slurry_observables(workdir: Path) -> SlurryObservables:
-    """Parse a finished slurry trial directory. Raises ``SimulationFailed`` with the reason
-    read from the log when the run failed or left no density data."""
+def density_trajectory(workdir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(step at the end of each block, block-mean density in g cm^-3) of a slurry run."""
+    steps, values = read_ave_time(Path(workdir) / DENSITY_FILE)
+    return steps, micro_density_to_g_cm3(values)
+
+
+def density_convergence(steps: np.ndarray, values: np.ndarray, run: SlurryRunSpec) -> PlateauTest:
+    """The plateau test on the hold part of a density trajectory."""
+    return plateau_test(values[steps > run.ramp_steps], run.window_blocks, run.tolerance_rel)
+
+
+def read_slurry_observables(workdir: Path, run: SlurryRunSpec) -> SlurryObservables:
+    """Parse a finished slurry trial directory (``run``: the spec its deck was written from).
+    Raises ``SimulationFailed`` with the reason read from the log when the run failed or left
+    no density data."""
     workdir = Path(workdir)
     text = checked_log(workdir, LOG_FILE)
-    dens = workdir / DENSITY_FILE
-    if not dens.exists() or not (workdir / FINAL_DATA).exists():
+    if not (workdir / DENSITY_FILE).exists() or not (workdir / FINAL_DATA).exists():
         raise SimulationFailed("run ended without writing its density blocks and final state", workdir)
-    steps, values = read_ave_time(dens)
-    stats = block_stats(steps, values)
-    if stats.n_blocks == 0 or not (stats.mean > 0):
-        raise SimulationFailed("no finite density blocks in the averaging window", workdir)
+    steps, values = density_trajectory(workdir)
+    hold = values[steps > run.ramp_steps]
+    if len(hold) == 0 or not np.all(np.isfinite(hold)) or not (hold.mean() > 0):
+        raise SimulationFailed("no finite density blocks at the set pressure", workdir)
+    test = density_convergence(steps, values, run)
+    window = hold[-run.averaging_blocks:]
+    hold_steps = int(steps[-1]) - run.ramp_steps
     rs = run_stats(text)
+    first = None if test.first_pass is None else run.ramp_steps + (test.first_pass + 1) * run.block_steps
     return SlurryObservables(
-        density_g_cm3=micro_density_to_g_cm3(stats.mean),
-        density_sem_g_cm3=micro_density_to_g_cm3(stats.sem),
-        density_drift_rel=stats.drift_rel,
-        n_blocks=stats.n_blocks,
+        density_g_cm3=float(window.mean()),
+        density_sem_g_cm3=blocking_sem(window, min_blocks=4),
+        density_change_rel=test.change_rel,
+        converged=test.converged,
+        converged_step=first,
+        n_blocks=len(window),
+        hold_steps=hold_steps,
+        stopped_early=run.early_stop and hold_steps < run.max_hold_blocks * run.block_steps,
         atom_steps=rs.atom_steps,
         loop_time_s=rs.loop_time_s,
     )

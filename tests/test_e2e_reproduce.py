@@ -1,0 +1,41 @@
+"""``calib reproduce --fidelity smoke --json`` end to end (real LAMMPS): the seed's Table S1
+through slurry -> drying -> calendering, reported next to the seed's values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import parse_json_stdout, run_calib
+
+pytestmark = pytest.mark.lammps
+
+KEYS = {"slurry_density_g_cm3", "dried_porosity", "drying_thickness_change_rel", "cbd_wt_pct_dried", "bead_counts",
+        "degrees", "seed"}
+
+
+def test_reproduce_smoke_json(tmp_path: Path):
+    proc = run_calib("reproduce", "--fidelity", "smoke", "--json", "--runs-dir", str(tmp_path / "runs"),
+                     cwd=tmp_path, timeout=900)
+    rep = parse_json_stdout(proc)
+    assert KEYS <= set(rep) and set(rep["seed"]) >= KEYS - {"seed"}
+    assert rep["seed"]["slurry_density_g_cm3"] == 1.89 and rep["seed"]["dried_porosity"] == 0.5
+    assert rep["seed"]["cbd_wt_pct_dried"] == 3.4 and rep["seed"]["bead_counts"]["total"] == 5089
+    counts = rep["bead_counts"]
+    assert counts == {"AM": 12, "SE": 76, "CBD": 112, "total": 200}  # the public convention at 200 beads
+    assert rep["cbd_wt_pct_dried"] == pytest.approx(3.4, abs=0.1)  # within one bead of 3.4 wt%
+    assert 0.66 < rep["solids_content"] < 0.68
+    assert 0.5 < rep["slurry_density_g_cm3"] < 6 and 0 < rep["dried_porosity"] < 1
+    assert [d["degree_pct"] for d in rep["degrees"]] == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0]
+    assert all(set(d) == {"degree_pct", "porosity", "thickness_um"} for d in rep["degrees"])
+    assert isinstance(rep["converged"]["slurry_density_g_cm3"], bool)
+    assert isinstance(rep["converged"]["drying_thickness_change_rel"], bool)
+    # the seed's trends at smoke size: the film thins on drying, porosity falls with the degree
+    assert rep["drying_thickness_change_rel"] < 0 and rep["trend_checks"]["film_thins_on_drying"] is True
+    por = [d["porosity"] for d in rep["degrees"]]
+    assert rep["trend_checks"]["porosity_falls_with_degree"] == all(b < a for a, b in zip(por, por[1:]))
+    assert rep["trend_checks"]["porosity_falls_with_degree"] is True
+    saved = json.loads((Path(rep["workdir"]) / "reproduce.json").read_text())
+    assert saved["slurry_density_g_cm3"] == rep["slurry_density_g_cm3"]
