@@ -215,7 +215,8 @@ class DryingTrial:
 @dataclass(frozen=True)
 class DegreeResult:
     """One calendering degree: thickness before, while held and at the end (after release,
-    if any), um; porosity and phase fractions at the end."""
+    if any), um; porosity and phase fractions at the end; the plane's held height above the
+    collector (um: (1 - degree) x T0; the held top exceeds it by the beads' overlap with it)."""
 
     degree_pct: float
     thickness_before_um: float
@@ -223,6 +224,7 @@ class DegreeResult:
     thickness_um: float
     porosity: float
     fractions: dict[str, float]
+    plane_um: float = math.nan
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -286,7 +288,7 @@ class CalenderingTrial:
             except SimulationFailed as exc:
                 raise SimulationFailed(f"calendering at {deg:g} %: {exc.reason}", self.workdir) from exc
             self.structures[deg] = s
-            out.append(DegreeResult(deg, st.t0_um, st.held_um, s.thickness_um, s.porosity, s.fractions))
+            out.append(DegreeResult(deg, st.t0_um, st.held_um, s.thickness_um, s.porosity, s.fractions, st.piston_um))
         self.results = out
         return out
 

@@ -105,7 +105,7 @@ BUILTIN_FIDELITIES: dict[str, Fidelity] = {
                       averaging_steps=10_000, density_window_steps=10_000, density_max_steps=20_000,
                       calender_speed_um_per_us=0.5, calender_timestep_us=0.001),
     "dev": Fidelity(n_beads=500, initial_box_scale=0.3, equilibration_steps=20_000,
-                    averaging_steps=20_000, density_window_steps=20_000, density_max_steps=60_000,
+                    averaging_steps=20_000, density_window_steps=20_000, density_max_steps=40_000,
                     shear_max_steps=600_000, drying_steps=40_000,
                     drying_mount_steps=10_000, calender_hold_steps=10_000, calender_release_steps=20_000,
                     calender_speed_um_per_us=0.5, calender_timestep_us=0.001),

@@ -293,6 +293,8 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
             a.trial.set_user_attr("equilibrated", score.equilibrated)
             for k, v in score.details.items():
                 a.trial.set_user_attr(k, v)
+                if isinstance(v, (str, bool)):  # convergence notes and flags: visible in MLflow too
+                    tags[k] = str(v)
             if score.rates:
                 a.trial.set_user_attr("viscosity", [r.as_dict() for r in score.rates])
                 try:
@@ -305,7 +307,7 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
             artifacts.extend(p for p in score.plots if p.exists())
             reason = score.fail_reason
         elif a.stage is not None and getattr(a.stage, "slurry", None) is not None:  # a shear run failed: keep the density
-            slurry_obs = {k: float(v) for k, v in asdict(a.stage.slurry).items()}
+            slurry_obs = {k: float(v) for k, v in asdict(a.stage.slurry).items() if v is not None}
             metrics.update(slurry_obs)
             a.trial.set_user_attr("observables", slurry_obs)
         if score is not None and reason is None:

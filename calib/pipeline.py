@@ -212,6 +212,7 @@ def _run_stages(loaded: LoadedStudy, params: PipelineParams, out: PipelineResult
     results = ca.measure()
     out.degrees = [{"degree_pct": r.degree_pct, "thickness_um": r.thickness_um,
                     "thickness_before_um": r.thickness_before_um, "thickness_held_um": r.thickness_held_um,
+                    "plane_um": r.plane_um,
                     "porosity": r.porosity, **{f"fraction_{k}": v for k, v in r.fractions.items()}}
                    for r in results]
     write_outputs(out, s, ca)
