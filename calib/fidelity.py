@@ -100,15 +100,22 @@ class Fidelity(BaseModel):
         return self.density_max_steps or self.averaging_steps
 
 
+_BIAS_SOURCE = ("measured 2026-12-01 with bench/density_convergence.py for the best set of the default study "
+                "(eps_AM 1.068, sigma_AM 0.948, eps_SE 765.8, sigma_SE 1.039, eps_CBD 45.96): {this} against "
+                "3.003 g/cm^3 after 640,000 steps at 500 beads, itself still rising (+0.15 % per 20,000 steps); "
+                "the bias depends on the parameters (Table S1: -35 % at dev)")
+
 BUILTIN_FIDELITIES: dict[str, Fidelity] = {
     "smoke": Fidelity(n_beads=200, initial_box_scale=0.25, equilibration_steps=10_000,
                       averaging_steps=10_000, density_window_steps=10_000, density_max_steps=20_000,
-                      calender_speed_um_per_us=0.5, calender_timestep_us=0.001),
+                      calender_speed_um_per_us=0.5, calender_timestep_us=0.001, density_bias_rel=-0.46,
+                      density_bias_source=_BIAS_SOURCE.format(this="1.630 g/cm^3 at smoke (200 beads, 30,000 steps)")),
     "dev": Fidelity(n_beads=500, initial_box_scale=0.3, equilibration_steps=20_000,
                     averaging_steps=20_000, density_window_steps=20_000, density_max_steps=40_000,
                     shear_max_steps=600_000, drying_steps=40_000,
                     drying_mount_steps=10_000, calender_hold_steps=10_000, calender_release_steps=20_000,
-                    calender_speed_um_per_us=0.5, calender_timestep_us=0.001),
+                    calender_speed_um_per_us=0.5, calender_timestep_us=0.001, density_bias_rel=-0.37,
+                    density_bias_source=_BIAS_SOURCE.format(this="1.884 g/cm^3 at dev (trial 3 of the study)")),
     "paper": Fidelity(n_beads=5089, initial_box_scale=1.0, equilibration_steps=1_000_000,
                       averaging_steps=200_000, density_window_steps=200_000, density_max_steps=19_000_000,
                       block_steps=10_000, sample_every=100,

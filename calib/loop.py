@@ -102,8 +102,10 @@ def study_ident(loaded: LoadedStudy, space: ParameterSpace, lineage: Lineage | N
         "lj_style": spec.lj_style,
         "fixed": space.fixed,
         "objective": spec.objective.model_dump(),
+        # a fidelity's measured density bias is a record about it, not physics: updating it
+        # keeps studies resumable
         "fidelity_spec": spec.fidelity_spec().model_dump(
-            exclude={k for k in Fidelity.model_fields if k.startswith(tuple(unused))}),
+            exclude={k for k in Fidelity.model_fields if k.startswith((*unused, "density_bias_"))}),
         "dataset_sha256": dataset_digest(loaded),
     }
     if spec.stage == "slurry":
@@ -471,6 +473,9 @@ def describe(score: Score) -> str:
     if score.summary:
         return score.summary
     parts = [f"density {score.observables['density_g_cm3']:.4f} g/cm^3"]
+    if score.details.get("density_converged") is False:
+        parts[0] += (f" (not converged: {score.observables.get('density_change_rel', math.nan):+.1%} "
+                     "across the last window)")
     if score.rates:
         parts.append("eta " + ", ".join(f"{r.viscosity_pa_s:.3g}{'' if r.converged else '*'}" for r in score.rates)
                      + " Pa s" + (" (* not converged)" if any(not r.converged for r in score.rates) else ""))

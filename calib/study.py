@@ -136,7 +136,8 @@ class SlurrySettings(_Model):
     density_tolerance_rel: the plateau test's tolerance on the density's relative change
     across the fidelity's window. early_stop: end the run at the first passing window.
     not_converged: ``penalty`` keeps a trial whose density never converged and adds
-    ``penalty`` to its scalarised objective; ``fail`` makes it FAIL with the reason.
+    ``penalty`` to its scalarised objective (0: flag it only); ``fail`` makes it FAIL with
+    the reason.
     """
 
     temperature_K: PositiveFloat = 300.0
@@ -148,7 +149,7 @@ class SlurrySettings(_Model):
     density_tolerance_rel: PositiveFloat = 0.01
     early_stop: bool = True
     not_converged: Literal["penalty", "fail"] = "penalty"
-    penalty: PositiveFloat = 1.0
+    penalty: float = Field(default=1.0, ge=0, allow_inf_nan=False)
 
 
 class ViscositySettings(_Model):
