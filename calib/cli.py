@@ -316,7 +316,8 @@ def reproduce(
     with contextlib.redirect_stdout(sys.stderr):
         try:
             result = run_pipeline(loaded, pset, workdir, LocalBackend(), locate_lammps(), PIPELINE_DEGREES_PCT, seed,
-                                  lambda stage, msg: typer.echo(f"reproduce: {stage} ({msg})", err=True))
+                                  lambda stage, msg: typer.echo(f"reproduce: {stage} ({msg})", err=True),
+                                  keep_going=True)
         except PipelineFailed as exc:
             failed, result = exc, exc.partial or PipelineResult(workdir)
     summary = result.summary(pset, loaded.spec.fidelity)
@@ -331,6 +332,8 @@ def reproduce(
                    f"implied solids content {_pct(rep['solids_content'])}; folder {workdir}")
         for line in table(rep):
             typer.echo(line)
+        for d, reason in rep["failed_degrees"].items():
+            typer.echo(f"calendering at {d} % left out: {reason}")
         checks = rep["trend_checks"]
         typer.echo("seed trends: film thins on drying: " + _yes(checks["film_thins_on_drying"])
                    + "; porosity falls with the calendering degree: " + _yes(checks["porosity_falls_with_degree"]))

@@ -272,9 +272,11 @@ class CalenderingTrial:
     def next_runs(self) -> list[Run]:
         return []
 
-    def measure(self) -> list[DegreeResult]:
-        """Per-degree results; raises ``SimulationFailed`` (naming the degree) on failure."""
+    def measure(self, skip_failed: bool = False) -> list[DegreeResult]:
+        """Per-degree results; raises ``SimulationFailed`` (naming the degree) on failure, or
+        with ``skip_failed`` leaves that degree out and records why in ``failed``."""
         out = []
+        self.failed: dict[float, str] = {}
         for i, deg in enumerate(self.degrees):
             d = self.degree_dir(i)
             try:
@@ -286,6 +288,9 @@ class CalenderingTrial:
                 s = analyse_state(state, self.system, None, self.spec.drying.resolution_um,
                                   nanoporosity_of(self.loaded), d)
             except SimulationFailed as exc:
+                if skip_failed:
+                    self.failed[deg] = exc.reason
+                    continue
                 raise SimulationFailed(f"calendering at {deg:g} %: {exc.reason}", self.workdir) from exc
             self.structures[deg] = s
             out.append(DegreeResult(deg, st.t0_um, st.held_um, s.thickness_um, s.porosity, s.fractions, st.piston_um))

@@ -106,6 +106,8 @@ class PipelineResult:
     degrees: list[dict] = field(default_factory=list)
     wall_s: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    failed_degrees: dict[str, str] = field(default_factory=dict)
+    """Degrees left out (``keep_going``), with the reason, keyed by the degree in %."""
     bead_counts: dict[str, int] = field(default_factory=dict)
     solids_content: float | None = None
     """Implied solids content of the slurry (dry mass / slurry mass)."""
@@ -117,6 +119,7 @@ class PipelineResult:
         return {"workdir": str(self.workdir), "fidelity": fidelity, "params": params.source,
                 "table_s1": {"slurry": params.slurry.as_dict(), "dried": params.dried.as_dict()},
                 "bead_counts": self.bead_counts, "solids_content": self.solids_content,
+                "failed_degrees": self.failed_degrees,
                 "slurry": self.slurry, "dried": self.dried, "degrees": self.degrees,
                 "porosity_decreasing": all(b < a for a, b in zip(por, por[1:])),
                 "wall_s": self.wall_s, "files": self.files}
@@ -154,13 +157,14 @@ def _run_all(runs: list[Run], stage: str, backend: Backend, lammps: LammpsInstal
 
 def run_pipeline(loaded: LoadedStudy, params: PipelineParams, workdir: Path, backend: Backend,
                  lammps: LammpsInstall, degrees: tuple[float, ...] = PIPELINE_DEGREES_PCT, seed: int = 1,
-                 on_stage=lambda stage, msg: None) -> PipelineResult:
+                 on_stage=lambda stage, msg: None, keep_going: bool = False) -> PipelineResult:
     """Run the three stages in ``workdir`` (sub-folders slurry/, drying/, calendering/).
     Raises ``PipelineFailed`` naming the stage, with what was measured before it as
-    ``partial``."""
+    ``partial``. With ``keep_going`` a calendering degree whose state fails its checks (a
+    bead through the plane) is left out with its reason (``failed_degrees``) instead."""
     out = PipelineResult(workdir)
     try:
-        _run_stages(loaded, params, out, backend, lammps, degrees, seed, on_stage)
+        _run_stages(loaded, params, out, backend, lammps, degrees, seed, on_stage, keep_going)
     except PipelineFailed as exc:
         exc.partial = out
         raise
@@ -172,7 +176,8 @@ def run_pipeline(loaded: LoadedStudy, params: PipelineParams, workdir: Path, bac
 
 
 def _run_stages(loaded: LoadedStudy, params: PipelineParams, out: PipelineResult, backend: Backend,
-                lammps: LammpsInstall, degrees: tuple[float, ...], seed: int, on_stage) -> None:
+                lammps: LammpsInstall, degrees: tuple[float, ...], seed: int, on_stage,
+                keep_going: bool = False) -> None:
     spec = loaded.spec
     fidelity = spec.fidelity_spec()
     workdir = out.workdir
@@ -209,7 +214,11 @@ def _run_stages(loaded: LoadedStudy, params: PipelineParams, out: PipelineResult
                           Lineage("drying", None, None, None, str(dried_state), sha256_of(dried_state)), degrees)
     ca.workdir.mkdir()
     out.wall_s.update(_run_all(ca.first_runs(), "calendering", backend, lammps, loaded))
-    results = ca.measure()
+    results = ca.measure(skip_failed=keep_going)
+    out.failed_degrees = {f"{d:g}": reason for d, reason in ca.failed.items()}
+    if not results:
+        raise PipelineFailed("calendering", "every degree failed: " + "; ".join(
+            f"{d} %: {r}" for d, r in out.failed_degrees.items()))
     out.degrees = [{"degree_pct": r.degree_pct, "thickness_um": r.thickness_um,
                     "thickness_before_um": r.thickness_before_um, "thickness_held_um": r.thickness_held_um,
                     "plane_um": r.plane_um,

@@ -48,6 +48,7 @@ def reproduction(summary: dict) -> dict:
         "bead_counts": counts,
         "solids_content": summary.get("solids_content"),
         "degrees": degrees,
+        "failed_degrees": dict(summary.get("failed_degrees", {})),
         "converged": {
             "slurry_density_g_cm3": sl.get("density_converged"),
             "drying_thickness_change_rel": None if "lz_converged" not in dr else bool(dr["lz_converged"]),

@@ -47,3 +47,12 @@ def test_partial_results_keep_their_failure():
     s["degrees"] = []
     rep = reproduction(s)
     assert rep["failed"]["stage"] == "calendering" and rep["trend_checks"]["porosity_falls_with_degree"] is None
+    assert rep["failed_degrees"] == {}
+
+
+def test_degrees_left_out_are_named_with_their_reason():
+    s = _summary()
+    s["failed_degrees"] = {"50": "2 bead(s) escaped through the calendering wall"}
+    rep = reproduction(s)
+    assert rep["failed_degrees"] == {"50": "2 bead(s) escaped through the calendering wall"}
+    assert [d["degree_pct"] for d in rep["degrees"]] == [0.0, 10.0, 20.0]
