@@ -68,6 +68,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--beads", type=int, nargs="+", default=[500, 5089])
     ap.add_argument("--steps", type=int, nargs="+", default=[20_000, 2_000])
+    ap.add_argument("--one-core", action="store_true", help="only the single-core variants (bin, multi, previous)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="calib_throughput_"))
     loaded = load_study(STUDY, fidelity="dev")
@@ -81,9 +82,11 @@ def main() -> None:
         ramp = steps // 2 // 1000 * 1000 or 1000
         hold = max(4, (steps - ramp) // 1000 // 2 * 2)
         rows = []
-        for label, style, ranks, threads in (("this deck, bin", "bin", 1, 1), ("this deck, multi", "multi", 1, 1),
-                                             ("this deck, multi, 2 OpenMP threads", "multi", 1, 2),
-                                             ("this deck, multi, 2 MPI ranks", "multi", 2, 1)):
+        variants = [("this deck, bin", "bin", 1, 1), ("this deck, multi", "multi", 1, 1)]
+        if not args.one_core:
+            variants += [("this deck, multi, 2 OpenMP threads", "multi", 1, 2),
+                         ("this deck, multi, 2 MPI ranks", "multi", 2, 1)]
+        for label, style, ranks, threads in variants:
             wd = work / f"n{n}_{style}_{ranks}x{threads}"
             wd.mkdir()
             spec = SlurryRunSpec(ramp_steps=ramp, block_steps=1000, window_blocks=hold,
