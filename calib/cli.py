@@ -178,7 +178,7 @@ def _print_summary(s: dict) -> None:
             typer.echo(f"  {name}: {o['simulated']:.4f}{unit} vs {o['target']}{unit} "
                        f"({100 * o['rel_error']:+.2f} %)")
     if obs.get("density_convergence"):
-        typer.echo(f"  density {obs['density_convergence']}")
+        typer.echo(f"  convergence: {obs['density_convergence']}")
     if "dried" in obs:
         d = obs["dried"]
         typer.echo(f"  dried film: thickness {d['thickness_um']:.1f} um, porosity {100 * d['porosity']:.2f} %")
