@@ -107,9 +107,9 @@ _BIAS_SOURCE = ("measured 2026-12-01 with bench/density_convergence.py for the b
 
 BUILTIN_FIDELITIES: dict[str, Fidelity] = {
     "smoke": Fidelity(n_beads=200, initial_box_scale=0.25, equilibration_steps=10_000,
-                      averaging_steps=10_000, density_window_steps=10_000, density_max_steps=20_000,
-                      calender_speed_um_per_us=0.5, calender_timestep_us=0.001, density_bias_rel=-0.46,
-                      density_bias_source=_BIAS_SOURCE.format(this="1.630 g/cm^3 at smoke (200 beads, 30,000 steps)")),
+                      averaging_steps=10_000, density_window_steps=10_000, density_max_steps=10_000,
+                      calender_speed_um_per_us=0.5, calender_timestep_us=0.001, density_bias_rel=-0.53,
+                      density_bias_source=_BIAS_SOURCE.format(this="1.410 g/cm^3 at smoke (200 beads, 20,000 steps)")),
     "dev": Fidelity(n_beads=500, initial_box_scale=0.3, equilibration_steps=20_000,
                     averaging_steps=20_000, density_window_steps=20_000, density_max_steps=40_000,
                     shear_max_steps=600_000, drying_steps=40_000,

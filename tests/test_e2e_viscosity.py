@@ -37,7 +37,9 @@ def curve_study(tmp_path_factory) -> tuple[Path, dict]:
     tmp = tmp_path_factory.mktemp("e2e_curve")
     study = lib_study(tmp, "e2e_curve", trials=3, parallel=1, optimizer={"n_initial": 2},
                       objective={"targets": {"slurry_density": 1.0, "viscosity_curve": 1.0},
-                                 "scalarisation": "parego"})
+                                 "scalarisation": "parego"},
+                      # shorter shear runs than smoke's 240,000 steps: the plumbing is under test here
+                      fidelities={"smoke": {"initial_box_scale": 0.36, "shear_max_steps": 60000}})
     proc = run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
                      "--runs-dir", str(tmp / "runs"), "--json", cwd=tmp)
     return tmp, parse_json_stdout(proc)
