@@ -42,7 +42,7 @@ def test_timeout_is_a_fail_trial_and_the_study_goes_on(tmp_path: Path):
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
     for t in trials:
         assert t.user_attrs["fail_reason"].startswith("timeout"), t.user_attrs["fail_reason"]
-    assert summary["trials_failed"] == 1
+    assert summary["trials_failed"] == 2
 
 
 def test_unconverged_density_fails_the_trial_under_the_fail_policy(tmp_path: Path):
