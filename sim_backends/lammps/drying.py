@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .beads import BeadSystem
+from .convergence import plateau_test
 from .forcefield import ForceFieldParams, WallContact, pair_lines
+from .outputs import SimulationFailed, read_ave_time
 from .units import atm_to_micro_pressure
 
 DRYING_DECK = "in.drying"
@@ -174,9 +176,6 @@ class DryingStatus:
 
 def drying_status(workdir: Path, run: DryingRunSpec) -> DryingStatus:
     """Read ``drying_status.txt`` and ``lz_blocks.txt``; ``SimulationFailed`` if missing."""
-    from .convergence import plateau_test
-    from .outputs import SimulationFailed, read_ave_time
-
     workdir = Path(workdir)
     path = workdir / DRYING_STATUS
     if not path.exists() or not (workdir / LZ_FILE).exists():

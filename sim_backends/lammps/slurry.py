@@ -94,14 +94,6 @@ class SlurryRunSpec:
         if self.ramp_steps % self.block_steps or self.block_steps % self.sample_every:
             raise ValueError("ramp_steps must be a multiple of block_steps, block_steps of sample_every")
 
-    @property
-    def ramp_blocks(self) -> int:
-        return self.ramp_steps // self.block_steps
-
-    @property
-    def max_steps(self) -> int:
-        return self.ramp_steps + self.max_hold_blocks * self.block_steps
-
 
 def slurry_deck(system: BeadSystem, params: ForceFieldParams, run: SlurryRunSpec) -> str:
     """The LAMMPS input for one slurry trial; reads ``system.data`` from its directory."""
