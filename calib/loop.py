@@ -24,12 +24,13 @@ from objectives.errors import TargetError
 from sim_backends.lammps.outputs import SimulationFailed, crash_reason, failure_reason, lammps_version
 
 from . import ledger
-from .proposer import BoTorchSampler
+from .samplers import make_sampler
 from .space import ParameterSpace
 from .stages import Run, Score, SlurryTrial, rate_plans, scalarised
 from .electrode_stages import CalenderingTrial, DryingTrial
 from .lineage import Lineage
 from objectives.porosity import CalenderedErrorResult
+from objectives.scalarise import parego_weights
 from .errors import InputError
 from .fidelity import Fidelity
 from .study import LoadedStudy
@@ -185,16 +186,15 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
     emit = on_event or (lambda e: None)
     space = ParameterSpace.from_spec(spec.parameters)
     fidelity = spec.fidelity_spec()
-    o = spec.optimizer
     def parego_value(t: optuna.trial.FrozenTrial, proposal: int) -> float:
         """ParEGO: every trial re-scalarised with the weights of this proposal."""
         return (scalarised(t.user_attrs["objective_errors"], spec, cfg.seed, proposal)
                 + float(t.user_attrs.get("penalty", 0.0)))
 
-    value_of = parego_value if spec.objective.scalarisation == "parego" else None
-    sampler = BoTorchSampler(space, seed=cfg.seed, n_initial=o.n_initial, num_restarts=o.num_restarts,
-                             raw_samples=o.raw_samples, objective_floor=o.objective_floor, lag=cfg.parallel,
-                             value_of=value_of)
+    parego = spec.objective.scalarisation == "parego"
+    value_of = parego_value if parego else None
+    weights_of = (lambda proposal: parego_weights(sorted(spec.objective.targets), cfg.seed, proposal)) if parego else None
+    sampler = make_sampler(spec, space, cfg.seed, cfg.parallel, value_of, weights_of)
     study = ledger.open_study(spec.name, cfg.storage, sampler, study_ident(loaded, space, lineage),
                               spec_json=spec.model_dump_json(),
                               dataset_path=str(loaded.dataset_path.resolve()))
@@ -291,6 +291,8 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
             a.trial.set_user_attr("observables", score.observables)
             a.trial.set_user_attr("errors", error_attrs(score))
             a.trial.set_user_attr("objective_errors", score.objective_errors)
+            a.trial.set_user_attr("residuals", score.residuals)
+            a.trial.set_user_attr("residual_sd", score.residual_sd)
             a.trial.set_user_attr("penalty", score.penalty)
             a.trial.set_user_attr("equilibrated", score.equilibrated)
             for k, v in score.details.items():
@@ -382,11 +384,10 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
             finished = ledger.finished_count(study)
             while (len(active) < cfg.parallel and finished + len(active) < cfg.n_trials
                    and ready_to_ask(study, active, cfg.parallel)):
+                t_ask = time.perf_counter()
                 trial = study.ask(space.distributions())
+                trial.set_user_attr("proposal_s", time.perf_counter() - t_ask)
                 trial.set_user_attr("calib_driver", driver)
-                if sampler.last_proposal_s is not None:
-                    trial.set_user_attr("proposal_s", sampler.last_proposal_s)
-                    sampler.last_proposal_s = None
                 free = {k: trial.params[k] for k in space.keys}
                 workdir = study_dir / f"trial_{trial.number:05d}"
                 workdir.mkdir(parents=True)  # trial numbers are unique in a study: never reused

@@ -1,13 +1,18 @@
 """BoTorch proposals as an Optuna sampler, so the Optuna study stays the ledger.
 
-Method: trials 0 .. n_initial-1 take points of a scrambled Sobol sequence (seeded by the
-study seed, indexed by trial number). After that a GP (BoTorch ``SingleTaskGP``, Matern-5/2
-ARD, inferred noise, standardised outcome) is fitted on the unit cube to
-y = -log(objective + floor) of the COMPLETE trials, and the next point maximises
-``qLogNoisyExpectedImprovement`` (Ament et al., NeurIPS 2023, "Unexpected improvements to
-expected improvement") with RUNNING trials as pending points, so parallel trials spread out.
-Acquisition optimisation is seeded by (study seed, trial number): the same seed and the same
-history give the same proposal.
+Trials 0 .. n_initial-1 take points of a scrambled Sobol sequence (seeded by the study seed,
+indexed by trial number). After that, in batches of ``q`` trials proposed jointly:
+
+- ``composite`` (default): one GP per residual of the trials (``calib.composite``), the
+  study's scalarisation computed on their posterior samples, failures as a feasibility
+  constraint;
+- ``scalar``: one GP (BoTorch ``SingleTaskGP``, Matern-5/2 ARD, inferred noise,
+  standardised outcome) on y = -log(objective + floor) of the COMPLETE trials.
+
+Either maximises ``qLogNoisyExpectedImprovement`` (Ament et al., NeurIPS 2023, "Unexpected
+improvements to expected improvement") with the trials being run as pending points, so
+parallel trials spread out. Acquisition optimisation is seeded by (study seed, first trial
+of the batch): the same seed and the same history give the same proposals.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
+from . import composite
 from .space import ParameterSpace
 
 
@@ -35,7 +41,14 @@ def sobol_point(dim: int, index: int, seed: int) -> list[float]:
 
 def propose_gp(x: np.ndarray, y: np.ndarray, x_pending: np.ndarray | None, seed: int,
                num_restarts: int = 8, raw_samples: int = 256) -> list[float]:
-    """Maximise qLogNEI of a GP fitted to (x, y) over [0, 1]^d; y is to be *maximised*.
+    """One point maximising qLogNEI of a GP fitted to (x, y) over [0, 1]^d (y *maximised*)."""
+    return propose_gp_batch(x, y, x_pending, seed, 1, num_restarts, raw_samples)[0]
+
+
+def propose_gp_batch(x: np.ndarray, y: np.ndarray, x_pending: np.ndarray | None, seed: int, q: int = 1,
+                     num_restarts: int = 8, raw_samples: int = 256) -> list[list[float]]:
+    """q points jointly maximising qLogNEI of a GP fitted to (x, y) over [0, 1]^d; y is to
+    be *maximised*.
 
     x: (n, d) unit-cube inputs; y: (n,) outcomes; x_pending: (m, d) points being evaluated.
     """
@@ -43,13 +56,13 @@ def propose_gp(x: np.ndarray, y: np.ndarray, x_pending: np.ndarray | None, seed:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the cores belong to the LAMMPS trials running meanwhile
     try:
-        return _propose(x, y, x_pending, seed, num_restarts, raw_samples)
+        return _propose(x, y, x_pending, seed, q, num_restarts, raw_samples)
     finally:
         torch.set_num_threads(threads)
 
 
-def _propose(x: np.ndarray, y: np.ndarray, x_pending: np.ndarray | None, seed: int, num_restarts: int,
-             raw_samples: int) -> list[float]:
+def _propose(x: np.ndarray, y: np.ndarray, x_pending: np.ndarray | None, seed: int, q: int, num_restarts: int,
+             raw_samples: int) -> list[list[float]]:
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
@@ -67,29 +80,46 @@ def _propose(x: np.ndarray, y: np.ndarray, x_pending: np.ndarray | None, seed: i
         pend = torch.as_tensor(x_pending, dtype=torch.float64) if x_pending is not None and len(x_pending) else None
         acq = qLogNoisyExpectedImprovement(model, X_baseline=X, X_pending=pend, prune_baseline=True)
         bounds = torch.stack([torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)])
-        cand, _ = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=num_restarts,
+        cand, _ = optimize_acqf(acq, bounds=bounds, q=q, num_restarts=num_restarts,
                                 raw_samples=raw_samples, options={"seed": seed})
-    return cand.squeeze(0).tolist()
+    return cand.detach().tolist()
+
+
+MODES = ("composite", "scalar")
 
 
 class BoTorchSampler(BaseSampler):
-    """Optuna sampler proposing the free Table S1 keys with Sobol, then GP + qLogNEI.
+    """Optuna sampler proposing the free Table S1 keys with Sobol, then q-batches of GP +
+    qLogNEI (``mode``: ``composite`` or ``scalar``; see the module docstring).
 
-    Objective values are minimised; the GP models -log(value + ``objective_floor``).
+    Objective values are minimised; the scalar GP models -log(value + ``objective_floor``).
 
-    Reproducibility with ``lag`` = the number of trials run at once: the proposal for trial
-    n uses as data the COMPLETE trials numbered <= n - lag and as pending points the trials
-    numbered n - lag + 1 .. n - 1, whatever has finished meanwhile. The loop asks for trial n
-    only once every trial numbered <= n - lag has finished, so the same seed gives the same
-    proposals however the concurrent runs happen to interleave.
+    Batches: after the Sobol start, trials n_initial + k q .. n_initial + k q + q - 1 form
+    batch k, proposed jointly when its first trial is asked and handed out in order.
+
+    Reproducibility with ``lag`` = the number of trials run at once: the batch whose first
+    trial is b uses as data the trials numbered <= b - lag (COMPLETE ones for the GPs, FAIL
+    ones too for the feasibility model) and as pending points the trials numbered b - lag + 1
+    .. b - 1, whatever has finished meanwhile. The loop asks for trial n only once every
+    trial numbered <= n - lag has finished, so the same seed gives the same proposals however
+    the concurrent runs happen to interleave, and a restarted driver recomputes the same batch.
 
     ``value_of(trial, n)``, when given, is the value of a COMPLETE trial as seen by proposal
     n (ParEGO re-scalarises every trial with proposal n's weights); default: ``trial.value``.
+    ``scalarisation``, ``weights`` and ``parego_weights(n)`` define the composite objective
+    (``weights``: objective name -> weight; ParEGO's per-proposal simplex weights by name).
     """
 
     def __init__(self, space: ParameterSpace, seed: int, n_initial: int = 6, num_restarts: int = 8,
                  raw_samples: int = 256, objective_floor: float = 1e-6, lag: int = 1,
-                 value_of: Callable[[FrozenTrial, int], float] | None = None) -> None:
+                 value_of: Callable[[FrozenTrial, int], float] | None = None, mode: str = "scalar", q: int = 1,
+                 scalarisation: str = "weighted_sum", weights: dict[str, float] | None = None,
+                 parego_weights: Callable[[int], dict[str, float]] | None = None,
+                 feasibility: bool = True) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        if q < 1:
+            raise ValueError("q must be >= 1")
         self.lag = max(1, lag)
         self.value_of = value_of
         self.space = space
@@ -98,7 +128,14 @@ class BoTorchSampler(BaseSampler):
         self.num_restarts = num_restarts
         self.raw_samples = raw_samples
         self.floor = objective_floor
+        self.mode = mode
+        self.q = q
+        self.scalarisation = scalarisation
+        self.weights = weights or {}
+        self.parego_weights = parego_weights
+        self.feasibility = feasibility
         self._fallback = RandomSampler(seed=seed)
+        self._batches: dict[int, list[list[float]]] = {}
         self.last_proposal_s: float | None = None
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
@@ -107,31 +144,97 @@ class BoTorchSampler(BaseSampler):
     def _has_all(self, t: FrozenTrial) -> bool:
         return all(k in t.params for k in self.space.keys)
 
+    def batch_start(self, number: int) -> int:
+        """The first trial of the batch ``number`` belongs to (n_initial and later)."""
+        return self.n_initial + (number - self.n_initial) // self.q * self.q
+
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, float]:
         if not search_space or "fixed_params" in trial.system_attrs:
             return {}
         t0 = time.perf_counter()
-        trials = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and self._has_all(t)]
+        n = trial.number
+        if n < self.n_initial:
+            u = sobol_point(self.space.dim, n, self.seed)
+        else:
+            b = self.batch_start(n)
+            if b not in self._batches:
+                trials = [t for t in study.get_trials(deepcopy=False) if t.number < b and self._has_all(t)]
+                self._batches = {b: self._propose_batch(trials, b)}
+            u = self._batches[b][n - b]
+        self.last_proposal_s = time.perf_counter() - t0
+        return self.space.from_unit(u)
+
+    def _propose_batch(self, trials: list[FrozenTrial], b: int) -> list[list[float]]:
+        """The q points of the batch starting at trial b (Sobol while data are too few)."""
+        horizon = b - self.lag
         # deterministic history: trials more than `lag` numbers back are data, the `lag - 1`
         # just before are pending whatever their state now (see ``BoTorchSampler``)
-        horizon = trial.number - self.lag
         done = [t for t in trials if t.number <= horizon and t.state == TrialState.COMPLETE
                 and t.value is not None and math.isfinite(t.value)]
         pending = [t for t in trials if t.number > horizon and t.state in (TrialState.RUNNING, TrialState.COMPLETE,
                                                                              TrialState.FAIL)]
-        if trial.number < self.n_initial or len(done) < 2:
-            u = sobol_point(self.space.dim, trial.number, self.seed)
-        else:
+        xp = np.array([self.space.to_unit(t.params) for t in pending]) if pending else None
+        seed = self.seed * 100_003 + b
+        if self.mode == "composite":
+            data = self._composite_data(trials, done, horizon, xp)
+            if data is not None:
+                layout, cdata = data
+                w = None
+                if self.scalarisation == "parego" and self.parego_weights is not None:
+                    pw = self.parego_weights(b)
+                    w = [pw.get(name, 0.0) for name, _ in layout.groups]
+                return composite.propose_composite(cdata, layout, self.scalarisation, seed, q=self.q, weights=w,
+                                                   num_restarts=self.num_restarts, raw_samples=self.raw_samples,
+                                                   use_feasibility=self.feasibility)
+        elif len(done) >= 2:
             x = np.array([self.space.to_unit(t.params) for t in done])
-            values = [self.value_of(t, trial.number) if self.value_of else t.value for t in done]
+            values = [self.value_of(t, b) if self.value_of else t.value for t in done]
             y = -np.log(np.array(values) + self.floor)
-            xp = np.array([self.space.to_unit(t.params) for t in pending]) if pending else None
-            u = propose_gp(x, y, xp, seed=self.seed * 100_003 + trial.number,
-                           num_restarts=self.num_restarts, raw_samples=self.raw_samples)
-        self.last_proposal_s = time.perf_counter() - t0
-        return self.space.from_unit(u)
+            return propose_gp_batch(x, y, xp, seed=seed, q=self.q, num_restarts=self.num_restarts,
+                                    raw_samples=self.raw_samples)
+        return [sobol_point(self.space.dim, b + i, self.seed) for i in range(self.q)]
+
+    def _composite_data(self, trials: list[FrozenTrial], done: list[FrozenTrial], horizon: int,
+                        xp: np.ndarray | None) -> tuple[composite.ResidualLayout, composite.CompositeData] | None:
+        """The composite proposer's data, or None while fewer than two trials have residuals."""
+        with_res = [(t, residuals_of(t)) for t in done]
+        with_res = [(t, r) for t, r in with_res if r is not None]
+        if len(with_res) < 2:
+            return None
+        layout = composite.ResidualLayout.of(with_res[-1][1][0], self.weights)
+        rows, sds, xs = [], [], []
+        for t, (r, sd) in with_res:
+            try:
+                row, sd_row = layout.row(r), layout.row(sd)
+            except ValueError:  # another layout (an objective added since): not comparable
+                continue
+            rows.append(row)
+            sds.append(sd_row)
+            xs.append(self.space.to_unit(t.params))
+        if len(rows) < 2:
+            return None
+        finished = [t for t in trials if t.number <= horizon and not t.user_attrs.get("calib_lost")
+                    and (t.state == TrialState.FAIL or (t.state == TrialState.COMPLETE and t.value is not None))]
+        feasible = np.array([t.state == TrialState.COMPLETE and float(t.user_attrs.get("penalty", 0.0)) == 0.0
+                             for t in finished], dtype=bool)
+        x_feas = np.array([self.space.to_unit(t.params) for t in finished])
+        return layout, composite.CompositeData(np.array(xs), np.array(rows, dtype=float), np.array(sds, dtype=float),
+                                               x_feas, feasible, xp)
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> float:
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+
+def residuals_of(t: FrozenTrial) -> tuple[dict[str, list[float]], dict[str, list[float | None]]] | None:
+    """A COMPLETE trial's residuals and their measured standard deviations; a trial stored
+    before residuals were recorded falls back to one residual per objective (its error)."""
+    r = t.user_attrs.get("residuals")
+    if r:
+        sd = t.user_attrs.get("residual_sd") or {k: [None] * len(v) for k, v in r.items()}
+        return {k: list(v) for k, v in r.items()}, {k: list(v) for k, v in sd.items()}
+    errs = t.user_attrs.get("objective_errors")
+    if errs:
+        return {k: [float(v)] for k, v in errs.items()}, {k: [None] for k in errs}
+    return None

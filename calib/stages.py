@@ -184,6 +184,17 @@ class Score:
         """Signed error of every objective (what scalarisations and the Pareto front use)."""
         return named_errors(self.errors)
 
+    @property
+    def residuals(self) -> dict[str, list[float]]:
+        """Objective name -> its signed residual components (what the composite optimiser
+        models: one per target, per shear rate, per calendering degree)."""
+        return {e.name: [float(r) for r in e.residuals] for e in self.errors}
+
+    @property
+    def residual_sd(self) -> dict[str, list[float | None]]:
+        """Objective name -> the measured standard deviation of each residual (None: not measured)."""
+        return {e.name: [None if v is None else float(v) for v in e.residual_sd] for e in self.errors}
+
 
 def named_errors(errors: Sequence[TargetError | CurveErrorResult]) -> dict[str, float]:
     return {e.name: float(e.error) for e in errors}
@@ -276,7 +287,7 @@ class SlurryTrial:
         obs = self.slurry
         errors: list[TargetError | CurveErrorResult] = []
         if "slurry_density" in spec.objective.targets:
-            errors.append(density_error(obs.density_g_cm3, dataset.targets["slurry_density"]))
+            errors.append(density_error(obs.density_g_cm3, dataset.targets["slurry_density"], obs.density_sem_g_cm3))
         rates = self.rate_results(wall_s or {}) if self.plans else []
         fail_reason = None
         penalty = 0.0
@@ -290,7 +301,7 @@ class SlurryTrial:
                                        self.workdir)
             assert self.loaded.curve is not None
             errors.append(curve_error([r.rate_exp_per_s for r in rates], [r.viscosity_pa_s for r in rates],
-                                      self.loaded.curve))
+                                      self.loaded.curve, [r.sem_pa_s for r in rates]))
             unconverged = [r for r in rates if not r.converged]
             if unconverged:
                 what = ", ".join(f"{r.rate_exp_per_s:g} 1/s (strain {r.strain:.3g})" for r in unconverged)

@@ -117,13 +117,36 @@ class ObjectiveSpec(_Model):
         return self
 
 
-class OptimizerSpec(_Model):
-    """BoTorch settings: quasi-random (scrambled Sobol) start, then qLogNEI."""
+SAMPLERS = ("composite", "scalar", "sobol", "random", "tpe", "gp")
+"""``optimizer.sampler`` values (``calib.samplers``)."""
 
+
+class OptimizerSpec(_Model):
+    """How trials are proposed (``calib.samplers``).
+
+    sampler: ``composite`` (one GP per observable residual, the scalarisation on their
+    posterior samples, failures as a feasibility model), ``scalar`` (one GP on the log of
+    the scalarised objective), ``sobol`` (scrambled Sobol throughout), ``random``, ``tpe``
+    and ``gp`` (Optuna's ``TPESampler`` and ``GPSampler``). n_initial: Sobol trials before
+    the first model-based proposal (``tpe``/``gp``: their own start-up trials). q: trials
+    proposed jointly per batch (composite, scalar). feasibility: model failures
+    (composite). num_restarts, raw_samples: acquisition optimisation. objective_floor: the
+    scalar GP models -log(objective + floor).
+    """
+
+    sampler: str = "composite"
     n_initial: PositiveInt = 6
+    q: int = Field(default=1, ge=1)
+    feasibility: bool = True
     num_restarts: PositiveInt = 8
     raw_samples: PositiveInt = 256
     objective_floor: PositiveFloat = 1e-6
+
+    @model_validator(mode="after")
+    def _check(self) -> "OptimizerSpec":
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler: unknown sampler {self.sampler!r} (known: {', '.join(SAMPLERS)})")
+        return self
 
 
 class SlurrySettings(_Model):

@@ -15,6 +15,8 @@ class TargetError:
     simulated, target: in ``unit``. rel_error = (sim - target) / target.
     error: the scored error: (sim - target) / uncertainty where the target gives one,
     else rel_error; ``normalised_by`` says which.
+    error_sd: the standard deviation of ``error`` implied by the simulation's own standard
+    error of the observable (same normalisation), or None where the stage reports none.
     """
 
     name: str
@@ -24,20 +26,30 @@ class TargetError:
     rel_error: float
     error: float
     normalised_by: str
+    error_sd: float | None = None
+
+    @property
+    def residuals(self) -> tuple[float, ...]:
+        """The signed residual components the composite optimiser models (here: one)."""
+        return (self.error,)
+
+    @property
+    def residual_sd(self) -> tuple[float | None, ...]:
+        return (self.error_sd,)
 
 
-def target_error(name: str, simulated: float, target: Target) -> TargetError:
-    """Error of ``simulated`` (in the target's unit) against ``target``."""
+def target_error(name: str, simulated: float, target: Target, sem: float | None = None) -> TargetError:
+    """Error of ``simulated`` (in the target's unit) against ``target``; ``sem``: the
+    simulation's standard error of ``simulated`` (same unit), if it measured one."""
     if not math.isfinite(simulated):
         raise ValueError(f"simulated {name} is not finite: {simulated}")
     rel = (simulated - target.value) / target.value
-    if target.uncertainty is not None:
-        err, by = (simulated - target.value) / target.uncertainty, "uncertainty"
-    else:
-        err, by = rel, "value"
-    return TargetError(name, simulated, target.value, target.unit, rel, err, by)
+    scale = target.uncertainty if target.uncertainty is not None else target.value
+    err, by = (simulated - target.value) / scale, ("uncertainty" if target.uncertainty is not None else "value")
+    sd = abs(sem / scale) if sem is not None and math.isfinite(sem) and sem > 0 else None
+    return TargetError(name, simulated, target.value, target.unit, rel, err, by, sd)
 
 
-def density_error(simulated_g_cm3: float, target: Target) -> TargetError:
-    """Slurry density error; ``simulated_g_cm3`` and the target are in g cm^-3."""
-    return target_error("slurry_density", simulated_g_cm3, target)
+def density_error(simulated_g_cm3: float, target: Target, sem_g_cm3: float | None = None) -> TargetError:
+    """Slurry density error; ``simulated_g_cm3``, its standard error and the target are in g cm^-3."""
+    return target_error("slurry_density", simulated_g_cm3, target, sem_g_cm3)

@@ -37,6 +37,15 @@ class CalenderedErrorResult:
     def error(self) -> float:
         return math.sqrt(sum(e * e for e in self.point_errors) / len(self.point_errors))
 
+    @property
+    def residuals(self) -> tuple[float, ...]:
+        """The signed residual components the composite optimiser models: one per degree."""
+        return self.point_errors
+
+    @property
+    def residual_sd(self) -> tuple[float | None, ...]:
+        return (None,) * len(self.point_errors)
+
 
 def calendered_porosity_error(degree_pct: Sequence[float], simulated: Sequence[float],
                               measured: CalenderedPorosity) -> CalenderedErrorResult:

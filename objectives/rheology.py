@@ -190,16 +190,30 @@ class CurveErrorResult:
     measured_pa_s: tuple[float, ...]
     log_errors: tuple[float, ...]
     rms: float
+    log_error_sd: tuple[float | None, ...] | None = None
+    """Standard deviation of each log error implied by the simulation's standard errors of
+    the viscosity (same normalisation; None where not measured)."""
 
     @property
     def error(self) -> float:
         return self.rms
 
+    @property
+    def residuals(self) -> tuple[float, ...]:
+        """The signed residual components the composite optimiser models: one per rate."""
+        return self.log_errors
 
-def curve_error(sim_rate_per_s: Sequence[float], sim_eta_pa_s: Sequence[float], measured: ViscosityCurve
-                ) -> CurveErrorResult:
+    @property
+    def residual_sd(self) -> tuple[float | None, ...]:
+        return self.log_error_sd if self.log_error_sd is not None else (None,) * len(self.log_errors)
+
+
+def curve_error(sim_rate_per_s: Sequence[float], sim_eta_pa_s: Sequence[float], measured: ViscosityCurve,
+                sim_sem_pa_s: Sequence[float] | None = None) -> CurveErrorResult:
     """Error in log viscosity over the measured shear rates; the simulated curve is
-    interpolated log-log where the rates differ."""
+    interpolated log-log where the rates differ. ``sim_sem_pa_s``: the simulation's
+    standard errors (Pa s); their relative size, interpolated the same way, gives the
+    standard deviation of each log error (sd of ln eta ~ sem / eta)."""
     if len(sim_rate_per_s) != len(sim_eta_pa_s) or not sim_rate_per_s:
         raise ValueError("simulated rates and viscosities must be non-empty and of equal length")
     if any(not (v > 0 and math.isfinite(v)) for v in (*sim_rate_per_s, *sim_eta_pa_s)):
@@ -214,4 +228,12 @@ def curve_error(sim_rate_per_s: Sequence[float], sim_eta_pa_s: Sequence[float], 
             e /= measured.uncertainty_pa_s[k] / m
         errs.append(e)
     rms = math.sqrt(sum(e * e for e in errs) / len(errs))
-    return CurveErrorResult(measured.shear_rate_per_s, tuple(sim), measured.viscosity_pa_s, tuple(errs), rms)
+    sds: tuple[float | None, ...] | None = None
+    if sim_sem_pa_s is not None:
+        rel = [sim_sem_pa_s[i] / sim_eta_pa_s[i] for i in order]
+        if all(r > 0 and math.isfinite(r) for r in rel):
+            rel_at = loglog_interpolate([sim_rate_per_s[i] for i in order], rel, measured.shear_rate_per_s)
+            unc = ([u / m for u, m in zip(measured.uncertainty_pa_s, measured.viscosity_pa_s)]
+                   if measured.uncertainty_pa_s is not None else [1.0] * len(rel_at))
+            sds = tuple(r / u for r, u in zip(rel_at, unc))
+    return CurveErrorResult(measured.shear_rate_per_s, tuple(sim), measured.viscosity_pa_s, tuple(errs), rms, sds)

@@ -58,13 +58,13 @@ def test_running_trials_are_pending_points(tmp_path: Path, monkeypatch):
     import calib.proposer as proposer
 
     seen = []
-    real = proposer.propose_gp
+    real = proposer.propose_gp_batch
 
-    def spy(x, y, x_pending, **kw):
+    def spy(x, y, x_pending, seed, **kw):
         seen.append(None if x_pending is None else np.array(x_pending))
-        return real(x, y, x_pending, **kw)
+        return real(x, y, x_pending, seed, **kw)
 
-    monkeypatch.setattr(proposer, "propose_gp", spy)
+    monkeypatch.setattr(proposer, "propose_gp_batch", spy)
     space = _space()
     # two trials at once (lag 2): the trial just before is a pending point, not data
     sampler = BoTorchSampler(space, seed=1, n_initial=3, num_restarts=2, raw_samples=64, lag=2)
@@ -86,13 +86,13 @@ def test_lagged_history_ignores_completion_order(tmp_path: Path, monkeypatch):
     import calib.proposer as proposer
 
     seen = []
-    real = proposer.propose_gp
+    real = proposer.propose_gp_batch
 
-    def spy(x, y, x_pending, **kw):
+    def spy(x, y, x_pending, seed, **kw):
         seen.append((len(x), None if x_pending is None else len(x_pending)))
-        return real(x, y, x_pending, **kw)
+        return real(x, y, x_pending, seed, **kw)
 
-    monkeypatch.setattr(proposer, "propose_gp", spy)
+    monkeypatch.setattr(proposer, "propose_gp_batch", spy)
     space = _space()
     sampler = BoTorchSampler(space, seed=1, n_initial=3, num_restarts=2, raw_samples=64, lag=2)
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'l.db'}", sampler=sampler, direction="minimize")
