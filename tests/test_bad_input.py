@@ -184,6 +184,22 @@ def test_unknown_stage_in_study(inputs: Inputs) -> None:
     assert_bad_input(inputs, inputs.optimize, str(inputs.study), "stage", "mixing")
 
 
+def test_unknown_sampler(inputs: Inputs) -> None:
+    data = inputs.study_data()
+    data["optimizer"] = {"sampler": "annealing"}
+    inputs.write_study(data)
+    err = assert_bad_input(inputs, inputs.optimize, str(inputs.study), "optimizer.sampler", "annealing")
+    assert "composite" in err  # the known names
+
+
+@pytest.mark.parametrize("q", [0, -2])
+def test_batch_size_below_one(inputs: Inputs, q: int) -> None:
+    data = inputs.study_data()
+    data["optimizer"] = {"q": q}
+    inputs.write_study(data)
+    assert_bad_input(inputs, inputs.optimize, str(inputs.study), "optimizer.q")
+
+
 def test_unknown_free_parameter_key(inputs: Inputs) -> None:
     data = inputs.study_data()
     data["parameters"]["free"]["eps_XX"] = {"low": 1.0, "high": 2.0}
