@@ -12,8 +12,8 @@ acquisition is ``qLogNoisyExpectedImprovement`` (Ament et al., NeurIPS 2023) on
 -scalarised, with joint q-batches and pending points.
 
 Noise: a residual whose trials all report a measured standard deviation (the density's
-blocking SEM, a viscosity's SEM) is fitted with that as fixed noise; otherwise its noise is
-inferred.
+blocking SEM, a viscosity's SEM) is fitted with that as each observation's noise, plus a
+learned homoscedastic part; otherwise its noise is inferred (``MEASURED_NOISE_NOTE``).
 
 Failures: trials that crashed, or whose observables never converged under a penalty, form
 a feasibility model: a GP on the label (0 feasible, 1 not; the "GP regression on labels"
@@ -63,6 +63,11 @@ left free the marginal likelihood collapses the lengthscales onto the data (meas
 the default floor), after which the GP says nothing between the trials and proposals walk
 back into a region that has failed ten times; 0.1 makes each failure speak for its
 neighbourhood, the premise that failing regions are regions, not points."""
+MEASURED_NOISE_NOTE = """A trial's blocking SEM is the uncertainty of *its* time average, not
+of the observable at those parameters: every trial places its beads with its own seed, and at
+smoke size the density of one parameter set differs by 19 % between two seeds (measured by
+bench/optimizers.py) while its SEM is well under 1 %. Fixed at the SEM alone, the GP would fit
+that scatter as signal, so the SEM is the floor of the noise and the rest is learned."""
 NOISE_FLOOR = 1e-8
 """Smallest fixed noise variance (residual units squared): keeps the GP's Cholesky stable
 when a stage reports an SEM of (nearly) zero."""
@@ -182,6 +187,14 @@ def _gp(X: torch.Tensor, Y: torch.Tensor, yvar: torch.Tensor | None, min_lengths
                                                                                 scale=math.sqrt(3)),
             lengthscale_constraint=GreaterThan(min_lengthscale))
     model = SingleTaskGP(X, Y, **kw)
+    if yvar is not None:
+        # the measured variances (already standardised by the model) as a floor, plus a learned
+        # homoscedastic part: see MEASURED_NOISE_NOTE
+        from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
+
+        model.likelihood = FixedNoiseGaussianLikelihood(noise=model.likelihood.noise_covar.noise,
+                                                        learn_additional_noise=True,
+                                                        batch_shape=model._aug_batch_shape)
     _fit(model)
     return model
 
