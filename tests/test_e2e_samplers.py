@@ -1,5 +1,6 @@
-"""Every ``optimizer.sampler`` runs a 3-trial smoke study end to end (real LAMMPS, Optuna,
-MLflow), its third trial proposed by the sampler's model where it has one (n_initial 2)."""
+"""Every ``optimizer.sampler`` runs a 3-trial smoke study end to end (real LAMMPS and Optuna;
+MLflow off here, it is tested with the loop elsewhere), its third trial proposed by the
+sampler's model where it has one (n_initial 2)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def test_every_sampler_runs_a_smoke_study(tmp_path: Path, sampler: str):
                              optimizer={"sampler": sampler, "n_initial": 2})
     runs = tmp_path / "runs"
     summary = parse_json_stdout(run_calib("optimize", "--stage", "slurry", "--study", str(study_file),
-                                          "--runs-dir", str(runs), "--json", cwd=tmp_path))
+                                          "--runs-dir", str(runs), "--tracking-uri", "none", "--json",
+                                          cwd=tmp_path))
     trials = optuna.load_study(study_name=name, storage=f"sqlite:///{(runs / 'calib.db').resolve()}").get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     assert summary["trials_complete"] == 3 and summary["best_trial"] is not None
