@@ -41,9 +41,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from objectives.scalarise import PAREGO_RHO
-
-SCALARISATIONS = ("weighted_sum", "chebyshev", "parego")
+from objectives.scalarise import PAREGO_RHO, SCALARISATIONS
 
 FIT_MAXITER = 60
 """L-BFGS iterations when fitting GP hyperparameters: past about 50 the lengthscales move

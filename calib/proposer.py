@@ -18,7 +18,6 @@ of the batch): the same seed and the same history give the same proposals.
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from typing import Callable
 
@@ -136,7 +135,6 @@ class BoTorchSampler(BaseSampler):
         self.feasibility = feasibility
         self._fallback = RandomSampler(seed=seed)
         self._batches: dict[int, list[list[float]]] = {}
-        self.last_proposal_s: float | None = None
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return dict(self.space.distributions())
@@ -152,7 +150,6 @@ class BoTorchSampler(BaseSampler):
                         search_space: dict[str, BaseDistribution]) -> dict[str, float]:
         if not search_space or "fixed_params" in trial.system_attrs:
             return {}
-        t0 = time.perf_counter()
         n = trial.number
         if n < self.n_initial:
             u = sobol_point(self.space.dim, n, self.seed)
@@ -162,7 +159,6 @@ class BoTorchSampler(BaseSampler):
                 trials = [t for t in study.get_trials(deepcopy=False) if t.number < b and self._has_all(t)]
                 self._batches = {b: self._propose_batch(trials, b)}
             u = self._batches[b][n - b]
-        self.last_proposal_s = time.perf_counter() - t0
         return self.space.from_unit(u)
 
     def _propose_batch(self, trials: list[FrozenTrial], b: int) -> list[list[float]]:

@@ -120,3 +120,13 @@ def test_study_scalarisations_on_hand_made_errors():
     assert scalarised(errs, Spec("parego"), 0, 3) == pytest.approx(expect)
     assert scalarised(errs, Spec("parego"), 0, 4) != pytest.approx(expect)  # new weights per proposal
     assert scalarised(errs, Spec("parego"), 0, None) == pytest.approx(2 * 0.01 + 0.25)  # ranking
+
+
+def test_density_residual_and_its_sd_from_the_sem():
+    # relative to the value: error (1.995 - 1.90) / 1.90 = 0.05; sd 0.019 / 1.90 = 0.01
+    e = density_error(1.995, _target(), sem_g_cm3=0.019)
+    assert e.residuals == (pytest.approx(0.05),) and e.residual_sd == (pytest.approx(0.01),)
+    # normalised by an uncertainty of 0.038: error 2.5, sd 0.5
+    e = density_error(1.995, _target(uncertainty=0.038), sem_g_cm3=0.019)
+    assert e.residuals == (pytest.approx(2.5),) and e.residual_sd == (pytest.approx(0.5),)
+    assert density_error(1.995, _target()).residual_sd == (None,)  # no SEM measured

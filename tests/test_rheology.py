@@ -109,3 +109,13 @@ def test_utf8_bom_header(tmp_path):
     p = tmp_path / "rheo.csv"
     p.write_bytes("\ufeffshear_rate [1/s],viscosity [Pa s]\n1,2\n".encode("utf-8"))
     assert load_rheometer_csv(p).shear_rate_per_s == (1.0,)
+
+
+def test_curve_residuals_carry_the_log_sd_of_the_simulated_sem():
+    # 10 % measured uncertainty; simulated SEM 5 % of eta at both rates: sd of each
+    # normalised log error = 0.05 / 0.10 = 0.5
+    measured = ViscosityCurve((18.0, 125.0), (7.48, 2.86), (0.748, 0.286))
+    res = curve_error([18.0, 125.0], [7.48 * math.e, 2.86], measured, [0.05 * 7.48 * math.e, 0.05 * 2.86])
+    assert res.residuals == pytest.approx((10.0, 0.0))  # ln(e) / 0.1 and 0
+    assert res.residual_sd == pytest.approx((0.5, 0.5))
+    assert curve_error([18.0, 125.0], [7.48, 2.86], measured).residual_sd == (None, None)
