@@ -52,7 +52,7 @@ from calib.loop import LoopConfig, run_study  # noqa: E402
 from calib.samplers import make_sampler  # noqa: E402
 from calib.space import ParameterSpace  # noqa: E402
 from calib.stages import SlurryTrial  # noqa: E402
-from calib.study import DEFAULT_STUDY, SAMPLERS, load_study  # noqa: E402
+from calib.study import DEFAULT_STUDY, SAMPLERS, MultiFidelitySpec, load_study  # noqa: E402
 from sim_backends.backend import Task  # noqa: E402
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
 from sim_backends.local import LocalBackend  # noqa: E402
@@ -68,19 +68,22 @@ HIDDEN_SEEDS = (101, 202)
 # --------------------------------------------------------------------------- problems
 
 
-def measure_hidden(work: Path, fidelity: str) -> list[float]:
-    """The model's density at HIDDEN, one run per seed of HIDDEN_SEEDS (g/cm^3)."""
+def measure_hidden(work: Path, fidelity: str, walls: list[float] | None = None) -> list[float]:
+    """The model's density at HIDDEN, one run per seed of HIDDEN_SEEDS (g/cm^3); each run's
+    wall time (s, one core) is appended to ``walls`` when given."""
     loaded = load_study(DEFAULT_STUDY, fidelity=fidelity)
     space = ParameterSpace.from_spec(loaded.spec.parameters)
     params = space.full_params(HIDDEN)
     inst, backend = locate_lammps(), LocalBackend()
     out = []
     for seed in HIDDEN_SEEDS:
-        d = work / f"hidden_{seed}"
+        d = work / f"hidden_{fidelity}_{seed}"
         d.mkdir()
         trial = SlurryTrial(d, loaded, BUILTIN_FIDELITIES[fidelity], params, seed=seed)
         (run,) = trial.first_runs()
-        backend.wait(backend.submit(Task(d, inst.argv(run.deck), inst.env, timeout_s=None)))
+        result = backend.wait(backend.submit(Task(d, inst.argv(run.deck), inst.env, timeout_s=None)))
+        if walls is not None:
+            walls.append(result.wall_s)
         trial.next_runs()
         assert trial.slurry is not None
         out.append(trial.slurry.density_g_cm3)
@@ -105,11 +108,18 @@ def synthetic_study(work: Path, target: float, fidelity: str) -> Path:
     return path
 
 
-def run_twin(work: Path, study_file: Path, sampler: str, seed: int, trials: int, parallel: int) -> list[dict]:
-    """One real study; per trial (in number order): relative error, core-seconds, params."""
+def run_twin(work: Path, study_file: Path, sampler: str, seed: int, trials: int, parallel: int,
+             multi_fidelity: dict | None = None) -> list[dict]:
+    """One real study; per trial (in number order): relative error, core-seconds, params,
+    fidelity and whether it counts for the tolerance (``at_target``: run at the study's
+    fidelity). ``multi_fidelity``: the ``optimizer.multi_fidelity`` section to use."""
     loaded = load_study(study_file)
+    opt = {"sampler": sampler}
+    if multi_fidelity is not None:
+        opt["multi_fidelity"] = MultiFidelitySpec.model_validate(multi_fidelity)
+    tag = f"{sampler}{'_mf' if multi_fidelity else ''}"
     spec = loaded.spec.model_copy(update={
-        "name": f"twin_{sampler}_{seed}", "optimizer": loaded.spec.optimizer.model_copy(update={"sampler": sampler})})
+        "name": f"twin_{tag}_{seed}", "optimizer": loaded.spec.optimizer.model_copy(update=opt)})
     loaded = loaded.model_copy(update={"spec": spec})
     cfg = LoopConfig(storage=f"sqlite:///{work / 'twin.db'}", runs_dir=work / "runs", n_trials=trials,
                      parallel=parallel, seed=seed)
@@ -117,10 +127,12 @@ def run_twin(work: Path, study_file: Path, sampler: str, seed: int, trials: int,
     out = []
     for t in sorted(res.study.trials, key=lambda t: t.number):
         errs = t.user_attrs.get("errors", {}).get("slurry_density")
+        fid = t.user_attrs.get("calib_fidelity", spec.fidelity)
         out.append({"rel_error": abs(errs["rel_error"]) if errs else math.inf,
                     "core_s": float(sum((t.user_attrs.get("run_wall_s") or {}).values())),
                     "unit": ParameterSpace.from_spec(spec.parameters).to_unit(t.params),
-                    "density": errs["simulated"] if errs else None})
+                    "density": errs["simulated"] if errs else None, "fidelity": fid,
+                    "at_target": fid == spec.fidelity})
     return out
 
 
@@ -146,6 +158,56 @@ class Emulator:
     def mean(self, u: list[float]) -> float:
         with self.torch.no_grad():
             return float(self.model.posterior(self.torch.as_tensor([u], dtype=self.torch.float64)).mean)
+
+
+def ledger_points(paths: list[Path]) -> dict[str, list[tuple[list[float], float]]]:
+    """(unit-cube parameters, simulated density) of every trial in these Optuna SQLite
+    ledgers with a density, by the fidelity it ran at."""
+    space = ParameterSpace.from_spec(load_study(DEFAULT_STUDY).spec.parameters)
+    out: dict[str, list[tuple[list[float], float]]] = {}
+    for path in paths:
+        url = f"sqlite:///{path}"
+        for summary in optuna.get_all_study_summaries(url):
+            st = optuna.load_study(study_name=summary.study_name, storage=url)
+            study_fid = json.loads(st.user_attrs.get("calib_spec", "{}")).get("fidelity")
+            for t in st.trials:
+                e = t.user_attrs.get("errors", {}).get("slurry_density")
+                fid = t.user_attrs.get("calib_fidelity", study_fid)
+                if e and fid:
+                    out.setdefault(fid, []).append((space.to_unit(t.params), e["simulated"]))
+    return out
+
+
+def run_emulated_mf(emus: dict[str, Emulator], costs: dict[str, float], target: float, seed: int, trials: int,
+                    ladder: list[str] | None) -> list[dict]:
+    """One composite study against per-fidelity emulators: at the target (last ladder
+    fidelity) only when ``ladder`` is None, else multi-fidelity over ``ladder``. Trials are
+    judged on the target emulator's noise-free error; each costs its fidelity's measured
+    core-seconds."""
+    target_fid = "dev"
+    loaded = load_study(DEFAULT_STUDY, fidelity=target_fid)
+    opt: dict = {"sampler": "composite"}
+    if ladder is not None:
+        opt["multi_fidelity"] = MultiFidelitySpec(ladder=ladder, costs_core_s={f: costs[f] for f in ladder})
+    spec = loaded.spec.model_copy(update={"optimizer": loaded.spec.optimizer.model_copy(update=opt)})
+    space = ParameterSpace.from_spec(spec.parameters)
+    sampler = make_sampler(spec, space, seed, lag=1)
+    study = optuna.create_study(sampler=sampler, direction="minimize")
+    rng = np.random.default_rng([seed, 11])
+    out = []
+    for _ in range(trials):
+        t = study.ask(space.distributions())
+        fid = (sampler.fidelity_of(t.number) if ladder is not None else None) or target_fid
+        u = space.to_unit(t.params)
+        rho = emus[fid].mean(u) + emus[fid].noise_sd * rng.standard_normal()
+        e = (rho - target) / target
+        t.set_user_attr("residuals", {"slurry_density": [e]})
+        t.set_user_attr("objective_errors", {"slurry_density": e})
+        t.set_user_attr("calib_fidelity", fid)
+        study.tell(t, e * e)
+        out.append({"rel_error": abs(emus[target_fid].mean(u) - target) / target, "core_s": costs[fid], "unit": u,
+                    "density": rho, "fidelity": fid, "at_target": fid == target_fid})
+    return out
 
 
 def run_emulated(emu: Emulator, target: float, sampler: str, seed: int, trials: int) -> list[dict]:
@@ -175,8 +237,10 @@ def run_emulated(emu: Emulator, target: float, sampler: str, seed: int, trials: 
 
 
 def trials_to(run: list[dict], tol: float) -> int:
-    """Trials until the first with |rel error| <= tol; len(run) + 1 if never."""
-    return next((i + 1 for i, r in enumerate(run) if r["rel_error"] <= tol), len(run) + 1)
+    """Trials until the first target-fidelity trial with |rel error| <= tol (every trial of a
+    single-fidelity study is at the target); len(run) + 1 if never."""
+    return next((i + 1 for i, r in enumerate(run) if r.get("at_target", True) and r["rel_error"] <= tol),
+                len(run) + 1)
 
 
 def core_s_to(run: list[dict], tol: float) -> float:
@@ -195,7 +259,10 @@ def summarise(runs: dict[str, list[list[dict]]]) -> dict:
             row["to_tolerance"][f"{tol:g}"] = {"median": float(med), "iqr": [float(q1), float(q3)],
                                                "reached": sum(x <= len(r) for x, r in zip(n, seeds)),
                                                "median_core_s": float(np.median(cs))}
-        row["best_at_budget_median"] = float(np.median([min(x["rel_error"] for x in r) for r in seeds]))
+        row["best_at_budget_median"] = float(np.median([min((x["rel_error"] for x in r if x.get("at_target", True)),
+                                                            default=math.inf) for r in seeds]))
+        row["target_trials_median"] = float(np.median([sum(x.get("at_target", True) for x in r) for r in seeds]))
+        row["core_s_median"] = float(np.median([sum(x["core_s"] for x in r) for r in seeds]))
         out[sampler] = row
     return out
 
@@ -222,6 +289,27 @@ def print_table(problem: str, summary: dict) -> None:
                 print(f"- vs {other}: " + ", ".join(f"{t:.1%}: {x:.2f}" for t, x in zip(TOLERANCES, r)))
 
 
+def print_mf_table(problem: str, summary: dict, single: str, multi: str) -> None:
+    print(f"\n## {problem}: dev-fidelity tolerance, core-seconds and trials (median [IQR]; budget + 1 = never)")
+    print("| sampler | " + " | ".join(f"core-s to {t:.1%}" for t in TOLERANCES)
+          + " | trials to 2 % | dev trials | core-s in all | best dev at budget |")
+    print("|---|" + "---|" * (len(TOLERANCES) + 4))
+    for s_, row in summary.items():
+        cells = []
+        for t in TOLERANCES:
+            c = row["to_tolerance"][f"{t:g}"]
+            cs = c["median_core_s"]
+            cells.append((f"{cs:.0f}" if math.isfinite(cs) else "never") + f" ({c['reached']}/{row['seeds']})")
+        c2 = row["to_tolerance"]["0.02"]
+        print(f"| {s_} | " + " | ".join(cells) + f" | {c2['median']:g} [{c2['iqr'][0]:g}-{c2['iqr'][1]:g}] | "
+              f"{row['target_trials_median']:g} | {row['core_s_median']:.0f} | {row['best_at_budget_median']:.2%} |")
+    if single in summary and multi in summary:
+        print(f"\nratio of median core-seconds to the dev tolerance, {multi} / {single} (goal: <= 1/3):")
+        print("- " + ", ".join(
+            f"{t:.1%}: {summary[multi]['to_tolerance'][f'{t:g}']['median_core_s'] / summary[single]['to_tolerance'][f'{t:g}']['median_core_s']:.2f}"
+            for t in TOLERANCES))
+
+
 def plot(problem: str, runs: dict[str, list[list[dict]]], path: Path) -> None:
     import matplotlib
 
@@ -236,6 +324,30 @@ def plot(problem: str, runs: dict[str, list[list[dict]]], path: Path) -> None:
     ax.set_xlabel("trials")
     ax.set_ylabel("best |relative density error| (median over seeds)")
     ax.set_title(f"{problem}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_core_s(problem: str, runs: dict[str, list[list[dict]]], path: Path) -> None:
+    """Best target-fidelity error against core-seconds spent, every seed a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, (s_, seeds) in enumerate(runs.items()):
+        for i, r in enumerate(seeds):
+            cost = np.cumsum([x["core_s"] for x in r])
+            best = np.minimum.accumulate([x["rel_error"] if x.get("at_target", True) else math.inf for x in r])
+            ax.step(cost, best, where="post", color=f"C{k}", alpha=0.6, label=s_ if i == 0 else None)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("core-seconds spent")
+    ax.set_ylabel("best |relative density error| at dev")
+    ax.set_title(problem)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -277,34 +389,68 @@ def proposal_overhead(n: int = 100, d: int = 12, q: int = 4, repeats: int = 3) -
 # --------------------------------------------------------------------------- main
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--problems", nargs="+", default=["density", "emulator"], choices=["density", "emulator"])
-    ap.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--trials", type=int, default=15)
-    ap.add_argument("--emulator-seeds", type=int, default=20)
-    ap.add_argument("--emulator-trials", type=int, default=20)
-    ap.add_argument("--fidelity", default="smoke")
-    ap.add_argument("--parallel", type=int, default=2)
-    ap.add_argument("--from-ledger", type=Path, help="fit the emulator to this twin.db instead of running the twin")
-    ap.add_argument("--plots", type=Path, default=Path("runs/bench_optimizers"))
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--overhead-only", action="store_true", help="only time one proposal (100 trials x 12 keys, q 4)")
-    args = ap.parse_args()
-    if args.overhead_only:
-        oh = proposal_overhead()
-        print(f"proposal overhead, {oh['n_trials']} trials x {oh['n_params']} parameters, q = {oh['q']}: "
-              + ", ".join(f"{k} {v['median_s']:.2f} s (max {v['max_s']:.2f})" for k, v in oh.items()
-                          if isinstance(v, dict)) + " (goal: under 2 s)")
-        if args.json:
-            print(json.dumps(oh))
-        return
-    args.plots.mkdir(parents=True, exist_ok=True)
-    report: dict = {"hidden": HIDDEN, "fidelity": args.fidelity, "tolerances": TOLERANCES, "problems": {}}
-    work = Path(tempfile.mkdtemp(prefix="calib_bench_opt_"))
-    print(f"# samplers on twin problems; work in {work}", file=sys.stderr)
-    t0 = time.perf_counter()
+SINGLE, MULTI = "composite, dev only", "composite, smoke -> dev"
+
+
+def run_mf(args: argparse.Namespace, work: Path, report: dict, t0: float) -> None:
+    """The multi-fidelity problems: target at ``dev``, ladder smoke -> dev, costs measured here."""
+    walls: dict[str, list[float]] = {"smoke": [], "dev": []}
+    hidden = measure_hidden(work, "dev", walls["dev"])
+    measure_hidden(work, "smoke", walls["smoke"])
+    costs = {f: statistics.mean(w) for f, w in walls.items()}
+    target = statistics.mean(hidden)
+    report["mf"] = {"hidden_dev_density_by_seed": hidden, "costs_core_s": costs, "target": target}
+    print(f"\nmulti-fidelity: hidden parameters at dev: {hidden} g/cm^3 (target {target:.4f}, synthetic); "
+          f"measured cost of one run: smoke {costs['smoke']:.1f} core-s, dev {costs['dev']:.1f} core-s")
+    mf = {"ladder": ["smoke", "dev"], "costs_core_s": costs}
+    points: dict[str, list[tuple[list[float], float]]] = {}
+    if "mf" in args.problems:
+        mwork = work / "mf"
+        mwork.mkdir()
+        study_file = synthetic_study(mwork, target, "dev")
+        runs: dict[str, list[list[dict]]] = {SINGLE: [], MULTI: []}
+        for seed in range(args.mf_seeds):
+            for name, trials, section in ((SINGLE, args.mf_single_trials, None), (MULTI, args.mf_trials, mf)):
+                r = run_twin(mwork, study_file, "composite", seed, trials, args.parallel, multi_fidelity=section)
+                runs[name].append(r)
+                for x in r:
+                    if x["density"] is not None:
+                        points.setdefault(x["fidelity"], []).append((x["unit"], x["density"]))
+                print(f"  mf / {name} / seed {seed}: {sum(x['core_s'] for x in r):.0f} core-s, "
+                      f"{sum(x['at_target'] for x in r)} dev trials ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+        summ = summarise(runs)
+        report["problems"]["mf"] = summ
+        print_mf_table("multi-fidelity twin (real LAMMPS, target dev)", summ, SINGLE, MULTI)
+        plot_core_s("multi-fidelity twin (real LAMMPS)", runs, args.plots / "mf.png")
+    if "mf-emulator" in args.problems:
+        for fid, pts in ledger_points(args.from_ledger).items():
+            points.setdefault(fid, []).extend(pts)
+        if any(len(points.get(f, [])) < 10 for f in ("smoke", "dev")):
+            raise SystemExit("the multi-fidelity emulator needs recorded smoke and dev trials: run the mf problem "
+                             "or pass --from-ledger")
+        emus = {f: Emulator(np.array([p for p, _ in points[f]]), np.array([d for _, d in points[f]]))
+                for f in ("smoke", "dev")}
+        space = ParameterSpace.from_spec(load_study(DEFAULT_STUDY).spec.parameters)
+        emu_target = emus["dev"].mean(space.to_unit(HIDDEN))
+        report["mf_emulator"] = {f: {"points": len(points[f]), "noise_sd_g_cm3": emus[f].noise_sd} for f in emus}
+        print(f"\nmulti-fidelity emulator: GPs on {len(points['smoke'])} smoke and {len(points['dev'])} dev trials "
+              f"(noise sd {emus['smoke'].noise_sd:.3f} and {emus['dev'].noise_sd:.3f} g/cm^3); "
+              f"target {emu_target:.4f}")
+        runs = {SINGLE: [], MULTI: []}
+        for seed in range(args.mf_emulator_seeds):
+            runs[SINGLE].append(run_emulated_mf(emus, costs, emu_target, seed, args.mf_single_trials + 2, None))
+            runs[MULTI].append(run_emulated_mf(emus, costs, emu_target, seed, args.mf_emulator_trials,
+                                               ["smoke", "dev"]))
+            print(f"  mf-emulator / seed {seed} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+        summ = summarise(runs)
+        report["problems"]["mf-emulator"] = summ
+        print_mf_table("multi-fidelity emulator (GPs fitted to real smoke and dev trials)", summ, SINGLE, MULTI)
+        plot_core_s("multi-fidelity emulator", runs, args.plots / "mf_emulator.png")
+
+
+
+def run_single(args: argparse.Namespace, work: Path, report: dict, t0: float) -> None:
+    """The single-fidelity problems (density twin, emulator) at ``--fidelity``."""
     hidden = measure_hidden(work, args.fidelity)
     target = statistics.mean(hidden)
     report["hidden_density_by_seed"] = hidden
@@ -327,13 +473,7 @@ def main() -> None:
         print_table("density (real LAMMPS twin, smoke)", summ)
         plot("density twin (real LAMMPS)", runs, args.plots / "density.png")
     if "emulator" in args.problems:
-        if args.from_ledger:
-            for st in optuna.get_all_study_summaries(f"sqlite:///{args.from_ledger}"):
-                for t in optuna.load_study(study_name=st.study_name, storage=f"sqlite:///{args.from_ledger}").trials:
-                    e = t.user_attrs.get("errors", {}).get("slurry_density")
-                    if e:
-                        twin_points.append((ParameterSpace.from_spec(load_study(DEFAULT_STUDY).spec.parameters)
-                                            .to_unit(t.params), e["simulated"]))
+        twin_points += ledger_points(args.from_ledger).get(args.fidelity, [])
         if len(twin_points) < 10:
             raise SystemExit("the emulator needs recorded real trials: run the density problem or pass --from-ledger")
         emu = Emulator(np.array([p for p, _ in twin_points]), np.array([d for _, d in twin_points]))
@@ -351,6 +491,48 @@ def main() -> None:
         report["problems"]["emulator"] = summ
         print_table("emulator (GP fitted to the real trials)", summ)
         plot("emulator", runs, args.plots / "emulator.png")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--problems", nargs="+", default=["density", "emulator", "mf", "mf-emulator"],
+                    choices=["density", "emulator", "mf", "mf-emulator"])
+    ap.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--trials", type=int, default=15)
+    ap.add_argument("--emulator-seeds", type=int, default=20)
+    ap.add_argument("--emulator-trials", type=int, default=20)
+    ap.add_argument("--fidelity", default="smoke")
+    ap.add_argument("--parallel", type=int, default=2)
+    ap.add_argument("--from-ledger", type=Path, nargs="+", default=[],
+                    help="Optuna SQLite ledgers whose slurry trials the emulators are fitted to as well "
+                         "(each trial at the fidelity it ran at)")
+    ap.add_argument("--mf-seeds", type=int, default=3)
+    ap.add_argument("--mf-trials", type=int, default=20, help="trials of a multi-fidelity twin study")
+    ap.add_argument("--mf-single-trials", type=int, default=10, help="trials of a dev-only twin study")
+    ap.add_argument("--mf-emulator-seeds", type=int, default=10)
+    ap.add_argument("--mf-emulator-trials", type=int, default=30)
+    ap.add_argument("--plots", type=Path, default=Path("runs/bench_optimizers"))
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--overhead-only", action="store_true", help="only time one proposal (100 trials x 12 keys, q 4)")
+    args = ap.parse_args()
+    if args.overhead_only:
+        oh = proposal_overhead()
+        print(f"proposal overhead, {oh['n_trials']} trials x {oh['n_params']} parameters, q = {oh['q']}: "
+              + ", ".join(f"{k} {v['median_s']:.2f} s (max {v['max_s']:.2f})" for k, v in oh.items()
+                          if isinstance(v, dict)) + " (goal: under 2 s)")
+        if args.json:
+            print(json.dumps(oh))
+        return
+    args.plots.mkdir(parents=True, exist_ok=True)
+    report: dict = {"hidden": HIDDEN, "fidelity": args.fidelity, "tolerances": TOLERANCES, "problems": {}}
+    work = Path(tempfile.mkdtemp(prefix="calib_bench_opt_"))
+    print(f"# samplers on twin problems; work in {work}", file=sys.stderr)
+    t0 = time.perf_counter()
+    if {"density", "emulator"} & set(args.problems):
+        run_single(args, work, report, t0)
+    if "mf" in args.problems or "mf-emulator" in args.problems:
+        run_mf(args, work, report, t0)
     oh = proposal_overhead()
     report["proposal_overhead"] = oh
     print(f"\nproposal overhead, {oh['n_trials']} trials x {oh['n_params']} parameters, q = {oh['q']}: "

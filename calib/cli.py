@@ -131,7 +131,7 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[last]}"), console=console, transient=as_json) as progress:
-        task = progress.add_task(f"{spec.name} [{spec.stage}/{spec.fidelity}]", total=n_trials, last="")
+        task = progress.add_task(f"{spec.name} [{spec.stage}/{' -> '.join(spec.ladder)}]", total=n_trials, last="")
 
         def on_event(e: Event) -> None:
             if e.kind in ("complete", "fail"):
@@ -167,10 +167,16 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
 
 def _print_summary(s: dict) -> None:
     typer.echo(f"study {s['study']} ({s['storage']}): {s['trials_complete']} complete, {s['trials_failed']} failed")
+    by_fid = s.get("trials_by_fidelity") or {}
+    if len(by_fid) > 1:
+        typer.echo("by fidelity: " + "; ".join(f"{name}: {r['complete']} complete, {r['failed']} failed, "
+                                               f"{r['core_s']:.0f} core-s" for name, r in by_fid.items()))
     if s["best_trial"] is None:
-        typer.echo("no completed trial")
+        typer.echo("no completed trial" + (f" at the target fidelity {s['target_fidelity']}" if len(by_fid) > 1
+                                           else ""))
         return
-    typer.echo(f"best trial {s['best_trial']} (objective {s['best_value']:.4g})")
+    typer.echo(f"best trial {s['best_trial']} (objective {s['best_value']:.4g}"
+               + (f", judged at the target fidelity {s['target_fidelity']})" if len(by_fid) > 1 else ")"))
     obs = s["best_observables"] or {}
     for name, o in obs.items():
         if isinstance(o, dict) and {"simulated", "target", "unit", "rel_error"} <= set(o):

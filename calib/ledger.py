@@ -30,6 +30,10 @@ STUDY_FILE_ATTR = "calib_study_spec"
 DATASET_PATH_ATTR = "calib_dataset_path"
 IDENTITY_KEYS = ("stage", "dataset", "fidelity", "space", "physics")
 UID_ATTR = "calib_uid"
+TARGET_FIDELITY_ATTR = "calib_target_fidelity"
+"""Study attribute: the fidelity the study's answer is judged at."""
+FIDELITY_ATTR = "calib_fidelity"
+"""Trial attribute: the fidelity the trial ran at."""
 
 
 def _proc_start_ticks(pid: int) -> str | None:
@@ -137,11 +141,23 @@ def recover_lost(study: optuna.Study) -> list[int]:
         trial.set_user_attr("calib_lost", True)
         study.tell(t.number, state=TrialState.FAIL)
         if t.params:
-            study.enqueue_trial(dict(t.params), user_attrs={"calib_reproposed_from": t.number})
+            attrs = {"calib_reproposed_from": t.number}
+            if FIDELITY_ATTR in t.user_attrs:
+                attrs[FIDELITY_ATTR] = t.user_attrs[FIDELITY_ATTR]
+            study.enqueue_trial(dict(t.params), user_attrs=attrs)
         recovered.append(t.number)
     return recovered
 
 
+def at_target(study: optuna.Study) -> list[FrozenTrial]:
+    """COMPLETE trials run at the study's target fidelity (all of them, unless the study is
+    multi-fidelity): the trials a study's answer is judged on."""
+    target = study.user_attrs.get(TARGET_FIDELITY_ATTR)
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if target is None or t.user_attrs.get(FIDELITY_ATTR, target) == target]
+
+
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    """The lowest objective among the target-fidelity trials (``at_target``)."""
+    done = at_target(study)
     return min(done, key=lambda t: t.value) if done else None

@@ -34,7 +34,7 @@ from objectives.scalarise import parego_weights
 from .errors import InputError
 from .fidelity import Fidelity
 from .study import LoadedStudy
-from .ledger import best_trial
+from .ledger import FIDELITY_ATTR, best_trial
 from .plots import CURVE_PLOT, plot_viscosity_curve
 from .report import pareto
 from .tracking import NullTracker, Tracker, TrialRecord
@@ -60,6 +60,7 @@ class _Active:
     stage: SlurryTrial | DryingTrial | CalenderingTrial
     workdir: Path
     params: dict[str, float]
+    fidelity: str
     jobs: dict[str, tuple[Run, JobHandle]] = field(default_factory=dict)
     results: dict[str, JobResult] = field(default_factory=dict)
     runs: list[Run] = field(default_factory=list)
@@ -107,6 +108,10 @@ def study_ident(loaded: LoadedStudy, space: ParameterSpace, lineage: Lineage | N
         # keeps studies resumable
         "fidelity_spec": spec.fidelity_spec().model_dump(
             exclude={k for k in Fidelity.model_fields if k.startswith((*unused, "density_bias_"))}),
+        # a multi-fidelity study's cheaper rungs (their costs steer proposals, not physics)
+        **({"ladder": {n: spec.fidelity_spec(n).model_dump(
+            exclude={k for k in Fidelity.model_fields if k.startswith((*unused, "density_bias_"))})
+            for n in spec.ladder}} if spec.optimizer.multi_fidelity is not None else {}),
         "dataset_sha256": dataset_digest(loaded),
     }
     if spec.stage == "slurry":
@@ -185,7 +190,10 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
     tracker = tracker or NullTracker()
     emit = on_event or (lambda e: None)
     space = ParameterSpace.from_spec(spec.parameters)
-    fidelity = spec.fidelity_spec()
+    fidelity = spec.fidelity_spec()  # the target fidelity
+    fidelities = {name: spec.fidelity_spec(name) for name in spec.ladder}
+    multi = len(fidelities) > 1
+
     def parego_value(t: optuna.trial.FrozenTrial, proposal: int) -> float:
         """ParEGO: every trial re-scalarised with the weights of this proposal."""
         return (scalarised(t.user_attrs["objective_errors"], spec, cfg.seed, proposal)
@@ -199,6 +207,7 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                               spec_json=spec.model_dump_json(),
                               dataset_path=str(loaded.dataset_path.resolve()))
     uid = study.user_attrs[ledger.UID_ATTR]
+    study.set_user_attr(ledger.TARGET_FIDELITY_ATTR, spec.fidelity)
     try:
         tracker.start_study(spec.name, tags={"stage": spec.stage, "fidelity": spec.fidelity,
                                              "dataset": spec.dataset, "storage": cfg.storage, "calib.study_uid": uid,
@@ -231,11 +240,12 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
     if lineage is not None:
         study.set_user_attr("lineage", lineage.as_dict())
 
-    def track_failure(number: int, free: dict[str, float], reason: str, workdir: Path | None = None) -> None:
+    def track_failure(number: int, free: dict[str, float], reason: str, workdir: Path | None = None,
+                      fid: str | None = None) -> None:
         """An MLflow run for a trial that ended without running to completion."""
         try:
             tracker.log_trial(TrialRecord(number, "FAIL", {**space.fixed, **free}, {},
-                                          {**base_tags, "fail_reason": reason[:5000]},
+                                          {**base_tags, "fidelity": fid or spec.fidelity, "fail_reason": reason[:5000]},
                                           tuple(workdir / f for f in ("in.slurry", "log.lammps")) if workdir else ()))
         except Exception as exc:
             emit(Event("warning", number, f"MLflow logging failed: {exc}"))
@@ -244,7 +254,8 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
     for n in recovered:
         lost = study.trials[n]
         emit(Event("recovered", n, "left RUNNING by a dead driver: marked FAIL, slot re-proposed"))
-        track_failure(n, dict(lost.params), lost.user_attrs.get("fail_reason", "driver lost"))
+        track_failure(n, dict(lost.params), lost.user_attrs.get("fail_reason", "driver lost"),
+                      fid=lost.user_attrs.get(FIDELITY_ATTR))
 
     def run_failure(run: Run, result: JobResult) -> str:
         """Why a run that did not end DONE failed, prefixed by which run it was."""
@@ -266,11 +277,13 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
         if lineage is not None:
             a.trial.set_user_attr("lineage", lineage.as_dict())
         log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
-        tags = {**base_tags, "lammps_version": lammps_version(log_text) or "unknown"}
+        tags = {**base_tags, "fidelity": a.fidelity, "lammps_version": lammps_version(log_text) or "unknown"}
         wall = {k: r.wall_s for k, r in a.results.items()}
         first = a.runs[0].key if a.runs else "slurry"
+        core_s = float(sum(wall.values())) * spec.resources.ranks * spec.resources.threads
         metrics: dict[str, float] = {"wall_time_s": wall.get(first, math.nan),
-                                     "wall_time_total_s": float(sum(wall.values()))}
+                                     "wall_time_total_s": float(sum(wall.values())), "core_s": core_s}
+        a.trial.set_user_attr("core_s", core_s)
         a.trial.set_user_attr("wall_s", wall.get(first))
         a.trial.set_user_attr("run_wall_s", wall)
         artifacts: list[Path] = [r.workdir / f for r in a.runs for f in r.artifacts]
@@ -319,14 +332,14 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
             study.tell(a.trial, score.value)
             a.told = True
             state = "COMPLETE"
-            emit(Event("complete", number, describe(score), score.value))
+            emit(Event("complete", number, (f"at {a.fidelity}: " if multi else "") + describe(score), score.value))
         else:
             a.trial.set_user_attr("fail_reason", reason or "unknown failure")
             study.tell(a.trial, state=TrialState.FAIL)
             a.told = True
             state = "FAIL"
             tags["fail_reason"] = (reason or "unknown")[:5000]
-            emit(Event("fail", number, reason or "unknown failure"))
+            emit(Event("fail", number, (f"at {a.fidelity}: " if multi else "") + (reason or "unknown failure")))
         try:
             run_id = tracker.log_trial(TrialRecord(number, state, {**space.fixed, **a.params}, metrics, tags,
                                                    tuple(artifacts), artifact_root=a.workdir))
@@ -388,6 +401,10 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                 trial = study.ask(space.distributions())
                 trial.set_user_attr("proposal_s", time.perf_counter() - t_ask)
                 trial.set_user_attr("calib_driver", driver)
+                # the sampler's choice, or the original's for a re-proposed trial
+                fid = (trial.user_attrs.get(FIDELITY_ATTR) or getattr(sampler, "fidelity_of", lambda n: None)(
+                    trial.number) or (spec.ladder[0] if multi else spec.fidelity))
+                trial.set_user_attr(FIDELITY_ATTR, fid)
                 free = {k: trial.params[k] for k in space.keys}
                 workdir = study_dir / f"trial_{trial.number:05d}"
                 workdir.mkdir(parents=True)  # trial numbers are unique in a study: never reused
@@ -397,9 +414,9 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                 full = space.full_params(free)
                 trial.set_user_attr("table_s1", full.as_dict())
                 (workdir / "params.json").write_text(json.dumps(full.as_dict(), indent=2))
-                a = _Active(trial, None, workdir, free)  # type: ignore[arg-type]
+                a = _Active(trial, None, workdir, free, fid)  # type: ignore[arg-type]
                 try:
-                    a.stage = make_trial(workdir, loaded, fidelity, full, seed, lineage)
+                    a.stage = make_trial(workdir, loaded, fidelities[fid], full, seed, lineage)
                     submit(a, a.stage.first_runs())
                 except Exception as exc:  # a trial that cannot start is a FAIL, not the end of the study
                     for _, h in a.jobs.values():
@@ -407,11 +424,12 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                     trial.set_user_attr("fail_reason", f"could not start: {exc}")
                     study.tell(trial, state=TrialState.FAIL)
                     emit(Event("fail", trial.number, f"could not start: {exc}"))
-                    track_failure(trial.number, free, f"could not start: {exc}", workdir)
+                    track_failure(trial.number, free, f"could not start: {exc}", workdir, fid)
                     finished += 1
                     continue
                 active[trial.number] = a
-                emit(Event("submitted", trial.number, json.dumps({k: round(v, 6) for k, v in free.items()})))
+                emit(Event("submitted", trial.number, (f"at {fid}: " if multi else "")
+                           + json.dumps({k: round(v, 6) for k, v in free.items()})))
             if not active:
                 break
             for number in list(active):
@@ -430,9 +448,10 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                 a.trial.set_user_attr("fail_reason", "interrupted: the driver stopped while the trial ran")
                 a.trial.set_user_attr("calib_lost", True)
                 study.tell(a.trial, state=TrialState.FAIL)
-                study.enqueue_trial(dict(a.params), user_attrs={"calib_reproposed_from": a.trial.number})
+                study.enqueue_trial(dict(a.params), user_attrs={"calib_reproposed_from": a.trial.number,
+                                                                FIDELITY_ATTR: a.fidelity})
                 track_failure(a.trial.number, a.params, "interrupted: the driver stopped while the trial ran",
-                              a.workdir)
+                              a.workdir, a.fidelity)
             except Exception:  # clean up the other trials whatever happens to this one
                 continue
         raise

@@ -29,6 +29,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from . import composite
+from .ledger import FIDELITY_ATTR
 from .space import ParameterSpace
 
 
@@ -87,6 +88,7 @@ def _propose(x: np.ndarray, y: np.ndarray, x_pending: np.ndarray | None, seed: i
 MODES = ("composite", "scalar")
 
 
+
 class BoTorchSampler(BaseSampler):
     """Optuna sampler proposing the free Table S1 keys with Sobol, then q-batches of GP +
     qLogNEI (``mode``: ``composite`` or ``scalar``; see the module docstring).
@@ -114,11 +116,13 @@ class BoTorchSampler(BaseSampler):
                  value_of: Callable[[FrozenTrial, int], float] | None = None, mode: str = "scalar", q: int = 1,
                  scalarisation: str = "weighted_sum", weights: dict[str, float] | None = None,
                  parego_weights: Callable[[int], dict[str, float]] | None = None,
-                 feasibility: bool = True) -> None:
+                 feasibility: bool = True, ladder: composite.FidelityLadder | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         if q < 1:
             raise ValueError("q must be >= 1")
+        if ladder is not None and mode != "composite":
+            raise ValueError("multi-fidelity proposals need mode composite")
         self.lag = max(1, lag)
         self.value_of = value_of
         self.space = space
@@ -134,13 +138,36 @@ class BoTorchSampler(BaseSampler):
         self.parego_weights = parego_weights
         self.feasibility = feasibility
         self._fallback = RandomSampler(seed=seed)
+        self.ladder = ladder
         self._batches: dict[int, list[list[float]]] = {}
+        self._levels: dict[int, list[str]] = {}
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return dict(self.space.distributions())
 
     def _has_all(self, t: FrozenTrial) -> bool:
         return all(k in t.params for k in self.space.keys)
+
+    def fidelity_of(self, number: int) -> str | None:
+        """The fidelity proposed for trial ``number`` (multi-fidelity studies; None otherwise,
+        or when this sampler did not propose it)."""
+        if self.ladder is None:
+            return None
+        if number < self.n_initial:
+            return self.ladder.names[0]
+        b = self.batch_start(number)
+        levels = self._levels.get(b)
+        return levels[number - b] if levels else None
+
+    def _fidelity_position(self, t: FrozenTrial) -> float:
+        assert self.ladder is not None
+        return self.ladder.position(t.user_attrs.get(FIDELITY_ATTR, self.ladder.names[-1]))
+
+    def _unit(self, t: FrozenTrial) -> list[float]:
+        """A trial's model input: its unit-cube parameters, plus its fidelity position in a
+        multi-fidelity study."""
+        u = self.space.to_unit(t.params)
+        return u + [self._fidelity_position(t)] if self.ladder is not None else u
 
     def batch_start(self, number: int) -> int:
         """The first trial of the batch ``number`` belongs to (n_initial and later)."""
@@ -158,6 +185,7 @@ class BoTorchSampler(BaseSampler):
             if b not in self._batches:
                 trials = [t for t in study.get_trials(deepcopy=False) if t.number < b and self._has_all(t)]
                 self._batches = {b: self._propose_batch(trials, b)}
+                self._levels = {b: self._levels.get(b, [])}
             u = self._batches[b][n - b]
         return self.space.from_unit(u)
 
@@ -170,7 +198,7 @@ class BoTorchSampler(BaseSampler):
                 and t.value is not None and math.isfinite(t.value)]
         pending = [t for t in trials if t.number > horizon and t.state in (TrialState.RUNNING, TrialState.COMPLETE,
                                                                              TrialState.FAIL)]
-        xp = np.array([self.space.to_unit(t.params) for t in pending]) if pending else None
+        xp = np.array([self._unit(t) for t in pending]) if pending else None
         seed = self.seed * 100_003 + b
         if self.mode == "composite":
             data = self._composite_data(trials, done, horizon, xp)
@@ -180,6 +208,17 @@ class BoTorchSampler(BaseSampler):
                 if self.scalarisation == "parego" and self.parego_weights is not None:
                     pw = self.parego_weights(b)
                     w = [pw.get(name, 0.0) for name, _ in layout.groups]
+                if self.ladder is not None:
+                    points, levels, _ = composite.propose_multi_fidelity(
+                        cdata, layout, self.scalarisation, seed, self.ladder, q=self.q, weights=w,
+                        num_restarts=self.num_restarts, raw_samples=self.raw_samples, use_feasibility=self.feasibility)
+                    levels = list(levels)
+                    target = len(self.ladder.names) - 1
+                    have = sum(t.user_attrs.get(FIDELITY_ATTR) == self.ladder.names[-1] for t in trials)
+                    for i in range(min(len(levels), max(0, composite.MIN_TARGET_TRIALS - have))):
+                        levels[i] = target  # the bias is learnt only from target runs
+                    self._levels[b] = [self.ladder.names[i] for i in levels]
+                    return points
                 return composite.propose_composite(cdata, layout, self.scalarisation, seed, q=self.q, weights=w,
                                                    num_restarts=self.num_restarts, raw_samples=self.raw_samples,
                                                    use_feasibility=self.feasibility)
@@ -189,6 +228,8 @@ class BoTorchSampler(BaseSampler):
             y = -np.log(np.array(values) + self.floor)
             return propose_gp_batch(x, y, xp, seed=seed, q=self.q, num_restarts=self.num_restarts,
                                     raw_samples=self.raw_samples)
+        if self.ladder is not None:  # too few data: screen at the cheapest fidelity
+            self._levels[b] = [self.ladder.names[0]] * self.q
         return [sobol_point(self.space.dim, b + i, self.seed) for i in range(self.q)]
 
     def _composite_data(self, trials: list[FrozenTrial], done: list[FrozenTrial], horizon: int,
@@ -207,14 +248,14 @@ class BoTorchSampler(BaseSampler):
                 continue
             rows.append(row)
             sds.append(sd_row)
-            xs.append(self.space.to_unit(t.params))
+            xs.append(self._unit(t))
         if len(rows) < 2:
             return None
         finished = [t for t in trials if t.number <= horizon and not t.user_attrs.get("calib_lost")
                     and (t.state == TrialState.FAIL or (t.state == TrialState.COMPLETE and t.value is not None))]
         feasible = np.array([t.state == TrialState.COMPLETE and float(t.user_attrs.get("penalty", 0.0)) == 0.0
                              for t in finished], dtype=bool)
-        x_feas = np.array([self.space.to_unit(t.params) for t in finished])
+        x_feas = np.array([self._unit(t) for t in finished])
         return layout, composite.CompositeData(np.array(xs), np.array(rows, dtype=float), np.array(sds, dtype=float),
                                                x_feas, feasible, xp)
 

@@ -12,10 +12,10 @@ from .ledger import best_trial
 
 
 def pareto(study: optuna.Study) -> list[dict]:
-    """Non-dominated COMPLETE trials over the absolute objective errors (all minimised):
-    trial number, |error| per objective and the trial's scalarised value."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get("objective_errors")]
+    """Non-dominated COMPLETE trials at the target fidelity over the absolute objective
+    errors (all minimised): trial number, |error| per objective and the trial's scalarised
+    value."""
+    done = [t for t in ledger.at_target(study) if t.user_attrs.get("objective_errors")]
     if not done:
         return []
     names = sorted(done[0].user_attrs["objective_errors"])
@@ -45,6 +45,15 @@ def study_summary(study: optuna.Study, storage: str) -> dict:
         "failures": {t.number: t.user_attrs.get("fail_reason") for t in failed},
         "pareto": pareto(study),
     }
+    by_fidelity: dict[str, dict] = {}
+    for t in trials:
+        if t.state in (TrialState.COMPLETE, TrialState.FAIL) and not ledger.is_lost(t):
+            row = by_fidelity.setdefault(t.user_attrs.get(ledger.FIDELITY_ATTR, "?"),
+                                         {"complete": 0, "failed": 0, "core_s": 0.0})
+            row["complete" if t.state == TrialState.COMPLETE else "failed"] += 1
+            row["core_s"] += float(t.user_attrs.get("core_s") or 0.0)
+    out["target_fidelity"] = study.user_attrs.get(ledger.TARGET_FIDELITY_ATTR)
+    out["trials_by_fidelity"] = by_fidelity
     if "viscosity_curve_source" in study.user_attrs:
         out["viscosity_curve_source"] = study.user_attrs["viscosity_curve_source"]
     if best is not None:

@@ -15,6 +15,7 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial
 
+from .composite import FidelityLadder
 from .proposer import BoTorchSampler
 from .space import ParameterSpace
 from .study import SAMPLERS, StudySpec
@@ -29,11 +30,14 @@ def make_sampler(spec: StudySpec, space: ParameterSpace, seed: int, lag: int,
     o = spec.optimizer
     name = o.sampler
     if name in ("composite", "scalar"):
+        mf = o.multi_fidelity
+        ladder = (FidelityLadder(tuple(mf.ladder), tuple(mf.costs_core_s[n] for n in mf.ladder))
+                  if mf is not None else None)
         return BoTorchSampler(space, seed=seed, n_initial=o.n_initial, num_restarts=o.num_restarts,
                               raw_samples=o.raw_samples, objective_floor=o.objective_floor, lag=lag,
                               value_of=value_of, mode=name, q=o.q, scalarisation=spec.objective.scalarisation,
                               weights=dict(spec.objective.targets), parego_weights=parego_weights,
-                              feasibility=o.feasibility)
+                              feasibility=o.feasibility, ladder=ladder)
     if name == "sobol":
         return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
     if name == "random":

@@ -121,6 +121,37 @@ SAMPLERS = ("composite", "scalar", "sobol", "random", "tpe", "gp")
 """``optimizer.sampler`` values (``calib.samplers``)."""
 
 
+class MultiFidelitySpec(_Model):
+    """A multi-fidelity study (``calib.composite.MF_NOTE``): the fidelities its trials may
+    run at and what one trial at each costs.
+
+    ladder: fidelity names, cheapest first; the last is the study's target fidelity
+    (``fidelity``), at which its answer is judged. costs_core_s: measured core-seconds of
+    one trial at each ladder fidelity (LAMMPS wall time x ranks x threads; read them off a
+    few trials of each, ``calib optimize --fidelity NAME --trials 2``, or the ``core_s``
+    every trial records); they must rise along the ladder.
+    """
+
+    ladder: list[str] = Field(min_length=2)
+    costs_core_s: dict[str, PositiveFloat] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "MultiFidelitySpec":
+        if len(set(self.ladder)) != len(self.ladder):
+            raise ValueError("ladder: a fidelity appears twice")
+        for name in self.ladder:
+            if name not in self.costs_core_s:
+                raise ValueError(f"costs_core_s: no cost for fidelity {name!r}: a multi-fidelity study needs the "
+                                 "measured core-seconds of one trial at every ladder fidelity")
+        extra = sorted(set(self.costs_core_s) - set(self.ladder))
+        if extra:
+            raise ValueError(f"costs_core_s: {extra[0]!r} is not on the ladder ({', '.join(self.ladder)})")
+        costs = [self.costs_core_s[n] for n in self.ladder]
+        if any(b <= a for a, b in zip(costs, costs[1:])):
+            raise ValueError("costs_core_s: costs must rise along the ladder (cheapest fidelity first)")
+        return self
+
+
 class OptimizerSpec(_Model):
     """How trials are proposed (``calib.samplers``).
 
@@ -131,7 +162,8 @@ class OptimizerSpec(_Model):
     the first model-based proposal (``tpe``/``gp``: their own start-up trials). q: trials
     proposed jointly per batch (composite, scalar). feasibility: model failures
     (composite). num_restarts, raw_samples: acquisition optimisation. objective_floor: the
-    scalar GP models -log(objective + floor).
+    scalar GP models -log(objective + floor). multi_fidelity: run trials at cheaper
+    fidelities too (composite only; ``MultiFidelitySpec``).
     """
 
     sampler: str = "composite"
@@ -141,11 +173,14 @@ class OptimizerSpec(_Model):
     num_restarts: PositiveInt = 8
     raw_samples: PositiveInt = 256
     objective_floor: PositiveFloat = 1e-6
+    multi_fidelity: MultiFidelitySpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "OptimizerSpec":
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler: unknown sampler {self.sampler!r} (known: {', '.join(SAMPLERS)})")
+        if self.multi_fidelity is not None and self.sampler != "composite":
+            raise ValueError(f"multi_fidelity: needs sampler composite (this study's is {self.sampler!r})")
         return self
 
 
@@ -369,6 +404,15 @@ class StudySpec(_Model):
             raise ValueError(f"stage: unknown stage {self.stage!r} (known: {', '.join(STAGES)})")
         if self.fidelity not in self.all_fidelities():
             raise ValueError(f"fidelity: unknown fidelity {self.fidelity!r} (known: {', '.join(self.all_fidelities())})")
+        mf = self.optimizer.multi_fidelity
+        if mf is not None:
+            for name in mf.ladder:
+                if name not in self.all_fidelities():
+                    raise ValueError(f"optimizer.multi_fidelity.ladder: unknown fidelity {name!r} "
+                                     f"(known: {', '.join(self.all_fidelities())})")
+            problem = ladder_problem(self.fidelity, mf.ladder)
+            if problem:
+                raise ValueError(f"fidelity: {problem}")
         for t in self.objective.targets:
             if t not in STAGE_TARGETS[self.stage]:
                 raise ValueError(f"objective.targets.{t}: stage {self.stage} does not produce it "
@@ -380,6 +424,12 @@ class StudySpec(_Model):
         return self
 
     @property
+    def ladder(self) -> list[str]:
+        """The fidelities this study's trials may run at (one, unless multi-fidelity)."""
+        mf = self.optimizer.multi_fidelity
+        return list(mf.ladder) if mf is not None else [self.fidelity]
+
+    @property
     def uses_viscosity(self) -> bool:
         return "viscosity_curve" in self.objective.targets
 
@@ -388,6 +438,17 @@ class StudySpec(_Model):
 
     def fidelity_spec(self, name: str | None = None) -> Fidelity:
         return self.all_fidelities()[name or self.fidelity]
+
+
+def ladder_problem(fidelity: str, ladder: list[str]) -> str | None:
+    """Why ``fidelity`` cannot be the target of a study with this ladder, or None."""
+    if fidelity not in ladder:
+        return (f"{fidelity!r} is outside the study's ladder (optimizer.multi_fidelity.ladder: "
+                f"{', '.join(ladder)}); the target fidelity must be the ladder's last")
+    if fidelity != ladder[-1]:
+        return (f"{fidelity!r} is not the last (target) fidelity of the ladder "
+                f"(optimizer.multi_fidelity.ladder: {', '.join(ladder)})")
+    return None
 
 
 def _first_error(exc: ValidationError) -> tuple[str, str]:
@@ -435,6 +496,10 @@ def load_study(path: Path, fidelity: str | None = None, data_root: Path = DEFAUL
         if fidelity not in spec.all_fidelities():
             known = ", ".join(spec.all_fidelities())
             raise InputError("--fidelity", "fidelity", f"unknown fidelity {fidelity!r} (known: {known})")
+        if spec.optimizer.multi_fidelity is not None:
+            problem = ladder_problem(fidelity, spec.optimizer.multi_fidelity.ladder)
+            if problem:
+                raise InputError("--fidelity", "fidelity", problem)
         spec = spec.model_copy(update={"fidelity": fidelity})
     dpath = dataset_path(spec.dataset, path.parent, data_root)
     if not dpath.is_file():

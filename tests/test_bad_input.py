@@ -9,6 +9,8 @@ defect differs. No case gets as far as LAMMPS.
 
 from __future__ import annotations
 
+import json
+
 import os
 import subprocess
 import sys
@@ -190,6 +192,41 @@ def test_unknown_sampler(inputs: Inputs) -> None:
     inputs.write_study(data)
     err = assert_bad_input(inputs, inputs.optimize, str(inputs.study), "optimizer.sampler", "annealing")
     assert "composite" in err  # the known names
+
+
+MF = {"sampler": "composite", "multi_fidelity": {"ladder": ["smoke", "dev"],
+                                                "costs_core_s": {"smoke": 3.0, "dev": 32.0}}}
+
+
+@pytest.mark.parametrize("change, field, words", [
+    (lambda mf: mf["multi_fidelity"].pop("costs_core_s"), "optimizer.multi_fidelity.costs_core_s", "no cost"),
+    (lambda mf: mf["multi_fidelity"]["costs_core_s"].pop("dev"), "optimizer.multi_fidelity.costs_core_s", "'dev'"),
+    (lambda mf: mf["multi_fidelity"]["costs_core_s"].update(dev=2.0), "optimizer.multi_fidelity.costs_core_s",
+     "rise"),
+    (lambda mf: mf["multi_fidelity"].update(ladder=["smoke", "huge"], costs_core_s={"smoke": 3.0, "huge": 32.0}),
+     "optimizer.multi_fidelity.ladder", "huge"),
+    (lambda mf: mf.update(sampler="tpe"), "optimizer.multi_fidelity", "composite"),
+])
+def test_bad_multi_fidelity_section(inputs: Inputs, change, field: str, words: str) -> None:
+    data = inputs.study_data()
+    data["fidelity"] = "dev"
+    data["optimizer"] = json.loads(json.dumps(MF))
+    change(data["optimizer"])
+    inputs.write_study(data)
+    err = assert_bad_input(inputs, inputs.optimize, str(inputs.study), field)
+    assert words in err
+
+
+def test_target_fidelity_outside_the_ladder(inputs: Inputs) -> None:
+    data = inputs.study_data()
+    data["fidelity"] = "paper"
+    data["optimizer"] = MF
+    inputs.write_study(data)
+    err = assert_bad_input(inputs, inputs.optimize, str(inputs.study), "fidelity", "outside the study's ladder")
+    assert "smoke, dev" in err
+    data["fidelity"] = "dev"
+    inputs.write_study(data)
+    assert_bad_input(inputs, lambda: inputs.optimize(fidelity="paper"), "--fidelity", "fidelity", "outside")
 
 
 @pytest.mark.parametrize("q", [0, -2])
@@ -458,3 +495,15 @@ def test_viscosity_csv_provenance_is_recorded(inputs: Inputs) -> None:
     assert str(csv.resolve()) in loaded.curve_source
     assert "kind synthetic" in loaded.curve_source
     assert hashlib.sha256(csv.read_bytes()).hexdigest() in loaded.curve_source
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "studies").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_study_file_loads(path: Path) -> None:
+    """The study files users copy from are valid (the chained ones load without their
+    upstream run: that is checked when the study starts)."""
+    from calib.study import load_study
+
+    loaded = load_study(path)
+    assert loaded.spec.name == path.stem  # the study is found under the name of its file
+    assert loaded.spec.fidelity == loaded.spec.ladder[-1]

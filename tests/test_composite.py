@@ -109,3 +109,60 @@ def test_q2_batches_are_reproducible_and_spread():
     b = [t.params for t in _study("composite", seed=3, n=8, q=2).trials]
     assert a == b
     assert a[6] != a[7]  # the two members of the model-based batch differ
+
+
+LADDER = composite.FidelityLadder(("cheap", "target"), (1.0, 20.0))
+
+
+def cheap_residuals(p: dict) -> dict[str, list[float]]:
+    """The cheap fidelity's residuals: the target's plus a bias that moves its optimum."""
+    u, r = SPACE.to_unit(p), residuals(p)
+    return {"a": [r["a"][0] + 0.3], "b": [r["b"][0] - 0.2 + 0.2 * u[0]], "c": [r["c"][0] + 0.1]}
+
+
+def test_multi_fidelity_screens_cheaply_then_confirms_at_the_target():
+    sampler = BoTorchSampler(SPACE, seed=0, n_initial=6, num_restarts=2, raw_samples=64, mode="composite",
+                             ladder=LADDER)
+    study = optuna.create_study(sampler=sampler, direction="minimize")
+    runs = []  # (fidelity, the proposal's squared error at the target)
+    for _ in range(12):
+        t = study.ask(SPACE.distributions())
+        fid = sampler.fidelity_of(t.number)
+        r = cheap_residuals(t.params) if fid == "cheap" else residuals(t.params)
+        t.set_user_attr("residuals", r)
+        t.set_user_attr("calib_fidelity", fid)
+        study.tell(t, sum(v[0] ** 2 for v in r.values()))
+        runs.append((fid, sum(v[0] ** 2 for v in residuals(t.params).values())))
+    fids = [f for f, _ in runs]
+    assert fids[:6] == ["cheap"] * 6  # the Sobol start screens at the cheapest fidelity
+    assert "target" in fids[6:]  # and a proposal is confirmed at the target
+    assert fids.count("cheap") >= 2 * fids.count("target")
+    # measured (seeds 0, 1, 2): the third target run, trial 8, has a squared error of 6e-4,
+    # 1e-4, 1e-4 at the target (the Sobol points: 0.1-3.3), and the trials after it screen
+    # at the cheap fidelity
+    assert min(e for f, e in runs if f == "target") < 1e-2
+
+
+def test_a_cheap_run_resolves_less_of_the_target_once_the_cheap_fidelity_knows_a_point():
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 3))
+    rows = [[3 * (u[0] - 0.4) + 0.3] for u in x]
+    layout = composite.ResidualLayout((("a", 1),), (1.0,))
+
+    def resolved(extra: int) -> list[float]:
+        xs = np.vstack([x] + [np.array([[0.5, 0.5, 0.5]])] * extra)
+        r = np.array(rows + [[3 * 0.1 + 0.3]] * extra)
+        xf = np.hstack([xs, np.zeros((len(xs), 1))])
+        data = composite.CompositeData(xf, r, np.full_like(r, np.nan), xf, np.ones(len(xs), bool))
+        model, _ = composite.build_models(data, fidelity_column=3)
+        return [st.resolved for st in composite.rung_stats(model, layout, [0.5, 0.5, 0.5], LADDER)]
+
+    fresh, known = resolved(0), resolved(3)
+    assert 0 < fresh[1] <= 1 and 0 < known[1] <= 1
+    # three cheap runs at the point: a fourth resolves less of the target than before
+    assert known[0] < fresh[0]
+    three = composite.FidelityLadder(("cheap", "middle", "target"), (1.0, 4.0, 20.0))
+    assert three.positions[0] == 0 and three.positions[2] == 1 and 0 < three.positions[1] < 0.5  # log cost
+    per_cost = lambda *r: [composite.RungStats(v) for v in r]  # noqa: E731
+    assert composite.choose_screen(per_cost(0.5, 0.9, 0.95), three) == 0  # 0.5 per core-s beats 0.225
+    assert composite.choose_screen(per_cost(0.2, 0.9, 0.95), three) == 1  # 0.2 does not

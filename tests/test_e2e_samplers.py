@@ -35,3 +35,32 @@ def test_every_sampler_runs_a_smoke_study(tmp_path: Path, sampler: str):
         assert t.user_attrs["residuals"]["slurry_density"][0] == pytest.approx(
             t.user_attrs["objective_errors"]["slurry_density"])
         assert t.user_attrs["residual_sd"]["slurry_density"][0] > 0  # the density's blocking SEM, normalised
+
+
+def test_a_multi_fidelity_study_screens_cheaply_and_answers_at_its_target(tmp_path: Path):
+    """Ladder tiny -> smoke (the same 200 beads, half the steps): the Sobol start runs at
+    tiny, model-based proposals choose their fidelity, each trial's deck is its fidelity's,
+    and the answer (best trial, Pareto front) comes from target-fidelity trials only."""
+    tiny = {"n_beads": 200, "initial_box_scale": 0.25, "equilibration_steps": 5000, "averaging_steps": 5000,
+            "density_window_steps": 4000}
+    # near-equal costs: the target resolves most per core-second, so the model confirms there
+    study_file = write_study(tmp_path, "mf", trials=4, parallel=1, fidelity="smoke", fidelities={"tiny": tiny},
+                             optimizer={"sampler": "composite", "n_initial": 2, "num_restarts": 2, "raw_samples": 64,
+                                        "multi_fidelity": {"ladder": ["tiny", "smoke"],
+                                                           "costs_core_s": {"tiny": 1.0, "smoke": 1.05}}})
+    runs = tmp_path / "runs"
+    summary = parse_json_stdout(run_calib("optimize", "--stage", "slurry", "--study", str(study_file),
+                                          "--runs-dir", str(runs), "--tracking-uri", "none", "--json",
+                                          cwd=tmp_path))
+    trials = optuna.load_study(study_name="mf", storage=f"sqlite:///{(runs / 'calib.db').resolve()}").get_trials()
+    fids = [t.user_attrs["calib_fidelity"] for t in trials]
+    assert fids[:2] == ["tiny", "tiny"]
+    assert "smoke" in fids[2:], fids
+    decks = {f: (Path(t.user_attrs["calib_workdir"]) / "in.slurry").read_text() for f, t in zip(fids, trials)}
+    assert "run 5000" in decks["tiny"] and "run 5000" not in decks["smoke"]
+    at_target = [t for t in trials if t.user_attrs["calib_fidelity"] == "smoke" and t.state == TrialState.COMPLETE]
+    assert summary["best_trial"] == min(at_target, key=lambda t: t.value).number
+    assert {p["trial"] for p in summary["pareto"]} <= {t.number for t in at_target}
+    assert summary["target_fidelity"] == "smoke"
+    assert set(summary["trials_by_fidelity"]) == set(fids)
+    assert all(row["core_s"] > 0 for row in summary["trials_by_fidelity"].values())
