@@ -434,8 +434,8 @@ Pareto front, lineage for a chained stage) comes from target-fidelity trials onl
 MIN_TARGET_TRIALS = 2
 """Model-based proposals run at the target until this many target trials exist: the scale
 and offset between rungs are learnt only from target runs. Measured on the smoke -> dev
-emulator (seeds 0-3, 24 trials): with none forced, the cost rule ran 1 dev trial in 16 and
-never reached 2 % at dev; with 1, seed 1 never reached it; with 2, every seed did."""
+emulator (24 trials): with 1, seed 1 of seeds 0-3 never had a dev trial within 2 %; with 2,
+seeds 0-2 all did (the full benchmark: docs/optimizer.md)."""
 
 
 def _pair_moments(model, m: int, P: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
