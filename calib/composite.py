@@ -417,7 +417,8 @@ MF_NOTE = """Multi-fidelity proposals (``propose_multi_fidelity``): the paramete
    - until ``MIN_TARGET_TRIALS`` target trials exist, proposals run at the target (the scale
      and offset between rungs are learnt only from target runs);
    - a proposal whose predicted objective at the target (posterior mean of the scalarised
-     residuals) beats the best target trial so far is confirmed at the target;
+     residuals) beats the model's prediction at the best target trial so far (of those
+     without a penalty) is confirmed at the target;
    - any other proposal is screened below the target, at the rung that resolves the most of
      the model's uncertainty at (x, target) per core-second: one run at rung l removes
      cov^2 / (var_l + noise) of each residual's variance at (x, target) (Gaussian
@@ -498,12 +499,16 @@ def choose_screen(stats: Sequence[RungStats], ladder: FidelityLadder) -> int:
 def propose_multi_fidelity(data: CompositeData, layout: ResidualLayout, method: str, seed: int,
                            ladder: FidelityLadder, q: int = 1, weights: Sequence[float] | None = None,
                            num_restarts: int = 8, raw_samples: int = 256,
-                           use_feasibility: bool = True) -> tuple[list[list[float]], list[int], list[list[RungStats]]]:
+                           use_feasibility: bool = True, incumbent_x: Sequence[Sequence[float]] = ()
+                           ) -> tuple[list[list[float]], list[int], list[list[RungStats]]]:
     """q parameter points (unit cube) and the ladder index each runs at (see ``MF_NOTE``).
 
     ``data``'s inputs carry the fidelity position as their last column (x, x_feas and
-    x_pending). Returns (points without the fidelity column, ladder indices, ``RungStats``
-    per point and fidelity). Deterministic for a given ``seed``."""
+    x_pending; pending points count at the target, whatever rung they run at).
+    ``incumbent_x``: the parameters (no fidelity column) of the target trials that completed
+    without a penalty: the confirm rule's bar is the best of the model's predictions there.
+    Returns (points without the fidelity column, ladder indices, ``RungStats`` per point and
+    fidelity). Deterministic for a given ``seed``."""
     from botorch.acquisition.fixed_feature import FixedFeatureAcquisitionFunction
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
     from botorch.acquisition.objective import GenericMCObjective
@@ -526,8 +531,10 @@ def propose_multi_fidelity(data: CompositeData, layout: ResidualLayout, method: 
             constraints = [lambda s: s[..., m] - 0.5] if has_feas else None
             base = np.unique(data.x[:, :-1], axis=0)
             X = torch.as_tensor(np.hstack([base, np.ones((len(base), 1))]), dtype=torch.float64)
-            pend = (torch.as_tensor(data.x_pending, dtype=torch.float64)
-                    if data.x_pending is not None and len(data.x_pending) else None)
+            pend = None
+            if data.x_pending is not None and len(data.x_pending):
+                pend = torch.as_tensor(data.x_pending, dtype=torch.float64).clone()
+                pend[:, -1] = 1.0  # spread the batch at the target
             acq = qLogNoisyExpectedImprovement(
                 model, X_baseline=X, objective=GenericMCObjective(obj), constraints=constraints,
                 X_pending=pend, prune_baseline=True,
@@ -541,9 +548,8 @@ def propose_multi_fidelity(data: CompositeData, layout: ResidualLayout, method: 
                                     raw_samples=raw_samples, options={"seed": seed, "maxiter": ACQ_MAXITER})
             points = cand.detach().tolist()
             stats = [rung_stats(model, layout, p, ladder, weights) for p in points]
-            at_target = data.x[:, -1] >= 1.0 - 1e-9
-            incumbent = (float(scalarise_samples(torch.as_tensor(data.r[at_target], dtype=torch.float64), layout,
-                                                 method, weights).min()) if at_target.any() else math.inf)
+            incumbent = (min(predicted_objective(model, layout, method, incumbent_x, weights, seed))
+                         if len(incumbent_x) else math.inf)
             predicted = predicted_objective(model, layout, method, points, weights, seed)
     finally:
         torch.set_num_threads(threads)

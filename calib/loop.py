@@ -224,12 +224,14 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
         emit(Event("warning", -1, moved))
     if spec.uses_viscosity:
         study.set_user_attr("viscosity_curve_source", loaded.curve_source)
-        for plan in rate_plans(loaded.simulated_rates_per_s(), spec.viscosity, fidelity):
-            if plan.min_segments > plan.max_segments:
-                reach = plan.strain_per_segment(fidelity) * plan.max_segments
+        for fname, fid_spec in fidelities.items():
+            for plan in rate_plans(loaded.simulated_rates_per_s(), spec.viscosity, fid_spec):
+                if plan.min_segments <= plan.max_segments:
+                    continue
+                reach = plan.strain_per_segment(fid_spec) * plan.max_segments
                 emit(Event("warning", -1, f"shear rate {plan.rate_exp_per_s:g} 1/s (simulated "
                                           f"{plan.rate_sim_per_us:g} 1/us) reaches strain {reach:.3g} at most at "
-                                          f"fidelity {spec.fidelity}, too short for min_strain "
+                                          f"fidelity {fname}, too short for min_strain "
                                           f"{spec.viscosity.min_strain:g} plus a window of "
                                           f"{spec.viscosity.window_segments} segments: it will not converge "
                                           f"(raise viscosity.rate_scale or the fidelity's shear_max_steps)"))

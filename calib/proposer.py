@@ -209,16 +209,7 @@ class BoTorchSampler(BaseSampler):
                     pw = self.parego_weights(b)
                     w = [pw.get(name, 0.0) for name, _ in layout.groups]
                 if self.ladder is not None:
-                    points, levels, _ = composite.propose_multi_fidelity(
-                        cdata, layout, self.scalarisation, seed, self.ladder, q=self.q, weights=w,
-                        num_restarts=self.num_restarts, raw_samples=self.raw_samples, use_feasibility=self.feasibility)
-                    levels = list(levels)
-                    target = len(self.ladder.names) - 1
-                    have = sum(t.user_attrs.get(FIDELITY_ATTR) == self.ladder.names[-1] for t in trials)
-                    for i in range(min(len(levels), max(0, composite.MIN_TARGET_TRIALS - have))):
-                        levels[i] = target  # the bias is learnt only from target runs
-                    self._levels[b] = [self.ladder.names[i] for i in levels]
-                    return points
+                    return self._propose_multi_fidelity(trials, done, horizon, b, layout, cdata, w, seed)
                 return composite.propose_composite(cdata, layout, self.scalarisation, seed, q=self.q, weights=w,
                                                    num_restarts=self.num_restarts, raw_samples=self.raw_samples,
                                                    use_feasibility=self.feasibility)
@@ -231,6 +222,31 @@ class BoTorchSampler(BaseSampler):
         if self.ladder is not None:  # too few data: screen at the cheapest fidelity
             self._levels[b] = [self.ladder.names[0]] * self.q
         return [sobol_point(self.space.dim, b + i, self.seed) for i in range(self.q)]
+
+    def _at_target(self, t: FrozenTrial) -> bool:
+        assert self.ladder is not None
+        return t.user_attrs.get(FIDELITY_ATTR, self.ladder.names[-1]) == self.ladder.names[-1]
+
+    def _propose_multi_fidelity(self, trials: list[FrozenTrial], done: list[FrozenTrial], horizon: int, b: int,
+                                layout: composite.ResidualLayout, cdata: composite.CompositeData,
+                                w: list[float] | None, seed: int) -> list[list[float]]:
+        """The batch's points, its per-trial fidelities recorded in ``_levels``."""
+        assert self.ladder is not None
+        # the confirm rule's bar: the target trials that completed without a penalty
+        clean = [self.space.to_unit(t.params) for t in done
+                 if self._at_target(t) and float(t.user_attrs.get("penalty", 0.0)) == 0.0]
+        points, levels, _ = composite.propose_multi_fidelity(
+            cdata, layout, self.scalarisation, seed, self.ladder, q=self.q, weights=w,
+            num_restarts=self.num_restarts, raw_samples=self.raw_samples, use_feasibility=self.feasibility,
+            incumbent_x=clean)
+        # target runs so far: completed ones in the data, and those still pending
+        have = (sum(self._at_target(t) for t in done)
+                + sum(self._at_target(t) for t in trials if t.number > horizon and not t.user_attrs.get("calib_lost")))
+        levels = list(levels)
+        for i in range(min(len(levels), max(0, composite.MIN_TARGET_TRIALS - have))):
+            levels[i] = len(self.ladder.names) - 1  # scale and offset are learnt only from target runs
+        self._levels[b] = [self.ladder.names[i] for i in levels]
+        return points
 
     def _composite_data(self, trials: list[FrozenTrial], done: list[FrozenTrial], horizon: int,
                         xp: np.ndarray | None) -> tuple[composite.ResidualLayout, composite.CompositeData] | None:

@@ -48,7 +48,8 @@ def study_summary(study: optuna.Study, storage: str) -> dict:
     by_fidelity: dict[str, dict] = {}
     for t in trials:
         if t.state in (TrialState.COMPLETE, TrialState.FAIL) and not ledger.is_lost(t):
-            row = by_fidelity.setdefault(t.user_attrs.get(ledger.FIDELITY_ATTR, "?"),
+            row = by_fidelity.setdefault(t.user_attrs.get(ledger.FIDELITY_ATTR,
+                                                          study.user_attrs.get(ledger.TARGET_FIDELITY_ATTR, "?")),
                                          {"complete": 0, "failed": 0, "core_s": 0.0})
             row["complete" if t.state == TrialState.COMPLETE else "failed"] += 1
             row["core_s"] += float(t.user_attrs.get("core_s") or 0.0)

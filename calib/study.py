@@ -8,6 +8,7 @@ naming the file and the field.
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -127,9 +128,10 @@ class MultiFidelitySpec(_Model):
 
     ladder: fidelity names, cheapest first; the last is the study's target fidelity
     (``fidelity``), at which its answer is judged. costs_core_s: measured core-seconds of
-    one trial at each ladder fidelity (LAMMPS wall time x ranks x threads; read them off a
-    few trials of each, ``calib optimize --fidelity NAME --trials 2``, or the ``core_s``
-    every trial records); they must rise along the ladder.
+    one trial at each ladder fidelity (LAMMPS wall time x ranks x threads; run a copy of the
+    study without ``multi_fidelity`` for two trials per fidelity, ``calib optimize --study
+    copy.yaml --fidelity NAME --trials 2 --json``, and read ``core_s`` in
+    ``trials_by_fidelity``); finite, and rising along the ladder.
     """
 
     ladder: list[str] = Field(min_length=2)
@@ -147,6 +149,8 @@ class MultiFidelitySpec(_Model):
         if extra:
             raise ValueError(f"costs_core_s: {extra[0]!r} is not on the ladder ({', '.join(self.ladder)})")
         costs = [self.costs_core_s[n] for n in self.ladder]
+        if not all(math.isfinite(c) for c in costs):
+            raise ValueError("costs_core_s: costs must be finite numbers of core-seconds")
         if any(b <= a for a, b in zip(costs, costs[1:])):
             raise ValueError("costs_core_s: costs must rise along the ladder (cheapest fidelity first)")
         return self

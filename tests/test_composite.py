@@ -135,7 +135,9 @@ def test_multi_fidelity_screens_cheaply_then_confirms_at_the_target():
         runs.append((fid, sum(v[0] ** 2 for v in residuals(t.params).values())))
     fids = [f for f, _ in runs]
     assert fids[:6] == ["cheap"] * 6  # the Sobol start screens at the cheapest fidelity
-    assert "target" in fids[6:]  # and a proposal is confirmed at the target
+    assert fids[6:8] == ["target"] * 2  # MIN_TARGET_TRIALS: scale and offset need target runs
+    assert "target" in fids[8:]  # a model proposal predicted to improve is confirmed there
+    assert "cheap" in fids[8:]  # and the others are screened again
     assert fids.count("cheap") >= 2 * fids.count("target")
     # measured (seeds 0, 1, 2): the third target run, trial 8, has a squared error of 6e-4,
     # 1e-4, 1e-4 at the target (the Sobol points: 0.1-3.3), and the trials after it screen
