@@ -314,15 +314,33 @@ def build_models(data: CompositeData, use_feasibility: bool = True, fidelity_col
     return ModelListGP(*parts), has_feas
 
 
+def _log_nei(model, has_feas: bool, layout: ResidualLayout, method: str, weights: Sequence[float] | None,
+             X: torch.Tensor, pend: torch.Tensor | None, seed: int):
+    """qLogNEI of -scalarised(residual samples), the feasibility label as a sample constraint
+    and a barrier on its mean (``_FeasibleMean``) when failures are known."""
+    from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+    from botorch.acquisition.objective import GenericMCObjective
+    from botorch.sampling import SobolQMCNormalSampler
+
+    m = layout.n_outputs
+
+    def obj(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+        return -scalarise_samples(samples[..., :m], layout, method, weights)
+
+    constraints = [lambda s: s[..., m] - 0.5] if has_feas else None
+    acq = qLogNoisyExpectedImprovement(
+        model, X_baseline=X, objective=GenericMCObjective(obj), constraints=constraints,
+        X_pending=pend, prune_baseline=True,
+        sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=seed))
+    return _FeasibleMean(acq, model.models[-1]) if has_feas else acq
+
+
 def propose_composite(data: CompositeData, layout: ResidualLayout, method: str, seed: int, q: int = 1,
                       weights: Sequence[float] | None = None, num_restarts: int = 8, raw_samples: int = 256,
                       use_feasibility: bool = True) -> list[list[float]]:
     """q points of the unit cube maximising qLogNEI of -scalarised(residuals), subject to the
     feasibility constraint when failures are known. Deterministic for a given ``seed``."""
-    from botorch.acquisition.logei import qLogNoisyExpectedImprovement
-    from botorch.acquisition.objective import GenericMCObjective
     from botorch.optim import optimize_acqf
-    from botorch.sampling import SobolQMCNormalSampler
 
     torch.manual_seed(seed)
     threads = torch.get_num_threads()
@@ -331,21 +349,10 @@ def propose_composite(data: CompositeData, layout: ResidualLayout, method: str, 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model, has_feas = build_models(data, use_feasibility)
-            m = layout.n_outputs
-
-            def obj(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
-                return -scalarise_samples(samples[..., :m], layout, method, weights)
-
-            constraints = [lambda s: s[..., m] - 0.5] if has_feas else None
             X = torch.as_tensor(data.x, dtype=torch.float64)
             pend = (torch.as_tensor(data.x_pending, dtype=torch.float64)
                     if data.x_pending is not None and len(data.x_pending) else None)
-            acq = qLogNoisyExpectedImprovement(
-                model, X_baseline=X, objective=GenericMCObjective(obj), constraints=constraints,
-                X_pending=pend, prune_baseline=True,
-                sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=seed))
-            if has_feas:
-                acq = _FeasibleMean(acq, model.models[-1])
+            acq = _log_nei(model, has_feas, layout, method, weights, X, pend, seed)
             d = X.shape[-1]
             bounds = torch.stack([torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)])
             cand, _ = optimize_acqf(acq, bounds=bounds, q=q, num_restarts=num_restarts,
@@ -510,10 +517,7 @@ def propose_multi_fidelity(data: CompositeData, layout: ResidualLayout, method: 
     Returns (points without the fidelity column, ladder indices, ``RungStats`` per point and
     fidelity). Deterministic for a given ``seed``."""
     from botorch.acquisition.fixed_feature import FixedFeatureAcquisitionFunction
-    from botorch.acquisition.logei import qLogNoisyExpectedImprovement
-    from botorch.acquisition.objective import GenericMCObjective
     from botorch.optim import optimize_acqf
-    from botorch.sampling import SobolQMCNormalSampler
 
     torch.manual_seed(seed)
     threads = torch.get_num_threads()
@@ -523,24 +527,13 @@ def propose_multi_fidelity(data: CompositeData, layout: ResidualLayout, method: 
             warnings.simplefilter("ignore")
             D = data.x.shape[1]  # parameters + the fidelity column
             model, has_feas = build_models(data, use_feasibility, fidelity_column=D - 1)
-            m = layout.n_outputs
-
-            def obj(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
-                return -scalarise_samples(samples[..., :m], layout, method, weights)
-
-            constraints = [lambda s: s[..., m] - 0.5] if has_feas else None
             base = np.unique(data.x[:, :-1], axis=0)
             X = torch.as_tensor(np.hstack([base, np.ones((len(base), 1))]), dtype=torch.float64)
             pend = None
             if data.x_pending is not None and len(data.x_pending):
                 pend = torch.as_tensor(data.x_pending, dtype=torch.float64).clone()
                 pend[:, -1] = 1.0  # spread the batch at the target
-            acq = qLogNoisyExpectedImprovement(
-                model, X_baseline=X, objective=GenericMCObjective(obj), constraints=constraints,
-                X_pending=pend, prune_baseline=True,
-                sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=seed))
-            if has_feas:
-                acq = _FeasibleMean(acq, model.models[-1])
+            acq = _log_nei(model, has_feas, layout, method, weights, X, pend, seed)
             at_target = FixedFeatureAcquisitionFunction(acq, d=D, columns=[D - 1], values=[1.0])
             d = D - 1
             bounds = torch.stack([torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)])
