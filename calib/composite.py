@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -314,6 +315,21 @@ def build_models(data: CompositeData, use_feasibility: bool = True, fidelity_col
     return ModelListGP(*parts), has_feas
 
 
+@contextmanager
+def _proposing(seed: int):
+    """Seed torch, run on one thread (the cores belong to the LAMMPS trials running
+    meanwhile) and silence BoTorch's numerical warnings; the thread count is restored."""
+    torch.manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _log_nei(model, has_feas: bool, layout: ResidualLayout, method: str, weights: Sequence[float] | None,
              X: torch.Tensor, pend: torch.Tensor | None, seed: int):
     """qLogNEI of -scalarised(residual samples), the feasibility label as a sample constraint
@@ -342,23 +358,16 @@ def propose_composite(data: CompositeData, layout: ResidualLayout, method: str, 
     feasibility constraint when failures are known. Deterministic for a given ``seed``."""
     from botorch.optim import optimize_acqf
 
-    torch.manual_seed(seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the cores belong to the LAMMPS trials running meanwhile
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model, has_feas = build_models(data, use_feasibility)
-            X = torch.as_tensor(data.x, dtype=torch.float64)
-            pend = (torch.as_tensor(data.x_pending, dtype=torch.float64)
-                    if data.x_pending is not None and len(data.x_pending) else None)
-            acq = _log_nei(model, has_feas, layout, method, weights, X, pend, seed)
-            d = X.shape[-1]
-            bounds = torch.stack([torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)])
-            cand, _ = optimize_acqf(acq, bounds=bounds, q=q, num_restarts=num_restarts,
-                                    raw_samples=raw_samples, options={"seed": seed, "maxiter": ACQ_MAXITER})
-    finally:
-        torch.set_num_threads(threads)
+    with _proposing(seed):
+        model, has_feas = build_models(data, use_feasibility)
+        X = torch.as_tensor(data.x, dtype=torch.float64)
+        pend = (torch.as_tensor(data.x_pending, dtype=torch.float64)
+                if data.x_pending is not None and len(data.x_pending) else None)
+        acq = _log_nei(model, has_feas, layout, method, weights, X, pend, seed)
+        d = X.shape[-1]
+        bounds = torch.stack([torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)])
+        cand, _ = optimize_acqf(acq, bounds=bounds, q=q, num_restarts=num_restarts,
+                                raw_samples=raw_samples, options={"seed": seed, "maxiter": ACQ_MAXITER})
     return cand.detach().tolist()
 
 
@@ -519,33 +528,26 @@ def propose_multi_fidelity(data: CompositeData, layout: ResidualLayout, method: 
     from botorch.acquisition.fixed_feature import FixedFeatureAcquisitionFunction
     from botorch.optim import optimize_acqf
 
-    torch.manual_seed(seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the cores belong to the LAMMPS trials running meanwhile
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            D = data.x.shape[1]  # parameters + the fidelity column
-            model, has_feas = build_models(data, use_feasibility, fidelity_column=D - 1)
-            base = np.unique(data.x[:, :-1], axis=0)
-            X = torch.as_tensor(np.hstack([base, np.ones((len(base), 1))]), dtype=torch.float64)
-            pend = None
-            if data.x_pending is not None and len(data.x_pending):
-                pend = torch.as_tensor(data.x_pending, dtype=torch.float64).clone()
-                pend[:, -1] = 1.0  # spread the batch at the target
-            acq = _log_nei(model, has_feas, layout, method, weights, X, pend, seed)
-            at_target = FixedFeatureAcquisitionFunction(acq, d=D, columns=[D - 1], values=[1.0])
-            d = D - 1
-            bounds = torch.stack([torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)])
-            cand, _ = optimize_acqf(at_target, bounds=bounds, q=q, num_restarts=num_restarts,
-                                    raw_samples=raw_samples, options={"seed": seed, "maxiter": ACQ_MAXITER})
-            points = cand.detach().tolist()
-            stats = [rung_stats(model, layout, p, ladder, weights) for p in points]
-            incumbent = (min(predicted_objective(model, layout, method, incumbent_x, weights, seed))
-                         if len(incumbent_x) else math.inf)
-            predicted = predicted_objective(model, layout, method, points, weights, seed)
-    finally:
-        torch.set_num_threads(threads)
+    with _proposing(seed):
+        D = data.x.shape[1]  # parameters + the fidelity column
+        model, has_feas = build_models(data, use_feasibility, fidelity_column=D - 1)
+        base = np.unique(data.x[:, :-1], axis=0)
+        X = torch.as_tensor(np.hstack([base, np.ones((len(base), 1))]), dtype=torch.float64)
+        pend = None
+        if data.x_pending is not None and len(data.x_pending):
+            pend = torch.as_tensor(data.x_pending, dtype=torch.float64).clone()
+            pend[:, -1] = 1.0  # spread the batch at the target
+        acq = _log_nei(model, has_feas, layout, method, weights, X, pend, seed)
+        at_target = FixedFeatureAcquisitionFunction(acq, d=D, columns=[D - 1], values=[1.0])
+        d = D - 1
+        bounds = torch.stack([torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)])
+        cand, _ = optimize_acqf(at_target, bounds=bounds, q=q, num_restarts=num_restarts,
+                                raw_samples=raw_samples, options={"seed": seed, "maxiter": ACQ_MAXITER})
+        points = cand.detach().tolist()
+        stats = [rung_stats(model, layout, p, ladder, weights) for p in points]
+        incumbent = (min(predicted_objective(model, layout, method, incumbent_x, weights, seed))
+                     if len(incumbent_x) else math.inf)
+        predicted = predicted_objective(model, layout, method, points, weights, seed)
     levels = [len(ladder.names) - 1 if pred < incumbent else choose_screen(st, ladder)
               for pred, st in zip(predicted, stats)]
     return points, levels, stats
