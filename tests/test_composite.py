@@ -93,13 +93,13 @@ def _deep_in_box(u) -> bool:
 
 def test_feasibility_model_keeps_proposals_out_of_a_crash_box():
     crash = lambda u: u[0] < 0.6 and u[1] < 0.8  # noqa: E731 - the unconstrained optimum is well inside
-    on = _study("composite", seed=0, n=16, crash=crash)
-    off = _study("composite", seed=0, n=16, crash=crash, feasibility=False)
+    on = _study("composite", seed=0, n=12, crash=crash)
+    off = _study("composite", seed=0, n=12, crash=crash, feasibility=False)
     deep = lambda s: sum(_deep_in_box(SPACE.to_unit(t.params)) for t in s.trials[6:])  # noqa: E731
-    # measured, of the 10 model-based proposals: 2 with the model (seed 0; seed 1: 4 of
-    # 12), all 10 without it
-    assert deep(off) >= 8
-    assert deep(on) <= 4
+    # measured, of the 6 model-based proposals (2026-12-02): with the model 1 (seed 0; seed
+    # 1: 2), without it all 6 (seeds 0 and 1); 16 trials gave 2 of 10 against 10 of 10
+    assert deep(off) >= 5
+    assert deep(on) <= 2
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in on.trials) > \
         sum(t.state == optuna.trial.TrialState.COMPLETE for t in off.trials)
 

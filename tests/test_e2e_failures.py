@@ -17,7 +17,7 @@ def _run(tmp_path: Path, name: str, trials: int, **overrides) -> tuple[dict, lis
     study_file = write_study(tmp_path, name, trials=trials, parallel=1, **overrides)
     runs = tmp_path / "runs"
     proc = run_calib("optimize", "--stage", "slurry", "--study", str(study_file), "--runs-dir", str(runs),
-                     "--json", cwd=tmp_path)
+                     "--tracking-uri", "none", "--json", cwd=tmp_path)
     storage = f"sqlite:///{(runs / 'calib.db').resolve()}"
     return parse_json_stdout(proc), optuna.load_study(study_name=name, storage=storage).get_trials()
 

@@ -43,7 +43,10 @@ def _pids_in(workdir: Path) -> list[int]:
 
 
 def test_resume_after_killed_driver(tmp_path: Path):
-    study_file = write_study(tmp_path, "resume_smoke", trials=3, parallel=1, optimizer={"n_initial": 2})
+    # trials about three times smoke's length: the driver is killed while a trial's LAMMPS runs,
+    # and that window must stay open for the poll below even on a loaded machine
+    study_file = write_study(tmp_path, "resume_smoke", trials=3, parallel=1, optimizer={"n_initial": 2},
+                             fidelities={"smoke": {"equilibration_steps": 30_000}})
     runs = tmp_path / "runs"
     storage = f"sqlite:///{runs / 'calib.db'}"
     args = ["optimize", "--stage", "slurry", "--study", str(study_file), "--fidelity", "smoke",
@@ -55,7 +58,8 @@ def test_resume_after_killed_driver(tmp_path: Path):
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.2)
+            assert driver.poll() is None, "the driver finished before a trial could be caught running"
             if not (runs / "calib.db").exists():
                 continue
             try:

@@ -148,7 +148,8 @@ def test_not_converged_policy(tmp_path, policy):
                                  "not_converged": policy, "penalty": 0.5},
                       fidelities={"smoke": {"initial_box_scale": 0.36, "shear_max_steps": 16000}})
     s = parse_json_stdout(run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
-                                    "--runs-dir", str(tmp_path / "runs"), "--json", cwd=tmp_path))
+                                    "--runs-dir", str(tmp_path / "runs"), "--tracking-uri", "none", "--json",
+                                    cwd=tmp_path))
     study_obj = optuna.load_study(study_name=f"nc_{policy}", storage=s["storage"])
     t = study_obj.trials[0]
     if policy == "penalty":
