@@ -12,8 +12,9 @@ from conftest import run_calib, write_study
 pytestmark = pytest.mark.lammps
 
 
-def _params(tmp_path: Path, name: str, seed: int) -> list[dict]:
-    study = write_study(tmp_path, name, trials=4, parallel=2, seed=seed, optimizer={"n_initial": 2})
+def _params(tmp_path: Path, name: str, seed: int, trials: int = 4, **overrides) -> list[dict]:
+    study = write_study(tmp_path, name, trials=trials, parallel=2, seed=seed, optimizer={"n_initial": 2},
+                        **overrides)
     runs = tmp_path / name
     run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke", "--runs-dir", str(runs),
               "--tracking-uri", "none", "--json", cwd=tmp_path)
@@ -26,4 +27,7 @@ def test_same_seed_same_proposals_in_parallel(tmp_path: Path):
     b = _params(tmp_path, "rep_b", seed=5)
     assert len(a) == 4
     assert a == b  # includes the two GP proposals (trials 2 and 3)
-    # another seed, other proposals: tests/test_sampler_ledger.py (no LAMMPS needed for that)
+    # the study's seed reaches the sampler: another seed, another first point (one trial,
+    # failed at once by its timeout: only its parameters matter here)
+    c = _params(tmp_path, "rep_c", seed=6, trials=1, trial_timeout_s=0.5)
+    assert c[0] != a[0]

@@ -43,7 +43,7 @@ def _pids_in(workdir: Path) -> list[int]:
 
 
 def test_resume_after_killed_driver(tmp_path: Path):
-    # trials about three times smoke's length: the driver is killed while a trial's LAMMPS runs,
+    # trials about twice smoke's length: the driver is killed while a trial's LAMMPS runs,
     # and that window must stay open for the poll below even on a loaded machine
     study_file = write_study(tmp_path, "resume_smoke", trials=3, parallel=1, optimizer={"n_initial": 2},
                              fidelities={"smoke": {"equilibration_steps": 30_000}})
@@ -59,7 +59,8 @@ def test_resume_after_killed_driver(tmp_path: Path):
     try:
         while time.monotonic() < deadline:
             time.sleep(0.2)
-            assert driver.poll() is None, "the driver finished before a trial could be caught running"
+            assert driver.poll() is None, (f"the driver ended (exit status {driver.returncode}) before a trial "
+                                           "could be caught running")
             if not (runs / "calib.db").exists():
                 continue
             try:
@@ -102,6 +103,16 @@ def test_resume_after_killed_driver(tmp_path: Path):
     assert len(redo) == 1 and redo[0].params == pytest.approx(victim.params)
     assert summary["trials_complete"] + summary["trials_failed"] == 3
     assert summary["trials_lost_and_reproposed"] == 1
+    # MLflow: the parent run the killed driver left RUNNING is reopened and closed, the lost
+    # trial has a FAILED run with its reason, and no run is left RUNNING
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs / 'mlflow.db'}")
+    mruns = client.search_runs([client.get_experiment_by_name("resume_smoke").experiment_id])
+    assert [r.info.status for r in mruns if r.data.tags.get("calib.role") == "study"] == ["FINISHED"]
+    assert not [r for r in mruns if r.info.status == "RUNNING"]
+    lost_runs = [r for r in mruns if r.data.tags.get("trial_number") == str(victim.number)]
+    assert len(lost_runs) == 1 and lost_runs[0].info.status == "FAILED"
 
     # a third run with the same name and budget does no more work
     again = parse_json_stdout(run_calib(*args, cwd=tmp_path))
