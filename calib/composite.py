@@ -143,7 +143,8 @@ class CompositeData:
 
     x: (n, d) trials with residuals; r: (n, m) their residuals; r_sd: (n, m) measured
     standard deviations (nan where none); x_feas: (k, d) and feasible: (k,) every finished
-    trial with its label (True: completed without penalty); x_pending: (p, d) trials being
+    trial with its label (True: completed with the least penalty,
+    ``calib.proposer.feasibility_labels``); x_pending: (p, d) trials being
     evaluated.
     """
 
@@ -434,7 +435,7 @@ MF_NOTE = """Multi-fidelity proposals (``propose_multi_fidelity``): the paramete
      and offset between rungs are learnt only from target runs);
    - a proposal whose predicted objective at the target (posterior mean of the scalarised
      residuals) beats the model's prediction at the best target trial so far (of those
-     without a penalty) is confirmed at the target;
+     with the least penalty) is confirmed at the target;
    - any other proposal is screened below the target, at the rung that resolves the most of
      the model's uncertainty at (x, target) per core-second: one run at rung l removes
      cov^2 / (var_l + noise) of each residual's variance at (x, target) (Gaussian
@@ -522,7 +523,7 @@ def propose_multi_fidelity(data: CompositeData, layout: ResidualLayout, method: 
     ``data``'s inputs carry the fidelity position as their last column (x, x_feas and
     x_pending; pending points count at the target, whatever rung they run at).
     ``incumbent_x``: the parameters (no fidelity column) of the target trials that completed
-    without a penalty: the confirm rule's bar is the best of the model's predictions there.
+    with the least penalty: the confirm rule's bar is the best of the model's predictions there.
     Returns (points without the fidelity column, ladder indices, ``RungStats`` per point and
     fidelity). Deterministic for a given ``seed``."""
     from botorch.acquisition.fixed_feature import FixedFeatureAcquisitionFunction

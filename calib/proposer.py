@@ -232,9 +232,9 @@ class BoTorchSampler(BaseSampler):
                                 w: list[float] | None, seed: int) -> list[list[float]]:
         """The batch's points, its per-trial fidelities recorded in ``_levels``."""
         assert self.ladder is not None
-        # the confirm rule's bar: the target trials that completed without a penalty
-        clean = [self.space.to_unit(t.params) for t in done
-                 if self._at_target(t) and float(t.user_attrs.get("penalty", 0.0)) == 0.0]
+        # the confirm rule's bar: the target trials that completed with the least penalty
+        at_target = [t for t in done if self._at_target(t)]
+        clean = [self.space.to_unit(t.params) for t, ok in zip(at_target, feasibility_labels(at_target)) if ok]
         points, levels, _ = composite.propose_multi_fidelity(
             cdata, layout, self.scalarisation, seed, self.ladder, q=self.q, weights=w,
             num_restarts=self.num_restarts, raw_samples=self.raw_samples, use_feasibility=self.feasibility,
@@ -269,8 +269,7 @@ class BoTorchSampler(BaseSampler):
             return None
         finished = [t for t in trials if t.number <= horizon and not t.user_attrs.get("calib_lost")
                     and (t.state == TrialState.FAIL or (t.state == TrialState.COMPLETE and t.value is not None))]
-        feasible = np.array([t.state == TrialState.COMPLETE and float(t.user_attrs.get("penalty", 0.0)) == 0.0
-                             for t in finished], dtype=bool)
+        feasible = feasibility_labels(finished)
         x_feas = np.array([self._unit(t) for t in finished])
         return layout, composite.CompositeData(np.array(xs), np.array(rows, dtype=float), np.array(sds, dtype=float),
                                                x_feas, feasible, xp)
@@ -278,6 +277,18 @@ class BoTorchSampler(BaseSampler):
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> float:
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+
+def feasibility_labels(finished: list[FrozenTrial]) -> np.ndarray:
+    """The feasibility model's labels: True for a COMPLETE trial whose penalty is the least
+    of the completed trials' (within 1e-12), False for FAIL trials and for completed ones
+    that carry more. A penalty every trial carries (at smoke and dev the density never passes
+    its plateau test, so every slurry trial has one) says nothing about where to propose;
+    judged against zero it would label every trial infeasible and switch the model off."""
+    pen = [float(t.user_attrs.get("penalty", 0.0)) if t.state == TrialState.COMPLETE else math.inf
+           for t in finished]
+    least = min(pen, default=math.inf)
+    return np.array([math.isfinite(p) and p <= least + 1e-12 for p in pen], dtype=bool)
 
 
 def residuals_of(t: FrozenTrial) -> tuple[dict[str, list[float]], dict[str, list[float | None]]] | None:

@@ -76,3 +76,28 @@ def test_sampler_proposal_on_upper_bound_reaches_trial(monkeypatch):
     trial = study.ask(space.distributions())
     assert trial.params["sigma_AM"] == pytest.approx(1.0)
     assert trial.params["eps_AM"] == pytest.approx(30.0)
+
+
+def _finished(state: str, penalty: float | None = None):
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    attrs = {} if penalty is None else {"penalty": penalty}
+    if state == "FAIL":
+        return create_trial(state=TrialState.FAIL, params={"x": 0.5},
+                            distributions={"x": FloatDistribution(0, 1)}, user_attrs=attrs)
+    return create_trial(value=1.0, params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)}, user_attrs=attrs)
+
+
+def test_feasibility_labels_judge_penalties_against_the_least_one():
+    from calib.proposer import feasibility_labels
+
+    # a penalty every completed trial carries (unconverged density at smoke) is no signal:
+    # the completed trials are feasible and the failure is not
+    same = [_finished("COMPLETE", 1.0), _finished("COMPLETE", 1.0), _finished("FAIL")]
+    assert feasibility_labels(same).tolist() == [True, True, False]
+    # more penalty than the least (an unconverged viscosity on top) is infeasible
+    more = [_finished("COMPLETE", 1.25), _finished("COMPLETE", 1.5), _finished("COMPLETE")]
+    assert feasibility_labels(more).tolist() == [False, False, True]
+    assert feasibility_labels([_finished("FAIL"), _finished("FAIL")]).tolist() == [False, False]
+    assert feasibility_labels([]).tolist() == []
