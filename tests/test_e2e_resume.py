@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import optuna
@@ -42,6 +44,19 @@ def _pids_in(workdir: Path) -> list[int]:
     return pids
 
 
+def _study_exists(db: Path, name: str) -> bool:
+    """Whether the driver has created its study, read without writing: ``optuna.load_study``
+    on a database whose tables the driver is still creating would create them too, and the
+    two writers race (the driver then exits with status 1)."""
+    if not db.exists():
+        return False
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)) as con:
+            return con.execute("SELECT 1 FROM studies WHERE study_name = ?", (name,)).fetchone() is not None
+    except sqlite3.Error:  # tables not created yet, or locked for a moment
+        return False
+
+
 def test_resume_after_killed_driver(tmp_path: Path):
     # trials about twice smoke's length: the driver is killed while a trial's LAMMPS runs,
     # and that window must stay open for the poll below even on a loaded machine
@@ -52,16 +67,18 @@ def test_resume_after_killed_driver(tmp_path: Path):
     args = ["optimize", "--stage", "slurry", "--study", str(study_file), "--fidelity", "smoke",
             "--runs-dir", str(runs), "--storage", storage, "--json"]
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
-    driver = subprocess.Popen([sys.executable, "-m", "calib.cli", *args], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = tmp_path / "driver_stderr.txt"
+    with err.open("w") as err_file:
+        driver = subprocess.Popen([sys.executable, "-m", "calib.cli", *args], cwd=tmp_path, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=err_file)
     victim = None
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline:
             time.sleep(0.2)
             assert driver.poll() is None, (f"the driver ended (exit status {driver.returncode}) before a trial "
-                                           "could be caught running")
-            if not (runs / "calib.db").exists():
+                                           f"could be caught running:\n{err.read_text()[-3000:]}")
+            if not _study_exists(runs / "calib.db", "resume_smoke"):
                 continue
             try:
                 trials = optuna.load_study(study_name="resume_smoke", storage=storage).get_trials()
