@@ -101,17 +101,14 @@ def measure_hidden(work: Path, fidelity: str, walls: list[float] | None = None) 
     loaded = load_study(DEFAULT_STUDY, fidelity=fidelity)
     space = ParameterSpace.from_spec(loaded.spec.parameters)
     params = space.full_params(HIDDEN)
-    inst, backend = locate_lammps(), LocalBackend()
     out = []
     for seed in HIDDEN_SEEDS:
         d = work / f"hidden_{fidelity}_{seed}"
         d.mkdir()
         trial = SlurryTrial(d, loaded, BUILTIN_FIDELITIES[fidelity], params, seed=seed)
-        (run,) = trial.first_runs()
-        result = backend.wait(backend.submit(Task(d, inst.argv(run.deck), inst.env, timeout_s=None)))
+        _, run_walls = run_fixed(trial)
         if walls is not None:
-            walls.append(result.wall_s)
-        trial.next_runs()
+            walls.append(sum(run_walls.values()))
         assert trial.slurry is not None
         out.append(trial.slurry.density_g_cm3)
     return out
@@ -197,9 +194,9 @@ def curve_study(work: Path, fidelity: str, dataset: Path) -> Path:
     return path
 
 
-def run_fixed(trial):
+def run_fixed(trial) -> tuple:
     """Run one stage trial at fixed parameters to its end (its runs concurrently, local
-    backend) and return its score."""
+    backend); returns its score and each run's wall time (s, run key -> seconds)."""
     inst, backend = locate_lammps(), LocalBackend()
     runs, walls = trial.first_runs(), {}
     while runs:
@@ -208,7 +205,7 @@ def run_fixed(trial):
         for r, h in handles:
             walls[r.key] = backend.wait(h).wall_s
         runs = trial.next_runs()
-    return trial.score(walls)
+    return trial.score(walls), walls
 
 
 def measure_hidden_curve(work: Path, fidelity: str) -> list[dict]:
@@ -222,7 +219,7 @@ def measure_hidden_curve(work: Path, fidelity: str) -> list[dict]:
         d = work / f"hidden_curve_{seed}"
         d.mkdir()
         trial = SlurryTrial(d, loaded, loaded.spec.fidelity_spec(), space.full_params(HIDDEN_CURVE), seed=seed)
-        score = run_fixed(trial)
+        score, _ = run_fixed(trial)
         out.append({"density": score.observables["density_g_cm3"],
                     "viscosity": {r.rate_exp_per_s: r.viscosity_pa_s for r in score.rates},
                     "converged": {r.rate_exp_per_s: r.converged for r in score.rates}})
@@ -309,7 +306,7 @@ def measure_hidden_porosity(work: Path, study_file: Path) -> list[dict]:
         d = work / f"hidden_drying_{seed}"
         d.mkdir()
         trial = DryingTrial(d, loaded, loaded.spec.fidelity_spec(), space.full_params(HIDDEN_DRYING), seed, lineage)
-        score = run_fixed(trial)
+        score, _ = run_fixed(trial)
         assert trial.structure is not None
         out.append({"porosity": trial.structure.porosity, "thickness_um": trial.structure.thickness_um,
                     "converged": score.equilibrated and bool(score.observables.get("lz_converged", True))})
