@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from calib.stages import slurry_system  # noqa: E402
+from calib.stages.system import slurry_system  # noqa: E402
 from calib.study import load_study  # noqa: E402
 from sim_backends.lammps.convergence import plateau_test  # noqa: E402
 from sim_backends.lammps.forcefield import NAMED_PARAMETER_SETS, ForceFieldParams  # noqa: E402

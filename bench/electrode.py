@@ -26,15 +26,27 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from benchmark import chute_rate  # noqa: E402
-from calib.electrode_stages import (CalenderingTrial, DryingTrial, analyse_state, nanoporosity_of,  # noqa: E402
-                                    systems_for)
+from calib.runner import Runner, TrialExecution  # noqa: E402
+from calib.stages.calendering import CalenderingTrial  # noqa: E402
+from calib.stages.drying import DryingTrial  # noqa: E402
+from calib.stages.film import analyse_state, nanoporosity_of  # noqa: E402
+from calib.stages.system import systems_for  # noqa: E402
 from calib.lineage import Lineage, sha256_of, state_bead_count  # noqa: E402
-from calib.pipeline import _run_all, params_from, run_pipeline  # noqa: E402
+from calib.pipeline import params_from, run_pipeline  # noqa: E402
 from calib.study import load_study  # noqa: E402
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
 from sim_backends.local import LocalBackend  # noqa: E402
 
 STUDY = REPO / "studies" / "ssb_pipeline.yaml"
+
+
+def _run_all(trial, backend, lammps, loaded) -> dict[str, float]:
+    """Run one stage trial to its end through the loop's runner; wall seconds per run."""
+    ex = TrialExecution(trial, Runner(backend, lammps, loaded.spec.resources, loaded.spec.trial_timeout_s), "bench")
+    outcome = ex.run()
+    if outcome.failed:
+        raise RuntimeError(outcome.why)
+    return ex.wall_s
 
 
 def one_fidelity(work: Path, fidelity: str, seed: int, release_both: bool) -> None:
@@ -67,13 +79,13 @@ def one_fidelity(work: Path, fidelity: str, seed: int, release_both: bool) -> No
     d2.mkdir()
     dt = DryingTrial(d2, dry_loaded, loaded.spec.fidelity_spec(), params.dried, seed,
                      Lineage("slurry", None, None, None, str(slurry_state), sha256_of(slurry_state)))
-    wall_dry = _run_all(dt.first_runs(), "drying", backend, lammps, loaded)["drying"]
+    wall_dry = _run_all(dt, backend, lammps, dry_loaded)["drying"]
     c2 = work / f"calender_alone_{fidelity}"
     c2.mkdir()
     cal_loaded = loaded.model_copy(update={"spec": loaded.spec.model_copy(update={"stage": "calendering"})})
     ct = CalenderingTrial(c2, cal_loaded, loaded.spec.fidelity_spec(), params.dried, seed,
                           Lineage("drying", None, None, None, str(dried_state), sha256_of(dried_state)), (30.0,))
-    wall_cal = _run_all(ct.first_runs(), "calendering", backend, lammps, loaded)["calender_00"]
+    wall_cal = _run_all(ct, backend, lammps, cal_loaded)["calender_00"]
     print(f"alone: drying run {wall_dry:.1f} s; one calendering degree (30 %) {wall_cal:.1f} s")
 
     _, dried = systems_for(loaded.dataset, state_bead_count(dried_state))
@@ -95,8 +107,8 @@ def one_fidelity(work: Path, fidelity: str, seed: int, release_both: bool) -> No
                               params.dried, seed,
                               Lineage("drying", None, None, None, str(dried_state), sha256_of(dried_state)),
                               tuple(d["degree_pct"] for d in res.degrees))
-        _run_all(ch.first_runs(), "calendering", backend, lammps, loaded)
-        held = ch.measure()
+        _run_all(ch, backend, lammps, loaded)
+        held = ch.results
         print(("plane removed (spring-back)" if other else "plane kept in place") + ": porosity % " +
               ", ".join(f"{r.degree_pct:g}: {100 * r.porosity:.2f} ({r.thickness_um:.1f} um)" for r in held) +
               f"; monotonic: {all(b.porosity < a.porosity for a, b in zip(held, held[1:]))}")

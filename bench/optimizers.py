@@ -72,15 +72,17 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from calib.electrode_stages import DryingTrial, check_upstream_state  # noqa: E402
+from calib.stages.drying import DryingTrial  # noqa: E402
 from calib.fidelity import BUILTIN_FIDELITIES  # noqa: E402
 from calib.lineage import STATE_FILE, resolve_upstream  # noqa: E402
 from calib.loop import LoopConfig, run_study  # noqa: E402
+from calib.runner import Runner, TrialExecution  # noqa: E402
+from calib.spec import ResourcesSpec  # noqa: E402
 from calib.samplers import make_sampler  # noqa: E402
 from calib.space import ParameterSpace  # noqa: E402
-from calib.stages import SlurryTrial  # noqa: E402
-from calib.study import DEFAULT_STUDY, SAMPLERS, MultiFidelitySpec, load_study  # noqa: E402
-from sim_backends.backend import Task  # noqa: E402
+from calib.stages.slurry import SlurryTrial  # noqa: E402
+from calib.spec import SAMPLERS, MultiFidelitySpec
+from calib.study import DEFAULT_STUDY, load_study  # noqa: E402
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
 from sim_backends.local import LocalBackend  # noqa: E402
 
@@ -195,17 +197,14 @@ def curve_study(work: Path, fidelity: str, dataset: Path) -> Path:
 
 
 def run_fixed(trial) -> tuple:
-    """Run one stage trial at fixed parameters to its end (its runs concurrently, local
-    backend); returns its score and each run's wall time (s, run key -> seconds)."""
-    inst, backend = locate_lammps(), LocalBackend()
-    runs, walls = trial.first_runs(), {}
-    while runs:
-        handles = [(r, backend.submit(Task(r.workdir, inst.argv(r.deck, r.log), inst.env, timeout_s=None)))
-                   for r in runs]
-        for r, h in handles:
-            walls[r.key] = backend.wait(h).wall_s
-        runs = trial.next_runs()
-    return trial.score(walls), walls
+    """Run one stage trial at fixed parameters to its end through the loop's runner (its runs
+    concurrently, local backend, no time limit); returns its score and each run's wall time
+    (s, run key -> seconds)."""
+    ex = TrialExecution(trial, Runner(LocalBackend(), locate_lammps(), ResourcesSpec(), None), "bench")
+    outcome = ex.run()
+    if outcome.score is None:
+        raise RuntimeError(f"the fixed-parameter trial failed: {outcome.why}")
+    return outcome.score, ex.wall_s
 
 
 def measure_hidden_curve(work: Path, fidelity: str) -> list[dict]:
@@ -221,8 +220,8 @@ def measure_hidden_curve(work: Path, fidelity: str) -> list[dict]:
         trial = SlurryTrial(d, loaded, loaded.spec.fidelity_spec(), space.full_params(HIDDEN_CURVE), seed=seed)
         score, _ = run_fixed(trial)
         out.append({"density": score.observables["density_g_cm3"],
-                    "viscosity": {r.rate_exp_per_s: r.viscosity_pa_s for r in score.rates},
-                    "converged": {r.rate_exp_per_s: r.converged for r in score.rates}})
+                    "viscosity": {r.rate_exp_per_s: r.viscosity_pa_s for r in trial.rates},
+                    "converged": {r.rate_exp_per_s: r.converged for r in trial.rates}})
     return out
 
 
@@ -292,7 +291,7 @@ def porosity_lineage(study_file: Path):
     """The loaded drying study and its (checked) upstream state."""
     loaded = load_study(study_file)
     lineage = resolve_upstream(loaded, "sqlite://")
-    check_upstream_state(loaded, lineage)
+    loaded.stage.check_upstream(loaded, lineage)
     return loaded, lineage
 
 
@@ -568,7 +567,7 @@ def proposal_overhead(n: int = 100, d: int = 12, q: int = 4, repeats: int = 3) -
     thread, as in a study (the cores belong to LAMMPS)."""
     from calib import composite
     from calib.proposer import propose_gp_batch
-    from calib.study import OptimizerSpec
+    from calib.spec import OptimizerSpec
 
     o = OptimizerSpec()
     rng = np.random.default_rng(0)

@@ -26,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from calib.stages import rate_plans  # noqa: E402
+from calib.stages.slurry import rate_plans, simulated_rates_per_s  # noqa: E402
 from calib.study import load_study  # noqa: E402
 from sim_backends.lammps.shear import blocking_sem, read_shear_stress, segment_means, window_test  # noqa: E402
 
@@ -34,7 +34,7 @@ from sim_backends.lammps.shear import blocking_sem, read_shear_stress, segment_m
 def load_series(dirs: list[Path], study: Path, fidelity: str):
     loaded = load_study(study, fidelity=fidelity)
     fid = loaded.spec.fidelity_spec()
-    plans = rate_plans(loaded.simulated_rates_per_s(), loaded.spec.viscosity, fid)
+    plans = rate_plans(simulated_rates_per_s(loaded), loaded.spec.viscosity, fid)
     out = []
     for d in dirs:
         for plan in plans:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from benchmark import chute_rate  # noqa: E402  (the same engine reference as bench/benchmark.py)
-from calib.stages import SlurryTrial, rate_plans, shear_run_spec  # noqa: E402
+from calib.stages.slurry import SlurryTrial, rate_plans, shear_run_spec, simulated_rates_per_s  # noqa: E402
 from calib.study import load_study  # noqa: E402
 from sim_backends.backend import Task  # noqa: E402
 from sim_backends.lammps.forcefield import TABLE_S1_SLURRY  # noqa: E402
@@ -71,7 +71,7 @@ def early_stopping(work: Path, study: Path, fidelity: str, params_text: str, see
     run_jobs(backend, [(trial.workdir, inst.argv(run.deck), inst.env)])
     print(f"slurry state ({fid.n_beads} beads, {fidelity}): {time.perf_counter() - t0:.1f} s", flush=True)
     rows = []
-    for plan in rate_plans(loaded.simulated_rates_per_s(), loaded.spec.viscosity, fid):
+    for plan in rate_plans(simulated_rates_per_s(loaded), loaded.spec.viscosity, fid):
         spec = shear_run_spec(plan, loaded.spec, fid, params, trial.system)
         specs = {"fixed": dataclasses.replace(spec, early_stop=False), "early": spec}
         dirs = {}
@@ -117,7 +117,7 @@ def smoke_trial(work: Path, study: Path, params_text: str) -> dict:
         runs = trial.next_runs()
     score = trial.score(walls)
     return {"wall_s": time.perf_counter() - t0, "slurry_s": walls["slurry"],
-            "rates": [(r.rate_exp_per_s, r.viscosity_pa_s, r.converged, r.steps, r.wall_s) for r in score.rates],
+            "rates": [(r.rate_exp_per_s, r.viscosity_pa_s, r.converged, r.steps, r.wall_s) for r in trial.rates],
             "density": score.observables["density_g_cm3"], "objective": score.value}
 
 

@@ -15,8 +15,9 @@ from typing import Optional
 
 import typer
 
+from . import stages
 from .errors import InputError
-from .study import DEFAULT_STUDY, STAGES
+from .study import DEFAULT_STUDY
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Bayesian force-field calibration of CGMD electrode-manufacturing models.")
@@ -43,14 +44,15 @@ def _check_storage(url: str) -> None:
         raise InputError("--storage", "url", f"not a SQLAlchemy URL: {url!r} ({exc})") from exc
 
 
-DEFAULT_STUDIES = {"slurry": DEFAULT_STUDY, "drying": DEFAULT_STUDY.parent / "ssb_drying.yaml"}
-"""Each stage's default study (calendering has none: no calendered porosity is published
-for the seed's electrode, so a calendering study names its own dataset)."""
+def default_study(stage: str) -> Path | None:
+    """A stage's default study file (``Stage.default_study`` under ``studies/``), or None."""
+    name = stages.get(stage).default_study
+    return DEFAULT_STUDY.parent / name if name else None
 
 
 @app.command()
 def optimize(
-    stage: str = typer.Option(..., help=f"Stage to calibrate ({', '.join(STAGES)})."),
+    stage: str = typer.Option(..., help=f"Stage to calibrate ({', '.join(stages.names())})."),
     study: Optional[Path] = typer.Option(None, help="Study file (default: the stage's default study)."),
     fidelity: Optional[str] = typer.Option(None, help="Named fidelity overriding the study's (smoke, dev, paper, ...)."),
     trials: Optional[int] = typer.Option(None, min=1, help="Finished trials the study should have."),
@@ -68,11 +70,10 @@ def optimize(
     from .study import load_study
 
     try:
-        if stage not in STAGES:
-            raise InputError("--stage", "stage", f"unknown stage {stage!r} (known: {', '.join(STAGES)})")
-        if study is None and stage not in DEFAULT_STUDIES:
+        stages.lookup(stage, "--stage", "stage")
+        path = study or default_study(stage)
+        if path is None:
             raise InputError("--study", "study", f"stage {stage} has no default study: give --study FILE")
-        path = study or DEFAULT_STUDIES[stage]
         loaded = load_study(path, fidelity=fidelity, viscosity_csv=viscosity_csv)
         if loaded.spec.stage != stage:
             raise InputError(str(path), "stage", f"study is for stage {loaded.spec.stage!r}, not {stage!r}")
@@ -80,12 +81,10 @@ def optimize(
         _check_storage(url)
         lineage = None
         if loaded.spec.upstream is not None:
-            from .electrode_stages import check_resolution, check_upstream_state
             from .lineage import resolve_upstream
 
             lineage = resolve_upstream(loaded, url)
-            check_upstream_state(loaded, lineage)
-            check_resolution(loaded, lineage)
+            loaded.stage.check_upstream(loaded, lineage)
     except InputError as exc:
         _fail(exc)
         return
@@ -119,7 +118,7 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
     if ledger.study_exists(spec.name, url):  # refuse a resume of another calibration up front
         import optuna
 
-        from .loop import study_ident
+        from .identity import study_ident
         from .space import ParameterSpace
 
         existing = optuna.load_study(study_name=spec.name, storage=url)
@@ -177,28 +176,12 @@ def _print_summary(s: dict) -> None:
         return
     typer.echo(f"best trial {s['best_trial']} (objective {s['best_value']:.4g}"
                + (f", judged at the target fidelity {s['target_fidelity']})" if len(by_fid) > 1 else ")"))
-    obs = s["best_observables"] or {}
-    for name, o in obs.items():
-        if isinstance(o, dict) and {"simulated", "target", "unit", "rel_error"} <= set(o):
-            unit = "" if o["unit"] == "1" else f" {o['unit']}"  # "1": a fraction
-            typer.echo(f"  {name}: {o['simulated']:.4f}{unit} vs {o['target']}{unit} "
-                       f"({100 * o['rel_error']:+.2f} %)")
-    if obs.get("density_convergence"):
-        typer.echo(f"  convergence: {obs['density_convergence']}")
-    if "dried" in obs:
-        d = obs["dried"]
-        typer.echo(f"  dried film: thickness {d['thickness_um']:.1f} um, porosity {100 * d['porosity']:.2f} %")
-    for r in obs.get("calendering") or []:
-        typer.echo(f"  calendered {r['degree_pct']:g} %: thickness {r['thickness_um']:.1f} um "
-                   f"(held {r['thickness_held_um']:.1f} of {r['thickness_before_um']:.1f}), "
-                   f"porosity {100 * r['porosity']:.2f} %")
+    for line in s.get("best_lines") or []:
+        typer.echo(f"  {line}")
     if s.get("lineage"):
         ln = s["lineage"]
         typer.echo(f"  started from: {ln['study'] or ln['state_file']}"
                    + (f" trial {ln['trial']}" if ln.get("trial") is not None else "") + f" (sha256 {ln['sha256'][:12]})")
-    for r in (s["best_observables"] or {}).get("viscosity_pa_s") or []:
-        typer.echo(f"  viscosity at {r['shear_rate_per_s']:g} 1/s: {r['viscosity_pa_s']:.4g} +- {r['sem_pa_s']:.2g} Pa s"
-                   f" (strain {r['strain']:.3g}{'' if r['converged'] else ', not converged'})")
     if len(s.get("pareto") or []) > 1:
         typer.echo("  Pareto front: trials " + ", ".join(str(p["trial"]) for p in s["pareto"]))
     typer.echo("  params: " + ", ".join(f"{k}={v:.4g}" for k, v in (s["best_params"] or {}).items()))
@@ -219,11 +202,12 @@ def pipeline(
     seed: int = typer.Option(1, min=0, help="Simulation seed."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
-    """Run slurry -> drying -> calendering (0-50 %) for one parameter set; CSV, plots, MLflow."""
+    """Run slurry -> drying -> calendering (0-50 %) and characterisation for one parameter set; CSV, plots, MLflow."""
     import time as _time
 
     from .pipeline import PipelineFailed, check_pipeline_inputs, log_pipeline, params_from, run_pipeline
-    from .study import PIPELINE_DEGREES_PCT, load_study
+    from .stages.calendering import PIPELINE_DEGREES_PCT
+    from .study import load_study
 
     try:
         loaded = load_study(study, fidelity=fidelity)
@@ -283,7 +267,11 @@ def pipeline(
         for d in summary["degrees"]:
             typer.echo(f"  {d['degree_pct']:4g} %: thickness {d['thickness_um']:.1f} um "
                        f"(held {d['thickness_held_um']:.1f}, before {d['thickness_before_um']:.1f}), "
-                       f"porosity {100 * d['porosity']:.1f} %")
+                       f"porosity {100 * d['porosity']:.1f} %"
+                       + (f"; conductivity {d['conductivity_s_m']:.3g} S/m, SE tortuosity "
+                          f"{'inf' if d['se_tortuosity'] is None else format(d['se_tortuosity'], '.3g')}, "
+                          f"SE D_eff/D_0 {d['se_diffusivity_rel']:.3g}, SE connected "
+                          f"{100 * d['se_connected_fraction']:.0f} %" if "conductivity_s_m" in d else ""))
         typer.echo(f"  table: {summary['files'].get('csv', '-')}")
     if failed is not None:
         typer.echo(f"calib: pipeline failed at {failed.stage}: {failed.reason}", err=True)
@@ -304,7 +292,8 @@ def reproduce(
 
     from .pipeline import PipelineFailed, PipelineResult, check_pipeline_inputs, params_from, run_pipeline
     from .reproduce import reproduction, table
-    from .study import PIPELINE_DEGREES_PCT, load_study
+    from .stages.calendering import PIPELINE_DEGREES_PCT
+    from .study import load_study
 
     try:
         loaded = load_study(study, fidelity=fidelity)
@@ -343,6 +332,12 @@ def reproduce(
         checks = rep["trend_checks"]
         typer.echo("seed trends: film thins on drying: " + _yes(checks["film_thins_on_drying"])
                    + "; porosity falls with the calendering degree: " + _yes(checks["porosity_falls_with_degree"]))
+        typer.echo("seed trends (Fig. 4): SE tortuosity falls: " + _yes(checks["se_tortuosity_falls_with_degree"])
+                   + "; SE D_eff rises: " + _yes(checks["se_diffusivity_rises_with_degree"])
+                   + "; conductivity rises then falls: " + _yes(checks["conductivity_rises_then_falls"])
+                   + f" (peak at {_deg(checks['conductivity_peak_degree_pct'])}, seed about 30 %)"
+                   + "; conductivity / tortuosity peaks at 30-50 %: " + _yes(checks["ratio_peaks_at_30_to_50_pct"])
+                   + f" (at {_deg(checks['ratio_peak_degree_pct'])}, seed near 40 %)")
     if failed is not None:
         typer.echo(f"calib: reproduction failed at {failed.stage}: {failed.reason}", err=True)
         raise typer.Exit(1)
@@ -350,6 +345,10 @@ def reproduce(
 
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f} %"
+
+
+def _deg(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:g} %"
 
 
 def _yes(v: bool | None) -> str:
@@ -364,7 +363,7 @@ def export(
     runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where the default storage lives."),
 ) -> None:
     """Print the best parameter set of a study as Table S1 (or LAMMPS pair_coeff lines)."""
-    from .exporting import export_study
+    from .export import export_study
 
     try:
         text = export_study(study, storage or default_storage(runs_dir), fmt)

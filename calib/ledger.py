@@ -4,12 +4,17 @@ study is the same calibration, and recover trials left RUNNING by a dead driver.
 User attributes calib writes on each trial (names are part of the ledger format):
 ``calib_driver`` (host:pid:start-ticks of the driving process), ``calib_workdir``,
 ``calib_jobs`` (backend:job-id of the current phase's runs), ``calib_seed``, ``table_s1``,
-``fail_reason``, ``calib_lost`` (True: the slot is re-proposed), ``observables``, ``errors``
-(per objective), ``objective_errors`` (signed error per objective: what scalarisations and
-the Pareto front use), ``penalty`` (added for unconverged shear rates), ``viscosity`` (per
-shear rate: rates, eta, standard error, strain, steps, converged, wall time),
-``equilibrated``, ``proposal_s``, ``wall_s`` (slurry run) and ``run_wall_s`` (every run).
-Study attribute ``viscosity_curve_source``: the file the measured curve came from.
+``calib_fidelity``, ``fail_reason``, ``calib_lost`` (True: the slot is re-proposed),
+``proposal_s``, ``core_s``, ``wall_s`` (the first run) and ``run_wall_s`` (every run); from
+the stage's ``Score`` (``calib.stages.base.Score.ledger_attrs``): ``observables``,
+``errors`` (per objective), ``objective_errors`` (signed error per objective: what
+scalarisations and the Pareto front use), ``residuals`` and ``residual_sd`` (what the
+composite optimiser models), ``penalty``, ``equilibrated``, ``report`` (the JSON report's
+``best_observables``), ``summary_lines`` and the stage's own (slurry: ``viscosity`` per
+shear rate, ``density_converged``, ``density_convergence``; drying: ``profiles``;
+calendering: ``calendering``, ``profiles_by_degree``; characterise: ``characterisation``).
+Study attributes: the identity (``calib_spec``), the study file, the dataset path, the
+target fidelity, ``lineage`` and the stage's own (``viscosity_curve_source``).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,7 +22,9 @@ from sim_backends.lammps.placement import read_sphere_data
 
 from . import ledger
 from .errors import InputError
-from .study import UPSTREAM_STAGE, LoadedStudy
+
+if TYPE_CHECKING:
+    from .study import LoadedStudy
 
 STATE_FILE = "final.data"
 """The state a finished slurry, drying or calendering trial leaves in its directory."""
@@ -92,13 +95,13 @@ def state_bead_count(state: Path) -> int:
     raise InputError(str(state), "(header)", "no 'N atoms' line: not a LAMMPS data file")
 
 
-def resolve_upstream(loaded: LoadedStudy, storage: str) -> Lineage:
+def resolve_upstream(loaded: "LoadedStudy", storage: str) -> Lineage:
     """The upstream state of a chained study (see the module docstring)."""
     spec = loaded.spec
     where = str(loaded.path)
     up = spec.upstream
-    assert up is not None and spec.stage in UPSTREAM_STAGE
-    want = UPSTREAM_STAGE[spec.stage]
+    want = loaded.stage.upstream
+    assert up is not None and want is not None
     if up.data_file is not None:
         path = Path(up.data_file)
         path = path if path.is_absolute() else loaded.path.parent / path

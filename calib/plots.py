@@ -13,7 +13,7 @@ POROSITY_PLOT = "porosity_vs_degree.png"
 PROFILE_PLOT = "profiles.png"
 
 
-def _pyplot():
+def pyplot():
     """matplotlib's pyplot on the file-only Agg backend (no display on compute nodes)."""
     import matplotlib
 
@@ -26,7 +26,7 @@ def _pyplot():
 def plot_viscosity_curve(path: Path, rates: Sequence, measured: ViscosityCurve, title: str = "") -> Path:
     """Log-log plot of simulated viscosities (``RateResult``s: filled = converged, open = not,
     bars = 1 standard error) against the measured curve (experimental shear rate, 1/s; Pa s)."""
-    plt = _pyplot()
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.0, 3.8), dpi=110)
     try:
@@ -55,7 +55,7 @@ def plot_viscosity_curve(path: Path, rates: Sequence, measured: ViscosityCurve, 
 def plot_porosity_vs_degree(path: Path, degree_pct: Sequence[float], porosity: Sequence[float],
                             measured: Sequence[tuple[float, float]] = (), title: str = "") -> Path:
     """Porosity (%) against calendering degree (%), with measured points if any."""
-    plt = _pyplot()
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4.8, 3.6), dpi=110)
     try:
@@ -77,7 +77,7 @@ def plot_porosity_vs_degree(path: Path, degree_pct: Sequence[float], porosity: S
 def plot_profiles(path: Path, structures: dict, title: str = "") -> Path:
     """Porosity profiles along z of several films (label -> ``ElectrodeStructure``), and the
     phase volume-fraction profiles of the first and last (seed Fig. 3a-c)."""
-    plt = _pyplot()
+    plt = pyplot()
 
     labels = list(structures)
     ends = [labels[0]] if len(labels) == 1 else [labels[0], labels[-1]]

@@ -26,8 +26,8 @@ def pareto(study: optuna.Study) -> list[dict]:
 
 
 def study_summary(study: optuna.Study, storage: str) -> dict:
-    """Study name, storage, trial counts, best trial with its Table S1 params and observables
-    next to their targets."""
+    """Study name, storage, trial counts, best trial with its Table S1 params, the
+    observables its stage reported (next to their targets) and its summary lines."""
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     failed = [t for t in trials if t.state == TrialState.FAIL and not ledger.is_lost(t)]
@@ -58,33 +58,9 @@ def study_summary(study: optuna.Study, storage: str) -> dict:
     if "viscosity_curve_source" in study.user_attrs:
         out["viscosity_curve_source"] = study.user_attrs["viscosity_curve_source"]
     if best is not None:
-        obs = dict(best.user_attrs.get("observables", {}))
-        errors = best.user_attrs.get("errors", {})
-        out["best_observables"] = {
-            name: {"simulated": e["simulated"], "target": e["target"], "unit": e["unit"],
-                   "rel_error": e["rel_error"]} for name, e in errors.items() if "target" in e
-        }
-        if "calendered_porosity" in errors:
-            out["best_observables"]["calendered_porosity_error"] = errors["calendered_porosity"]["error"]
-        if best.user_attrs.get("calendering") is not None:
-            out["best_observables"]["calendering"] = best.user_attrs["calendering"]
+        # what the best trial's stage reported (calib.stages.base.Score.ledger_attrs)
+        out["best_observables"] = best.user_attrs.get("report", {})
+        out["best_lines"] = best.user_attrs.get("summary_lines", [])
         if best.user_attrs.get("lineage") is not None:
             out["lineage"] = best.user_attrs["lineage"]
-        if "porosity" in obs:
-            out["best_observables"]["dried"] = {k: obs[k] for k in obs if k in ("thickness_um", "porosity")
-                                                or k.startswith("fraction_")}
-        if "viscosity_curve" in errors:
-            out["best_observables"]["viscosity_curve_rms_log_error"] = errors["viscosity_curve"]["rms_log_error"]
-        rates = best.user_attrs.get("viscosity")
-        if rates:
-            out["best_observables"]["viscosity_pa_s"] = [
-                {"shear_rate_per_s": r["rate_exp_per_s"], "simulated_rate_per_us": r["rate_sim_per_us"],
-                 "viscosity_pa_s": r["viscosity_pa_s"], "sem_pa_s": r["sem_pa_s"], "strain": r["strain"],
-                 "steps": r["steps"], "converged": r["converged"]} for r in rates]
-        if "density_g_cm3" in obs:
-            out["best_observables"]["density_sem_g_cm3"] = obs.get("density_sem_g_cm3")
-            out["best_observables"]["density_change_rel"] = obs.get("density_change_rel")
-            out["best_observables"]["density_converged"] = best.user_attrs.get("density_converged")
-            out["best_observables"]["density_convergence"] = best.user_attrs.get("density_convergence")
-        out["best_observables"]["equilibrated"] = best.user_attrs.get("equilibrated")
     return out

@@ -1,11 +1,15 @@
-"""``calib reproduce``: the seed's Table S1 through slurry -> drying -> calendering, side by
-side with what the seed reports (Alabdali et al., Sec. 3.2-3.3, Fig. 3).
+"""``calib reproduce``: the seed's Table S1 through slurry -> drying -> calendering and the
+characterisation of each calendered film, side by side with what the seed reports
+(Alabdali et al., Sec. 3.2-3.4, Fig. 3-4).
 
 The seed gives numbers for the slurry density (1.89 g/cm^3 simulated, 1.90 measured), the
 dried porosity (about 0.50 with CBD 50 % nanoporous), the dry CBD content (3.4 wt%) and the
 bead total (5089); for the thickness change on drying and the calendered porosities it gives
 trends only (the film thins; porosity falls with the degree and the pores almost vanish at
-50 %), which ``SEED_NOTES`` states and ``trend_checks`` tests.
+50 %; Fig. 4: the SE tortuosity falls and its effective diffusivity rises with the degree,
+the electronic conductivity rises and then falls after about 30 %, the ratio of
+conductivity to tortuosity peaks near 40 %), which ``SEED_NOTES`` states and
+``trend_checks`` tests.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ SEED_NOTES: dict[str, str] = {
     "drying_thickness_change_rel": "Sec. 3.3: 'the electrode thickness decreases' (negative; no value)",
     "cbd_wt_pct_dried": "Sec. 3.1: dry formulation 69.0 / 27.6 / 3.4 wt%",
     "bead_counts": "Sec. 3.1: 5089 beads in all (no count per phase)",
-    "degrees": "Sec. 3.3, Fig. 3a: porosity falls with the degree; the pores almost vanish at 50 %",
+    "degrees": "Sec. 3.3, Fig. 3a: porosity falls with the degree; the pores almost vanish at 50 %. Sec. 3.4, "
+               "Fig. 4: SE tortuosity falls and D_eff rises with the degree; conductivity rises, then falls after "
+               "about 30 %; conductivity / tortuosity peaks near 40 % (no values read off the figure)",
 }
 
 
@@ -37,8 +43,8 @@ def reproduction(summary: dict) -> dict:
     sl, dr = summary.get("slurry", {}), summary.get("dried", {})
     counts = dict(summary.get("bead_counts", {}))
     counts["total"] = sum(counts.values())
-    degrees = [{"degree_pct": d["degree_pct"], "porosity": d["porosity"], "thickness_um": d["thickness_um"]}
-               for d in summary.get("degrees", [])]
+    degrees = [{"degree_pct": d["degree_pct"], "porosity": d["porosity"], "thickness_um": d["thickness_um"],
+                **{k: d.get(k) for k in CHARACTERISATION_KEYS}} for d in summary.get("degrees", [])]
     out = {
         "fidelity": summary.get("fidelity"),
         "slurry_density_g_cm3": sl.get("density_g_cm3"),
@@ -65,13 +71,38 @@ def reproduction(summary: dict) -> dict:
     return out
 
 
-def trend_checks(rep: dict) -> dict[str, bool | None]:
+CHARACTERISATION_KEYS = ("conductivity_s_m", "se_tortuosity", "se_diffusivity_rel", "se_connected_fraction",
+                         "ratio_normalised", "conductivity_converged", "se_converged")
+"""The characterisation columns of each degree (``calib.stages.characterise``)."""
+
+
+def _monotone(values: list, falling: bool) -> bool | None:
+    """All consecutive steps fall (or rise); None when fewer than two values are known."""
+    if len(values) < 2 or any(v is None for v in values):
+        return None
+    return all((b < a) if falling else (b > a) for a, b in zip(values, values[1:]))
+
+
+def _peak_degree(rep: dict, key: str) -> float | None:
+    pts = [(d[key], d["degree_pct"]) for d in rep["degrees"] if d.get(key) is not None]
+    return max(pts)[1] if len(pts) >= 2 else None
+
+
+def trend_checks(rep: dict) -> dict[str, Any]:
     """The seed's qualitative findings, checked on the reproduction (None: not measured)."""
     por = [d["porosity"] for d in rep["degrees"]]
     change = rep["drying_thickness_change_rel"]
+    degs = [d["degree_pct"] for d in rep["degrees"]]
+    cond_peak, ratio_peak = _peak_degree(rep, "conductivity_s_m"), _peak_degree(rep, "ratio_normalised")
     return {
         "film_thins_on_drying": None if change is None else change < 0,
         "porosity_falls_with_degree": None if len(por) < 2 else all(b < a for a, b in zip(por, por[1:])),
+        "se_tortuosity_falls_with_degree": _monotone([d.get("se_tortuosity") for d in rep["degrees"]], True),
+        "se_diffusivity_rises_with_degree": _monotone([d.get("se_diffusivity_rel") for d in rep["degrees"]], False),
+        "conductivity_peak_degree_pct": cond_peak,
+        "conductivity_rises_then_falls": None if cond_peak is None else degs[0] < cond_peak < degs[-1],
+        "ratio_peak_degree_pct": ratio_peak,
+        "ratio_peaks_at_30_to_50_pct": None if ratio_peak is None else 30.0 <= ratio_peak <= 50.0,
     }
 
 
@@ -103,4 +134,12 @@ def table(rep: dict) -> list[str]:
     for d in rep["degrees"]:
         rows.append(f"| porosity at {d['degree_pct']:g} % calendering (thickness {d['thickness_um']:.1f} um) | "
                     f"{d['porosity']:.3f} | falls; about 0 at 50 % | not tested |")
+    for d in rep["degrees"]:
+        if d.get("conductivity_s_m") is None:
+            continue
+        tau = "inf (SE not connected)" if d["se_tortuosity"] is None else f"{d['se_tortuosity']:.3g}"
+        rows.append(f"| at {d['degree_pct']:g} %: conductivity (S/m), SE tortuosity, SE D_eff/D_0, ratio "
+                    f"(normalised) | {d['conductivity_s_m']:.3g}, {tau}, {d['se_diffusivity_rel']:.3g}, "
+                    f"{d['ratio_normalised']:.2f} | sigma peaks near 30 %; tau falls, D rises; ratio peaks near 40 % "
+                    f"| solvers {'yes' if d['conductivity_converged'] and d['se_converged'] else 'NO'} |")
     return rows

@@ -18,12 +18,12 @@ from optuna.trial import FrozenTrial
 from .composite import FidelityLadder
 from .proposer import BoTorchSampler
 from .space import ParameterSpace
-from .study import SAMPLERS, StudySpec
+from .spec import SAMPLERS, StudyBase
 
 __all__ = ["SAMPLERS", "make_sampler"]
 
 
-def make_sampler(spec: StudySpec, space: ParameterSpace, seed: int, lag: int,
+def make_sampler(spec: StudyBase, space: ParameterSpace, seed: int, lag: int,
                  value_of: Callable[[FrozenTrial, int], float] | None = None,
                  parego_weights: Callable[[int], dict[str, float]] | None = None) -> optuna.samplers.BaseSampler:
     """The Optuna sampler named by ``spec.optimizer.sampler``."""

@@ -13,7 +13,7 @@ from optuna.distributions import FloatDistribution
 
 from sim_backends.lammps.forcefield import NAMED_PARAMETER_SETS, ForceFieldParams
 
-from .study import ParametersSpec
+from .spec import ParametersSpec
 
 
 @dataclass(frozen=True)

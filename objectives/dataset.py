@@ -206,6 +206,40 @@ class CalenderedPorosity(_Model):
         return self
 
 
+class DegreePoint(_Model):
+    """A measured value at calendering degree ``degree_pct`` (%), with an optional 1-sigma
+    uncertainty (same unit)."""
+
+    degree_pct: float = Field(ge=0, lt=60)
+    value: float = Field(gt=0)
+    uncertainty: PositiveFloat | None = None
+
+
+class DegreeSeries(_Model):
+    """A measured electrode property against calendering degree (``unit``), with its
+    provenance: ``calendered_conductivity`` (S/m, effective electronic conductivity) or
+    ``calendered_se_tortuosity`` (1, geometric tortuosity of the solid electrolyte)."""
+
+    unit: str
+    points: tuple[DegreePoint, ...]
+    provenance: Provenance
+
+    @model_validator(mode="after")
+    def _check(self) -> "DegreeSeries":
+        if not self.points:
+            raise ValueError("points: give at least one point")
+        d = [p.degree_pct for p in self.points]
+        if any(b <= a for a, b in zip(d, d[1:])):
+            raise ValueError("points: degree_pct must increase strictly")
+        if self.provenance.kind not in TARGET_KINDS:
+            raise ValueError(f"provenance.kind must be one of {TARGET_KINDS}")
+        return self
+
+
+DEGREE_SERIES_UNITS: dict[str, str] = {"calendered_conductivity": "S/m", "calendered_se_tortuosity": "1"}
+"""Degree series a dataset may carry, with the unit each must be in."""
+
+
 class Dataset(_Model):
     """A named experimental dataset."""
 
@@ -215,6 +249,8 @@ class Dataset(_Model):
     targets: dict[str, Target] = Field(default_factory=dict)
     curves: dict[str, CurveSpec] = Field(default_factory=dict)
     calendered_porosity: CalenderedPorosity | None = None
+    calendered_conductivity: DegreeSeries | None = None
+    calendered_se_tortuosity: DegreeSeries | None = None
 
     def curve(self, name: str) -> ViscosityCurve:
         """The curve ``name`` in SI (validated at load time)."""
@@ -250,6 +286,10 @@ def load_dataset(path: Path) -> Dataset:
     for key, t in dataset.targets.items():
         if key in KNOWN_TARGETS and t.unit != KNOWN_TARGETS[key]:
             raise DatasetError(path, f"targets.{key}.unit", f"must be {KNOWN_TARGETS[key]!r}, got {t.unit!r}")
+    for key, unit in DEGREE_SERIES_UNITS.items():
+        series = getattr(dataset, key)
+        if series is not None and series.unit != unit:
+            raise DatasetError(path, f"{key}.unit", f"must be {unit!r}, got {series.unit!r}")
     for key, c in dataset.curves.items():
         if key not in KNOWN_CURVES:
             raise DatasetError(path, f"curves.{key}", f"unknown curve (known: {', '.join(KNOWN_CURVES)})")

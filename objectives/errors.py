@@ -37,6 +37,23 @@ class TargetError:
     def residual_sd(self) -> tuple[float | None, ...]:
         return (self.error_sd,)
 
+    def metrics(self) -> dict[str, float]:
+        """Tracking metrics: ``<name>_rel_error`` and the scored ``<name>_error``."""
+        return {f"{self.name}_rel_error": self.rel_error, f"{self.name}_error": self.error}
+
+    def as_dict(self) -> dict:
+        return {"simulated": self.simulated, "target": self.target, "unit": self.unit, "rel_error": self.rel_error,
+                "error": self.error, "normalised_by": self.normalised_by}
+
+    def report(self) -> dict:
+        """The study report's entry: simulated next to the target."""
+        return {self.name: {"simulated": self.simulated, "target": self.target, "unit": self.unit,
+                            "rel_error": self.rel_error}}
+
+    def line(self) -> str:
+        unit = "" if self.unit == "1" else f" {self.unit}"  # "1": a fraction
+        return f"{self.name}: {self.simulated:.4f}{unit} vs {self.target}{unit} ({100 * self.rel_error:+.2f} %)"
+
 
 def target_error(name: str, simulated: float, target: Target, sem: float | None = None) -> TargetError:
     """Error of ``simulated`` (in the target's unit) against ``target``; ``sem``: the

@@ -24,8 +24,10 @@ def dried_porosity_error(simulated: float, target: Target) -> TargetError:
 
 
 @dataclass(frozen=True)
-class CalenderedErrorResult:
-    """Per-degree comparison and the scored error (``error``: RMS of ``point_errors``)."""
+class DegreeErrorResult:
+    """An observable against calendering degree compared with measured points, and the
+    scored error (``error``: RMS of ``point_errors``, each (sim - exp) / uncertainty where
+    the data give one, else relative to the measured value)."""
 
     degree_pct: tuple[float, ...]
     simulated: tuple[float, ...]
@@ -46,22 +48,48 @@ class CalenderedErrorResult:
     def residual_sd(self) -> tuple[float | None, ...]:
         return (None,) * len(self.point_errors)
 
+    def metrics(self) -> dict[str, float]:
+        return {f"{self.name}_error": self.error}
 
-def calendered_porosity_error(degree_pct: Sequence[float], simulated: Sequence[float],
-                              measured: CalenderedPorosity) -> CalenderedErrorResult:
-    """Compare simulated porosities at ``degree_pct`` with every measured point (each
-    measured degree must have been simulated)."""
+    def as_dict(self) -> dict:
+        return {"error": self.error, "degree_pct": list(self.degree_pct), "simulated": list(self.simulated),
+                "measured": list(self.measured), "point_errors": list(self.point_errors)}
+
+    def report(self) -> dict:
+        return {f"{self.name}_error": self.error}
+
+    def line(self) -> str:
+        pts = ", ".join(f"{d:g} %: {s:.4g} vs {m:.4g}" for d, s, m in zip(self.degree_pct, self.simulated, self.measured))
+        return f"{self.name}: {pts} (rms error {self.error:.3g})"
+
+
+CalenderedErrorResult = DegreeErrorResult
+"""The calendered-porosity comparison (a ``DegreeErrorResult``)."""
+
+
+def degree_error(name: str, degree_pct: Sequence[float], simulated: Sequence[float],
+                 measured: Sequence[tuple[float, float, float | None]]) -> DegreeErrorResult:
+    """Compare simulated values at ``degree_pct`` with every measured point (degree %,
+    value, 1-sigma uncertainty or None); each measured degree must have been simulated."""
     sim = {round(float(d), 9): float(v) for d, v in zip(degree_pct, simulated)}
     errs, sims, meas, degs = [], [], [], []
-    for p in measured.points:
-        key = round(p.degree_pct, 9)
+    for degree, value, unc in measured:
+        key = round(degree, 9)
         if key not in sim:
-            raise ValueError(f"no simulated porosity at the measured degree {p.degree_pct:g} %")
+            raise ValueError(f"no simulated {name} at the measured degree {degree:g} %")
         s = sim[key]
         if not math.isfinite(s):
-            raise ValueError(f"simulated porosity at {p.degree_pct:g} % is not finite")
-        errs.append((s - p.porosity) / p.uncertainty if p.uncertainty else (s - p.porosity) / p.porosity)
+            raise ValueError(f"simulated {name} at {degree:g} % is not finite")
+        errs.append((s - value) / unc if unc else (s - value) / value)
         sims.append(s)
-        meas.append(p.porosity)
-        degs.append(p.degree_pct)
-    return CalenderedErrorResult(tuple(degs), tuple(sims), tuple(meas), tuple(errs))
+        meas.append(value)
+        degs.append(degree)
+    return DegreeErrorResult(tuple(degs), tuple(sims), tuple(meas), tuple(errs), name)
+
+
+def calendered_porosity_error(degree_pct: Sequence[float], simulated: Sequence[float],
+                              measured: CalenderedPorosity) -> DegreeErrorResult:
+    """Compare simulated porosities at ``degree_pct`` with every measured point (each
+    measured degree must have been simulated)."""
+    return degree_error("calendered_porosity", degree_pct, simulated,
+                        [(p.degree_pct, p.porosity, p.uncertainty) for p in measured.points])

@@ -207,6 +207,20 @@ class CurveErrorResult:
     def residual_sd(self) -> tuple[float | None, ...]:
         return self.log_error_sd if self.log_error_sd is not None else (None,) * len(self.log_errors)
 
+    def metrics(self) -> dict[str, float]:
+        return {f"{self.name}_error": self.error}
+
+    def as_dict(self) -> dict:
+        return {"rms_log_error": self.rms, "error": self.error, "shear_rate_per_s": list(self.shear_rate_per_s),
+                "simulated_pa_s": list(self.simulated_pa_s), "measured_pa_s": list(self.measured_pa_s),
+                "log_errors": list(self.log_errors)}
+
+    def report(self) -> dict:
+        return {f"{self.name}_rms_log_error": self.rms}
+
+    def line(self) -> str:
+        return f"{self.name}: rms log error {self.rms:.3g} over {len(self.log_errors)} measured rates"
+
 
 def curve_error(sim_rate_per_s: Sequence[float], sim_eta_pa_s: Sequence[float], measured: ViscosityCurve,
                 sim_sem_pa_s: Sequence[float] | None = None) -> CurveErrorResult:

@@ -155,6 +155,20 @@ class ElectrodeStructure:
     voxels: int
 
 
+def film_voxels(centres: np.ndarray, sim_radii: np.ndarray, solid_radii: np.ndarray, phases: Sequence[str],
+                box_lo: Sequence[float], box_hi: Sequence[float], collector_z: float, resolution_um: float,
+                nanoporosity: Mapping[str, float], max_bytes: int = 2 * 1024**3) -> Voxels:
+    """The voxel image of a film from the collector plane to its top (the highest bead's
+    simulation surface), beads painted with their ``solid_radii`` (see
+    ``electrode_structure``)."""
+    top = float(np.max(centres[:, 2] + sim_radii))
+    packing = Packing(np.asarray(centres, dtype=float), np.asarray(solid_radii, dtype=float), tuple(phases),
+                      (float(box_lo[0]), float(box_lo[1]), float(collector_z)),
+                      (float(box_hi[0]), float(box_hi[1]), top))
+    solid = {p: 1.0 - float(nanoporosity.get(p, 0.0)) for p in set(phases)}
+    return voxelise(packing, resolution_um, solid, max_bytes=max_bytes)
+
+
 def electrode_structure(centres: np.ndarray, sim_radii: np.ndarray, solid_radii: np.ndarray,
                         phases: Sequence[str], box_lo: Sequence[float], box_hi: Sequence[float],
                         collector_z: float, resolution_um: float, nanoporosity: Mapping[str, float],
@@ -165,11 +179,9 @@ def electrode_structure(centres: np.ndarray, sim_radii: np.ndarray, solid_radii:
     (seed: CBD 0.5). Raises ``GridTooLarge`` past ``max_bytes``."""
     top = float(np.max(centres[:, 2] + sim_radii))
     thickness = top - collector_z
-    packing = Packing(np.asarray(centres, dtype=float), np.asarray(solid_radii, dtype=float), tuple(phases),
-                      (float(box_lo[0]), float(box_lo[1]), float(collector_z)),
-                      (float(box_hi[0]), float(box_hi[1]), top))
     solid = {p: 1.0 - float(nanoporosity.get(p, 0.0)) for p in set(phases)}
-    vox = voxelise(packing, resolution_um, solid, max_bytes=max_bytes)
+    vox = film_voxels(centres, sim_radii, solid_radii, phases, box_lo, box_hi, collector_z, resolution_um,
+                      nanoporosity, max_bytes)
     fr = phase_fractions(vox)
     prof = phase_fractions(vox, axis_profile=True)
     return ElectrodeStructure(

@@ -61,14 +61,12 @@ def einputs(tmp_path: Path) -> ElectrodeInputs:
 def test_the_drying_baseline_is_valid(einputs: ElectrodeInputs):
     """The unmodified drying study and state pass every check (so each case below fails on
     its one defect)."""
-    from calib.electrode_stages import check_resolution, check_upstream_state
     from calib.lineage import resolve_upstream
     from calib.study import load_study
 
     loaded = load_study(einputs.drying, fidelity="smoke")
     lineage = resolve_upstream(loaded, "sqlite:///unused.db")
-    check_upstream_state(loaded, lineage)
-    check_resolution(loaded, lineage)
+    loaded.stage.check_upstream(loaded, lineage)
     assert lineage.study is None and lineage.state_file == str(einputs.state.resolve())
 
 

@@ -15,7 +15,7 @@ import torch
 from calib import composite
 from calib.proposer import BoTorchSampler
 from calib.space import ParameterSpace
-from calib.study import Bound, ParametersSpec
+from calib.spec import Bound, ParametersSpec
 from objectives.scalarise import parego_weights, scalarise
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

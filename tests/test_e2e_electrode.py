@@ -208,12 +208,20 @@ def test_pipeline_table_s1_smoke_json(tmp_path: Path):
         assert d["thickness_held_um"] - d["plane_um"] < 5.1
         if d["degree_pct"] > 0:  # compressed films press on the plane (at 0 % the top may settle below it)
             assert d["thickness_held_um"] >= d["plane_um"]
+        # the characterisation of each calendered film (issue 11)
+        assert d["conductivity_s_m"] >= 0 and 0 <= d["se_connected_fraction"] <= 1
+        assert 0 <= d["se_diffusivity_rel"] <= d["se_volume_fraction"]
+        tau = d["se_tortuosity"]
+        assert (tau is None) == (d["se_diffusivity_rel"] == 0) and (tau is None or tau >= 1)
+        assert 0 < d["analysed_thickness_um"] <= d["thickness_um"]
+    assert any(d["conductivity_s_m"] > 0 for d in degs) and any(d["se_tortuosity"] for d in degs)
     assert s["table_s1"]["dried"]["eps_AM"] == 100.0 and s["table_s1"]["slurry"]["eps_AM"] == 1.0
     assert s["slurry"]["density_g_cm3"] > 0 and 0 < s["dried"]["porosity"] < 1
     with open(s["files"]["csv"]) as fh:
         rows = list(csv.DictReader(fh))
     assert [float(r["degree_pct"]) for r in rows] == [d["degree_pct"] for d in degs]
     assert Path(s["files"]["porosity_plot"]).stat().st_size > 0 and Path(s["files"]["profile_plot"]).stat().st_size > 0
+    assert Path(s["files"]["characterisation_vs_degree"]).stat().st_size > 0
     prof = json.loads(Path(s["files"]["profiles"]).read_text())
     assert set(prof) == {"dried", "0", "10", "20", "30", "40", "50"}
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
@@ -223,9 +231,12 @@ def test_pipeline_table_s1_smoke_json(tmp_path: Path):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == s["mlflow_run_id"]]
     assert len(parent) == 1 and parent[0].info.status == "FINISHED"
     assert sorted(r.info.run_name for r in children) == sorted(
-        ["slurry", "drying"] + [f"calendering_{d:g}pct" for d in (0, 10, 20, 30, 40, 50)])
+        ["slurry", "drying", "characterise"] + [f"characterise_{d:g}pct" for d in (0, 10, 20, 30, 40, 50)])
     arts = {a.path for a in client.list_artifacts(s["mlflow_run_id"])}
-    assert {"pipeline.csv", "porosity_vs_degree.png", "profiles.png", "pipeline.json"} <= arts
+    assert {"pipeline.csv", "porosity_vs_degree.png", "profiles.png", "pipeline.json",
+            "characterisation_vs_degree.png"} <= arts
+    per_degree = {r.info.run_name: r for r in children}["characterise_30pct"]
+    assert per_degree.data.metrics["conductivity_s_m"] == pytest.approx(degs[3]["conductivity_s_m"])
 
 
 def test_pipeline_failing_stage_keeps_what_it_measured(tmp_path: Path):
@@ -238,13 +249,53 @@ def test_pipeline_failing_stage_keeps_what_it_measured(tmp_path: Path):
     proc = run_calib("pipeline", "--study", str(study), "--degrees", "0,40", "--fidelity", "smoke", "--json",
                      "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, check=False)
     assert proc.returncode == 1, proc.stderr
-    assert ("pipeline failed at calendering: calendering at 0 %" in proc.stderr
-            or "pipeline failed at calendering: calendering at 40 %" in proc.stderr), proc.stderr
+    # calendering runs inside the characterise stage (calendering, then characterisation)
+    assert ("pipeline failed at characterise: calendering at 0 %" in proc.stderr
+            or "pipeline failed at characterise: calendering at 40 %" in proc.stderr), proc.stderr
     s = parse_json_stdout(proc)
-    assert s["failed"]["stage"] == "calendering"
+    assert s["failed"]["stage"] == "characterise"
     assert s["slurry"]["density_g_cm3"] > 0 and 0 < s["dried"]["porosity"] < 1 and s["degrees"] == []
     saved = json.loads((Path(s["workdir"]) / "pipeline.json").read_text())
     assert saved["dried"] == s["dried"]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     run = client.get_run(s["mlflow_run_id"])
     assert run.info.status == "FAILED" and "calendering" in run.data.tags["fail_reason"]
+
+
+def test_characterise_study_scores_conductivity_like_porosity(chain):
+    """A characterise study (issue 11): calendering at each degree, then one characterisation
+    job per calendered film; a synthetic conductivity series is an objective like the
+    calendered porosity, its error computed from the stored characterisation."""
+    tmp = chain["tmp"]
+    data = yaml.safe_load((REPO / "experiments_data" / "ssb_nmc622_lpscl" / "dataset.yaml").read_text())
+    data["calendered_conductivity"] = {
+        "unit": "S/m", "points": [{"degree_pct": 0.0, "value": 1e-3}, {"degree_pct": 30.0, "value": 2e-3,
+                                                                        "uncertainty": 5e-4}],
+        "provenance": {"source": "test fixture: made-up conductivities to exercise the objective", "kind": "synthetic"}}
+    (tmp / "char_data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    study = write_study(tmp, src=DRYING, name="char", stage="characterise", dataset="char_data.yaml", trials=1,
+                        parallel=1, upstream={"study": "up_drying"},
+                        objective={"targets": {"calendered_conductivity": 1.0}},
+                        calendering={"degrees_pct": [0.0, 30.0], "wall": PUB_WALL})
+    proc = run_calib("optimize", "--stage", "characterise", "--study", str(study), "--fidelity", "smoke",
+                     "--runs-dir", str(chain["runs"]), "--json", cwd=tmp)
+    s = parse_json_stdout(proc)
+    assert s["trials_complete"] == 1, s["failures"]
+    rows = {r["degree_pct"]: r for r in s["best_observables"]["characterisation"]}
+    # a smoke film (200 beads) may have no conducting path from collector to top: 0 S/m
+    assert set(rows) == {0.0, 30.0} and all(r["conductivity_s_m"] >= 0 for r in rows.values())
+    assert {r["degree_pct"] for r in s["best_observables"]["calendering"]} == {0.0, 30.0}
+    expect = ((((rows[0.0]["conductivity_s_m"] - 1e-3) / 1e-3) ** 2
+               + ((rows[30.0]["conductivity_s_m"] - 2e-3) / 5e-4) ** 2) / 2) ** 0.5
+    assert s["best_observables"]["calendered_conductivity_error"] == pytest.approx(expect)
+    assert s["best_value"] == pytest.approx(expect**2)
+    best = chain["runs"] / "char" / f"trial_{s['best_trial']:05d}"
+    for k in (0, 1):
+        assert (best / f"characterise_{k:02d}" / "characterisation.json").is_file()
+        assert "done in" in (best / f"characterise_{k:02d}" / "characterise.log").read_text()
+    assert (best / "characterisation_vs_degree.png").stat().st_size > 0
+    client = MlflowClient(tracking_uri=f"sqlite:///{chain['runs'] / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("char")
+    (run,) = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("calib.role") == "trial"]
+    assert run.data.metrics["characterise/30_pct/conductivity_s_m"] == pytest.approx(rows[30.0]["conductivity_s_m"])
+    assert run.data.metrics["calendered_conductivity_error"] == pytest.approx(expect)

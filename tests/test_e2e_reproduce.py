@@ -29,7 +29,11 @@ def test_reproduce_smoke_json(tmp_path: Path):
     assert 0.66 < rep["solids_content"] < 0.68
     assert 0.5 < rep["slurry_density_g_cm3"] < 6 and 0 < rep["dried_porosity"] < 1
     assert [d["degree_pct"] for d in rep["degrees"]] == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0]
-    assert all(set(d) == {"degree_pct", "porosity", "thickness_um"} for d in rep["degrees"])
+    assert all(set(d) == {"degree_pct", "porosity", "thickness_um", "conductivity_s_m", "se_tortuosity",
+                          "se_diffusivity_rel", "se_connected_fraction", "ratio_normalised", "conductivity_converged",
+                          "se_converged"} for d in rep["degrees"])
+    assert all(d["conductivity_s_m"] >= 0 for d in rep["degrees"])
+    assert rep["trend_checks"]["ratio_peak_degree_pct"] in (0.0, 10.0, 20.0, 30.0, 40.0, 50.0)
     assert isinstance(rep["converged"]["slurry_density_g_cm3"], bool)
     assert isinstance(rep["converged"]["drying_thickness_change_rel"], bool)
     # the seed's trends at smoke size: the film thins on drying, porosity falls with the degree

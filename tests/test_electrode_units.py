@@ -201,9 +201,8 @@ def test_slurry_identity_ignores_electrode_fields(tmp_path: Path):
     """A slurry study's identity (what must match to resume it) does not see the drying and
     calendering fidelity fields, the unused shear fields, or the dataset's dried-bead fields
     and porosity targets; it does see a slurry-relevant dataset change."""
-    import shutil
 
-    from calib.loop import study_ident
+    from calib.identity import study_ident
     from calib.space import ParameterSpace
     from calib.study import load_study
     from conftest import DEFAULT_STUDY
@@ -238,8 +237,8 @@ def test_slurry_identity_ignores_electrode_fields(tmp_path: Path):
 
 
 def test_calendering_kinematics_public_by_default_fidelity_may_override_study_wins():
-    from calib.electrode_stages import _study_or_fidelity
-    from calib.study import CalenderingSettings
+    from calib.stages.film import study_or_fidelity as _study_or_fidelity
+    from calib.stages.calendering import CalenderingSettings
 
     default = CalenderingSettings()
     assert (default.speed_um_per_us, default.timestep_us, default.tdamp_us) == (0.02, 1e-4, 0.2)

@@ -10,7 +10,7 @@ import math
 import pytest
 from conftest import SEED_DRIED, SEED_SLURRY, ssb_system
 
-from calib.export import FORMATS, ExportContext, render, table_rows
+from calib.table_s1 import FORMATS, ExportContext, render, table_rows
 from sim_backends.lammps.forcefield import TABLE_S1_DRIED, TABLE_S1_SLURRY, pair_lines
 
 

@@ -102,8 +102,8 @@ def test_pareto_front_by_hand():
 
 def test_study_scalarisations_on_hand_made_errors():
     """weighted_sum, chebyshev and parego through the study's own dispatcher."""
-    from calib.stages import scalarised
-    from calib.study import ObjectiveSpec
+    from calib.stages.base import scalarised
+    from calib.spec import ObjectiveSpec
     from objectives.scalarise import parego_weights
 
     class Spec:  # only .objective is read

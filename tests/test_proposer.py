@@ -66,7 +66,7 @@ def test_sampler_proposal_on_upper_bound_reaches_trial(monkeypatch):
 
     import calib.proposer as proposer
     from calib.space import ParameterSpace
-    from calib.study import Bound, ParametersSpec
+    from calib.spec import Bound, ParametersSpec
 
     space = ParameterSpace.from_spec(ParametersSpec(free={
         "eps_AM": Bound(low=0.3, high=30, log=True), "sigma_AM": Bound(low=0.9, high=1.1)}))

@@ -10,7 +10,7 @@ import optuna
 
 from calib.proposer import BoTorchSampler
 from calib.space import ParameterSpace
-from calib.study import Bound, ParametersSpec
+from calib.spec import Bound, ParametersSpec
 
 
 def _space() -> ParameterSpace:

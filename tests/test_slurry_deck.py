@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from calib.fidelity import BUILTIN_FIDELITIES
-from calib.stages import slurry_run_spec, slurry_system
+from calib.stages.slurry import slurry_run_spec
+from calib.stages.system import slurry_system
 from calib.study import load_study
 from conftest import DEFAULT_STUDY
 from sim_backends.lammps.forcefield import TABLE_S1_SLURRY
@@ -81,7 +82,7 @@ def test_placement_has_no_overlaps_and_stays_in_box():
 
 
 def test_auto_neighbor_binning_is_multi_for_polydisperse_beads_only():
-    from calib.stages import neighbor_style
+    from calib.stages.slurry import neighbor_style
     from sim_backends.lammps.beads import Formulation, Phase, SizeClass, build_slurry_system
 
     _, fid, system = _smoke()

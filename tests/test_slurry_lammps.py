@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from calib.fidelity import BUILTIN_FIDELITIES
-from calib.stages import slurry_system
+from calib.stages.system import slurry_system
 from calib.study import load_study
 from conftest import DEFAULT_STUDY
 from sim_backends.backend import JobState, Task

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from calib.space import ParameterSpace
-from calib.study import Bound, ParametersSpec
+from calib.spec import Bound, ParametersSpec
 
 # Seed Table S1, slurry column (MODEL_NOTES.md), written out by hand
 SEED_SLURRY = {
@@ -147,7 +147,7 @@ def test_non_positive_lower_bounds_and_fixed_values_are_refused():
     import pytest
     from pydantic import ValidationError
 
-    from calib.study import ParametersSpec
+    from calib.spec import ParametersSpec
 
     with pytest.raises(ValidationError, match="free.sigma_AM"):
         ParametersSpec(free={"sigma_AM": {"low": 0.0, "high": 1.0}})

@@ -1,0 +1,305 @@
+"""One driver's session on a study: everything ``loop.run_study`` asks, advances and tells
+through.
+
+``StudySession`` opens (or resumes) the ledger study with its sampler, starts MLflow
+tracking, claims the study's run directory, recovers trials a dead driver left RUNNING,
+and then: ``ask`` proposes a trial, writes its directory and starts its first runs;
+``tell`` records a finished trial in the ledger first (so a completed trial is never lost)
+and then in MLflow; ``abandon`` cancels the running trials of an interrupted driver and
+re-queues their parameters; ``close`` writes the study's summary to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import optuna
+from optuna.trial import TrialState
+
+from objectives.scalarise import parego_weights
+from sim_backends.lammps.outputs import lammps_version
+
+from . import ledger
+from .errors import InputError
+from .identity import study_ident
+from .ledger import FIDELITY_ATTR, best_trial
+from .lineage import Lineage
+from .report import pareto
+from .runner import Outcome, Runner, TrialExecution
+from .samplers import make_sampler
+from .space import ParameterSpace
+from .stages import TrialContext
+from .stages.base import scalarised
+from .study import LoadedStudy
+from .tracking import Tracker, TrialRecord
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress of the loop: kind in submitted / complete / fail / recovered / warning."""
+
+    kind: str
+    trial: int
+    message: str = ""
+    value: float | None = None
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Where and how much: storage URL, run directory root, trial budget, concurrency."""
+
+    storage: str
+    runs_dir: Path
+    n_trials: int
+    parallel: int
+    seed: int
+    poll_s: float = 0.2
+
+
+@dataclass
+class ActiveTrial:
+    """A running trial: the ledger's trial, its directory, free parameters, fidelity and
+    the execution of its stage trial."""
+
+    trial: optuna.Trial
+    workdir: Path
+    params: dict[str, float]
+    fidelity: str
+    execution: TrialExecution
+    told: bool = False
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """LAMMPS random seed of trial ``number`` (placement, velocities, Langevin)."""
+    return study_seed * 10_007 + number + 1
+
+
+def claim_study_dir(study_dir: Path, uid: str) -> str | None:
+    """Make ``study_dir`` this study's (marker file ``.calib_study_uid``). A folder of the
+    same name left by another study (other ledger, deleted database) is moved aside, never
+    deleted; returns a warning saying where, or None."""
+    marker = study_dir / ".calib_study_uid"
+    warning = None
+    if study_dir.exists() and any(study_dir.iterdir()):
+        if marker.exists() and marker.read_text().strip() == uid:
+            return None
+        aside = study_dir.with_name(f"{study_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
+        study_dir.rename(aside)
+        warning = f"{study_dir} belonged to another study with this name; moved to {aside}"
+    study_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(uid + "\n")
+    return warning
+
+
+class StudySession:
+    """See the module docstring."""
+
+    def __init__(self, loaded: LoadedStudy, cfg: LoopConfig, runner: Runner, tracker: Tracker,
+                 emit: Callable[[Event], None], lineage: Lineage | None = None) -> None:
+        self.loaded, self.spec, self.cfg, self.runner = loaded, loaded.spec, cfg, runner
+        self.tracker, self.emit, self.lineage = tracker, emit, lineage
+        spec = self.spec
+        self.space = ParameterSpace.from_spec(spec.parameters)
+        self.fidelities = {name: spec.fidelity_spec(name) for name in spec.ladder}
+        self.multi = len(self.fidelities) > 1
+        parego = spec.objective.scalarisation == "parego"
+        self.sampler = make_sampler(spec, self.space, cfg.seed, cfg.parallel, self._parego_value if parego else None,
+                                    (lambda p: parego_weights(sorted(spec.objective.targets), cfg.seed, p))
+                                    if parego else None)
+        self.study = ledger.open_study(spec.name, cfg.storage, self.sampler, study_ident(loaded, self.space, lineage),
+                                       spec_json=spec.model_dump_json(),
+                                       dataset_path=str(loaded.dataset_path.resolve()))
+        uid = self.study.user_attrs[ledger.UID_ATTR]
+        self.study.set_user_attr(ledger.TARGET_FIDELITY_ATTR, spec.fidelity)
+        stage_attrs = loaded.stage.study_attrs(loaded)
+        self.base_tags = {"stage": spec.stage, "fidelity": spec.fidelity, "dataset": spec.dataset, "study": spec.name,
+                          **(lineage.tags() if lineage else {})}
+        try:
+            tracker.start_study(spec.name, tags={**self.base_tags, "storage": cfg.storage, "calib.study_uid": uid},
+                                params={"study_file": str(loaded.path), "seed": str(cfg.seed),
+                                        "fixed": json.dumps(self.space.fixed, sort_keys=True), **stage_attrs})
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise InputError("--tracking-uri", "uri", f"cannot use the MLflow store: {exc.__class__.__name__}: "
+                                                      f"{first}") from exc
+        self.study_dir = Path(cfg.runs_dir) / spec.name
+        moved = claim_study_dir(self.study_dir, uid)
+        if moved:
+            emit(Event("warning", -1, moved))
+        for k, v in stage_attrs.items():
+            self.study.set_user_attr(k, v)
+        for w in loaded.stage.warnings(loaded):
+            emit(Event("warning", -1, w))
+        if lineage is not None:
+            self.study.set_user_attr("lineage", lineage.as_dict())
+        self.driver = ledger.driver_id()
+        self.recovered = ledger.recover_lost(self.study)
+        for n in self.recovered:
+            lost = self.study.trials[n]
+            emit(Event("recovered", n, "left RUNNING by a dead driver: marked FAIL, slot re-proposed"))
+            self._track_failure(n, dict(lost.params), lost.user_attrs.get("fail_reason", "driver lost"),
+                                fid=lost.user_attrs.get(FIDELITY_ATTR))
+
+    def _parego_value(self, t: optuna.trial.FrozenTrial, proposal: int) -> float:
+        """ParEGO: every trial re-scalarised with the weights of this proposal."""
+        return (scalarised(t.user_attrs["objective_errors"], self.spec, self.cfg.seed, proposal)
+                + float(t.user_attrs.get("penalty", 0.0)))
+
+    def _at(self, fid: str) -> str:
+        return f"at {fid}: " if self.multi else ""
+
+    def may_ask(self, active: dict[int, ActiveTrial]) -> bool:
+        """Room for another trial: under ``parallel`` running, under the budget, and the
+        proposal may be made (``ready_to_ask``)."""
+        return (len(active) < self.cfg.parallel and ledger.finished_count(self.study) + len(active) < self.cfg.n_trials
+                and ready_to_ask(self.study, active, self.cfg.parallel))
+
+    def ask(self) -> ActiveTrial | None:
+        """Propose a trial, write its directory and start its first runs. A trial that
+        cannot start is told FAIL with the reason (None is returned)."""
+        t_ask = time.perf_counter()
+        trial = self.study.ask(self.space.distributions())
+        trial.set_user_attr("proposal_s", time.perf_counter() - t_ask)
+        trial.set_user_attr("calib_driver", self.driver)
+        # the sampler's choice, or the original's for a re-proposed trial
+        fid = (trial.user_attrs.get(FIDELITY_ATTR) or getattr(self.sampler, "fidelity_of", lambda n: None)(
+            trial.number) or (self.spec.ladder[0] if self.multi else self.spec.fidelity))
+        trial.set_user_attr(FIDELITY_ATTR, fid)
+        free = {k: trial.params[k] for k in self.space.keys}
+        workdir = self.study_dir / f"trial_{trial.number:05d}"
+        workdir.mkdir(parents=True)  # trial numbers are unique in a study: never reused
+        seed = trial_seed(self.cfg.seed, trial.number)
+        trial.set_user_attr("calib_workdir", str(workdir.resolve()))
+        trial.set_user_attr("calib_seed", seed)
+        full = self.space.full_params(free)
+        trial.set_user_attr("table_s1", full.as_dict())
+        (workdir / "params.json").write_text(json.dumps(full.as_dict(), indent=2))
+        execution = None
+        try:
+            stage_trial = self.loaded.stage.make_trial(TrialContext(workdir, self.loaded, self.fidelities[fid], full,
+                                                                    seed, self.lineage))
+            execution = TrialExecution(stage_trial, self.runner, f"{self.spec.name}-{trial.number}",
+                                       on_submit=lambda ids: trial.set_user_attr("calib_jobs", ids))
+            execution.start()
+        except Exception as exc:  # a trial that cannot start is a FAIL, not the end of the study
+            if execution is not None:
+                execution.cancel()
+            trial.set_user_attr("fail_reason", f"could not start: {exc}")
+            self.study.tell(trial, state=TrialState.FAIL)
+            self.emit(Event("fail", trial.number, f"could not start: {exc}"))
+            self._track_failure(trial.number, free, f"could not start: {exc}", workdir, fid)
+            return None
+        self.emit(Event("submitted", trial.number, self._at(fid) + json.dumps({k: round(v, 6) for k, v in free.items()})))
+        return ActiveTrial(trial, workdir, free, fid, execution)
+
+    def tell(self, a: ActiveTrial, outcome: Outcome) -> None:
+        """Record a finished trial: ledger first, then MLflow (a tracking error is a warning)."""
+        t, ex, score = a.trial, a.execution, outcome.score
+        if self.lineage is not None:
+            t.set_user_attr("lineage", self.lineage.as_dict())
+        main_log = next((r.workdir / r.log for r in ex.runs if r.argv is None), a.workdir / "log.lammps")
+        log_text = main_log.read_text(errors="replace") if main_log.exists() else ""
+        tags = {**self.base_tags, "fidelity": a.fidelity, "lammps_version": lammps_version(log_text) or "unknown"}
+        wall = ex.wall_s
+        first = ex.runs[0].key if ex.runs else ""
+        core_s = float(sum(w * self.runner.cores(r) for r in ex.runs if (w := wall.get(r.key)) is not None))
+        metrics: dict[str, float] = {"wall_time_s": wall.get(first, math.nan),
+                                     "wall_time_total_s": float(sum(wall.values())), "core_s": core_s}
+        t.set_user_attr("core_s", core_s)
+        t.set_user_attr("wall_s", wall.get(first))
+        t.set_user_attr("run_wall_s", wall)
+        artifacts = [r.workdir / f for r in ex.runs for f in r.artifacts]
+        if score is not None:
+            metrics.update(score.metrics)
+            for k, v in score.ledger_attrs().items():
+                t.set_user_attr(k, v)
+            tags.update({k: str(v) for k, v in score.attrs.items() if isinstance(v, (str, bool))})
+            artifacts.extend(p for p in score.plots if p.exists())
+        else:
+            partial = ex.trial.partial_observables()
+            if partial:  # e.g. a failed shear run keeps the slurry's density
+                metrics.update(partial)
+                t.set_user_attr("observables", partial)
+        if not outcome.failed:
+            assert score is not None
+            metrics["objective"] = score.value
+            self.study.tell(t, score.value)
+            state = "COMPLETE"
+            self.emit(Event("complete", a.number, self._at(a.fidelity) + score.summary, score.value))
+        else:
+            t.set_user_attr("fail_reason", outcome.why)
+            self.study.tell(t, state=TrialState.FAIL)
+            state = "FAIL"
+            tags["fail_reason"] = outcome.why[:5000]
+            self.emit(Event("fail", a.number, self._at(a.fidelity) + outcome.why))
+        a.told = True
+        try:
+            run_id = self.tracker.log_trial(TrialRecord(a.number, state, {**self.space.fixed, **a.params}, metrics,
+                                                        tags, tuple(artifacts), artifact_root=a.workdir))
+        except Exception as exc:  # tracking is an attachment: the ledger already has the trial
+            self.emit(Event("warning", a.number, f"MLflow logging failed: {exc}"))
+        else:
+            if run_id:
+                (a.workdir / "mlflow_run_id").write_text(run_id + "\n")
+
+    def abandon(self, active: Iterable[ActiveTrial]) -> None:
+        """The driver is stopping: cancel each running trial's jobs, mark it FAIL (lost) and
+        re-queue its parameters so a resumed study proposes them again."""
+        why = "interrupted: the driver stopped while the trial ran"
+        for a in active:
+            if a.told:  # interrupted while its MLflow run was written: the ledger has it
+                continue
+            try:
+                a.execution.cancel()
+                a.trial.set_user_attr("fail_reason", why)
+                a.trial.set_user_attr("calib_lost", True)
+                self.study.tell(a.trial, state=TrialState.FAIL)
+                self.study.enqueue_trial(dict(a.params), user_attrs={"calib_reproposed_from": a.number,
+                                                                     FIDELITY_ATTR: a.fidelity})
+                self._track_failure(a.number, a.params, why, a.workdir, a.fidelity)
+            except Exception:  # clean up the other trials whatever happens to this one
+                continue
+
+    def close(self) -> None:
+        """The study's summary on its MLflow parent run."""
+        study = self.study
+        best = best_trial(study)
+        front = pareto(study)
+        self.tracker.end_study({"pareto_size": float(len(front)), "best_objective": best.value if best else math.nan,
+                                "trials_complete": float(len(study.get_trials(states=(TrialState.COMPLETE,)))),
+                                "trials_failed": float(sum(1 for t in study.get_trials(states=(TrialState.FAIL,))
+                                                           if not ledger.is_lost(t)))},
+                               files={"pareto.json": json.dumps(front, indent=2)})
+
+    def _track_failure(self, number: int, free: dict[str, float], reason: str, workdir: Path | None = None,
+                       fid: str | None = None) -> None:
+        """An MLflow run for a trial that ended without running to completion."""
+        try:
+            files = tuple(p for p in workdir.rglob("*") if p.name in ("log.lammps", "characterise.log")
+                          or p.name.startswith("in.")) if workdir else ()
+            self.tracker.log_trial(TrialRecord(number, "FAIL", {**self.space.fixed, **free}, {},
+                                               {**self.base_tags, "fidelity": fid or self.spec.fidelity,
+                                                "fail_reason": reason[:5000]}, files, artifact_root=workdir))
+        except Exception as exc:
+            self.emit(Event("warning", number, f"MLflow logging failed: {exc}"))
+
+
+def ready_to_ask(study: optuna.Study, active: dict[int, ActiveTrial], lag: int) -> bool:
+    """The next proposal may be made once every trial numbered <= next - lag has finished
+    (an enqueued re-proposal has its parameters already and may always start)."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return True
+    horizon = len(trials) - lag
+    return all(n > horizon for n in active)

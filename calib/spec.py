@@ -1,0 +1,286 @@
+"""The study file's models (``studies/*.yaml``): what every study has, whatever its stage.
+
+Each stage adds its own settings sections (``calib.stages``: ``slurry``, ``viscosity``,
+``drying``, ``calendering``, ``characterise``); ``calib.study.study_spec_model`` joins
+them to ``StudyBase`` into the model a study file is validated against.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+from objectives.dataset import Provenance, SizeClassSpec
+from sim_backends.lammps.forcefield import LJ_STYLES, NAMED_PARAMETER_SETS, TABLE_S1_KEYS
+
+from .fidelity import BUILTIN_FIDELITIES, Fidelity
+
+STUDY_SCALARISATIONS = ("weighted_sum", "chebyshev", "parego")
+"""Scalarisations a study can choose (``objectives.scalarise``)."""
+
+
+class SpecModel(BaseModel):
+    """Base of every study-file model: unknown keys are refused, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Bound(SpecModel):
+    """Search range of one free parameter; ``log`` searches log(value) uniformly."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "Bound":
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scaled bound needs low > 0")
+        return self
+
+
+class ParametersSpec(SpecModel):
+    """Free parameters (Table S1 keys with bounds) and the fixed rest: a named base set
+    (``table-s1-slurry`` or ``table-s1-dried``) overridden by ``fixed``."""
+
+    base: str = "table-s1-slurry"
+    free: dict[str, Bound]
+    fixed: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ParametersSpec":
+        if self.base not in NAMED_PARAMETER_SETS:
+            raise ValueError(f"base must be one of {sorted(NAMED_PARAMETER_SETS)}, got {self.base!r}")
+        for group in ("free", "fixed"):
+            for key in getattr(self, group):
+                if key not in TABLE_S1_KEYS:
+                    raise ValueError(f"{group}.{key}: unknown parameter key (Table S1 keys: {', '.join(TABLE_S1_KEYS)})")
+        for key, b in self.free.items():
+            if key == "xu" and b.low < 0:
+                raise ValueError(f"free.{key}: low must not be negative (friction coefficient)")
+            if key != "xu" and b.low <= 0:
+                raise ValueError(f"free.{key}: low must be positive (eps, sigma, rc, kn and gamma_n are > 0)")
+        for key, v in self.fixed.items():
+            if (key == "xu" and v < 0) or (key != "xu" and v <= 0):
+                raise ValueError(f"fixed.{key}: must be positive (xu: not negative), got {v:g}")
+        both = set(self.free) & set(self.fixed)
+        if both:
+            raise ValueError(f"keys both free and fixed: {sorted(both)}")
+        if not self.free:
+            raise ValueError("free: at least one parameter must be free")
+        return self
+
+    def ordered_free(self) -> list[str]:
+        """Free keys in Table S1 order (the order of the unit-cube axes)."""
+        return [k for k in TABLE_S1_KEYS if k in self.free]
+
+
+class ObjectiveSpec(SpecModel):
+    """Targets to score with their weights, and the scalarisation."""
+
+    targets: dict[str, PositiveFloat]
+    scalarisation: str = "weighted_sum"
+
+    @model_validator(mode="after")
+    def _check(self) -> "ObjectiveSpec":
+        if not self.targets:
+            raise ValueError("targets: at least one target is needed")
+        if self.scalarisation not in STUDY_SCALARISATIONS:
+            raise ValueError(f"scalarisation must be one of {STUDY_SCALARISATIONS}")
+        return self
+
+
+SAMPLERS = ("composite", "scalar", "sobol", "random", "tpe", "gp")
+"""``optimizer.sampler`` values (``calib.samplers``)."""
+
+
+class MultiFidelitySpec(SpecModel):
+    """A multi-fidelity study (``calib.composite.MF_NOTE``): the fidelities its trials may
+    run at and what one trial at each costs.
+
+    ladder: fidelity names, cheapest first; the last is the study's target fidelity
+    (``fidelity``), at which its answer is judged. costs_core_s: measured core-seconds of
+    one trial at each ladder fidelity (LAMMPS wall time x ranks x threads; run a copy of the
+    study without ``multi_fidelity`` for two trials per fidelity, ``calib optimize --study
+    copy.yaml --fidelity NAME --trials 2 --json``, and read ``core_s`` in
+    ``trials_by_fidelity``); finite, and rising along the ladder.
+    """
+
+    ladder: list[str] = Field(min_length=2)
+    costs_core_s: dict[str, PositiveFloat] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "MultiFidelitySpec":
+        if len(set(self.ladder)) != len(self.ladder):
+            raise ValueError("ladder: a fidelity appears twice")
+        for name in self.ladder:
+            if name not in self.costs_core_s:
+                raise ValueError(f"costs_core_s: no cost for fidelity {name!r}: a multi-fidelity study needs the "
+                                 "measured core-seconds of one trial at every ladder fidelity")
+        extra = sorted(set(self.costs_core_s) - set(self.ladder))
+        if extra:
+            raise ValueError(f"costs_core_s: {extra[0]!r} is not on the ladder ({', '.join(self.ladder)})")
+        costs = [self.costs_core_s[n] for n in self.ladder]
+        if not all(math.isfinite(c) for c in costs):
+            raise ValueError("costs_core_s: costs must be finite numbers of core-seconds")
+        if any(b <= a for a, b in zip(costs, costs[1:])):
+            raise ValueError("costs_core_s: costs must rise along the ladder (cheapest fidelity first)")
+        return self
+
+
+class OptimizerSpec(SpecModel):
+    """How trials are proposed (``calib.samplers``).
+
+    sampler: ``composite`` (one GP per observable residual, the scalarisation on their
+    posterior samples, failures as a feasibility model), ``scalar`` (one GP on the log of
+    the scalarised objective), ``sobol`` (scrambled Sobol throughout), ``random``, ``tpe``
+    and ``gp`` (Optuna's ``TPESampler`` and ``GPSampler``). n_initial: Sobol trials before
+    the first model-based proposal (``tpe``/``gp``: their own start-up trials). q: trials
+    proposed jointly per batch (composite, scalar). feasibility: model failures
+    (composite). num_restarts, raw_samples: acquisition optimisation. objective_floor: the
+    scalar GP models -log(objective + floor). multi_fidelity: run trials at cheaper
+    fidelities too (composite only; ``MultiFidelitySpec``).
+    """
+
+    sampler: str = "composite"
+    n_initial: PositiveInt = 6
+    q: int = Field(default=1, ge=1)
+    feasibility: bool = True
+    num_restarts: PositiveInt = 8
+    raw_samples: PositiveInt = 256
+    objective_floor: PositiveFloat = 1e-6
+    multi_fidelity: MultiFidelitySpec | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "OptimizerSpec":
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler: unknown sampler {self.sampler!r} (known: {', '.join(SAMPLERS)})")
+        if self.multi_fidelity is not None and self.sampler != "composite":
+            raise ValueError(f"multi_fidelity: needs sampler composite (this study's is {self.sampler!r})")
+        return self
+
+
+class UpstreamSpec(SpecModel):
+    """Where a chained stage starts: the best trial of ``study`` (a study name in the same
+    storage, or ``storage``), or a state ``data_file`` (relative to the study file)."""
+
+    study: str | None = None
+    storage: str | None = None
+    data_file: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "UpstreamSpec":
+        if (self.study is None) == (self.data_file is None):
+            raise ValueError("give exactly one of study and data_file")
+        return self
+
+
+class PhaseSizes(SpecModel):
+    """Bead sizes a study supplies for a phase whose dataset gives none (with provenance)."""
+
+    size_classes: tuple[SizeClassSpec, ...]
+    slurry_diameter_factor: PositiveFloat | None = None
+    dried_diameter_factor: PositiveFloat | None = None
+    dried_diameter_um: PositiveFloat | None = None
+    dried_density_g_cm3: PositiveFloat | None = None
+    provenance: Provenance
+
+
+class ResourcesSpec(SpecModel):
+    """Per-trial resources: MPI ranks (``mpirun -np``) and OpenMP threads per rank."""
+
+    ranks: PositiveInt = 1
+    threads: PositiveInt = 1
+
+
+class StudyBase(SpecModel):
+    """What every study file has; ``calib.study.study_spec_model`` adds the stages' sections."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    stage: str
+    dataset: str
+    fidelity: str = "dev"
+    trials: PositiveInt = 20
+    parallel: PositiveInt = 1
+    seed: int = Field(default=0, ge=0)
+    trial_timeout_s: PositiveFloat = 600.0
+    """Wall-clock limit of each run of a trial (the slurry run, each shear run, each characterisation job), s."""
+    lj_style: Literal["lj/cut", "lj/smooth/linear"] = "lj/cut"
+    parameters: ParametersSpec
+    objective: ObjectiveSpec
+    optimizer: OptimizerSpec = OptimizerSpec()
+    upstream: UpstreamSpec | None = None
+    system: dict[Literal["AM", "SE", "CBD"], PhaseSizes] = Field(default_factory=dict)
+    resources: ResourcesSpec = ResourcesSpec()
+    fidelities: dict[str, Fidelity] = Field(default_factory=dict)
+    description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_fidelities(cls, data: object) -> object:
+        """A study's ``fidelities.<builtin>`` may give only the fields it changes."""
+        if isinstance(data, dict) and isinstance(data.get("fidelities"), dict):
+            merged = {}
+            for name, fid in data["fidelities"].items():
+                if name in BUILTIN_FIDELITIES and isinstance(fid, dict):
+                    fid = {**BUILTIN_FIDELITIES[name].model_dump(), **fid}
+                merged[name] = fid
+            data = {**data, "fidelities": merged}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> "StudyBase":
+        from .stages import registry  # the stages register on import of calib.stages
+
+        if self.stage not in registry.names():
+            raise ValueError(f"stage: unknown stage {self.stage!r} (known: {', '.join(registry.names())})")
+        stage = registry.get(self.stage)
+        if self.fidelity not in self.all_fidelities():
+            raise ValueError(f"fidelity: unknown fidelity {self.fidelity!r} (known: {', '.join(self.all_fidelities())})")
+        mf = self.optimizer.multi_fidelity
+        if mf is not None:
+            for name in mf.ladder:
+                if name not in self.all_fidelities():
+                    raise ValueError(f"optimizer.multi_fidelity.ladder: unknown fidelity {name!r} "
+                                     f"(known: {', '.join(self.all_fidelities())})")
+            problem = ladder_problem(self.fidelity, mf.ladder)
+            if problem:
+                raise ValueError(f"fidelity: {problem}")
+        for t in self.objective.targets:
+            if t not in stage.targets:
+                raise ValueError(f"objective.targets.{t}: stage {self.stage} does not produce it "
+                                 f"(it produces {', '.join(stage.targets)})")
+        assert self.lj_style in LJ_STYLES
+        if stage.upstream is not None and self.upstream is None:
+            raise ValueError(f"upstream: stage {self.stage} starts from a {stage.upstream} state: "
+                             "name the upstream study (upstream.study) or a data file (upstream.data_file)")
+        return self
+
+    @property
+    def ladder(self) -> list[str]:
+        """The fidelities this study's trials may run at (one, unless multi-fidelity)."""
+        mf = self.optimizer.multi_fidelity
+        return list(mf.ladder) if mf is not None else [self.fidelity]
+
+    def all_fidelities(self) -> dict[str, Fidelity]:
+        return {**BUILTIN_FIDELITIES, **self.fidelities}
+
+    def fidelity_spec(self, name: str | None = None) -> Fidelity:
+        return self.all_fidelities()[name or self.fidelity]
+
+
+def ladder_problem(fidelity: str, ladder: list[str]) -> str | None:
+    """Why ``fidelity`` cannot be the target of a study with this ladder, or None."""
+    if fidelity not in ladder:
+        return (f"{fidelity!r} is outside the study's ladder (optimizer.multi_fidelity.ladder: "
+                f"{', '.join(ladder)}); the target fidelity must be the ladder's last")
+    if fidelity != ladder[-1]:
+        return (f"{fidelity!r} is not the last (target) fidelity of the ladder "
+                f"(optimizer.multi_fidelity.ladder: {', '.join(ladder)})")
+    return None
+
+

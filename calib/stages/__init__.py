@@ -1,0 +1,12 @@
+"""Stages as plug-ins: ``base`` (the ``Stage`` protocol), ``registry`` (name -> stage) and
+one module per stage, which registers itself when imported. The built-in stages are the
+names in the import line below, in workflow order; a new stage is its module plus its name
+there."""
+
+from __future__ import annotations
+
+from . import slurry, drying, calendering, characterise  # noqa: F401,I001  (the built-in stages, in order)
+from .base import Run, Score, Stage, StageTrial, TrialContext
+from .registry import chain, get, lookup, names, register
+
+__all__ = ["slurry", "drying", "calendering", "characterise", "Run", "Score", "Stage", "StageTrial", "TrialContext", "chain", "get", "lookup", "names", "register"]

@@ -1,0 +1,329 @@
+"""The characterisation stage (seed Sec. 2.4, 3.3-3.4, Fig. 3d, Fig. 4, Fig. S4): the
+dried film is calendered at each degree (as the calendering stage does), then every
+calendered state is characterised by a job of its own (``sim_backends.characterise``):
+effective electronic conductivity, SE effective diffusivity and geometric tortuosity, SE
+and pore networks, and the ratio of conductivity to tortuosity (seed Fig. 4c: normalised
+by its largest value). With ``characterise.calender: false`` the dried state itself is
+characterised, once.
+
+Settings: ``characterise`` (``CharacteriseSettings``), with ``calendering`` (degrees,
+walls, speed) and ``drying`` (CBD nanoporosity). Targets: ``calendered_porosity``,
+``calendered_conductivity`` and ``calendered_se_tortuosity`` (dataset series against
+degree, scored like the calendered porosity).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from pydantic import Field, PositiveFloat
+
+from objectives.porosity import degree_error
+from sim_backends.characterise import LOG_FILE, RESULT_FILE, SPEC_FILE, CharacteriseSpec
+from sim_backends.lammps.calendering import CALENDERED_DATA
+from sim_backends.lammps.outputs import SimulationFailed
+from sim_backends.lammps.placement import read_sphere_data
+
+from ..errors import InputError
+from ..lineage import check_composition, state_bead_count
+from ..plots import pyplot
+from ..spec import SpecModel
+from .base import Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
+from .calendering import STAGE as CALENDERING
+from .calendering import CalenderingSettings, CalenderingTrial, check_measured_degrees
+from .drying import DryingSettings
+from .film import DRIED_STATE, MAX_VOXEL_BYTES, check_grid, nanoporosity_of
+from .registry import register
+from .system import systems_for
+
+if TYPE_CHECKING:
+    from ..lineage import Lineage
+    from ..study import LoadedStudy
+
+PLOT = "characterisation_vs_degree.png"
+MIN_VOXELS_PER_BEAD = 3
+"""Fewest voxels across the smallest solid bead a resolution must give."""
+
+SERIES_TARGETS = ("calendered_conductivity", "calendered_se_tortuosity")
+"""Dataset series this stage scores besides the calendered porosity."""
+
+
+class CharacteriseSettings(SpecModel):
+    """How a film is characterised (seed Sec. 2.4).
+
+    resolution_um: voxel edge (um); at least 3 voxels across the smallest solid bead.
+    sigma_am_s_m, sigma_cbd_s_m: electronic conductivities of the active material and the
+    carbon-binder domain (seed: 0.005 and 15.93 S/m; SE and pores insulate). calender:
+    calender the dried film at the ``calendering`` degrees first (false: characterise the
+    dried state itself). surface_solid_fraction_rel: the film's rough top is cut where a
+    voxel layer's solid fraction falls below this fraction of the median layer's
+    (docs/model.md, "Characterisation"). pore_network: extract the pore network (PoreSpy
+    SNOW2; a few seconds at dev size).
+    """
+
+    resolution_um: PositiveFloat = 0.5
+    sigma_am_s_m: PositiveFloat = 0.005
+    sigma_cbd_s_m: PositiveFloat = 15.93
+    calender: bool = True
+    surface_solid_fraction_rel: float = Field(default=0.5, gt=0, lt=1)
+    pore_network: bool = True
+
+
+class CharacteriseTrial:
+    """Calendering at every degree (``CalenderingTrial``), then one characterisation job per
+    calendered state, all submitted together (or one job on the dried state)."""
+
+    def __init__(self, ctx: TrialContext) -> None:
+        assert ctx.lineage is not None
+        self.ctx, self.workdir, self.loaded, self.spec = ctx, Path(ctx.workdir), ctx.loaded, ctx.loaded.spec
+        self.settings: CharacteriseSettings = self.spec.characterise
+        _, self.system = systems_for(ctx.loaded.dataset, state_bead_count(Path(ctx.lineage.state_file)))
+        self.calendering = (CalenderingTrial(ctx.workdir, ctx.loaded, ctx.fidelity, ctx.params, ctx.seed, ctx.lineage,
+                                             keep_going=bool(ctx.options.get("keep_going")))
+                            if self.settings.calender else None)
+        self.states: list[tuple[float | None, Path]] = []
+        """(degree %, or None for the dried state; state file) of each characterisation."""
+        self.phase = 0
+
+    def first_runs(self) -> list[Run]:
+        if self.calendering is not None:
+            self.phase = 1
+            return self.calendering.first_runs()
+        assert self.ctx.lineage is not None
+        state = self.workdir / DRIED_STATE
+        shutil.copyfile(self.ctx.lineage.state_file, state)
+        self.states = [(None, state)]
+        self.phase = 2
+        return self._characterisation_runs()
+
+    def next_runs(self) -> list[Run]:
+        if self.phase != 1:
+            return []
+        assert self.calendering is not None
+        results = self.calendering.measure(skip_failed=self.calendering.keep_going)
+        if not results:
+            raise SimulationFailed("every degree failed: " + "; ".join(
+                f"{d:g} %: {r}" for d, r in self.calendering.failed.items()), self.workdir)
+        done = {r.degree_pct for r in results}
+        self.states = [(deg, self.calendering.degree_dir(i) / CALENDERED_DATA)
+                       for i, deg in enumerate(self.calendering.degrees) if deg in done]
+        self.phase = 2
+        return self._characterisation_runs()
+
+    def job_dir(self, k: int) -> Path:
+        return self.workdir / f"characterise_{k:02d}"
+
+    def job_spec(self, state: Path, label: str) -> CharacteriseSpec:
+        s = self.settings
+        return CharacteriseSpec(
+            state_file=str(state.resolve()), phase_of_type={str(t.type_id): t.phase for t in self.system.types},
+            solid_radius_um_of_type={str(t.type_id): t.dry_diameter_um / 2.0 for t in self.system.types},
+            nanoporosity=nanoporosity_of(self.loaded), resolution_um=s.resolution_um,
+            conductivity_s_m={"AM": s.sigma_am_s_m, "CBD": s.sigma_cbd_s_m},
+            surface_solid_fraction_rel=s.surface_solid_fraction_rel, pore_network=s.pore_network,
+            max_bytes=MAX_VOXEL_BYTES, label=label)
+
+    def _characterisation_runs(self) -> list[Run]:
+        runs = []
+        for k, (deg, state) in enumerate(self.states):
+            d = self.job_dir(k)
+            d.mkdir(exist_ok=True)
+            what = "the dried film" if deg is None else f"{deg:g} %"
+            (d / SPEC_FILE).write_text(self.job_spec(state, what).to_json())
+            runs.append(Run(d.name, d, SPEC_FILE, LOG_FILE, (SPEC_FILE, LOG_FILE, RESULT_FILE),
+                            label=f"characterisation at {what} ({d.name})",
+                            argv=(sys.executable, "-m", "sim_backends.characterise", SPEC_FILE)))
+        return runs
+
+    def results(self) -> list[dict]:
+        """One row per characterised state: degree, transport, networks (JSON-able)."""
+        rows = []
+        for k, (deg, _) in enumerate(self.states):
+            path = self.job_dir(k) / RESULT_FILE
+            if not path.is_file():
+                raise SimulationFailed(f"characterisation of {_where(deg)} wrote no {RESULT_FILE}", self.job_dir(k))
+            r = json.loads(path.read_text())
+            tau = r["se_tortuosity"]  # None: the SE does not join the two faces
+            rows.append({
+                "degree_pct": deg, "conductivity_s_m": r["conductivity_s_m"], "se_tortuosity": tau,
+                "se_diffusivity_rel": r["se_diffusivity_rel"],
+                "se_connected_fraction": r["se_network"]["connected_fraction"],
+                "se_largest_cluster_fraction": r["se_network"]["largest_cluster_fraction"],
+                "se_volume_fraction": r["fractions"].get("SE", 0.0),
+                "analysed_thickness_um": r["analysed_thickness_um"], "analysed_porosity": r["porosity"],
+                "conductivity_over_tortuosity_s_m": (r["conductivity_s_m"] / tau if tau else 0.0),
+                "conductivity_iterations": r["conductivity_solver"]["iterations"],
+                "conductivity_converged": r["conductivity_solver"]["converged"],
+                "se_iterations": r["se_solver"]["iterations"], "se_converged": r["se_solver"]["converged"],
+                "wall_s": r["wall_s"],
+                **{f"pore_network_{k2}": v for k2, v in (r.get("pore_network") or {}).items()
+                   if not isinstance(v, list)}})
+        top = max((row["conductivity_over_tortuosity_s_m"] for row in rows), default=0.0)
+        for row in rows:
+            row["ratio_normalised"] = row["conductivity_over_tortuosity_s_m"] / top if top > 0 else 0.0
+        return rows
+
+    def score(self, wall_s: Mapping[str, float] | None = None) -> Score:
+        rows = self.results()
+        cal = self.calendering.score(wall_s) if self.calendering is not None else None
+        errors: list = list(cal.errors) if cal is not None else []  # the calendered porosity, if scored
+        targets, data = self.spec.objective.targets, self.loaded.dataset
+        for name, column in (("calendered_conductivity", "conductivity_s_m"),
+                             ("calendered_se_tortuosity", "se_tortuosity")):
+            if name in targets:
+                series = getattr(data, name)
+                cut = [r["degree_pct"] for r in rows if r[column] is None]
+                if cut:
+                    raise SimulationFailed(f"the SE does not join the collector and the film top at "
+                                           f"{', '.join(f'{d:g}' for d in cut)} %: its tortuosity is infinite, so "
+                                           f"{name} cannot be scored", self.workdir)
+                errors.append(degree_error(name, [r["degree_pct"] for r in rows], [r[column] for r in rows],
+                                           [(p.degree_pct, p.value, p.uncertainty) for p in series.points]))
+        value = scalarised(named_errors(errors), self.spec, self.ctx.seed, None)
+        obs = dict(cal.observables) if cal is not None else {}
+        for r in rows:
+            key = "characterise/dried" if r["degree_pct"] is None else f"characterise/{r['degree_pct']:g}_pct"
+            obs.update({f"{key}/{k}": float(v) for k, v in r.items()
+                        if k != "degree_pct" and isinstance(v, (int, float)) and not isinstance(v, bool)
+                        and math.isfinite(v)})
+        degs = [r for r in rows if r["degree_pct"] is not None]
+        plots = (cal.plots if cal is not None else ()) + (
+            guarded_plots(lambda: (plot_characterisation(self.workdir / PLOT, degs),)) if degs else ())
+        lines = tuple(f"{_where(r['degree_pct'])}: conductivity {r['conductivity_s_m']:.3g} S/m, SE tortuosity {_tau(r)}, "
+                      f"SE D_eff/D_0 {r['se_diffusivity_rel']:.3g}, SE connected "
+                      f"{100 * r['se_connected_fraction']:.1f} %, conductivity/tortuosity "
+                      f"{r['ratio_normalised']:.2f} of its largest" for r in rows)
+        attrs = {"characterisation": rows, **(cal.attrs if cal is not None else {})}
+        return Score(tuple(errors), value, obs, True,
+                     summary="sigma " + ", ".join(_short(r) for r in rows),
+                     attrs=attrs, report={"characterisation": rows, **(cal.report if cal is not None else {})},
+                     lines=(cal.lines if cal is not None else ()) + lines, plots=plots)
+
+    def partial_observables(self) -> dict[str, float]:
+        return {}
+
+    @property
+    def state_file(self) -> Path | None:
+        return None
+
+
+def _where(degree: float | None) -> str:
+    return "dried film" if degree is None else f"calendered {degree:g} %"
+
+
+def _tau(r: dict) -> str:
+    return "inf (SE not connected)" if r["se_tortuosity"] is None else f"{r['se_tortuosity']:.3g}"
+
+
+def _short(r: dict) -> str:
+    where = "dried" if r["degree_pct"] is None else f"{r['degree_pct']:g}%"
+    return f"{where}: {r['conductivity_s_m']:.3g} S/m, tau {_tau(r)}"
+
+
+def plot_characterisation(path: Path, rows: list[dict]) -> Path:
+    """Seed Fig. 4 against calendering degree: (a) conductivity, (b) SE tortuosity and
+    D_eff/D_0, (c) conductivity / tortuosity normalised by its largest value, (d) the SE's
+    connected fraction."""
+    plt = pyplot()
+    d = [r["degree_pct"] for r in rows]
+    fig, axes = plt.subplots(1, 4, figsize=(13.0, 3.2), dpi=110)
+    try:
+        axes[0].plot(d, [r["conductivity_s_m"] for r in rows], "o-")
+        axes[0].set_ylabel("electronic conductivity (S/m)")
+        axes[1].plot(d, [r["se_tortuosity"] if r["se_tortuosity"] is not None else math.nan for r in rows],
+                     "o-", color="tab:blue")
+        axes[1].set_ylabel("SE geometric tortuosity", color="tab:blue")
+        twin = axes[1].twinx()
+        twin.plot(d, [r["se_diffusivity_rel"] for r in rows], "s--", color="tab:red")
+        twin.set_ylabel("SE D_eff / D_0", color="tab:red")
+        axes[2].plot(d, [r["ratio_normalised"] for r in rows], "o-", color="black")
+        axes[2].set_ylabel("conductivity / tortuosity (normalised)")
+        axes[3].plot(d, [100 * r["se_connected_fraction"] for r in rows], "o-", color="tab:green")
+        axes[3].set_ylabel("SE connected to both faces (%)")
+        for ax in axes:
+            ax.set_xlabel("calendering degree (%)")
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+class CharacteriseStage(StageBase):
+    name = "characterise"
+    upstream = "drying"
+    targets = ("calendered_porosity",) + SERIES_TARGETS
+    sections = {"drying": DryingSettings, "calendering": CalenderingSettings, "characterise": CharacteriseSettings}
+    column = "dried"
+    column_title = "dried electrode"
+    pipeline_key = "degrees"
+
+    def fidelity_fields(self, spec) -> tuple[str, ...]:
+        return CALENDERING.fidelity_reads if spec.characterise.calender else ()
+
+    def identity_sections(self, spec) -> tuple[str, ...]:
+        return ("drying", "calendering", "characterise") if spec.characterise.calender else ("drying", "characterise")
+
+    def identity_extra(self, loaded: "LoadedStudy") -> dict:
+        return CALENDERING.identity_extra(loaded) if loaded.spec.characterise.calender else {}
+
+    def prepare(self, loaded: "LoadedStudy", options: Mapping[str, Any]) -> "LoadedStudy":
+        """Refuse, before anything is written: no SE phase; a resolution with fewer than 3
+        voxels across the smallest solid bead; scored series the dataset lacks or whose
+        degrees are not simulated."""
+        spec, data, where = loaded.spec, loaded.dataset, str(loaded.path)
+        assert data.system is not None
+        if "SE" not in data.system.phases:
+            raise InputError(str(loaded.dataset_path), "system.phases",
+                             "no SE phase: the characterisation measures the solid electrolyte's network")
+        _, dried = systems_for(data, spec.fidelity_spec().n_beads)
+        smallest = min(t.dry_diameter_um for t in dried.types)
+        res = spec.characterise.resolution_um
+        if smallest / res < MIN_VOXELS_PER_BEAD:
+            raise InputError(where, "characterise.resolution_um",
+                             f"{res:g} um gives {smallest / res:.1f} voxels across the smallest solid bead "
+                             f"({smallest:g} um); at least {MIN_VOXELS_PER_BEAD} are needed (use <= "
+                             f"{smallest / MIN_VOXELS_PER_BEAD:.3g} um)")
+        CALENDERING.prepare(loaded, options)
+        for name in SERIES_TARGETS:
+            if name in spec.objective.targets:
+                series = getattr(data, name)
+                if series is None:
+                    raise InputError(where, f"objective.targets.{name}", f"dataset {spec.dataset} has no {name} points")
+                if not spec.characterise.calender:
+                    raise InputError(where, f"objective.targets.{name}", "scoring against calendering degree needs "
+                                                                         "characterise.calender: true")
+                check_measured_degrees(loaded, name, [p.degree_pct for p in series.points])
+        return loaded
+
+    def check_upstream(self, loaded: "LoadedStudy", lineage: "Lineage") -> None:
+        """The upstream state holds this dataset's dried beads (with SE beads); the voxel grid fits."""
+        state = Path(lineage.state_file)
+        _, dried = systems_for(loaded.dataset, state_bead_count(state))
+        check_composition(state, dried, f"dataset {loaded.spec.dataset} ({lineage.stage} state)")
+        if dried.phase_count("SE") == 0:
+            raise InputError(str(state), "Atoms", "no SE bead: the image would have no SE voxel")
+        data = read_sphere_data(state)
+        self.check_box(loaded, [h - lo for lo, h in zip(data.lo, data.hi)], "the state")
+
+    def check_box(self, loaded: "LoadedStudy", edges_um, what: str) -> None:
+        CALENDERING.check_box(loaded, edges_um, what)
+        check_grid(loaded, edges_um, what, resolution_um=loaded.spec.characterise.resolution_um,
+                   field="characterise.resolution_um")
+
+    def make_trial(self, ctx: TrialContext) -> CharacteriseTrial:
+        return CharacteriseTrial(ctx)
+
+    def pipeline_record(self, trial: CharacteriseTrial, score: Score) -> list[dict]:
+        """One row per degree: the calendering row with the characterisation's columns."""
+        cal = {r["degree_pct"]: r for r in CALENDERING.pipeline_record(trial.calendering, score)} \
+            if trial.calendering is not None else {}
+        return [{**cal.get(r["degree_pct"], {"degree_pct": r["degree_pct"]}), **r} for r in trial.results()]
+
+
+STAGE = register(CharacteriseStage())

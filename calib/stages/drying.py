@@ -1,0 +1,175 @@
+"""The drying stage (seed Sec. 3.3): the slurry's solvent evaporates (AM and SE beads
+shrink to their solid size, the CBD bead to its dried size), the film equilibrates under
+a z barostat and settles on the current collector; scored by the dried film's porosity.
+
+Settings: ``drying`` (``DryingSettings``; its ``wall``, ``resolution_um`` and
+``cbd_nanoporosity`` also serve calendering). Target: ``dried_porosity``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+from pydantic import Field, PositiveFloat
+
+from objectives.porosity import dried_porosity_error
+from sim_backends.lammps.drying import (DRIED_DATA, DRYING_DECK, DRYING_LOG, DRYING_STATUS, LZ_FILE, UPSTREAM_DATA,
+                                        DryingRunSpec, DryingStatus, drying_status, write_drying_inputs)
+from sim_backends.lammps.forcefield import ForceFieldParams
+from sim_backends.lammps.outputs import SimulationFailed, checked_log, run_stats
+from sim_backends.microstructure import ElectrodeStructure
+
+from ..fidelity import Fidelity
+from ..lineage import check_composition, state_bead_count
+from ..plots import PROFILE_PLOT, plot_profiles
+from ..spec import SpecModel
+from .base import COMMON_FIDELITY_FIELDS, Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
+from .registry import register
+from .film import (WallSettings, analyse_state, check_grid, check_resolution, nanoporosity_of, profiles_dict,
+                   structure_observables, wall_of)
+from .system import systems_for
+
+if TYPE_CHECKING:
+    from ..lineage import Lineage
+    from ..study import LoadedStudy
+
+
+class DryingSettings(SpecModel):
+    """Drying stage physics (seed Sec. 3.3; sim_backends.lammps.drying). The z barostat is the
+    public ``Drying_homogeneous/in_evap_hom.run``'s ``npt/sphere temp 300 300 0.2 z 40 100
+    1000``: a ramp from ``pressure_start_atm`` (40 kPa) to ``pressure_atm``, thermostat and
+    barostat damping ``tdamp_us`` and ``pdamp_us``. mount_damp_us: Langevin damping while the
+    film settles on the collector; resolution_um: voxel edge of the porosity analysis;
+    cbd_nanoporosity: overrides the dataset's CBD nanoporosity."""
+
+    temperature_K: PositiveFloat = 300.0
+    pressure_atm: PositiveFloat = 1.0
+    pressure_start_atm: float = Field(default=40.0 / 101.325, ge=0)
+    tdamp_us: PositiveFloat = 0.2
+    pdamp_us: PositiveFloat = 1000.0
+    mount_damp_us: PositiveFloat = 0.1
+    neighbor_skin_um: PositiveFloat = 1.0
+    resolution_um: PositiveFloat = 0.5
+    cbd_nanoporosity: float | None = Field(default=None, ge=0, lt=1)
+    wall: WallSettings = WallSettings()
+
+
+def status_observables(st: DryingStatus) -> dict[str, float]:
+    """The periodic film's thickness change on drying and whether its height converged."""
+    return {"thickness_change_rel": st.thickness_change_rel, "lz_converged": float(st.converged),
+            "lz_change_rel_last_window": st.change_rel_last_window}
+
+
+
+class DryingTrial:
+    """One drying trial: evaporation + equilibration + mounting, then the film's porosity."""
+
+    def __init__(self, workdir: Path, loaded: "LoadedStudy", fidelity: Fidelity, params: ForceFieldParams,
+                 seed: int, lineage: "Lineage") -> None:
+        self.workdir = Path(workdir)
+        self.loaded, self.spec, self.fidelity, self.params, self.seed = loaded, loaded.spec, fidelity, params, seed
+        self.lineage = lineage
+        self.slurry_system, self.system = systems_for(loaded.dataset, state_bead_count(Path(lineage.state_file)))
+        self.structure: ElectrodeStructure | None = None
+        self.status: DryingStatus | None = None
+
+    def run_spec(self) -> DryingRunSpec:
+        d, f = self.spec.drying, self.fidelity
+        return DryingRunSpec(wall=wall_of(d.wall, self.params), temperature_K=d.temperature_K,
+                             pressure_atm=d.pressure_atm, pressure_start_atm=d.pressure_start_atm,
+                             timestep_us=f.timestep_us,
+                             minimize_max_iter=f.minimize_max_iter, equilibration_steps=f.drying_steps,
+                             mount_steps=f.drying_mount_steps, thermo_every=f.thermo_every, pdamp_us=d.pdamp_us,
+                             tdamp_us=d.tdamp_us, mount_damp_us=d.mount_damp_us, block_steps=f.block_steps,
+                             sample_every=f.sample_every, window_blocks=f.window_steps // f.block_steps,
+                             tolerance_rel=self.spec.slurry.density_tolerance_rel,
+                             neighbor_skin_um=d.neighbor_skin_um, lj_style=self.spec.lj_style, seed=self.seed)
+
+    def first_runs(self) -> list[Run]:
+        shutil.copyfile(self.lineage.state_file, self.workdir / UPSTREAM_DATA)
+        write_drying_inputs(self.workdir, self.slurry_system, self.system, self.params, self.run_spec())
+        return [Run("drying", self.workdir, DRYING_DECK, DRYING_LOG,
+                    (DRYING_DECK, DRYING_LOG, DRIED_DATA, DRYING_STATUS, LZ_FILE))]
+
+    def next_runs(self) -> list[Run]:
+        return []
+
+    def measure(self) -> ElectrodeStructure:
+        """The dried film's structure; raises ``SimulationFailed`` on unusable outputs."""
+        checked_log(self.workdir, DRYING_LOG)
+        state = self.workdir / DRIED_DATA
+        if not state.exists():
+            raise SimulationFailed("drying ended without writing its dried state", self.workdir)
+        self.structure = analyse_state(state, self.system, None, self.spec.drying.resolution_um,
+                                       nanoporosity_of(self.loaded), self.workdir)
+        self.status = drying_status(self.workdir, self.run_spec())
+        return self.structure
+
+    def score(self, wall_s: Mapping[str, float] | None = None) -> Score:
+        s = self.measure()
+        errors: list = []
+        if "dried_porosity" in self.spec.objective.targets:
+            errors.append(dried_porosity_error(s.porosity, self.loaded.dataset.targets["dried_porosity"]))
+        value = scalarised(named_errors(errors), self.spec, self.seed, None)
+        obs = structure_observables(s)
+        assert self.status is not None
+        obs.update(status_observables(self.status))
+        stats = run_stats((self.workdir / DRYING_LOG).read_text(errors="replace"))
+        obs["atom_steps_per_s"] = stats.atom_steps_per_s
+        plots = guarded_plots(lambda: (plot_profiles(self.workdir / PROFILE_PLOT, {"dried": s}),))
+        dried = {k: v for k, v in structure_observables(s).items() if k in ("thickness_um", "porosity")
+                 or k.startswith("fraction_")}
+        return Score(tuple(errors), value, obs, True,
+                     summary=f"dried thickness {s.thickness_um:.1f} um, porosity {100 * s.porosity:.1f} %",
+                     attrs={"profiles": profiles_dict(s)}, report={"dried": dried},
+                     lines=(f"dried film: thickness {s.thickness_um:.1f} um, porosity {100 * s.porosity:.2f} %",),
+                     plots=plots)
+
+    def partial_observables(self) -> dict[str, float]:
+        return {}
+
+    @property
+    def state_file(self) -> Path | None:
+        return self.workdir / DRIED_DATA
+
+
+
+class DryingStage(StageBase):
+    name = "drying"
+    upstream = "slurry"
+    targets = ("dried_porosity",)
+    sections = {"drying": DryingSettings}
+    column = "dried"
+    column_title = "dried electrode"
+    pipeline_key = "dried"
+    default_study = "ssb_drying.yaml"
+    fidelity_reads = COMMON_FIDELITY_FIELDS + ("averaging_steps", "density_window_steps", "drying_steps",
+                                               "drying_mount_steps")
+
+    def identity_extra(self, loaded: "LoadedStudy") -> dict:
+        # the film-height plateau test uses the slurry's tolerance
+        return {"density_tolerance_rel": loaded.spec.slurry.density_tolerance_rel}
+
+    def check_box(self, loaded: "LoadedStudy", edges_um, what: str) -> None:
+        """The voxel grid of the porosity analysis fits (``drying.resolution_um``)."""
+        check_grid(loaded, edges_um, what)
+
+    def check_upstream(self, loaded: "LoadedStudy", lineage: "Lineage") -> None:
+        """The upstream state holds this dataset's slurry beads; the voxel grid fits."""
+        state = Path(lineage.state_file)
+        slurry, _ = systems_for(loaded.dataset, state_bead_count(state))
+        check_composition(state, slurry, f"dataset {loaded.spec.dataset} ({lineage.stage} state)")
+        check_resolution(loaded, lineage)
+
+    def make_trial(self, ctx: TrialContext) -> "DryingTrial":
+        assert ctx.lineage is not None
+        return DryingTrial(ctx.workdir, ctx.loaded, ctx.fidelity, ctx.params, ctx.seed, ctx.lineage)
+
+    def pipeline_record(self, trial, score: Score) -> dict:
+        """The dried film: thickness, porosity, fractions, height convergence, CBD wt %."""
+        return {**score.observables, "cbd_wt_pct": 100.0 * trial.system.phase_mass_fraction("CBD")}
+
+
+STAGE = register(DryingStage())

@@ -1,0 +1,178 @@
+"""Characterisation of an electrode film state (seed Sec. 2.4, Fig. 3d, Fig. 4, Fig. S4),
+runnable as a backend job:
+
+    python -m sim_backends.characterise characterise.json
+
+reads the spec (``CharacteriseSpec`` as JSON), writes ``characterisation.json`` next to
+it and logs to ``characterise.log``; on failure the log's last line is ``ERROR: <reason>``
+and the exit status is 1.
+
+Steps: the state's spheres are voxelised (``microstructure.film_voxels``: solid radii,
+x and y periodic, the collector at the box's bottom); the rough top of the film is cut
+where a layer's solid (non-pore) area fraction falls below ``surface_solid_fraction_rel``
+x the film's median layer solid fraction (the analysed slab is the electrode between the
+collector and that surface; docs/model.md, "Characterisation"); on that slab:
+``transport.effective_conductivity`` (AM and CBD conducting, SE and pores insulating),
+``transport.relative_diffusivity`` and ``geometric_tortuosity`` of the SE phase,
+``networks.phase_network`` of the SE and ``networks.pore_network`` of the pores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .lammps.placement import read_sphere_data
+from .microstructure import GridTooLarge, film_voxels
+
+RESULT_FILE = "characterisation.json"
+LOG_FILE = "characterise.log"
+SPEC_FILE = "characterise.json"
+
+
+@dataclass(frozen=True)
+class CharacteriseSpec:
+    """One characterisation. state_file: LAMMPS sphere data (relative to the spec's folder
+    or absolute); phase_of_type, solid_radius_um_of_type: per atom type (str keys in JSON);
+    nanoporosity: per phase (counted in the porosity, not in the image); resolution_um:
+    voxel edge; conductivity_s_m: per conducting phase (seed: AM 0.005, CBD 15.93 S/m);
+    ion_phase: the phase whose diffusivity and network are measured (SE);
+    surface_solid_fraction_rel: the top-cut rule (module docstring); pore_network: run
+    the SNOW2 extraction; max_bytes: voxel-grid memory cap."""
+
+    state_file: str
+    phase_of_type: dict[str, str]
+    solid_radius_um_of_type: dict[str, float]
+    nanoporosity: dict[str, float]
+    resolution_um: float
+    conductivity_s_m: dict[str, float]
+    ion_phase: str = "SE"
+    surface_solid_fraction_rel: float = 0.5
+    pore_network: bool = True
+    max_bytes: int = 2 * 1024**3
+    label: str = ""
+
+    @classmethod
+    def from_json(cls, text: str) -> "CharacteriseSpec":
+        return cls(**json.loads(text))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+class CharacterisationFailed(RuntimeError):
+    """The state cannot be characterised (the reason is the message)."""
+
+
+@dataclass(frozen=True)
+class _Log:
+    path: Path
+
+    def __call__(self, msg: str) -> None:
+        with self.path.open("a") as fh:
+            fh.write(msg + "\n")
+
+
+def surface_cut(labels: np.ndarray, fraction_rel: float) -> int:
+    """Number of z layers to keep: up to the last layer whose solid area fraction is at
+    least ``fraction_rel`` x the median layer solid fraction."""
+    solid = (labels > 0).mean(axis=(0, 1))
+    bar = fraction_rel * float(np.median(solid))
+    keep = np.nonzero(solid >= bar)[0]
+    return int(keep[-1]) + 1 if keep.size else labels.shape[2]
+
+
+def characterise(spec: CharacteriseSpec, folder: Path, log=print) -> dict:
+    """Run every step (module docstring); returns the JSON-able results. Raises
+    ``CharacterisationFailed`` when the state cannot be characterised."""
+    from .networks import phase_network, pore_network
+    from .transport import effective_conductivity, geometric_tortuosity, relative_diffusivity
+
+    t0 = time.perf_counter()
+    state = Path(spec.state_file)
+    state = state if state.is_absolute() else folder / state
+    data = read_sphere_data(state)
+    types = [str(int(t)) for t in data.types]
+    unknown = sorted(set(types) - set(spec.phase_of_type))
+    if unknown:
+        raise CharacterisationFailed(f"{state}: atom type(s) {', '.join(unknown)} not in the spec")
+    phases = [spec.phase_of_type[t] for t in types]
+    collector = float(data.lo[2])
+    below = int(np.sum(data.positions[:, 2] < collector))
+    if below:
+        raise CharacterisationFailed(f"{below} bead(s) lie below the current collector")
+    solid_r = np.array([spec.solid_radius_um_of_type[t] for t in types])
+    try:
+        vox = film_voxels(data.positions, data.diameters / 2.0, solid_r, phases, data.lo, data.hi, collector,
+                          spec.resolution_um, spec.nanoporosity, max_bytes=spec.max_bytes)
+    except GridTooLarge as exc:
+        raise CharacterisationFailed(f"voxel grid: {exc}") from exc
+    t_vox = time.perf_counter() - t0
+    n_keep = surface_cut(vox.labels, spec.surface_solid_fraction_rel)
+    labels = vox.labels[:, :, :n_keep]
+    code = {name: i + 1 for i, name in enumerate(vox.names)}
+    log(f"image {vox.labels.shape} voxels of {vox.resolution_um:g} um ({t_vox:.2f} s); analysed slab: "
+        f"{n_keep} of {vox.labels.shape[2]} layers ({n_keep * vox.resolution_um:.2f} um)")
+    if spec.ion_phase not in code or not np.any(labels == code[spec.ion_phase]):
+        raise CharacterisationFailed(f"the image has no {spec.ion_phase} voxel")
+    solid_fraction = {p: 1.0 - float(spec.nanoporosity.get(p, 0.0)) for p in vox.names}
+    fractions = {"pore": float(np.mean(labels == 0)), **{p: float(np.mean(labels == code[p])) for p in vox.names}}
+    porosity = 1.0 - sum(fractions[p] * solid_fraction[p] for p in vox.names)
+    cond = effective_conductivity(labels, {code[p]: s for p, s in spec.conductivity_s_m.items() if p in code})
+    log(f"conductivity {cond.effective:.6g} S/m: {cond.iterations} CG iterations, {cond.wall_s:.2f} s, "
+        f"converged {cond.converged}, |I_bottom - I_top| / I {cond.flux_spread_rel:.2g}")
+    ion = labels == code[spec.ion_phase]
+    dif = relative_diffusivity(ion)
+    tau = geometric_tortuosity(fractions[spec.ion_phase], dif.effective)
+    log(f"{spec.ion_phase} D_eff/D_0 {dif.effective:.6g}, tau_g {tau:.4g}: {dif.iterations} SOR iterations, "
+        f"{dif.wall_s:.2f} s, converged {dif.converged}, flux spread {dif.flux_spread_rel:.2g}")
+    net = phase_network(ion)
+    out = {
+        "label": spec.label, "state_file": str(state), "voxels": list(vox.labels.shape),
+        "resolution_um": vox.resolution_um, "film_thickness_um": float(vox.labels.shape[2] * vox.resolution_um),
+        "analysed_thickness_um": float(n_keep * vox.resolution_um), "porosity": porosity, "fractions": fractions,
+        "conductivity_s_m": cond.effective, "conductivity_solver": asdict(cond),
+        "se_diffusivity_rel": dif.effective, "se_tortuosity": tau if math.isfinite(tau) else None,
+        "se_solver": asdict(dif), "se_network": asdict(net),
+    }
+    if spec.pore_network:
+        t1 = time.perf_counter()
+        pn = pore_network(labels == 0, vox.resolution_um)
+        out["pore_network"] = {**pn.summary(), "pore_diameters_um": list(pn.pore_diameters_um),
+                               "throat_diameters_um": list(pn.throat_diameters_um),
+                               "wall_s": time.perf_counter() - t1}
+        log(f"pore network: {len(pn.pore_diameters_um)} pores, {len(pn.throat_diameters_um)} throats "
+            f"({out['pore_network']['wall_s']:.2f} s)")
+    out["wall_s"] = time.perf_counter() - t0
+    log(f"done in {out['wall_s']:.2f} s")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    spec_path = Path(args[0] if args else SPEC_FILE).resolve()
+    folder = spec_path.parent
+    log = _Log(folder / LOG_FILE)
+    try:
+        spec = CharacteriseSpec.from_json(spec_path.read_text())
+        result = characterise(spec, folder, log)
+    except CharacterisationFailed as exc:
+        log(f"ERROR: {exc}")
+        return 1
+    except Exception as exc:  # any other failure: the reason in the log, the trace after it
+        log(traceback.format_exc().rstrip())
+        log(f"ERROR: characterisation failed: {exc.__class__.__name__}: {exc}")
+        return 1
+    (folder / RESULT_FILE).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
