@@ -157,8 +157,9 @@ def run_pipeline(loaded: LoadedStudy, params: PipelineParams, workdir: Path, bac
                  poll_s: float = 0.2) -> PipelineResult:
     """Run the stages up to ``last`` in ``workdir`` (a sub-folder per stage), each from the
     previous one's state. Raises ``PipelineFailed`` naming the stage, with what was measured
-    before it as ``partial``. With ``keep_going`` a calendering degree whose run or state
-    fails is left out with its reason (``failed_degrees``) instead."""
+    before it as ``partial``. With ``keep_going`` a calendering degree whose state fails its
+    checks (a bead through the plane) is left out with its reason (``failed_degrees``)
+    instead; a run that fails still fails its stage."""
     out = PipelineResult(workdir)
     runner = Runner(backend, lammps, loaded.spec.resources, loaded.spec.trial_timeout_s)
     fidelity = loaded.spec.fidelity_spec()
@@ -184,19 +185,25 @@ def run_pipeline(loaded: LoadedStudy, params: PipelineParams, workdir: Path, bac
             raise
         except Exception as exc:  # a stage that cannot start or be read ends the pipeline with a reason
             raise PipelineFailed(stage.name, f"{exc.__class__.__name__}: {exc}", out) from exc
-        out.wall_s.update({f"{stage.name}/{k}": v for k, v in execution.wall_s.items()})
+        out.wall_s.update(execution.wall_s)  # run keys are unique across stages (slurry, drying, calender_00, ...)
         out.runs[stage.name] = execution.runs
         if outcome.failed:
             raise PipelineFailed(stage.name, outcome.why, out)
         score = scores[stage.name] = outcome.score
         assert score is not None
-        out.records[stage.pipeline_key] = stage.pipeline_record(trial, score)
+        try:
+            out.records[stage.pipeline_key] = stage.pipeline_record(trial, score)
+        except Exception as exc:  # unreadable outputs end the pipeline with a reason
+            raise PipelineFailed(stage.name, f"{exc.__class__.__name__}: {exc}", out) from exc
         out.failed_degrees.update(score.attrs.get("failed_degrees", {}))
         if trial.state_file is not None:
             lineage = Lineage(stage.name, None, None, None, str(trial.state_file), sha256_of(trial.state_file))
         if stage.name != last:
             on_stage(stages.get(_next(stage.name, last)).name, f"after {stage.name}: {score.summary}")
-    write_outputs(out, scores)
+    try:
+        write_outputs(out, scores)
+    except Exception as exc:
+        raise PipelineFailed(last, f"writing the outputs: {exc.__class__.__name__}: {exc}", out) from exc
     out.stage = ""
     return out
 

@@ -59,8 +59,39 @@ def study_summary(study: optuna.Study, storage: str) -> dict:
         out["viscosity_curve_source"] = study.user_attrs["viscosity_curve_source"]
     if best is not None:
         # what the best trial's stage reported (calib.stages.base.Score.ledger_attrs)
-        out["best_observables"] = best.user_attrs.get("report", {})
+        out["best_observables"] = best.user_attrs.get("report") or legacy_report(best)
         out["best_lines"] = best.user_attrs.get("summary_lines", [])
         if best.user_attrs.get("lineage") is not None:
             out["lineage"] = best.user_attrs["lineage"]
+    return out
+
+
+def legacy_report(best: optuna.trial.FrozenTrial) -> dict:
+    """``best_observables`` of a trial recorded before stages stored their own report
+    (calib before the stage plug-ins): rebuilt from its ``errors``, ``observables``,
+    ``calendering``, ``viscosity`` and density attributes."""
+    obs = dict(best.user_attrs.get("observables", {}))
+    errors = best.user_attrs.get("errors", {})
+    out: dict = {name: {"simulated": e["simulated"], "target": e["target"], "unit": e["unit"],
+                        "rel_error": e["rel_error"]} for name, e in errors.items() if "target" in e}
+    if "calendered_porosity" in errors:
+        out["calendered_porosity_error"] = errors["calendered_porosity"]["error"]
+    if best.user_attrs.get("calendering") is not None:
+        out["calendering"] = best.user_attrs["calendering"]
+    if "porosity" in obs:
+        out["dried"] = {k: obs[k] for k in obs if k in ("thickness_um", "porosity") or k.startswith("fraction_")}
+    if "viscosity_curve" in errors:
+        out["viscosity_curve_rms_log_error"] = errors["viscosity_curve"]["rms_log_error"]
+    rates = best.user_attrs.get("viscosity")
+    if rates:
+        out["viscosity_pa_s"] = [
+            {"shear_rate_per_s": r["rate_exp_per_s"], "simulated_rate_per_us": r["rate_sim_per_us"],
+             "viscosity_pa_s": r["viscosity_pa_s"], "sem_pa_s": r["sem_pa_s"], "strain": r["strain"],
+             "steps": r["steps"], "converged": r["converged"]} for r in rates]
+    if "density_g_cm3" in obs:
+        out.update({"density_sem_g_cm3": obs.get("density_sem_g_cm3"),
+                    "density_change_rel": obs.get("density_change_rel"),
+                    "density_converged": best.user_attrs.get("density_converged"),
+                    "density_convergence": best.user_attrs.get("density_convergence")})
+    out["equilibrated"] = best.user_attrs.get("equilibrated")
     return out

@@ -220,17 +220,21 @@ class StudySession:
         t.set_user_attr("wall_s", wall.get(first))
         t.set_user_attr("run_wall_s", wall)
         artifacts = [r.workdir / f for r in ex.runs for f in r.artifacts]
-        if score is not None:
-            metrics.update(score.metrics)
-            for k, v in score.ledger_attrs().items():
-                t.set_user_attr(k, v)
-            tags.update({k: str(v) for k, v in score.attrs.items() if isinstance(v, (str, bool))})
-            artifacts.extend(p for p in score.plots if p.exists())
-        else:
-            partial = ex.trial.partial_observables()
-            if partial:  # e.g. a failed shear run keeps the slurry's density
-                metrics.update(partial)
-                t.set_user_attr("observables", partial)
+        try:
+            if score is not None:
+                metrics.update(score.metrics)
+                for k, v in score.ledger_attrs().items():
+                    t.set_user_attr(k, v)
+                tags.update({k: str(v) for k, v in score.attrs.items() if isinstance(v, (str, bool))})
+                artifacts.extend(p for p in score.plots if p.exists())
+            else:
+                partial = ex.trial.partial_observables()
+                if partial:  # e.g. a failed shear run keeps the slurry's density
+                    metrics.update(partial)
+                    t.set_user_attr("observables", partial)
+        except Exception as exc:  # a stage whose results cannot be stored fails its trial, not the study
+            outcome = Outcome(None, f"could not record the results: {exc.__class__.__name__}: {exc}")
+            score = None
         if not outcome.failed:
             assert score is not None
             metrics["objective"] = score.value

@@ -110,10 +110,9 @@ def load_study(path: Path, fidelity: str | None = None, data_root: Path = DEFAUL
                                                         "(add it to objective.targets)")
     if dataset.system is None:
         raise InputError(str(dpath), "system", "the dataset describes no particle system")
-    loaded = LoadedStudy(spec=spec, dataset=dataset, path=path, dataset_path=dpath)
-    loaded = loaded.stage.prepare(loaded, {"viscosity_csv": viscosity_csv})
     check_bead_convention(dataset, dpath)
-    return loaded
+    loaded = LoadedStudy(spec=spec, dataset=dataset, path=path, dataset_path=dpath)
+    return loaded.stage.prepare(loaded, {"viscosity_csv": viscosity_csv})
 
 
 def check_bead_convention(dataset: Dataset, dpath: Path) -> None:

@@ -170,8 +170,19 @@ def main(argv: list[str] | None = None) -> int:
         log(traceback.format_exc().rstrip())
         log(f"ERROR: characterisation failed: {exc.__class__.__name__}: {exc}")
         return 1
-    (folder / RESULT_FILE).write_text(json.dumps(result, indent=1))
+    (folder / RESULT_FILE).write_text(json.dumps(json_safe(result), indent=1, allow_nan=False))
     return 0
+
+
+def json_safe(value):
+    """``value`` with every non-finite float replaced by None (strict JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 if __name__ == "__main__":

@@ -159,3 +159,25 @@ def test_a_stage_added_in_a_test_module_runs_through_the_loop(tmp_path: Path, to
     ident = json.loads(result.study.user_attrs["calib_spec"])
     assert ident["stage"] == "toy" and ident["physics"]["toy"] == {"offset": 0.25}
     assert set(ident["physics"]["fidelity_spec"]) == {"n_beads"}
+
+
+def test_a_study_recorded_before_the_stage_plugins_still_reports_its_best_trial():
+    """Trials stored by calib before stages recorded their own ``report`` (no ``report`` or
+    ``summary_lines`` attribute): the JSON summary rebuilds ``best_observables``."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from calib.report import study_summary
+
+    study = optuna.create_study(direction="minimize")
+    attrs = {"observables": {"density_g_cm3": 1.8, "density_sem_g_cm3": 0.01, "density_change_rel": 0.002},
+             "errors": {"slurry_density": {"simulated": 1.8, "target": 1.9, "unit": "g/cm^3", "rel_error": -0.0526,
+                                           "error": -0.0526, "normalised_by": "value"}},
+             "density_converged": True, "density_convergence": "converged at step 20,000", "equilibrated": True,
+             "table_s1": {"eps_AM": 1.0}}
+    study.add_trial(optuna.trial.create_trial(params={"eps_AM": 1.0}, distributions={"eps_AM": FloatDistribution(0.5, 2)},
+                                              value=0.00277, user_attrs=attrs))
+    s = study_summary(study, "memory")
+    assert s["best_observables"]["slurry_density"] == {"simulated": 1.8, "target": 1.9, "unit": "g/cm^3",
+                                                       "rel_error": -0.0526}
+    assert s["best_observables"]["density_converged"] is True and s["best_lines"] == []

@@ -162,8 +162,9 @@ class TrialContext:
     seed: int
     lineage: "Lineage | None" = None
     options: Mapping[str, Any] = field(default_factory=dict)
-    """Run options (``keep_going``: leave a failed part of a trial, e.g. one calendering
-    degree, out with its reason instead of failing the trial; ``calib pipeline``)."""
+    """Run options (``keep_going``: leave a part of a trial whose outputs fail their checks,
+    e.g. one calendering degree with a bead through the plane, out with its reason instead of
+    failing the trial; ``calib pipeline``)."""
 
 
 class Stage(Protocol):
@@ -278,6 +279,8 @@ def scalarised(errors: Mapping[str, float], spec: "StudyBase", seed: int, propos
     """The study's scalarisation of named errors. ParEGO uses the weights of ``proposal``
     (a trial number); without one (ranking trials) it falls back to the weighted sum."""
     items = [_Named(k, v) for k, v in errors.items()]
+    if not items:  # a trial scoring nothing (calib pipeline): nothing to scalarise
+        return 0.0
     o = spec.objective
     if o.scalarisation == "parego":
         if proposal is None:

@@ -29,7 +29,7 @@ from ..fidelity import Fidelity
 from ..lineage import check_composition, state_bead_count
 from ..plots import POROSITY_PLOT, PROFILE_PLOT, plot_porosity_vs_degree, plot_profiles
 from ..spec import SpecModel
-from .base import COMMON_FIDELITY_FIELDS, Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
+from .base import Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
 from .registry import register
 from .drying import DryingSettings
 from .film import (DRIED_STATE, WallSettings, analyse_state, check_grid, check_resolution, nanoporosity_of,
@@ -167,7 +167,8 @@ class CalenderingTrial:
         return out
 
     def score(self, wall_s: Mapping[str, float] | None = None) -> Score:
-        res = self.measure(skip_failed=self.keep_going)
+        # measured already when a stage built on this one read the states (characterise)
+        res = self.results if self.results else self.measure(skip_failed=self.keep_going)
         if not res:
             raise SimulationFailed("every degree failed: " + "; ".join(f"{d:g} %: {r}" for d, r in self.failed.items()),
                                    self.workdir)
@@ -240,8 +241,8 @@ class CalenderingStage(StageBase):
     column = "dried"
     column_title = "dried electrode"
     pipeline_key = "degrees"
-    fidelity_reads = COMMON_FIDELITY_FIELDS + ("calender_hold_steps", "calender_release_steps",
-                                               "calender_speed_um_per_us", "calender_timestep_us")
+    fidelity_reads = ("thermo_every", "calender_hold_steps", "calender_release_steps", "calender_speed_um_per_us",
+                      "calender_timestep_us")
 
     def identity_extra(self, loaded: "LoadedStudy") -> dict:
         return {"degrees_pct": list(degrees_pct_of(loaded))}

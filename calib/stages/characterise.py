@@ -3,8 +3,8 @@ dried film is calendered at each degree (as the calendering stage does), then ev
 calendered state is characterised by a job of its own (``sim_backends.characterise``):
 effective electronic conductivity, SE effective diffusivity and geometric tortuosity, SE
 and pore networks, and the ratio of conductivity to tortuosity (seed Fig. 4c: normalised
-by its largest value). With ``characterise.calender: false`` the dried state itself is
-characterised, once.
+by its largest value). The dried film itself is the 0 % degree (the plane lowered onto its
+top and held there).
 
 Settings: ``characterise`` (``CharacteriseSettings``), with ``calendering`` (degrees,
 walls, speed) and ``drying`` (CBD nanoporosity). Targets: ``calendered_porosity``,
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -37,7 +36,7 @@ from .base import Run, Score, StageBase, TrialContext, guarded_plots, named_erro
 from .calendering import STAGE as CALENDERING
 from .calendering import CalenderingSettings, CalenderingTrial, check_measured_degrees
 from .drying import DryingSettings
-from .film import DRIED_STATE, MAX_VOXEL_BYTES, check_grid, nanoporosity_of
+from .film import MAX_VOXEL_BYTES, check_grid, nanoporosity_of
 from .registry import register
 from .system import systems_for
 
@@ -58,9 +57,8 @@ class CharacteriseSettings(SpecModel):
 
     resolution_um: voxel edge (um); at least 3 voxels across the smallest solid bead.
     sigma_am_s_m, sigma_cbd_s_m: electronic conductivities of the active material and the
-    carbon-binder domain (seed: 0.005 and 15.93 S/m; SE and pores insulate). calender:
-    calender the dried film at the ``calendering`` degrees first (false: characterise the
-    dried state itself). surface_solid_fraction_rel: the film's rough top is cut where a
+    carbon-binder domain (seed: 0.005 and 15.93 S/m; SE and pores insulate).
+    surface_solid_fraction_rel: the film's rough top is cut where a
     voxel layer's solid fraction falls below this fraction of the median layer's
     (docs/model.md, "Characterisation"). pore_network: extract the pore network (PoreSpy
     SNOW2; a few seconds at dev size).
@@ -69,42 +67,32 @@ class CharacteriseSettings(SpecModel):
     resolution_um: PositiveFloat = 0.5
     sigma_am_s_m: PositiveFloat = 0.005
     sigma_cbd_s_m: PositiveFloat = 15.93
-    calender: bool = True
     surface_solid_fraction_rel: float = Field(default=0.5, gt=0, lt=1)
     pore_network: bool = True
 
 
 class CharacteriseTrial:
     """Calendering at every degree (``CalenderingTrial``), then one characterisation job per
-    calendered state, all submitted together (or one job on the dried state)."""
+    calendered state, all submitted together."""
 
     def __init__(self, ctx: TrialContext) -> None:
         assert ctx.lineage is not None
         self.ctx, self.workdir, self.loaded, self.spec = ctx, Path(ctx.workdir), ctx.loaded, ctx.loaded.spec
         self.settings: CharacteriseSettings = self.spec.characterise
         _, self.system = systems_for(ctx.loaded.dataset, state_bead_count(Path(ctx.lineage.state_file)))
-        self.calendering = (CalenderingTrial(ctx.workdir, ctx.loaded, ctx.fidelity, ctx.params, ctx.seed, ctx.lineage,
-                                             keep_going=bool(ctx.options.get("keep_going")))
-                            if self.settings.calender else None)
-        self.states: list[tuple[float | None, Path]] = []
-        """(degree %, or None for the dried state; state file) of each characterisation."""
+        self.calendering = CalenderingTrial(ctx.workdir, ctx.loaded, ctx.fidelity, ctx.params, ctx.seed, ctx.lineage,
+                                            keep_going=bool(ctx.options.get("keep_going")))
+        self.states: list[tuple[float, Path]] = []
+        """(degree %, state file) of each characterisation."""
         self.phase = 0
 
     def first_runs(self) -> list[Run]:
-        if self.calendering is not None:
-            self.phase = 1
-            return self.calendering.first_runs()
-        assert self.ctx.lineage is not None
-        state = self.workdir / DRIED_STATE
-        shutil.copyfile(self.ctx.lineage.state_file, state)
-        self.states = [(None, state)]
-        self.phase = 2
-        return self._characterisation_runs()
+        self.phase = 1
+        return self.calendering.first_runs()
 
     def next_runs(self) -> list[Run]:
         if self.phase != 1:
             return []
-        assert self.calendering is not None
         results = self.calendering.measure(skip_failed=self.calendering.keep_going)
         if not results:
             raise SimulationFailed("every degree failed: " + "; ".join(
@@ -133,7 +121,7 @@ class CharacteriseTrial:
         for k, (deg, state) in enumerate(self.states):
             d = self.job_dir(k)
             d.mkdir(exist_ok=True)
-            what = "the dried film" if deg is None else f"{deg:g} %"
+            what = f"{deg:g} %"
             (d / SPEC_FILE).write_text(self.job_spec(state, what).to_json())
             runs.append(Run(d.name, d, SPEC_FILE, LOG_FILE, (SPEC_FILE, LOG_FILE, RESULT_FILE),
                             label=f"characterisation at {what} ({d.name})",
@@ -146,7 +134,7 @@ class CharacteriseTrial:
         for k, (deg, _) in enumerate(self.states):
             path = self.job_dir(k) / RESULT_FILE
             if not path.is_file():
-                raise SimulationFailed(f"characterisation of {_where(deg)} wrote no {RESULT_FILE}", self.job_dir(k))
+                raise SimulationFailed(f"characterisation at {deg:g} % wrote no {RESULT_FILE}", self.job_dir(k))
             r = json.loads(path.read_text())
             tau = r["se_tortuosity"]  # None: the SE does not join the two faces
             rows.append({
@@ -161,7 +149,7 @@ class CharacteriseTrial:
                 "conductivity_converged": r["conductivity_solver"]["converged"],
                 "se_iterations": r["se_solver"]["iterations"], "se_converged": r["se_solver"]["converged"],
                 "wall_s": r["wall_s"],
-                **{f"pore_network_{k2}": v for k2, v in (r.get("pore_network") or {}).items()
+                **{f"pore_network_{k2}": _finite(v) for k2, v in (r.get("pore_network") or {}).items()
                    if not isinstance(v, list)}})
         top = max((row["conductivity_over_tortuosity_s_m"] for row in rows), default=0.0)
         for row in rows:
@@ -170,8 +158,8 @@ class CharacteriseTrial:
 
     def score(self, wall_s: Mapping[str, float] | None = None) -> Score:
         rows = self.results()
-        cal = self.calendering.score(wall_s) if self.calendering is not None else None
-        errors: list = list(cal.errors) if cal is not None else []  # the calendered porosity, if scored
+        cal = self.calendering.score(wall_s)  # reuses the results measured before the jobs ran
+        errors: list = list(cal.errors)  # the calendered porosity, if scored
         targets, data = self.spec.objective.targets, self.loaded.dataset
         for name, column in (("calendered_conductivity", "conductivity_s_m"),
                              ("calendered_se_tortuosity", "se_tortuosity")):
@@ -185,24 +173,20 @@ class CharacteriseTrial:
                 errors.append(degree_error(name, [r["degree_pct"] for r in rows], [r[column] for r in rows],
                                            [(p.degree_pct, p.value, p.uncertainty) for p in series.points]))
         value = scalarised(named_errors(errors), self.spec, self.ctx.seed, None)
-        obs = dict(cal.observables) if cal is not None else {}
+        obs = dict(cal.observables)
         for r in rows:
-            key = "characterise/dried" if r["degree_pct"] is None else f"characterise/{r['degree_pct']:g}_pct"
+            key = f"characterise/{r['degree_pct']:g}_pct"
             obs.update({f"{key}/{k}": float(v) for k, v in r.items()
                         if k != "degree_pct" and isinstance(v, (int, float)) and not isinstance(v, bool)
                         and math.isfinite(v)})
-        degs = [r for r in rows if r["degree_pct"] is not None]
-        plots = (cal.plots if cal is not None else ()) + (
-            guarded_plots(lambda: (plot_characterisation(self.workdir / PLOT, degs),)) if degs else ())
-        lines = tuple(f"{_where(r['degree_pct'])}: conductivity {r['conductivity_s_m']:.3g} S/m, SE tortuosity {_tau(r)}, "
+        plots = cal.plots + guarded_plots(lambda: (plot_characterisation(self.workdir / PLOT, rows),))
+        lines = tuple(f"calendered {r['degree_pct']:g} %: conductivity {r['conductivity_s_m']:.3g} S/m, SE tortuosity {_tau(r)}, "
                       f"SE D_eff/D_0 {r['se_diffusivity_rel']:.3g}, SE connected "
                       f"{100 * r['se_connected_fraction']:.1f} %, conductivity/tortuosity "
                       f"{r['ratio_normalised']:.2f} of its largest" for r in rows)
-        attrs = {"characterisation": rows, **(cal.attrs if cal is not None else {})}
-        return Score(tuple(errors), value, obs, True,
-                     summary="sigma " + ", ".join(_short(r) for r in rows),
-                     attrs=attrs, report={"characterisation": rows, **(cal.report if cal is not None else {})},
-                     lines=(cal.lines if cal is not None else ()) + lines, plots=plots)
+        return Score(tuple(errors), value, obs, True, summary="sigma " + ", ".join(_short(r) for r in rows),
+                     attrs={"characterisation": rows, **cal.attrs}, report={"characterisation": rows, **cal.report},
+                     lines=cal.lines + lines, plots=plots)
 
     def partial_observables(self) -> dict[str, float]:
         return {}
@@ -212,8 +196,9 @@ class CharacteriseTrial:
         return None
 
 
-def _where(degree: float | None) -> str:
-    return "dried film" if degree is None else f"calendered {degree:g} %"
+def _finite(v):
+    """A float that JSON can hold (NaN and infinities: None)."""
+    return v if not isinstance(v, float) or math.isfinite(v) else None
 
 
 def _tau(r: dict) -> str:
@@ -221,8 +206,7 @@ def _tau(r: dict) -> str:
 
 
 def _short(r: dict) -> str:
-    where = "dried" if r["degree_pct"] is None else f"{r['degree_pct']:g}%"
-    return f"{where}: {r['conductivity_s_m']:.3g} S/m, tau {_tau(r)}"
+    return f"{r['degree_pct']:g}%: {r['conductivity_s_m']:.3g} S/m, tau {_tau(r)}"
 
 
 def plot_characterisation(path: Path, rows: list[dict]) -> Path:
@@ -263,14 +247,10 @@ class CharacteriseStage(StageBase):
     column_title = "dried electrode"
     pipeline_key = "degrees"
 
-    def fidelity_fields(self, spec) -> tuple[str, ...]:
-        return CALENDERING.fidelity_reads if spec.characterise.calender else ()
-
-    def identity_sections(self, spec) -> tuple[str, ...]:
-        return ("drying", "calendering", "characterise") if spec.characterise.calender else ("drying", "characterise")
+    fidelity_reads = CALENDERING.fidelity_reads
 
     def identity_extra(self, loaded: "LoadedStudy") -> dict:
-        return CALENDERING.identity_extra(loaded) if loaded.spec.characterise.calender else {}
+        return CALENDERING.identity_extra(loaded)
 
     def prepare(self, loaded: "LoadedStudy", options: Mapping[str, Any]) -> "LoadedStudy":
         """Refuse, before anything is written: no SE phase; a resolution with fewer than 3
@@ -295,9 +275,6 @@ class CharacteriseStage(StageBase):
                 series = getattr(data, name)
                 if series is None:
                     raise InputError(where, f"objective.targets.{name}", f"dataset {spec.dataset} has no {name} points")
-                if not spec.characterise.calender:
-                    raise InputError(where, f"objective.targets.{name}", "scoring against calendering degree needs "
-                                                                         "characterise.calender: true")
                 check_measured_degrees(loaded, name, [p.degree_pct for p in series.points])
         return loaded
 
@@ -321,9 +298,8 @@ class CharacteriseStage(StageBase):
 
     def pipeline_record(self, trial: CharacteriseTrial, score: Score) -> list[dict]:
         """One row per degree: the calendering row with the characterisation's columns."""
-        cal = {r["degree_pct"]: r for r in CALENDERING.pipeline_record(trial.calendering, score)} \
-            if trial.calendering is not None else {}
-        return [{**cal.get(r["degree_pct"], {"degree_pct": r["degree_pct"]}), **r} for r in trial.results()]
+        cal = {r["degree_pct"]: r for r in CALENDERING.pipeline_record(trial.calendering, score)}
+        return [{**cal[r["degree_pct"]], **r} for r in trial.results()]
 
 
 STAGE = register(CharacteriseStage())

@@ -12,12 +12,21 @@ _STAGES: dict[str, Stage] = {}
 
 
 def register(stage: Stage) -> Stage:
-    """Add ``stage`` (replacing one of the same name). Its settings sections must not
-    clash with another stage's section of the same name but another model."""
+    """Add ``stage`` (replacing one of the same name). Its settings sections must not shadow
+    a study field, nor clash with another stage's section of the same name but another
+    model, and must validate with their defaults (a study may leave a section out)."""
+    from ..spec import StudyBase
+
     sections = all_sections(exclude=stage.name)
     for name, model in stage.sections.items():
+        if name in StudyBase.model_fields:
+            raise ValueError(f"stage {stage.name}: section {name!r} would shadow the study field of that name")
         if name in sections and sections[name] is not model:
             raise ValueError(f"stage {stage.name}: section {name!r} is already {sections[name].__name__}")
+        try:
+            model()
+        except Exception as exc:
+            raise ValueError(f"stage {stage.name}: section {name!r} needs a default for every field ({exc})") from exc
     _STAGES[stage.name] = stage
     return stage
 
