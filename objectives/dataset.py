@@ -188,6 +188,17 @@ class PorosityPoint(_Model):
     uncertainty: PositiveFloat | None = None
 
 
+def _check_degree_points(degrees: list[float], provenance: Provenance) -> None:
+    """Measured points against calendering degree: at least one, degrees strictly
+    increasing, a target kind of provenance."""
+    if not degrees:
+        raise ValueError("points: give at least one point")
+    if any(b <= a for a, b in zip(degrees, degrees[1:])):
+        raise ValueError("points: degree_pct must increase strictly")
+    if provenance.kind not in TARGET_KINDS:
+        raise ValueError(f"provenance.kind must be one of {TARGET_KINDS}")
+
+
 class CalenderedPorosity(_Model):
     """Measured porosity against calendering degree, with its provenance."""
 
@@ -196,13 +207,7 @@ class CalenderedPorosity(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> "CalenderedPorosity":
-        if not self.points:
-            raise ValueError("points: give at least one point")
-        d = [p.degree_pct for p in self.points]
-        if any(b <= a for a, b in zip(d, d[1:])):
-            raise ValueError("points: degree_pct must increase strictly")
-        if self.provenance.kind not in TARGET_KINDS:
-            raise ValueError(f"provenance.kind must be one of {TARGET_KINDS}")
+        _check_degree_points([p.degree_pct for p in self.points], self.provenance)
         return self
 
 
@@ -226,13 +231,7 @@ class DegreeSeries(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> "DegreeSeries":
-        if not self.points:
-            raise ValueError("points: give at least one point")
-        d = [p.degree_pct for p in self.points]
-        if any(b <= a for a, b in zip(d, d[1:])):
-            raise ValueError("points: degree_pct must increase strictly")
-        if self.provenance.kind not in TARGET_KINDS:
-            raise ValueError(f"provenance.kind must be one of {TARGET_KINDS}")
+        _check_degree_points([p.degree_pct for p in self.points], self.provenance)
         return self
 
 

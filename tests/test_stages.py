@@ -181,3 +181,31 @@ def test_a_study_recorded_before_the_stage_plugins_still_reports_its_best_trial(
     assert s["best_observables"]["slurry_density"] == {"simulated": 1.8, "target": 1.9, "unit": "g/cm^3",
                                                        "rel_error": -0.0526}
     assert s["best_observables"]["density_converged"] is True and s["best_lines"] == []
+
+
+def test_register_refuses_a_section_that_shadows_a_study_field_or_lacks_defaults():
+    class Bad(StageBase):
+        name = "bad"
+        targets = ("slurry_density",)
+        sections = {"optimizer": ToySettings}
+
+    with pytest.raises(ValueError, match="shadow"):
+        stages.register(Bad())
+
+    class NoDefault(SpecModel):
+        needed: float
+
+    class Bad2(Bad):
+        sections = {"bad2": NoDefault}
+
+    with pytest.raises(ValueError, match="default"):
+        stages.register(Bad2())
+    assert "bad" not in stages.names()
+
+
+def test_a_trial_scoring_nothing_scalarises_to_zero_under_every_scalarisation():
+    """``calib pipeline`` scores its stages with no target; chebyshev of nothing is 0 too."""
+    spec = load_study(REPO / "studies" / "ssb_slurry.yaml").spec
+    for method in ("weighted_sum", "chebyshev", "parego"):
+        s = spec.model_copy(update={"objective": spec.objective.model_copy(update={"scalarisation": method})})
+        assert scalarised({}, s, 0, 3) == 0.0

@@ -26,13 +26,13 @@ from sim_backends.microstructure import ElectrodeStructure
 
 from ..errors import InputError
 from ..fidelity import Fidelity
-from ..lineage import check_composition, state_bead_count
+from ..lineage import state_bead_count
 from ..plots import POROSITY_PLOT, PROFILE_PLOT, plot_porosity_vs_degree, plot_profiles
 from ..spec import SpecModel
 from .base import Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
 from .registry import register
 from .drying import DryingSettings
-from .film import (DRIED_STATE, WallSettings, analyse_state, check_grid, check_resolution, nanoporosity_of,
+from .film import (DRIED_STATE, WallSettings, analyse_state, check_film_state, check_grid, nanoporosity_of,
                    profiles_dict, study_or_fidelity, wall_of)
 from .system import systems_for
 
@@ -262,10 +262,7 @@ class CalenderingStage(StageBase):
 
     def check_upstream(self, loaded: "LoadedStudy", lineage: "Lineage") -> None:
         """The upstream state holds this dataset's dried beads; the voxel grid fits."""
-        state = Path(lineage.state_file)
-        _, dried = systems_for(loaded.dataset, state_bead_count(state))
-        check_composition(state, dried, f"dataset {loaded.spec.dataset} ({lineage.stage} state)")
-        check_resolution(loaded, lineage)
+        check_film_state(loaded, lineage, "dried")
 
     def make_trial(self, ctx: TrialContext) -> CalenderingTrial:
         assert ctx.lineage is not None

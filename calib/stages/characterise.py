@@ -29,7 +29,7 @@ from sim_backends.lammps.outputs import SimulationFailed
 from sim_backends.lammps.placement import read_sphere_data
 
 from ..errors import InputError
-from ..lineage import check_composition, state_bead_count
+from ..lineage import state_bead_count
 from ..plots import pyplot
 from ..spec import SpecModel
 from .base import Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
@@ -280,9 +280,9 @@ class CharacteriseStage(StageBase):
 
     def check_upstream(self, loaded: "LoadedStudy", lineage: "Lineage") -> None:
         """The upstream state holds this dataset's dried beads (with SE beads); the voxel grid fits."""
+        CALENDERING.check_upstream(loaded, lineage)
         state = Path(lineage.state_file)
         _, dried = systems_for(loaded.dataset, state_bead_count(state))
-        check_composition(state, dried, f"dataset {loaded.spec.dataset} ({lineage.stage} state)")
         if dried.phase_count("SE") == 0:
             raise InputError(str(state), "Atoms", "no SE bead: the image would have no SE voxel")
         data = read_sphere_data(state)

@@ -22,12 +22,12 @@ from sim_backends.lammps.outputs import SimulationFailed, checked_log, run_stats
 from sim_backends.microstructure import ElectrodeStructure
 
 from ..fidelity import Fidelity
-from ..lineage import check_composition, state_bead_count
+from ..lineage import state_bead_count
 from ..plots import PROFILE_PLOT, plot_profiles
 from ..spec import SpecModel
 from .base import COMMON_FIDELITY_FIELDS, Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
 from .registry import register
-from .film import (WallSettings, analyse_state, check_grid, check_resolution, nanoporosity_of, profiles_dict,
+from .film import (WallSettings, analyse_state, check_film_state, check_grid, nanoporosity_of, profiles_dict,
                    structure_observables, wall_of)
 from .system import systems_for
 
@@ -158,10 +158,7 @@ class DryingStage(StageBase):
 
     def check_upstream(self, loaded: "LoadedStudy", lineage: "Lineage") -> None:
         """The upstream state holds this dataset's slurry beads; the voxel grid fits."""
-        state = Path(lineage.state_file)
-        slurry, _ = systems_for(loaded.dataset, state_bead_count(state))
-        check_composition(state, slurry, f"dataset {loaded.spec.dataset} ({lineage.stage} state)")
-        check_resolution(loaded, lineage)
+        check_film_state(loaded, lineage, "slurry")
 
     def make_trial(self, ctx: TrialContext) -> "DryingTrial":
         assert ctx.lineage is not None

@@ -48,6 +48,19 @@ def nanoporosity_of(loaded: LoadedStudy) -> dict[str, float]:
     return out
 
 
+def check_film_state(loaded: "LoadedStudy", lineage: "Lineage", beads: str) -> None:
+    """The upstream state holds this dataset's ``beads`` (``slurry`` or ``dried``) at its bead
+    count, and the porosity grid over it fits (``InputError`` otherwise)."""
+    from ..lineage import check_composition, state_bead_count
+    from .system import systems_for
+
+    state = Path(lineage.state_file)
+    slurry, dried = systems_for(loaded.dataset, state_bead_count(state))
+    check_composition(state, slurry if beads == "slurry" else dried,
+                      f"dataset {loaded.spec.dataset} ({lineage.stage} state)")
+    check_resolution(loaded, lineage)
+
+
 def wall_of(settings: WallSettings, params: ForceFieldParams) -> WallContact:
     """The walls' contact law: the study's values where given, else the trial's Table S1."""
     own = WallContact.of(params)
