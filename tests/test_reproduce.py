@@ -5,13 +5,20 @@ from __future__ import annotations
 from calib.reproduce import SEED, reproduction, table
 
 
-def _summary(por=(0.5, 0.4, 0.3), change=-0.1) -> dict:
+def _summary(por=(0.5, 0.4, 0.3), change=-0.1, sigma=(1e-4, 3e-4, 2e-4), tau=(3.0, 2.5, None)) -> dict:
     return {"fidelity": "smoke", "workdir": "/x", "bead_counts": {"AM": 12, "SE": 76, "CBD": 112},
             "solids_content": 0.67,
             "slurry": {"density_g_cm3": 2.0, "density_converged": False},
             "dried": {"porosity": 0.45, "thickness_change_rel": change, "lz_converged": 1.0, "cbd_wt_pct": 3.37},
-            "degrees": [{"degree_pct": 10.0 * i, "porosity": p, "thickness_um": 40.0 - 4 * i, "fraction_AM": 0.1}
-                        for i, p in enumerate(por)]}
+            "degrees": [{"degree_pct": 10.0 * i, "porosity": p, "thickness_um": 40.0 - 4 * i, "fraction_AM": 0.1,
+                         "conductivity_s_m": c, "se_tortuosity": t, "se_diffusivity_rel": 0.03 * (i + 1),
+                         "se_connected_fraction": 0.9, "ratio_normalised": (c / t if t else 0.0) / (3e-4 / 2.5),
+                         "conductivity_converged": True, "se_converged": True}
+                        for i, (p, c, t) in enumerate(zip(por, sigma, tau))]}
+
+
+CHAR = {"conductivity_s_m", "se_tortuosity", "se_diffusivity_rel", "se_connected_fraction", "ratio_normalised",
+        "conductivity_converged", "se_converged"}
 
 
 def test_report_keys_and_values():
@@ -19,16 +26,26 @@ def test_report_keys_and_values():
     assert rep["slurry_density_g_cm3"] == 2.0 and rep["dried_porosity"] == 0.45
     assert rep["drying_thickness_change_rel"] == -0.1 and rep["cbd_wt_pct_dried"] == 3.37
     assert rep["bead_counts"] == {"AM": 12, "SE": 76, "CBD": 112, "total": 200}
-    assert rep["degrees"][1] == {"degree_pct": 10.0, "porosity": 0.4, "thickness_um": 36.0}
+    assert {k: rep["degrees"][1][k] for k in ("degree_pct", "porosity", "thickness_um")} == {
+        "degree_pct": 10.0, "porosity": 0.4, "thickness_um": 36.0}
+    assert set(rep["degrees"][1]) == {"degree_pct", "porosity", "thickness_um"} | CHAR
+    assert rep["degrees"][1]["conductivity_s_m"] == 3e-4 and rep["degrees"][2]["se_tortuosity"] is None
     assert rep["seed"] is SEED and rep["seed"]["slurry_density_g_cm3"] == 1.89
     assert rep["converged"] == {"slurry_density_g_cm3": False, "drying_thickness_change_rel": True,
                                 "dried_porosity": True, "degrees": None}
-    assert rep["trend_checks"] == {"film_thins_on_drying": True, "porosity_falls_with_degree": True}
+    # tortuosity unknown at 20 % (the SE does not connect): its trend is not judged
+    assert rep["trend_checks"] == {"film_thins_on_drying": True, "porosity_falls_with_degree": True,
+                                   "se_tortuosity_falls_with_degree": None, "se_diffusivity_rises_with_degree": True,
+                                   "conductivity_peak_degree_pct": 10.0, "conductivity_rises_then_falls": True,
+                                   "ratio_peak_degree_pct": 10.0, "ratio_peaks_at_30_to_50_pct": False}
 
 
 def test_trends_that_fail_are_reported():
-    rep = reproduction(_summary(por=(0.5, 0.52, 0.3), change=0.38))
-    assert rep["trend_checks"] == {"film_thins_on_drying": False, "porosity_falls_with_degree": False}
+    rep = reproduction(_summary(por=(0.5, 0.52, 0.3), change=0.38, sigma=(1e-4, 2e-4, 3e-4), tau=(2.0, 2.5, 3.0)))
+    checks = rep["trend_checks"]
+    assert checks["film_thins_on_drying"] is False and checks["porosity_falls_with_degree"] is False
+    assert checks["se_tortuosity_falls_with_degree"] is False and checks["conductivity_rises_then_falls"] is False
+    assert checks["conductivity_peak_degree_pct"] == 20.0
 
 
 def test_table_names_every_observable_and_the_seed():
@@ -39,6 +56,8 @@ def test_table_names_every_observable_and_the_seed():
     assert "| thickness change on drying | -10.0% | negative (no value) | yes |" in text
     assert "| beads AM / SE / CBD (total) | 12 / 76 / 112 (200) | total 5089 | exact |" in text
     assert sum(r.startswith("| porosity at ") for r in rows) == 3
+    assert "| at 20 %: conductivity (S/m), SE tortuosity, SE D_eff/D_0, ratio (normalised) | 0.0002, inf (SE not " \
+           "connected), 0.09, 0.00 |" in text
 
 
 def test_partial_results_keep_their_failure():
