@@ -10,7 +10,6 @@ factory. Everything else (the loop, the pipeline, the report, the CLI) looks it 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Protocol, Sequence
@@ -302,6 +301,3 @@ def guarded_plots(make: Callable[[], Sequence[Path]]) -> tuple[Path, ...]:
     except Exception:
         return ()
 
-
-def finite_or_nan(v: float | None) -> float:
-    return float(v) if v is not None and math.isfinite(v) else math.nan
