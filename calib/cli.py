@@ -36,12 +36,9 @@ def _fail(exc: InputError) -> None:
 
 
 def _check_storage(url: str) -> None:
-    from sqlalchemy.engine import make_url
+    from . import ledger
 
-    try:
-        make_url(url).get_dialect()
-    except Exception as exc:
-        raise InputError("--storage", "url", f"not a SQLAlchemy URL: {url!r} ({exc})") from exc
+    ledger.check_storage(url)
 
 
 def default_study(stage: str) -> Path | None:
@@ -223,6 +220,8 @@ def pipeline(
             if not (0 <= d < 60):
                 raise InputError("--degrees", "degrees", f"calendering degree {d:g} % is outside [0, 60) %")
         url = storage or default_storage(runs_dir)
+        if params != "table-s1":  # only best:... reads the storage
+            _check_storage(url)
         pset = params_from(params, url)
         check_pipeline_inputs(loaded)
     except InputError as exc:

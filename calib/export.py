@@ -37,6 +37,7 @@ def export_study(name: str, storage: str, fmt: str, data_root: Path = DEFAULT_DA
         raise InputError("--storage", "url", f"not a SQLAlchemy URL: {storage!r}") from exc
     if db is not None and not db.is_file():
         raise InputError("--storage", "url", f"no study database at {db}")
+    ledger.check_storage(storage)
     if not ledger.study_exists(name, storage):
         raise InputError("--study", "study", f"no study named {name!r} in {storage}")
     study = optuna.load_study(study_name=name, storage=storage)

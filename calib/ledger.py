@@ -93,6 +93,36 @@ def check_resumable(study: optuna.Study, ident: dict, storage: str) -> None:
                                            f"this run asks for {b!r} (use another study name)")
 
 
+def check_storage(url: str, timeout_s: int = 5) -> None:
+    """Refuse, before anything is written, a storage URL that cannot be used: malformed, a
+    database whose driver is missing, or a server that cannot be reached or refuses the
+    credentials within ``timeout_s`` (``InputError`` on ``--storage``). A SQLite file is
+    created on first use, so only its URL is checked here."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    try:
+        u = make_url(url)
+        u.get_dialect().import_dbapi()  # the driver is installed
+    except Exception as exc:
+        raise InputError("--storage", "url", f"not a usable SQLAlchemy URL: {url!r} ({exc.__class__.__name__}: "
+                                             f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
+    if u.get_backend_name() == "sqlite":
+        return
+    args = {"connect_timeout": timeout_s} if u.get_backend_name() in ("postgresql", "mysql") else {}
+    engine = create_engine(u, connect_args=args, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise InputError("--storage", "url", f"cannot open {u.render_as_string(hide_password=True)}: "
+                                             f"{detail[0] if detail else exc.__class__.__name__}") from exc
+    finally:
+        engine.dispose()
+
+
 def study_exists(name: str, storage: str) -> bool:
     """Whether ``storage`` holds a study ``name`` (never creates a SQLite file to find out)."""
     if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():

@@ -81,3 +81,13 @@ def parse_json_stdout(proc: subprocess.CompletedProcess) -> dict:
 @pytest.fixture
 def smoke_args(tmp_path: Path) -> list[str]:
     return ["--fidelity", "smoke", "--runs-dir", str(tmp_path / "runs")]
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (``tests/services.Postgres``), stopped after."""
+    from services import Postgres
+
+    server = Postgres()
+    yield server
+    server.stop()
