@@ -140,6 +140,8 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
                 progress.console.print(f"  warning (trial {e.trial}): {e.message}")
             elif e.kind == "recovered":
                 progress.console.print(f"  recovered trial {e.trial}: {e.message}")
+            elif e.kind == "reattached":
+                progress.console.print(f"  trial {e.trial}: {e.message}")
 
         if existing is not None:
             progress.update(task, completed=min(n_trials, ledger.finished_count(existing)))

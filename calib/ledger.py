@@ -23,7 +23,9 @@ import json
 import os
 import socket
 import uuid
+import warnings
 from pathlib import Path
+from typing import Callable, Iterable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -133,11 +135,30 @@ def study_exists(name: str, storage: str) -> bool:
         return False
 
 
-def open_study(name: str, storage: str, sampler: optuna.samplers.BaseSampler, ident: dict,
-               spec_json: str | None = None, dataset_path: str | None = None) -> optuna.Study:
-    """Create or resume study ``name`` (minimise) and record its identity and full spec."""
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="minimize",
-                                load_if_exists=True)
+def rdb_storage(url: str, heartbeat_s: int | None = None, grace_s: int | None = None,
+                on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage at ``url``, with heartbeats every ``heartbeat_s`` s and trials
+    without one for ``grace_s`` s handed to ``on_stale`` (None: no heartbeat). SQLite waits
+    up to a minute for a lock held by another driver."""
+    kwargs: dict = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+                                          heartbeat_stale_trial_callback=on_stale if heartbeat_s else None,
+                                          **kwargs)
+
+
+def open_study(name: str, storage: str | optuna.storages.BaseStorage, sampler: optuna.samplers.BaseSampler,
+               ident: dict, spec_json: str | None = None, dataset_path: str | None = None) -> optuna.Study:
+    """Create or resume study ``name`` (minimise) and record its identity and full spec
+    (several drivers may do so at once)."""
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="minimize",
+                                    load_if_exists=True)
+    except optuna.exceptions.DuplicatedStudyError:  # another driver created it between the check and the insert
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     check_resumable(study, ident, storage)
     if UID_ATTR not in study.user_attrs:
         study.set_user_attr(UID_ATTR, uuid.uuid4().hex[:12])
@@ -150,38 +171,105 @@ def open_study(name: str, storage: str, sampler: optuna.samplers.BaseSampler, id
     return study
 
 
-def is_lost(t: FrozenTrial) -> bool:
-    return bool(t.user_attrs.get("calib_lost"))
+REPROPOSED_ATTR = "calib_reproposed_from"
+"""Trial attribute: the number of the lost trial whose parameters this trial re-runs."""
+RESUME_ATTR = "calib_resume"
+"""Trial attribute of a re-proposed trial: where the lost trial ran (``workdir``) and its
+backend jobs (``jobs``), so that a driver on a backend whose jobs outlive their driver
+re-attaches to them instead of running the trial again."""
+
+
+def lost_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
+    """Numbers of the lost trials: FAIL trials whose driver stopped or died while they ran
+    (``calib_lost``, or re-proposed by a later trial). They do not count against the budget."""
+    trials = list(trials)
+    reproposed = {t.user_attrs[REPROPOSED_ATTR] for t in trials if REPROPOSED_ATTR in t.user_attrs}
+    return {t.number for t in trials if t.state == TrialState.FAIL
+            and (t.user_attrs.get("calib_lost") or t.number in reproposed)}
+
+
+def budget_count(study: optuna.Study) -> int:
+    """Trials that count against the budget, whichever driver runs them: COMPLETE, FAIL
+    unless lost, and RUNNING."""
+    trials = study.get_trials(deepcopy=False)
+    lost = lost_numbers(trials)
+    return sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.RUNNING)
+               or (t.state == TrialState.FAIL and t.number not in lost))
 
 
 def finished_count(study: optuna.Study) -> int:
-    """Trials that count against the budget: COMPLETE, and FAIL unless lost."""
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and not is_lost(t)))
+    """Trials that have finished and count against the budget: COMPLETE, and FAIL unless lost."""
+    trials = study.get_trials(deepcopy=False)
+    lost = lost_numbers(trials)
+    return sum(1 for t in trials if t.state == TrialState.COMPLETE
+               or (t.state == TrialState.FAIL and t.number not in lost))
 
 
-def recover_lost(study: optuna.Study) -> list[int]:
-    """Mark RUNNING trials of dead drivers on this host as FAIL (lost) and enqueue their
-    parameters so the same point is proposed again. Returns the recovered trial numbers."""
-    recovered = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        ident = t.user_attrs.get("calib_driver")
-        alive = driver_alive(ident) if ident else False
-        if alive:
-            continue
-        if alive is None:  # another host: cannot tell
-            continue
-        trial = optuna.trial.Trial(study, t._trial_id)
-        trial.set_user_attr("fail_reason", f"driver lost: process {ident} ended while the trial ran")
-        trial.set_user_attr("calib_lost", True)
-        study.tell(t.number, state=TrialState.FAIL)
-        if t.params:
-            attrs = {"calib_reproposed_from": t.number}
-            if FIDELITY_ATTR in t.user_attrs:
-                attrs[FIDELITY_ATTR] = t.user_attrs[FIDELITY_ATTR]
-            study.enqueue_trial(dict(t.params), user_attrs=attrs)
-        recovered.append(t.number)
-    return recovered
+def within_budget(study: optuna.Study, number: int, n_trials: int) -> bool:
+    """Whether trial ``number`` is one of the first ``n_trials`` trials that count (numbers
+    are handed out atomically, so drivers racing for the last slot agree on who got it)."""
+    trials = study.get_trials(deepcopy=False)
+    lost = lost_numbers(trials)
+    ahead = sum(1 for t in trials if t.number < number and t.number not in lost
+                and t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL))
+    return ahead < n_trials
+
+
+def requeue(study: optuna.Study, t: FrozenTrial) -> None:
+    """Enqueue the parameters of lost trial ``t`` (and where it ran) so that a driver runs,
+    or re-attaches to, the same point."""
+    if not t.params:
+        return
+    attrs: dict = {REPROPOSED_ATTR: t.number}
+    if FIDELITY_ATTR in t.user_attrs:
+        attrs[FIDELITY_ATTR] = t.user_attrs[FIDELITY_ATTR]
+    if t.user_attrs.get("calib_jobs") and t.user_attrs.get("calib_workdir"):
+        attrs[RESUME_ATTR] = {"workdir": t.user_attrs["calib_workdir"], "jobs": t.user_attrs["calib_jobs"]}
+    study.enqueue_trial(dict(t.params), user_attrs=attrs)
+
+
+class Recovery:
+    """Finds trials whose driver is gone, fails them and re-queues their parameters.
+
+    Liveness is Optuna's heartbeat: each driver records one for its running trials every
+    ``heartbeat_interval`` s; a trial without one for ``grace_period`` s is failed by
+    ``optuna.storages.fail_stale_trials`` (which lets exactly one driver win the trial) and
+    this object, the storage's stale-trial callback, re-queues it. On top, a trial whose
+    driver ran on this host and has exited is recovered at once (``driver_alive``), without
+    waiting for the grace period. ``recovered`` lists the trials recovered by this process.
+    """
+
+    def __init__(self) -> None:
+        self.recovered: list[FrozenTrial] = []
+
+    def __call__(self, study: optuna.Study, t: FrozenTrial) -> None:
+        """The stale-trial callback (``t`` is already FAIL)."""
+        requeue(study, t)
+        self.recovered.append(t)
+
+    def sweep(self, study: optuna.Study) -> list[FrozenTrial]:
+        """Recover what can be recovered now; returns the trials recovered by this sweep."""
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        before = len(self.recovered)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        storage = study._storage
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            ident = t.user_attrs.get("calib_driver")
+            if not ident or driver_alive(ident) is not False:  # alive, or another host: the heartbeat decides
+                continue
+            try:
+                storage.set_trial_user_attr(t._trial_id, "fail_reason",
+                                            f"driver lost: process {ident} ended while the trial ran")
+                storage.set_trial_user_attr(t._trial_id, "calib_lost", True)
+                if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                    continue
+            except UpdateFinishedTrialError:  # another driver recovered it, or its own told it
+                continue
+            self(study, storage.get_trial(t._trial_id))
+        return self.recovered[before:]
 
 
 def at_target(study: optuna.Study) -> list[FrozenTrial]:

@@ -3,7 +3,9 @@ through their stage's runs on a backend -> tell; MLflow logging attached
 (``calib.session``).
 
 A failed simulation is a FAIL trial with its reason and the study goes on; an interrupted
-driver cancels its jobs and leaves their trials to be re-proposed on resume.
+driver cancels its jobs and leaves their trials to be re-proposed on resume. Several drivers
+may run one study at once: they share its budget, and each re-queues the trials of a driver
+that died (its jobs re-attached where they outlive it, on Slurm).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
     active: dict[int, ActiveTrial] = {}
     try:
         while True:
+            session.sweep()  # trials of dead drivers go back to the queue
             while session.may_ask(active):  # ask
                 a = session.ask()
                 if a is not None:
@@ -57,6 +60,8 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                 time.sleep(cfg.poll_s)
     except BaseException:
         session.abandon(active.values())
+        session.stop()
         raise
+    session.stop()
     session.close()
     return LoopResult(session.study, session.recovered)

@@ -30,14 +30,16 @@ def study_summary(study: optuna.Study, storage: str) -> dict:
     observables its stage reported (next to their targets) and its summary lines."""
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    failed = [t for t in trials if t.state == TrialState.FAIL and not ledger.is_lost(t)]
+    lost = ledger.lost_numbers(trials)
+    failed = [t for t in trials if t.state == TrialState.FAIL and t.number not in lost]
     best = best_trial(study)
     out: dict = {
         "study": study.study_name,
         "storage": storage,
         "trials_complete": len(complete),
         "trials_failed": len(failed),
-        "trials_lost_and_reproposed": sum(1 for t in trials if ledger.is_lost(t)),
+        "trials_lost_and_reproposed": len(lost),
+        "trials_running": sum(1 for t in trials if t.state == TrialState.RUNNING),
         "best_trial": best.number if best else None,
         "best_value": best.value if best else None,
         "best_params": best.user_attrs.get("table_s1") if best else None,
@@ -47,7 +49,7 @@ def study_summary(study: optuna.Study, storage: str) -> dict:
     }
     by_fidelity: dict[str, dict] = {}
     for t in trials:
-        if t.state in (TrialState.COMPLETE, TrialState.FAIL) and not ledger.is_lost(t):
+        if t.state in (TrialState.COMPLETE, TrialState.FAIL) and t.number not in lost:
             row = by_fidelity.setdefault(t.user_attrs.get(ledger.FIDELITY_ATTR,
                                                           study.user_attrs.get(ledger.TARGET_FIDELITY_ATTR, "?")),
                                          {"complete": 0, "failed": 0, "core_s": 0.0})

@@ -39,10 +39,14 @@ class Runner:
         return r.threads if run.argv is not None else r.ranks * r.threads
 
     def task(self, run: Run, name: str) -> Task:
+        """LAMMPS runs ``resources.ranks`` MPI ranks (the backend's launcher starts them);
+        a run's own command runs as one process."""
         r = self.resources
         env = self.lammps.thread_env(r.threads)
-        argv = tuple(run.argv) if run.argv is not None else self.lammps.argv(run.deck, run.log, r.ranks, r.threads)
-        return Task(run.workdir, argv, env, timeout_s=self.timeout_s, cores=self.cores(run), name=name)
+        if run.argv is not None:
+            return Task(run.workdir, tuple(run.argv), env, timeout_s=self.timeout_s, threads=r.threads, name=name)
+        argv = self.lammps.argv(run.deck, run.log, 1, r.threads)
+        return Task(run.workdir, argv, env, timeout_s=self.timeout_s, ranks=r.ranks, threads=r.threads, name=name)
 
     def submit(self, runs: list[Run], name: str) -> dict[str, tuple[Run, JobHandle]]:
         """Submit ``runs`` together; on a failure part-way, cancel those already submitted."""
@@ -103,8 +107,8 @@ class TrialExecution:
     jobs: dict[str, tuple[Run, JobHandle]] = field(default_factory=dict)
     """The current phase's jobs."""
     results: dict[str, JobResult] = field(default_factory=dict)
-    on_submit: Callable[[list[str]], None] | None = None
-    """Called with the backend job ids of each phase once submitted (the ledger keeps them)."""
+    on_submit: Callable[["TrialExecution"], None] | None = None
+    """Called once each phase is submitted (the ledger keeps its jobs, a checkpoint its state)."""
 
     def start(self) -> None:
         """Submit the trial's first runs (exceptions propagate: the trial could not start)."""
@@ -114,11 +118,18 @@ class TrialExecution:
         self.jobs = self.runner.submit(runs, self.name)
         self.runs.extend(runs)
         if self.on_submit is not None:
-            self.on_submit(self.job_ids)
+            self.on_submit(self)
 
     @property
     def job_ids(self) -> list[str]:
         return [f"{h.backend}:{h.job_id}" for _, h in self.jobs.values()]
+
+    @property
+    def job_records(self) -> list[dict[str, str]]:
+        """The current phase's jobs as the ledger keeps them (``calib_jobs``): run key,
+        backend, job id and directory."""
+        return [{"run": k, "backend": h.backend, "job_id": h.job_id, "workdir": str(h.workdir)}
+                for k, (_, h) in self.jobs.items()]
 
     @property
     def wall_s(self) -> dict[str, float]:

@@ -14,17 +14,20 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from objectives.scalarise import parego_weights
 from sim_backends.lammps.outputs import lammps_version
 
-from . import ledger
+from . import checkpoint, ledger
+from .backends import SURVIVES_DRIVER
 from .errors import InputError
 from .identity import study_ident
 from .ledger import FIDELITY_ATTR, best_trial
@@ -36,6 +39,7 @@ from .space import ParameterSpace
 from .stages import TrialContext
 from .stages.base import scalarised
 from .study import LoadedStudy
+from .heartbeat import Heartbeat
 from .tracking import Tracker, TrialRecord
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -61,6 +65,10 @@ class LoopConfig:
     parallel: int
     seed: int
     poll_s: float = 0.2
+    heartbeat_s: int = 30
+    """Seconds between two heartbeats of each running trial (Optuna's ``heartbeat_interval``)."""
+    grace_s: int = 120
+    """A trial without a heartbeat for this long belongs to a dead driver (``grace_period``)."""
 
 
 @dataclass
@@ -117,7 +125,9 @@ class StudySession:
         self.sampler = make_sampler(spec, self.space, cfg.seed, cfg.parallel, self._parego_value if parego else None,
                                     (lambda p: parego_weights(sorted(spec.objective.targets), cfg.seed, p))
                                     if parego else None)
-        self.study = ledger.open_study(spec.name, cfg.storage, self.sampler, study_ident(loaded, self.space, lineage),
+        self.recovery = ledger.Recovery()
+        self.storage = ledger.rdb_storage(cfg.storage, cfg.heartbeat_s, cfg.grace_s, self.recovery)
+        self.study = ledger.open_study(spec.name, self.storage, self.sampler, study_ident(loaded, self.space, lineage),
                                        spec_json=spec.model_dump_json(),
                                        dataset_path=str(loaded.dataset_path.resolve()))
         uid = self.study.user_attrs[ledger.UID_ATTR]
@@ -144,12 +154,28 @@ class StudySession:
         if lineage is not None:
             self.study.set_user_attr("lineage", lineage.as_dict())
         self.driver = ledger.driver_id()
-        self.recovered = ledger.recover_lost(self.study)
-        for n in self.recovered:
-            lost = self.study.trials[n]
-            emit(Event("recovered", n, "left RUNNING by a dead driver: marked FAIL, slot re-proposed"))
-            self._track_failure(n, dict(lost.params), lost.user_attrs.get("fail_reason", "driver lost"),
-                                fid=lost.user_attrs.get(FIDELITY_ATTR))
+        self.heartbeat = Heartbeat(self.study._storage, cfg.heartbeat_s)
+        self.recovered: list[int] = []
+        self._last_sweep = -math.inf
+        self.sweep()
+
+    def sweep(self) -> None:
+        """Recover the trials of dead drivers (any driver of the study may): each is marked
+        FAIL and its point re-queued (``ledger.Recovery``). Runs at most once a heartbeat."""
+        now = time.monotonic()
+        if now - self._last_sweep < self.cfg.heartbeat_s:
+            return
+        self._last_sweep = now
+        for lost in self.recovery.sweep(self.study):
+            self.recovered.append(lost.number)
+            why = lost.user_attrs.get("fail_reason") or (f"driver lost: no heartbeat for over {self.cfg.grace_s} s "
+                                                         f"(driver {lost.user_attrs.get('calib_driver', '?')})")
+            self.emit(Event("recovered", lost.number, f"{why}: marked FAIL, its point re-queued"))
+            self._track_failure(lost.number, dict(lost.params), why, fid=lost.user_attrs.get(FIDELITY_ATTR))
+
+    def stop(self) -> None:
+        """Stop beating (the driver is leaving)."""
+        self.heartbeat.stop()
 
     def _parego_value(self, t: optuna.trial.FrozenTrial, proposal: int) -> float:
         """ParEGO: every trial re-scalarised with the weights of this proposal."""
@@ -160,23 +186,34 @@ class StudySession:
         return f"at {fid}: " if self.multi else ""
 
     def may_ask(self, active: dict[int, ActiveTrial]) -> bool:
-        """Room for another trial: under ``parallel`` running, under the budget, and the
-        proposal may be made (``ready_to_ask``)."""
-        return (len(active) < self.cfg.parallel and ledger.finished_count(self.study) + len(active) < self.cfg.n_trials
+        """Room for another trial: under ``parallel`` running here, under the budget (counting
+        every driver's trials) and the proposal may be made (``ready_to_ask``)."""
+        return (len(active) < self.cfg.parallel and ledger.budget_count(self.study) < self.cfg.n_trials
                 and ready_to_ask(self.study, active, self.cfg.parallel))
 
     def ask(self) -> ActiveTrial | None:
-        """Propose a trial, write its directory and start its first runs. A trial that
-        cannot start is told FAIL with the reason (None is returned)."""
+        """Propose a trial, write its directory and start its first runs (or re-attach to
+        the jobs of the lost trial it re-proposes). A trial that cannot start is told FAIL
+        with the reason; a trial another driver's filled the budget before is given back
+        (None is returned for both)."""
         t_ask = time.perf_counter()
-        trial = self.study.ask(self.space.distributions())
+        with warnings.catch_warnings():  # Optuna warns that heartbeats are meant for study.optimize
+            warnings.simplefilter("ignore", UserWarning)
+            trial = self.study.ask(self.space.distributions())
+        trial.set_user_attr("calib_driver", self.driver)  # tagged and beating at once: never mistaken for lost
+        self.heartbeat.add(trial._trial_id)
         trial.set_user_attr("proposal_s", time.perf_counter() - t_ask)
-        trial.set_user_attr("calib_driver", self.driver)
+        if not ledger.within_budget(self.study, trial.number, self.cfg.n_trials):
+            self._give_back(trial)
+            return None
         # the sampler's choice, or the original's for a re-proposed trial
         fid = (trial.user_attrs.get(FIDELITY_ATTR) or getattr(self.sampler, "fidelity_of", lambda n: None)(
             trial.number) or (self.spec.ladder[0] if self.multi else self.spec.fidelity))
         trial.set_user_attr(FIDELITY_ATTR, fid)
         free = {k: trial.params[k] for k in self.space.keys}
+        attached = self._reattach(trial, free, fid)
+        if attached is not None:
+            return attached
         workdir = self.study_dir / f"trial_{trial.number:05d}"
         workdir.mkdir(parents=True)  # trial numbers are unique in a study: never reused
         seed = trial_seed(self.cfg.seed, trial.number)
@@ -190,21 +227,93 @@ class StudySession:
             stage_trial = self.loaded.stage.make_trial(TrialContext(workdir, self.loaded, self.fidelities[fid], full,
                                                                     seed, self.lineage))
             execution = TrialExecution(stage_trial, self.runner, f"{self.spec.name}-{trial.number}",
-                                       on_submit=lambda ids: trial.set_user_attr("calib_jobs", ids))
+                                       on_submit=self._on_submit(trial, workdir))
             execution.start()
         except Exception as exc:  # a trial that cannot start is a FAIL, not the end of the study
             if execution is not None:
                 execution.cancel()
             trial.set_user_attr("fail_reason", f"could not start: {exc}")
             self.study.tell(trial, state=TrialState.FAIL)
+            self.heartbeat.discard(trial._trial_id)
             self.emit(Event("fail", trial.number, f"could not start: {exc}"))
             self._track_failure(trial.number, free, f"could not start: {exc}", workdir, fid)
             return None
         self.emit(Event("submitted", trial.number, self._at(fid) + json.dumps({k: round(v, 6) for k, v in free.items()})))
         return ActiveTrial(trial, workdir, free, fid, execution)
 
+    def _give_back(self, trial: optuna.Trial) -> None:
+        """Drivers raced for the last slot and this one lost: the trial is marked lost (it
+        does not count) and, if it re-proposed a lost point, that point is queued again."""
+        attrs = {k: v for k, v in trial.user_attrs.items() if k in (ledger.REPROPOSED_ATTR, ledger.RESUME_ATTR,
+                                                                     FIDELITY_ATTR)}
+        trial.set_user_attr("fail_reason", "not run: other drivers filled the trial budget first")
+        trial.set_user_attr("calib_lost", True)
+        self.study.tell(trial, state=TrialState.FAIL)
+        self.heartbeat.discard(trial._trial_id)
+        if attrs.get(ledger.REPROPOSED_ATTR) is not None:
+            self.study.enqueue_trial(dict(trial.params), user_attrs=attrs)
+
+    def _on_submit(self, trial: optuna.Trial, workdir: Path) -> Callable[[TrialExecution], None]:
+        """After each phase is submitted: its checkpoint (for re-attaching), then its jobs in the ledger."""
+        def record(ex: TrialExecution) -> None:
+            try:
+                checkpoint.save(workdir, checkpoint.Checkpoint(ex.trial, ex.runs, ex.jobs),
+                                checkpoint.context_of(self.loaded, self.lineage))
+            except Exception as exc:
+                self.emit(Event("warning", trial.number, f"no checkpoint (a restarted driver will rerun this trial "
+                                                         f"instead of re-attaching): {exc.__class__.__name__}: {exc}"))
+            trial.set_user_attr("calib_jobs", ex.job_records)
+        return record
+
+    def _reattach(self, trial: optuna.Trial, free: dict[str, float], fid: str) -> ActiveTrial | None:
+        """Pick up the jobs of the lost trial that ``trial`` re-proposes, if they run on a
+        backend that outlives its driver and a checkpoint says where the trial was; None
+        otherwise (the trial then runs afresh)."""
+        resume = trial.user_attrs.get(ledger.RESUME_ATTR)
+        backend = self.runner.backend
+        if not resume or backend.name not in SURVIVES_DRIVER:
+            return None
+        jobs = resume.get("jobs") or []
+        if not jobs or any(not isinstance(j, dict) or j.get("backend") != backend.name for j in jobs):
+            return None
+        workdir = Path(resume["workdir"])
+        old = trial.user_attrs.get(ledger.REPROPOSED_ATTR)
+        try:
+            cp = checkpoint.load(workdir, checkpoint.context_of(self.loaded, self.lineage))
+        except Exception as exc:
+            self.emit(Event("warning", trial.number, f"cannot re-attach to trial {old}'s jobs ({exc.__class__.__name__}: "
+                                                     f"{exc}); running its point afresh"))
+            return None
+        ids = sorted(h.job_id for _, h in cp.jobs.values())
+        if ids != sorted(str(j["job_id"]) for j in jobs):
+            self.emit(Event("warning", trial.number, f"trial {old}'s checkpoint and ledger name different jobs "
+                                                     f"({ids} vs {[j['job_id'] for j in jobs]}); running its point afresh"))
+            return None
+        execution = TrialExecution(cp.trial, self.runner, f"{self.spec.name}-{trial.number}", runs=list(cp.runs),
+                                   jobs=dict(cp.jobs), on_submit=self._on_submit(trial, workdir))
+        trial.set_user_attr("calib_workdir", str(workdir.resolve()))
+        trial.set_user_attr("calib_seed", getattr(cp.trial, "seed", None))
+        trial.set_user_attr("table_s1", self.space.full_params(free).as_dict())
+        trial.set_user_attr("calib_jobs", jobs)
+        trial.set_user_attr("calib_reattached", True)
+        self.emit(Event("reattached", trial.number, f"{self._at(fid)}re-attached to trial {old}'s "
+                                                    f"{backend.name} jobs {', '.join(ids)} in {workdir}"))
+        return ActiveTrial(trial, workdir, free, fid, execution)
+
     def tell(self, a: ActiveTrial, outcome: Outcome) -> None:
-        """Record a finished trial: ledger first, then MLflow (a tracking error is a warning)."""
+        """Record a finished trial: ledger first, then MLflow (a tracking error is a warning).
+        A trial another driver declared lost meanwhile (this driver missed its heartbeats)
+        is left to the trial that re-proposed it."""
+        try:
+            self._tell(a, outcome)
+        except UpdateFinishedTrialError:
+            a.told = True
+            self.emit(Event("warning", a.number, "another driver declared this trial lost (no heartbeat within the "
+                                                 "grace period) and re-queued it; its result here is dropped"))
+        finally:
+            self.heartbeat.discard(a.trial._trial_id)
+
+    def _tell(self, a: ActiveTrial, outcome: Outcome) -> None:
         t, ex, score = a.trial, a.execution, outcome.score
         if self.lineage is not None:
             t.set_user_attr("lineage", self.lineage.as_dict())
@@ -274,16 +383,19 @@ class StudySession:
                 self._track_failure(a.number, a.params, why, a.workdir, a.fidelity)
             except Exception:  # clean up the other trials whatever happens to this one
                 continue
+            finally:
+                self.heartbeat.discard(a.trial._trial_id)
 
     def close(self) -> None:
         """The study's summary on its MLflow parent run."""
         study = self.study
         best = best_trial(study)
         front = pareto(study)
+        lost = ledger.lost_numbers(study.get_trials(deepcopy=False))
         self.tracker.end_study({"pareto_size": float(len(front)), "best_objective": best.value if best else math.nan,
                                 "trials_complete": float(len(study.get_trials(states=(TrialState.COMPLETE,)))),
                                 "trials_failed": float(sum(1 for t in study.get_trials(states=(TrialState.FAIL,))
-                                                           if not ledger.is_lost(t)))},
+                                                           if t.number not in lost))},
                                files={"pareto.json": json.dumps(front, indent=2)})
 
     def _track_failure(self, number: int, free: dict[str, float], reason: str, workdir: Path | None = None,

@@ -190,11 +190,51 @@ class PhaseSizes(SpecModel):
     provenance: Provenance
 
 
-class ResourcesSpec(SpecModel):
-    """Per-trial resources: MPI ranks (``mpirun -np``) and OpenMP threads per rank."""
+class SlurmSpec(SpecModel):
+    """What each Slurm job asks for besides its ranks and threads
+    (``sim_backends.slurm.SlurmOptions``): partition, account and QOS (None: the site's
+    defaults), nodes, ``--time`` in minutes (None: the trial timeout rounded up, plus a
+    minute), extra ``sbatch`` options (``--mem=4G``, ``--constraint=...``), the ``srun
+    --mpi`` plugin, seconds between two reads of the queue, and how many one-core jobs the
+    driver keeps submitted (None: the partition's CPUs)."""
 
+    partition: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.,-]+$")
+    account: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    qos: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    nodes: PositiveInt = 1
+    time_limit_min: PositiveInt | None = None
+    directives: tuple[str, ...] = ()
+    mpi: str = Field(default="pmi2", pattern=r"^[A-Za-z0-9_]+$")
+    poll_interval_s: PositiveFloat = 5.0
+    max_jobs: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "SlurmSpec":
+        for d in self.directives:
+            if not d.startswith("-") or any(c in d for c in "\n\r\0"):
+                raise ValueError(f"directives: {d!r} is not one sbatch option (write e.g. --mem=4G)")
+        if not math.isfinite(self.poll_interval_s):
+            raise ValueError("poll_interval_s must be finite")
+        return self
+
+
+class ResourcesSpec(SpecModel):
+    """Where and on what each run of a trial runs: the backend (``local``: subprocesses of
+    the driver; ``slurm``: one batch job per run), MPI ranks (``mpirun -np`` locally, ``srun``
+    on Slurm), OpenMP threads per rank, and the Slurm job settings."""
+
+    backend: str = "local"
     ranks: PositiveInt = 1
     threads: PositiveInt = 1
+    slurm: SlurmSpec = SlurmSpec()
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> "ResourcesSpec":
+        from .backends import names
+
+        if self.backend not in names():
+            raise ValueError(f"backend {self.backend!r} is not one of {', '.join(names())}")
+        return self
 
 
 class StudyBase(SpecModel):

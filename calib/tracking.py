@@ -80,21 +80,26 @@ class MlflowTracker:
         else:
             self.experiment_id = exp.experiment_id
         uid = tags.get(UID_TAG)
-        found = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{STUDY_TAG}` = '{study_name}' and tags.`{ROLE_TAG}` = 'study'"
-                          + (f" and tags.`{UID_TAG}` = '{uid}'" if uid else ""),
-            max_results=1,
-        )
+        query = (f"tags.`{STUDY_TAG}` = '{study_name}' and tags.`{ROLE_TAG}` = 'study'"
+                 + (f" and tags.`{UID_TAG}` = '{uid}'" if uid else ""))
+        found = self.client.search_runs([self.experiment_id], filter_string=query,
+                                        order_by=["attributes.start_time ASC"], max_results=1)
         if found:
             self.parent_run_id = found[0].info.run_id
             self.client.update_run(self.parent_run_id, status="RUNNING")
-        else:
-            run = self.client.create_run(self.experiment_id, run_name=study_name,
-                                         tags={STUDY_TAG: study_name, ROLE_TAG: "study", **tags})
-            self.parent_run_id = run.info.run_id
-            for k, v in params.items():
-                self.client.log_param(self.parent_run_id, k, v)
+            return
+        run = self.client.create_run(self.experiment_id, run_name=study_name,
+                                     tags={STUDY_TAG: study_name, ROLE_TAG: "study", **tags})
+        # drivers started together may each have created one: all keep the oldest, the others are deleted
+        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=100)
+        first = min(runs, key=lambda r: (r.info.start_time, r.info.run_id)) if runs else run
+        if first.info.run_id != run.info.run_id:
+            self.client.delete_run(run.info.run_id)
+            self.parent_run_id = first.info.run_id
+            return
+        self.parent_run_id = run.info.run_id
+        for k, v in params.items():
+            self.client.log_param(self.parent_run_id, k, v)
 
     def log_trial(self, record: TrialRecord) -> str | None:
         from mlflow.entities import Metric, Param, RunTag

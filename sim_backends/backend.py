@@ -3,8 +3,8 @@
 A backend knows nothing about slurries or LAMMPS decks: it is given a ``Task`` (a directory,
 an argv, an environment, a time limit, resources) and answers ``submit`` with a
 ``JobHandle`` that can be serialised into the trial ledger, then ``poll``, ``cancel`` and
-``collect`` over that handle. ``local`` runs subprocesses; a Slurm backend will implement
-the same four calls with ``sbatch``/``squeue``/``scancel``/``sacct``.
+``collect`` over that handle. ``local`` runs subprocesses; ``slurm`` submits batch jobs
+(``sbatch``/``squeue``/``scancel``/``sacct``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ class Task:
     argv: the command line.
     env: extra environment variables for the command.
     timeout_s: wall-clock limit (s); None for no limit.
-    cores: cores the command uses (MPI ranks x OpenMP threads), for scheduling.
+    ranks: MPI ranks: ``argv`` is one rank's command and the backend starts ``ranks`` of
+    them with its MPI launcher (``mpirun`` locally, ``srun`` on Slurm).
+    threads: OpenMP threads (cores) per rank.
     name: a label for the job (trial name).
     """
 
@@ -46,8 +48,14 @@ class Task:
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
-    cores: int = 1
+    ranks: int = 1
+    threads: int = 1
     name: str = "calib"
+
+    @property
+    def cores(self) -> int:
+        """Cores the task uses (ranks x threads), for scheduling."""
+        return self.ranks * self.threads
 
 
 @dataclass(frozen=True)

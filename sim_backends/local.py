@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -36,7 +37,8 @@ class _Job:
 
 
 class LocalBackend:
-    """Runs tasks as local subprocesses on at most ``cores`` cores.
+    """Runs tasks as local subprocesses on at most ``cores`` cores; a task of several MPI
+    ranks through ``mpirun -np`` (``mpirun``: the launcher; default: the one on ``PATH``).
 
     A task whose ``cores`` do not fit next to the running ones waits as PENDING and starts,
     first come first served, when a later ``poll`` finds room (a task wider than the whole
@@ -45,8 +47,9 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, cores: int | None = None) -> None:
+    def __init__(self, cores: int | None = None, mpirun: str | os.PathLike | None = None) -> None:
         self._cores = cores or (os.cpu_count() or 1)
+        self._mpirun = str(mpirun) if mpirun is not None else shutil.which("mpirun")
         self._jobs: dict[str, _Job] = {}
         self._queue: list[str] = []
         self._running: set[str] = set()
@@ -82,10 +85,17 @@ class LocalBackend:
         workdir = Path(job.task.workdir)
         env = {**os.environ, **job.task.env}
         job.started = time.monotonic()
+        argv = list(job.task.argv)
+        if job.task.ranks > 1:
+            if self._mpirun is None:
+                job.result = JobResult(JobState.FAILED, None, 0.0,
+                                       f"could not start: mpirun not found for {job.task.ranks} MPI ranks")
+                return
+            argv = [self._mpirun, "-np", str(job.task.ranks)] + argv
         try:
             with open(workdir / STDOUT_FILE, "wb") as out, open(workdir / STDERR_FILE, "wb") as err:
                 job.proc = subprocess.Popen(
-                    list(job.task.argv), cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+                    argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
                     stdout=out, stderr=err, preexec_fn=_child_setup,
                 )
         except (OSError, subprocess.SubprocessError) as exc:

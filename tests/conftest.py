@@ -91,3 +91,20 @@ def postgres():
     server = Postgres()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A real single-node Slurm cluster for the session (``tests/services.Slurm``); its
+    ``SLURM_CONF`` is exported to this process and every command it starts."""
+    from services import Slurm
+
+    cluster = Slurm()
+    old = os.environ.get("SLURM_CONF")
+    os.environ.update(cluster.env)
+    yield cluster
+    cluster.stop()
+    if old is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = old

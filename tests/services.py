@@ -1,5 +1,6 @@
 """System services the tests start themselves (never skipped on the project's machines):
-a PostgreSQL server on a temporary directory, loopback only, stopped afterwards."""
+a PostgreSQL server and a single-node Slurm cluster on a temporary directory, loopback only,
+stopped afterwards."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 PG_USER, PG_PASSWORD, PG_DB = "calib", "calib-test-pw", "calib"
@@ -73,3 +75,123 @@ class Postgres:
             self._as_pg(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- Slurm
+
+
+def ensure_slurm_installed() -> None:
+    """Slurm's daemons and client commands plus munge (Debian ``slurm-wlm``, ``munge``),
+    installed with apt-get if missing; the packages' own services are left stopped."""
+    if all(shutil.which(c) for c in ("slurmctld", "slurmd", "sbatch", "munged")):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-q", "slurm-wlm", "munge"], check=True, capture_output=True, env=env)
+    for unit in ("slurmctld", "slurmd", "munge"):  # started by the package where systemd runs; not here
+        subprocess.run(["service", unit, "stop"], capture_output=True)
+    assert all(shutil.which(c) for c in ("slurmctld", "slurmd", "sbatch", "munged")), "Slurm missing after install"
+
+
+SLURM_CONF = """\
+# A single-node Slurm for calib's tests: this host, its CPUs, loopback ports, no accounting.
+ClusterName=calibtest
+SlurmctldHost={host}(127.0.0.1)
+SlurmctldPort={ctld_port}
+SlurmdPort={d_port}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket={dir}/munge/munge.socket
+CredType=cred/munge
+StateSaveLocation={dir}/state
+SlurmdSpoolDir={dir}/spool
+SlurmctldPidFile={dir}/slurmctld.pid
+SlurmdPidFile={dir}/slurmd.pid
+SlurmctldLogFile={dir}/slurmctld.log
+SlurmdLogFile={dir}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+SchedulerType=sched/builtin
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+ReturnToService=2
+MinJobAge=600
+KillWait=2
+InactiveLimit=0
+SlurmdTimeout=60
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
+PartitionName=calib Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+class Slurm:
+    """A throw-away single-node Slurm cluster: munged, slurmctld and slurmd for this host's
+    name and CPU count, on free loopback ports, state in a temporary directory. ``env``
+    (``SLURM_CONF``) points the client commands at it; ``stop`` cancels every job and stops
+    the daemons."""
+
+    def __init__(self) -> None:
+        ensure_slurm_installed()
+        self.dir = Path(tempfile.mkdtemp(prefix="calib_slurm_"))
+        self.dir.chmod(0o755)
+        self.host = socket.gethostname()
+        self.cpus = os.cpu_count() or 1
+        for sub in ("state", "spool", "munge"):
+            (self.dir / sub).mkdir()
+        shutil.chown(self.dir / "munge", "munge", "munge")
+        conf = self.dir / "slurm.conf"
+        conf.write_text(SLURM_CONF.format(host=self.host, cpus=self.cpus, dir=self.dir,
+                                          ctld_port=_free_port(), d_port=_free_port()))
+        self.env = {"SLURM_CONF": str(conf)}
+        self._procs: list[str] = []
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _run(self, *cmd: str, user: str | None = None) -> subprocess.CompletedProcess:
+        argv = (["runuser", "-u", user, "--"] if user else []) + list(cmd)
+        proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **self.env})
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        return proc
+
+    def _start(self) -> None:
+        m = self.dir / "munge"
+        self._run("munged", f"--socket={m}/munge.socket", f"--pid-file={m}/munged.pid",
+                  f"--seed-file={m}/munged.seed", f"--log-file={m}/munged.log", user="munge")
+        self._run("slurmctld")
+        self._run("slurmd")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True,
+                                 env={**os.environ, **self.env}).stdout.strip()
+            if out in ("idle", "mixed", "allocated"):
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"the Slurm node did not come up: {out!r}; see {self.dir}/slurmd.log")
+
+    def stop(self) -> None:
+        env = {**os.environ, **self.env}
+        subprocess.run(["scancel", "--full", "--partition=calib"], capture_output=True, env=env)
+        subprocess.run(["scontrol", "shutdown"], capture_output=True, env=env)
+        for pidfile in (self.dir / "slurmd.pid", self.dir / "slurmctld.pid", self.dir / "munge" / "munged.pid"):
+            try:
+                pid = int(pidfile.read_text())
+            except (OSError, ValueError):
+                continue
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                time.sleep(0.2)
+            try:
+                os.kill(pid, 15)
+            except ProcessLookupError:
+                pass
+        subprocess.run(["pkill", "-f", f"slurmstepd.*{self.dir}"], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,8 +1,9 @@
 """Contract every backend (``sim_backends.backend.Backend``) must keep, run with real
 subprocesses in ``tmp_path`` work directories.
 
-To add a backend, append a ``pytest.param`` to ``BACKENDS`` (a factory returning a fresh
-backend, plus marks such as ``skipif`` when its scheduler is absent). Tests use only the four
+To add a backend, append a ``pytest.param`` to ``BACKENDS`` (a factory taking the pytest
+request, so that it can start its scheduler through a fixture, and returning a fresh
+backend). Slurm runs on a real single-node cluster the ``slurm`` fixture starts. Tests use only the four
 calls of the protocol (``submit``, ``poll``, ``cancel``, ``collect``), never ``wait``.
 ``test_local_job_dies_with_driver`` is specific to the local backend (a Slurm job is meant
 to outlive its driver).
@@ -23,11 +24,16 @@ import pytest
 
 from sim_backends.backend import STDERR_FILE, STDOUT_FILE, Backend, JobHandle, JobResult, JobState, Task
 from sim_backends.local import LocalBackend
+from sim_backends.slurm import SlurmBackend, SlurmOptions
+
+def _slurm(request) -> Backend:
+    request.getfixturevalue("slurm")
+    return SlurmBackend(SlurmOptions(poll_interval_s=0.2))
+
 
 BACKENDS = [
-    pytest.param(lambda: LocalBackend(cores=2), id="local"),
-    # pytest.param(lambda: SlurmBackend(...), id="slurm",
-    #              marks=pytest.mark.skipif(shutil.which("sbatch") is None, reason="no Slurm")),
+    pytest.param(lambda request: LocalBackend(cores=2), id="local"),
+    pytest.param(_slurm, id="slurm", marks=pytest.mark.slurm),
 ]
 
 TERMINAL_WAIT_S = 10.0
@@ -117,8 +123,8 @@ class Harness:
 
 @pytest.fixture(params=BACKENDS)
 def harness(request, tmp_path: Path):
-    factory: Callable[[], Backend] = request.param
-    h = Harness(factory(), tmp_path)
+    factory: Callable[..., Backend] = request.param
+    h = Harness(factory(request), tmp_path)
     yield h
     h.cleanup()
 
