@@ -5,22 +5,24 @@ module in ``sim_backends`` plus one entry here."""
 from __future__ import annotations
 
 import shutil
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from sim_backends.backend import Backend
 from sim_backends.lammps.install import LammpsInstall
 
 from .errors import InputError
-from .spec import ResourcesSpec
+
+if TYPE_CHECKING:  # the study model validates backend names against this module
+    from .spec import ResourcesSpec
 
 
-def _local(resources: ResourcesSpec, lammps: LammpsInstall) -> Backend:
+def _local(resources: "ResourcesSpec", lammps: LammpsInstall) -> Backend:
     from sim_backends.local import LocalBackend
 
     return LocalBackend(mpirun=lammps.mpirun)
 
 
-def _slurm(resources: ResourcesSpec, lammps: LammpsInstall) -> Backend:
+def _slurm(resources: "ResourcesSpec", lammps: LammpsInstall) -> Backend:
     from sim_backends.slurm import SlurmBackend, SlurmOptions
 
     s = resources.slurm
@@ -36,7 +38,7 @@ def _check_slurm(source: str) -> None:
                                             "(run calib on a Slurm login node, or use --backend local)")
 
 
-_FACTORIES: dict[str, Callable[[ResourcesSpec, LammpsInstall], Backend]] = {"local": _local, "slurm": _slurm}
+_FACTORIES: dict[str, Callable[["ResourcesSpec", LammpsInstall], Backend]] = {"local": _local, "slurm": _slurm}
 _CHECKS: dict[str, Callable[[str], None]] = {"slurm": _check_slurm}
 SURVIVES_DRIVER = frozenset({"slurm"})
 """Backends whose jobs outlive the driver that submitted them (a restarted driver re-attaches)."""
@@ -54,6 +56,6 @@ def check(name: str, source: str) -> None:
         _CHECKS[name](source)
 
 
-def make_backend(resources: ResourcesSpec, lammps: LammpsInstall) -> Backend:
+def make_backend(resources: "ResourcesSpec", lammps: LammpsInstall) -> Backend:
     """The backend ``resources.backend`` names, set up from the study's resources."""
     return _FACTORIES[resources.backend](resources, lammps)

@@ -61,9 +61,15 @@ def optimize(
     runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where trial directories and default stores live."),
     viscosity_csv: Optional[Path] = typer.Option(
         None, help="Rheometer CSV (shear rate, viscosity) replacing the dataset's viscosity curve for this study."),
+    backend: Optional[str] = typer.Option(None, help="Where runs go: local or slurm (default: the study's "
+                                                     "resources.backend, local)."),
+    heartbeat_s: int = typer.Option(30, min=1, help="Seconds between heartbeats of each running trial."),
+    grace_s: Optional[int] = typer.Option(None, min=1, help="A trial without a heartbeat for this long belongs to "
+                                                            "a dead driver and is re-queued (default: 4 heartbeats)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
-    """Calibrate one stage's force field against its dataset."""
+    """Calibrate one stage's force field against its dataset. Several drivers may run one
+    study at once (same study file and --storage): they share its trial budget."""
     from .study import load_study
 
     try:
@@ -74,6 +80,7 @@ def optimize(
         loaded = load_study(path, fidelity=fidelity, viscosity_csv=viscosity_csv)
         if loaded.spec.stage != stage:
             raise InputError(str(path), "stage", f"study is for stage {loaded.spec.stage!r}, not {stage!r}")
+        loaded = _with_backend(loaded, backend, path)
         url = storage or default_storage(runs_dir)
         _check_storage(url)
         lineage = None
@@ -85,17 +92,28 @@ def optimize(
     except InputError as exc:
         _fail(exc)
         return
-    _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as_json, lineage)
+    _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as_json, lineage, heartbeat_s,
+                  grace_s or 4 * heartbeat_s)
 
 
-def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as_json, lineage=None) -> None:
+def _with_backend(loaded, backend: str | None, path: Path):
+    """The study with ``--backend`` applied, refused (exit 2) if unknown or unusable here."""
+    from .backends import check
+
+    name = backend or loaded.spec.resources.backend
+    check(name, "--backend" if backend else f"{path}: resources")
+    return loaded if name == loaded.spec.resources.backend else loaded.with_section("resources", backend=name)
+
+
+def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as_json, lineage=None,
+                  heartbeat_s: int = 30, grace_s: int = 120) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sim_backends.lammps.install import locate_lammps
-    from sim_backends.local import LocalBackend
 
     from . import ledger
+    from .backends import make_backend
     from .loop import Event, LoopConfig, run_study
     from .report import study_summary
     from .tracking import MlflowTracker, NullTracker, default_tracking_uri
@@ -103,7 +121,7 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
     spec = loaded.spec
     n_trials = trials or spec.trials
     cfg = LoopConfig(storage=url, runs_dir=runs_dir, n_trials=n_trials, parallel=parallel or spec.parallel,
-                     seed=spec.seed if seed is None else seed)
+                     seed=spec.seed if seed is None else seed, heartbeat_s=heartbeat_s, grace_s=grace_s)
     lammps = locate_lammps()
     runs_dir.mkdir(parents=True, exist_ok=True)
     if tracking_uri == "none":
@@ -148,7 +166,8 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
         try:
             # stdout carries only the summary: libraries' chatter (MLflow prints run links) goes to stderr
             with contextlib.redirect_stdout(sys.stderr):
-                result = run_study(loaded, cfg, LocalBackend(), lammps, tracker, on_event, lineage)
+                result = run_study(loaded, cfg, make_backend(spec.resources, lammps), lammps, tracker, on_event,
+                                   lineage)
         except InputError as exc:
             _fail(exc)
             return
@@ -199,6 +218,7 @@ def pipeline(
     tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: embedded); 'none' disables."),
     runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where pipeline folders and default stores live."),
     seed: int = typer.Option(1, min=0, help="Simulation seed."),
+    backend: Optional[str] = typer.Option(None, help="Where runs go: local or slurm (default: the study's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Run slurry -> drying -> calendering (0-50 %) and characterisation for one parameter set; CSV, plots, MLflow."""
@@ -209,7 +229,7 @@ def pipeline(
     from .study import load_study
 
     try:
-        loaded = load_study(study, fidelity=fidelity)
+        loaded = _with_backend(load_study(study, fidelity=fidelity), backend, study)
         degs = PIPELINE_DEGREES_PCT
         if degrees is not None:
             try:
@@ -230,8 +250,8 @@ def pipeline(
         _fail(exc)
         return
     from sim_backends.lammps.install import locate_lammps
-    from sim_backends.local import LocalBackend
 
+    from .backends import make_backend
     from .tracking import default_tracking_uri
 
     lammps = locate_lammps()
@@ -246,7 +266,8 @@ def pipeline(
     failed = None
     try:
         with contextlib.redirect_stdout(sys.stderr):
-            result = run_pipeline(loaded, pset, workdir, LocalBackend(), lammps, degs, seed, on_stage)
+            result = run_pipeline(loaded, pset, workdir, make_backend(loaded.spec.resources, lammps), lammps, degs, seed,
+                                  on_stage)
     except PipelineFailed as exc:
         from .pipeline import PipelineResult
 
@@ -305,13 +326,14 @@ def reproduce(
     from sim_backends.lammps.install import locate_lammps
     from sim_backends.local import LocalBackend
 
+    lammps = locate_lammps()
     pset = params_from("table-s1", "sqlite:///:memory:")
     workdir = runs_dir / "reproduce" / f"{loaded.spec.fidelity}-{_time.strftime('%Y%m%d-%H%M%S')}"
     workdir.mkdir(parents=True)
     failed = None
     with contextlib.redirect_stdout(sys.stderr):
         try:
-            result = run_pipeline(loaded, pset, workdir, LocalBackend(), locate_lammps(), PIPELINE_DEGREES_PCT, seed,
+            result = run_pipeline(loaded, pset, workdir, LocalBackend(mpirun=lammps.mpirun), lammps, PIPELINE_DEGREES_PCT, seed,
                                   lambda stage, msg: typer.echo(f"reproduce: {stage} ({msg})", err=True),
                                   keep_going=True)
         except PipelineFailed as exc:

@@ -11,13 +11,15 @@ re-queues their parameters; ``close`` writes the study's summary to MLflow.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -110,6 +112,20 @@ def claim_study_dir(study_dir: Path, uid: str) -> str | None:
     return warning
 
 
+@contextlib.contextmanager
+def setup_lock(runs_dir: Path) -> Iterator[None]:
+    """An exclusive lock on ``<runs_dir>/.calib_setup.lock`` (``flock``): drivers started
+    together on one run directory create the Optuna and MLflow stores (their schema
+    migrations) one after the other."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    with open(runs_dir / ".calib_setup.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 class StudySession:
     """See the module docstring."""
 
@@ -126,23 +142,16 @@ class StudySession:
                                     (lambda p: parego_weights(sorted(spec.objective.targets), cfg.seed, p))
                                     if parego else None)
         self.recovery = ledger.Recovery()
-        self.storage = ledger.rdb_storage(cfg.storage, cfg.heartbeat_s, cfg.grace_s, self.recovery)
-        self.study = ledger.open_study(spec.name, self.storage, self.sampler, study_ident(loaded, self.space, lineage),
-                                       spec_json=spec.model_dump_json(),
-                                       dataset_path=str(loaded.dataset_path.resolve()))
-        uid = self.study.user_attrs[ledger.UID_ATTR]
+        with setup_lock(Path(cfg.runs_dir)):  # drivers started together create the stores once
+            self.storage = ledger.rdb_storage(cfg.storage, cfg.heartbeat_s, cfg.grace_s, self.recovery)
+            self.study = ledger.open_study(spec.name, self.storage, self.sampler,
+                                           study_ident(loaded, self.space, lineage), spec_json=spec.model_dump_json(),
+                                           dataset_path=str(loaded.dataset_path.resolve()))
+            uid = self.study.user_attrs[ledger.UID_ATTR]
+            self._start_tracking(uid, lineage)
+
         self.study.set_user_attr(ledger.TARGET_FIDELITY_ATTR, spec.fidelity)
         stage_attrs = loaded.stage.study_attrs(loaded)
-        self.base_tags = {"stage": spec.stage, "fidelity": spec.fidelity, "dataset": spec.dataset, "study": spec.name,
-                          **(lineage.tags() if lineage else {})}
-        try:
-            tracker.start_study(spec.name, tags={**self.base_tags, "storage": cfg.storage, "calib.study_uid": uid},
-                                params={"study_file": str(loaded.path), "seed": str(cfg.seed),
-                                        "fixed": json.dumps(self.space.fixed, sort_keys=True), **stage_attrs})
-        except Exception as exc:
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise InputError("--tracking-uri", "uri", f"cannot use the MLflow store: {exc.__class__.__name__}: "
-                                                      f"{first}") from exc
         self.study_dir = Path(cfg.runs_dir) / spec.name
         moved = claim_study_dir(self.study_dir, uid)
         if moved:
@@ -158,6 +167,21 @@ class StudySession:
         self.recovered: list[int] = []
         self._last_sweep = -math.inf
         self.sweep()
+
+    def _start_tracking(self, uid: str, lineage: Lineage | None) -> None:
+        spec, loaded = self.spec, self.loaded
+        self.base_tags = {"stage": spec.stage, "fidelity": spec.fidelity, "dataset": spec.dataset, "study": spec.name,
+                          **(lineage.tags() if lineage else {})}
+        try:
+            self.tracker.start_study(spec.name, tags={**self.base_tags, "storage": self.cfg.storage,
+                                                      "calib.study_uid": uid},
+                                     params={"study_file": str(loaded.path), "seed": str(self.cfg.seed),
+                                             "fixed": json.dumps(self.space.fixed, sort_keys=True),
+                                             **loaded.stage.study_attrs(loaded)})
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise InputError("--tracking-uri", "uri", f"cannot use the MLflow store: {exc.__class__.__name__}: "
+                                                      f"{first}") from exc
 
     def sweep(self) -> None:
         """Recover the trials of dead drivers (any driver of the study may): each is marked

@@ -63,14 +63,22 @@ class MlflowTracker:
     def __init__(self, tracking_uri: str, artifact_root: Path | None = None) -> None:
         import logging
 
-        from mlflow.tracking import MlflowClient
-
         logging.getLogger("alembic").setLevel(logging.WARNING)
         self.uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self._client = None
         self.artifact_root = artifact_root
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
+
+    @property
+    def client(self):
+        """The MLflow client, made on first use (an embedded store runs its schema
+        migrations then: ``calib.session`` does that under the run directory's lock)."""
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
 
     def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str]) -> None:
         exp = self.client.get_experiment_by_name(study_name)
