@@ -41,6 +41,13 @@ def _check_storage(url: str) -> None:
     ledger.check_storage(url)
 
 
+def _check_tracking(uri: str | None) -> None:
+    from .tracking import check_tracking_uri
+
+    if uri is not None:
+        check_tracking_uri(uri)
+
+
 def default_study(stage: str) -> Path | None:
     """A stage's default study file (``Stage.default_study`` under ``studies/``), or None."""
     name = stages.get(stage).default_study
@@ -83,6 +90,7 @@ def optimize(
         loaded = _with_backend(loaded, backend, path)
         url = storage or default_storage(runs_dir)
         _check_storage(url)
+        _check_tracking(tracking_uri)
         lineage = None
         if loaded.spec.upstream is not None:
             from .lineage import resolve_upstream
@@ -246,6 +254,7 @@ def pipeline(
             _check_storage(url)
         pset = params_from(params, url)
         check_pipeline_inputs(loaded)
+        _check_tracking(tracking_uri)
     except InputError as exc:
         _fail(exc)
         return

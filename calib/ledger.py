@@ -19,6 +19,7 @@ target fidelity, ``lineage`` and the stage's own (``viscosity_curve_source``).
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
@@ -236,10 +237,13 @@ class Recovery:
     ``optuna.storages.fail_stale_trials`` (which lets exactly one driver win the trial) and
     this object, the storage's stale-trial callback, re-queues it. On top, a trial whose
     driver ran on this host and has exited is recovered at once (``driver_alive``), without
-    waiting for the grace period. ``recovered`` lists the trials recovered by this process.
+    waiting for the grace period, and a trial that was asked more than ``grace_s`` ago but
+    never tagged (its driver died inside ``ask``, before its first heartbeat) is recovered
+    too (its start time is the asking host's clock). ``recovered`` lists the trials recovered by this process.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, grace_s: float | None = None) -> None:
+        self.grace_s = grace_s
         self.recovered: list[FrozenTrial] = []
 
     def __call__(self, study: optuna.Study, t: FrozenTrial) -> None:
@@ -256,13 +260,20 @@ class Recovery:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
         storage = study._storage
+        now = datetime.datetime.now()
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             ident = t.user_attrs.get("calib_driver")
-            if not ident or driver_alive(ident) is not False:  # alive, or another host: the heartbeat decides
-                continue
+            if ident:
+                if driver_alive(ident) is not False:  # alive, or another host: the heartbeat decides
+                    continue
+                why = f"driver lost: process {ident} ended while the trial ran"
+            else:  # asked but never tagged nor beating: its driver died within ask
+                if (self.grace_s is None or t.datetime_start is None
+                        or (now - t.datetime_start).total_seconds() < self.grace_s):
+                    continue
+                why = f"driver lost: the trial was asked {self.grace_s:g}+ s ago and never tagged by a driver"
             try:
-                storage.set_trial_user_attr(t._trial_id, "fail_reason",
-                                            f"driver lost: process {ident} ended while the trial ran")
+                storage.set_trial_user_attr(t._trial_id, "fail_reason", why)
                 storage.set_trial_user_attr(t._trial_id, "calib_lost", True)
                 if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                     continue

@@ -141,7 +141,7 @@ class StudySession:
         self.sampler = make_sampler(spec, self.space, cfg.seed, cfg.parallel, self._parego_value if parego else None,
                                     (lambda p: parego_weights(sorted(spec.objective.targets), cfg.seed, p))
                                     if parego else None)
-        self.recovery = ledger.Recovery()
+        self.recovery = ledger.Recovery(cfg.grace_s)
         with setup_lock(Path(cfg.runs_dir)):  # drivers started together create the stores once
             self.storage = ledger.rdb_storage(cfg.storage, cfg.heartbeat_s, cfg.grace_s, self.recovery)
             self.study = ledger.open_study(spec.name, self.storage, self.sampler,

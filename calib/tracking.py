@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from .errors import InputError
+
 STUDY_TAG = "calib.study"
 ROLE_TAG = "calib.role"
 UID_TAG = "calib.study_uid"
@@ -148,3 +150,46 @@ class MlflowTracker:
             if v is not None and math.isfinite(v):
                 self.client.log_metric(self.parent_run_id, k, float(v))
         self.client.set_terminated(self.parent_run_id, status="FINISHED")
+
+
+TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+
+
+def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
+    """Refuse, before anything is written, a ``--tracking-uri`` that cannot be used: a
+    scheme MLflow has no store for, a server that does not answer an API call within
+    ``timeout_s`` (down, not MLflow, or refusing this host name), or a database that cannot
+    be opened (``InputError``). MLflow itself
+    would retry an unreachable server for minutes, after the study had been created."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    if uri == "none":
+        return
+    scheme = urlsplit(uri).scheme.split("+")[0].lower()
+    if not scheme:  # a local folder (MLflow's file store)
+        return
+    if scheme not in TRACKING_SCHEMES:
+        raise InputError("--tracking-uri", "uri", f"{uri!r}: MLflow has no tracking store for {scheme}:// "
+                                                  f"(use http(s)://, a database URL, a folder or 'none')")
+    if scheme in ("http", "https"):
+        # one cheap API call: it answers only if the server runs, is MLflow and accepts this host name
+        probe = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+        try:
+            with urllib.request.urlopen(probe, timeout=timeout_s) as resp:
+                ok, detail = resp.status == 200, f"HTTP {resp.status}"
+        except urllib.error.HTTPError as exc:
+            body = exc.read(300).decode(errors="replace").strip().splitlines()
+            ok, detail = False, f"HTTP {exc.code}" + (f": {body[0]}" if body else "")
+        except Exception as exc:  # refused, timed out, name not resolved, TLS
+            ok, detail = False, str(getattr(exc, "reason", exc))
+        if not ok:
+            raise InputError("--tracking-uri", "uri", f"no MLflow server answers at {uri} ({detail})")
+    elif scheme in ("postgresql", "mysql", "mssql"):
+        from .ledger import check_storage
+
+        try:
+            check_storage(uri, timeout_s=int(timeout_s))
+        except InputError as exc:
+            raise InputError("--tracking-uri", "uri", exc.message) from exc

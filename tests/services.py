@@ -64,6 +64,12 @@ class Postgres:
                     env={"PGPASSWORD": PG_PASSWORD})
         self.url = f"{self.base}/{PG_DB}"
 
+    def create_database(self, name: str) -> str:
+        """A new database on this server; its SQLAlchemy URL."""
+        self._as_pg(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER, name,
+                    env={"PGPASSWORD": PG_PASSWORD})
+        return f"{self.base}/{name}"
+
     def _as_pg(self, *cmd: str, env: dict | None = None) -> None:
         proc = subprocess.run(["runuser", "-u", "postgres", "--", *cmd], capture_output=True, text=True,
                               env={**os.environ, **(env or {})}, cwd=self.dir)

@@ -1,4 +1,6 @@
-"""``--tracking-uri`` pointing at a real MLflow tracking server (started on loopback)."""
+"""``--tracking-uri`` pointing at a real MLflow tracking server started on loopback, with a
+SQLite or a PostgreSQL backend store (the server mode of the README's "On a cluster") and
+an artifact root the server serves; unusable tracking URIs are refused up front."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -23,14 +26,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def mlflow_server(tmp_path: Path):
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def mlflow_server(request, tmp_path: Path):
     port = _free_port()
     store = tmp_path / "server"
     store.mkdir()
+    if request.param == "postgresql":
+        backend = request.getfixturevalue("postgres").create_database(f"mlflow_{uuid.uuid4().hex[:8]}")
+    else:
+        backend = f"sqlite:///{store / 'mlflow.db'}"
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     proc = subprocess.Popen([str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+                             "--backend-store-uri", backend,
                              "--artifacts-destination", str(store / "artifacts"), "--workers", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -67,3 +74,17 @@ def test_optimize_logs_to_tracking_server(tmp_path: Path, mlflow_server: str):
     assert len(trial) == 1 and trial[0].data.tags["state"] == "COMPLETE"
     assert "density_g_cm3" in trial[0].data.metrics
     assert {"in.slurry", "log.lammps", "final.data"} <= {a.path for a in client.list_artifacts(trial[0].info.run_id)}
+
+
+@pytest.mark.parametrize("uri, says", [
+    ("http://127.0.0.1:1", "no MLflow server answers at http://127.0.0.1:1"),
+    ("foo://x", "MLflow has no tracking store for foo://"),
+])
+def test_an_unusable_tracking_uri_is_refused_writing_nothing(tmp_path: Path, uri: str, says: str):
+    t0 = time.perf_counter()
+    proc = run_calib("optimize", "--stage", "slurry", "--runs-dir", str(tmp_path / "runs"), "--tracking-uri", uri,
+                     cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and time.perf_counter() - t0 < 30
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("calib: error: --tracking-uri: uri: ") and says in line
+    assert not (tmp_path / "runs").exists()
