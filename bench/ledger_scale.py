@@ -34,6 +34,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def worker(url: str, name: str, budget: int, seed: int, start: mp.Event, out: mp.Queue) -> None:
+    try:
+        _work(url, name, budget, seed, start, out)
+    except BaseException as exc:  # report, never leave the parent waiting
+        out.put({"error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                 "evaluated": [], "given_back": 0, "t_first": None, "t_last": None})
+
+
+def _work(url: str, name: str, budget: int, seed: int, start: mp.Event, out: mp.Queue) -> None:
     import optuna
     from optuna.trial import TrialState
 
@@ -81,6 +89,7 @@ def run(url: str, n: int, per_worker: int) -> dict:
 
     from calib import ledger
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = f"scale_{n}_{uuid.uuid4().hex[:6]}"
     budget = n * per_worker
     ctx = mp.get_context("spawn")
@@ -112,6 +121,7 @@ def run(url: str, n: int, per_worker: int) -> dict:
         "overshoot": max(0, len(counted) - budget),
         "given_back": sum(r["given_back"] for r in results),
         "workers_that_evaluated": sum(1 for r in results if r["evaluated"]),
+        "worker_errors": sorted({r["error"] for r in results if "error" in r}),
     }
 
 
@@ -127,7 +137,7 @@ def main() -> None:
     if url is None:
         from services import Postgres
 
-        server = Postgres()
+        server = Postgres(max_connections=2 * max(args.workers) + 50)  # two per worker: main + heartbeat thread
         url = server.url
     try:
         rows = [run(url, n, args.trials_per_worker) for n in args.workers]
@@ -145,6 +155,8 @@ def main() -> None:
         print(f"{r['workers']:>7} {r['budget']:>6} {r['asks']:>5} {r['counted']:>7} {r['asks_per_s']:>7.1f} "
               f"{r['duplicates']:>10} {r['lost']:>4} {r['overshoot']:>9} {r['given_back']:>10} "
               f"{r['workers_that_evaluated']:>12}")
+        for e in r["worker_errors"]:
+            print(f"        worker error: {e}")
 
 
 if __name__ == "__main__":

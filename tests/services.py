@@ -47,7 +47,7 @@ class Postgres:
     system user, listening on 127.0.0.1 only, with password authentication; ``url`` is a
     SQLAlchemy URL of its ``calib`` database."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_connections: int = 100) -> None:
         self.bin = ensure_postgres_installed()
         self.dir = Path(tempfile.mkdtemp(prefix="calib_pg_"))
         self.port = _free_port()
@@ -58,7 +58,7 @@ class Postgres:
         self._as_pg(str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", PG_USER, f"--pwfile={pw}",
                     "--auth-host=scram-sha-256", "--auth-local=scram-sha-256")
         self._as_pg(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w",
-                    "-o", f"-h 127.0.0.1 -p {self.port} -k {self.dir}", "start")
+                    "-o", f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c max_connections={max_connections}", "start")
         self.base = f"postgresql+psycopg://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{self.port}"
         self._as_pg(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER, PG_DB,
                     env={"PGPASSWORD": PG_PASSWORD})
