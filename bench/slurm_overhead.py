@@ -3,9 +3,10 @@ study on Slurm against the local backend, in one invocation. Prints figures; ass
 
     .venv/bin/python bench/slurm_overhead.py [--jobs 20] [--trials 6] [--skip-study] [--json]
 
-Without ``SLURM_CONF`` in the environment a throw-away single-node cluster is started
-(``tests/services.Slurm``: munged, slurmctld, slurmd for this host's name and CPUs; needs
-root and Debian's ``slurm-wlm``, installed if missing) and stopped at the end.
+Two throw-away single-node clusters are started in turn (``tests/services.Slurm``: munged,
+slurmctld, slurmd for this host's name and CPUs; needs root and Debian's ``slurm-wlm``,
+installed if missing): one with Slurm's default ``batch_sched_delay`` (3 s) and one with 0,
+as the tests' cluster runs.
 
 - Overhead per job: ``--jobs`` trivial jobs (``true``), one after another, each submitted
   through the backend and polled until it is over: the driver-side turnaround minus the
@@ -86,6 +87,10 @@ def study_wall(tmp: Path, name: str, trials: int, backend: str, poll_s: float | 
     return {"wall_s": wall, "complete": s["trials_complete"], "failed": s["trials_failed"]}
 
 
+CONFIGS = {"Slurm's default (batch_sched_delay=3)": "batch_sched_delay=3",
+           "batch_sched_delay=0 (the tests' cluster)": "batch_sched_delay=0"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=20)
@@ -93,45 +98,53 @@ def main() -> None:
     ap.add_argument("--skip-study", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    cluster = None
-    if "SLURM_CONF" not in os.environ:
-        from services import Slurm
+    from services import Slurm
 
-        cluster = Slurm()
-        os.environ.update(cluster.env)
-    out: dict = {"cores": os.cpu_count()}
-    try:
-        with tempfile.TemporaryDirectory(prefix="calib_bench_slurm_") as d:
-            root = Path(d)
-            for label, backend in (("local", LocalBackend()), ("slurm", SlurmBackend(SlurmOptions(poll_interval_s=0.1)))):
-                (root / label).mkdir()
-                over, together = turnaround(backend, root / label, args.jobs)
-                out[f"{label}_overhead_s"] = {"median": statistics.median(over), "max": max(over)}
-                out[f"{label}_{args.jobs}_together_s"] = together
-            if not args.skip_study:
-                out["study_local"] = study_wall(root, "bench_local", args.trials, "local", None)
-                out["study_slurm_poll5"] = study_wall(root, "bench_slurm5", args.trials, "slurm", None)
-                out["study_slurm_poll05"] = study_wall(root, "bench_slurm05", args.trials, "slurm", 0.5)
-    finally:
-        if cluster is not None:
-            cluster.stop()
+    out: dict = {"cores": os.cpu_count(), "configs": {}}
+    with tempfile.TemporaryDirectory(prefix="calib_bench_slurm_") as d:
+        root = Path(d)
+        (root / "local").mkdir()
+        over, together = turnaround(LocalBackend(), root / "local", args.jobs)
+        out["local"] = {"overhead_median_s": statistics.median(over), "overhead_max_s": max(over),
+                        "together_s": together}
+        if not args.skip_study:
+            out["local"]["study"] = study_wall(root, "bench_local", args.trials, "local", None)
+        for i, (label, params) in enumerate(CONFIGS.items()):
+            cluster = Slurm(scheduler_parameters=params)
+            os.environ.update(cluster.env)
+            try:
+                (root / f"slurm{i}").mkdir()
+                over, together = turnaround(SlurmBackend(SlurmOptions(poll_interval_s=0.1)), root / f"slurm{i}",
+                                            args.jobs)
+                row = {"overhead_median_s": statistics.median(over), "overhead_max_s": max(over),
+                       "together_s": together}
+                if not args.skip_study:
+                    row["study_poll5"] = study_wall(root, f"bench_slurm{i}_5", args.trials, "slurm", None)
+                    row["study_poll05"] = study_wall(root, f"bench_slurm{i}_05", args.trials, "slurm", 0.5)
+                out["configs"][label] = row
+            finally:
+                cluster.stop()
+                os.environ.pop("SLURM_CONF", None)
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"Slurm against the local backend on this machine ({out['cores']} cores, single-node Slurm)")
-    for label in ("local", "slurm"):
-        o = out[f"{label}_overhead_s"]
-        print(f"  {label:5s}: overhead per job {o['median']:.3f} s median, {o['max']:.3f} s max "
-              f"({args.jobs} sequential 'true' jobs); {args.jobs} together: {out[f'{label}_{args.jobs}_together_s']:.2f} s")
-    ratio = out["slurm_overhead_s"]["median"] / max(out["local_overhead_s"]["median"], 1e-9)
-    print(f"  Slurm / local overhead per job: {ratio:.0f}x")
+    loc = out["local"]
+    print(f"Slurm against the local backend on this machine ({out['cores']} cores, single-node Slurm); "
+          f"{args.jobs} 'true' jobs one after another (overhead: turnaround minus the job's own run) and together")
+    print(f"  local{'':38s}: overhead per job {loc['overhead_median_s']:.3f} s median, {loc['overhead_max_s']:.3f} s "
+          f"max; {args.jobs} together {loc['together_s']:.2f} s")
+    for label, r in out["configs"].items():
+        print(f"  slurm, {label:36s}: overhead per job {r['overhead_median_s']:.3f} s median, "
+              f"{r['overhead_max_s']:.3f} s max; {args.jobs} together {r['together_s']:.2f} s")
     if not args.skip_study:
-        base = out["study_local"]["wall_s"]
-        for key, label in (("study_local", "local"), ("study_slurm_poll5", "slurm, poll 5 s"),
-                           ("study_slurm_poll05", "slurm, poll 0.5 s")):
-            r = out[key]
-            print(f"  {args.trials}-trial smoke study, {label:17s}: {r['wall_s']:6.1f} s "
-                  f"({r['complete']} complete, {r['failed']} failed; x{r['wall_s'] / base:.2f} of local)")
+        base = loc["study"]["wall_s"]
+        print(f"  {args.trials}-trial smoke study (parallel 2), calib optimize end to end:")
+        print(f"    local{'':47s}: {base:6.1f} s ({loc['study']['complete']} complete)")
+        for label, r in out["configs"].items():
+            for key, poll in (("study_poll5", "poll 5 s"), ("study_poll05", "poll 0.5 s")):
+                st = r[key]
+                print(f"    slurm, {label:36s}, {poll:10s}: {st['wall_s']:6.1f} s ({st['complete']} complete; "
+                      f"x{st['wall_s'] / base:.2f} of local)")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def _slurm(resources: "ResourcesSpec", lammps: LammpsInstall) -> Backend:
     s = resources.slurm
     return SlurmBackend(SlurmOptions(partition=s.partition, account=s.account, qos=s.qos, nodes=s.nodes,
                                      time_limit_min=s.time_limit_min, directives=tuple(s.directives), mpi=s.mpi,
-                                     poll_interval_s=s.poll_interval_s, max_jobs=s.max_jobs))
+                                     poll_interval_s=s.poll_interval_s))
 
 
 def _check_slurm(source: str) -> None:

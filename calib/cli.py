@@ -88,6 +88,9 @@ def optimize(
         if loaded.spec.stage != stage:
             raise InputError(str(path), "stage", f"study is for stage {loaded.spec.stage!r}, not {stage!r}")
         loaded = _with_backend(loaded, backend, path)
+        if grace_s is not None and grace_s < 2 * heartbeat_s:
+            raise InputError("--grace-s", "grace_s", f"{grace_s} s is under two heartbeats ({2 * heartbeat_s} s): "
+                                                     "live drivers would be taken for dead")
         url = storage or default_storage(runs_dir)
         _check_storage(url)
         _check_tracking(tracking_uri)

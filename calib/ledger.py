@@ -2,7 +2,7 @@
 study is the same calibration, and recover trials left RUNNING by a dead driver.
 
 User attributes calib writes on each trial (names are part of the ledger format):
-``calib_driver`` (host:pid:start-ticks of the driving process), ``calib_workdir``,
+``calib_driver`` (host/boot-id/pid-namespace:pid:start-ticks of the driving process), ``calib_workdir``,
 ``calib_jobs`` (backend:job-id of the current phase's runs), ``calib_seed``, ``table_s1``,
 ``calib_fidelity``, ``fail_reason``, ``calib_lost`` (True: the slot is re-proposed),
 ``proposal_s``, ``core_s``, ``wall_s`` (the first run) and ``run_wall_s`` (every run); from
@@ -52,19 +52,37 @@ def _proc_start_ticks(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def _machine() -> str:
+    """This machine and process namespace: host name, boot id and PID-namespace inode (two
+    containers with one host name, or a rebooted host, are other machines)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        boot = "?"
+    try:
+        ns = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        ns = "?"
+    return f"{socket.gethostname()}/{boot}/{ns}"
+
+
 def driver_id() -> str:
-    """host:pid:start-ticks of this process (start ticks guard against pid reuse)."""
+    """machine:pid:start-ticks of this process (``_machine``; start ticks guard against pid
+    reuse)."""
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_proc_start_ticks(pid)}"
+    return f"{_machine()}:{pid}:{_proc_start_ticks(pid)}"
 
 
 def driver_alive(ident: str) -> bool | None:
-    """True/False if the driver ``ident`` is alive on this host; None if on another host."""
+    """True/False if the driver ``ident`` is alive on this machine; None if on another
+    machine, or if this system cannot tell (no ``/proc``)."""
     try:
         host, pid, ticks = ident.rsplit(":", 2)
     except ValueError:
         return False
-    if host != socket.gethostname():
+    if host == socket.gethostname():  # written by calib before machine ids: the host name alone
+        host = _machine()
+    if host != _machine() or "?" in host or ticks == "None":
         return None
     return _proc_start_ticks(int(pid)) == ticks
 
@@ -139,16 +157,38 @@ def study_exists(name: str, storage: str) -> bool:
 def rdb_storage(url: str, heartbeat_s: int | None = None, grace_s: int | None = None,
                 on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage at ``url``, with heartbeats every ``heartbeat_s`` s and trials
-    without one for ``grace_s`` s handed to ``on_stale`` (None: no heartbeat). SQLite waits
-    up to a minute for a lock held by another driver."""
-    kwargs: dict = {}
-    if url.startswith("sqlite"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    without one for ``grace_s`` s handed to ``on_stale`` (None: no heartbeat).
+
+    SQLite has no row locks (``SELECT ... FOR UPDATE`` is ignored), so two drivers taking
+    the same queued trial would both read it WAITING: each transaction starts with ``BEGIN
+    IMMEDIATE`` instead (SQLAlchemy's recipe for pysqlite), which serialises them, and waits
+    up to a minute for a lock another driver holds."""
+    sqlite = url.startswith("sqlite")
+    kwargs: dict = {"engine_kwargs": {"connect_args": {"timeout": 60}}} if sqlite else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
-                                          heartbeat_stale_trial_callback=on_stale if heartbeat_s else None,
-                                          **kwargs)
+        storage = optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+                                             heartbeat_stale_trial_callback=on_stale if heartbeat_s else None,
+                                             **kwargs)
+    if sqlite:
+        _immediate_transactions(storage.engine)
+    return storage
+
+
+def _immediate_transactions(engine) -> None:
+    """pysqlite: no implicit transactions of its own; every SQLAlchemy transaction begins
+    with ``BEGIN IMMEDIATE`` (takes the write lock up front)."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections made before the hooks are not reused
 
 
 def open_study(name: str, storage: str | optuna.storages.BaseStorage, sampler: optuna.samplers.BaseSampler,

@@ -45,6 +45,8 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
     try:
         while True:
             session.sweep()  # trials of dead drivers go back to the queue
+            for a in session.disowned(active):  # ours, judged lost by another driver: let go
+                del active[a.number]
             while session.may_ask(active):  # ask
                 a = session.ask()
                 if a is not None:

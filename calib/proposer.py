@@ -29,7 +29,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from . import composite
-from .ledger import FIDELITY_ATTR
+from .ledger import FIDELITY_ATTR, lost_numbers
 from .space import ParameterSpace
 
 
@@ -240,8 +240,9 @@ class BoTorchSampler(BaseSampler):
             num_restarts=self.num_restarts, raw_samples=self.raw_samples, use_feasibility=self.feasibility,
             incumbent_x=clean)
         # target runs so far: completed ones in the data, and those still pending
+        lost = lost_numbers(trials)
         have = (sum(self._at_target(t) for t in done)
-                + sum(self._at_target(t) for t in trials if t.number > horizon and not t.user_attrs.get("calib_lost")))
+                + sum(self._at_target(t) for t in trials if t.number > horizon and t.number not in lost))
         levels = list(levels)
         for i in range(min(len(levels), max(0, composite.MIN_TARGET_TRIALS - have))):
             levels[i] = len(self.ladder.names) - 1  # scale and offset are learnt only from target runs
@@ -267,7 +268,8 @@ class BoTorchSampler(BaseSampler):
             xs.append(self._unit(t))
         if len(rows) < 2:
             return None
-        finished = [t for t in trials if t.number <= horizon and not t.user_attrs.get("calib_lost")
+        lost = lost_numbers(trials)  # driver lost: not a failure of the point
+        finished = [t for t in trials if t.number <= horizon and t.number not in lost
                     and (t.state == TrialState.FAIL or (t.state == TrialState.COMPLETE and t.value is not None))]
         feasible = feasibility_labels(finished)
         x_feas = np.array([self._unit(t) for t in finished])

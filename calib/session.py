@@ -26,6 +26,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from objectives.scalarise import parego_weights
+from sim_backends.backend import JobHandle
 from sim_backends.lammps.outputs import lammps_version
 
 from . import checkpoint, ledger
@@ -149,13 +150,13 @@ class StudySession:
                                            dataset_path=str(loaded.dataset_path.resolve()))
             uid = self.study.user_attrs[ledger.UID_ATTR]
             self._start_tracking(uid, lineage)
-
-        self.study.set_user_attr(ledger.TARGET_FIDELITY_ATTR, spec.fidelity)
-        stage_attrs = loaded.stage.study_attrs(loaded)
-        self.study_dir = Path(cfg.runs_dir) / spec.name
-        moved = claim_study_dir(self.study_dir, uid)
+            # absolute: checkpoints and job handles must mean the same to a driver started elsewhere
+            self.study_dir = Path(cfg.runs_dir).resolve() / spec.name
+            moved = claim_study_dir(self.study_dir, uid)
         if moved:
             emit(Event("warning", -1, moved))
+        self.study.set_user_attr(ledger.TARGET_FIDELITY_ATTR, spec.fidelity)
+        stage_attrs = loaded.stage.study_attrs(loaded)
         for k, v in stage_attrs.items():
             self.study.set_user_attr(k, v)
         for w in loaded.stage.warnings(loaded):
@@ -239,7 +240,12 @@ class StudySession:
         if attached is not None:
             return attached
         workdir = self.study_dir / f"trial_{trial.number:05d}"
-        workdir.mkdir(parents=True)  # trial numbers are unique in a study: never reused
+        try:
+            workdir.mkdir(parents=True)  # trial numbers are unique in a study: never reused
+        except FileExistsError:  # another driver took the same trial: it is theirs
+            self.heartbeat.discard(trial._trial_id)
+            self.emit(Event("warning", trial.number, f"{workdir} exists: another driver runs this trial; left to it"))
+            return None
         seed = trial_seed(self.cfg.seed, trial.number)
         trial.set_user_attr("calib_workdir", str(workdir.resolve()))
         trial.set_user_attr("calib_seed", seed)
@@ -264,6 +270,25 @@ class StudySession:
             return None
         self.emit(Event("submitted", trial.number, self._at(fid) + json.dumps({k: round(v, 6) for k, v in free.items()})))
         return ActiveTrial(trial, workdir, free, fid, execution)
+
+    def _still_running(self, a: ActiveTrial) -> bool:
+        """Whether ``a`` is still RUNNING in the ledger (not failed by another driver that
+        found its heartbeat stale)."""
+        return self.study._storage.get_trial(a.trial._trial_id).state == TrialState.RUNNING
+
+    def disowned(self, active: dict[int, ActiveTrial]) -> list[ActiveTrial]:
+        """Trials another driver declared lost while this one ran them (its heartbeats did
+        not reach the database within the grace period; the heartbeat thread notices). They
+        are left alone: their point was re-queued, and on Slurm their jobs may be re-attached
+        by another driver already."""
+        gone = self.heartbeat.lost()
+        out = [a for a in active.values() if a.trial._trial_id in gone]
+        for a in out:
+            a.told = True
+            self.heartbeat.discard(a.trial._trial_id)
+            self.emit(Event("warning", a.number, "another driver declared this trial lost (no heartbeat within the "
+                                                 "grace period) and re-queued it; this driver lets it go"))
+        return out
 
     def _give_back(self, trial: optuna.Trial) -> None:
         """Drivers raced for the last slot and this one lost: the trial is marked lost (it
@@ -309,9 +334,13 @@ class StudySession:
                                                      f"{exc}); running its point afresh"))
             return None
         ids = sorted(h.job_id for _, h in cp.jobs.values())
-        if ids != sorted(str(j["job_id"]) for j in jobs):
-            self.emit(Event("warning", trial.number, f"trial {old}'s checkpoint and ledger name different jobs "
-                                                     f"({ids} vs {[j['job_id'] for j in jobs]}); running its point afresh"))
+        stray = [j for j in jobs if str(j["job_id"]) not in ids]
+        if stray:  # the ledger names jobs the checkpoint does not know (its save failed): do not leave them running
+            for j in stray:
+                backend.cancel(JobHandle(j["backend"], str(j["job_id"]), Path(j["workdir"])))
+            self.emit(Event("warning", trial.number, f"trial {old}'s checkpoint does not name its jobs "
+                                                     f"{[j['job_id'] for j in stray]}: cancelled them, running its "
+                                                     f"point afresh"))
             return None
         execution = TrialExecution(cp.trial, self.runner, f"{self.spec.name}-{trial.number}", runs=list(cp.runs),
                                    jobs=dict(cp.jobs), on_submit=self._on_submit(trial, workdir))
@@ -330,7 +359,9 @@ class StudySession:
         is left to the trial that re-proposed it."""
         try:
             self._tell(a, outcome)
-        except UpdateFinishedTrialError:
+        except (UpdateFinishedTrialError, ValueError):
+            if self._still_running(a):
+                raise
             a.told = True
             self.emit(Event("warning", a.number, "another driver declared this trial lost (no heartbeat within the "
                                                  "grace period) and re-queued it; its result here is dropped"))
@@ -398,6 +429,8 @@ class StudySession:
             if a.told:  # interrupted while its MLflow run was written: the ledger has it
                 continue
             try:
+                if not self._still_running(a):  # declared lost and re-queued: its jobs may be another driver's now
+                    continue
                 a.execution.cancel()
                 a.trial.set_user_attr("fail_reason", why)
                 a.trial.set_user_attr("calib_lost", True)

@@ -195,8 +195,7 @@ class SlurmSpec(SpecModel):
     (``sim_backends.slurm.SlurmOptions``): partition, account and QOS (None: the site's
     defaults), nodes, ``--time`` in minutes (None: the trial timeout rounded up, plus a
     minute), extra ``sbatch`` options (``--mem=4G``, ``--constraint=...``), the ``srun
-    --mpi`` plugin, seconds between two reads of the queue, and how many one-core jobs the
-    driver keeps submitted (None: the partition's CPUs)."""
+    --mpi`` plugin and the seconds between two reads of the queue."""
 
     partition: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.,-]+$")
     account: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -206,7 +205,6 @@ class SlurmSpec(SpecModel):
     directives: tuple[str, ...] = ()
     mpi: str = Field(default="pmi2", pattern=r"^[A-Za-z0-9_]+$")
     poll_interval_s: PositiveFloat = 5.0
-    max_jobs: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "SlurmSpec":

@@ -64,8 +64,8 @@ class SlurmOptions:
     limit rounded up, plus one minute; no limit when the task has none). directives: extra
     ``sbatch`` options, one per entry, e.g. ``--mem=4G`` or ``--constraint=skylake``.
     mpi: ``srun --mpi`` for tasks of several ranks. poll_interval_s: the shortest time
-    between two ``squeue`` calls (s). max_jobs: ``slots`` (how many one-core jobs the driver
-    may keep submitted; None: the CPUs of the partition, from ``sinfo``).
+    between two ``squeue`` calls (s). queue_grace_s: how long the queue may fail to answer
+    (``squeue`` errors or time-outs: a busy controller) before the backend gives up (s).
     """
 
     partition: str | None = None
@@ -76,7 +76,7 @@ class SlurmOptions:
     directives: tuple[str, ...] = ()
     mpi: str = "pmi2"
     poll_interval_s: float = 1.0
-    max_jobs: int | None = None
+    queue_grace_s: float = 600.0
 
 
 @dataclass
@@ -115,7 +115,8 @@ def batch_script(task: Task, opts: SlurmOptions) -> str:
              f"#SBATCH --error={wd / STDERR_FILE}",
              f"#SBATCH --nodes={opts.nodes}",
              f"#SBATCH --ntasks={task.ranks}",
-             f"#SBATCH --cpus-per-task={task.threads}"]
+             f"#SBATCH --cpus-per-task={task.threads}",
+             "#SBATCH --no-requeue"]  # a requeued job would run again with no driver watching it
     minutes = opts.time_limit_min if opts.time_limit_min is not None else time_limit_minutes(task.timeout_s)
     if minutes is not None:
         lines.append(f"#SBATCH --time={minutes}")
@@ -170,13 +171,13 @@ class SlurmBackend:
         self.options = options or SlurmOptions()
         self._jobs: dict[str, _Job] = {}
         self._last_refresh = -math.inf
+        self._queue_down_since: float | None = None
         self._slots: int | None = None
         self._n = 0
 
     @property
     def slots(self) -> int:
-        if self.options.max_jobs is not None:
-            return self.options.max_jobs
+        """The CPUs of the partition (``sinfo``): one-core jobs that can run at once."""
         if self._slots is None:
             argv = ["sinfo", "-h", "-o", "%C"] + (["-p", self.options.partition] if self.options.partition else [])
             proc = _run(argv)
@@ -222,15 +223,23 @@ class SlurmBackend:
         open_jobs = {j: job for j, job in self._jobs.items() if job.result is None}
         if not open_jobs:
             return
-        proc = _run(["squeue", "-h", "-t", "all", "-j", ",".join(open_jobs), "-o", "%i|%T|%r"])
+        try:
+            proc = _run(["squeue", "-h", "-t", "all", "-j", ",".join(open_jobs), "-o", "%i|%T|%r"])
+            if proc.returncode != 0 and "Invalid job id" not in proc.stderr:  # that: every id has aged out
+                raise SlurmError(f"squeue failed: {proc.stderr.strip()}")
+        except SlurmError:
+            # a busy or restarting controller: keep the last states and ask again next time
+            self._queue_down_since = self._queue_down_since or now
+            if now - self._queue_down_since > self.options.queue_grace_s:
+                raise
+            return
+        self._queue_down_since = None
         seen: dict[str, tuple[str, str]] = {}
         if proc.returncode == 0:
             for line in proc.stdout.splitlines():
                 parts = line.strip().split("|")
                 if len(parts) == 3:
                     seen[parts[0]] = (parts[1], parts[2])
-        elif "Invalid job id" not in proc.stderr:  # squeue errs when every id has aged out
-            raise SlurmError(f"squeue failed: {proc.stderr.strip()}")
         missing = []
         for job_id, job in open_jobs.items():
             if job_id in seen:
@@ -283,8 +292,9 @@ class SlurmBackend:
                     states[parts[0]] = (parts[1], parts[2])
         for job in unknown:
             if job.handle.job_id in states:
-                self._update(job, states[job.handle.job_id][0], "")
-                if job.result is None:  # COMPLETED without a record
+                state = states[job.handle.job_id][0]
+                self._update(job, state, "")
+                if job.result is None and state.split()[0] == "COMPLETED":  # finished without a record
                     job.result = JobResult(JobState.DONE, 0, 0.0, None)
                     job.state = JobState.DONE
             else:

@@ -120,6 +120,7 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none
 SchedulerType=sched/builtin
+SchedulerParameters={scheduler_parameters}
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 AccountingStorageType=accounting_storage/none
@@ -141,7 +142,10 @@ class Slurm:
     (``SLURM_CONF``) points the client commands at it; ``stop`` cancels every job and stops
     the daemons."""
 
-    def __init__(self) -> None:
+    def __init__(self, scheduler_parameters: str = "batch_sched_delay=0") -> None:
+        """``scheduler_parameters``: slurm.conf's ``SchedulerParameters`` (default: start
+        batch jobs at once; Slurm's own default, ``batch_sched_delay=3``, holds each new
+        batch job up to 3 s)."""
         ensure_slurm_installed()
         self.dir = Path(tempfile.mkdtemp(prefix="calib_slurm_"))
         self.dir.chmod(0o755)
@@ -151,8 +155,8 @@ class Slurm:
             (self.dir / sub).mkdir()
         shutil.chown(self.dir / "munge", "munge", "munge")
         conf = self.dir / "slurm.conf"
-        conf.write_text(SLURM_CONF.format(host=self.host, cpus=self.cpus, dir=self.dir,
-                                          ctld_port=_free_port(), d_port=_free_port()))
+        conf.write_text(SLURM_CONF.format(host=self.host, cpus=self.cpus, dir=self.dir, ctld_port=_free_port(),
+                                          d_port=_free_port(), scheduler_parameters=scheduler_parameters))
         self.env = {"SLURM_CONF": str(conf)}
         self._procs: list[str] = []
         try:

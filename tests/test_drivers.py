@@ -91,20 +91,31 @@ def test_stale_heartbeat_is_recovered_by_another_driver(tmp_path: Path):
     name = "stale_hb"
     study_file = write_study(tmp_path, name, trials=1, parallel=1)
     # a trial left RUNNING by a driver on another host, beating once and then never again
-    study = optuna.create_study(study_name=name, storage=ledger.rdb_storage(storage, heartbeat_s=1, grace_s=2))
+    study = optuna.create_study(study_name=name, storage=ledger.rdb_storage(storage, heartbeat_s=1, grace_s=4))
     ghost = study.ask(ParameterSpace.from_spec(load_study(study_file).spec.parameters).distributions())
     ghost.set_user_attr("calib_driver", "elsewhere.example:4242:1")
     study._storage.record_heartbeat(ghost._trial_id)
-    time.sleep(3)
+    time.sleep(5)
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
     proc = subprocess.run([sys.executable, "-m", "calib.cli", "optimize", "--stage", "slurry", "--study",
                            str(study_file), "--fidelity", "smoke", "--runs-dir", str(runs), "--storage", storage,
-                           "--heartbeat-s", "1", "--grace-s", "2", "--tracking-uri", "none", "--json"],
+                           "--heartbeat-s", "1", "--grace-s", "4", "--tracking-uri", "none", "--json"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert ("recovered trial 0: driver lost: no heartbeat for over 2 s (driver elsewhere.example:4242:1)"
+    assert ("recovered trial 0: driver lost: no heartbeat for over 4 s (driver elsewhere.example:4242:1)"
             in " ".join(proc.stderr.split()))  # the console wraps long lines
     trials = optuna.load_study(study_name=name, storage=storage).get_trials()
     assert trials[0].state == TrialState.FAIL and 0 in ledger.lost_numbers(trials)
     assert [t.state for t in trials[1:]] == [TrialState.COMPLETE]
     assert trials[1].user_attrs["calib_reproposed_from"] == 0 and trials[1].params == pytest.approx(ghost.params)
+
+
+def test_a_grace_period_under_two_heartbeats_is_refused(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    proc = subprocess.run([sys.executable, "-m", "calib.cli", "optimize", "--stage", "slurry", "--runs-dir",
+                           str(tmp_path / "runs"), "--heartbeat-s", "30", "--grace-s", "45"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("calib: error: --grace-s: grace_s: 45 s is under two heartbeats (60 s): "
+                                   "live drivers would be taken for dead")
+    assert not (tmp_path / "runs").exists()

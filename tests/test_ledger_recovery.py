@@ -86,7 +86,11 @@ def test_budget_counts_every_driver_and_skips_lost_trials(study):
     assert ledger.within_budget(study, d.number, 3)
 
 
-def test_host_name_is_part_of_the_driver_id():
-    assert ledger.driver_id().startswith(socket.gethostname() + ":")
+def test_the_driver_id_names_the_machine_and_process():
+    machine, pid, _ = ledger.driver_id().rsplit(":", 2)
+    host, boot, ns = machine.split("/")
+    assert host == socket.gethostname() and len(boot) == 8 and ns.isdigit() and int(pid) > 0
     assert ledger.driver_alive(ledger.driver_id()) is True
     assert ledger.driver_alive("elsewhere.example:1:1") is None
+    assert ledger.driver_alive(f"{host}/00000000/{ns}:{pid}:1") is None  # same name, another boot
+    assert ledger.driver_alive(f"{machine}:{pid}:None") is None  # no /proc there: cannot tell

@@ -200,6 +200,8 @@ def test_restarted_driver_reattaches_after_sigkill(slurm, tmp_path: Path, wait_f
     victim = _kill_driver_while_a_job_runs(tmp_path, name, storage, args)
     job_id = victim.user_attrs["calib_jobs"][0]["job_id"]
     assert _squeue(job_id) in ("RUNNING", "COMPLETING", "COMPLETED"), "the job died with its driver"
+    if not wait_for_job:  # the case under test: the driver restarts while the job still runs
+        assert _squeue(job_id) == "RUNNING", "the job ended before the driver could be restarted"
     if wait_for_job:
         _wait(lambda: _squeue(job_id) == "COMPLETED", 240, "the orphaned job completed")
     summary = parse_json_stdout(run_calib(*args, cwd=tmp_path))
