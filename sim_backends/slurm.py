@@ -230,7 +230,7 @@ class SlurmBackend:
         except SlurmError:
             # a busy or restarting controller: keep the last states and ask again next time
             self._queue_down_since = self._queue_down_since or now
-            if now - self._queue_down_since > self.options.queue_grace_s:
+            if now - self._queue_down_since >= self.options.queue_grace_s:
                 raise
             return
         self._queue_down_since = None

@@ -187,6 +187,24 @@ class Slurm:
             time.sleep(0.5)
         raise RuntimeError(f"the Slurm node did not come up: {out!r}; see {self.dir}/slurmd.log")
 
+    def stop_controller(self) -> None:
+        """Stop slurmctld (its jobs run on under slurmd; the queue does not answer)."""
+        pid = int((self.dir / "slurmctld.pid").read_text())
+        os.kill(pid, 15)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)
+
+    def start_controller(self) -> None:
+        """Start slurmctld again (it recovers its jobs from its state directory)."""
+        self._run("slurmctld")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if subprocess.run(["squeue", "-h"], capture_output=True, env={**os.environ, **self.env}).returncode == 0:
+                return
+            time.sleep(0.3)
+        raise RuntimeError("slurmctld did not come back")
+
     def stop(self) -> None:
         env = {**os.environ, **self.env}
         subprocess.run(["scancel", "--full", "--partition=calib"], capture_output=True, env=env)

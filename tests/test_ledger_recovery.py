@@ -94,3 +94,22 @@ def test_the_driver_id_names_the_machine_and_process():
     assert ledger.driver_alive("elsewhere.example:1:1") is None
     assert ledger.driver_alive(f"{host}/00000000/{ns}:{pid}:1") is None  # same name, another boot
     assert ledger.driver_alive(f"{machine}:{pid}:None") is None  # no /proc there: cannot tell
+
+
+def test_the_heartbeat_notices_a_trial_another_driver_took(study):
+    from calib.heartbeat import Heartbeat
+
+    t = study.ask(DISTS)
+    beat = Heartbeat(study._storage, 0.2)
+    try:
+        beat.add(t._trial_id)
+        assert beat.lost() == set()
+        study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)  # another driver's recovery
+        deadline = time.monotonic() + 5
+        while not beat.lost() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert beat.lost() == {t._trial_id}
+        beat.discard(t._trial_id)
+        assert beat.lost() == set()
+    finally:
+        beat.stop()

@@ -116,6 +116,27 @@ def test_adopts_a_job_it_did_not_submit(slurm, tmp_path: Path):
 
 
 @pytest.mark.slurm
+def test_a_queue_outage_is_ridden_out(slurm, tmp_path: Path):
+    """The controller goes away while a job runs: polls keep the last state instead of
+    failing the driver, and once the controller is back the job's result is read."""
+    backend = SlurmBackend(SlurmOptions(poll_interval_s=0.1))
+    handle = backend.submit(Task(tmp_path, ("sh", "-c", "sleep 4; echo done"), name="outage"))
+    _wait(lambda: backend.poll(handle) is JobState.RUNNING, 60, "job running")
+    slurm.stop_controller()
+    try:
+        for _ in range(2):  # squeue cannot reach the controller (each try takes ~9 s): the last state stands
+            time.sleep(0.2)
+            assert backend.poll(handle) is JobState.RUNNING
+        with pytest.raises(Exception):  # unless the outage outlasts queue_grace_s
+            SlurmBackend(SlurmOptions(poll_interval_s=0.1, queue_grace_s=0.0)).poll(handle)
+    finally:
+        slurm.start_controller()
+    _wait(lambda: backend.poll(handle).terminal, 120, "job over after the outage")
+    assert backend.collect(handle).state is JobState.DONE
+    assert (tmp_path / "stdout.txt").read_text().strip() == "done"
+
+
+@pytest.mark.slurm
 @pytest.mark.lammps
 def test_two_rank_trial_through_srun(slurm, tmp_path: Path):
     study = write_study(tmp_path, "slurm_mpi", trials=1, parallel=1,
