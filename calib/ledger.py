@@ -22,7 +22,9 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import random
 import socket
+import time
 import uuid
 import warnings
 from pathlib import Path
@@ -145,13 +147,27 @@ def check_storage(url: str, timeout_s: int = 5) -> None:
 
 
 def study_exists(name: str, storage: str) -> bool:
-    """Whether ``storage`` holds a study ``name`` (never creates a SQLite file to find out)."""
+    """Whether ``storage`` holds a study ``name``, read without writing anything (no SQLite
+    file, no schema is created to find out); a database that cannot be read is an
+    ``InputError`` on ``--storage``."""
+    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.pool import NullPool
+
     if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
         return False
+    engine = create_engine(storage, poolclass=NullPool)
     try:
-        return name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
-    except Exception:
-        return False
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("studies"):
+                return False
+            row = conn.execute(text("SELECT 1 FROM studies WHERE study_name = :n"), {"n": name}).first()
+            return row is not None
+    except Exception as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise InputError("--storage", "url", f"cannot read the studies in {storage}: "
+                                             f"{detail[0] if detail else exc.__class__.__name__}") from exc
+    finally:
+        engine.dispose()
 
 
 def rdb_storage(url: str, heartbeat_s: int | None = None, grace_s: int | None = None,
@@ -165,11 +181,19 @@ def rdb_storage(url: str, heartbeat_s: int | None = None, grace_s: int | None = 
     up to a minute for a lock another driver holds."""
     sqlite = url.startswith("sqlite")
     kwargs: dict = {"engine_kwargs": {"connect_args": {"timeout": 60}}} if sqlite else {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
-                                             heartbeat_stale_trial_callback=on_stale if heartbeat_s else None,
-                                             **kwargs)
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+                                                     heartbeat_stale_trial_callback=on_stale if heartbeat_s else None,
+                                                     **kwargs)
+            break
+        except Exception as exc:  # drivers on other hosts creating the schema of a new database at once
+            text = repr(exc) + repr(exc.__cause__)
+            if attempt == 4 or not any(k in text for k in ("already exists", "UniqueViolation", "duplicate key")):
+                raise
+            time.sleep(0.5 + random.random())
     if sqlite:
         _immediate_transactions(storage.engine)
     return storage

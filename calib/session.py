@@ -17,7 +17,7 @@ import json
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -43,7 +43,7 @@ from .stages import TrialContext
 from .stages.base import scalarised
 from .study import LoadedStudy
 from .heartbeat import Heartbeat
-from .tracking import Tracker, TrialRecord
+from .tracking import BestRecord, Tracker, TrialRecord
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -85,6 +85,8 @@ class ActiveTrial:
     fidelity: str
     execution: TrialExecution
     told: bool = False
+    started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    """When the driver proposed (or re-attached to) the trial: its MLflow run starts here."""
 
     @property
     def number(self) -> int:
@@ -166,6 +168,7 @@ class StudySession:
         self.driver = ledger.driver_id()
         self.heartbeat = Heartbeat(self.study._storage, cfg.heartbeat_s)
         self.recovered: list[int] = []
+        self._series_next = 0  # the best-so-far series is logged up to here
         self._last_sweep = -math.inf
         self.sweep()
 
@@ -412,14 +415,72 @@ class StudySession:
             tags["fail_reason"] = outcome.why[:5000]
             self.emit(Event("fail", a.number, self._at(a.fidelity) + outcome.why))
         a.told = True
+        tags.update(self._review_tags(a))
         try:
             run_id = self.tracker.log_trial(TrialRecord(a.number, state, {**self.space.fixed, **a.params}, metrics,
-                                                        tags, tuple(artifacts), artifact_root=a.workdir))
+                                                        tags, tuple(artifacts), artifact_root=a.workdir,
+                                                        start_ms=a.started_ms))
+            self._update_best()
         except Exception as exc:  # tracking is an attachment: the ledger already has the trial
             self.emit(Event("warning", a.number, f"MLflow logging failed: {exc}"))
         else:
             if run_id:
                 (a.workdir / "mlflow_run_id").write_text(run_id + "\n")
+
+    def _review_tags(self, a: ActiveTrial) -> dict[str, str]:
+        """What a reviewer needs on a trial's run: how it was proposed, which free keys sit
+        at a bound (within 1 % of the range), the free keys and their bounds."""
+        attrs = a.trial.user_attrs
+        if attrs.get("calib_reattached"):
+            kind = f"re-attached (trial {attrs.get(ledger.REPROPOSED_ATTR)})"
+        elif attrs.get(ledger.REPROPOSED_ATTR) is not None:
+            kind = f"re-proposed (trial {attrs[ledger.REPROPOSED_ATTR]})"
+        else:
+            sampler = self.spec.optimizer.sampler
+            if sampler in ("sobol", "random"):
+                kind = f"{sampler} (no model)"
+            else:
+                kind = "initial design" if a.number < self.spec.optimizer.n_initial else "model"
+        at_bound = []
+        for axis in self.space.axes:
+            v = a.params.get(axis.key)
+            if v is None:
+                continue
+            u = axis.to_unit(v)  # the search's own scale (log for log axes)
+            if u <= 0.01:
+                at_bound.append(f"{axis.key}=low")
+            elif u >= 0.99:
+                at_bound.append(f"{axis.key}=high")
+        return {"calib.proposal": kind, "calib.at_bound": ", ".join(at_bound) or "none",
+                "calib.free_keys": ", ".join(self.space.keys),
+                "calib.bounds": ", ".join(f"{x.key}=[{x.low:g}, {x.high:g}]{' log' if x.log else ''}"
+                                          for x in self.space.axes)}
+
+    def _update_best(self) -> None:
+        """The parent run's view of the best trial so far (``Tracker.update_best``), with
+        the best-so-far series at step n (the best of the trials numbered up to n) logged
+        once trials 0..n have all finished, so that it never changes afterwards."""
+        best = best_trial(self.study)
+        if best is None:
+            return
+        target = set(t.number for t in ledger.at_target(self.study))
+        series, running_best = [], math.inf
+        for t in self.study.get_trials(deepcopy=False):
+            if not t.state.is_finished():
+                break  # the prefix of finished trials ends here
+            if t.number in target and t.value is not None:
+                running_best = min(running_best, float(t.value))
+            if t.number >= self._series_next and math.isfinite(running_best):
+                series.append((t.number, running_best))
+            self._series_next = max(self._series_next, t.number + 1)
+        obs = {k: (float(v), None) for k, v in (best.user_attrs.get("observables") or {}).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for name in self.spec.objective.targets:
+            target = self.loaded.dataset.targets.get(name)
+            if target is not None:
+                obs[name] = (None, target.value)  # type: ignore[assignment]
+        self.tracker.update_best(BestRecord(best.number, float(best.value), dict(best.user_attrs.get("table_s1") or {}),
+                                            obs), series)
 
     def abandon(self, active: Iterable[ActiveTrial]) -> None:
         """The driver is stopping: cancel each running trial's jobs, mark it FAIL (lost) and
@@ -446,14 +507,20 @@ class StudySession:
     def close(self) -> None:
         """The study's summary on its MLflow parent run."""
         study = self.study
-        best = best_trial(study)
+        try:
+            self._update_best()  # the series' last points (trials other drivers finished)
+        except Exception as exc:
+            self.emit(Event("warning", -1, f"MLflow logging failed: {exc}"))
         front = pareto(study)
         lost = ledger.lost_numbers(study.get_trials(deepcopy=False))
-        self.tracker.end_study({"pareto_size": float(len(front)), "best_objective": best.value if best else math.nan,
-                                "trials_complete": float(len(study.get_trials(states=(TrialState.COMPLETE,)))),
-                                "trials_failed": float(sum(1 for t in study.get_trials(states=(TrialState.FAIL,))
-                                                           if t.number not in lost))},
-                               files={"pareto.json": json.dumps(front, indent=2)})
+        try:
+            self.tracker.end_study({"pareto_size": float(len(front)),
+                                    "trials_complete": float(len(study.get_trials(states=(TrialState.COMPLETE,)))),
+                                    "trials_failed": float(sum(1 for t in study.get_trials(states=(TrialState.FAIL,))
+                                                               if t.number not in lost))},
+                                   files={"pareto.json": json.dumps(front, indent=2)})
+        except Exception as exc:  # tracking is an attachment: the ledger has the study
+            self.emit(Event("warning", -1, f"MLflow logging of the study's summary failed: {exc}"))
 
     def _track_failure(self, number: int, free: dict[str, float], reason: str, workdir: Path | None = None,
                        fid: str | None = None) -> None:

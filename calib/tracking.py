@@ -33,11 +33,25 @@ class TrialRecord:
     artifacts: tuple[Path, ...] = field(default_factory=tuple)
     artifact_root: Path | None = None
     """Artifacts under this folder keep their sub-folder (``shear_00/log.lammps``)."""
+    start_ms: int | None = None
+    """When the trial started (its proposal), ms since the epoch: the run spans the simulation."""
+
+
+@dataclass(frozen=True)
+class BestRecord:
+    """The study's best trial so far, for its parent run: trial number, objective, Table S1
+    values, observables with their targets (name -> (value, target))."""
+
+    number: int
+    objective: float
+    params: dict[str, float]
+    observables: dict[str, tuple[float, float | None]]
 
 
 class Tracker(Protocol):
     def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str]) -> None: ...
     def log_trial(self, record: TrialRecord) -> str | None: ...
+    def update_best(self, best: BestRecord, series: list[tuple[int, float]]) -> None: ...
     def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None) -> None: ...
 
 
@@ -50,6 +64,9 @@ class NullTracker:
     def log_trial(self, record: TrialRecord) -> str | None:
         return None
 
+    def update_best(self, best: BestRecord, series: list[tuple[int, float]]) -> None:
+        return None
+
     def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None) -> None:
         return None
 
@@ -57,6 +74,33 @@ class NullTracker:
 def default_tracking_uri(runs_dir: Path) -> str:
     """Embedded store: ``sqlite:///<runs_dir>/mlflow.db``."""
     return f"sqlite:///{(Path(runs_dir) / 'mlflow.db').resolve()}"
+
+
+class _LockPatient:
+    """An ``MlflowClient`` whose calls are retried for up to ``patience_s`` while SQLite
+    reports "database is locked" (one call is one transaction: a locked one wrote nothing)."""
+
+    def __init__(self, client, patience_s: float = 120.0) -> None:
+        self._client = client
+        self._patience = patience_s
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            deadline = time.monotonic() + self._patience
+            delay = 0.05
+            while True:
+                try:
+                    return attr(*args, **kwargs)
+                except Exception as exc:
+                    if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(delay)
+                    delay = min(1.0, delay * 2)
+        return call
 
 
 class MlflowTracker:
@@ -75,11 +119,14 @@ class MlflowTracker:
     @property
     def client(self):
         """The MLflow client, made on first use (an embedded store runs its schema
-        migrations then: ``calib.session`` does that under the run directory's lock)."""
+        migrations then: ``calib.session`` does that under the run directory's lock). On an
+        embedded SQLite store, which several drivers may share, each call waits out another
+        writer's lock (``_LockPatient``)."""
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.uri)
+            client = MlflowClient(tracking_uri=self.uri)
+            self._client = _LockPatient(client) if self.uri.startswith("sqlite") else client
         return self._client
 
     def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str]) -> None:
@@ -117,12 +164,13 @@ class MlflowTracker:
         assert self.experiment_id is not None and self.parent_run_id is not None
         tags = {"mlflow.parentRunId": self.parent_run_id, ROLE_TAG: "trial", **record.tags,
                 "trial_number": str(record.number), "state": record.state}
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{record.number:05d}", tags=tags)
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{record.number:05d}", tags=tags,
+                                     start_time=record.start_ms)
         rid = run.info.run_id
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, record.number) for k, v in record.metrics.items()
                    if v is not None and math.isfinite(float(v))]
-        params = [Param(k, repr(float(v))) for k, v in record.params.items()]
+        params = [Param(k, f"{float(v):.6g}") for k, v in record.params.items()]
         self.client.log_batch(rid, metrics=metrics, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
         for path in record.artifacts:
             if path.exists():
@@ -133,11 +181,42 @@ class MlflowTracker:
                     except ValueError:
                         sub = None
                 self.client.log_artifact(rid, str(path), artifact_path=sub)
-        self.client.set_terminated(rid, status="FINISHED" if record.state == "COMPLETE" else "FAILED")
+        self.client.set_terminated(rid, status="FINISHED" if record.state == "COMPLETE" else "FAILED", end_time=now)
         if "objective" in record.metrics and math.isfinite(record.metrics["objective"]):
-            self.client.log_metric(self.parent_run_id, "objective", float(record.metrics["objective"]), now,
+            self.client.log_metric(self.parent_run_id, "trial_objective", float(record.metrics["objective"]), now,
                                    record.number)
         return rid
+
+    def update_best(self, best: BestRecord, series: list[tuple[int, float]]) -> None:
+        """The parent run names the best trial so far: tags ``calib.best_trial``,
+        ``calib.best_run_id`` and ``calib.best_run`` (the UI path of its run), ``best.<key>``
+        per Table S1 key, metrics ``best.<observable>`` next to ``target.<observable>``, and
+        new points of the series ``best_objective`` (``series``: (trial number, best value
+        among trials up to it)); the best trial's own run is tagged ``calib.best = true``
+        (the previous best's tag is set to false)."""
+        from mlflow.entities import Metric, RunTag
+
+        assert self.experiment_id is not None and self.parent_run_id is not None
+        found = self.client.search_runs([self.experiment_id], filter_string=(
+            f"tags.`{ROLE_TAG}` = 'trial' and tags.trial_number = '{best.number}' "
+            f"and tags.`mlflow.parentRunId` = '{self.parent_run_id}'"), max_results=1)
+        for old in self.client.search_runs([self.experiment_id], filter_string="tags.`calib.best` = 'true'"):
+            if not found or old.info.run_id != found[0].info.run_id:
+                self.client.set_tag(old.info.run_id, "calib.best", "false")
+        now = int(time.time() * 1000)
+        tags = {"calib.best_trial": str(best.number)}
+        if found:
+            rid = found[0].info.run_id
+            self.client.set_tag(rid, "calib.best", "true")
+            tags.update({"calib.best_run_id": rid, "calib.best_run": f"#/experiments/{self.experiment_id}/runs/{rid}"})
+        tags.update({f"best.{k}": f"{v:.6g}" for k, v in best.params.items()})
+        metrics = [Metric("best_objective", float(v), now, n) for n, v in series]
+        for name, (value, target) in best.observables.items():
+            if value is not None and math.isfinite(value):
+                metrics.append(Metric(f"best.{name}", float(value), now, best.number))
+            if target is not None and math.isfinite(target):
+                metrics.append(Metric(f"target.{name}", float(target), now, best.number))
+        self.client.log_batch(self.parent_run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None) -> None:
         """Close the study's parent run with its summary metrics and text ``files``

@@ -41,11 +41,12 @@ def _check_shared_study(tmp_path: Path, name: str, storage: str, runs: Path) -> 
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
+    diag = "\n---\n".join(err[-1500:] for _, err in outs)  # the drivers' stderr, for any failure below
     trials = optuna.load_study(study_name=name, storage=storage).get_trials()
     lost = ledger.lost_numbers(trials)
     counted = [t for t in trials if t.number not in lost]
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    assert len(counted) == BUDGET, [(t.number, t.state, t.user_attrs.get("fail_reason")) for t in trials]
+    assert len(counted) == BUDGET, ([(t.number, t.state, t.user_attrs.get("fail_reason")) for t in trials], diag)
     assert all(t.state == TrialState.COMPLETE for t in counted), [t.user_attrs.get("fail_reason") for t in counted]
     # lost trials here can only be give-backs of a race for the last slot: never run
     for t in trials:
@@ -56,7 +57,7 @@ def _check_shared_study(tmp_path: Path, name: str, storage: str, runs: Path) -> 
     assert len(points) == BUDGET
     assert len({t.user_attrs["calib_workdir"] for t in counted}) == BUDGET
     drivers = {t.user_attrs["calib_driver"] for t in counted}
-    assert len(drivers) >= 2, "the drivers did not share the work"
+    assert len(drivers) >= 2, f"the drivers did not share the work\n{diag}"
     dirs = sorted(p.name for p in (runs / name).glob("trial_*"))
     assert dirs == sorted(Path(t.user_attrs["calib_workdir"]).name for t in counted)
     # MLflow: one parent run, one FINISHED run per trial, none RUNNING
@@ -64,10 +65,11 @@ def _check_shared_study(tmp_path: Path, name: str, storage: str, runs: Path) -> 
 
     client = MlflowClient(tracking_uri=f"sqlite:///{runs / 'mlflow.db'}")
     mruns = client.search_runs([client.get_experiment_by_name(name).experiment_id])
-    assert len([r for r in mruns if r.data.tags.get("calib.role") == "study"]) == 1
+    assert len([r for r in mruns if r.data.tags.get("calib.role") == "study"]) == 1, diag
     trial_runs = [r for r in mruns if r.data.tags.get("calib.role") == "trial"]
-    assert sorted(int(r.data.tags["trial_number"]) for r in trial_runs) == sorted(t.number for t in counted)
-    assert not [r for r in mruns if r.info.status == "RUNNING"]
+    assert sorted(int(r.data.tags["trial_number"]) for r in trial_runs) == sorted(t.number for t in counted), diag
+    assert not [r for r in mruns if r.info.status == "RUNNING"], diag
+    assert len([r for r in trial_runs if r.data.tags.get("calib.best") == "true"]) == 1, diag
 
 
 def test_three_drivers_share_a_sqlite_study(tmp_path: Path):

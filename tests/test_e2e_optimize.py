@@ -87,6 +87,29 @@ def test_mlflow_parent_and_nested_runs(optimized):
             arts = {a.path for a in client.list_artifacts(r.info.run_id)}
             assert {"in.slurry", "log.lammps", "final.data"} <= arts
 
+        # review: how it was proposed, bounds, keys at a bound, readable values, a run spanning the simulation
+        assert r.data.tags["calib.proposal"] in ("initial design", "model")
+        assert r.data.tags["calib.free_keys"] == "eps_AM, sigma_AM, eps_SE, sigma_SE, eps_CBD"
+        assert "eps_CBD=[" in r.data.tags["calib.bounds"] and r.data.tags["calib.at_bound"]
+        assert all(len(v) <= 12 for v in r.data.params.values())
+        if r.data.tags["state"] == "COMPLETE":
+            assert (r.info.end_time - r.info.start_time) / 1000 >= r.data.metrics["wall_time_s"]
+    # the parent run names the best trial, with a best-so-far series over the trials told
+    parent = client.get_run(pid)
+    best_runs = [r for r in trials if r.data.tags.get("calib.best") == "true"]
+    assert len(best_runs) == 1 and best_runs[0].data.tags["trial_number"] == str(s["best_trial"])
+    assert parent.data.tags["calib.best_trial"] == str(s["best_trial"])
+    assert parent.data.tags["calib.best_run_id"] == best_runs[0].info.run_id
+    assert parent.data.tags["calib.best_run"].endswith(f"/runs/{best_runs[0].info.run_id}")
+    assert float(parent.data.tags["best.eps_AM"]) == pytest.approx(s["best_params"]["eps_AM"], rel=1e-5)
+    series = client.get_metric_history(pid, "best_objective")
+    values = [m.value for m in sorted(series, key=lambda m: m.step)]
+    assert values == sorted(values, reverse=True) and values[-1] == pytest.approx(s["best_value"])
+    assert sorted(m.step for m in series) == sorted(int(r.data.tags["trial_number"]) for r in trials
+                                                    if int(r.data.tags["trial_number"]) >= series[0].step)
+    assert parent.data.metrics["target.slurry_density"] == pytest.approx(1.90)
+    assert "objective" not in parent.data.metrics  # the per-trial series is trial_objective
+
 
 @pytest.mark.parametrize("fmt", ["markdown", "csv", "json", "latex", "lammps"])
 def test_export_best(optimized, fmt):
