@@ -231,6 +231,20 @@ class MlflowTracker:
         self.client.set_terminated(self.parent_run_id, status="FINISHED")
 
 
+def _auth_headers() -> dict[str, str]:
+    """The credentials MLflow's client would send (``MLFLOW_TRACKING_TOKEN``, or
+    ``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD``), for the up-front probe."""
+    import base64
+    import os
+
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return {"Authorization": f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"}
+    user, pw = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and pw:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()}
+    return {}
+
+
 TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks")
 
 
@@ -256,7 +270,8 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
         # one cheap API call: it answers only if the server runs, is MLflow and accepts this host name
         probe = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
         try:
-            with urllib.request.urlopen(probe, timeout=timeout_s) as resp:
+            with urllib.request.urlopen(urllib.request.Request(probe, headers=_auth_headers()),
+                                        timeout=timeout_s) as resp:
                 ok, detail = resp.status == 200, f"HTTP {resp.status}"
         except urllib.error.HTTPError as exc:
             body = exc.read(300).decode(errors="replace").strip().splitlines()

@@ -88,3 +88,40 @@ def test_an_unusable_tracking_uri_is_refused_writing_nothing(tmp_path: Path, uri
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("calib: error: --tracking-uri: uri: ") and says in line
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_probe_sends_the_credentials_mlflow_would(monkeypatch):
+    """A server behind authentication answers the probe when MLflow's credential variables
+    are set, and is refused (one line) when they are not."""
+    import base64
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from calib.errors import InputError
+    from calib.tracking import check_tracking_uri
+
+    good = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            ok = self.headers.get("Authorization") == good
+            self.send_response(200 if ok else 401)
+            self.end_headers()
+            self.wfile.write(b'{"experiments": []}' if ok else b"credentials required")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+        monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+        with pytest.raises(InputError, match="HTTP 401: credentials required"):
+            check_tracking_uri(url)
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "s3cret")
+        check_tracking_uri(url)  # answers
+    finally:
+        server.shutdown()
