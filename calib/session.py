@@ -225,6 +225,7 @@ class StudySession:
         with the reason; a trial another driver's filled the budget before is given back
         (None is returned for both)."""
         t_ask = time.perf_counter()
+        started_ms = int(time.time() * 1000)  # the trial's MLflow run starts with its proposal
         with warnings.catch_warnings():  # Optuna warns that heartbeats are meant for study.optimize
             warnings.simplefilter("ignore", UserWarning)
             trial = self.study.ask(self.space.distributions())
@@ -272,7 +273,7 @@ class StudySession:
             self._track_failure(trial.number, free, f"could not start: {exc}", workdir, fid)
             return None
         self.emit(Event("submitted", trial.number, self._at(fid) + json.dumps({k: round(v, 6) for k, v in free.items()})))
-        return ActiveTrial(trial, workdir, free, fid, execution)
+        return ActiveTrial(trial, workdir, free, fid, execution, started_ms=started_ms)
 
     def _still_running(self, a: ActiveTrial) -> bool:
         """Whether ``a`` is still RUNNING in the ledger (not failed by another driver that
@@ -386,7 +387,7 @@ class StudySession:
         t.set_user_attr("core_s", core_s)
         t.set_user_attr("wall_s", wall.get(first))
         t.set_user_attr("run_wall_s", wall)
-        artifacts = [r.workdir / f for r in ex.runs for f in r.artifacts]
+        artifacts = [a.workdir / "params.json"] + [r.workdir / f for r in ex.runs for f in r.artifacts]
         try:
             if score is not None:
                 metrics.update(score.metrics)

@@ -86,6 +86,7 @@ def test_mlflow_parent_and_nested_runs(optimized):
                 assert m in r.data.metrics, m
             arts = {a.path for a in client.list_artifacts(r.info.run_id)}
             assert {"in.slurry", "log.lammps", "final.data"} <= arts
+            assert {"system.data", "params.json", "final.restart", "density_blocks.txt"} <= arts  # to rerun it
 
         # review: how it was proposed, bounds, keys at a bound, readable values, a run spanning the simulation
         assert r.data.tags["calib.proposal"] in ("initial design", "model")

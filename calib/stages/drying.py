@@ -90,8 +90,8 @@ class DryingTrial:
     def first_runs(self) -> list[Run]:
         shutil.copyfile(self.lineage.state_file, self.workdir / UPSTREAM_DATA)
         write_drying_inputs(self.workdir, self.slurry_system, self.system, self.params, self.run_spec())
-        return [Run("drying", self.workdir, DRYING_DECK, DRYING_LOG,
-                    (DRYING_DECK, DRYING_LOG, DRIED_DATA, DRYING_STATUS, LZ_FILE))]
+        return [Run("drying", self.workdir, DRYING_DECK, DRYING_LOG,  # with its input state: repeatable from MLflow
+                    (DRYING_DECK, UPSTREAM_DATA, DRYING_LOG, DRIED_DATA, DRYING_STATUS, LZ_FILE))]
 
     def next_runs(self) -> list[Run]:
         return []

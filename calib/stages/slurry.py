@@ -23,7 +23,7 @@ from sim_backends.lammps.outputs import SimulationFailed
 from sim_backends.lammps.placement import paper_scaled_box
 from sim_backends.lammps.shear import (SHEAR_BLOCKS, SHEAR_DECK, SHEAR_LOG, ShearRunSpec, shear_result,
                                        write_shear_inputs)
-from sim_backends.lammps.slurry import (DECK_FILE, DENSITY_FILE, DENSITY_STATUS, FINAL_DATA, FINAL_RESTART,
+from sim_backends.lammps.slurry import (DATA_FILE, DECK_FILE, DENSITY_FILE, DENSITY_STATUS, FINAL_DATA, FINAL_RESTART,
                                         LOG_FILE, SlurryObservables, SlurryRunSpec, read_slurry_observables,
                                         write_slurry_inputs)
 from sim_backends.lammps.units import micro_viscosity_to_pa_s, per_s_to_micro_rate
@@ -246,8 +246,8 @@ class SlurryTrial:
         box = tuple(x * self.fidelity.initial_box_scale for x in paper_scaled_box(self.system.n_beads))
         write_slurry_inputs(self.workdir, self.system, self.params, self.run_spec, box)  # type: ignore[arg-type]
         self.phase = 1
-        return [Run("slurry", self.workdir, DECK_FILE, LOG_FILE,
-                    (DECK_FILE, LOG_FILE, FINAL_DATA, DENSITY_FILE, DENSITY_STATUS))]
+        return [Run("slurry", self.workdir, DECK_FILE, LOG_FILE,  # inputs too: the run can be repeated from MLflow
+                    (DECK_FILE, DATA_FILE, LOG_FILE, FINAL_DATA, FINAL_RESTART, DENSITY_FILE, DENSITY_STATUS))]
 
     def shear_dir(self, plan: RatePlan) -> Path:
         return self.workdir / f"shear_{plan.index:02d}"
