@@ -116,6 +116,22 @@ def check_resumable(study: optuna.Study, ident: dict, storage: str) -> None:
                                            f"this run asks for {b!r} (use another study name)")
 
 
+def _db_error(exc: BaseException) -> str:
+    """The first line of a database error (the driver's own, when SQLAlchemy wraps one)."""
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return detail[0] if detail else exc.__class__.__name__
+
+
+def _shown(url) -> str:
+    """A database URL as it may be printed: its password hidden."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<the --storage URL>"
+
+
 def check_storage(url: str, timeout_s: int = 5) -> None:
     """Refuse, before anything is written, a storage URL that cannot be used: malformed, a
     database whose driver is missing, or a server that cannot be reached or refuses the
@@ -139,9 +155,7 @@ def check_storage(url: str, timeout_s: int = 5) -> None:
         with engine.connect() as conn:
             conn.execute(text("select 1"))
     except Exception as exc:
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        raise InputError("--storage", "url", f"cannot open {u.render_as_string(hide_password=True)}: "
-                                             f"{detail[0] if detail else exc.__class__.__name__}") from exc
+        raise InputError("--storage", "url", f"cannot open {_shown(u)}: {_db_error(exc)}") from exc
     finally:
         engine.dispose()
 
@@ -163,9 +177,7 @@ def study_exists(name: str, storage: str) -> bool:
             row = conn.execute(text("SELECT 1 FROM studies WHERE study_name = :n"), {"n": name}).first()
             return row is not None
     except Exception as exc:
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        raise InputError("--storage", "url", f"cannot read the studies in {storage}: "
-                                             f"{detail[0] if detail else exc.__class__.__name__}") from exc
+        raise InputError("--storage", "url", f"cannot read the studies in {_shown(storage)}: {_db_error(exc)}") from exc
     finally:
         engine.dispose()
 
