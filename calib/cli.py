@@ -117,7 +117,9 @@ def _with_backend(loaded, backend: str | None, path: Path):
 
 
 def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as_json, lineage=None,
-                  heartbeat_s: int = 30, grace_s: int = 120) -> None:
+                  heartbeat_s: int = 30, grace_s: int = 120, queue=(), report=None) -> None:
+    """Run the study (``queue``: sets to run first, ``calib refine``) and print its summary
+    (``report(summary)``: lines printed before it)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -178,7 +180,7 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
             # stdout carries only the summary: libraries' chatter (MLflow prints run links) goes to stderr
             with contextlib.redirect_stdout(sys.stderr):
                 result = run_study(loaded, cfg, make_backend(spec.resources, lammps), lammps, tracker, on_event,
-                                   lineage)
+                                   lineage, queue)
         except InputError as exc:
             _fail(exc)
             return
@@ -187,6 +189,11 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
                        f"Rerun the same command to resume study {spec.name!r}.", err=True)
             raise typer.Exit(130)
     summary = study_summary(result.study, url)
+    if report is not None:
+        lines = report(summary, result.study)
+        if not as_json:
+            for line in lines:
+                typer.echo(line)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
     else:
@@ -214,6 +221,176 @@ def _print_summary(s: dict) -> None:
     if len(s.get("pareto") or []) > 1:
         typer.echo("  Pareto front: trials " + ", ".join(str(p["trial"]) for p in s["pareto"]))
     typer.echo("  params: " + ", ".join(f"{k}={v:.4g}" for k, v in (s["best_params"] or {}).items()))
+
+
+def _manual_sets(stored, set_: list[str], file: Path | None, scan: list[str], allow_outside: bool):
+    """The checked sets of ``--set``, ``--file`` and ``--scan`` (``calib.refine``)."""
+    from .ledger import best_trial
+    from .refine import build_sets, parse_assignments, parse_scan, read_sets_file
+
+    assign = parse_assignments(set_)
+    scans = [parse_scan(x) for x in scan]
+    file_sets = read_sets_file(file) if file is not None else []
+    best = best_trial(stored.study)
+    base = {k: best.params[k] for k in stored.space.keys if k in best.params} if best else None
+    return build_sets(stored.space, stored.name, base, assign, file_sets, str(file or ""), scans, allow_outside)
+
+
+@app.command()
+def refine(
+    study: str = typer.Option(..., help="Study name in the storage."),
+    set_: list[str] = typer.Option([], "--set", help="KEY=VALUE (repeatable): one set; free keys not named come "
+                                                      "from the best trial."),
+    file: Optional[Path] = typer.Option(None, "--file", help="YAML file: a list of sets (mappings KEY: VALUE)."),
+    scan: list[str] = typer.Option([], "--scan", help="KEY=LOW:HIGH:N (repeatable): N values of KEY through the "
+                                                       "best set (--set applied)."),
+    allow_outside_bounds: bool = typer.Option(False, help="Run values outside the study's bounds (flagged)."),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite under --runs-dir)."),
+    tracking_uri: Optional[str] = typer.Option(
+        None, help="MLflow tracking URI (default: embedded sqlite under --runs-dir); 'none' disables."),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where trial directories and default stores live."),
+    parallel: Optional[int] = typer.Option(None, min=1, help="Trials run at once (default: the study's)."),
+    backend: Optional[str] = typer.Option(None, help="Where runs go: local or slurm (default: the study's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
+) -> None:
+    """Run parameter sets you choose as trials of a study (tagged manual; the model learns from them)."""
+    from . import ledger
+    from .stored import open_stored
+
+    try:
+        url = storage or default_storage(runs_dir)
+        stored = open_stored(study, url)
+        sets = _manual_sets(stored, set_, file, scan, allow_outside_bounds)
+        loaded = _with_backend(stored.loaded, backend, Path(stored.loaded.path))
+        _check_tracking(tracking_uri)
+    except InputError as exc:
+        _fail(exc)
+        return
+    trials = stored.study.get_trials(deepcopy=False)
+    first_new = len(trials)
+    waiting = sum(1 for t in trials if t.state.name == "WAITING")
+    n = ledger.budget_count(stored.study) + waiting + len(sets)
+    before = ledger.best_trial(stored.study)
+
+    def report(summary: dict, study) -> list[str]:
+        from .ledger import MANUAL_ATTR
+
+        rows = []
+        lines = [f"manual sets ({len(sets)}):"]
+        for t in study.get_trials(deepcopy=False):
+            if t.number < first_new or not t.user_attrs.get(MANUAL_ATTR) or not t.state.is_finished():
+                continue
+            if t.user_attrs.get("calib_lost"):
+                continue
+            row = {"trial": t.number, "params": dict(t.params), "state": t.state.name, "value": t.value,
+                   "origin": t.user_attrs[MANUAL_ATTR], "outside_bounds": t.user_attrs.get("calib_outside_bounds"),
+                   "fail_reason": t.user_attrs.get("fail_reason")}
+            rows.append(row)
+            vals = ", ".join(f"{k}={v:.4g}" for k, v in t.params.items())
+            res = (f"objective {t.value:.4g}" if t.value is not None else f"FAIL: {row['fail_reason']}")
+            flag = f" [outside bounds: {', '.join(row['outside_bounds'])}]" if row["outside_bounds"] else ""
+            lines.append(f"  trial {t.number}: {vals} -> {res}{flag}")
+        summary["manual_trials"] = rows
+        if before is not None:
+            lines.append(f"best before: trial {before.number} (objective {before.value:.4g})")
+        return lines
+
+    _run_optimize(loaded, url, tracking_uri, runs_dir, n, None, parallel, as_json, stored.lineage,
+                  queue=[(m.params, m.user_attrs()) for m in sets], report=report)
+
+
+@app.command()
+def predict(
+    study: str = typer.Option(..., help="Study name in the storage."),
+    set_: list[str] = typer.Option([], "--set", help="KEY=VALUE (repeatable); free keys not named come from the "
+                                                      "best trial (none: the best trial itself)."),
+    file: Optional[Path] = typer.Option(None, "--file", help="YAML file: a list of sets (mappings KEY: VALUE)."),
+    scan: list[str] = typer.Option([], "--scan", help="KEY=LOW:HIGH:N (repeatable): N values of KEY through the "
+                                                       "best set."),
+    allow_outside_bounds: bool = typer.Option(False, help="Predict outside the study's bounds (extrapolation)."),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite under --runs-dir)."),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where the default storage lives."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The study's model of each observable at parameter sets, with its uncertainty, before any run."""
+    from .stored import open_stored
+    from .surrogate import Surrogate
+
+    try:
+        stored = open_stored(study, storage or default_storage(runs_dir))
+        model = Surrogate.fit(stored.study, stored.space)  # needs >= 2 complete trials
+        sets = _manual_sets(stored, set_, file, scan, allow_outside_bounds) if (set_ or file or scan) else None
+    except InputError as exc:
+        _fail(exc)
+        return
+    if sets is None:
+        from .ledger import best_trial
+        from .refine import ManualSet
+
+        best = best_trial(stored.study)
+        assert best is not None
+        sets = [ManualSet({k: best.params[k] for k in stored.space.keys}, f"best trial {best.number}")]
+    preds = model.predict([m.params for m in sets])
+    if as_json:
+        typer.echo(json.dumps({"study": study, "trials_fitted": model.n_trials, "predictions": [
+            {"params": m.params, "outside_bounds": list(m.outside),
+             "outputs": {n: {"value": p.value, "low": p.low, "high": p.high, "sd": p.sd, "unit": p.output.unit,
+                             "target": p.output.target, "scale": p.output.log or "linear"} for n, p in row.items()}}
+            for m, row in zip(sets, preds)]}, indent=2))
+        return
+    typer.echo(f"study {study}: model fitted to {model.n_trials} complete trials (one GP per output; "
+               "value +- 1 posterior sd)")
+    for m, row in zip(sets, preds):
+        flag = f"  [outside bounds: {', '.join(m.outside)}: extrapolated]" if m.outside else ""
+        typer.echo("set " + ", ".join(f"{k}={v:.4g}" for k, v in m.params.items()) + flag)
+        for name, p in row.items():
+            unit = "" if p.output.unit in ("", "1") else f" {p.output.unit}"
+            target = "" if p.output.target is None or name == "objective" else f"   (target {p.output.target:.4g}{unit})"
+            if p.output.log:
+                typer.echo(f"  {name:28s} {p.value:.4g}{unit} [{p.low:.4g}, {p.high:.4g}]{target}")
+            else:
+                typer.echo(f"  {name:28s} {p.value:.4g} +- {p.sd:.2g}{unit}{target}")
+
+
+@app.command()
+def report(
+    study: str = typer.Option(..., help="Study name in the storage."),
+    out: Optional[Path] = typer.Option(None, help="Folder for report.html and its PNGs (default: "
+                                                  "<runs-dir>/<study>/report)."),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite under --runs-dir)."),
+    tracking_uri: Optional[str] = typer.Option(
+        None, help="MLflow tracking URI the report is logged to (default: embedded sqlite under --runs-dir); "
+                   "'none': not logged."),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where the default stores live."),
+) -> None:
+    """Write one self-contained HTML page (plus PNGs) reviewing a study, and log it to its MLflow parent run."""
+    from . import ledger
+    from .review import build_report
+    from .stored import open_stored
+    from .tracking import default_tracking_uri, log_study_folder
+
+    try:
+        stored = open_stored(study, storage or default_storage(runs_dir))
+        folder = out or runs_dir / study / "report"
+        if folder.exists() and not folder.is_dir():
+            raise InputError("--out", "out", f"{folder} is a file, not a folder")
+        _check_tracking(tracking_uri)
+    except InputError as exc:
+        _fail(exc)
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        rep = build_report(stored, folder)
+    typer.echo(f"report: {rep.html.resolve()}")
+    for key, status in rep.sections.items():
+        typer.echo(f"  {key:12s} {status}")
+    uri = tracking_uri or default_tracking_uri(runs_dir)
+    if tracking_uri != "none" and (tracking_uri or Path(uri.removeprefix("sqlite:///")).exists()):
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                rid = log_study_folder(uri, study, stored.study.user_attrs.get(ledger.UID_ATTR), folder, "report")
+            typer.echo(f"logged to MLflow run {rid} (artifacts: report/)")
+        except Exception as exc:
+            typer.echo(f"calib: warning: the report was not logged to MLflow: {exc}", err=True)
 
 
 DEFAULT_PIPELINE = DEFAULT_STUDY.parent / "ssb_pipeline.yaml"

@@ -38,12 +38,21 @@ from .errors import InputError
 SPEC_ATTR = "calib_spec"
 STUDY_FILE_ATTR = "calib_study_spec"
 DATASET_PATH_ATTR = "calib_dataset_path"
+STUDY_PATH_ATTR = "calib_study_path"
+"""Study attribute: the study file the study was created from (relative paths in it resolve there)."""
 IDENTITY_KEYS = ("stage", "dataset", "fidelity", "space", "physics")
 UID_ATTR = "calib_uid"
 TARGET_FIDELITY_ATTR = "calib_target_fidelity"
 """Study attribute: the fidelity the study's answer is judged at."""
 FIDELITY_ATTR = "calib_fidelity"
 """Trial attribute: the fidelity the trial ran at."""
+MANUAL_ATTR = "calib_manual"
+"""Trial attribute of a manual trial (``calib refine``): where its set came from (``--set``, ``--file F``, ``--scan K``)."""
+OUTSIDE_ATTR = "calib_outside_bounds"
+"""Trial attribute: the free keys a manual set put outside the study's bounds."""
+CARRIED_ATTRS = (FIDELITY_ATTR, MANUAL_ATTR, OUTSIDE_ATTR)
+"""Trial attributes a re-proposed trial keeps from the lost one (its fidelity; that it was
+a manual set, ``calib.refine``)."""
 
 
 def _proc_start_ticks(pid: int) -> str | None:
@@ -228,7 +237,8 @@ def _immediate_transactions(engine) -> None:
 
 
 def open_study(name: str, storage: str | optuna.storages.BaseStorage, sampler: optuna.samplers.BaseSampler,
-               ident: dict, spec_json: str | None = None, dataset_path: str | None = None) -> optuna.Study:
+               ident: dict, spec_json: str | None = None, dataset_path: str | None = None,
+               study_path: str | None = None) -> optuna.Study:
     """Create or resume study ``name`` (minimise) and record its identity and full spec
     (several drivers may do so at once)."""
     try:
@@ -245,6 +255,8 @@ def open_study(name: str, storage: str | optuna.storages.BaseStorage, sampler: o
         study.set_user_attr(STUDY_FILE_ATTR, spec_json)
     if dataset_path is not None and DATASET_PATH_ATTR not in study.user_attrs:
         study.set_user_attr(DATASET_PATH_ATTR, dataset_path)
+    if study_path is not None and STUDY_PATH_ATTR not in study.user_attrs:
+        study.set_user_attr(STUDY_PATH_ATTR, study_path)
     return study
 
 
@@ -298,8 +310,9 @@ def requeue(study: optuna.Study, t: FrozenTrial) -> None:
     if not t.params:
         return
     attrs: dict = {REPROPOSED_ATTR: t.number}
-    if FIDELITY_ATTR in t.user_attrs:
-        attrs[FIDELITY_ATTR] = t.user_attrs[FIDELITY_ATTR]
+    for key in CARRIED_ATTRS:
+        if key in t.user_attrs:
+            attrs[key] = t.user_attrs[key]
     if t.user_attrs.get("calib_jobs") and t.user_attrs.get("calib_workdir"):
         attrs[RESUME_ATTR] = {"workdir": t.user_attrs["calib_workdir"], "jobs": t.user_attrs["calib_jobs"]}
     study.enqueue_trial(dict(t.params), user_attrs=attrs)
@@ -371,3 +384,19 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     """The lowest objective among the target-fidelity trials (``at_target``)."""
     done = at_target(study)
     return min(done, key=lambda t: t.value) if done else None
+
+
+def proposal_kind(attrs: dict, number: int, sampler: str, n_initial: int) -> str:
+    """How trial ``number`` (its ledger attributes ``attrs``) was proposed: ``manual (...)``
+    (``calib refine``), ``re-attached (trial n)``, ``re-proposed (trial n)`` (a lost trial's
+    point run again), ``sobol (no model)`` / ``random (no model)``, ``initial design`` or
+    ``model``."""
+    if attrs.get(MANUAL_ATTR):
+        return f"manual ({attrs[MANUAL_ATTR]})"
+    if attrs.get("calib_reattached"):
+        return f"re-attached (trial {attrs.get(REPROPOSED_ATTR)})"
+    if attrs.get(REPROPOSED_ATTR) is not None:
+        return f"re-proposed (trial {attrs[REPROPOSED_ATTR]})"
+    if sampler in ("sobol", "random"):
+        return f"{sampler} (no model)"
+    return "initial design" if number < n_initial else "model"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import optuna
 
@@ -36,11 +36,15 @@ class LoopResult:
 
 def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: LammpsInstall,
               tracker: Tracker | None = None, on_event: Callable[[Event], None] | None = None,
-              lineage: Lineage | None = None) -> LoopResult:
+              lineage: Lineage | None = None, queue: Sequence[tuple[dict[str, float], dict]] = ()) -> LoopResult:
     """Run (or resume) the study until it has ``cfg.n_trials`` finished trials; a chained
-    stage starts every trial from ``lineage``'s state."""
+    stage starts every trial from ``lineage``'s state. ``queue``: parameter sets (free
+    key -> value, trial attributes) to run first (``calib refine``), enqueued once the
+    study is open."""
     runner = Runner(backend, lammps, loaded.spec.resources, loaded.spec.trial_timeout_s)
     session = StudySession(loaded, cfg, runner, tracker or NullTracker(), on_event or (lambda e: None), lineage)
+    for params, attrs in queue:
+        session.study.enqueue_trial(params, user_attrs=attrs)
     active: dict[int, ActiveTrial] = {}
     try:
         while True:

@@ -149,7 +149,8 @@ class StudySession:
             self.storage = ledger.rdb_storage(cfg.storage, cfg.heartbeat_s, cfg.grace_s, self.recovery)
             self.study = ledger.open_study(spec.name, self.storage, self.sampler,
                                            study_ident(loaded, self.space, lineage), spec_json=spec.model_dump_json(),
-                                           dataset_path=str(loaded.dataset_path.resolve()))
+                                           dataset_path=str(loaded.dataset_path.resolve()),
+                                           study_path=str(Path(loaded.path).resolve()))
             uid = self.study.user_attrs[ledger.UID_ATTR]
             self._start_tracking(uid, lineage)
             # absolute: checkpoints and job handles must mean the same to a driver started elsewhere
@@ -298,12 +299,12 @@ class StudySession:
         """Drivers raced for the last slot and this one lost: the trial is marked lost (it
         does not count) and, if it re-proposed a lost point, that point is queued again."""
         attrs = {k: v for k, v in trial.user_attrs.items() if k in (ledger.REPROPOSED_ATTR, ledger.RESUME_ATTR,
-                                                                     FIDELITY_ATTR)}
+                                                                     *ledger.CARRIED_ATTRS)}
         trial.set_user_attr("fail_reason", "not run: other drivers filled the trial budget first")
         trial.set_user_attr("calib_lost", True)
         self.study.tell(trial, state=TrialState.FAIL)
         self.heartbeat.discard(trial._trial_id)
-        if attrs.get(ledger.REPROPOSED_ATTR) is not None:
+        if attrs.get(ledger.REPROPOSED_ATTR) is not None or attrs.get(ledger.MANUAL_ATTR):
             self.study.enqueue_trial(dict(trial.params), user_attrs=attrs)
 
     def _on_submit(self, trial: optuna.Trial, workdir: Path) -> Callable[[TrialExecution], None]:
@@ -432,27 +433,21 @@ class StudySession:
         """What a reviewer needs on a trial's run: how it was proposed, which free keys sit
         at a bound (within 1 % of the range), the free keys and their bounds."""
         attrs = a.trial.user_attrs
-        if attrs.get("calib_reattached"):
-            kind = f"re-attached (trial {attrs.get(ledger.REPROPOSED_ATTR)})"
-        elif attrs.get(ledger.REPROPOSED_ATTR) is not None:
-            kind = f"re-proposed (trial {attrs[ledger.REPROPOSED_ATTR]})"
-        else:
-            sampler = self.spec.optimizer.sampler
-            if sampler in ("sobol", "random"):
-                kind = f"{sampler} (no model)"
-            else:
-                kind = "initial design" if a.number < self.spec.optimizer.n_initial else "model"
+        kind = ledger.proposal_kind(attrs, a.number, self.spec.optimizer.sampler, self.spec.optimizer.n_initial)
         at_bound = []
         for axis in self.space.axes:
             v = a.params.get(axis.key)
             if v is None:
                 continue
             u = axis.to_unit(v)  # the search's own scale (log for log axes)
+            if not 0.0 <= u <= 1.0:
+                continue  # outside the bounds (a manual set): flagged as such
             if u <= 0.01:
                 at_bound.append(f"{axis.key}=low")
             elif u >= 0.99:
                 at_bound.append(f"{axis.key}=high")
         return {"calib.proposal": kind, "calib.at_bound": ", ".join(at_bound) or "none",
+                "calib.outside_bounds": ", ".join(attrs.get(ledger.OUTSIDE_ATTR) or []) or "none",
                 "calib.free_keys": ", ".join(self.space.keys),
                 "calib.bounds": ", ".join(f"{x.key}=[{x.low:g}, {x.high:g}]{' log' if x.log else ''}"
                                           for x in self.space.axes)}
@@ -497,7 +492,8 @@ class StudySession:
                 a.trial.set_user_attr("fail_reason", why)
                 a.trial.set_user_attr("calib_lost", True)
                 self.study.tell(a.trial, state=TrialState.FAIL)
-                self.study.enqueue_trial(dict(a.params), user_attrs={"calib_reproposed_from": a.number,
+                carried = {k: a.trial.user_attrs[k] for k in ledger.CARRIED_ATTRS if k in a.trial.user_attrs}
+                self.study.enqueue_trial(dict(a.params), user_attrs={**carried, ledger.REPROPOSED_ATTR: a.number,
                                                                      FIDELITY_ATTR: a.fidelity})
                 self._track_failure(a.number, a.params, why, a.workdir, a.fidelity)
             except Exception:  # clean up the other trials whatever happens to this one

@@ -231,6 +231,26 @@ class MlflowTracker:
         self.client.set_terminated(self.parent_run_id, status="FINISHED")
 
 
+def log_study_folder(tracking_uri: str, study_name: str, uid: str | None, folder: Path, artifact_path: str) -> str:
+    """Log ``folder``'s files under ``artifact_path`` of study ``study_name``'s parent run
+    (found by its tags); returns the run id. ``LookupError`` when the study has no run there."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(study_name)
+    if exp is None:
+        raise LookupError(f"no MLflow experiment {study_name!r} at {tracking_uri}")
+    query = (f"tags.`{STUDY_TAG}` = '{study_name}' and tags.`{ROLE_TAG}` = 'study'"
+             + (f" and tags.`{UID_TAG}` = '{uid}'" if uid else ""))
+    found = client.search_runs([exp.experiment_id], filter_string=query, order_by=["attributes.start_time ASC"],
+                               max_results=1)
+    if not found:
+        raise LookupError(f"no parent run of study {study_name!r} in MLflow experiment {exp.experiment_id}")
+    rid = found[0].info.run_id
+    client.log_artifacts(rid, str(folder), artifact_path)
+    return rid
+
+
 def _auth_headers() -> dict[str, str]:
     """The credentials MLflow's client would send (``MLFLOW_TRACKING_TOKEN``, or
     ``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD``), for the up-front probe."""
