@@ -43,7 +43,8 @@ from .stages import TrialContext
 from .stages.base import scalarised
 from .study import LoadedStudy
 from .heartbeat import Heartbeat
-from .tracking import BestRecord, Tracker, TrialRecord
+from .targets_table import target_rows
+from .tracking import BestRecord, DatasetRecord, Tracker, TrialRecord, objective_metric
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -177,12 +178,17 @@ class StudySession:
         spec, loaded = self.spec, self.loaded
         self.base_tags = {"stage": spec.stage, "fidelity": spec.fidelity, "dataset": spec.dataset, "study": spec.name,
                           **(lineage.tags() if lineage else {})}
+        self.objective_metric = objective_metric(spec.objective.scalarisation)
         try:
             self.tracker.start_study(spec.name, tags={**self.base_tags, "storage": self.cfg.storage,
                                                       "calib.study_uid": uid},
                                      params={"study_file": str(loaded.path), "seed": str(self.cfg.seed),
                                              "fixed": json.dumps(self.space.fixed, sort_keys=True),
-                                             **loaded.stage.study_attrs(loaded)})
+                                             **loaded.stage.study_attrs(loaded)},
+                                     objective=self.objective_metric,
+                                     dataset=DatasetRecord(loaded.dataset.name, str(loaded.dataset_path.resolve()),
+                                                           tuple(target_rows(loaded))),
+                                     description=experiment_description(spec, self.objective_metric))
         except Exception as exc:
             first = str(exc).splitlines()[0] if str(exc) else ""
             raise InputError("--tracking-uri", "uri", f"cannot use the MLflow store: {exc.__class__.__name__}: "
@@ -406,7 +412,7 @@ class StudySession:
             score = None
         if not outcome.failed:
             assert score is not None
-            metrics["objective"] = score.value
+            metrics[self.objective_metric] = score.value
             self.study.tell(t, score.value)
             state = "COMPLETE"
             self.emit(Event("complete", a.number, self._at(a.fidelity) + score.summary, score.value))
@@ -418,6 +424,7 @@ class StudySession:
             self.emit(Event("fail", a.number, self._at(a.fidelity) + outcome.why))
         a.told = True
         tags.update(self._review_tags(a))
+        tags.update(flag_tags(score, state, tags))
         try:
             run_id = self.tracker.log_trial(TrialRecord(a.number, state, {**self.space.fixed, **a.params}, metrics,
                                                         tags, tuple(artifacts), artifact_root=a.workdir,
@@ -447,6 +454,7 @@ class StudySession:
             elif u >= 0.99:
                 at_bound.append(f"{axis.key}=high")
         return {"calib.proposal": kind, "calib.at_bound": ", ".join(at_bound) or "none",
+                "calib.workdir": str(a.workdir),
                 "calib.outside_bounds": ", ".join(attrs.get(ledger.OUTSIDE_ATTR) or []) or "none",
                 "calib.free_keys": ", ".join(self.space.keys),
                 "calib.bounds": ", ".join(f"{x.key}=[{x.low:g}, {x.high:g}]{' log' if x.log else ''}"
@@ -473,10 +481,12 @@ class StudySession:
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
         for name in self.spec.objective.targets:
             target = self.loaded.dataset.targets.get(name)
-            if target is not None:
-                obs[name] = (None, target.value)  # type: ignore[assignment]
+            if target is not None:  # the best trial's value next to its target
+                sim = ((best.user_attrs.get("errors") or {}).get(name) or {}).get("simulated")
+                obs[name] = (float(sim) if isinstance(sim, (int, float)) else None, target.value)  # type: ignore
+        step = max(t.number for t in self.study.get_trials(deepcopy=False) if t.state.is_finished())
         self.tracker.update_best(BestRecord(best.number, float(best.value), dict(best.user_attrs.get("table_s1") or {}),
-                                            obs), series)
+                                            obs, step), series)
 
     def abandon(self, active: Iterable[ActiveTrial]) -> None:
         """The driver is stopping: cancel each running trial's jobs, mark it FAIL (lost) and
@@ -527,9 +537,44 @@ class StudySession:
                           or p.name.startswith("in.")) if workdir else ()
             self.tracker.log_trial(TrialRecord(number, "FAIL", {**self.space.fixed, **free}, {},
                                                {**self.base_tags, "fidelity": fid or self.spec.fidelity,
-                                                "fail_reason": reason[:5000]}, files, artifact_root=workdir))
+                                                "fail_reason": reason[:5000], "calib.flags": "FAILED",
+                                                "calib.equilibrated": "n/a"}, files, artifact_root=workdir))
         except Exception as exc:
             self.emit(Event("warning", number, f"MLflow logging failed: {exc}"))
+
+
+def flag_tags(score, state: str, tags: dict[str, str]) -> dict[str, str]:
+    """What a reviewer must not miss on a trial's run: ``calib.equilibrated`` (yes / NO /
+    n/a) and ``calib.flags``, a short list (failed, not equilibrated, outside the bounds, at a
+    bound) or ``none``."""
+    flags = []
+    if state != "COMPLETE":
+        flags.append("FAILED")
+    eq = "n/a" if score is None else ("yes" if score.equilibrated else "NO")
+    if eq == "NO":
+        flags.append("not equilibrated")
+    if tags.get("calib.outside_bounds", "none") != "none":
+        flags.append(f"outside bounds ({tags['calib.outside_bounds']})")
+    if tags.get("calib.at_bound", "none") != "none":
+        flags.append(f"at bound ({tags['calib.at_bound']})")
+    return {"calib.equilibrated": eq, "calib.flags": "; ".join(flags) or "none"}
+
+
+def experiment_description(spec, objective: str) -> str:
+    """The MLflow experiment's description (markdown): how to read a study's runs."""
+    targets = ", ".join(spec.objective.targets)
+    return (f"**calib study `{spec.name}`**: stage {spec.stage}, dataset `{spec.dataset}`, fidelity {spec.fidelity}, "
+            f"{spec.objective.scalarisation} of {targets}.\n\n"
+            f"- The run named `{spec.name}` is the study: tag `calib.best_trial` and its link `calib.best_run`, "
+            "tags `best.<key>` (Table S1), metrics `best.<observable>` next to `target.<observable>`, "
+            f"the series `best_{objective}` (best so far by trial number) and `trial_{objective}`; "
+            "its artifacts hold `report/report.html` (`calib report`).\n"
+            f"- Each trial is a nested run: metric `{objective}` (lower is better), tags `calib.proposal` "
+            "(initial design, model, manual), `calib.flags`, `calib.equilibrated`, `calib.at_bound`, "
+            "`calib.bounds`; artifacts `log.lammps.txt` and `in.*.txt` preview in the browser, `fail_reason.txt` "
+            "on failed trials, `system.data`, `params.json` and `final.restart` rerun it.\n"
+            "- The targets (value, unit, uncertainty, provenance) are the runs' dataset input `targets`.\n"
+            f"- Sort the runs by `metrics.{objective}` ascending; filter `tags.calib.role = 'trial'`.")
 
 
 def ready_to_ask(study: optuna.Study, active: dict[int, ActiveTrial], lag: int) -> bool:

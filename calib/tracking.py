@@ -16,6 +16,53 @@ from typing import Protocol
 
 from .errors import InputError
 
+OBJECTIVE_METRICS = {"weighted_sum": "objective_weighted_sum_sq_error",
+                     "chebyshev": "objective_max_weighted_abs_error",
+                     "parego": "objective_parego_aug_chebyshev"}
+"""MLflow's name of a trial's objective by scalarisation (``objectives.scalarise``): it says
+what the number is. The parent run's series are ``best_<name>`` and ``trial_<name>``."""
+PREVIEW_SUFFIX = ".txt"
+PREVIEW_MAX_BYTES = 5_000_000
+"""Text files the MLflow UI cannot preview (``log.lammps``, ``in.slurry``) are also logged
+as ``<name>.txt`` copies up to this size (the UI previews by extension)."""
+
+
+def objective_metric(scalarisation: str) -> str:
+    """The MLflow metric name of a study's objective (``OBJECTIVE_METRICS``)."""
+    return OBJECTIVE_METRICS.get(scalarisation, f"objective_{scalarisation}")
+
+
+def needs_preview_copy(path: Path) -> bool:
+    """A LAMMPS text file whose name the MLflow UI does not preview: ``log.lammps``,
+    ``in.*`` input decks."""
+    return path.name == "log.lammps" or path.name.startswith("in.")
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """The data a study is scored against, for MLflow's dataset API: ``rows``
+    (``calib.targets_table``), the dataset's ``name`` and its file (``source``)."""
+
+    name: str
+    source: str
+    rows: tuple[dict, ...]
+
+    def entity(self):
+        """An MLflow ``DatasetInput`` (context ``targets``)."""
+        import mlflow.data
+        import pandas as pd
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        df = pd.DataFrame(list(self.rows))
+        ds = mlflow.data.from_pandas(df, source=self.source, name=self.name)
+        return DatasetInput(ds._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "targets")])
+
+
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+"""A study's experiment is model development, not GenAI: MLflow 3's UI then opens it on its
+runs table instead of the traces overview."""
+
 STUDY_TAG = "calib.study"
 ROLE_TAG = "calib.role"
 UID_TAG = "calib.study_uid"
@@ -46,10 +93,15 @@ class BestRecord:
     objective: float
     params: dict[str, float]
     observables: dict[str, tuple[float, float | None]]
+    step: int = 0
+    """The step of the ``best.*`` and ``target.*`` metrics: the highest finished trial number
+    when logged, so the latest value (MLflow shows the highest step's) is the current best's."""
 
 
 class Tracker(Protocol):
-    def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str]) -> None: ...
+    def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str],
+                    objective: str = "objective", dataset: DatasetRecord | None = None,
+                    description: str = "") -> None: ...
     def log_trial(self, record: TrialRecord) -> str | None: ...
     def update_best(self, best: BestRecord, series: list[tuple[int, float]]) -> None: ...
     def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None) -> None: ...
@@ -58,7 +110,9 @@ class Tracker(Protocol):
 class NullTracker:
     """Tracks nothing."""
 
-    def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str]) -> None:
+    def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str],
+                    objective: str = "objective", dataset: DatasetRecord | None = None,
+                    description: str = "") -> None:
         return None
 
     def log_trial(self, record: TrialRecord) -> str | None:
@@ -115,6 +169,8 @@ class MlflowTracker:
         self.artifact_root = artifact_root
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
+        self.objective = "objective"
+        self._dataset = None  # the study's DatasetInput, logged with every run
 
     @property
     def client(self):
@@ -129,13 +185,26 @@ class MlflowTracker:
             self._client = _LockPatient(client) if self.uri.startswith("sqlite") else client
         return self._client
 
-    def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str]) -> None:
+    def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str],
+                    objective: str = "objective", dataset: DatasetRecord | None = None,
+                    description: str = "") -> None:
+        """Find or create the study's experiment and parent run. ``objective``: the
+        objective's metric name; ``dataset``: logged as the input of the parent and of
+        every trial run; ``description``: the experiment's description (markdown)."""
+        self.objective = objective
+        self._dataset = dataset.entity() if dataset is not None else None
         exp = self.client.get_experiment_by_name(study_name)
         if exp is None:
             loc = (self.artifact_root / study_name).resolve().as_uri() if self.artifact_root else None
-            self.experiment_id = self.client.create_experiment(study_name, artifact_location=loc)
+            self.experiment_id = self.client.create_experiment(study_name, artifact_location=loc,
+                                                               tags=EXPERIMENT_TAGS)
         else:
             self.experiment_id = exp.experiment_id
+            if exp.tags.get("mlflow.experimentKind") is None:
+                for k, v in EXPERIMENT_TAGS.items():
+                    self.client.set_experiment_tag(self.experiment_id, k, v)
+        if description:
+            self.client.set_experiment_tag(self.experiment_id, "mlflow.note.content", description)
         uid = tags.get(UID_TAG)
         query = (f"tags.`{STUDY_TAG}` = '{study_name}' and tags.`{ROLE_TAG}` = 'study'"
                  + (f" and tags.`{UID_TAG}` = '{uid}'" if uid else ""))
@@ -157,6 +226,8 @@ class MlflowTracker:
         self.parent_run_id = run.info.run_id
         for k, v in params.items():
             self.client.log_param(self.parent_run_id, k, v)
+        if self._dataset is not None:
+            self.client.log_inputs(self.parent_run_id, datasets=[self._dataset])
 
     def log_trial(self, record: TrialRecord) -> str | None:
         from mlflow.entities import Metric, Param, RunTag
@@ -172,8 +243,27 @@ class MlflowTracker:
                    if v is not None and math.isfinite(float(v))]
         params = [Param(k, f"{float(v):.6g}") for k, v in record.params.items()]
         self.client.log_batch(rid, metrics=metrics, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
-        for path in record.artifacts:
-            if path.exists():
+        if self._dataset is not None:
+            self.client.log_inputs(rid, datasets=[self._dataset])
+        if record.state != "COMPLETE" and tags.get("fail_reason"):
+            self.client.log_text(rid, tags["fail_reason"] + "\n", "fail_reason.txt")
+        self._log_files(rid, record)
+        self.client.set_terminated(rid, status="FINISHED" if record.state == "COMPLETE" else "FAILED", end_time=now)
+        value = record.metrics.get(self.objective)
+        if value is not None and math.isfinite(value):
+            self.client.log_metric(self.parent_run_id, f"trial_{self.objective}", float(value), now, record.number)
+        return rid
+
+    def _log_files(self, rid: str, record: TrialRecord) -> None:
+        """The trial's files, each under its sub-folder of the trial directory; LAMMPS text
+        files also as ``.txt`` copies the UI previews (``needs_preview_copy``)."""
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="calib-preview-") as tmp:
+            for path in record.artifacts:
+                if not path.exists():
+                    continue
                 sub = None
                 if record.artifact_root is not None and path.parent != record.artifact_root:
                     try:
@@ -181,17 +271,17 @@ class MlflowTracker:
                     except ValueError:
                         sub = None
                 self.client.log_artifact(rid, str(path), artifact_path=sub)
-        self.client.set_terminated(rid, status="FINISHED" if record.state == "COMPLETE" else "FAILED", end_time=now)
-        if "objective" in record.metrics and math.isfinite(record.metrics["objective"]):
-            self.client.log_metric(self.parent_run_id, "trial_objective", float(record.metrics["objective"]), now,
-                                   record.number)
-        return rid
+                if needs_preview_copy(path) and path.stat().st_size <= PREVIEW_MAX_BYTES:
+                    copy = Path(tmp) / (sub or ".") / (path.name + PREVIEW_SUFFIX)
+                    copy.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, copy)
+                    self.client.log_artifact(rid, str(copy), artifact_path=sub)
 
     def update_best(self, best: BestRecord, series: list[tuple[int, float]]) -> None:
         """The parent run names the best trial so far: tags ``calib.best_trial``,
         ``calib.best_run_id`` and ``calib.best_run`` (the UI path of its run), ``best.<key>``
         per Table S1 key, metrics ``best.<observable>`` next to ``target.<observable>``, and
-        new points of the series ``best_objective`` (``series``: (trial number, best value
+        new points of the series ``best_<objective>`` (``series``: (trial number, best value
         among trials up to it)); the best trial's own run is tagged ``calib.best = true``
         (the previous best's tag is set to false)."""
         from mlflow.entities import Metric, RunTag
@@ -210,12 +300,13 @@ class MlflowTracker:
             self.client.set_tag(rid, "calib.best", "true")
             tags.update({"calib.best_run_id": rid, "calib.best_run": f"#/experiments/{self.experiment_id}/runs/{rid}"})
         tags.update({f"best.{k}": f"{v:.6g}" for k, v in best.params.items()})
-        metrics = [Metric("best_objective", float(v), now, n) for n, v in series]
+        metrics = [Metric(f"best_{self.objective}", float(v), now, n) for n, v in series]
         for name, (value, target) in best.observables.items():
             if value is not None and math.isfinite(value):
-                metrics.append(Metric(f"best.{name}", float(value), now, best.number))
+                metrics.append(Metric(f"best.{name}", float(value), now, best.step))
             if target is not None and math.isfinite(target):
-                metrics.append(Metric(f"target.{name}", float(target), now, best.number))
+                metrics.append(Metric(f"target.{name}", float(target), now, best.step))
+        tags["mlflow.note.content"] = best_note(best, self.objective, tags.get("calib.best_run"))
         self.client.log_batch(self.parent_run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None) -> None:
@@ -229,6 +320,20 @@ class MlflowTracker:
             if v is not None and math.isfinite(v):
                 self.client.log_metric(self.parent_run_id, k, float(v))
         self.client.set_terminated(self.parent_run_id, status="FINISHED")
+
+
+def best_note(best: BestRecord, objective: str, link: str | None) -> str:
+    """The parent run's description (markdown): the best trial, its objective, its
+    observables next to their targets and its Table S1 values."""
+    head = f"**Best trial: {best.number}**" + (f" ([open its run]({link}))" if link else "")
+    lines = [head, "", f"`{objective}` = {best.objective:.6g}", ""]
+    obs = [(k, v, t) for k, (v, t) in best.observables.items() if t is not None]
+    if obs:
+        lines += ["| observable | best trial | target |", "|---|---|---|"]
+        lines += [f"| {k} | {'n/a' if v is None else f'{v:.5g}'} | {t:.5g} |" for k, v, t in obs]
+        lines.append("")
+    lines += ["| Table S1 key | value |", "|---|---|"] + [f"| {k} | {v:.6g} |" for k, v in best.params.items()]
+    return "\n".join(lines)
 
 
 def log_study_folder(tracking_uri: str, study_name: str, uid: str | None, folder: Path, artifact_path: str) -> str:

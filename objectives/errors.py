@@ -38,8 +38,14 @@ class TargetError:
         return (self.error_sd,)
 
     def metrics(self) -> dict[str, float]:
-        """Tracking metrics: ``<name>_rel_error`` and the scored ``<name>_error``."""
-        return {f"{self.name}_rel_error": self.rel_error, f"{self.name}_error": self.error}
+        """Tracking metrics, named for what they are: ``<name>_rel_error`` ((sim - target) /
+        target) and, where the target states an uncertainty, the scored
+        ``<name>_error_per_uncertainty`` ((sim - target) / uncertainty); without one the
+        scored error is the relative error, logged once."""
+        out = {f"{self.name}_rel_error": self.rel_error}
+        if self.normalised_by == "uncertainty":
+            out[f"{self.name}_error_per_uncertainty"] = self.error
+        return out
 
     def as_dict(self) -> dict:
         return {"simulated": self.simulated, "target": self.target, "unit": self.unit, "rel_error": self.rel_error,

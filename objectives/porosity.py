@@ -49,7 +49,8 @@ class DegreeErrorResult:
         return (None,) * len(self.point_errors)
 
     def metrics(self) -> dict[str, float]:
-        return {f"{self.name}_error": self.error}
+        """Tracking metric: the scored error, the root mean square of the point errors."""
+        return {f"{self.name}_rms_point_error": self.error}
 
     def as_dict(self) -> dict:
         return {"error": self.error, "degree_pct": list(self.degree_pct), "simulated": list(self.simulated),

@@ -208,7 +208,8 @@ class CurveErrorResult:
         return self.log_error_sd if self.log_error_sd is not None else (None,) * len(self.log_errors)
 
     def metrics(self) -> dict[str, float]:
-        return {f"{self.name}_error": self.error}
+        """Tracking metric: the scored error, the root mean square of the (normalised) ln errors."""
+        return {f"{self.name}_rms_ln_error": self.error}
 
     def as_dict(self) -> dict:
         return {"rms_log_error": self.rms, "error": self.error, "shear_rate_per_s": list(self.shear_rate_per_s),

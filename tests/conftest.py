@@ -108,3 +108,44 @@ def slurm():
         os.environ.pop("SLURM_CONF", None)
     else:
         os.environ["SLURM_CONF"] = old
+
+
+@pytest.fixture(scope="module")
+def mlflow_ui(tmp_path_factory):
+    """A real MLflow tracking server with its UI for the module (``tests/services.MlflowServer``:
+    SQLite store and served artifacts under a temporary directory, loopback, a free port);
+    its ``url`` is the UI's base URL. Stopped after."""
+    from services import MlflowServer
+
+    server = MlflowServer(root=tmp_path_factory.mktemp("mlflow_ui"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium driven by Selenium for the module (``tests/services.chromium``;
+    Debian's ``chromium`` and ``chromium-driver`` installed with apt if missing), 1600x1000.
+    Helpers to look at the MLflow UI with it: ``tests/browser.py``."""
+    from services import chromium
+
+    driver = chromium()
+    yield driver
+    driver.quit()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test that uses ``browser`` leaves ``failure.png`` (the window as it was) in
+    its ``tmp_path``, named in the report."""
+    report = yield
+    if report.when == "call" and report.failed and "browser" in getattr(item, "funcargs", {}):
+        folder = item.funcargs.get("tmp_path")
+        if folder is not None:
+            try:
+                path = Path(folder) / "failure.png"
+                item.funcargs["browser"].save_screenshot(str(path))
+                report.sections.append(("browser", f"screenshot at failure: {path}"))
+            except Exception as exc:  # the browser itself may be what failed
+                report.sections.append(("browser", f"no screenshot: {exc!r}"))
+    return report

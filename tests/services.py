@@ -1,16 +1,20 @@
 """System services the tests start themselves (never skipped on the project's machines):
-a PostgreSQL server and a single-node Slurm cluster on a temporary directory, loopback only,
-stopped afterwards."""
+a PostgreSQL server, a single-node Slurm cluster and an MLflow tracking server on a temporary
+directory, loopback only, stopped afterwards; and a headless Chromium (Selenium) to look at
+the MLflow UI with."""
 
 from __future__ import annotations
 
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 PG_USER, PG_PASSWORD, PG_DB = "calib", "calib-test-pw", "calib"
@@ -223,3 +227,106 @@ class Slurm:
                 pass
         subprocess.run(["pkill", "-f", f"slurmstepd.*{self.dir}"], capture_output=True)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- MLflow server
+
+
+class MlflowServer:
+    """A real ``mlflow server`` on 127.0.0.1 (a free port, one worker) with backend store
+    ``backend_store_uri`` (default: a SQLite file under ``root``) serving its artifacts from
+    ``root/artifacts`` (``--artifacts-destination``: clients log artifacts through the
+    server). ``root`` defaults to a new temporary directory, removed by ``stop``. ``url``
+    answers ``/health`` once the constructor returns."""
+
+    def __init__(self, backend_store_uri: str | None = None, root: Path | None = None, timeout: float = 120) -> None:
+        self._own_root = root is None
+        self.root = Path(tempfile.mkdtemp(prefix="calib_mlflow_")) if root is None else Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{self.root / 'mlflow.db'}"
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = self.root / "server.log"
+        mlflow_bin = Path(sys.executable).parent / "mlflow"
+        with open(self.log, "wb") as log:
+            self._proc = subprocess.Popen(
+                [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--backend-store-uri", self.backend_store_uri,
+                 "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self._wait(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited ({self._proc.returncode}): "
+                                   f"{self.log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.3)
+        raise RuntimeError(f"mlflow server did not answer /health in {timeout:.0f} s: "
+                           f"{self.log.read_text(errors='replace')[-2000:]}")
+
+    def stop(self) -> None:
+        try:
+            if self._proc.poll() is None:
+                os.killpg(self._proc.pid, signal.SIGTERM)
+                try:
+                    self._proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self._proc.pid, signal.SIGKILL)
+                    self._proc.wait(timeout=10)
+        finally:
+            if self._own_root:
+                shutil.rmtree(self.root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- Chromium
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def ensure_chromium_installed() -> None:
+    """Debian's ``chromium`` and its matching ``chromium-driver``, installed with apt-get
+    (without recommended packages) if missing. About 15 s on a 2-core machine (26 packages,
+    ~130 MB) after a 2 s ``apt-get update``."""
+    if os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium", "chromium-driver"],
+                   check=True, capture_output=True, env=env)
+    assert os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK), "chromium missing after install"
+
+
+def chromium(width: int = 1600, height: int = 1000):
+    """A Selenium WebDriver for a new headless Chromium (Debian's, installed if missing)
+    whose page area (viewport, what screenshots show) is ``width`` x ``height``; the caller
+    quits it."""
+    ensure_chromium_installed()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                f"--window-size={width},{height}", "--lang=en-US", "--hide-scrollbars"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:  # headless Chromium keeps ~140 px of the window for its (invisible) toolbars
+        extra_w, extra_h = driver.execute_script("return [outerWidth - innerWidth, outerHeight - innerHeight]")
+        driver.set_window_size(width + extra_w, height + extra_h)
+    except BaseException:
+        driver.quit()
+        raise
+    return driver

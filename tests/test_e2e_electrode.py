@@ -298,4 +298,4 @@ def test_characterise_study_scores_conductivity_like_porosity(chain):
     exp = client.get_experiment_by_name("char")
     (run,) = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("calib.role") == "trial"]
     assert run.data.metrics["characterise/30_pct/conductivity_s_m"] == pytest.approx(rows[30.0]["conductivity_s_m"])
-    assert run.data.metrics["calendered_conductivity_error"] == pytest.approx(expect)
+    assert run.data.metrics["calendered_conductivity_rms_point_error"] == pytest.approx(expect)

@@ -4,11 +4,7 @@ an artifact root the server serves; unusable tracking URIs are refused up front.
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -16,48 +12,19 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import parse_json_stdout, run_calib, write_study
+from services import MlflowServer
 
 pytestmark = pytest.mark.lammps
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def mlflow_server(request, tmp_path: Path):
-    port = _free_port()
-    store = tmp_path / "server"
-    store.mkdir()
+    backend = None  # MlflowServer's default: SQLite in its directory
     if request.param == "postgresql":
         backend = request.getfixturevalue("postgres").create_database(f"mlflow_{uuid.uuid4().hex[:8]}")
-    else:
-        backend = f"sqlite:///{store / 'mlflow.db'}"
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
-    proc = subprocess.Popen([str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", backend,
-                             "--artifacts-destination", str(store / "artifacts"), "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError("mlflow server exited")
-                time.sleep(0.5)
-        else:
-            raise RuntimeError("mlflow server did not come up")
-        yield url
-    finally:
-        import os
-        import signal
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+    server = MlflowServer(backend_store_uri=backend, root=tmp_path / "server")
+    yield server.url
+    server.stop()
 
 
 def test_optimize_logs_to_tracking_server(tmp_path: Path, mlflow_server: str):

@@ -14,6 +14,7 @@ from conftest import parse_json_stdout, run_calib, write_study
 from sim_backends.lammps.forcefield import TABLE_S1_KEYS
 
 pytestmark = pytest.mark.lammps
+OBJ = "objective_weighted_sum_sq_error"
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +83,21 @@ def test_mlflow_parent_and_nested_runs(optimized):
             assert tag in r.data.tags, tag
         assert r.data.tags["fidelity"] == "smoke" and r.data.tags["lammps_version"].startswith("22 Jul 2025")
         if r.data.tags["state"] == "COMPLETE":
-            for m in ("density_g_cm3", "slurry_density_rel_error", "objective", "wall_time_s", "atom_steps_per_s"):
+            for m in ("density_g_cm3", "slurry_density_rel_error", OBJ, "wall_time_s", "atom_steps_per_s"):
                 assert m in r.data.metrics, m
+            assert "objective" not in r.data.metrics  # named for what it is: a weighted sum of squared errors
             arts = {a.path for a in client.list_artifacts(r.info.run_id)}
             assert {"in.slurry", "log.lammps", "final.data"} <= arts
             assert {"system.data", "params.json", "final.restart", "density_blocks.txt"} <= arts  # to rerun it
+            assert {"in.slurry.txt", "log.lammps.txt"} <= arts  # copies the UI previews
+            local = Path(client.download_artifacts(r.info.run_id, "log.lammps.txt", str(tmp / "dl")))
+            assert local.read_text() == (Path(r.data.tags["calib.workdir"]) / "log.lammps").read_text()
+            assert r.data.tags["calib.equilibrated"] in ("yes", "NO")
+            assert ("not equilibrated" in r.data.tags["calib.flags"]) == (r.data.tags["calib.equilibrated"] == "NO")
+        # the targets, through MLflow's dataset API
+        (inp,) = r.inputs.dataset_inputs
+        assert inp.dataset.name == "ssb_nmc622_lpscl" and [t.value for t in inp.tags] == ["targets"]
+        assert json.loads(inp.dataset.profile)["num_rows"] == 1 and '"provenance_kind"' in inp.dataset.schema
 
         # review: how it was proposed, bounds, keys at a bound, readable values, a run spanning the simulation
         assert r.data.tags["calib.proposal"] in ("initial design", "model")
@@ -103,13 +114,18 @@ def test_mlflow_parent_and_nested_runs(optimized):
     assert parent.data.tags["calib.best_run_id"] == best_runs[0].info.run_id
     assert parent.data.tags["calib.best_run"].endswith(f"/runs/{best_runs[0].info.run_id}")
     assert float(parent.data.tags["best.eps_AM"]) == pytest.approx(s["best_params"]["eps_AM"], rel=1e-5)
-    series = client.get_metric_history(pid, "best_objective")
+    series = client.get_metric_history(pid, f"best_{OBJ}")
     values = [m.value for m in sorted(series, key=lambda m: m.step)]
     assert values == sorted(values, reverse=True) and values[-1] == pytest.approx(s["best_value"])
     assert sorted(m.step for m in series) == sorted(int(r.data.tags["trial_number"]) for r in trials
                                                     if int(r.data.tags["trial_number"]) >= series[0].step)
     assert parent.data.metrics["target.slurry_density"] == pytest.approx(1.90)
-    assert "objective" not in parent.data.metrics  # the per-trial series is trial_objective
+    assert parent.data.metrics["best.slurry_density"] == pytest.approx(
+        s["best_observables"]["slurry_density"]["simulated"])
+    assert f"**Best trial: {s['best_trial']}**" in parent.data.tags["mlflow.note.content"]
+    assert len(client.get_metric_history(pid, f"trial_{OBJ}")) == 3
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs table
+    assert f"metrics.{OBJ}" in exp.tags["mlflow.note.content"]
 
 
 @pytest.mark.parametrize("fmt", ["markdown", "csv", "json", "latex", "lammps"])

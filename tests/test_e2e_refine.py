@@ -1,0 +1,194 @@
+"""End to end: ``calib refine``, ``calib predict`` and ``calib report`` on a stored smoke
+study (real LAMMPS, Optuna and MLflow stores): manual sets become trials of the study with
+their tag, the next model proposal learns from them, the model's uncertainty is smaller
+where it has data, the report renders every section and is logged to the parent run, and
+bad input writes nothing."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from conftest import parse_json_stdout, run_calib, write_study
+
+pytestmark = pytest.mark.lammps
+NAME = "e2e_refine"
+
+
+@pytest.fixture(scope="module")
+def refined(tmp_path_factory) -> dict:
+    """3 trials (2 Sobol, 1 model), 2 manual trials of a scan, 1 manual set outside the
+    bounds, then 1 more model trial."""
+    tmp = tmp_path_factory.mktemp("refine")
+    study = write_study(tmp, NAME, trials=3, parallel=1, optimizer={"n_initial": 2})
+    runs = tmp / "runs"
+    common = ["--runs-dir", str(runs)]
+    run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke", *common, cwd=tmp)
+    scan = parse_json_stdout(run_calib("refine", "--study", NAME, "--scan", "sigma_AM=0.92:1.08:2", "--json",
+                                       *common, cwd=tmp))
+    out = run_calib("refine", "--study", NAME, "--set", "eps_CBD=2000", "--allow-outside-bounds", *common,
+                    cwd=tmp).stdout
+    final = parse_json_stdout(run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity",
+                                        "smoke", "--trials", "7", "--json", *common, cwd=tmp))
+    return {"tmp": tmp, "study": study, "runs": runs, "common": common, "scan": scan, "outside_stdout": out,
+            "final": final, "storage": final["storage"]}
+
+
+def _trials(refined) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=NAME, storage=refined["storage"]).get_trials()
+
+
+def test_manual_sets_are_trials_of_the_study_tagged_manual(refined):
+    trials = _trials(refined)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 7
+    manual = [t for t in trials if t.user_attrs.get("calib_manual")]
+    assert [t.number for t in manual] == [3, 4, 5]
+    assert [t.params["sigma_AM"] for t in manual[:2]] == pytest.approx([0.92, 1.08])
+    best_before = min(trials[:3], key=lambda t: t.value)
+    for t in manual[:2]:  # the other keys from the best trial
+        assert {k: v for k, v in t.params.items() if k != "sigma_AM"} == pytest.approx(
+            {k: v for k, v in best_before.params.items() if k != "sigma_AM"})
+    assert manual[2].params["eps_CBD"] == 2000.0 and manual[2].user_attrs["calib_outside_bounds"] == ["eps_CBD"]
+    assert [r["trial"] for r in refined["scan"]["manual_trials"]] == [3, 4]
+    assert "[outside bounds: eps_CBD]" in refined["outside_stdout"]
+    assert "calib_manual" not in trials[6].user_attrs  # trial 6: a model proposal
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{refined['runs'] / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(NAME)
+    runs = client.search_runs([exp.experiment_id])
+    assert len([r for r in runs if r.data.tags.get("calib.role") == "study"]) == 1  # the same parent run
+    kind = {int(r.data.tags["trial_number"]): r.data.tags["calib.proposal"] for r in runs
+            if r.data.tags.get("calib.role") == "trial"}
+    assert kind == {0: "initial design", 1: "initial design", 2: "model", 3: "manual (--scan sigma_AM=0.92:1.08:2)",
+                    4: "manual (--scan sigma_AM=0.92:1.08:2)", 5: "manual (--set eps_CBD=2000)", 6: "model"}
+    r5 = next(r for r in runs if r.data.tags.get("trial_number") == "5")
+    assert r5.data.tags["calib.outside_bounds"] == "eps_CBD" and "outside bounds (eps_CBD)" in r5.data.tags["calib.flags"]
+
+
+def test_the_next_model_proposal_learns_from_manual_trials(refined):
+    """Trial 6's point is what the study's sampler proposes from trials 0-5; without the
+    manual trials 3-5 it would have proposed another point."""
+    from calib.samplers import make_sampler
+    from calib.space import ParameterSpace
+    from calib.study import load_study
+
+    spec = load_study(refined["study"], fidelity="smoke").spec
+    space = ParameterSpace.from_spec(spec.parameters)
+    trials = _trials(refined)
+    assert trials[6].user_attrs.get("calib_manual") is None
+
+    def proposal(history):
+        sampler = make_sampler(spec, space, spec.seed, 1)
+        return space.from_unit(sampler._propose_batch(history, 6)[0])
+
+    with_manual = proposal(trials[:6])
+    without = proposal([t for t in trials[:6] if not t.user_attrs.get("calib_manual")])
+    assert with_manual == pytest.approx(trials[6].params, rel=1e-4)
+    assert without != pytest.approx(trials[6].params, rel=1e-2)
+
+
+def test_predict_is_surer_where_the_study_has_data(refined):
+    r = refined
+    best = r["final"]["best_params"]
+    at = parse_json_stdout(run_calib("predict", "--study", NAME, "--json", *r["common"], cwd=r["tmp"]))
+    far = parse_json_stdout(run_calib("predict", "--study", NAME, "--json", "--set", "eps_AM=3000", "--set",
+                                      "sigma_AM=1.1", "--set", "eps_SE=10", "--set", "sigma_SE=0.9", "--set",
+                                      "eps_CBD=0.1", *r["common"], cwd=r["tmp"]))
+    assert at["trials_fitted"] == 7
+    p_at, p_far = at["predictions"][0], far["predictions"][0]
+    assert p_at["params"] == pytest.approx({k: best[k] for k in p_at["params"]})
+    d_at, d_far = p_at["outputs"]["slurry_density"], p_far["outputs"]["slurry_density"]
+    assert d_at["unit"] == "g/cm^3" and d_at["target"] == pytest.approx(1.90)
+    assert d_at["sd"] < d_far["sd"] / 2, (d_at, d_far)
+    observed = r["final"]["best_observables"]["slurry_density"]["simulated"]
+    assert abs(d_at["value"] - observed) < max(3 * d_at["sd"], 0.01)
+    assert p_at["outputs"]["objective"]["low"] <= p_at["outputs"]["objective"]["value"] <= \
+        p_at["outputs"]["objective"]["high"]
+    text = run_calib("predict", "--study", NAME, "--scan", "eps_CBD=1:100:3", *r["common"], cwd=r["tmp"]).stdout
+    assert text.count("slurry_density") == 3 and "model fitted to 7 complete trials" in text
+
+
+def test_report_renders_every_section_and_is_logged(refined):
+    r = refined
+    out = r["tmp"] / "report"
+    text = run_calib("report", "--study", NAME, "--out", str(out), *r["common"], cwd=r["tmp"]).stdout
+    _check_report(out / "report.html", text, pareto="single objective")
+    client = MlflowClient(tracking_uri=f"sqlite:///{r['runs'] / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(NAME)
+    (parent,) = [x for x in client.search_runs([exp.experiment_id]) if x.data.tags.get("calib.role") == "study"]
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.html", "report/convergence.png", "report/profiles.png"} <= logged
+    html = (out / "report.html").read_text()
+    assert "manual: 3" in html and "model: 2" in html  # trials by how they were proposed
+
+
+def _check_report(page: Path, stdout: str, pareto: str) -> None:
+    """Every section is in the page with content, every figure a real embedded PNG; the
+    CLI lists each section's status."""
+    from calib.review import SECTIONS
+
+    html = page.read_text()
+    for key in SECTIONS:
+        assert f'<section id="{key}">' in html, key
+        assert re.search(rf"^  {key}\s+\S", stdout, re.M), (key, stdout)
+    assert re.search(rf"^  pareto\s+{pareto}", stdout, re.M), stdout
+    assert "not computed" not in stdout and "empty" not in stdout, stdout
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) >= 5
+    for b64 in images:
+        assert base64.b64decode(b64)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "http://" not in html and "https://" not in html  # opens offline: nothing fetched
+    for png in page.parent.glob("*.png"):
+        assert png.stat().st_size > 2000
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["refine", "--study", "nope", "--set", "eps_CBD=1"], "--study: study: no study named 'nope'"),
+    (["refine", "--study", NAME, "--set", "eps_FOO=1"], "--set: eps_FOO: 'eps_FOO' is not a Table S1 key"),
+    (["refine", "--study", NAME, "--set", "kn=1"], "--set: kn: kn is fixed at 0.1"),
+    (["refine", "--study", NAME, "--set", "eps_CBD=5000"], "--set: eps_CBD: eps_CBD = 5000 is outside the study's "
+                                                            "bounds [0.1, 1000] (--allow-outside-bounds"),
+    (["refine", "--study", NAME, "--scan", "eps_CBD=1:2"], "--scan: eps_CBD=1:2: expected KEY=LOW:HIGH:N"),
+    (["refine", "--study", NAME, "--scan", "eps_CBD=2:1:3"], "--scan: eps_CBD=2:1:3: LOW must be below HIGH"),
+    (["refine", "--study", NAME], "nothing to run"),
+    (["predict", "--study", NAME, "--set", "eps_CBD=-1"], "--set: eps_CBD: eps_CBD = -1 is not physical"),
+    (["report", "--study", "nope"], "--study: study: no study named 'nope'"),
+])
+def test_bad_input_one_line_exit_2_nothing_written(refined, args, message):
+    r = refined
+    before = _snapshot(r["tmp"])
+    proc = run_calib(*args, *r["common"], cwd=r["tmp"], check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("calib: error: ") and message in lines[0], proc.stderr
+    assert _snapshot(r["tmp"]) == before
+
+
+def test_report_out_that_is_a_file_is_refused(refined):
+    r = refined
+    f = r["tmp"] / "a_file"
+    f.write_text("x")
+    proc = run_calib("report", "--study", NAME, "--out", str(f), *r["common"], cwd=r["tmp"], check=False)
+    assert proc.returncode == 2 and "--out: out:" in proc.stderr and "is a file" in proc.stderr
+
+
+def test_predict_needs_two_complete_trials(tmp_path):
+    study = write_study(tmp_path, "one_trial", trials=1, parallel=1)
+    common = ["--runs-dir", str(tmp_path / "runs")]
+    run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke", *common, cwd=tmp_path)
+    proc = run_calib("predict", "--study", "one_trial", *common, cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("calib: error: --study: study: study 'one_trial' has 1 complete trial at its target "
+                                   "fidelity; the model needs at least 2")
+    report = run_calib("report", "--study", "one_trial", "--tracking-uri", "none", *common, cwd=tmp_path).stdout
+    assert re.search(r"^  profiles\s+not computed", report, re.M)  # the page still renders, saying why
