@@ -314,12 +314,13 @@ def predict(
 ) -> None:
     """The study's model of each observable at parameter sets, with its uncertainty, before any run."""
     from .stored import open_stored
-    from .surrogate import Surrogate
 
     try:
         stored = open_stored(study, storage or default_storage(runs_dir))
-        model = Surrogate.fit(stored.study, stored.space)  # needs >= 2 complete trials
         sets = _manual_sets(stored, set_, file, scan, allow_outside_bounds) if (set_ or file or scan) else None
+        from .surrogate import Surrogate
+
+        model = Surrogate.fit(stored.study, stored.space)  # needs >= 2 complete trials
     except InputError as exc:
         _fail(exc)
         return

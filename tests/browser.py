@@ -124,7 +124,10 @@ def prepare(driver, base_url: str, state: dict | None = None) -> None:
 
 
 def _go(driver, base_url: str, fragment: str) -> None:
+    """Load the app afresh at ``#/fragment`` (a hash change alone would keep the previous
+    page's elements around while the new ones load)."""
     prepare(driver, base_url)
+    driver.get("about:blank")
     driver.get(f"{base_url.rstrip('/')}/#/{fragment.lstrip('/')}")
 
 

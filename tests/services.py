@@ -232,6 +232,18 @@ class Slurm:
 # --------------------------------------------------------------------------- MLflow server
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies not counted)."""
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
 class MlflowServer:
     """A real ``mlflow server`` on 127.0.0.1 (a free port, one worker) with backend store
     ``backend_store_uri`` (default: a SQLite file under ``root``) serving its artifacts from
@@ -277,14 +289,23 @@ class MlflowServer:
                            f"{self.log.read_text(errors='replace')[-2000:]}")
 
     def stop(self) -> None:
+        """Stop the server and every process it started (its uvicorn worker and job
+        consumers share its process group)."""
         try:
-            if self._proc.poll() is None:
+            try:
                 os.killpg(self._proc.pid, signal.SIGTERM)
-                try:
-                    self._proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self._proc.pid, signal.SIGKILL)
-                    self._proc.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+            deadline = time.monotonic() + 15
+            while _group_alive(self._proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if _group_alive(self._proc.pid):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait(timeout=10)
         finally:
             if self._own_root:
                 shutil.rmtree(self.root, ignore_errors=True)

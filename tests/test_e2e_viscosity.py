@@ -166,3 +166,18 @@ def test_not_converged_policy(tmp_path, policy):
         reason = s["failures"]["0"]
         assert "not converged" in reason and "18 1/s" in reason and "125 1/s" in reason
         assert len(t.user_attrs["viscosity"]) == 2  # the measurements are kept with the failed trial
+
+
+def test_report_renders_every_section_for_a_curve_study(curve_study):
+    """``calib report`` on the two-objective (density + viscosity curve) study: every
+    section, the measured and simulated curves, and the Pareto front."""
+    from test_e2e_refine import _check_report
+
+    tmp, s = curve_study
+    out = tmp / "report"
+    text = run_calib("report", "--study", "e2e_curve", "--out", str(out), "--runs-dir", str(tmp / "runs"),
+                     cwd=tmp).stdout
+    _check_report(out / "report.html", text, pareto=r"\d+ non-dominated")
+    assert (out / "viscosity_curve.png").stat().st_size > 2000 and (out / "pareto.png").stat().st_size > 2000
+    html = (out / "report.html").read_text()
+    assert "viscosity_curve@" in html or "viscosity" in html
