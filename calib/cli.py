@@ -189,6 +189,8 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
                        f"Rerun the same command to resume study {spec.name!r}.", err=True)
             raise typer.Exit(130)
     summary = study_summary(result.study, url)
+    if getattr(tracker, "experiment_id", None) is not None:
+        summary["mlflow"] = mlflow_view(tracker.uri, tracker.experiment_id, tracker.parent_run_id)
     if report is not None:
         lines = report(summary, result.study)
         if not as_json:
@@ -198,6 +200,17 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
         typer.echo(json.dumps(summary, indent=2, default=str))
     else:
         _print_summary(summary)
+
+
+def mlflow_view(uri: str, experiment_id: str, parent_run_id: str | None) -> dict:
+    """Where to review the study in the MLflow UI: the runs table's page (MLflow 3 opens an
+    experiment on its GenAI overview unless the URL asks for model training), and for an
+    embedded store the command that serves it."""
+    page = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    served = uri.startswith(("http://", "https://"))
+    return {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent_run_id,
+            "url": f"{uri.rstrip('/')}/{page}" if served else f"http://127.0.0.1:5000/{page}",
+            "serve": None if served else f"mlflow ui --backend-store-uri {uri}"}
 
 
 def _print_summary(s: dict) -> None:
@@ -221,6 +234,9 @@ def _print_summary(s: dict) -> None:
     if len(s.get("pareto") or []) > 1:
         typer.echo("  Pareto front: trials " + ", ".join(str(p["trial"]) for p in s["pareto"]))
     typer.echo("  params: " + ", ".join(f"{k}={v:.4g}" for k, v in (s["best_params"] or {}).items()))
+    if s.get("mlflow"):
+        m = s["mlflow"]
+        typer.echo(f"review in MLflow: {m['url']}" + (f"  (after: {m['serve']})" if m["serve"] else ""))
 
 
 def _manual_sets(stored, set_: list[str], file: Path | None, scan: list[str], allow_outside: bool):

@@ -51,9 +51,9 @@ def _esc(x: object) -> str:
 
 
 def _table(header: list[str], rows: list[list[object]]) -> str:
-    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header) if any(header) else ""
     body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table>{f'<thead><tr>{head}</tr></thead>' if head else ''}<tbody>{body}</tbody></table>"
 
 
 def _img(path: Path, alt: str) -> str:
@@ -107,6 +107,10 @@ class _Builder:
                 flags.append("NOT equilibrated: its observables had not converged")
             if b.user_attrs.get(ledger.OUTSIDE_ATTR):
                 flags.append(f"outside the study's bounds: {', '.join(b.user_attrs[ledger.OUTSIDE_ATTR])}")
+            edge = [f"{a.key} at its {'low' if u <= AT_BOUND else 'high'} bound" for a in self.s.space.axes
+                    if a.key in b.params and ((u := a.to_unit(b.params[a.key])) <= AT_BOUND or u >= 1 - AT_BOUND)
+                    and 0 <= u <= 1]
+            flags += edge
             rows += [["best trial", f"{b.number} ({self.kind(b)}), objective {b.value:.4g}"],
                      ["flags", "; ".join(flags) or "none"]]
             table = b.user_attrs.get("table_s1") or {}

@@ -60,8 +60,9 @@ class DatasetRecord:
 
 
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
-"""A study's experiment is model development, not GenAI: MLflow 3's UI then opens it on its
-runs table instead of the traces overview."""
+"""A study's experiment is model development, not GenAI. (MLflow 3.17's UI does not read
+this tag to choose the page it opens: it follows its "GenAI / Model training" switch, set by
+``?workflowType=machine_learning`` in the link ``calib optimize`` prints.)"""
 
 STUDY_TAG = "calib.study"
 ROLE_TAG = "calib.role"

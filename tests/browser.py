@@ -214,28 +214,35 @@ _CHART_JS = """
         opacity: Number(getComputedStyle(t.querySelector('path.js-line') || t).strokeOpacity || 1)}));
     const texts = sel => [...root.querySelectorAll(sel)].map(e => e.textContent.trim());
     const box = root.getBoundingClientRect();
-    return {traces, x_ticks: texts('g.xtick text'), y_ticks: texts('g.ytick text'), width: box.width, height: box.height};
+    const plot = root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot');
+    const data = ((plot && plot.data) || []).map(t => ({name: t.name, x: t.x, y: t.y}));
+    return {traces, data, x_ticks: texts('g.xtick text'), y_ticks: texts('g.ytick text'), width: box.width,
+            height: box.height};
 """
 
 
 def _chart_summary(driver, root) -> dict | None:
-    """``{"xy": [(x, y) pixel vertices of the most opaque line], "points": markers drawn,
-    "x_ticks", "y_ticks", "width", "height"}`` of the Plotly chart under ``root``; None
-    while it has no line yet."""
+    """What the Plotly chart under ``root`` draws, None while it has no line yet:
+    ``{"points": markers drawn (MLflow draws one per logged step), "xy": the line's (x, y)
+    pixel vertices (y downwards; Plotly merges vertices on a straight stretch, so fewer
+    than the steps where values repeat), "x", "y", "name": the data of its first trace (as
+    Plotly holds it: steps and values), "x_ticks", "y_ticks": axis labels, "width",
+    "height"}``."""
     raw = driver.execute_script(_CHART_JS, root)
     drawn = [t for t in raw["traces"] if re.search(r"[0-9]", t["d"])]
     if not drawn or raw["width"] < 50 or raw["height"] < 50:
         return None
     best = max(drawn, key=lambda t: t["opacity"])
     xy = [(float(x), float(y)) for x, y in re.findall(r"[ML](-?[0-9.e+-]+),(-?[0-9.e+-]+)", best["d"])]
-    return {"xy": xy, "points": max(t["points"] for t in drawn), "x_ticks": raw["x_ticks"],
-            "y_ticks": raw["y_ticks"], "width": raw["width"], "height": raw["height"]}
+    first = raw["data"][0] if raw["data"] else {}
+    return {"xy": xy, "points": max(t["points"] for t in drawn), "x": first.get("x"), "y": first.get("y"),
+            "name": first.get("name"), "x_ticks": raw["x_ticks"], "y_ticks": raw["y_ticks"], "width": raw["width"],
+            "height": raw["height"]}
 
 
 def open_metric_chart(driver, base_url: str, experiment_id: str, run_id: str, metric: str) -> dict:
     """Open the run's "Model metrics" tab, filter the charts to ``metric`` and wait for its
-    chart card (title ``metric``) to draw a line; a summary of the chart (see
-    ``_chart_summary``: ``xy`` has one vertex per logged step, in pixels, y downwards)."""
+    chart card (title ``metric``) to draw a line; what it draws (``_chart_summary``)."""
     _go(driver, base_url, f"experiments/{experiment_id}/runs/{run_id}/model-metrics")
     search = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[placeholder="Search metric charts"]'),
                       "the metric charts' search box")[0]

@@ -1,6 +1,7 @@
-"""What a user sees of a study in the MLflow UI: a real MLflow server on loopback, looked at
-with a real headless Chromium (``tests/browser.py``). The runs are written here with
-``MlflowClient`` the way ``calib`` lays them out (no LAMMPS run)."""
+"""What a user sees of a smoke study in the MLflow UI and in its report: ``calib optimize``
+(real LAMMPS) logging to a real MLflow server on loopback, ``calib report``, and a real
+headless Chromium looking at them (``tests/browser.py``); screenshots under the test's
+``tmp_path``/shots."""
 
 from __future__ import annotations
 
@@ -8,63 +9,93 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from selenium.webdriver.common.by import By
 
-from browser import (NotPreviewed, open_artifact, open_experiment, open_metric_chart, open_run, screenshot,
-                     shown_table, shown_tags)
+from browser import (NotPreviewed, open_artifact, open_metric_chart, open_run, page_text, screenshot, shown_table,
+                     shown_tags, wait_for, wait_stable)
+from conftest import parse_json_stdout, run_calib, write_study
 
-pytestmark = pytest.mark.browser
-
-BEST_OBJECTIVE = [4.0, 2.5, 2.5, 1.2, 0.9, 0.4]  # best-so-far by trial number: never rises
-LOG = "LAMMPS (22 Jul 2025)\n  using 1 OpenMP thread(s) per MPI task\nLoop time of 1.23 on 1 procs for 2000 steps\n"
+pytestmark = [pytest.mark.browser, pytest.mark.lammps]
+NAME = "ui_smoke"
+OBJ = "objective_weighted_sum_sq_error"
 
 
 @pytest.fixture(scope="module")
 def study(mlflow_ui, tmp_path_factory) -> dict:
-    """A study's parent run (``calib.role=study``, ``calib.best_trial=3``, a
-    ``best_objective`` series) and one trial run under it carrying ``log.lammps.txt`` (and
-    ``log.lammps``, which the UI does not preview)."""
+    """A 3-trial smoke study (2 Sobol, 1 model) tracked on the server, and its report."""
+    tmp = tmp_path_factory.mktemp("ui")
+    runs = tmp / "runs"
+    path = write_study(tmp, NAME, trials=3, parallel=1, optimizer={"n_initial": 2})
+    s = parse_json_stdout(run_calib("optimize", "--stage", "slurry", "--study", str(path), "--fidelity", "smoke",
+                                    "--runs-dir", str(runs), "--tracking-uri", mlflow_ui.url, "--json", cwd=tmp))
+    run_calib("report", "--study", NAME, "--runs-dir", str(runs), "--tracking-uri", mlflow_ui.url, cwd=tmp)
     client = MlflowClient(tracking_uri=mlflow_ui.url)
-    exp = client.create_experiment("ui_study")
-    parent = client.create_run(exp, run_name="ui_study", tags={"calib.role": "study", "calib.best_trial": "3"})
-    pid = parent.info.run_id
-    for step, value in enumerate(BEST_OBJECTIVE):
-        client.log_metric(pid, "best_objective", value, step=step)
-    child = client.create_run(exp, run_name="trial_3", tags={"mlflow.parentRunId": pid, "calib.role": "trial"})
-    cid = child.info.run_id
-    files = tmp_path_factory.mktemp("artifacts")
-    for name in ("log.lammps.txt", "log.lammps"):
-        (files / name).write_text(LOG)
-        client.log_artifact(cid, str(files / name))
-    client.set_terminated(cid)
-    client.set_terminated(pid)
-    return {"experiment": exp, "parent": pid, "child": cid}
+    exp = client.get_experiment_by_name(NAME).experiment_id
+    runs_by = {r.data.tags.get("trial_number", "study"): r.info.run_id for r in client.search_runs([exp])}
+    return {"summary": s, "experiment": exp, "parent": runs_by["study"], "best": runs_by[str(s["best_trial"])],
+            "report": runs / NAME / "report" / "report.html"}
 
 
-def test_a_study_s_tags_chart_and_lammps_log_show_in_the_ui(tmp_path: Path, mlflow_ui, browser, study: dict):
-    url, exp, shots = mlflow_ui.url, study["experiment"], tmp_path / "shots"
+def test_the_printed_link_opens_the_runs_table(mlflow_ui, browser, study, tmp_path: Path):
+    """A first visit (nothing remembered in the browser) through the link ``calib optimize``
+    prints lands on the runs table, not on MLflow's GenAI overview."""
+    link = study["summary"]["mlflow"]["url"]
+    assert link == f"{mlflow_ui.url}/#/experiments/{study['experiment']}/runs?workflowType=machine_learning"
+    browser.get(mlflow_ui.url + "/health")
+    browser.execute_script("localStorage.clear()")
+    browser.get("about:blank")
+    browser.get(link)
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '.ag-root-wrapper a[href*="/runs/"]'),
+             "the runs table")
+    assert NAME in wait_stable(browser) and "/overview" not in browser.current_url
+    screenshot(browser, tmp_path / "shots", "1_first_visit_runs_table")
 
-    assert open_experiment(browser, url, exp) == ["ui_study"]  # the trial is folded under its study
-    assert open_experiment(browser, url, exp, expand=True) == ["ui_study", "trial_3"]
-    screenshot(browser, shots, "1_runs")
 
-    text = open_run(browser, url, exp, study["parent"], expect=("trial_3",))  # "Child runs" in "About this run"
-    assert "calib.best_trial" in text and "best_objective" in text
+def test_the_parent_run_shows_the_best_trial_and_its_series(mlflow_ui, browser, study, tmp_path: Path):
+    s = study["summary"]
+    text = open_run(browser, mlflow_ui.url, study["experiment"], study["parent"], expect=(f"Best trial: {s['best_trial']}",))
     tags = shown_tags(browser)
-    assert tags["calib.best_trial"] == "3" and tags["calib.role"] == "study"
-    assert "mlflow.parentRunId" not in tags  # the UI hides mlflow.* tags
-    assert shown_table(browser, "Metrics") == {"best_objective": "0.4"}  # the last value
-    screenshot(browser, shots, "2_study_run")
+    assert tags["calib.best_trial"] == str(s["best_trial"]) and tags["calib.best_run_id"] == study["best"]
+    metrics = shown_table(browser, "Metrics")
+    assert float(metrics["target.slurry_density"]) == pytest.approx(1.9)
+    assert float(metrics["best.slurry_density"]) == pytest.approx(
+        s["best_observables"]["slurry_density"]["simulated"], rel=1e-3)
+    assert f"best_{OBJ}" in metrics and "open its run" in text
+    screenshot(browser, tmp_path / "shots", "2_parent_run")
 
-    chart = open_metric_chart(browser, url, exp, study["parent"], "best_objective")
-    xs, ys = zip(*chart["xy"])
-    assert len(chart["xy"]) == len(BEST_OBJECTIVE) == chart["points"]  # one vertex and one marker per step
-    assert list(xs) == sorted(xs) and len(set(xs)) == len(xs)  # steps left to right
-    assert all(b >= a for a, b in zip(ys, ys[1:])) and ys[-1] > ys[0]  # never rises (screen y points down)
-    assert chart["x_ticks"][:2] == ["0", "1"]
-    screenshot(browser, shots, "3_best_objective_chart")
+    chart = open_metric_chart(browser, mlflow_ui.url, study["experiment"], study["parent"], f"best_{OBJ}")
+    assert chart["points"] == 3 and chart["x"] == [0, 1, 2]  # one point per trial number
+    assert all(b <= a for a, b in zip(chart["y"], chart["y"][1:])) and chart["y"][-1] == pytest.approx(s["best_value"])
+    screenshot(browser, tmp_path / "shots", "3_best_so_far_chart")
 
-    log = open_artifact(browser, url, exp, study["child"], "log.lammps.txt")
-    assert "LAMMPS (22 Jul 2025)" in log and "Loop time of 1.23 on 1 procs" in log
-    screenshot(browser, shots, "4_log_lammps_txt")
-    with pytest.raises(NotPreviewed):
-        open_artifact(browser, url, exp, study["child"], "log.lammps")
+
+def test_a_trial_s_lammps_log_and_deck_preview(mlflow_ui, browser, study, tmp_path: Path):
+    exp, rid = study["experiment"], study["best"]
+    log = open_artifact(browser, mlflow_ui.url, exp, rid, "log.lammps.txt")
+    assert "LAMMPS (22 Jul 2025" in log and "Loop time of" in log
+    screenshot(browser, tmp_path / "shots", "4_log_preview")
+    deck = open_artifact(browser, mlflow_ui.url, exp, rid, "in.slurry.txt")
+    assert "units" in deck and "micro" in deck
+    with pytest.raises(NotPreviewed):  # why the .txt copies exist
+        open_artifact(browser, mlflow_ui.url, exp, rid, "log.lammps")
+    open_run(browser, mlflow_ui.url, exp, rid)
+    tags = shown_tags(browser)
+    assert tags["calib.proposal"] in ("initial design", "model") and tags["calib.equilibrated"] in ("yes", "NO")
+    assert tags["calib.flags"] and tags["calib.best"] == "true"
+
+
+def test_the_report_page_renders_its_plots(browser, study, tmp_path: Path):
+    browser.get(study["report"].resolve().as_uri())
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "section#failures"), "the report's sections")
+    images = browser.execute_script("""
+        return [...document.images].map(i => ({alt: i.alt, complete: i.complete, w: i.naturalWidth,
+                                               h: i.naturalHeight, section: i.closest('section').id}));""")
+    assert len(images) >= 5
+    for img in images:
+        assert img["complete"] and img["w"] > 300 and img["h"] > 200, img
+    assert {"convergence", "observables", "importances", "bounds", "profiles"} <= {i["section"] for i in images}
+    text = page_text(browser)
+    assert f"best trial {study['summary']['best_trial']}" in text and "Single-objective study" in text
+    screenshot(browser, tmp_path / "shots", "5_report_top")
+    browser.execute_script("document.getElementById('profiles').scrollIntoView()")
+    screenshot(browser, tmp_path / "shots", "6_report_profiles")

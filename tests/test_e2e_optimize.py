@@ -124,7 +124,7 @@ def test_mlflow_parent_and_nested_runs(optimized):
         s["best_observables"]["slurry_density"]["simulated"])
     assert f"**Best trial: {s['best_trial']}**" in parent.data.tags["mlflow.note.content"]
     assert len(client.get_metric_history(pid, f"trial_{OBJ}")) == 3
-    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs table
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     assert f"metrics.{OBJ}" in exp.tags["mlflow.note.content"]
 
 
