@@ -23,7 +23,7 @@ OBJECTIVE_METRICS = {"weighted_sum": "objective_weighted_sum_sq_error",
 what the number is. The parent run's series are ``best_<name>`` and ``trial_<name>``."""
 PREVIEW_SUFFIX = ".txt"
 PREVIEW_MAX_BYTES = 5_000_000
-"""Text files the MLflow UI cannot preview (``log.lammps``, ``in.slurry``) are also logged
+"""Text files the MLflow UI cannot preview (``log.lammps``, ``in.slurry``, ``final.data``) are also logged
 as ``<name>.txt`` copies up to this size (the UI previews by extension)."""
 
 
@@ -34,8 +34,8 @@ def objective_metric(scalarisation: str) -> str:
 
 def needs_preview_copy(path: Path) -> bool:
     """A LAMMPS text file whose name the MLflow UI does not preview: ``log.lammps``,
-    ``in.*`` input decks."""
-    return path.name == "log.lammps" or path.name.startswith("in.")
+    ``in.*`` input decks, ``*.data`` data files (up to ``PREVIEW_MAX_BYTES``)."""
+    return path.name == "log.lammps" or path.name.startswith("in.") or path.suffix == ".data"
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ def test_multi_fidelity_screens_cheaply_then_confirms_at_the_target():
     assert fids[6:8] == ["target"] * 2  # MIN_TARGET_TRIALS: scale and offset need target runs
     assert "target" in fids[8:]  # a model proposal predicted to improve is confirmed there
     assert "cheap" in fids[8:]  # and the others are screened again
-    assert fids.count("cheap") >= 2 * fids.count("target")
+    assert fids.count("cheap") > fids.count("target")
     # measured (seeds 0, 1, 2): the third target run, trial 8, has a squared error of 6e-4,
     # 1e-4, 1e-4 at the target (the Sobol points: 0.1-3.3), and the trials after it screen
     # at the cheap fidelity

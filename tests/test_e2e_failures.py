@@ -13,11 +13,11 @@ from conftest import parse_json_stdout, run_calib, write_study
 pytestmark = pytest.mark.lammps
 
 
-def _run(tmp_path: Path, name: str, trials: int, **overrides) -> tuple[dict, list]:
+def _run(tmp_path: Path, name: str, trials: int, tracked: bool = False, **overrides) -> tuple[dict, list]:
     study_file = write_study(tmp_path, name, trials=trials, parallel=1, **overrides)
     runs = tmp_path / "runs"
     proc = run_calib("optimize", "--stage", "slurry", "--study", str(study_file), "--runs-dir", str(runs),
-                     "--tracking-uri", "none", "--json", cwd=tmp_path)
+                     *(() if tracked else ("--tracking-uri", "none")), "--json", cwd=tmp_path)
     storage = f"sqlite:///{(runs / 'calib.db').resolve()}"
     return parse_json_stdout(proc), optuna.load_study(study_name=name, storage=storage).get_trials()
 
@@ -27,7 +27,7 @@ def test_lammps_blow_up_is_a_fail_trial_with_reason(tmp_path: Path):
     # integration diverge: LAMMPS stops with an error, non-finite thermo output or a crash
     broken = {"n_beads": 200, "initial_box_scale": 0.25, "equilibration_steps": 20000,
               "averaging_steps": 10000, "timestep_us": 5.0}
-    summary, trials = _run(tmp_path, "blowup", 2, fidelity="broken", fidelities={"broken": broken})
+    summary, trials = _run(tmp_path, "blowup", 2, tracked=True, fidelity="broken", fidelities={"broken": broken})
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]  # the study went on
     for t in trials:
         reason = t.user_attrs["fail_reason"]
@@ -35,6 +35,21 @@ def test_lammps_blow_up_is_a_fail_trial_with_reason(tmp_path: Path):
         assert "exit status" not in reason
     assert summary["trials_failed"] == 2 and summary["best_trial"] is None
     assert set(summary["failures"]) == {"0", "1"} or set(summary["failures"]) == {0, 1}
+    # in MLflow: FAILED runs with the reason as a tag and a file, the log as a previewable copy
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("blowup")
+    runs = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("calib.role") == "trial"]
+    assert len(runs) == 2
+    for r in runs:
+        t = trials[int(r.data.tags["trial_number"])]
+        assert r.info.status == "FAILED" and r.data.tags["fail_reason"] == t.user_attrs["fail_reason"]
+        assert r.data.tags["calib.flags"].startswith("FAILED") and r.data.tags["calib.equilibrated"] == "n/a"
+        arts = {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert {"fail_reason.txt", "log.lammps", "log.lammps.txt", "in.slurry.txt"} <= arts, arts
+        reason = Path(client.download_artifacts(r.info.run_id, "fail_reason.txt", str(tmp_path / "dl"))).read_text()
+        assert reason.strip() == t.user_attrs["fail_reason"].strip()
 
 
 def test_timeout_is_a_fail_trial_and_the_study_goes_on(tmp_path: Path):

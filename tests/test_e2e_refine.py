@@ -24,20 +24,21 @@ NAME = "e2e_refine"
 
 @pytest.fixture(scope="module")
 def refined(tmp_path_factory) -> dict:
-    """3 trials (2 Sobol, 1 model), 2 manual trials of a scan, 1 manual set outside the
-    bounds, then 1 more model trial."""
+    """3 trials (2 Sobol, 1 model), then one ``calib refine``: 1 manual set outside the
+    bounds (``--file``) and 2 of a scan, then 1 more model trial."""
     tmp = tmp_path_factory.mktemp("refine")
     study = write_study(tmp, NAME, trials=3, parallel=1, optimizer={"n_initial": 2})
     runs = tmp / "runs"
     common = ["--runs-dir", str(runs)]
     run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke", *common, cwd=tmp)
-    scan = parse_json_stdout(run_calib("refine", "--study", NAME, "--scan", "sigma_AM=0.92:1.08:2", "--json",
-                                       *common, cwd=tmp))
-    out = run_calib("refine", "--study", NAME, "--set", "eps_CBD=2000", "--allow-outside-bounds", *common,
-                    cwd=tmp).stdout
+    sets = tmp / "sets.yaml"
+    sets.write_text("- {eps_CBD: 2000}\n")
+    refine = ["refine", "--study", NAME, "--file", str(sets), "--scan", "sigma_AM=0.92:1.08:2",
+              "--allow-outside-bounds", *common]
+    scan = parse_json_stdout(run_calib(*refine, "--json", cwd=tmp))
     final = parse_json_stdout(run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity",
                                         "smoke", "--trials", "7", "--json", *common, cwd=tmp))
-    return {"tmp": tmp, "study": study, "runs": runs, "common": common, "scan": scan, "outside_stdout": out,
+    return {"tmp": tmp, "study": study, "runs": runs, "common": common, "scan": scan, "sets": sets,
             "final": final, "storage": final["storage"]}
 
 
@@ -50,14 +51,15 @@ def test_manual_sets_are_trials_of_the_study_tagged_manual(refined):
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 7
     manual = [t for t in trials if t.user_attrs.get("calib_manual")]
     assert [t.number for t in manual] == [3, 4, 5]
-    assert [t.params["sigma_AM"] for t in manual[:2]] == pytest.approx([0.92, 1.08])
+    assert manual[0].params["eps_CBD"] == 2000.0 and manual[0].user_attrs["calib_outside_bounds"] == ["eps_CBD"]
+    assert [t.params["sigma_AM"] for t in manual[1:]] == pytest.approx([0.92, 1.08])
     best_before = min(trials[:3], key=lambda t: t.value)
-    for t in manual[:2]:  # the other keys from the best trial
+    for t in manual[1:]:  # the other keys from the best trial
         assert {k: v for k, v in t.params.items() if k != "sigma_AM"} == pytest.approx(
             {k: v for k, v in best_before.params.items() if k != "sigma_AM"})
-    assert manual[2].params["eps_CBD"] == 2000.0 and manual[2].user_attrs["calib_outside_bounds"] == ["eps_CBD"]
-    assert [r["trial"] for r in refined["scan"]["manual_trials"]] == [3, 4]
-    assert "[outside bounds: eps_CBD]" in refined["outside_stdout"]
+    assert manual[1].user_attrs["calib_outside_bounds"] == []
+    rows = refined["scan"]["manual_trials"]
+    assert [r["trial"] for r in rows] == [3, 4, 5] and rows[0]["outside_bounds"] == ["eps_CBD"]
     assert "calib_manual" not in trials[6].user_attrs  # trial 6: a model proposal
 
     client = MlflowClient(tracking_uri=f"sqlite:///{refined['runs'] / 'mlflow.db'}")
@@ -66,10 +68,11 @@ def test_manual_sets_are_trials_of_the_study_tagged_manual(refined):
     assert len([r for r in runs if r.data.tags.get("calib.role") == "study"]) == 1  # the same parent run
     kind = {int(r.data.tags["trial_number"]): r.data.tags["calib.proposal"] for r in runs
             if r.data.tags.get("calib.role") == "trial"}
-    assert kind == {0: "initial design", 1: "initial design", 2: "model", 3: "manual (--scan sigma_AM=0.92:1.08:2)",
-                    4: "manual (--scan sigma_AM=0.92:1.08:2)", 5: "manual (--set eps_CBD=2000)", 6: "model"}
-    r5 = next(r for r in runs if r.data.tags.get("trial_number") == "5")
-    assert r5.data.tags["calib.outside_bounds"] == "eps_CBD" and "outside bounds (eps_CBD)" in r5.data.tags["calib.flags"]
+    scan = "manual (--scan sigma_AM=0.92:1.08:2)"
+    assert kind == {0: "initial design", 1: "initial design", 2: "model", 3: f"manual (--file {refined['sets']})",
+                    4: scan, 5: scan, 6: "model"}
+    r3 = next(r for r in runs if r.data.tags.get("trial_number") == "3")
+    assert r3.data.tags["calib.outside_bounds"] == "eps_CBD" and "outside bounds (eps_CBD)" in r3.data.tags["calib.flags"]
 
 
 def test_the_next_model_proposal_learns_from_manual_trials(refined):
@@ -112,7 +115,11 @@ def test_predict_is_surer_where_the_study_has_data(refined):
     assert abs(d_at["value"] - observed) < max(3 * d_at["sd"], 0.01)
     assert p_at["outputs"]["objective"]["low"] <= p_at["outputs"]["objective"]["value"] <= \
         p_at["outputs"]["objective"]["high"]
-    text = run_calib("predict", "--study", NAME, "--scan", "eps_CBD=1:100:3", *r["common"], cwd=r["tmp"]).stdout
+    from typer.testing import CliRunner
+
+    from calib.cli import app
+
+    text = CliRunner().invoke(app, ["predict", "--study", NAME, "--scan", "eps_CBD=1:100:3", *r["common"]]).stdout
     assert text.count("slurry_density") == 3 and "model fitted to 7 complete trials" in text
 
 
@@ -192,9 +199,13 @@ def test_predict_needs_two_complete_trials(tmp_path):
     study = write_study(tmp_path, "one_trial", trials=1, parallel=1)
     common = ["--runs-dir", str(tmp_path / "runs")]
     run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke", *common, cwd=tmp_path)
-    proc = run_calib("predict", "--study", "one_trial", *common, cwd=tmp_path, check=False)
-    assert proc.returncode == 2
+    from typer.testing import CliRunner
+
+    from calib.cli import app
+
+    proc = CliRunner().invoke(app, ["predict", "--study", "one_trial", *common])  # the real CLI, in this process
+    assert proc.exit_code == 2
     assert proc.stderr.strip() == ("calib: error: --study: study: study 'one_trial' has 1 complete trial at its target "
                                    "fidelity; the model needs at least 2")
-    report = run_calib("report", "--study", "one_trial", "--tracking-uri", "none", *common, cwd=tmp_path).stdout
+    report = CliRunner().invoke(app, ["report", "--study", "one_trial", "--tracking-uri", "none", *common]).stdout
     assert re.search(r"^  profiles\s+not computed", report, re.M)  # the page still renders, saying why
