@@ -9,6 +9,7 @@ from typing import Sequence
 from objectives.rheology import ViscosityCurve
 
 CURVE_PLOT = "viscosity_curve.png"
+DENSITY_PLOT = "density_trajectory.png"
 POROSITY_PLOT = "porosity_vs_degree.png"
 PROFILE_PLOT = "profiles.png"
 
@@ -45,6 +46,38 @@ def plot_viscosity_curve(path: Path, rates: Sequence, measured: ViscosityCurve, 
         if title:
             ax.set_title(title, fontsize=9)
         ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def plot_density_trajectory(path: Path, steps: Sequence[float], density_g_cm3: Sequence[float], ramp_steps: int,
+                            window_blocks: int, target: float | None = None, target_sd: float | None = None,
+                            title: str = "") -> Path:
+    """Block-mean slurry density (g/cm^3) against MD step: the ramp (grey), the hold, the
+    plateau test's window (the last ``window_blocks`` blocks, shaded) and the target
+    (line; band = its stated uncertainty)."""
+    plt = pyplot()
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.6), dpi=110)
+    try:
+        steps, rho = list(steps), list(density_g_cm3)
+        ax.plot(steps, rho, "o-", ms=3, color="tab:blue", label="block mean")
+        if ramp_steps > 0:
+            ax.axvspan(0, ramp_steps, color="tab:gray", alpha=0.15, label="pressure ramp")
+        if len(steps) >= window_blocks > 0:
+            ax.axvspan(steps[-window_blocks], steps[-1], color="tab:green", alpha=0.15, label="plateau-test window")
+        if target is not None:
+            ax.axhline(target, color="black", lw=1.2, label="target")
+            if target_sd:
+                ax.axhspan(target - target_sd, target + target_sd, color="black", alpha=0.1)
+        ax.set_xlabel("MD step")
+        ax.set_ylabel("density (g/cm^3)")
+        if title:
+            ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(path)
     finally:

@@ -90,6 +90,7 @@ def test_mlflow_parent_and_nested_runs(optimized):
             assert {"in.slurry", "log.lammps", "final.data"} <= arts
             assert {"system.data", "params.json", "final.restart", "density_blocks.txt"} <= arts  # to rerun it
             assert {"in.slurry.txt", "log.lammps.txt"} <= arts  # copies the UI previews
+            assert "density_trajectory.png" in arts  # every density trial has its plot
             local = Path(client.download_artifacts(r.info.run_id, "log.lammps.txt", str(tmp / "dl")))
             assert local.read_text() == (Path(r.data.tags["calib.workdir"]) / "log.lammps").read_text()
             assert r.data.tags["calib.equilibrated"] in ("yes", "NO")

@@ -24,13 +24,13 @@ from sim_backends.lammps.placement import paper_scaled_box
 from sim_backends.lammps.shear import (SHEAR_BLOCKS, SHEAR_DECK, SHEAR_LOG, ShearRunSpec, shear_result,
                                        write_shear_inputs)
 from sim_backends.lammps.slurry import (DATA_FILE, DECK_FILE, DENSITY_FILE, DENSITY_STATUS, FINAL_DATA, FINAL_RESTART,
-                                        LOG_FILE, SlurryObservables, SlurryRunSpec, read_slurry_observables,
+                                        LOG_FILE, SlurryObservables, SlurryRunSpec, density_trajectory, read_slurry_observables,
                                         write_slurry_inputs)
 from sim_backends.lammps.units import micro_viscosity_to_pa_s, per_s_to_micro_rate
 
 from ..errors import InputError
 from ..fidelity import Fidelity
-from ..plots import CURVE_PLOT, plot_viscosity_curve
+from ..plots import CURVE_PLOT, DENSITY_PLOT, plot_density_trajectory, plot_viscosity_curve
 from ..spec import SpecModel
 from .base import (COMMON_FIDELITY_FIELDS, Run, Score, StageBase, TrialContext, guarded_plots, named_errors,
                    require_dataset_targets, scalarised)
@@ -332,7 +332,11 @@ class SlurryTrial:
         report: dict = {"density_sem_g_cm3": obs.density_sem_g_cm3, "density_change_rel": obs.density_change_rel,
                         "density_converged": obs.converged, "density_convergence": note}
         lines = [f"convergence: {note}"]
-        plots: tuple[Path, ...] = ()
+        tgt = dataset.targets.get("slurry_density")
+        plots: tuple[Path, ...] = guarded_plots(lambda: (plot_density_trajectory(
+            self.workdir / DENSITY_PLOT, *density_trajectory(self.workdir), self.run_spec.ramp_steps,
+            self.run_spec.window_blocks, tgt.value if tgt else None, tgt.uncertainty if tgt else None,
+            f"{spec.name} ({self.workdir.name}): density {'converged' if obs.converged else 'NOT converged'}"),))
         if rates:
             attrs["viscosity"] = [r.as_dict() for r in rates]
             report["viscosity_pa_s"] = [
@@ -342,8 +346,8 @@ class SlurryTrial:
             lines += [f"viscosity at {r.rate_exp_per_s:g} 1/s: {r.viscosity_pa_s:.4g} +- {r.sem_pa_s:.2g} Pa s "
                       f"(strain {r.strain:.3g}{'' if r.converged else ', not converged'})" for r in rates]
             curve = self.loaded.curve
-            plots = guarded_plots(lambda: (plot_viscosity_curve(self.workdir / CURVE_PLOT, rates, curve,
-                                                                title=f"{spec.name} ({self.workdir.name})"),))
+            plots += guarded_plots(lambda: (plot_viscosity_curve(self.workdir / CURVE_PLOT, rates, curve,
+                                                                 title=f"{spec.name} ({self.workdir.name})"),))
         return Score(tuple(errors), value, observables, obs.converged, penalty, fail_reason,
                      summary=describe(obs, note, rates), attrs=attrs, report=report, lines=tuple(lines), plots=plots)
 
