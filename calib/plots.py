@@ -3,8 +3,9 @@ measured one; porosity against calendering degree; porosity and phase profiles a
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from objectives.rheology import ViscosityCurve
 
@@ -22,6 +23,22 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+@contextlib.contextmanager
+def figure(path: Path, *args, suptitle: str = "", **kwargs) -> Iterator:
+    """``plt.subplots(*args, **kwargs)`` on the Agg backend, yielded as (fig, axes); on
+    leaving: ``suptitle`` if given, tight layout, saved to ``path``, closed (also on error)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(*args, **kwargs)
+    try:
+        yield fig, axes
+        if suptitle:
+            fig.suptitle(suptitle, fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
 
 
 def plot_viscosity_curve(path: Path, rates: Sequence, measured: ViscosityCurve, title: str = "") -> Path:
@@ -59,10 +76,7 @@ def plot_density_trajectory(path: Path, steps: Sequence[float], density_g_cm3: S
     """Block-mean slurry density (g/cm^3) against MD step: the ramp (grey), the hold, the
     plateau test's window (the last ``window_blocks`` blocks, shaded) and the target
     (line; band = its stated uncertainty)."""
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(5.6, 3.6), dpi=110)
-    try:
+    with figure(path, figsize=(5.6, 3.6), dpi=110) as (fig, ax):
         steps, rho = list(steps), list(density_g_cm3)
         ax.plot(steps, rho, "o-", ms=3, color="tab:blue", label="block mean")
         if ramp_steps > 0:
@@ -78,10 +92,6 @@ def plot_density_trajectory(path: Path, steps: Sequence[float], density_g_cm3: S
         if title:
             ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
     return Path(path)
 
 

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .plots import pyplot
+from .plots import figure, pyplot
 
 KIND_STYLE = {"initial design": ("tab:gray", "s"), "model": ("tab:blue", "o"), "manual": ("tab:orange", "D"),
               "re-proposed": ("tab:purple", "v"), "re-attached": ("tab:purple", "v"), "sobol": ("tab:gray", "s"),
@@ -37,9 +37,7 @@ class TrialPoint:
 def plot_convergence(path: Path, points: Sequence[TrialPoint], title: str = "") -> Path:
     """Objective by trial number (log scale) coloured by how each trial was proposed, the
     best-so-far line, failed trials as red crosses along the top."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.0, 3.8), dpi=110)
-    try:
+    with figure(path, figsize=(7.0, 3.8), dpi=110) as (fig, ax):
         ok = [p for p in points if p.value is not None]
         floor = 1e-6
         for fam in dict.fromkeys(kind_family(p.kind) for p in ok):
@@ -67,10 +65,6 @@ def plot_convergence(path: Path, points: Sequence[TrialPoint], title: str = "") 
         ax.set_title(title or "convergence", fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, ncol=3)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
     return Path(path)
 
 
@@ -140,9 +134,7 @@ def plot_positions(path: Path, keys: Sequence[str], unit_positions: np.ndarray, 
     """Where the trials sit in each free key's range (0 = low bound, 1 = high bound, on the
     key's search scale): one row per key, trials coloured by objective rank (dark = best),
     the best trial as a star; positions within 1 % of a bound are shaded."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 0.5 * len(keys) + 1.4), dpi=110)
-    try:
+    with figure(path, figsize=(6.5, 0.5 * len(keys) + 1.4), dpi=110) as (fig, ax):
         ax.axvspan(-0.05, 0.01, color="tab:red", alpha=0.10)
         ax.axvspan(0.99, 1.05, color="tab:red", alpha=0.10)
         for i, _ in enumerate(keys):
@@ -155,10 +147,6 @@ def plot_positions(path: Path, keys: Sequence[str], unit_positions: np.ndarray, 
         ax.set_title(title or "parameters in their bounds (star: best trial)", fontsize=9)
         if len(unit_positions):
             fig.colorbar(sc, ax=ax, label="objective rank (0 = best)")
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
     return Path(path)
 
 
