@@ -16,7 +16,7 @@ from typing import Optional
 import typer
 
 from . import stages
-from .errors import InputError
+from .errors import InputError, StudyHalted, Terminated
 from .study import DEFAULT_STUDY
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -35,10 +35,29 @@ def _fail(exc: InputError) -> None:
     raise typer.Exit(2)
 
 
-def _check_storage(url: str) -> None:
+def _check_storage(url: str, runs_dir: Path | None = None) -> None:
+    """The storage URL is usable (``ledger.check_storage``); with ``runs_dir`` (a command
+    that creates the study) a SQLite file must be creatable: SQLite creates the database
+    file but not its folder, which must exist or be the runs folder (the command makes it)."""
     from . import ledger
 
     ledger.check_storage(url)
+    if runs_dir is None:
+        return
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:"):
+        return
+    path = Path(u.database)
+    if path.is_dir():
+        raise InputError("--storage", "url", f"{path} is a folder, not a SQLite database file")
+    if path.exists() or path.parent.resolve() == runs_dir.resolve():
+        return
+    if not path.parent.is_dir():
+        raise InputError("--storage", "url", f"{path.parent} is not an existing folder (SQLite creates the "
+                                             "database file, not its folder)")
+    _check_folder(path.parent, "--storage", "url")
 
 
 def _check_tracking(uri: str | None) -> None:
@@ -46,6 +65,82 @@ def _check_tracking(uri: str | None) -> None:
 
     if uri is not None:
         check_tracking_uri(uri)
+        _check_tracking_path(uri)
+
+
+def _check_tracking_path(uri: str) -> None:
+    """A local MLflow store must be creatable where ``--tracking-uri`` puts it (MLflow would
+    fail only once the study exists): the folder of a SQLite file, or a file store (a plain
+    path or ``file://``), must be a writable folder or one that can be created."""
+    from urllib.parse import unquote, urlsplit
+
+    from sqlalchemy.engine import make_url
+
+    scheme = urlsplit(uri).scheme.split("+")[0].lower()
+    if uri == "none" or scheme not in ("", "file", "sqlite"):
+        return
+    if scheme == "sqlite":
+        db = make_url(uri).database
+        if db in (None, "", ":memory:"):
+            return
+        path = Path(db)
+        if path.is_dir():
+            raise InputError("--tracking-uri", "uri", f"{path} is a folder, not a SQLite database file")
+        _check_folder(path.parent, "--tracking-uri", "uri")
+    else:
+        _check_folder(Path(unquote(urlsplit(uri).path)) if scheme == "file" else Path(uri), "--tracking-uri", "uri")
+
+
+def _at_least(option: str, low: int):
+    """Parser of a whole-number option: a value that is not a whole number or is below
+    ``low`` is refused in one line (``calib: error: --trials: trials: ...``, exit 2) rather
+    than typer's usage box. Use as ``typer.Option(..., parser=_at_least("--trials", 1),
+    metavar="INTEGER")``."""
+    field = option.lstrip("-").replace("-", "_")
+
+    def parse(value) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            _fail(InputError(option, field, f"not a whole number: {value!r}"))
+        try:
+            number = value if isinstance(value, int) else int(value.strip(), 10)
+        except ValueError:
+            _fail(InputError(option, field, f"not a whole number: {value!r}"))
+            raise
+        if number < low:
+            _fail(InputError(option, field, f"must be at least {low}, got {number}"))
+        return number
+
+    return parse
+
+
+def _check_folder(path: Path, option: str = "--runs-dir", field: str | None = None) -> None:
+    """``path`` must be a writable folder, or one that can be created (its first existing
+    ancestor a writable folder); ``InputError`` on ``option`` otherwise. Nothing is created."""
+    import os
+
+    field = field or option.lstrip("-").replace("-", "_")
+    p = path
+    while not p.exists() and not p.is_symlink() and p.parent != p:
+        p = p.parent
+    if not p.is_dir():
+        where = "is a file" if p == path else f"cannot be created: {p} is a file"
+        raise InputError(option, field, f"{path} {where}, not a folder")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise InputError(option, field, f"{path} cannot be written: {p} is not writable")
+
+
+def _new_folder(parent: Path, stem: str) -> Path:
+    """A new folder ``parent/stem`` (``stem-2``, ``stem-3``, ... if taken: two commands
+    started in the same second get their own), created with its parents."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = parent / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent / stem}: 999 folders of this name exist")
 
 
 def default_study(stage: str) -> Path | None:
@@ -59,9 +154,12 @@ def optimize(
     stage: str = typer.Option(..., help=f"Stage to calibrate ({', '.join(stages.names())})."),
     study: Optional[Path] = typer.Option(None, help="Study file (default: the stage's default study)."),
     fidelity: Optional[str] = typer.Option(None, help="Named fidelity overriding the study's (smoke, dev, paper, ...)."),
-    trials: Optional[int] = typer.Option(None, min=1, help="Finished trials the study should have."),
-    seed: Optional[int] = typer.Option(None, min=0, help="Proposal and simulation seed (default: the study's)."),
-    parallel: Optional[int] = typer.Option(None, min=1, help="Trials run at once (default: the study's)."),
+    trials: Optional[int] = typer.Option(None, parser=_at_least("--trials", 1), metavar="INTEGER",
+                                         help="Finished trials the study should have (>= 1)."),
+    seed: Optional[int] = typer.Option(None, parser=_at_least("--seed", 0), metavar="INTEGER",
+                                       help="Proposal and simulation seed (default: the study's)."),
+    parallel: Optional[int] = typer.Option(None, parser=_at_least("--parallel", 1), metavar="INTEGER",
+                                           help="Trials run at once (default: the study's)."),
     storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite under --runs-dir)."),
     tracking_uri: Optional[str] = typer.Option(
         None, help="MLflow tracking URI (default: embedded sqlite under --runs-dir); 'none' disables."),
@@ -70,9 +168,11 @@ def optimize(
         None, help="Rheometer CSV (shear rate, viscosity) replacing the dataset's viscosity curve for this study."),
     backend: Optional[str] = typer.Option(None, help="Where runs go: local or slurm (default: the study's "
                                                      "resources.backend, local)."),
-    heartbeat_s: int = typer.Option(30, min=1, help="Seconds between heartbeats of each running trial."),
-    grace_s: Optional[int] = typer.Option(None, min=1, help="A trial without a heartbeat for this long belongs to "
-                                                            "a dead driver and is re-queued (default: 4 heartbeats)."),
+    heartbeat_s: int = typer.Option(30, parser=_at_least("--heartbeat-s", 1), metavar="INTEGER",
+                                    help="Seconds between heartbeats of each running trial."),
+    grace_s: Optional[int] = typer.Option(None, parser=_at_least("--grace-s", 1), metavar="INTEGER",
+                                          help="A trial without a heartbeat for this long belongs to a dead driver "
+                                               "and is re-queued (default: 4 heartbeats)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Calibrate one stage's force field against its dataset. Several drivers may run one
@@ -91,8 +191,9 @@ def optimize(
         if grace_s is not None and grace_s < 2 * heartbeat_s:
             raise InputError("--grace-s", "grace_s", f"{grace_s} s is under two heartbeats ({2 * heartbeat_s} s): "
                                                      "live drivers would be taken for dead")
+        _check_folder(runs_dir)
         url = storage or default_storage(runs_dir)
-        _check_storage(url)
+        _check_storage(url, runs_dir)
         _check_tracking(tracking_uri)
         lineage = None
         if loaded.spec.upstream is not None:
@@ -105,6 +206,25 @@ def optimize(
         return
     _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as_json, lineage, heartbeat_s,
                   grace_s or 4 * heartbeat_s)
+
+
+@contextlib.contextmanager
+def terminated_as_interrupt():
+    """SIGTERM (a scheduler's stop, ``kill``) handled like Ctrl-C while the study runs: it
+    raises ``Terminated`` (a ``KeyboardInterrupt``), so jobs are cancelled, running trials
+    re-queued and MLflow runs ended; the command then exits 143 (128 + SIGTERM). Further
+    SIGTERMs during that clean-up are ignored (SIGKILL still stops it; see ``calib.loop``)."""
+    import signal
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up short
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _with_backend(loaded, backend: str | None, path: Path):
@@ -178,16 +298,21 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
             progress.update(task, completed=min(n_trials, ledger.finished_count(existing)))
         try:
             # stdout carries only the summary: libraries' chatter (MLflow prints run links) goes to stderr
-            with contextlib.redirect_stdout(sys.stderr):
+            with contextlib.redirect_stdout(sys.stderr), terminated_as_interrupt():
                 result = run_study(loaded, cfg, make_backend(spec.resources, lammps), lammps, tracker, on_event,
                                    lineage, queue)
         except InputError as exc:
             _fail(exc)
             return
-        except KeyboardInterrupt:
-            typer.echo(f"calib: interrupted; running trials were cancelled and will be proposed again. "
+        except StudyHalted as exc:
+            typer.echo(f"calib: error: study {spec.name!r} stopped: {exc}. Fix the cause and rerun the same "
+                       "command to resume.", err=True)
+            raise typer.Exit(1)
+        except KeyboardInterrupt as exc:
+            how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+            typer.echo(f"calib: {how}; running trials were cancelled and will be proposed again. "
                        f"Rerun the same command to resume study {spec.name!r}.", err=True)
-            raise typer.Exit(130)
+            raise typer.Exit(143 if isinstance(exc, Terminated) else 130)
     summary = study_summary(result.study, url)
     if getattr(tracker, "experiment_id", None) is not None:
         summary["mlflow"] = mlflow_view(tracker.uri, tracker.experiment_id, tracker.parent_run_id)
@@ -265,7 +390,8 @@ def refine(
     tracking_uri: Optional[str] = typer.Option(
         None, help="MLflow tracking URI (default: embedded sqlite under --runs-dir); 'none' disables."),
     runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where trial directories and default stores live."),
-    parallel: Optional[int] = typer.Option(None, min=1, help="Trials run at once (default: the study's)."),
+    parallel: Optional[int] = typer.Option(None, parser=_at_least("--parallel", 1), metavar="INTEGER",
+                                           help="Trials run at once (default: the study's)."),
     backend: Optional[str] = typer.Option(None, help="Where runs go: local or slurm (default: the study's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
@@ -274,11 +400,12 @@ def refine(
     from .stored import open_stored
 
     try:
+        _check_folder(runs_dir)
+        _check_tracking(tracking_uri)
         url = storage or default_storage(runs_dir)
         stored = open_stored(study, url)
         sets = _manual_sets(stored, set_, file, scan, allow_outside_bounds)
         loaded = _with_backend(stored.loaded, backend, Path(stored.loaded.path))
-        _check_tracking(tracking_uri)
     except InputError as exc:
         _fail(exc)
         return
@@ -387,11 +514,10 @@ def report(
     from .tracking import default_tracking_uri, log_study_folder
 
     try:
-        stored = open_stored(study, storage or default_storage(runs_dir))
         folder = out or runs_dir / study / "report"
-        if folder.exists() and not folder.is_dir():
-            raise InputError("--out", "out", f"{folder} is a file, not a folder")
+        _check_folder(folder, "--out" if out is not None else "--runs-dir")
         _check_tracking(tracking_uri)
+        stored = open_stored(study, storage or default_storage(runs_dir))
     except InputError as exc:
         _fail(exc)
         return
@@ -422,7 +548,7 @@ def pipeline(
     storage: Optional[str] = typer.Option(None, help="Optuna storage of the studies named by --params best:..."),
     tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: embedded); 'none' disables."),
     runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where pipeline folders and default stores live."),
-    seed: int = typer.Option(1, min=0, help="Simulation seed."),
+    seed: int = typer.Option(1, parser=_at_least("--seed", 0), metavar="INTEGER", help="Simulation seed."),
     backend: Optional[str] = typer.Option(None, help="Where runs go: local or slurm (default: the study's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
@@ -430,7 +556,7 @@ def pipeline(
     import time as _time
 
     from .pipeline import PipelineFailed, check_pipeline_inputs, log_pipeline, params_from, run_pipeline
-    from .stages.calendering import PIPELINE_DEGREES_PCT
+    from .stages.calendering import PIPELINE_DEGREES_PCT, degrees_problem
     from .study import load_study
 
     try:
@@ -441,11 +567,12 @@ def pipeline(
                 degs = tuple(float(x) for x in degrees.split(","))
             except ValueError as exc:
                 raise InputError("--degrees", "degrees", f"not a comma-separated list of numbers: {degrees!r}") from exc
+            problem = degrees_problem(degs)
+            if problem:
+                raise InputError("--degrees", "degrees", f"{degrees!r}: {problem}")
         elif loaded.spec.calendering.degrees_pct is not None:
-            degs = tuple(loaded.spec.calendering.degrees_pct)
-        for d in degs:
-            if not (0 <= d < 60):
-                raise InputError("--degrees", "degrees", f"calendering degree {d:g} % is outside [0, 60) %")
+            degs = tuple(loaded.spec.calendering.degrees_pct)  # checked with the study
+        _check_folder(runs_dir)
         url = storage or default_storage(runs_dir)
         if params != "table-s1":  # only best:... reads the storage
             _check_storage(url)
@@ -462,9 +589,9 @@ def pipeline(
 
     lammps = locate_lammps()
 
-    name = f"{loaded.spec.name}-{loaded.spec.fidelity}-{_time.strftime('%Y%m%d-%H%M%S')}"
-    workdir = runs_dir / "pipelines" / name
-    workdir.mkdir(parents=True)
+    workdir = _new_folder(runs_dir / "pipelines",
+                          f"{loaded.spec.name}-{loaded.spec.fidelity}-{_time.strftime('%Y%m%d-%H%M%S')}")
+    name = workdir.name
 
     def on_stage(stage: str, msg: str) -> None:
         typer.echo(f"pipeline: {stage} ({msg})", err=True)
@@ -483,10 +610,15 @@ def pipeline(
         summary["failed"] = {"stage": failed.stage, "reason": failed.reason}
     (workdir / "pipeline.json").write_text(json.dumps(summary, indent=2, default=str))
     if tracking_uri != "none":
-        with contextlib.redirect_stdout(sys.stderr):
-            summary["mlflow_run_id"] = log_pipeline(tracking_uri or default_tracking_uri(runs_dir),
-                                                    None if tracking_uri else runs_dir / "mlartifacts", name,
-                                                    summary, result, failed)
+        try:  # the results are on disk: an MLflow failure must not lose them
+            with contextlib.redirect_stdout(sys.stderr):
+                summary["mlflow_run_id"] = log_pipeline(tracking_uri or default_tracking_uri(runs_dir),
+                                                        None if tracking_uri else runs_dir / "mlartifacts", name,
+                                                        summary, result, failed)
+        except Exception as exc:
+            typer.echo(f"calib: warning: the pipeline was not logged to MLflow ({exc.__class__.__name__}: "
+                       f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); its results are in {workdir}",
+                       err=True)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
     else:
@@ -511,7 +643,7 @@ def reproduce(
     fidelity: Optional[str] = typer.Option(None, help="Named fidelity (default: the pipeline study's, dev)."),
     study: Path = typer.Option(DEFAULT_PIPELINE, help="Study file giving dataset and stage settings."),
     runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where the run folder goes (runs/reproduce/...)."),
-    seed: int = typer.Option(1, min=0, help="Simulation seed."),
+    seed: int = typer.Option(1, parser=_at_least("--seed", 0), metavar="INTEGER", help="Simulation seed."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run the seed's Table S1 through slurry -> drying -> calendering (0-50 %) and compare
@@ -526,6 +658,7 @@ def reproduce(
     try:
         loaded = load_study(study, fidelity=fidelity)
         check_pipeline_inputs(loaded)
+        _check_folder(runs_dir)
     except InputError as exc:
         _fail(exc)
         return
@@ -534,8 +667,7 @@ def reproduce(
 
     lammps = locate_lammps()
     pset = params_from("table-s1", "sqlite:///:memory:")
-    workdir = runs_dir / "reproduce" / f"{loaded.spec.fidelity}-{_time.strftime('%Y%m%d-%H%M%S')}"
-    workdir.mkdir(parents=True)
+    workdir = _new_folder(runs_dir / "reproduce", f"{loaded.spec.fidelity}-{_time.strftime('%Y%m%d-%H%M%S')}")
     failed = None
     with contextlib.redirect_stdout(sys.stderr):
         try:

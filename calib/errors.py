@@ -16,3 +16,13 @@ class InputError(ValueError):
         self.where = where
         self.field = field
         self.message = message
+
+
+class StudyHalted(RuntimeError):
+    """The study stopped itself (exit status 1): the same error kept trials from starting
+    (``stop_after_start_failures``), so more trials would only spend the budget on it."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The driver received SIGTERM (a scheduler's or ``kill``'s stop): handled like Ctrl-C,
+    exit status 143."""

@@ -43,7 +43,7 @@ class Fidelity(BaseModel):
     compress faster, at a measured cost (docs/model.md "Calendering").
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     n_beads: PositiveInt
     initial_box_scale: PositiveFloat = 1.0

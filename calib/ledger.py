@@ -50,6 +50,9 @@ MANUAL_ATTR = "calib_manual"
 """Trial attribute of a manual trial (``calib refine``): where its set came from (``--set``, ``--file F``, ``--scan K``)."""
 OUTSIDE_ATTR = "calib_outside_bounds"
 """Trial attribute: the free keys a manual set put outside the study's bounds."""
+FALLBACK_ATTR = "calib_proposal_fallback"
+"""Why the model could not propose this trial (its GP fit or acquisition failed): it got a
+quasi-random (Sobol) point instead."""
 CARRIED_ATTRS = (FIDELITY_ATTR, MANUAL_ATTR, OUTSIDE_ATTR)
 """Trial attributes a re-proposed trial keeps from the lost one (its fidelity; that it was
 a manual set, ``calib.refine``)."""
@@ -389,7 +392,7 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 def proposal_kind(attrs: dict, number: int, sampler: str, n_initial: int) -> str:
     """How trial ``number`` (its ledger attributes ``attrs``) was proposed: ``manual (...)``
     (``calib refine``), ``re-attached (trial n)``, ``re-proposed (trial n)`` (a lost trial's
-    point run again), ``sobol (no model)`` / ``random (no model)``, ``initial design`` or
+    point run again), ``sobol (no model)``, ``quasi-random fallback (model failed)`` / ``random (no model)``, ``initial design`` or
     ``model``."""
     if attrs.get(MANUAL_ATTR):
         return f"manual ({attrs[MANUAL_ATTR]})"
@@ -399,4 +402,6 @@ def proposal_kind(attrs: dict, number: int, sampler: str, n_initial: int) -> str
         return f"re-proposed (trial {attrs[REPROPOSED_ATTR]})"
     if sampler in ("sobol", "random"):
         return f"{sampler} (no model)"
+    if attrs.get(FALLBACK_ATTR):
+        return "quasi-random fallback (model failed)"
     return "initial design" if number < n_initial else "model"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,8 +62,11 @@ def check_composition(state: Path, expected: BeadSystem, what: str) -> None:
     composition or stage. Raises ``InputError`` naming the state file."""
     try:
         data = read_sphere_data(state)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, IndexError) as exc:  # IndexError: Atoms rows with too few columns
         raise InputError(str(state), "(file)", f"not a readable LAMMPS sphere data file ({exc})") from exc
+    if data.positions.ndim != 2 or data.positions.shape[1] != 3:
+        raise InputError(str(state), "Atoms", "rows must read id type diameter density x y z (atom_style sphere)")
+    check_finite(state)
     n_types = len(expected.types)
     if data.types.max(initial=0) > n_types or len(data.types) != expected.n_beads:
         raise InputError(str(state), "Atoms", f"{len(data.types)} atoms of {int(data.types.max(initial=0))} types, "
@@ -78,6 +82,26 @@ def check_composition(state: Path, expected: BeadSystem, what: str) -> None:
                                                   f"{float(data.diameters[sel][0]):g} um, {what} has "
                                                   f"{t.diameter_um:g} um: the state comes from another "
                                                   "composition or stage")
+
+
+def check_finite(state: Path) -> None:
+    """Every number of a data file (box, masses, atoms, velocities) must be finite: LAMMPS
+    would start from a NaN position or an infinite diameter and fail later, in a trial.
+    ``InputError`` naming the file and line otherwise."""
+    lines = Path(state).read_text(errors="replace").splitlines()
+    for n, line in enumerate(lines[1:], start=2):  # line 1: the title
+        words = line.split("#")[0].split()
+        try:
+            float(words[0]) if words else None
+        except ValueError:  # a section or header keyword line
+            continue
+        for w in words:
+            try:
+                v = float(w)
+            except ValueError:
+                continue
+            if not math.isfinite(v):
+                raise InputError(str(state), f"line {n}", f"{w!r} is not a finite number")
 
 
 def state_bead_count(state: Path) -> int:

@@ -64,9 +64,12 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
                     del active[number]
             if active:
                 time.sleep(cfg.poll_s)
-    except BaseException:
-        session.abandon(active.values())
-        session.stop()
+    except BaseException as exc:  # Ctrl-C, SIGTERM, the circuit breaker, a crash: nothing left RUNNING
+        try:
+            session.abandon(active.values())
+        finally:
+            session.stop()
+            session.close("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     session.stop()
     session.close()

@@ -29,7 +29,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from . import composite
-from .ledger import FIDELITY_ATTR, lost_numbers
+from .ledger import FALLBACK_ATTR, FIDELITY_ATTR, lost_numbers
 from .space import ParameterSpace
 
 
@@ -141,6 +141,8 @@ class BoTorchSampler(BaseSampler):
         self.ladder = ladder
         self._batches: dict[int, list[list[float]]] = {}
         self._levels: dict[int, list[str]] = {}
+        self._failed: dict[int, str] = {}
+        """Batch start -> why the model failed to propose it (its points are Sobol's)."""
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return dict(self.space.distributions())
@@ -184,10 +186,26 @@ class BoTorchSampler(BaseSampler):
             b = self.batch_start(n)
             if b not in self._batches:
                 trials = [t for t in study.get_trials(deepcopy=False) if t.number < b and self._has_all(t)]
-                self._batches = {b: self._propose_batch(trials, b)}
+                self._failed = {}
+                try:
+                    batch = self._propose_batch(trials, b)
+                except Exception as exc:  # a GP that cannot be fitted must not stop the study
+                    batch = self._fallback_batch(b)
+                    self._failed = {b: f"{exc.__class__.__name__}: {str(exc)[:500]}"}
+                self._batches = {b: batch}
                 self._levels = {b: self._levels.get(b, [])}
             u = self._batches[b][n - b]
+            if b in self._failed:  # recorded on the trial (``ledger.FALLBACK_ATTR``)
+                study._storage.set_trial_user_attr(trial._trial_id, FALLBACK_ATTR, self._failed[b])
         return self.space.from_unit(u)
+
+    def _fallback_batch(self, b: int) -> list[list[float]]:
+        """The batch at ``b`` when the model cannot propose it: the Sobol points the
+        sequence has at those trial numbers (the same on a resumed driver), at the cheapest
+        fidelity of a ladder."""
+        if self.ladder is not None:
+            self._levels[b] = [self.ladder.names[0]] * self.q
+        return [sobol_point(self.space.dim, b + i, self.seed) for i in range(self.q)]
 
     def _propose_batch(self, trials: list[FrozenTrial], b: int) -> list[list[float]]:
         """The q points of the batch starting at trial b (Sobol while data are too few)."""

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
-import yaml
 
+from objectives.yamlfile import YamlFileError, read_yaml
 from sim_backends.lammps.forcefield import TABLE_S1_KEYS
 
 from .errors import InputError
@@ -129,9 +129,9 @@ def read_sets_file(path: Path) -> list[dict]:
     if not path.is_file():
         raise InputError(where, "(file)", "sets file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputError(where, "(file)", f"not readable YAML ({exc.__class__.__name__})") from exc
+        raw = read_yaml(path)
+    except YamlFileError as exc:
+        raise InputError(where, exc.field, exc.message) from exc
     if isinstance(raw, dict) and set(raw) == {"sets"}:
         raw = raw["sets"]
     if not isinstance(raw, list) or not raw:

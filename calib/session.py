@@ -12,9 +12,12 @@ re-queues their parameters; ``close`` writes the study's summary to MLflow.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime
 import fcntl
 import json
 import math
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -31,7 +34,7 @@ from sim_backends.lammps.outputs import lammps_version
 
 from . import checkpoint, ledger
 from .backends import SURVIVES_DRIVER
-from .errors import InputError
+from .errors import InputError, StudyHalted
 from .identity import study_ident
 from .ledger import FIDELITY_ATTR, best_trial
 from .lineage import Lineage
@@ -44,7 +47,7 @@ from .stages.base import scalarised
 from .study import LoadedStudy
 from .heartbeat import Heartbeat
 from .targets_table import target_rows
-from .tracking import BestRecord, DatasetRecord, Tracker, TrialRecord, objective_metric
+from .tracking import RECORD_FILE, BestRecord, DatasetRecord, Tracker, TrialRecord, objective_metric
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -171,8 +174,10 @@ class StudySession:
         self.heartbeat = Heartbeat(self.study._storage, cfg.heartbeat_s)
         self.recovered: list[int] = []
         self._series_next = 0  # the best-so-far series is logged up to here
+        self._start_errors: list[str] = []  # why the latest trials could not start (reset by one that did)
         self._last_sweep = -math.inf
         self.sweep()
+        self.backfill()
 
     def _start_tracking(self, uid: str, lineage: Lineage | None) -> None:
         spec, loaded = self.spec, self.loaded
@@ -188,7 +193,8 @@ class StudySession:
                                      objective=self.objective_metric,
                                      dataset=DatasetRecord(loaded.dataset.name, str(loaded.dataset_path.resolve()),
                                                            tuple(target_rows(loaded))),
-                                     description=experiment_description(spec, self.objective_metric))
+                                     description=experiment_description(spec, self.objective_metric),
+                                     stale_s=float(self.cfg.grace_s))
         except Exception as exc:
             first = str(exc).splitlines()[0] if str(exc) else ""
             raise InputError("--tracking-uri", "uri", f"cannot use the MLflow store: {exc.__class__.__name__}: "
@@ -207,6 +213,59 @@ class StudySession:
                                                          f"(driver {lost.user_attrs.get('calib_driver', '?')})")
             self.emit(Event("recovered", lost.number, f"{why}: marked FAIL, its point re-queued"))
             self._track_failure(lost.number, dict(lost.params), why, fid=lost.user_attrs.get(FIDELITY_ATTR))
+
+    def backfill(self) -> None:
+        """Log the finished trials that have no MLflow run (the tracking server was down
+        when they finished, or their driver died first): from the ``TrialRecord`` kept in
+        the trial's directory, else from the ledger. Trials finished within the grace period
+        are left to a driver that may still be logging them."""
+        try:
+            logged = self.tracker.logged_trials()
+        except Exception as exc:
+            self.emit(Event("warning", -1, f"MLflow: could not list the logged trials: {exc}"))
+            return
+        if logged is None:
+            return
+        cutoff = datetime.datetime.now() - datetime.timedelta(seconds=self.cfg.grace_s)
+        missing = [t for t in self.study.get_trials(deepcopy=False) if t.state.is_finished()
+                   and t.number not in logged and t.datetime_complete is not None and t.datetime_complete < cutoff]
+        done = []
+        for t in missing:
+            try:
+                self.tracker.log_trial(self._record_of(t))
+                done.append(t.number)
+            except Exception as exc:
+                self.emit(Event("warning", t.number, f"MLflow logging failed: {exc}"))
+        if done:
+            self.emit(Event("warning", -1, f"trials {', '.join(map(str, done))} had no MLflow run (the tracking "
+                                           "store was unreachable, or their driver stopped): logged now"))
+            try:
+                self._update_best()
+            except Exception as exc:
+                self.emit(Event("warning", -1, f"MLflow logging failed: {exc}"))
+
+    def _record_of(self, t: optuna.trial.FrozenTrial) -> TrialRecord:
+        """A finished trial's MLflow record: the one its driver kept in its directory, else
+        what the ledger has (parameters, objective, observables, the reason of a failure)."""
+        workdir = Path(t.user_attrs["calib_workdir"]) if t.user_attrs.get("calib_workdir") else None
+        kept = workdir / RECORD_FILE if workdir else None
+        if kept is not None and kept.exists():
+            r = TrialRecord.from_json(kept.read_text())
+            return dataclasses.replace(r, tags={**r.tags, "calib.logged_late": "from the trial's record"})
+        state = "COMPLETE" if t.state == TrialState.COMPLETE else "FAIL"
+        metrics = {k: float(v) for k, v in (t.user_attrs.get("observables") or {}).items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if state == "COMPLETE" and t.value is not None:
+            metrics[self.objective_metric] = float(t.value)
+        tags = {**self.base_tags, "fidelity": t.user_attrs.get(FIDELITY_ATTR) or self.spec.fidelity,
+                "calib.logged_late": "from the ledger"}
+        if state == "FAIL":
+            tags.update({"fail_reason": str(t.user_attrs.get("fail_reason") or "unknown failure")[:5000],
+                         "calib.flags": "FAILED", "calib.equilibrated": "n/a"})
+        files = tuple(p for p in workdir.rglob("*") if p.name in ("log.lammps", "params.json")
+                      or p.name.startswith("in.")) if workdir and workdir.exists() else ()
+        return TrialRecord(t.number, state, {**self.space.fixed, **{k: float(v) for k, v in t.params.items()}},
+                           metrics, tags, files, artifact_root=workdir)
 
     def stop(self) -> None:
         """Stop beating (the driver is leaving)."""
@@ -251,20 +310,21 @@ class StudySession:
         if attached is not None:
             return attached
         workdir = self.study_dir / f"trial_{trial.number:05d}"
-        try:
-            workdir.mkdir(parents=True)  # trial numbers are unique in a study: never reused
-        except FileExistsError:  # another driver took the same trial: it is theirs
-            self.heartbeat.discard(trial._trial_id)
-            self.emit(Event("warning", trial.number, f"{workdir} exists: another driver runs this trial; left to it"))
-            return None
-        seed = trial_seed(self.cfg.seed, trial.number)
-        trial.set_user_attr("calib_workdir", str(workdir.resolve()))
-        trial.set_user_attr("calib_seed", seed)
-        full = self.space.full_params(free)
-        trial.set_user_attr("table_s1", full.as_dict())
-        (workdir / "params.json").write_text(json.dumps(full.as_dict(), indent=2))
         execution = None
         try:
+            try:
+                workdir.mkdir(parents=True)  # trial numbers are unique in a study: never reused
+            except FileExistsError:  # another driver took the same trial: it is theirs
+                self.heartbeat.discard(trial._trial_id)
+                self.emit(Event("warning", trial.number, f"{workdir} exists: another driver runs this trial; "
+                                                         "left to it"))
+                return None
+            seed = trial_seed(self.cfg.seed, trial.number)
+            trial.set_user_attr("calib_workdir", str(workdir.resolve()))
+            trial.set_user_attr("calib_seed", seed)
+            full = self.space.full_params(free)
+            trial.set_user_attr("table_s1", full.as_dict())
+            (workdir / "params.json").write_text(json.dumps(full.as_dict(), indent=2))
             stage_trial = self.loaded.stage.make_trial(TrialContext(workdir, self.loaded, self.fidelities[fid], full,
                                                                     seed, self.lineage))
             execution = TrialExecution(stage_trial, self.runner, f"{self.spec.name}-{trial.number}",
@@ -273,14 +333,29 @@ class StudySession:
         except Exception as exc:  # a trial that cannot start is a FAIL, not the end of the study
             if execution is not None:
                 execution.cancel()
-            trial.set_user_attr("fail_reason", f"could not start: {exc}")
+            why = f"could not start: {exc.__class__.__name__}: {exc}"
+            trial.set_user_attr("fail_reason", why)
             self.study.tell(trial, state=TrialState.FAIL)
             self.heartbeat.discard(trial._trial_id)
-            self.emit(Event("fail", trial.number, f"could not start: {exc}"))
-            self._track_failure(trial.number, free, f"could not start: {exc}", workdir, fid)
+            self.emit(Event("fail", trial.number, why))
+            self._track_failure(trial.number, free, why, workdir if workdir.exists() else None, fid)
+            self._count_start_error(exc, workdir)
             return None
+        self._start_errors.clear()
         self.emit(Event("submitted", trial.number, self._at(fid) + json.dumps({k: round(v, 6) for k, v in free.items()})))
         return ActiveTrial(trial, workdir, free, fid, execution, started_ms=started_ms)
+
+    def _count_start_error(self, exc: Exception, workdir: Path) -> None:
+        """The circuit breaker: ``StudyHalted`` once the last ``stop_after_start_failures``
+        trials could not start with the same error (its text with the trial's directory and
+        numbers taken out, so trial 3's and trial 4's full disk read the same)."""
+        text = f"{exc.__class__.__name__}: {exc}".replace(str(workdir), "<trial>")
+        self._start_errors.append(re.sub(r"\d+", "#", text))
+        k = self.spec.stop_after_start_failures
+        last = self._start_errors[-k:]
+        if len(last) == k and len(set(last)) == 1:
+            raise StudyHalted(f"{k} trials in a row could not start with the same error "
+                              f"(stop_after_start_failures: {k}); the last: {exc.__class__.__name__}: {exc}")
 
     def _still_running(self, a: ActiveTrial) -> bool:
         """Whether ``a`` is still RUNNING in the ledger (not failed by another driver that
@@ -410,6 +485,9 @@ class StudySession:
         except Exception as exc:  # a stage whose results cannot be stored fails its trial, not the study
             outcome = Outcome(None, f"could not record the results: {exc.__class__.__name__}: {exc}")
             score = None
+        if score is not None and outcome.reason is None and not math.isfinite(score.value):
+            outcome = Outcome(score, f"the objective is not a finite number ({score.value}): the trial's "
+                                     "observables could not be scored")
         if not outcome.failed:
             assert score is not None
             metrics[self.objective_metric] = score.value
@@ -425,10 +503,14 @@ class StudySession:
         a.told = True
         tags.update(self._review_tags(a))
         tags.update(flag_tags(score, state, tags))
+        record = TrialRecord(a.number, state, {**self.space.fixed, **a.params}, metrics, tags, tuple(artifacts),
+                             artifact_root=a.workdir, start_ms=a.started_ms)
+        try:  # kept first: if MLflow cannot take it now, a later driver logs it from here (``backfill``)
+            (a.workdir / RECORD_FILE).write_text(record.to_json())
+        except Exception as exc:
+            self.emit(Event("warning", a.number, f"could not keep the trial's MLflow record: {exc}"))
         try:
-            run_id = self.tracker.log_trial(TrialRecord(a.number, state, {**self.space.fixed, **a.params}, metrics,
-                                                        tags, tuple(artifacts), artifact_root=a.workdir,
-                                                        start_ms=a.started_ms))
+            run_id = self.tracker.log_trial(record)
             self._update_best()
         except Exception as exc:  # tracking is an attachment: the ledger already has the trial
             self.emit(Event("warning", a.number, f"MLflow logging failed: {exc}"))
@@ -511,21 +593,29 @@ class StudySession:
             finally:
                 self.heartbeat.discard(a.trial._trial_id)
 
-    def close(self) -> None:
-        """The study's summary on its MLflow parent run."""
+    def close(self, status: str = "FINISHED") -> None:
+        """The study's summary on its MLflow parent run, which ends ``status`` (FINISHED;
+        KILLED when the driver was interrupted, FAILED when it stopped on an error). Every
+        step is guarded: the parent run is ended even when the ledger cannot be read."""
         study = self.study
         try:
             self._update_best()  # the series' last points (trials other drivers finished)
         except Exception as exc:
             self.emit(Event("warning", -1, f"MLflow logging failed: {exc}"))
-        front = pareto(study)
-        lost = ledger.lost_numbers(study.get_trials(deepcopy=False))
+        metrics: dict[str, float] = {}
+        files: dict[str, str] = {}
         try:
-            self.tracker.end_study({"pareto_size": float(len(front)),
-                                    "trials_complete": float(len(study.get_trials(states=(TrialState.COMPLETE,)))),
-                                    "trials_failed": float(sum(1 for t in study.get_trials(states=(TrialState.FAIL,))
-                                                               if t.number not in lost))},
-                                   files={"pareto.json": json.dumps(front, indent=2)})
+            front = pareto(study)
+            lost = ledger.lost_numbers(study.get_trials(deepcopy=False))
+            metrics = {"pareto_size": float(len(front)),
+                       "trials_complete": float(len(study.get_trials(states=(TrialState.COMPLETE,)))),
+                       "trials_failed": float(sum(1 for t in study.get_trials(states=(TrialState.FAIL,))
+                                                  if t.number not in lost))}
+            files = {"pareto.json": json.dumps(front, indent=2)}
+        except Exception as exc:
+            self.emit(Event("warning", -1, f"the study's summary could not be read from the ledger: {exc}"))
+        try:
+            self.tracker.end_study(metrics, files=files, status=status)
         except Exception as exc:  # tracking is an attachment: the ledger has the study
             self.emit(Event("warning", -1, f"MLflow logging of the study's summary failed: {exc}"))
 

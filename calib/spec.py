@@ -8,6 +8,7 @@ them to ``StudyBase`` into the model a study file is validated against.
 from __future__ import annotations
 
 import math
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
@@ -17,14 +18,18 @@ from sim_backends.lammps.forcefield import LJ_STYLES, NAMED_PARAMETER_SETS, TABL
 
 from .fidelity import BUILTIN_FIDELITIES, Fidelity
 
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+"""Names that become folder or file names (studies, fidelities): no ``/``, no leading dot."""
+
 STUDY_SCALARISATIONS = ("weighted_sum", "chebyshev", "parego")
 """Scalarisations a study can choose (``objectives.scalarise``)."""
 
 
 class SpecModel(BaseModel):
-    """Base of every study-file model: unknown keys are refused, values are frozen."""
+    """Base of every study-file model: unknown keys are refused, values are frozen, and a
+    number must be finite (YAML's .nan and .inf are refused)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Bound(SpecModel):
@@ -238,7 +243,7 @@ class ResourcesSpec(SpecModel):
 class StudyBase(SpecModel):
     """What every study file has; ``calib.study.study_spec_model`` adds the stages' sections."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=NAME_PATTERN)
     stage: str
     dataset: str
     fidelity: str = "dev"
@@ -247,6 +252,10 @@ class StudyBase(SpecModel):
     seed: int = Field(default=0, ge=0)
     trial_timeout_s: PositiveFloat = 600.0
     """Wall-clock limit of each run of a trial (the slurry run, each shear run, each characterisation job), s."""
+    stop_after_start_failures: PositiveInt = 3
+    """The study stops (exit status 1) when this many consecutive trials fail to start with
+    the same error (no ``mpirun``, a full disk): the error is the environment's, and further
+    trials would only spend the budget on it."""
     lj_style: Literal["lj/cut", "lj/smooth/linear"] = "lj/cut"
     parameters: ParametersSpec
     objective: ObjectiveSpec
@@ -264,6 +273,9 @@ class StudyBase(SpecModel):
         if isinstance(data, dict) and isinstance(data.get("fidelities"), dict):
             merged = {}
             for name, fid in data["fidelities"].items():
+                if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+                    raise ValueError(f"fidelities: {name!r} is not a usable fidelity name (letters, digits, '_', "
+                                     "'.' and '-', starting with a letter or digit: it names run folders)")
                 if name in BUILTIN_FIDELITIES and isinstance(fid, dict):
                     fid = {**BUILTIN_FIDELITIES[name].model_dump(), **fid}
                 merged[name] = fid

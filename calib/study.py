@@ -14,11 +14,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from objectives.dataset import Dataset, DatasetError, PhaseSpec, load_dataset
 from objectives.rheology import ViscosityCurve
+from objectives.yamlfile import YamlFileError, read_yaml
 
 from . import stages
 from .errors import InputError
@@ -78,9 +78,9 @@ def load_study(path: Path, fidelity: str | None = None, data_root: Path = DEFAUL
     if not path.is_file():
         raise InputError(where, "(file)", "study file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(where, "(file)", f"malformed YAML ({exc.__class__.__name__})") from exc
+        raw = read_yaml(path)
+    except YamlFileError as exc:
+        raise InputError(where, exc.field, exc.message) from exc
     if not isinstance(raw, dict):
         raise InputError(where, "(top level)", "expected a mapping of study settings")
     try:

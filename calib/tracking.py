@@ -8,7 +8,9 @@ directory; ``--tracking-uri`` points at a server instead.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,12 @@ PREVIEW_SUFFIX = ".txt"
 PREVIEW_MAX_BYTES = 5_000_000
 """Text files the MLflow UI cannot preview (``log.lammps``, ``in.slurry``, ``final.data``) are also logged
 as ``<name>.txt`` copies up to this size (the UI previews by extension)."""
+
+
+HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+"""How long a study waits for a tracking server that does not answer: 3 retries 1, 2, 4 s
+apart, 30 s per request (``MlflowTracker``)."""
 
 
 def objective_metric(scalarisation: str) -> str:
@@ -67,6 +75,9 @@ this tag to choose the page it opens: it follows its "GenAI / Model training" sw
 STUDY_TAG = "calib.study"
 ROLE_TAG = "calib.role"
 UID_TAG = "calib.study_uid"
+LOGGING_TAG = "calib.logging_started_ms"
+"""When a trial run's logging began (ms since the epoch): a run still RUNNING long after
+was left by a driver that died while logging it (``MlflowTracker.close_stale_runs``)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,28 @@ class TrialRecord:
     """Artifacts under this folder keep their sub-folder (``shear_00/log.lammps``)."""
     start_ms: int | None = None
     """When the trial started (its proposal), ms since the epoch: the run spans the simulation."""
+
+    def to_json(self) -> str:
+        """The record as JSON (``RECORD_FILE`` in the trial directory), for a later driver to
+        log it if this one could not (``from_json``)."""
+        return json.dumps({"number": self.number, "state": self.state, "params": self.params,
+                           "metrics": {k: float(v) for k, v in self.metrics.items()
+                                       if v is not None and math.isfinite(float(v))},
+                           "tags": self.tags, "artifacts": [str(p) for p in self.artifacts],
+                           "artifact_root": str(self.artifact_root) if self.artifact_root else None,
+                           "start_ms": self.start_ms}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrialRecord":
+        d = json.loads(text)
+        return cls(int(d["number"]), d["state"], dict(d["params"]), dict(d["metrics"]), dict(d["tags"]),
+                   tuple(Path(p) for p in d["artifacts"]), Path(d["artifact_root"]) if d["artifact_root"] else None,
+                   d.get("start_ms"))
+
+
+RECORD_FILE = "mlflow_record.json"
+"""A finished trial's ``TrialRecord``, kept in its directory before it is logged: a driver
+that finds the trial without an MLflow run (the tracking server was down) logs it from here."""
 
 
 @dataclass(frozen=True)
@@ -102,10 +135,12 @@ class BestRecord:
 class Tracker(Protocol):
     def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str],
                     objective: str = "objective", dataset: DatasetRecord | None = None,
-                    description: str = "") -> None: ...
+                    description: str = "", stale_s: float = 120.0) -> None: ...
     def log_trial(self, record: TrialRecord) -> str | None: ...
+    def logged_trials(self) -> set[int] | None: ...
     def update_best(self, best: BestRecord, series: list[tuple[int, float]]) -> None: ...
-    def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None) -> None: ...
+    def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None,
+                  status: str = "FINISHED") -> None: ...
 
 
 class NullTracker:
@@ -113,16 +148,20 @@ class NullTracker:
 
     def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str],
                     objective: str = "objective", dataset: DatasetRecord | None = None,
-                    description: str = "") -> None:
+                    description: str = "", stale_s: float = 120.0) -> None:
         return None
 
     def log_trial(self, record: TrialRecord) -> str | None:
         return None
 
+    def logged_trials(self) -> set[int] | None:
+        return None
+
     def update_best(self, best: BestRecord, series: list[tuple[int, float]]) -> None:
         return None
 
-    def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None) -> None:
+    def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None,
+                  status: str = "FINISHED") -> None:
         return None
 
 
@@ -158,6 +197,37 @@ class _LockPatient:
         return call
 
 
+class _OutageAware:
+    """An ``MlflowClient`` for a tracking server: once a call finds the server unreachable
+    (MLflow's retries spent), calls fail at once for ``pause_s`` instead of each waiting out
+    the retries again; the trials finished meanwhile are logged later (``StudySession.backfill``)."""
+
+    def __init__(self, client, pause_s: float = 60.0) -> None:
+        self._client = client
+        self._pause = pause_s
+        self._down_until = -math.inf
+        self._why = ""
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            if time.monotonic() < self._down_until:
+                raise ConnectionError(f"the MLflow server is unreachable (skipping calls for up to "
+                                      f"{self._pause:g} s): {self._why}")
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:
+                text = str(exc)
+                if "Max retries exceeded" in text or "Connection refused" in text or "timed out" in text:
+                    self._down_until = time.monotonic() + self._pause
+                    self._why = text.splitlines()[0][:300] if text else exc.__class__.__name__
+                raise
+        return call
+
+
 class MlflowTracker:
     """Logs to MLflow through ``MlflowClient`` (no global active-run state)."""
 
@@ -165,6 +235,12 @@ class MlflowTracker:
         import logging
 
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        if tracking_uri.startswith(("http://", "https://")):
+            # MLflow retries a server that does not answer for minutes per call (7 retries,
+            # backoff factor 2); a study must not stall on its attachment: about 7 s, then a
+            # warning (a user's own settings win)
+            for var, value in HTTP_RETRIES.items():
+                os.environ.setdefault(var, value)
         self.uri = tracking_uri
         self._client = None
         self.artifact_root = artifact_root
@@ -178,20 +254,24 @@ class MlflowTracker:
         """The MLflow client, made on first use (an embedded store runs its schema
         migrations then: ``calib.session`` does that under the run directory's lock). On an
         embedded SQLite store, which several drivers may share, each call waits out another
-        writer's lock (``_LockPatient``)."""
+        writer's lock (``_LockPatient``); on a server, an outage costs one call's retries
+        (``_OutageAware``)."""
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
             client = MlflowClient(tracking_uri=self.uri)
-            self._client = _LockPatient(client) if self.uri.startswith("sqlite") else client
+            self._client = (_LockPatient(client) if self.uri.startswith("sqlite")
+                            else _OutageAware(client) if self.uri.startswith(("http://", "https://")) else client)
         return self._client
 
     def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str],
                     objective: str = "objective", dataset: DatasetRecord | None = None,
-                    description: str = "") -> None:
+                    description: str = "", stale_s: float = 120.0) -> None:
         """Find or create the study's experiment and parent run. ``objective``: the
         objective's metric name; ``dataset``: logged as the input of the parent and of
-        every trial run; ``description``: the experiment's description (markdown)."""
+        every trial run; ``description``: the experiment's description (markdown). On
+        resume, trial runs a dead driver left RUNNING (logging begun over ``stale_s`` ago)
+        are ended KILLED (``close_stale_runs``)."""
         self.objective = objective
         self._dataset = dataset.entity() if dataset is not None else None
         exp = self.client.get_experiment_by_name(study_name)
@@ -214,6 +294,7 @@ class MlflowTracker:
         if found:
             self.parent_run_id = found[0].info.run_id
             self.client.update_run(self.parent_run_id, status="RUNNING")
+            self.close_stale_runs(stale_s)
             return
         run = self.client.create_run(self.experiment_id, run_name=study_name,
                                      tags={STUDY_TAG: study_name, ROLE_TAG: "study", **tags})
@@ -236,24 +317,43 @@ class MlflowTracker:
         assert self.experiment_id is not None and self.parent_run_id is not None
         tags = {"mlflow.parentRunId": self.parent_run_id, ROLE_TAG: "trial", **record.tags,
                 "trial_number": str(record.number), "state": record.state}
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{record.number:05d}", tags=tags,
-                                     start_time=record.start_ms)
-        rid = run.info.run_id
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, record.number) for k, v in record.metrics.items()
-                   if v is not None and math.isfinite(float(v))]
-        params = [Param(k, f"{float(v):.6g}") for k, v in record.params.items()]
-        self.client.log_batch(rid, metrics=metrics, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
-        if self._dataset is not None:
-            self.client.log_inputs(rid, datasets=[self._dataset])
-        if record.state != "COMPLETE" and tags.get("fail_reason"):
-            self.client.log_text(rid, tags["fail_reason"] + "\n", "fail_reason.txt")
-        self._log_files(rid, record)
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{record.number:05d}",
+                                     tags={**tags, LOGGING_TAG: str(now)}, start_time=record.start_ms)
+        rid = run.info.run_id
+        try:
+            metrics = [Metric(k, float(v), now, record.number) for k, v in record.metrics.items()
+                       if v is not None and math.isfinite(float(v))]
+            params = [Param(k, f"{float(v):.6g}") for k, v in record.params.items()]
+            self.client.log_batch(rid, metrics=metrics, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
+            if self._dataset is not None:
+                self.client.log_inputs(rid, datasets=[self._dataset])
+            if record.state != "COMPLETE" and tags.get("fail_reason"):
+                self.client.log_text(rid, tags["fail_reason"] + "\n", "fail_reason.txt")
+            self._log_files(rid, record)
+        except BaseException as exc:  # the run must not stay RUNNING: end it, say why, and let the caller know
+            self._end_broken(rid, exc)
+            raise
         self.client.set_terminated(rid, status="FINISHED" if record.state == "COMPLETE" else "FAILED", end_time=now)
         value = record.metrics.get(self.objective)
         if value is not None and math.isfinite(value):
             self.client.log_metric(self.parent_run_id, f"trial_{self.objective}", float(value), now, record.number)
         return rid
+
+    def logged_trials(self) -> set[int]:
+        """Numbers of the trials that have an ended run under the study's parent run."""
+        assert self.experiment_id is not None and self.parent_run_id is not None
+        out: set[int] = set()
+        token = None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string=(
+                f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and tags.`{ROLE_TAG}` = 'trial'"),
+                max_results=1000, page_token=token)
+            out.update(int(r.data.tags["trial_number"]) for r in page
+                       if r.info.status != "RUNNING" and r.data.tags.get("trial_number", "").isdigit())
+            token = page.token
+            if not token:
+                return out
 
     def _log_files(self, rid: str, record: TrialRecord) -> None:
         """The trial's files, each under its sub-folder of the trial directory; LAMMPS text
@@ -310,17 +410,55 @@ class MlflowTracker:
         tags["mlflow.note.content"] = best_note(best, self.objective, tags.get("calib.best_run"))
         self.client.log_batch(self.parent_run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
 
-    def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None) -> None:
+    def _end_broken(self, rid: str, exc: BaseException) -> None:
+        """End a trial run whose logging broke off: KILLED when the driver was interrupted,
+        FAILED when MLflow or the files failed (best effort: the store may be what broke)."""
+        status = "FAILED" if isinstance(exc, Exception) else "KILLED"
+        try:
+            self.client.set_tag(rid, "calib.logging_error", f"{exc.__class__.__name__}: {exc}"[:5000])
+        except Exception:
+            pass
+        try:
+            self.client.set_terminated(rid, status=status)
+        except Exception:
+            pass
+
+    def close_stale_runs(self, stale_s: float) -> list[str]:
+        """End KILLED the study's trial runs left RUNNING by a driver that died while it
+        logged them (logging begun over ``stale_s`` ago: a live driver ends its run within
+        seconds); the ledger holds those trials. Returns their run ids."""
+        assert self.experiment_id is not None and self.parent_run_id is not None
+        now = int(time.time() * 1000)
+        closed = []
+        for run in self.client.search_runs([self.experiment_id], filter_string=(
+                f"attributes.status = 'RUNNING' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'"),
+                max_results=1000):
+            since = run.data.tags.get(LOGGING_TAG)
+            began = int(since) if since and since.isdigit() else (run.info.start_time or 0)
+            if now - began < stale_s * 1000:
+                continue
+            self.client.set_tag(run.info.run_id, "calib.logging_error",
+                                "the driver stopped while this run was logged; the ledger has the trial")
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_id)
+        return closed
+
+    def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None,
+                  status: str = "FINISHED") -> None:
         """Close the study's parent run with its summary metrics and text ``files``
-        (name -> content, e.g. the Pareto front as JSON)."""
+        (name -> content, e.g. the Pareto front as JSON); ``status``: FINISHED, KILLED
+        (interrupted) or FAILED (stopped on an error). The run is ended even when the
+        summary cannot be written."""
         if self.parent_run_id is None:
             return
-        for name, text in (files or {}).items():
-            self.client.log_text(self.parent_run_id, text, name)
-        for k, v in metrics.items():
-            if v is not None and math.isfinite(v):
-                self.client.log_metric(self.parent_run_id, k, float(v))
-        self.client.set_terminated(self.parent_run_id, status="FINISHED")
+        try:
+            for name, text in (files or {}).items():
+                self.client.log_text(self.parent_run_id, text, name)
+            for k, v in metrics.items():
+                if v is not None and math.isfinite(v):
+                    self.client.log_metric(self.parent_run_id, k, float(v))
+        finally:
+            self.client.set_terminated(self.parent_run_id, status=status)
 
 
 def best_note(best: BestRecord, objective: str, link: str | None) -> str:

@@ -13,12 +13,12 @@ import math
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
 from .rheology import (SHEAR_RATE_UNITS, VISCOSITY_UNITS, CurveError, ViscosityCurve, curve_from_points,
                        load_rheometer_csv, normalise_unit)
+from .yamlfile import YamlFileError, read_yaml
 
 TARGET_KINDS = ("measured", "synthetic")
 
@@ -40,7 +40,9 @@ class DatasetError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Base of the dataset models: unknown keys are refused, numbers must be finite."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Provenance(_Model):
@@ -268,9 +270,9 @@ def load_dataset(path: Path) -> Dataset:
     if not path.is_file():
         raise DatasetError(path, "(file)", "dataset file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise DatasetError(path, "(file)", f"not valid YAML ({exc.__class__.__name__})") from exc
+        raw = read_yaml(path)
+    except YamlFileError as exc:
+        raise DatasetError(path, exc.field, exc.message) from exc
     if not isinstance(raw, dict):
         raise DatasetError(path, "(top level)", "expected a mapping")
     try:

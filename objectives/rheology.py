@@ -11,9 +11,10 @@ shear-rate units: 1/s (s^-1, s-1, /s). Known viscosity units: Pa s (Pa.s, Pa*s),
 (mPa.s, cP). Values are converted to 1/s and Pa s here, at import. An optional third column
 gives the 1-sigma uncertainty of the viscosity in the viscosity's unit.
 
-Validation (``CurveError`` names the file and the row): at least one point, numbers only,
-no NaN or infinity, positive shear rates and viscosities, strictly increasing shear rates,
-known units.
+Text: UTF-8, else read as Windows-1252 (rheometer software often exports it); a file with
+NUL bytes (UTF-16, binary) is refused. Validation (``CurveError`` names the file and the
+row): at least one point, numbers only, no NaN or infinity, positive shear rates and
+viscosities, strictly increasing shear rates, known units.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ def load_rheometer_csv(path: Path, shear_rate_unit: str | None = None, viscosity
         raw = path.read_bytes()
     except OSError as exc:
         raise CurveError(path, 0, f"cannot read: {exc.strerror or exc}") from exc
+    if b"\0" in raw:  # UTF-16/32 text or a binary file: the 8-bit decodings below would read garbage
+        what = "UTF-16 or UTF-32 text" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "NUL bytes (binary, UTF-16?)"
+        raise CurveError(path, 0, f"not a text CSV file: {what}; save it as UTF-8 (or Windows-1252)")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -1,7 +1,9 @@
 """Local backend: each job is a subprocess in its own session, in its trial directory.
 
-Jobs die with the driver (``PR_SET_PDEATHSIG``), so a killed ``calib optimize`` leaves no
-orphan LAMMPS behind; their trials are recovered as failed on the next run.
+Every process of a job, MPI ranks included, dies when the job is cancelled or times out
+and when the driver dies, however it dies (``sim_backends.reaper``: jobs are tagged in their
+environment, and a watchdog kills the tagged processes of a driver that is gone), so a killed
+``calib optimize`` leaves no orphan LAMMPS behind; their trials are recovered on the next run.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .backend import STDERR_FILE, STDOUT_FILE, JobHandle, JobResult, JobState, Task
+from .reaper import JOB_VAR, kill_tagged, watchdog
 
 _PR_SET_PDEATHSIG = 1
 
@@ -34,6 +37,8 @@ class _Job:
     proc: subprocess.Popen | None = None
     started: float | None = None
     result: JobResult | None = None
+    token: str = ""
+    """The value of ``JOB_VAR`` in the environment of each of the job's processes."""
 
 
 class LocalBackend:
@@ -83,7 +88,8 @@ class LocalBackend:
     def _start(self, job_id: str, job: _Job) -> None:
         """Start a job; one that cannot start (no such program, no fork) ends FAILED."""
         workdir = Path(job.task.workdir)
-        env = {**os.environ, **job.task.env}
+        job.token = f"{watchdog().token}.{job_id}"
+        env = {**os.environ, **job.task.env, **watchdog().env(job.token)}
         job.started = time.monotonic()
         argv = list(job.task.argv)
         if job.task.ranks > 1:
@@ -123,6 +129,7 @@ class LocalBackend:
         except ProcessLookupError:
             pass
         job.proc.wait()
+        kill_tagged(JOB_VAR, job.token)  # MPI ranks live in sessions of their own
 
     def _update(self, job_id: str) -> JobState:
         job = self._jobs[job_id]
@@ -141,6 +148,7 @@ class LocalBackend:
         if rc == 0:
             self._finish(job_id, JobState.DONE, None)
         else:
+            kill_tagged(JOB_VAR, job.token)  # a rank the launcher left behind
             self._finish(job_id, JobState.FAILED, f"exit status {rc}")
         return job.result.state  # type: ignore[union-attr]
 

@@ -1,7 +1,8 @@
-"""Bad input to the characterisation stage (issue 11): a resolution with fewer than 3 voxels
-across the smallest bead, a state file of the wrong stage, a conductivity <= 0, an image
-with no SE voxel, a scored series the dataset lacks. One line naming file and field, exit
-2, nothing written. No case runs LAMMPS."""
+"""Inputs of the characterisation stage (issue 11) and their baseline: the valid
+characterise study and dried state pass every check. The bad-input cases (a resolution with
+fewer than 3 voxels across the smallest bead, a state file of the wrong stage, a
+conductivity <= 0, an image with no SE voxel, a scored series the dataset lacks, ...) are
+the corpus ``tests/data/bad`` (``test_bad_corpus.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 
 from conftest import ssb_formulation, ssb_system
 from sim_backends.lammps.beads import dried_system
-from test_bad_input import assert_bad_input
 from test_bad_input_electrode import ElectrodeInputs, _state
 
 SYNTHETIC_CONDUCTIVITY = {"unit": "S/m", "points": [{"degree_pct": 0.0, "value": 0.01}, {"degree_pct": 30.0,
@@ -57,61 +57,3 @@ def test_the_characterise_baseline_is_valid(cinputs: CharacteriseInputs):
     assert loaded.stage.name == "characterise" and loaded.spec.characterise.resolution_um == 0.5
 
 
-def test_resolution_coarser_than_a_third_of_the_smallest_bead(cinputs: CharacteriseInputs):
-    d = cinputs.drying_data()
-    d["characterise"] = {"resolution_um": 0.75}  # smallest solid bead: SE, 2 um
-    cinputs.write_drying(d)
-    err = assert_bad_input(cinputs, cinputs.char, str(cinputs.drying), "characterise.resolution_um")
-    assert "(2 um)" in err and "at least 3" in err
-
-
-def test_state_file_of_the_wrong_stage(cinputs: CharacteriseInputs):
-    d = cinputs.drying_data()
-    d["upstream"] = {"data_file": "slurry_state.data"}  # slurry beads, not dried ones
-    cinputs.write_drying(d)
-    assert_bad_input(cinputs, cinputs.char, "slurry_state.data", "Atoms")
-
-
-@pytest.mark.parametrize("field, value", [("sigma_am_s_m", 0.0), ("sigma_cbd_s_m", -15.93)])
-def test_conductivity_not_positive(cinputs: CharacteriseInputs, field, value):
-    d = cinputs.drying_data()
-    d["characterise"] = {field: value}
-    cinputs.write_drying(d)
-    assert_bad_input(cinputs, cinputs.char, str(cinputs.drying), f"characterise.{field}")
-
-
-def test_no_se_phase_means_no_se_voxel(cinputs: CharacteriseInputs):
-    data = cinputs.dataset_data()
-    del data["system"]["phases"]["SE"]
-    data["system"]["phases"]["AM"]["weight_fraction"] = 0.966
-    cinputs.write_dataset(data)
-    assert_bad_input(cinputs, cinputs.char, str(cinputs.dataset), "system.phases", "SE")
-
-
-def test_scored_series_missing_from_the_dataset(cinputs: CharacteriseInputs):
-    d = cinputs.drying_data()
-    d["objective"] = {"targets": {"calendered_se_tortuosity": 1.0}}
-    cinputs.write_drying(d)
-    assert_bad_input(cinputs, cinputs.char, str(cinputs.drying), "objective.targets.calendered_se_tortuosity")
-
-
-def test_series_degree_not_simulated(cinputs: CharacteriseInputs):
-    d = cinputs.drying_data()
-    d["calendering"] = {"degrees_pct": [0.0, 20.0]}  # the series has 30 %
-    cinputs.write_drying(d)
-    assert_bad_input(cinputs, cinputs.char, str(cinputs.drying), "calendering.degrees_pct", "30")
-
-
-def test_series_in_the_wrong_unit(cinputs: CharacteriseInputs):
-    data = cinputs.dataset_data()
-    data["calendered_conductivity"]["unit"] = "mS/cm"
-    cinputs.write_dataset(data)
-    assert_bad_input(cinputs, cinputs.char, str(cinputs.dataset), "calendered_conductivity.unit")
-
-
-def test_unknown_stage_is_refused(cinputs: CharacteriseInputs):
-    d = cinputs.drying_data()
-    d["stage"] = "characterize"
-    cinputs.write_drying(d)
-    err = assert_bad_input(cinputs, lambda: cinputs.dry(stage="characterize"), "stage", "characterize")
-    assert "characterise" in err  # the known stages are listed

@@ -1,5 +1,6 @@
-"""Bad input to the drying and calendering stages and to ``calib pipeline``: one line
-naming file (or option) and field, exit status 2, nothing written. No case runs LAMMPS."""
+"""Inputs of the drying and calendering stages and of ``calib pipeline`` (``ElectrodeInputs``,
+used by other tests) and their baseline: the valid drying study and state pass every check.
+The bad-input cases are the corpus ``tests/data/bad`` (``test_bad_corpus.py``)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import pytest
 import yaml
 
 from conftest import REPO, ssb_system
-from test_bad_input import Inputs, _cli, assert_bad_input
-from sim_backends.lammps.beads import Formulation, Phase, SizeClass, build_slurry_system
+from test_bad_input import Inputs, _cli
 from sim_backends.lammps.placement import Placement, write_data_file
 
 DRYING_SRC = REPO / "studies" / "ssb_drying.yaml"
@@ -70,106 +70,3 @@ def test_the_drying_baseline_is_valid(einputs: ElectrodeInputs):
     assert lineage.study is None and lineage.state_file == str(einputs.state.resolve())
 
 
-def test_drying_without_upstream(einputs: ElectrodeInputs):
-    d = einputs.drying_data()
-    del d["upstream"]
-    einputs.write_drying(d)
-    assert_bad_input(einputs, einputs.dry, str(einputs.drying), "upstream")
-
-
-def test_upstream_study_missing(einputs: ElectrodeInputs):
-    d = einputs.drying_data()
-    d["upstream"] = {"study": "never_ran"}
-    einputs.write_drying(d)
-    assert_bad_input(einputs, einputs.dry, str(einputs.drying), "upstream.study", "never_ran")
-
-
-def test_upstream_study_and_file_together(einputs: ElectrodeInputs):
-    d = einputs.drying_data()
-    d["upstream"] = {"study": "x", "data_file": "slurry_state.data"}
-    einputs.write_drying(d)
-    assert_bad_input(einputs, einputs.dry, str(einputs.drying), "upstream", "exactly one")
-
-
-def test_upstream_state_file_missing(einputs: ElectrodeInputs):
-    d = einputs.drying_data()
-    d["upstream"] = {"data_file": "nowhere.data"}
-    einputs.write_drying(d)
-    assert_bad_input(einputs, einputs.dry, str(einputs.drying), "upstream.data_file", "nowhere.data")
-
-
-def test_state_file_from_another_composition(einputs: ElectrodeInputs):
-    lib = build_slurry_system(Formulation((Phase("AM", 0.96, 4.65, (SizeClass(12.0, 1.0),), 1.14),
-                                           Phase("CBD", 0.04, 1.8, (SizeClass(3.0, 1.0),)))), 200)
-    _state(einputs.root / "lib_state.data", lib)
-    d = einputs.drying_data()
-    d["upstream"] = {"data_file": "lib_state.data"}
-    einputs.write_drying(d)
-    assert_bad_input(einputs, einputs.dry, "lib_state.data", "Atoms")
-
-
-def test_state_file_that_is_not_a_data_file(einputs: ElectrodeInputs):
-    (einputs.root / "junk.data").write_text("this is not LAMMPS\n")
-    d = einputs.drying_data()
-    d["upstream"] = {"data_file": "junk.data"}
-    einputs.write_drying(d)
-    assert_bad_input(einputs, einputs.dry, "junk.data")
-
-
-def test_resolution_that_needs_too_much_memory(einputs: ElectrodeInputs):
-    d = einputs.drying_data()
-    d["drying"] = {"resolution_um": 0.01}
-    einputs.write_drying(d)
-    assert_bad_input(einputs, einputs.dry, str(einputs.drying), "drying.resolution_um", "GiB")
-
-
-@pytest.mark.parametrize("degrees", [[0, 60], [-5, 10], [30, 20]])
-def test_calendering_degrees_outside_range_or_unordered(einputs: ElectrodeInputs, degrees):
-    d = einputs.drying_data()
-    d["stage"] = "calendering"
-    d["objective"] = {"targets": {"calendered_porosity": 1.0}}
-    d["calendering"] = {"degrees_pct": degrees}
-    einputs.write_drying(d)
-    assert_bad_input(einputs, lambda: einputs.dry(stage="calendering"), str(einputs.drying),
-                     "calendering.degrees_pct")
-
-
-def test_calendered_porosity_target_without_data(einputs: ElectrodeInputs):
-    d = einputs.drying_data()
-    d["stage"] = "calendering"
-    d["objective"] = {"targets": {"calendered_porosity": 1.0}}
-    einputs.write_drying(d)
-    assert_bad_input(einputs, lambda: einputs.dry(stage="calendering"), str(einputs.drying),
-                     "objective.targets.calendered_porosity")
-
-
-@pytest.mark.parametrize("command", ["optimize", "pipeline"])
-def test_dataset_without_dried_cbd(einputs: ElectrodeInputs, command):
-    data = einputs.dataset_data()
-    for key in ("dried_diameter_um", "dried_density_g_cm3"):
-        del data["system"]["phases"]["CBD"][key]
-    einputs.write_dataset(data)
-    run = einputs.dry if command == "optimize" else einputs.pipeline
-    assert_bad_input(einputs, run, str(einputs.dataset), "dried_diameter_um")
-
-
-def test_calendering_has_no_default_study(einputs: ElectrodeInputs):
-    proc = lambda: _cli(einputs.root, "optimize", "--stage", "calendering", "--runs-dir", str(einputs.root / "runs"))
-    assert_bad_input(einputs, proc, "--study")
-
-
-@pytest.mark.parametrize("degrees, what", [("0,30,60", "60"), ("10,x", "x"), ("-10", "-10")])
-def test_pipeline_bad_degrees(einputs: ElectrodeInputs, degrees, what):
-    assert_bad_input(einputs, lambda: einputs.pipeline("--degrees", degrees), "--degrees", what)
-
-
-@pytest.mark.parametrize("params", ["table-s2", "best:only_one", "best:missing_a,missing_b"])
-def test_pipeline_bad_params(einputs: ElectrodeInputs, params):
-    assert_bad_input(einputs, lambda: einputs.pipeline("--params", params), "--params")
-
-
-def test_pipeline_resolution_that_needs_too_much_memory(einputs: ElectrodeInputs):
-    data = einputs.study_data()
-    data["drying"] = {"resolution_um": 0.01}
-    einputs.write_study(data)
-    assert_bad_input(einputs, einputs.pipeline, str(einputs.study), "drying.resolution_um")

@@ -101,3 +101,43 @@ def test_feasibility_labels_judge_penalties_against_the_least_one():
     assert feasibility_labels(more).tolist() == [False, False, True]
     assert feasibility_labels([_finished("FAIL"), _finished("FAIL")]).tolist() == [False, False]
     assert feasibility_labels([]).tolist() == []
+
+
+def test_a_model_that_cannot_propose_falls_back_to_sobol_and_says_so(monkeypatch):
+    """Fault injected: the GP proposal raises (as gpytorch's ``NotPSDError`` does on a
+    degenerate history). The trial gets the Sobol point of its number, the reason is on the
+    trial, the study goes on, and the next batch asks the model again."""
+    import optuna
+    from linear_operator.utils.errors import NotPSDError
+
+    import calib.proposer as proposer
+    from calib.ledger import FALLBACK_ATTR, proposal_kind
+    from calib.space import ParameterSpace
+    from calib.spec import Bound, ParametersSpec
+
+    space = ParameterSpace.from_spec(ParametersSpec(free={
+        "eps_AM": Bound(low=0.3, high=30, log=True), "sigma_AM": Bound(low=0.9, high=1.1)}))
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise NotPSDError("Matrix not positive definite after repeatedly adding jitter")
+        return [[0.25, 0.75]]
+
+    monkeypatch.setattr(proposer, "propose_gp_batch", broken)
+    sampler = proposer.BoTorchSampler(space, seed=3, n_initial=2)
+    study = optuna.create_study(sampler=sampler)
+    for _ in range(2):
+        t = study.ask(space.distributions())
+        study.tell(t, (t.params["sigma_AM"] - 1.0) ** 2 + 0.1)
+    t = study.ask(space.distributions())  # the model fails: Sobol point 2
+    assert space.to_unit(t.params) == pytest.approx(proposer.sobol_point(2, 2, 3), abs=1e-9)
+    frozen = study._storage.get_trial(t._trial_id)
+    assert "NotPSDError" in frozen.user_attrs[FALLBACK_ATTR]
+    assert proposal_kind(frozen.user_attrs, t.number, "composite", 2) == "quasi-random fallback (model failed)"
+    study.tell(t, 0.5)
+    t = study.ask(space.distributions())  # the model works again
+    assert space.to_unit(t.params) == pytest.approx([0.25, 0.75], abs=1e-9)
+    assert FALLBACK_ATTR not in study._storage.get_trial(t._trial_id).user_attrs
+    assert len(calls) == 2

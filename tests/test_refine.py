@@ -101,6 +101,20 @@ def test_bad_sets_files(tmp_path, text, field):
     assert _err(read_sets_file, tmp_path / "missing.yaml").message == "sets file not found"
 
 
+@pytest.mark.parametrize("data, field, words", [
+    (b"- {eps_AM: 1, eps_AM: 2}\n", "[0].eps_AM", "given twice"),
+    (b"sets:\n  - eps_AM: 1\n    sigma_AM: 1.0\n    eps_AM: 2\n", "sets[0].eps_AM", "given twice"),
+    (b"- {eps_AM: 1}\n# \xb5m\n", "(file)", "not UTF-8"),
+])
+def test_sets_file_with_a_key_twice_or_not_utf8(tmp_path, data, field, words):
+    """The one YAML reader of the CLI (``objectives.yamlfile``): a repeated key is refused, not
+    silently the last; a file that is not UTF-8 is one error, not a traceback."""
+    f = tmp_path / "sets.yaml"
+    f.write_bytes(data)
+    e = _err(read_sets_file, f)
+    assert (e.where, e.field) == (str(f), field) and words in e.message
+
+
 def test_file_values_are_checked_with_their_position(tmp_path):
     f = tmp_path / "sets.yaml"
     f.write_text("- {eps_CBD: 0.5}\n- {eps_CBD: 5000}\n")

@@ -43,6 +43,23 @@ if TYPE_CHECKING:
 PIPELINE_DEGREES_PCT = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0)
 """Calendering degrees of ``calib pipeline`` (seed Sec. 3.3: 0-50 %)."""
 
+MAX_DEGREE_PCT = 60.0
+"""Calendering degrees lie in [0, MAX_DEGREE_PCT) % of the film's thickness."""
+
+
+def degrees_problem(degrees) -> str | None:
+    """Why a list of calendering degrees (%) cannot be simulated, or None: at least one,
+    each finite in [0, 60) %, strictly increasing."""
+    if not degrees:
+        return "give at least one degree"
+    for d in degrees:
+        if not (0 <= d < MAX_DEGREE_PCT):  # NaN fails too
+            return f"calendering degree {d:g} % is outside [0, {MAX_DEGREE_PCT:g}) %"
+    for a, b in zip(degrees, degrees[1:]):
+        if b <= a:
+            return f"degrees must increase strictly ({a:g} then {b:g})"
+    return None
+
 
 class CalenderingSettings(SpecModel):
     """Calendering stage physics (seed Sec. 3.3; sim_backends.lammps.calendering).
@@ -67,13 +84,9 @@ class CalenderingSettings(SpecModel):
     @model_validator(mode="after")
     def _check(self) -> "CalenderingSettings":
         if self.degrees_pct is not None:
-            if not self.degrees_pct:
-                raise ValueError("degrees_pct: give at least one degree (or leave it out)")
-            for d in self.degrees_pct:
-                if not (0 <= d < 60):
-                    raise ValueError(f"degrees_pct: {d:g} is outside [0, 60) %")
-            if any(b <= a for a, b in zip(self.degrees_pct, self.degrees_pct[1:])):
-                raise ValueError("degrees_pct: degrees must increase strictly")
+            problem = degrees_problem(self.degrees_pct)
+            if problem:
+                raise ValueError(f"degrees_pct: {problem}" + (" (or leave it out)" if not self.degrees_pct else ""))
         return self
 
 

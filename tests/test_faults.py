@@ -1,0 +1,333 @@
+"""Fault injection with real LAMMPS (smoke size, shortened), the real Optuna ledger and
+real MLflow stores: the driver killed (SIGKILL) during a LAMMPS run, during MLflow logging
+and during a proposal; SIGTERM; LAMMPS crashed, hung and scored NaN; a full disk (a small
+tmpfs); the MLflow server killed mid-study; the ledger database locked.
+
+After each fault (and the resume that follows it) the same invariants are checked
+(``Study.check``): no completed trial lost or changed, no trial or MLflow run left RUNNING,
+the trial budget kept, and no LAMMPS process left. Faults are injected by
+``tests/fault_driver.py``, which wraps the real CLI (the product has no fault hooks).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from calib.ledger import lost_numbers
+from conftest import parse_json_stdout, write_study
+
+pytestmark = pytest.mark.lammps
+
+HERE = Path(__file__).resolve().parent
+SHORT = {"smoke": {"equilibration_steps": 2000, "averaging_steps": 4000, "density_window_steps": 4000,
+                   "density_max_steps": 4000}}
+"""Smoke, shortened: a trial is a few seconds of LAMMPS."""
+
+
+def lammps_under(root: Path) -> list[int]:
+    """Live LAMMPS / MPI processes whose working directory is under ``root``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            cwd = os.readlink(entry / "cwd")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if comm in ("lmp", "mpirun", "hydra_pmi_proxy") and (cwd + os.sep).startswith(str(root) + os.sep):
+            if not stat[stat.rfind(")") + 2:].startswith(("Z", "X")):
+                out.append(int(entry.name))
+    return out
+
+
+class Study:
+    """A shortened smoke slurry study under ``tmp_path``: its command line, its ledger and
+    its MLflow store, and the checks every fault ends with."""
+
+    def __init__(self, tmp_path: Path, name: str, trials: int = 3, runs: Path | None = None,
+                 storage: str | None = None, tracking_uri: str | None = None, **overrides) -> None:
+        self.root = tmp_path
+        self.name = name
+        self.trials = trials
+        self.file = write_study(tmp_path, name, trials=trials, parallel=1, optimizer={"n_initial": 2},
+                                fidelities=SHORT, **overrides)
+        self.runs = runs or tmp_path / "runs"
+        self.storage = storage or f"sqlite:///{self.runs / 'calib.db'}"
+        self.tracking_uri = tracking_uri or f"sqlite:///{self.runs / 'mlflow.db'}"
+        self.options = ["--heartbeat-s", "1", "--grace-s", "2"]
+
+    def args(self, trials: int | None = None) -> list[str]:
+        return ["optimize", "--stage", "slurry", "--study", str(self.file), "--fidelity", "smoke",
+                "--runs-dir", str(self.runs), "--storage", self.storage, "--tracking-uri", self.tracking_uri,
+                "--trials", str(trials or self.trials), "--json", *self.options]
+
+    def run(self, fault: str | None = None, trials: int | None = None, expect: int = 0,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+        """The CLI (with ``fault`` injected, e.g. ``kill-lammps@1``); its exit status must be ``expect``."""
+        env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+        cmd = ([sys.executable, str(HERE / "fault_driver.py"), fault, "--"] if fault
+               else [sys.executable, "-m", "calib.cli"]) + self.args(trials)
+        proc = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout, env=env)
+        assert proc.returncode == expect, (f"exit status {proc.returncode}, expected {expect}\n"
+                                           f"stdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-4000:]}")
+        return proc
+
+    def ledger(self) -> list[optuna.trial.FrozenTrial]:
+        return optuna.load_study(study_name=self.name, storage=self.storage).get_trials()
+
+    def complete(self) -> dict[int, float]:
+        return {t.number: t.value for t in self.ledger() if t.state == TrialState.COMPLETE}
+
+    def mlflow_runs(self, tracking_uri: str | None = None) -> list:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=tracking_uri or self.tracking_uri)
+        exp = client.get_experiment_by_name(self.name)
+        return client.search_runs([exp.experiment_id], max_results=1000) if exp else []
+
+    def check(self, before: dict[int, float], budget: int | None = None, tracking_uri: str | None = None,
+              parent: str = "FINISHED") -> list[optuna.trial.FrozenTrial]:
+        """The invariants: the completed trials ``before`` are there with their values; no
+        trial RUNNING or WAITING; exactly ``budget`` finished trials that count; no MLflow
+        run RUNNING, the parent ``parent``, a trial run for each completed trial; no LAMMPS
+        process left under the test's folder."""
+        trials = self.ledger()
+        after = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
+        for n, v in before.items():
+            assert after.get(n) == v, f"completed trial {n} was lost or changed"
+        assert not [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+        lost = lost_numbers(trials)
+        counted = [t for t in trials if t.state.is_finished() and t.number not in lost]
+        assert len(counted) == (budget or self.trials), [(t.number, t.state, t.user_attrs.get("fail_reason"))
+                                                           for t in trials]
+        runs = self.mlflow_runs(tracking_uri)
+        assert not [r.data.tags.get("mlflow.runName") for r in runs if r.info.status == "RUNNING"]
+        assert [r.info.status for r in runs if r.data.tags.get("calib.role") == "study"] == [parent]
+        logged = {int(r.data.tags["trial_number"]) for r in runs if r.data.tags.get("calib.role") == "trial"}
+        assert set(after) <= logged, f"completed trials without an MLflow run: {set(after) - logged}"
+        assert not lammps_under(self.root), "a LAMMPS process outlived its driver"
+        return trials
+
+
+def wait_for(cond, timeout_s: float = 120.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# --------------------------------------------------------------------------- the driver killed
+
+
+@pytest.mark.parametrize("fault", ["kill-lammps@1", "kill-logging@1", "kill-proposal@2"])
+def test_driver_killed_then_resumed(tmp_path: Path, fault: str) -> None:
+    """SIGKILL of the driver during trial N's LAMMPS run, while its MLflow run is written,
+    or inside the model's proposal: the resumed driver recovers the trial (re-proposing its
+    point if it had not been told), closes the MLflow run the dead one left RUNNING, and
+    meets the budget."""
+    study = Study(tmp_path, "killed")
+    study.run(fault, expect=-signal.SIGKILL)
+    before = study.complete()
+    number = int(fault.split("@")[1])
+    assert not lammps_under(tmp_path), "LAMMPS outlived the killed driver"
+    time.sleep(2.5)  # past the grace period and the MLflow staleness limit (--grace-s 2)
+    summary = parse_json_stdout(study.run())
+    trials = study.check(before)
+    victim = trials[number]
+    if fault.startswith("kill-logging"):  # told before it was logged: kept, and its broken run ended
+        assert victim.state == TrialState.COMPLETE and number in before
+        [run] = [r for r in study.mlflow_runs() if r.data.tags.get("trial_number") == str(number)]
+        assert run.info.status == "KILLED" and "driver stopped" in run.data.tags["calib.logging_error"]
+        assert run.data.metrics  # its metrics were written before the driver died
+    else:  # lost, and its point re-proposed
+        assert victim.state == TrialState.FAIL and number in lost_numbers(trials)
+        [run] = [r for r in study.mlflow_runs() if r.data.tags.get("trial_number") == str(number)]
+        assert run.info.status == "FAILED" and "driver lost" in run.data.tags["fail_reason"]
+        redo = [t for t in trials if t.user_attrs.get("calib_reproposed_from") == number]
+        if fault.startswith("kill-proposal"):  # died before it had a point: nothing to re-propose
+            assert victim.params == {} and redo == []
+            assert "never tagged" in run.data.tags["fail_reason"]
+        else:
+            assert len(redo) == 1 and redo[0].params == pytest.approx(victim.params)
+        assert summary["trials_lost_and_reproposed"] == 1
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
+    """SIGTERM during trial 1's LAMMPS run: exit status 143, its jobs cancelled, the trial
+    re-queued, every MLflow run ended (the study's KILLED); the resume meets the budget."""
+    study = Study(tmp_path, "termed")
+    proc = study.run("term-lammps@1", expect=143)
+    assert "terminated (SIGTERM)" in proc.stderr and "Rerun the same command" in proc.stderr
+    assert not lammps_under(tmp_path)
+    before = study.complete()
+    trials = study.ledger()
+    assert trials[1].state == TrialState.FAIL and trials[1].user_attrs["calib_lost"] is True
+    assert [t.state for t in trials if t.number > 1] == [TrialState.WAITING]  # its point, queued
+    runs = study.mlflow_runs()
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert [r.info.status for r in runs if r.data.tags.get("calib.role") == "study"] == ["KILLED"]
+    assert [r.info.status for r in runs if r.data.tags.get("trial_number") == "1"] == ["FAILED"]
+    study.run()
+    study.check(before)
+
+
+# --------------------------------------------------------------------------- LAMMPS faults
+
+
+def test_lammps_crash_hang_and_nan_fail_their_trial_and_the_study_goes_on(tmp_path: Path) -> None:
+    """Three studies, one fault each: trial 1's LAMMPS gets SIGSEGV; trial 0's LAMMPS hangs
+    (SIGSTOP) until the study's time limit kills it; trial 1's objective is NaN. Each is a
+    FAIL trial with its reason (a FAILED MLflow run) and the others complete."""
+    (tmp_path / "crash").mkdir()
+    crash = Study(tmp_path / "crash", "crash")
+    crash.run("crash-lammps@1")
+    t = crash.check({})[1]
+    assert t.state == TrialState.FAIL and "SIGSEGV" in t.user_attrs["fail_reason"], t.user_attrs["fail_reason"]
+
+    (tmp_path / "hang").mkdir()
+    hang = Study(tmp_path / "hang", "hang", trials=2, trial_timeout_s=20)
+    hang.run("hang-lammps@0")
+    t = hang.check({})[0]
+    assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"].startswith("timeout"), t.user_attrs
+    assert hang.ledger()[1].state == TrialState.COMPLETE
+
+    (tmp_path / "nan").mkdir()
+    nan = Study(tmp_path / "nan", "nan", trials=2)
+    nan.run("nan-objective@1")
+    t = nan.check({})[1]
+    assert t.state == TrialState.FAIL and "not a finite number" in t.user_attrs["fail_reason"]
+    [run] = [r for r in nan.mlflow_runs() if r.data.tags.get("trial_number") == "1"]
+    assert run.info.status == "FAILED" and "not a finite number" in run.data.tags["fail_reason"]
+    assert "objective_weighted_sum_sq_error" not in run.data.metrics
+
+
+# --------------------------------------------------------------------------- the environment
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 4 MiB tmpfs mounted under ``tmp_path`` (unmounted after)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_disk_stops_the_study_after_k_start_failures_and_resumes(tmp_path: Path, small_disk: Path) -> None:
+    """Trial directories on a small filesystem that fills up: trials cannot start, and after
+    ``stop_after_start_failures`` (3) in a row with the same error the study stops (exit
+    status 1, one line) instead of spending its budget; with space again, it resumes."""
+    db = tmp_path / "db"
+    db.mkdir()
+    study = Study(tmp_path, "fulldisk", trials=1, runs=small_disk, storage=f"sqlite:///{db / 'calib.db'}",
+                  tracking_uri=f"sqlite:///{db / 'mlflow.db'}")
+    study.run()  # one trial, and the study's folder claimed
+    before = study.complete()
+    filler = small_disk / "filler"
+    with open(filler, "wb") as f:  # fill the disk
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+    proc = study.run(trials=8, expect=1)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("calib: error: study 'fulldisk' stopped: 3 trials in a row could not start"), last
+    assert "No space left on device" in last
+    trials = study.ledger()
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 3 and all("No space left" in t.user_attrs["fail_reason"] for t in failed)
+    runs = study.mlflow_runs()
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert [r.info.status for r in runs if r.data.tags.get("calib.role") == "study"] == ["FAILED"]
+    filler.unlink()
+    study.run(trials=6)
+    study.check(before, budget=6)
+
+
+def test_mlflow_server_killed_mid_study(tmp_path: Path) -> None:
+    """The tracking server dies (SIGKILL) after trial 0: the study goes on and completes
+    in the ledger, MLflow failures are warnings; with the server back, a resumed driver
+    ends every run the outage left RUNNING."""
+    from services import MlflowServer
+
+    root = tmp_path / "mlflow"
+    server = MlflowServer(root=root)
+    study = Study(tmp_path, "outage", trials=3, tracking_uri=server.url)
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    driver = subprocess.Popen([sys.executable, "-m", "calib.cli", *study.args()], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (study.runs / "calib.db").exists() and _complete_count(study) >= 1, 240, "trial 0")
+        os.killpg(server._proc.pid, signal.SIGKILL)
+        out, err = driver.communicate(timeout=600)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        server.stop()
+    assert driver.returncode == 0, err[-3000:]
+    assert "MLflow logging failed" in err
+    before = study.complete()
+    assert len(before) == 3
+    server = MlflowServer(root=root)  # the same store, a new port
+    try:
+        study.tracking_uri = server.url
+        time.sleep(2.5)
+        proc = study.run()
+        assert "had no MLflow run" in proc.stderr and "logged now" in proc.stderr
+        study.check(before, tracking_uri=server.url)
+        late = [r for r in study.mlflow_runs(server.url) if r.data.tags.get("calib.logged_late")]
+        assert late and all(r.info.status == "FINISHED" and "objective_weighted_sum_sq_error" in r.data.metrics
+                            for r in late)
+    finally:
+        server.stop()
+
+
+def _complete_count(study: Study) -> int:
+    try:
+        return len(study.complete())
+    except Exception:  # the study is being created
+        return 0
+
+
+def test_ledger_locked_for_a_while(tmp_path: Path) -> None:
+    """Another process holds the ledger's SQLite database exclusively for 8 s while trials
+    run: the driver waits for the lock and completes the study; nothing is lost."""
+    study = Study(tmp_path, "locked", trials=3)
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    driver = subprocess.Popen([sys.executable, "-m", "calib.cli", *study.args()], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    held = threading.Event()
+    try:
+        wait_for(lambda: (study.runs / "calib.db").exists() and _complete_count(study) >= 1, 240, "trial 0")
+        con = sqlite3.connect(study.runs / "calib.db", timeout=60, isolation_level=None)
+        con.execute("BEGIN EXCLUSIVE")
+        held.set()
+        time.sleep(8)
+        con.execute("COMMIT")
+        con.close()
+        out, err = driver.communicate(timeout=600)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert held.is_set()
+    assert driver.returncode == 0, err[-3000:]
+    study.check(study.complete())
