@@ -256,7 +256,6 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
     cfg = LoopConfig(storage=url, runs_dir=runs_dir, n_trials=n_trials, parallel=parallel or spec.parallel,
                      seed=spec.seed if seed is None else seed, heartbeat_s=heartbeat_s, grace_s=grace_s)
     lammps = locate_lammps()
-    runs_dir.mkdir(parents=True, exist_ok=True)
     if tracking_uri == "none":
         tracker = NullTracker()
     else:
@@ -275,6 +274,7 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
                                    url)
         except InputError as exc:
             _fail(exc)
+    runs_dir.mkdir(parents=True, exist_ok=True)  # the first write: every check above has passed
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[last]}"), console=console, transient=as_json) as progress:

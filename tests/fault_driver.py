@@ -1,6 +1,6 @@
 """The real ``calib`` CLI with one fault injected, for ``tests/test_faults.py``.
 
-    python tests/fault_driver.py FAULT@TRIAL -- optimize --stage slurry ...
+    python tests/fault_driver.py FAULT@TRIAL[,FAULT@TRIAL...] -- optimize --stage slurry ...
 
 The product has no fault hooks: this script wraps one of its functions (or the process
 itself) before running ``calib.cli.app``, so the fault strikes at a chosen point of trial
@@ -116,9 +116,10 @@ def install(fault: str, trial: int) -> None:
 
 if __name__ == "__main__":
     spec, sep, *args = sys.argv[1:]
-    assert sep == "--", "usage: fault_driver.py FAULT@TRIAL -- CLI ARGS"
-    name, _, number = spec.partition("@")
-    install(name, int(number))
+    assert sep == "--", "usage: fault_driver.py FAULT@TRIAL[,FAULT@TRIAL...] -- CLI ARGS"
+    for one in spec.split(","):  # faults on different trials
+        name, _, number = one.partition("@")
+        install(name, int(number))
     from calib.cli import app
 
     app(args, prog_name="calib")

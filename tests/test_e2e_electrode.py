@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import optuna
@@ -17,6 +18,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import REPO, parse_json_stdout, run_calib, write_study
+from mlflow_checks import (assert_finished_lammps_log, assert_no_running_runs, assert_png, assert_runs_match_ledger,
+                           data_file_atoms, download)
 
 pytestmark = pytest.mark.lammps
 
@@ -64,6 +67,18 @@ def test_chained_drying_study_records_its_lineage(chain):
         assert 0 < r.data.metrics["porosity"] < 1
         arts = {f.path for f in client.list_artifacts(r.info.run_id)}
         assert {"in.drying", "log.lammps", "final.data", "profiles.png"} <= arts
+        # their contents: the trial's own deck, a finished log, all 200 beads, a real figure
+        rid, workdir, dl = r.info.run_id, Path(r.data.tags["calib.workdir"]), chain["tmp"] / "dl_drying"
+        for name in ("in.drying", "log.lammps", "final.data"):
+            assert download(client, rid, name, dl).read_bytes() == (workdir / name).read_bytes(), name
+        deck = (workdir / "in.drying").read_text().splitlines()
+        assert "units micro" in deck and "read_data upstream.data" in deck
+        assert_finished_lammps_log((workdir / "log.lammps").read_text(), "in.drying's log.lammps")
+        assert data_file_atoms((workdir / "final.data").read_text()) == 200
+        assert_png(download(client, rid, "profiles.png", dl))
+    # both studies ended: no MLflow run left RUNNING, each trial run in its ledger trial's state
+    for name in ("up_slurry", "up_drying"):
+        assert_runs_match_ledger(f"sqlite:///{runs / 'mlflow.db'}", name, f"sqlite:///{runs / 'calib.db'}")
 
 
 def test_drying_summary_as_text(chain):
@@ -126,7 +141,17 @@ def test_calendering_by_30_percent_cuts_thickness_by_30_percent_and_lowers_poros
     best_dir = chain["runs"] / "cal_pub" / f"trial_{s['best_trial']:05d}"
     assert (best_dir / "porosity_vs_degree.png").stat().st_size > 0 and (best_dir / "profiles.png").exists()
     assert (best_dir / "calender_01" / "calender_status.txt").exists()
+    assert_png(best_dir / "porosity_vs_degree.png")
+    assert_png(best_dir / "profiles.png")
     rows = {r["degree_pct"]: r for r in s["best_observables"]["calendering"]}
+    # what the 30 % deck recorded (calender_01) is what the summary reports: no bead beyond the plane
+    from sim_backends.lammps.calendering import read_calender_status
+
+    st = read_calender_status(best_dir / "calender_01")
+    assert st.beyond == 0
+    assert (st.t0_um, st.held_um, st.piston_um) == pytest.approx(
+        (rows[30.0]["thickness_before_um"], rows[30.0]["thickness_held_um"], rows[30.0]["plane_um"]))
+    assert_finished_lammps_log((best_dir / "calender_01" / "log.lammps").read_text(), "calender_01/log.lammps")
     t0 = rows[30.0]["thickness_before_um"]
     assert t0 == pytest.approx(rows[0.0]["thickness_before_um"])
     # the plane held at 70 % of T0; the film's top presses into the Hertzian plane by less
@@ -147,6 +172,9 @@ def test_seed_walls_let_beads_through_and_the_trial_fails_with_the_reason(chain)
     # a bead pushed through the plane, or through the collector and out of the box
     assert "calendering at 30 %" in reason
     assert "escaped through the calendering wall" in reason or "Lost atoms" in reason
+    (run,) = assert_runs_match_ledger(f"sqlite:///{chain['runs'] / 'mlflow.db'}", "cal_seed_walls",
+                                      s["storage"]).values()
+    assert run.info.status == "FAILED" and run.data.tags["fail_reason"] == reason
 
 
 def _bad(chain, study: Path, stage: str = "drying") -> str:
@@ -222,6 +250,14 @@ def test_pipeline_table_s1_smoke_json(tmp_path: Path):
     assert [float(r["degree_pct"]) for r in rows] == [d["degree_pct"] for d in degs]
     assert Path(s["files"]["porosity_plot"]).stat().st_size > 0 and Path(s["files"]["profile_plot"]).stat().st_size > 0
     assert Path(s["files"]["characterisation_vs_degree"]).stat().st_size > 0
+    for key in ("porosity_plot", "profile_plot", "characterisation_vs_degree"):
+        assert_png(Path(s["files"][key]))
+    # the CSV: the JSON's degrees, one row each, with finite thickness and porosity equal to
+    # the JSON's (written to 6 significant digits)
+    assert {"degree_pct", "thickness_um", "porosity"} <= set(rows[0])
+    for r, d in zip(rows, degs):
+        for col in ("thickness_um", "porosity"):
+            assert math.isfinite(float(r[col])) and float(r[col]) == pytest.approx(d[col], rel=1e-5), (col, r)
     prof = json.loads(Path(s["files"]["profiles"]).read_text())
     assert set(prof) == {"dried", "0", "10", "20", "30", "40", "50"}
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
@@ -235,6 +271,14 @@ def test_pipeline_table_s1_smoke_json(tmp_path: Path):
     arts = {a.path for a in client.list_artifacts(s["mlflow_run_id"])}
     assert {"pipeline.csv", "porosity_vs_degree.png", "profiles.png", "pipeline.json",
             "characterisation_vs_degree.png"} <= arts
+    dl = tmp_path / "dl"
+    logged = json.loads(download(client, s["mlflow_run_id"], "pipeline.json", dl).read_text())
+    assert logged["degrees"] == degs and logged["dried"] == s["dried"]
+    assert download(client, s["mlflow_run_id"], "pipeline.csv", dl).read_text() == Path(s["files"]["csv"]).read_text()
+    for name in ("porosity_vs_degree.png", "profiles.png", "characterisation_vs_degree.png"):
+        assert_png(download(client, s["mlflow_run_id"], name, dl))
+    assert_no_running_runs(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}", "calib-pipeline")
+    assert all(r.info.status == "FINISHED" for r in children)
     per_degree = {r.info.run_name: r for r in children}["characterise_30pct"]
     assert per_degree.data.metrics["conductivity_s_m"] == pytest.approx(degs[3]["conductivity_s_m"])
 
@@ -293,9 +337,14 @@ def test_characterise_study_scores_conductivity_like_porosity(chain):
     for k in (0, 1):
         assert (best / f"characterise_{k:02d}" / "characterisation.json").is_file()
         assert "done in" in (best / f"characterise_{k:02d}" / "characterise.log").read_text()
+        # each job's result file holds the conductivity the summary reports for its degree
+        result = json.loads((best / f"characterise_{k:02d}" / "characterisation.json").read_text())
+        assert result["conductivity_s_m"] == pytest.approx(rows[(0.0, 30.0)[k]]["conductivity_s_m"])
     assert (best / "characterisation_vs_degree.png").stat().st_size > 0
+    assert_png(best / "characterisation_vs_degree.png")
     client = MlflowClient(tracking_uri=f"sqlite:///{chain['runs'] / 'mlflow.db'}")
     exp = client.get_experiment_by_name("char")
     (run,) = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("calib.role") == "trial"]
     assert run.data.metrics["characterise/30_pct/conductivity_s_m"] == pytest.approx(rows[30.0]["conductivity_s_m"])
+    assert_runs_match_ledger(f"sqlite:///{chain['runs'] / 'mlflow.db'}", "char", s["storage"])
     assert run.data.metrics["calendered_conductivity_rms_point_error"] == pytest.approx(expect)

@@ -9,6 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import parse_json_stdout, run_calib, write_study
+from mlflow_checks import assert_runs_match_ledger, download
 
 pytestmark = pytest.mark.lammps
 
@@ -50,6 +51,22 @@ def test_lammps_blow_up_is_a_fail_trial_with_reason(tmp_path: Path):
         assert {"fail_reason.txt", "log.lammps", "log.lammps.txt", "in.slurry.txt"} <= arts, arts
         reason = Path(client.download_artifacts(r.info.run_id, "fail_reason.txt", str(tmp_path / "dl"))).read_text()
         assert reason.strip() == t.user_attrs["fail_reason"].strip()
+        # the logged log and deck are the trial's own, the log showing how the run ended
+        workdir = Path(t.user_attrs["calib_workdir"])
+        log = (workdir / "log.lammps").read_text()
+        assert log.startswith("LAMMPS (")
+        if reason.startswith(("ERROR", "LAMMPS killed by signal")):
+            assert "Total wall time:" not in log  # LAMMPS did not end normally
+        if reason.startswith("ERROR"):  # the reason is read from this log
+            assert reason.splitlines()[0].strip() in log
+        for name in ("log.lammps", "log.lammps.txt"):
+            assert download(client, r.info.run_id, name, tmp_path / "dl_content").read_text() == log, name
+        deck = download(client, r.info.run_id, "in.slurry.txt", tmp_path / "dl_content").read_text()
+        assert deck == (workdir / "in.slurry").read_text() and "timestep 5" in deck.splitlines()
+    # no run left RUNNING: the parent FINISHED, both trial runs FAILED like their ledger trials
+    by_number = assert_runs_match_ledger(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}", "blowup",
+                                         f"sqlite:///{(tmp_path / 'runs' / 'calib.db').resolve()}")
+    assert sorted(by_number) == [0, 1]
 
 
 def test_timeout_is_a_fail_trial_and_the_study_goes_on(tmp_path: Path):

@@ -12,6 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import parse_json_stdout, run_calib, write_study
+from mlflow_checks import assert_finished_lammps_log, assert_runs_match_ledger, data_file_atoms, download
 from services import MlflowServer
 
 pytestmark = pytest.mark.lammps
@@ -41,6 +42,14 @@ def test_optimize_logs_to_tracking_server(tmp_path: Path, mlflow_server: str):
     assert len(trial) == 1 and trial[0].data.tags["state"] == "COMPLETE"
     assert "density_g_cm3" in trial[0].data.metrics
     assert {"in.slurry", "log.lammps", "final.data"} <= {a.path for a in client.list_artifacts(trial[0].info.run_id)}
+    # the files came through the server whole: the trial's own deck, log and state
+    rid, workdir, dl = trial[0].info.run_id, Path(trial[0].data.tags["calib.workdir"]), tmp_path / "dl"
+    for name in ("in.slurry", "log.lammps", "final.data"):
+        assert download(client, rid, name, dl).read_bytes() == (workdir / name).read_bytes(), name
+    assert_finished_lammps_log((workdir / "log.lammps").read_text())
+    assert data_file_atoms((workdir / "final.data").read_text()) == 200
+    # the study ended: every run of it on the server FINISHED, one per ledger trial
+    assert_runs_match_ledger(mlflow_server, "served", s["storage"])
 
 
 @pytest.mark.parametrize("uri, says", [

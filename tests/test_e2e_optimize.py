@@ -11,6 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import parse_json_stdout, run_calib, write_study
+from mlflow_checks import (RESTART_MAGIC, assert_finished_lammps_log, assert_png, assert_runs_match_ledger,
+                           data_file_atoms, download, read_blocks)
 from sim_backends.lammps.forcefield import TABLE_S1_KEYS
 
 pytestmark = pytest.mark.lammps
@@ -54,6 +56,30 @@ def test_trial_directories_keep_deck_log_and_state(optimized):
     best = tmp / "runs" / "e2e_smoke" / f"trial_{s['best_trial']:05d}"
     assert (best / "final.data").is_file() and (best / "final.restart").is_file()
     assert json.loads((best / "params.json").read_text()) == pytest.approx(s["best_params"])
+    # what the files hold, for every trial of the ledger (each its own directory)
+    trials = optuna.load_study(study_name="e2e_smoke", storage=s["storage"]).get_trials()
+    assert sorted(Path(t.user_attrs["calib_workdir"]).name for t in trials) == [d.name for d in dirs]
+    for t in trials:
+        d = Path(t.user_attrs["calib_workdir"])
+        table = json.loads((d / "params.json").read_text())
+        assert table == t.user_attrs["table_s1"] and set(table) == set(TABLE_S1_KEYS)
+        assert {k: table[k] for k in t.params} == t.params  # the proposal's free keys, as proposed
+        deck = (d / "in.slurry").read_text().splitlines()
+        assert "units micro" in deck and "read_data system.data" in deck and deck[-1] == "write_restart final.restart"
+        am = next(ln for ln in deck if ln.startswith("pair_coeff 1 1 lj/cut ")).split()  # AM, d = 10 um
+        assert float(am[4]) == pytest.approx(table["eps_AM"] * 10.0, rel=1e-5)
+        assert float(am[5]) == pytest.approx(table["sigma_AM"] * 10.0, rel=1e-5)
+        if t.state != optuna.trial.TrialState.COMPLETE:
+            continue
+        assert_finished_lammps_log((d / "log.lammps").read_text(), f"{d.name}/log.lammps")
+        assert data_file_atoms((d / "final.data").read_text()) == 200  # smoke: 200 beads, none lost
+        restart = (d / "final.restart").read_bytes()
+        assert restart.startswith(RESTART_MAGIC) and len(restart) > 10_000
+        columns, rows = read_blocks(d / "density_blocks.txt")
+        assert columns == ["TimeStep", "v_rho"] and len(rows) >= 20
+        assert [r[0] for r in rows] == [1000.0 * (i + 1) for i in range(len(rows))]  # one row per 1000-step block
+        assert all(r[1] > 0 for r in rows)
+        assert_png(d / "density_trajectory.png")
 
 
 def test_optuna_ledger(optimized):
@@ -75,6 +101,7 @@ def test_mlflow_parent_and_nested_runs(optimized):
     parents = [r for r in runs if r.data.tags.get("calib.role") == "study"]
     trials = [r for r in runs if r.data.tags.get("calib.role") == "trial"]
     assert len(parents) == 1 and len(trials) == 3
+    ledger = {t.number: t for t in optuna.load_study(study_name="e2e_smoke", storage=s["storage"]).get_trials()}
     pid = parents[0].info.run_id
     for r in trials:
         assert r.data.tags["mlflow.parentRunId"] == pid
@@ -93,6 +120,24 @@ def test_mlflow_parent_and_nested_runs(optimized):
             assert "density_trajectory.png" in arts  # every density trial has its plot
             local = Path(client.download_artifacts(r.info.run_id, "log.lammps.txt", str(tmp / "dl")))
             assert local.read_text() == (Path(r.data.tags["calib.workdir"]) / "log.lammps").read_text()
+            # the logged files' contents: what the trial ran and measured, not just their names
+            workdir, dl = Path(r.data.tags["calib.workdir"]), tmp / "dl_content"
+            ledger_trial = ledger[int(r.data.tags["trial_number"])]
+            assert_finished_lammps_log(download(client, r.info.run_id, "log.lammps", dl).read_text())
+            logged_params = json.loads(download(client, r.info.run_id, "params.json", dl).read_text())
+            assert logged_params == ledger_trial.user_attrs["table_s1"]
+            assert {k: logged_params[k] for k in ledger_trial.params} == ledger_trial.params
+            assert all(float(r.data.params[k]) == pytest.approx(v, rel=1e-5) for k, v in logged_params.items())
+            for name in ("in.slurry", "in.slurry.txt"):
+                assert download(client, r.info.run_id, name, dl).read_text() == (workdir / "in.slurry").read_text()
+            assert data_file_atoms(download(client, r.info.run_id, "final.data", dl).read_text()) == 200
+            assert download(client, r.info.run_id, "final.restart", dl).read_bytes() == \
+                (workdir / "final.restart").read_bytes()
+            columns, rows = read_blocks(download(client, r.info.run_id, "density_blocks.txt", dl))
+            assert columns == ["TimeStep", "v_rho"] and all(v > 0 for _, v in rows)
+            # the reported density is the mean of the last averaging blocks (10 at smoke), in g/cm^3
+            assert r.data.metrics["density_g_cm3"] == pytest.approx(sum(v for _, v in rows[-10:]) / 10, rel=1e-9)
+            assert_png(download(client, r.info.run_id, "density_trajectory.png", dl))
             assert r.data.tags["calib.equilibrated"] in ("yes", "NO")
             assert ("not equilibrated" in r.data.tags["calib.flags"]) == (r.data.tags["calib.equilibrated"] == "NO")
         # the targets, through MLflow's dataset API
@@ -127,6 +172,17 @@ def test_mlflow_parent_and_nested_runs(optimized):
     assert len(client.get_metric_history(pid, f"trial_{OBJ}")) == 3
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     assert f"metrics.{OBJ}" in exp.tags["mlflow.note.content"]
+    # the parent's Pareto front file is the summary's (one objective: the best trial alone)
+    front = json.loads(download(client, pid, "pareto.json", tmp / "dl_content").read_text())
+    assert front == s["pareto"] and [p["trial"] for p in front] == [s["best_trial"]]
+
+
+def test_mlflow_runs_ended_with_their_ledger_states(optimized):
+    """After the study: no MLflow run is left RUNNING, the parent run FINISHED, one trial run
+    per finished ledger trial, FINISHED for COMPLETE and FAILED for FAIL trials."""
+    tmp, s = optimized
+    by_number = assert_runs_match_ledger(f"sqlite:///{tmp / 'runs' / 'mlflow.db'}", "e2e_smoke", s["storage"])
+    assert len(by_number) == s["trials_complete"] + s["trials_failed"] == 3
 
 
 @pytest.mark.parametrize("fmt", ["markdown", "csv", "json", "latex", "lammps"])

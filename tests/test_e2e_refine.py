@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from conftest import parse_json_stdout, run_calib, write_study
+from mlflow_checks import assert_png, assert_runs_match_ledger, download
 
 pytestmark = pytest.mark.lammps
 NAME = "e2e_refine"
@@ -73,6 +74,9 @@ def test_manual_sets_are_trials_of_the_study_tagged_manual(refined):
                     4: scan, 5: scan, 6: "model"}
     r3 = next(r for r in runs if r.data.tags.get("trial_number") == "3")
     assert r3.data.tags["calib.outside_bounds"] == "eps_CBD" and "outside bounds (eps_CBD)" in r3.data.tags["calib.flags"]
+    # after optimize, refine and optimize again: no run left RUNNING, the one parent FINISHED,
+    # one FINISHED trial run per COMPLETE ledger trial
+    assert len(assert_runs_match_ledger(f"sqlite:///{refined['runs'] / 'mlflow.db'}", NAME, refined["storage"])) == 7
 
 
 def test_the_next_model_proposal_learns_from_manual_trials(refined):
@@ -133,6 +137,15 @@ def test_report_renders_every_section_and_is_logged(refined):
     (parent,) = [x for x in client.search_runs([exp.experiment_id]) if x.data.tags.get("calib.role") == "study"]
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert {"report/report.html", "report/convergence.png", "report/profiles.png"} <= logged
+    # the logged files are the rendered ones
+    dl = r["tmp"] / "dl_report"
+    logged_html = download(client, parent.info.run_id, "report/report.html", dl).read_text()
+    assert logged_html == (out / "report.html").read_text()
+    for name in ("convergence.png", "profiles.png"):
+        png = download(client, parent.info.run_id, f"report/{name}", dl)
+        assert_png(png)
+        assert png.read_bytes() == (out / name).read_bytes()
+    assert parent.info.status == "FINISHED"  # logging the report reopened and closed it
     html = (out / "report.html").read_text()
     assert "manual: 3" in html and "model: 2" in html  # trials by how they were proposed
 
@@ -153,8 +166,10 @@ def _check_report(page: Path, stdout: str, pareto: str) -> None:
     for b64 in images:
         assert base64.b64decode(b64)[:8] == b"\x89PNG\r\n\x1a\n"
     assert "http://" not in html and "https://" not in html  # opens offline: nothing fetched
-    for png in page.parent.glob("*.png"):
-        assert png.stat().st_size > 2000
+    pngs = list(page.parent.glob("*.png"))
+    assert len(pngs) >= 2, pngs
+    for png in pngs:
+        assert_png(png)
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:

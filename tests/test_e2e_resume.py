@@ -130,6 +130,12 @@ def test_resume_after_killed_driver(tmp_path: Path):
     assert not [r for r in mruns if r.info.status == "RUNNING"]
     lost_runs = [r for r in mruns if r.data.tags.get("trial_number") == str(victim.number)]
     assert len(lost_runs) == 1 and lost_runs[0].info.status == "FAILED"
+    # and every trial of the ledger (the lost one, its re-proposal, the others) has exactly
+    # one run in its state: FAILED for FAIL, FINISHED for COMPLETE
+    from mlflow_checks import assert_runs_match_ledger
+
+    by_number = assert_runs_match_ledger(f"sqlite:///{runs / 'mlflow.db'}", "resume_smoke", storage)
+    assert len(by_number) == len(trials)
 
     # a third run with the same name and budget does no more work
     again = parse_json_stdout(run_calib(*args, cwd=tmp_path))

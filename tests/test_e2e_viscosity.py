@@ -4,6 +4,7 @@ store, ParEGO proposals and the Pareto front; and the not-converged policies."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import REPO, parse_json_stdout, run_calib
+from mlflow_checks import assert_finished_lammps_log, assert_png, assert_runs_match_ledger, download, read_blocks
 
 pytestmark = pytest.mark.lammps
 
@@ -81,10 +83,30 @@ def test_pareto_list(curve_study):
     done = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
     pts = {t.number: [abs(t.user_attrs["objective_errors"][k]) for k in ("slurry_density", "viscosity_curve")]
            for t in done}
+    def dominates(o, mine):
+        return all(a <= b for a, b in zip(o, mine)) and o != mine
+
     for p in front:
         mine = pts[p["trial"]]
-        assert not any(all(a <= b for a, b in zip(o, mine)) and o != mine for o in pts.values())
-    assert {p["trial"] for p in front} >= {s["best_trial"]} or len(front) >= 1
+        assert not any(dominates(o, mine) for o in pts.values())
+    # ... and every non-dominated completed trial is listed, with its ledger errors and value
+    non_dominated = {n for n, mine in pts.items() if not any(dominates(o, mine) for o in pts.values())}
+    assert [p["trial"] for p in front] == sorted(non_dominated)
+    by_number = {t.number: t for t in done}
+    for p in front:
+        assert [p["objectives"][k] for k in ("slurry_density", "viscosity_curve")] == pts[p["trial"]]
+        assert p["value"] == by_number[p["trial"]].value
+    # the best trial (lowest weighted sum of squared errors plus penalty) is on the front,
+    # unless only trials carrying a larger penalty (unconverged density or viscosity)
+    # dominate it: without penalties the minimum of a sum increasing in every |error|
+    # cannot be dominated
+    best = by_number[s["best_trial"]]
+    assert best.value == min(t.value for t in done)
+    dominating = [n for n, o in pts.items() if dominates(o, pts[best.number])]
+    if not any(t.user_attrs["penalty"] for t in done):
+        assert best.number in {p["trial"] for p in front}
+    for n in dominating:
+        assert by_number[n].user_attrs["penalty"] > best.user_attrs["penalty"], (n, best.number)
 
 
 def test_shear_runs_share_the_restart_and_run_concurrently(curve_study):
@@ -95,6 +117,12 @@ def test_shear_runs_share_the_restart_and_run_concurrently(curve_study):
     for d in shear:
         assert "read_restart ../final.restart" in (d / "in.shear").read_text()
         assert (d / "shear_blocks.txt").is_file()
+        # the -P_xy block means: one finite value per block, steps increasing; the run ended normally
+        columns, rows = read_blocks(d / "shear_blocks.txt")
+        assert columns == ["TimeStep", "v_mpxy"] and len(rows) >= 2, (d, columns, len(rows))
+        steps = [r[0] for r in rows]
+        assert steps == sorted(set(steps))
+        assert_finished_lammps_log((d / "log.lammps").read_text(), f"{d.name}/log.lammps")
     (s0, e0), (s1, e1) = _wall_window(shear[0] / "log.lammps"), _wall_window(shear[1] / "log.lammps")
     overlap = min(e0, e1) - max(s0, s1)
     assert overlap > 0.5, f"shear_00 and shear_01 did not overlap ({overlap:.1f} s)"
@@ -116,6 +144,23 @@ def test_mlflow_per_rate_metrics_plot_and_pareto(curve_study):
                                                                                       "shear_00/in.shear"}
     parent = client.search_runs([exp.experiment_id], filter_string="tags.`calib.role` = 'study'")[0]
     assert "pareto.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    # the logged files' contents
+    dl, workdir = tmp / "dl", Path(best.data.tags["calib.workdir"])
+    assert_png(download(client, best.info.run_id, "viscosity_curve.png", dl))
+    log = download(client, best.info.run_id, "shear_00/log.lammps", dl).read_text()
+    assert_finished_lammps_log(log, "shear_00/log.lammps")
+    assert log == (workdir / "shear_00" / "log.lammps").read_text()
+    deck = download(client, best.info.run_id, "shear_00/in.shear", dl).read_text()
+    assert deck == (workdir / "shear_00" / "in.shear").read_text()
+    erate = re.search(r"^fix shear_box all deform 1 xy erate (\S+) remap v$", deck, re.M)
+    assert erate and float(erate[1]) == pytest.approx(0.018, rel=1e-12)  # 18 1/s in 1/us
+    front = json.loads(download(client, parent.info.run_id, "pareto.json", dl).read_text())
+    assert front == s["pareto"]
+
+
+def test_mlflow_runs_ended_with_their_ledger_states(curve_study):
+    tmp, s = curve_study
+    assert_runs_match_ledger(f"sqlite:///{tmp / 'runs' / 'mlflow.db'}", "e2e_curve", s["storage"])
 
 
 def test_parego_proposal_used_the_gp(curve_study):
@@ -178,6 +223,7 @@ def test_report_renders_every_section_for_a_curve_study(curve_study):
     text = run_calib("report", "--study", "e2e_curve", "--out", str(out), "--runs-dir", str(tmp / "runs"),
                      cwd=tmp).stdout
     _check_report(out / "report.html", text, pareto=r"\d+ non-dominated")
-    assert (out / "viscosity_curve.png").stat().st_size > 2000 and (out / "pareto.png").stat().st_size > 2000
+    assert_png(out / "viscosity_curve.png")
+    assert_png(out / "pareto.png")
     html = (out / "report.html").read_text()
     assert "viscosity_curve@" in html or "viscosity" in html

@@ -12,6 +12,7 @@ the trial budget kept, and no LAMMPS process left. Faults are injected by
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -53,6 +54,19 @@ def lammps_under(root: Path) -> list[int]:
     return out
 
 
+@pytest.fixture(scope="module", autouse=True)
+def mlflow_template(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store, its schema created once for the module: each study
+    starts from a copy (MLflow's schema migrations take seconds per new store; creating
+    stores is tested in ``test_e2e_optimize`` and ``test_drivers``)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    Study.template = path
+    return path
+
+
 class Study:
     """A shortened smoke slurry study under ``tmp_path``: its command line, its ledger and
     its MLflow store, and the checks every fault ends with."""
@@ -68,6 +82,12 @@ class Study:
         self.storage = storage or f"sqlite:///{self.runs / 'calib.db'}"
         self.tracking_uri = tracking_uri or f"sqlite:///{self.runs / 'mlflow.db'}"
         self.options = ["--heartbeat-s", "1", "--grace-s", "2"]
+        db = Path(self.tracking_uri.removeprefix("sqlite:///"))
+        if self.tracking_uri.startswith("sqlite:///") and not db.exists():
+            db.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.template, db)
+
+    template: Path
 
     def args(self, trials: int | None = None) -> list[str]:
         return ["optimize", "--stage", "slurry", "--study", str(self.file), "--fidelity", "smoke",
@@ -190,30 +210,22 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
 
 
 def test_lammps_crash_hang_and_nan_fail_their_trial_and_the_study_goes_on(tmp_path: Path) -> None:
-    """Three studies, one fault each: trial 1's LAMMPS gets SIGSEGV; trial 0's LAMMPS hangs
-    (SIGSTOP) until the study's time limit kills it; trial 1's objective is NaN. Each is a
-    FAIL trial with its reason (a FAILED MLflow run) and the others complete."""
-    (tmp_path / "crash").mkdir()
-    crash = Study(tmp_path / "crash", "crash")
-    crash.run("crash-lammps@1")
-    t = crash.check({})[1]
-    assert t.state == TrialState.FAIL and "SIGSEGV" in t.user_attrs["fail_reason"], t.user_attrs["fail_reason"]
-
-    (tmp_path / "hang").mkdir()
-    hang = Study(tmp_path / "hang", "hang", trials=2, trial_timeout_s=20)
-    hang.run("hang-lammps@0")
-    t = hang.check({})[0]
-    assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"].startswith("timeout"), t.user_attrs
-    assert hang.ledger()[1].state == TrialState.COMPLETE
-
-    (tmp_path / "nan").mkdir()
-    nan = Study(tmp_path / "nan", "nan", trials=2)
-    nan.run("nan-objective@1")
-    t = nan.check({})[1]
-    assert t.state == TrialState.FAIL and "not a finite number" in t.user_attrs["fail_reason"]
-    [run] = [r for r in nan.mlflow_runs() if r.data.tags.get("trial_number") == "1"]
-    assert run.info.status == "FAILED" and "not a finite number" in run.data.tags["fail_reason"]
-    assert "objective_weighted_sum_sq_error" not in run.data.metrics
+    """One study, one fault per trial: trial 0's LAMMPS hangs (SIGSTOP) until the study's
+    time limit kills it, trial 1's LAMMPS crashes (SIGSEGV), trial 2's objective is NaN.
+    Each is a FAIL trial with its reason (a FAILED MLflow run) and trial 3 completes."""
+    study = Study(tmp_path, "faulty", trials=4, trial_timeout_s=20)
+    study.run("hang-lammps@0,crash-lammps@1,nan-objective@2")
+    trials = study.check({})
+    why = [t.user_attrs.get("fail_reason", "") for t in trials]
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3 + [TrialState.COMPLETE], why
+    assert why[0].startswith("timeout"), why[0]
+    assert "SIGSEGV" in why[1], why[1]
+    assert "not a finite number" in why[2], why[2]
+    runs = {r.data.tags.get("trial_number"): r for r in study.mlflow_runs()}
+    for n in range(3):
+        assert runs[str(n)].info.status == "FAILED" and runs[str(n)].data.tags["fail_reason"] == why[n]
+    assert "objective_weighted_sum_sq_error" not in runs["2"].data.metrics
+    assert runs["3"].info.status == "FINISHED"
 
 
 # --------------------------------------------------------------------------- the environment
