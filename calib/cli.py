@@ -227,6 +227,13 @@ def terminated_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _interrupted(exc: KeyboardInterrupt, what: str) -> None:
+    """Ctrl-C (exit 130) or SIGTERM (143) outside a study: say what happened, exit."""
+    term = isinstance(exc, Terminated)
+    typer.echo(f"calib: {'terminated (SIGTERM)' if term else 'interrupted'}; {what}", err=True)
+    raise typer.Exit(143 if term else 130)
+
+
 def _with_backend(loaded, backend: str | None, path: Path):
     """The study with ``--backend`` applied, refused (exit 2) if unknown or unusable here."""
     from .backends import check
@@ -598,13 +605,15 @@ def pipeline(
 
     failed = None
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), terminated_as_interrupt():
             result = run_pipeline(loaded, pset, workdir, make_backend(loaded.spec.resources, lammps), lammps, degs, seed,
                                   on_stage)
     except PipelineFailed as exc:
         from .pipeline import PipelineResult
 
         failed, result = exc, exc.partial or PipelineResult(workdir)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc, f"the pipeline's jobs were cancelled; its stages so far are in {workdir}")
     summary = result.summary(pset, loaded.spec.fidelity)
     if failed is not None:
         summary["failed"] = {"stage": failed.stage, "reason": failed.reason}
@@ -671,11 +680,15 @@ def reproduce(
     failed = None
     with contextlib.redirect_stdout(sys.stderr):
         try:
-            result = run_pipeline(loaded, pset, workdir, LocalBackend(mpirun=lammps.mpirun), lammps, PIPELINE_DEGREES_PCT, seed,
-                                  lambda stage, msg: typer.echo(f"reproduce: {stage} ({msg})", err=True),
-                                  keep_going=True)
+            with terminated_as_interrupt():
+                result = run_pipeline(loaded, pset, workdir, LocalBackend(mpirun=lammps.mpirun), lammps,
+                                      PIPELINE_DEGREES_PCT, seed,
+                                      lambda stage, msg: typer.echo(f"reproduce: {stage} ({msg})", err=True),
+                                      keep_going=True)
         except PipelineFailed as exc:
             failed, result = exc, exc.partial or PipelineResult(workdir)
+        except KeyboardInterrupt as exc:
+            _interrupted(exc, f"the jobs were cancelled; the stages so far are in {workdir}")
     summary = result.summary(pset, loaded.spec.fidelity)
     if failed is not None:
         summary["failed"] = {"stage": failed.stage, "reason": failed.reason}

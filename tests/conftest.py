@@ -134,6 +134,23 @@ def browser():
     driver.quit()
 
 
+SERVICE_MARKERS = ("postgres", "slurm", "browser")
+"""Tests that start system services (and may install them with apt): with pytest-xdist
+(``-n 2 --dist loadgroup``, the README's command) they all run on one worker, so that one
+PostgreSQL, one Slurm cluster and one apt at a time serve them."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """xdist groups: the service tests together, every other module's tests together (a
+    module-scoped fixture, such as a smoke study several tests read, is then made once, not
+    once per worker)."""
+    for item in items:
+        if any(item.get_closest_marker(m) for m in SERVICE_MARKERS):
+            item.add_marker(pytest.mark.xdist_group("services"))
+        else:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     """A failing test that uses ``browser`` leaves ``failure.png`` (the window as it was) in

@@ -343,3 +343,29 @@ def test_ledger_locked_for_a_while(tmp_path: Path) -> None:
     assert held.is_set()
     assert driver.returncode == 0, err[-3000:]
     study.check(study.complete())
+
+
+def test_sigterm_stops_a_pipeline_and_its_lammps(tmp_path: Path) -> None:
+    """``calib pipeline`` gets SIGTERM while its slurry stage's LAMMPS runs: it cancels the
+    job, says so in one line and exits 143; no LAMMPS is left and nothing is logged RUNNING."""
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    proc = subprocess.Popen([sys.executable, "-m", "calib.cli", "pipeline", "--fidelity", "smoke",
+                             "--runs-dir", str(tmp_path / "runs"), "--degrees", "0,10"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: bool(lammps_under(tmp_path)), 120, "the pipeline's LAMMPS")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("calib: terminated (SIGTERM); the pipeline's jobs were cancelled")
+    assert not lammps_under(tmp_path)
+    db = tmp_path / "runs" / "mlflow.db"
+    if db.exists():  # the pipeline logs at its end only: nothing of it may be left RUNNING
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+        assert not [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])
+                    if r.info.status == "RUNNING"]
