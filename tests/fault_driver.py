@@ -26,20 +26,14 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
+
+from procs import processes_in  # noqa: E402  (tests/procs.py)
 
 
 def _lammps_pids(workdir: Path) -> list[int]:
     """``lmp`` processes running in ``workdir``."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "lmp" and Path(os.readlink(entry / "cwd")) == workdir:
-                    out.append(int(entry.name))
-            except OSError:
-                continue
-    return out
+    return processes_in(workdir, ("lmp",), below=False)
 
 
 def _when_lammps_runs(workdir: Path, act) -> None:

@@ -17,31 +17,9 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import parse_json_stdout, run_calib, write_study
+from procs import alive, processes_in
 
 pytestmark = pytest.mark.lammps
-
-
-def _pid_gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
-    return state in ("Z", "X")
-
-
-def _pids_in(workdir: Path) -> list[int]:
-    """Processes whose working directory is ``workdir`` or below (the trial's LAMMPS runs)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(proc / "cwd")
-        except OSError:
-            continue
-        if cwd == str(workdir) or cwd.startswith(str(workdir) + os.sep):
-            pids.append(int(proc.name))
-    return pids
 
 
 def _study_exists(db: Path, name: str) -> bool:
@@ -88,7 +66,7 @@ def test_resume_after_killed_driver(tmp_path: Path):
             running = [t for t in trials if t.state == TrialState.RUNNING and "calib_jobs" in t.user_attrs]
             if done and running:
                 victim = running[0]
-                job_pids = _pids_in(Path(victim.user_attrs["calib_workdir"]))
+                job_pids = processes_in(Path(victim.user_attrs["calib_workdir"]), None)
                 if job_pids:
                     break
                 victim = None
@@ -99,10 +77,10 @@ def test_resume_after_killed_driver(tmp_path: Path):
         if driver.poll() is None:
             driver.kill()
     for _ in range(50):
-        if all(_pid_gone(p) for p in job_pids):
+        if all(not alive(p) for p in job_pids):
             break
         time.sleep(0.1)
-    assert all(_pid_gone(p) for p in job_pids), "LAMMPS of the killed driver is still running"
+    assert all(not alive(p) for p in job_pids), "LAMMPS of the killed driver is still running"
 
     before = {t.number: t.value for t in optuna.load_study(study_name="resume_smoke", storage=storage).get_trials()
               if t.state == TrialState.COMPLETE}

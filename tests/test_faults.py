@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 
 from calib.ledger import lost_numbers
 from conftest import parse_json_stdout, write_study
+from procs import processes_in
 
 pytestmark = pytest.mark.lammps
 
@@ -38,20 +39,7 @@ SHORT = {"smoke": {"equilibration_steps": 2000, "averaging_steps": 4000, "densit
 
 def lammps_under(root: Path) -> list[int]:
     """Live LAMMPS / MPI processes whose working directory is under ``root``."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            comm = (entry / "comm").read_text().strip()
-            cwd = os.readlink(entry / "cwd")
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if comm in ("lmp", "mpirun", "hydra_pmi_proxy") and (cwd + os.sep).startswith(str(root) + os.sep):
-            if not stat[stat.rfind(")") + 2:].startswith(("Z", "X")):
-                out.append(int(entry.name))
-    return out
+    return processes_in(root)
 
 
 @pytest.fixture(scope="module", autouse=True)

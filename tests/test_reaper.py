@@ -5,7 +5,6 @@ own; its proxy kills them when ``mpirun`` dies, but another launcher need not: t
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 from sim_backends.backend import JobState, Task
 from sim_backends.lammps.install import locate_lammps
 from sim_backends.local import LocalBackend
+from procs import LAUNCHED, processes_in
 from sim_backends.reaper import DRIVER_VAR, kill_tagged, tagged
 
 pytestmark = pytest.mark.lammps
@@ -39,20 +39,8 @@ run 100000000
 
 
 def lammps_in(folder: Path) -> list[int]:
-    """Pids of ``lmp`` / MPI launcher processes whose working directory is ``folder``."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if Path(os.readlink(entry / "cwd")) == folder and (entry / "comm").read_text().strip() in (
-                    "lmp", "mpirun", "mpiexec", "hydra_pmi_proxy", "mpiexec.hydra", "sleep"):
-                stat = (entry / "stat").read_text()
-                if not stat[stat.rfind(")") + 2:].startswith(("Z", "X")):
-                    out.append(int(entry.name))
-        except OSError:
-            continue
-    return out
+    """LAMMPS, its launcher and the stand-in "ranks" (``sleep``) running in ``folder``."""
+    return processes_in(folder, (*LAUNCHED, "sleep"), below=False)
 
 
 def wait_for(cond, timeout_s: float = 20.0) -> bool:
@@ -102,7 +90,7 @@ def test_ranks_die_with_a_killed_driver(tmp_path: Path, task: str, n: int) -> No
     script.write_text(textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        sys.path.insert(0, {str(REPO)!r})
+        sys.path[:0] = [{str(REPO)!r}, {str(REPO / "tests")!r}]
         from tests.test_reaper import {task} as task
         from sim_backends.local import LocalBackend
         from sim_backends.lammps.install import locate_lammps
