@@ -52,6 +52,21 @@ def ssb_system(n_beads: int = 500):
     return build_slurry_system(ssb_formulation(), n_beads)
 
 
+def random_state_file(path: Path, system) -> Path:
+    """A LAMMPS data file of ``system``'s beads at random positions in a 50 um box (seed 1):
+    a stand-in state file for tests that only read or check it."""
+    import numpy as np
+
+    from sim_backends.lammps.placement import Placement, write_data_file
+
+    types = np.concatenate([np.full(t.count, t.type_id) for t in system.types])
+    diam = np.concatenate([np.full(t.count, t.diameter_um) for t in system.types])
+    dens = np.concatenate([np.full(t.count, t.lammps_density) for t in system.types])
+    pos = np.random.default_rng(1).uniform(0, 50.0, size=(len(types), 3))
+    write_data_file(path, Placement((50.0, 50.0, 50.0), types, diam, dens, pos), n_types=len(system.types))
+    return path
+
+
 def run_calib(*args: str, cwd: Path, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
     """Run ``python -m calib.cli ARGS`` in ``cwd`` (no LD_LIBRARY_PATH given)."""
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}

@@ -44,7 +44,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
@@ -141,19 +140,9 @@ def _dump(path: Path, data) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def _state(path: Path, system) -> None:
-    from sim_backends.lammps.placement import Placement, write_data_file
-
-    types = np.concatenate([np.full(t.count, t.type_id) for t in system.types])
-    diam = np.concatenate([np.full(t.count, t.diameter_um) for t in system.types])
-    dens = np.concatenate([np.full(t.count, t.lammps_density) for t in system.types])
-    pos = np.random.default_rng(1).uniform(0, 50.0, size=(len(types), 3))
-    write_data_file(path, Placement((50.0, 50.0, 50.0), types, diam, dens, pos), n_types=len(system.types))
-
-
 def build_fixtures(root: Path) -> None:
     """The valid inputs every case starts from (see the module docstring)."""
-    from conftest import ssb_formulation, ssb_system
+    from conftest import random_state_file, ssb_formulation, ssb_system
     from sim_backends.lammps.beads import dried_system
 
     dataset = yaml.safe_load((REPO / "experiments_data" / "ssb_nmc622_lpscl" / "dataset.yaml").read_text())
@@ -180,8 +169,8 @@ def build_fixtures(root: Path) -> None:
     (root / "good.csv").write_text(GOOD_CSV)
     (root / "mpas.csv").write_text(MPAS_CSV)
     (root / "afile").write_text("a plain file, not a folder\n")
-    _state(root / "slurry_state.data", ssb_system(200))
-    _state(root / "dried_state.data", dried_system(ssb_system(200), ssb_formulation()))
+    random_state_file(root / "slurry_state.data", ssb_system(200))
+    random_state_file(root / "dried_state.data", dried_system(ssb_system(200), ssb_formulation()))
 
 
 @pytest.fixture(scope="module")

@@ -6,24 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, ssb_system
+from conftest import REPO, random_state_file, ssb_system
 from test_bad_input import Inputs, _cli
-from sim_backends.lammps.placement import Placement, write_data_file
 
 DRYING_SRC = REPO / "studies" / "ssb_drying.yaml"
-
-
-def _state(path: Path, system) -> Path:
-    types = np.concatenate([np.full(t.count, t.type_id) for t in system.types])
-    diam = np.concatenate([np.full(t.count, t.diameter_um) for t in system.types])
-    dens = np.concatenate([np.full(t.count, t.lammps_density) for t in system.types])
-    pos = np.random.default_rng(1).uniform(0, 50.0, size=(len(types), 3))
-    write_data_file(path, Placement((50.0, 50.0, 50.0), types, diam, dens, pos), n_types=len(system.types))
-    return path
 
 
 class ElectrodeInputs(Inputs):
@@ -32,7 +21,7 @@ class ElectrodeInputs(Inputs):
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
-        self.state = _state(root / "slurry_state.data", ssb_system(200))
+        self.state = random_state_file(root / "slurry_state.data", ssb_system(200))
         self.drying = root / "drying.yaml"
         d = yaml.safe_load(DRYING_SRC.read_text())
         d["dataset"] = "mydata/dataset.yaml"
