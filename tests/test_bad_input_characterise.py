@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ssb_formulation, ssb_system
+from conftest import random_state_file, ssb_formulation, ssb_system
 from sim_backends.lammps.beads import dried_system
-from test_bad_input_electrode import ElectrodeInputs, _state
+from test_bad_input_electrode import ElectrodeInputs
 
 SYNTHETIC_CONDUCTIVITY = {"unit": "S/m", "points": [{"degree_pct": 0.0, "value": 0.01}, {"degree_pct": 30.0,
                                                                                         "value": 0.02}],
@@ -25,7 +25,7 @@ class CharacteriseInputs(ElectrodeInputs):
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
-        self.dried = _state(root / "dried_state.data", dried_system(ssb_system(200), ssb_formulation()))
+        self.dried = random_state_file(root / "dried_state.data", dried_system(ssb_system(200), ssb_formulation()))
         data = self.dataset_data()
         data["calendered_conductivity"] = SYNTHETIC_CONDUCTIVITY
         self.write_dataset(data)
