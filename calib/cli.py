@@ -731,20 +731,39 @@ def _yes(v: bool | None) -> str:
 
 @app.command()
 def export(
-    study: str = typer.Option(..., help="Study name in the storage."),
-    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite under --runs-dir)."),
+    study: list[str] = typer.Option(..., "--study", help="Study name in the storage; repeat it for the stages of one "
+                                                         "lineage (slurry, drying, calendering): one column each."),
+    top: Optional[int] = typer.Option(None, parser=_at_least("--top", 1), metavar="K",
+                                      help="The K best sets of the study, side by side."),
+    pareto: bool = typer.Option(False, "--pareto", help="The non-dominated sets of a multi-objective study."),
+    trial: Optional[int] = typer.Option(None, parser=_at_least("--trial", 0), metavar="N",
+                                        help="Trial N (any completed trial, manual ones included); with several "
+                                             "studies, a trial of the most downstream one."),
     fmt: str = typer.Option("markdown", "--format", help="markdown, csv, json, latex or lammps."),
+    out: Optional[Path] = typer.Option(None, help="Also write one LAMMPS include file per column (with its "
+                                                  "provenance) and the table in every format into this folder."),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite under --runs-dir)."),
     runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where the default storage lives."),
 ) -> None:
-    """Print the best parameter set of a study as Table S1 (or LAMMPS pair_coeff lines)."""
-    from .export import export_study
+    """Print calibrated sets as Table S1 (one column per stage or per chosen trial); --out
+    writes LAMMPS include files with their provenance."""
+    from .export import ExportRequest, build, check_out, write
 
+    req = ExportRequest(tuple(study), storage or default_storage(runs_dir), fmt, top, pareto, trial, out)
     try:
-        text = export_study(study, storage or default_storage(runs_dir), fmt)
+        req.check()
+        if out is not None:
+            check_out(out, [])
+        result = build(req)
+        if out is not None:
+            check_out(out, list(result.files))
     except InputError as exc:
         _fail(exc)
         return
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.write(result.text if result.text.endswith("\n") else result.text + "\n")
+    if out is not None:
+        paths = write(result, out)
+        typer.echo(f"calib: wrote {len(paths)} files to {out}: " + ", ".join(p.name for p in paths), err=True)
 
 
 def main() -> None:  # console script entry point

@@ -1,11 +1,18 @@
-"""Render a force-field parameter set as the seed paper's Table S1 (markdown, csv, json, LaTeX, LAMMPS).
+"""Render force-field parameter sets as the seed paper's Table S1: one column per set
+(markdown, csv, json, LaTeX, LAMMPS).
 
-Source: seed paper Table S1 (slurry and dried-electrode columns) and MODEL_NOTES.md,
-"Force field". LJ keys (eps_X, sigma_X, rc_X) are multipliers of the bead diameter d (um)
-of each type of phase X; the resolved value is multiplier x d: eps in pg um^2 us^-2,
-sigma and rc in um. kn (pg um^-1 us^-2), gamma_n (um^-1 us^-1) and xu (dimensionless)
-are plain values shared by all pairs. kt = 1.378 kn and gamma_t = 0.959 gamma_n [seed].
-The LAMMPS format delegates entirely to ``forcefield.pair_lines`` (no re-implemented mixing).
+Source: seed paper Table S1 (a slurry column and a dried-electrode column) and
+MODEL_NOTES.md, "Force field". LJ keys (eps_X, sigma_X, rc_X) are multipliers of the bead
+diameter d (um) of each type of phase X; the resolved value is multiplier x d: eps in
+pg um^2 us^-2, sigma and rc in um. kn (pg um^-1 us^-2), gamma_n (um^-1 us^-1) and xu
+(dimensionless) are plain values shared by all pairs. kt = 1.378 kn and
+gamma_t = 0.959 gamma_n [seed].
+
+A ``Table`` holds ``Column``s: the stages of one lineage (slurry, dried electrode, ...) or
+the candidate sets of one study (``--top K``, ``--pareto``), each with the observables it
+was scored on and where it came from. The LAMMPS rendering is ``lammps_include`` per column,
+which delegates the pair lines entirely to ``forcefield.pair_lines`` (no re-implemented
+mixing).
 """
 
 from __future__ import annotations
@@ -13,13 +20,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+import math
+import re
+from dataclasses import dataclass, field
 
 from sim_backends.lammps import forcefield as ff
 from sim_backends.lammps.beads import PHASES, BeadSystem
 from sim_backends.lammps.forcefield import ForceFieldParams
 
 FORMATS = ("markdown", "csv", "json", "latex", "lammps")
+
+SUFFIX = {"markdown": "md", "csv": "csv", "json": "json", "latex": "tex", "lammps": "in"}
+"""File suffix of each format (``calib export --out``)."""
 
 TABLE_S1_ORDER: tuple[str, ...] = (
     "eps_CBD", "sigma_CBD", "rc_CBD",
@@ -37,29 +49,70 @@ UNITS: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class ExportContext:
-    """How to render: the bead system (per-type phase and stage diameter_um), LJ pair style,
-    column title (e.g. "slurry", "dried electrode") and an optional title."""
+class Observable:
+    """One scored quantity of a column's trial: its name, unit, simulated value, target and
+    relative error (a target comparison), or only ``error`` (a curve's rms error)."""
 
-    system: BeadSystem
-    lj_style: str = "lj/cut"
-    column: str = "slurry"
-    title: str | None = None
+    name: str
+    unit: str = ""
+    simulated: float | None = None
+    target: float | None = None
+    rel_error: float | None = None
+    error: float | None = None
+    points: tuple[tuple[str, float, float], ...] = ()
+    """A curve scored point by point: (where, simulated, measured), e.g. ("30 %", 0.41, 0.4)."""
+
+    def text(self) -> str:
+        """``1.9 vs 1.95 (-2.56 %)``; ``0 %: 0.5 vs 0.52; 30 %: 0.41 vs 0.4 (error 0.8)`` for
+        a curve scored point by point; ``error 0.12`` for a curve scored as a whole."""
+        if self.points:
+            pts = "; ".join(f"{w}: {_short(a)} vs {_short(b)}" for w, a, b in self.points)
+            return pts + ("" if self.error is None else f" (error {_short(self.error)})")
+        if self.simulated is not None and self.target is not None:
+            rel = "" if self.rel_error is None else f" ({100 * self.rel_error:+.2f} %)"
+            return f"{_short(self.simulated)} vs {_short(self.target)}{rel}"
+        if self.simulated is not None:
+            return _short(self.simulated)
+        return "n/a" if self.error is None else f"error {_short(self.error)}"
 
 
 @dataclass(frozen=True)
-class TableRow:
-    """One Table S1 row. ``multiplier`` is the stored value (x d for LJ keys, the value
-    itself for kn/gamma_n/xu); ``resolved`` holds (label, value) pairs, one per distinct
-    bead diameter of the phase (or one entry for the scalar keys); ``diameters_um`` is
-    parallel to ``resolved`` (None for the scalar keys)."""
+class Column:
+    """One parameter set: its title (``slurry``, ``dried electrode``, ``trial 7``), the
+    Table S1 values, the bead system they act on (per-type phase and diameters), the LJ pair
+    style, the stage and trial it came from, its objective value, what it was scored on and
+    its provenance (ordered ``(label, text)`` pairs, the include file's header)."""
+
+    title: str
+    params: ForceFieldParams
+    system: BeadSystem
+    lj_style: str = "lj/cut"
+    stage: str = ""
+    study: str = ""
+    trial: int | None = None
+    objective: float | None = None
+    observables: tuple[Observable, ...] = ()
+    provenance: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Table:
+    """A Table S1: a title and one or more columns."""
+
+    columns: tuple[Column, ...]
+    title: str | None = None
+    notes: tuple[str, ...] = field(default=())
+    """Extra notes (how the columns were chosen), printed after the standard ones."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One resolved LJ entry: key, bead-type label, the diameter d (um) and multiplier x d."""
 
     key: str
-    unit: str
-    multiplier: float
-    expression: str
-    resolved: tuple[tuple[str, float], ...]
-    diameters_um: tuple[float | None, ...] = ()
+    label: str
+    diameter_um: float | None
+    value: float
 
 
 def _short(x: float) -> str:
@@ -67,126 +120,296 @@ def _short(x: float) -> str:
     return f"{x:.6g}"
 
 
-def _row(key: str, params: ForceFieldParams, system: BeadSystem) -> TableRow:
-    """Build one row; LJ keys resolve against every distinct diameter of their phase."""
+def _phase(key: str) -> str:
+    """The phase of an LJ key (``eps_AM`` -> ``AM``), ``""`` for the contact keys."""
+    phase = key.rpartition("_")[2]
+    return phase if phase in PHASES else ""
+
+
+def unit_of(key: str) -> str:
+    """The unit of a Table S1 key's resolved value."""
+    return UNITS[key.rpartition("_")[0]] if _phase(key) else UNITS[key]
+
+
+def expression(key: str, value: float) -> str:
+    """How a Table S1 entry reads: ``0.99 x d_AM`` for LJ keys, the value otherwise."""
+    phase = _phase(key)
+    return f"{_short(value)} x d_{phase}" if phase else _short(value)
+
+
+def resolved(key: str, params: ForceFieldParams, system: BeadSystem) -> list[Resolved]:
+    """The entries of ``key`` resolved against every distinct LJ diameter of its phase in
+    ``system`` (one entry, the value itself, for the contact keys)."""
     value = getattr(params, key)
-    quantity, _, phase = key.rpartition("_")
-    if phase not in PHASES:
-        quantity, phase = key, ""
+    phase = _phase(key)
     if not phase:
-        return TableRow(key, UNITS[key], value, _short(value), ((key, value),), (None,))
-    diameters: list[float] = []
+        return [Resolved(key, key, None, value)]
+    out: list[Resolved] = []
     for t in system.types_of(phase):
-        if t.lj_diameter_um not in diameters:
-            diameters.append(t.lj_diameter_um)
-    resolved = tuple((f"{phase} d={_short(d)} um", value * d) for d in diameters)
-    return TableRow(key, UNITS[quantity], value, f"{_short(value)} x d_{phase}", resolved, tuple(diameters))
+        d = t.lj_diameter_um
+        if all(r.diameter_um != d for r in out):
+            out.append(Resolved(key, f"{phase} d={_short(d)} um", d, value * d))
+    return out
 
 
-def table_rows(params: ForceFieldParams, system: BeadSystem) -> list[TableRow]:
-    """Rows of Table S1 (seed order) for ``params`` resolved against ``system``."""
-    return [_row(k, params, system) for k in TABLE_S1_ORDER]
+def _resolved_rows(table: Table) -> list[tuple[str, str, list[Resolved | None]]]:
+    """(key, label, entry per column) over the union of the columns' bead labels."""
+    rows = []
+    for key in TABLE_S1_ORDER:
+        per_col = [{r.label: r for r in resolved(key, c.params, c.system)} for c in table.columns]
+        labels: list[str] = []
+        for m in per_col:
+            labels += [lab for lab in m if lab not in labels]
+        rows += [(key, lab, [m.get(lab) for m in per_col]) for lab in labels]
+    return rows
 
 
-def _notes(params: ForceFieldParams, lj_style: str) -> list[str]:
-    """Footnotes: sigma_CBD interpretation, tangential ratios, LJ style."""
+def _observable_names(table: Table) -> list[str]:
+    names: list[str] = []
+    for c in table.columns:
+        names += [o.name for o in c.observables if o.name not in names]
+    return names
+
+
+def _observable(c: Column, name: str) -> Observable | None:
+    return next((o for o in c.observables if o.name == name), None)
+
+
+def notes(table: Table) -> list[str]:
+    """Footnotes: the sigma_CBD reading, the tangential ratios, the LJ style(s), then the
+    table's own notes."""
+    styles = sorted({c.lj_style for c in table.columns})
     return [
+        "LJ entries (eps, sigma, rc) are multipliers of the bead diameter d of each type; the resolved "
+        "values are multiplier x d in LAMMPS micro units.",
         ff.SIGMA_CBD_NOTE,
-        f"kt = {ff.KT_OVER_KN} kn = {_short(ff.KT_OVER_KN * params.kn)} pg um^-1 us^-2; "
-        f"gamma_t = {ff.GAMMAT_OVER_GAMMAN} gamma_n = {_short(ff.GAMMAT_OVER_GAMMAN * params.gamma_n)} "
-        "um^-1 us^-1 [seed].",
-        f"LJ pair style: {lj_style}, overlaid with gran/hertz/history (pair_style hybrid/overlay).",
+        f"kt = {ff.KT_OVER_KN} kn and gamma_t = {ff.GAMMAT_OVER_GAMMAN} gamma_n [seed].",
+        f"LJ pair style: {', '.join(styles)}, overlaid with gran/hertz/history (pair_style hybrid/overlay); "
+        "cross terms: eps_ij = sqrt(eps_i eps_j), sigma_ij and rc_ij arithmetic means.",
+        *table.notes,
     ]
 
 
-def _resolved_text(row: TableRow) -> str:
-    """``label: value`` entries of a row, joined with '; '."""
-    return "; ".join(f"{label}: {_short(v)}" for label, v in row.resolved)
+# ------------------------------------------------------------------ markdown
 
 
-def _markdown(params: ForceFieldParams, ctx: ExportContext) -> str:
-    rows = table_rows(params, ctx.system)
-    out = [f"**Table S1: {ctx.title}**", ""] if ctx.title else []
-    out += [f"| parameter | unit | {ctx.column} (multiplier) | resolved per type |", "|---|---|---|---|"]
-    for r in rows:
-        mark = " [1]" if r.key == "sigma_CBD" else ""
-        out.append(f"| {r.key} | {r.unit} | {r.expression}{mark} | {_resolved_text(r)} |")
-    out.append("")
-    out += [f"[{i}] {n}" for i, n in enumerate(_notes(params, ctx.lj_style), start=1)]
+def _md_cell(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+def _markdown(table: Table) -> str:
+    cols = table.columns
+    out = [f"**Table S1: {table.title}**", ""] if table.title else []
+    head = "| parameter | unit | " + " | ".join(_md_cell(c.title) for c in cols) + " |"
+    rule = "|---|---|" + "---|" * len(cols)
+    out += [head, rule]
+    for key in TABLE_S1_ORDER:
+        cells = [expression(key, getattr(c.params, key)) for c in cols]
+        out.append(f"| {key} | {unit_of(key)} | " + " | ".join(cells) + " |")
+    out += ["", "Resolved per bead type (multiplier x d; LAMMPS micro units):", "",
+            "| parameter | bead type | unit | " + " | ".join(_md_cell(c.title) for c in cols) + " |",
+            "|---|---|---|" + "---|" * len(cols)]
+    for key, label, entries in _resolved_rows(table):
+        cells = ["-" if e is None else _short(e.value) for e in entries]
+        out.append(f"| {key} | {label} | {unit_of(key)} | " + " | ".join(cells) + " |")
+    names = _observable_names(table)
+    if names or any(c.objective is not None for c in cols):
+        out += ["", "Scored against the data (simulated vs target, relative error):", "",
+                "| observable | unit | " + " | ".join(_md_cell(c.title) for c in cols) + " |",
+                "|---|---|" + "---|" * len(cols)]
+        for name in names:
+            obs = [_observable(c, name) for c in cols]
+            unit = next((o.unit for o in obs if o is not None), "")
+            out.append(f"| {name} | {unit} | " + " | ".join("-" if o is None else _md_cell(o.text()) for o in obs)
+                       + " |")
+        out.append("| objective | | " + " | ".join("-" if c.objective is None else _short(c.objective)
+                                                   for c in cols) + " |")
+    out += ["", "Sources:", ""]
+    for c in cols:
+        out.append(f"- **{_md_cell(c.title)}**")
+        out += [f"    - {k}: {_md_cell(v)}" for k, v in c.provenance] or ["    - (no provenance)"]
+    out += ["", "Notes:", ""]
+    out += [f"{i}. {n}" for i, n in enumerate(notes(table), start=1)]
     return "\n".join(out) + "\n"
 
 
-def _csv(params: ForceFieldParams, ctx: ExportContext) -> str:
-    """One line per (key, resolved entry); a key with no bead type of its phase gets one
-    line with empty type/diameter/value so its multiplier is not lost."""
+# ------------------------------------------------------------------ csv
+
+CSV_FIELDS = ("column", "stage", "study", "trial", "section", "key", "unit", "bead_type", "diameter_um",
+              "value", "target", "rel_error")
+"""The csv format is tidy (one value per line): ``section`` is ``multiplier`` (the Table S1
+entry), ``resolved`` (multiplier x d for one bead type), ``observable`` (simulated value,
+target and relative error, or a curve's error) or ``objective``."""
+
+
+def _csv(table: Table) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["key", "unit", "multiplier", "type", "diameter_um", "resolved_value"])
-    for r in table_rows(params, ctx.system):
-        if not r.resolved:
-            w.writerow([r.key, r.unit, repr(float(r.multiplier)), "", "", ""])
-        for (label, v), d in zip(r.resolved, r.diameters_um):
-            w.writerow([r.key, r.unit, repr(float(r.multiplier)), label, "" if d is None else repr(d), repr(v)])
+    w = csv.DictWriter(buf, CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for c in table.columns:
+        base = {"column": c.title, "stage": c.stage, "study": c.study, "trial": "" if c.trial is None else c.trial}
+        for key in TABLE_S1_ORDER:
+            w.writerow({**base, "section": "multiplier", "key": key, "value": repr(float(getattr(c.params, key)))})
+        for key in TABLE_S1_ORDER:
+            for r in resolved(key, c.params, c.system):
+                w.writerow({**base, "section": "resolved", "key": key, "unit": unit_of(key), "bead_type": r.label,
+                            "diameter_um": "" if r.diameter_um is None else repr(r.diameter_um),
+                            "value": repr(r.value)})
+        for o in c.observables:
+            for where, sim, measured in o.points:
+                w.writerow({**base, "section": "observable", "key": f"{o.name} at {where}", "unit": o.unit,
+                            "value": repr(sim), "target": repr(measured)})
+            value = o.simulated if o.simulated is not None else o.error
+            w.writerow({**base, "section": "observable", "key": o.name, "unit": o.unit,
+                        "value": "" if value is None else repr(value),
+                        "target": "" if o.target is None else repr(o.target),
+                        "rel_error": "" if o.rel_error is None else repr(o.rel_error)})
+        if c.objective is not None:
+            w.writerow({**base, "section": "objective", "key": "objective", "value": repr(c.objective)})
     return buf.getvalue()
 
 
-def _json(params: ForceFieldParams, ctx: ExportContext) -> str:
-    rows = table_rows(params, ctx.system)
+# ------------------------------------------------------------------ json
+
+
+def _json(table: Table) -> str:
     doc = {
-        "title": ctx.title,
-        "column": ctx.column,
-        "lj_style": ctx.lj_style,
-        "params": {r.key: r.multiplier for r in rows},
-        "rows": [
-            {"key": r.key, "unit": r.unit, "multiplier": r.multiplier, "expression": r.expression,
-             "resolved": [{"label": lab, "diameter_um": d, "value": v}
-                          for (lab, v), d in zip(r.resolved, r.diameters_um)]}
-            for r in rows
-        ],
-        "notes": _notes(params, ctx.lj_style),
-        "kt": ff.KT_OVER_KN * params.kn,
-        "gamma_t": ff.GAMMAT_OVER_GAMMAN * params.gamma_n,
+        "title": table.title,
+        "columns": [{
+            "title": c.title, "stage": c.stage, "study": c.study, "trial": c.trial, "lj_style": c.lj_style,
+            "params": c.params.as_dict(),
+            "resolved": [{"key": r.key, "unit": unit_of(r.key), "bead_type": r.label, "diameter_um": r.diameter_um,
+                          "value": r.value} for key in TABLE_S1_ORDER for r in resolved(key, c.params, c.system)],
+            "kt": ff.KT_OVER_KN * c.params.kn,
+            "gamma_t": ff.GAMMAT_OVER_GAMMAN * c.params.gamma_n,
+            "objective": c.objective,
+            "observables": [{"name": o.name, "unit": o.unit, "simulated": o.simulated, "target": o.target,
+                             "rel_error": o.rel_error, "error": o.error,
+                             "points": [{"at": w, "simulated": a, "target": b} for w, a, b in o.points]}
+                            for o in c.observables],
+            "provenance": dict(c.provenance),
+        } for c in table.columns],
+        "notes": notes(table),
     }
     return json.dumps(doc, indent=2)
 
+
+# ------------------------------------------------------------------ LaTeX
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
         "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
 
-def _tex(s: str) -> str:
+def tex(s: str) -> str:
     """Escape LaTeX special characters (underscores, carets, ...)."""
-    return "".join(_TEX.get(c, c) for c in s)
+    out = "".join(_TEX.get(c, c) for c in s.replace("->", "\x00"))
+    return out.replace("\x00", r"$\rightarrow$").replace("<", r"\textless{}").replace(">", r"\textgreater{}")
 
 
-def _latex(params: ForceFieldParams, ctx: ExportContext) -> str:
-    out = [f"% Table S1: {ctx.title}"] if ctx.title else []
-    out += [r"\begin{tabular}{llll}", r"\toprule",
-            f"parameter & unit & {_tex(ctx.column)} (multiplier) & resolved per type \\\\", r"\midrule"]
-    for r in table_rows(params, ctx.system):
-        mark = r"$^{1}$" if r.key == "sigma_CBD" else ""
-        out.append(f"{_tex(r.key)} & {_tex(r.unit)} & {_tex(r.expression)}{mark} & {_tex(_resolved_text(r))} \\\\")
-    out.append(r"\midrule")
-    for i, n in enumerate(_notes(params, ctx.lj_style), start=1):
-        out.append(f"\\multicolumn{{4}}{{p{{0.9\\linewidth}}}}{{\\footnotesize $^{{{i}}}$ {_tex(n)}}} \\\\")
-    out += [r"\bottomrule", r"\end{tabular}"]
+_TEX_SYMBOL = {"eps": r"$\varepsilon_\mathrm{%s}$", "sigma": r"$\sigma_\mathrm{%s}$", "rc": r"$r_{c,\mathrm{%s}}$"}
+_TEX_CONTACT = {"kn": r"$k_n$", "gamma_n": r"$\gamma_n$", "xu": r"$\mu$ (xu)"}
+
+
+def tex_unit(unit: str) -> str:
+    """``pg um^2 us^-2`` -> ``pg\\,$\\mu$m$^{2}$\\,$\\mu$s$^{-2}$``."""
+    parts = []
+    for word in unit.split():
+        base, _, power = word.partition("^")
+        base = {"um": r"$\mu$m", "us": r"$\mu$s"}.get(base, tex(base))
+        parts.append(base + (f"$^{{{power}}}$" if power else ""))
+    return r"\,".join(parts)
+
+
+def _tex_key(key: str) -> str:
+    phase = _phase(key)
+    return _TEX_SYMBOL[key.rpartition("_")[0]] % phase if phase else _TEX_CONTACT[key]
+
+
+def _tex_number(x: float) -> str:
+    """A number for a table cell: ``1.2\\times10^{-3}`` style in math mode for large/small."""
+    s = _short(x)
+    m = re.fullmatch(r"(-?[\d.]+)e([+-])0*(\d+)", s)
+    if m:
+        sign = "-" if m.group(2) == "-" else ""
+        return f"${m.group(1)}\\times10^{{{sign}{m.group(3)}}}$"
+    return s
+
+
+def _latex(table: Table) -> str:
+    """A ``table`` float holding a ``booktabs`` tabular (needs ``\\usepackage{booktabs}``)."""
+    cols = table.columns
+    n = 2 + len(cols)
+    caption = "Calibrated force-field parameters (Table S1)" + (f": {table.title}" if table.title else "")
+    out = [r"% Table S1 written by calib export; needs \usepackage{booktabs}",
+           r"\begin{table}", r"\centering", f"\\caption{{{tex(caption)}}}", r"\label{tab:table-s1}",
+           r"\begin{tabular}{ll" + "r" * len(cols) + "}", r"\toprule",
+           "Parameter & Unit & " + " & ".join(tex(c.title) for c in cols) + r" \\", r"\midrule"]
+    for key in TABLE_S1_ORDER:
+        unit = r"$\times d$" if _phase(key) else tex_unit(unit_of(key))
+        cells = [_tex_number(getattr(c.params, key)) for c in cols]
+        out.append(f"{_tex_key(key)} & {unit} & " + " & ".join(cells) + r" \\")
+    names = _observable_names(table)
+    if names or any(c.objective is not None for c in cols):
+        out += [r"\midrule", f"\\multicolumn{{{n}}}{{l}}{{\\emph{{Scored against the data (simulated vs target)}}}} \\\\"]
+        for name in names:
+            obs = [_observable(c, name) for c in cols]
+            unit = next((o.unit for o in obs if o is not None), "")
+            out.append(f"{tex(name)} & {tex_unit(unit)} & "
+                       + " & ".join("--" if o is None else tex(o.text()) for o in obs) + r" \\")
+        out.append("objective & & " + " & ".join("--" if c.objective is None else _tex_number(c.objective)
+                                                 for c in cols) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}", "", r"\smallskip", r"{\footnotesize\raggedright"]
+    out += [f"{i}. {tex(x)}\\par" for i, x in enumerate(notes(table), start=1)]
+    out += [f"{tex(c.title)}: study {tex(c.study)}, trial {c.trial}.\\par" for c in cols if c.study]
+    out += ["}", r"\end{table}"]
     return "\n".join(out) + "\n"
 
 
-def _lammps(params: ForceFieldParams, ctx: ExportContext) -> str:
-    """``#`` comments (title, Table S1 multipliers, sigma_CBD note), then exactly
-    ``forcefield.pair_lines(params, system, lj_style)``."""
-    head = [f"# {ctx.title}" if ctx.title else "# force field", f"# Table S1 ({ctx.column}) multipliers:"]
-    head += [f"#   {k}={repr(float(getattr(params, k)))}" for k in TABLE_S1_ORDER]
-    head.append(f"# {ff.SIGMA_CBD_NOTE}")
-    return "\n".join(head + ff.pair_lines(params, ctx.system, ctx.lj_style)) + "\n"
+# ------------------------------------------------------------------ LAMMPS
+
+
+def lammps_include(c: Column) -> str:
+    """A LAMMPS include file for column ``c``: a ``#`` header with its provenance and
+    Table S1 multipliers, then ``comm_modify vel yes`` (the granular law needs ghost
+    velocities), ``forcefield.pair_lines`` (every type pair, mixing applied, LJ overlaid
+    with the Hertzian law) and one ``set type`` diameter and mass per bead type. Use it
+    after ``read_data`` of an ``atom_style sphere``, ``units micro`` system with the same
+    atom types."""
+    head = [f"# calib force field: Table S1, {c.title} column",
+            *(f"# {k}: {v}" for k, v in c.provenance),
+            "# Table S1 values (LJ entries are multipliers of each type's diameter d):",
+            *(f"#   {k} = {getattr(c.params, k)!r}" for k in TABLE_S1_ORDER),
+            f"# {ff.SIGMA_CBD_NOTE}",
+            f"# Use after read_data of a units micro, atom_style sphere system with {len(c.system.types)} atom types "
+            "(pg, um, us).",
+            "", "comm_modify vel yes"]
+    body = ff.pair_lines(c.params, c.system, c.lj_style)
+    beads = [""]
+    for t in c.system.types:
+        beads += [f"# type {t.type_id}: {t.phase}, {_short(t.diameter_um)} um ({_short(t.dry_diameter_um)} um dry), "
+                  f"{_short(t.mass_pg)} pg per bead",
+                  f"set type {t.type_id} diameter {t.diameter_um!r}",
+                  f"set type {t.type_id} mass {t.mass_pg!r}"]
+    return "\n".join(head + body + beads) + "\n"
+
+
+def _lammps(table: Table) -> str:
+    """Every column's include file, one after the other (``--out`` writes one file each)."""
+    return "\n".join(f"# ===== column {i}: {c.title} =====\n" + lammps_include(c)
+                     for i, c in enumerate(table.columns, start=1))
 
 
 _RENDERERS = {"markdown": _markdown, "csv": _csv, "json": _json, "latex": _latex, "lammps": _lammps}
 
 
-def render(params: ForceFieldParams, ctx: ExportContext, fmt: str) -> str:
-    """Render ``params`` as Table S1 in ``fmt`` (one of ``FORMATS``)."""
+def render(table: Table, fmt: str) -> str:
+    """Render ``table`` in ``fmt`` (one of ``FORMATS``)."""
     if fmt not in _RENDERERS:
         raise ValueError(f"unknown format {fmt!r}; allowed formats: {', '.join(FORMATS)}")
-    return _RENDERERS[fmt](params, ctx)
+    if not table.columns:
+        raise ValueError("a Table S1 needs at least one column")
+    for c in table.columns:
+        bad = [k for k, v in c.params.as_dict().items() if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"column {c.title!r}: {', '.join(bad)} not finite")
+    return _RENDERERS[fmt](table)

@@ -149,7 +149,7 @@ def browser():
     driver.quit()
 
 
-SERVICE_MARKERS = ("postgres", "slurm", "browser")
+SERVICE_MARKERS = ("postgres", "slurm", "browser", "latex")
 """Tests that start system services (and may install them with apt): with pytest-xdist
 (``-n 2 --dist loadgroup``, the README's command) they all run on one worker, so that one
 PostgreSQL, one Slurm cluster and one apt at a time serve them."""

@@ -10,6 +10,8 @@ import csv
 import hashlib
 import json
 import math
+import os
+import subprocess
 from pathlib import Path
 
 import optuna
@@ -17,6 +19,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from calib import __version__ as calib_version
 from conftest import REPO, parse_json_stdout, run_calib, write_study
 from mlflow_checks import (assert_finished_lammps_log, assert_no_running_runs, assert_png, assert_runs_match_ledger,
                            data_file_atoms, download)
@@ -134,8 +137,20 @@ def _calender(chain, name: str, wall: dict | None, degrees, trials: int = 1) -> 
     return study, parse_json_stdout(proc)
 
 
-def test_calendering_by_30_percent_cuts_thickness_by_30_percent_and_lowers_porosity(chain):
-    _, s = _calender(chain, "cal_pub", PUB_WALL, (0.0, 30.0), trials=2)
+@pytest.fixture(scope="module")
+def cal_pub(chain) -> dict:
+    """A two-trial calendering study with the public inputs' walls, chained to up_drying."""
+    return _calender(chain, "cal_pub", PUB_WALL, (0.0, 30.0), trials=2)[1]
+
+
+@pytest.fixture(scope="module")
+def cal_seed_walls(chain) -> dict:
+    """A one-trial calendering study with the seed's soft walls: its trial FAILs."""
+    return _calender(chain, "cal_seed_walls", None, (0.0, 30.0))[1]
+
+
+def test_calendering_by_30_percent_cuts_thickness_by_30_percent_and_lowers_porosity(chain, cal_pub):
+    s = cal_pub
     assert s["trials_complete"] == 2, s["failures"]
     assert s["lineage"]["study"] == "up_drying" and s["lineage"]["trial"] == chain["drying_json"]["best_trial"]
     best_dir = chain["runs"] / "cal_pub" / f"trial_{s['best_trial']:05d}"
@@ -165,8 +180,8 @@ def test_calendering_by_30_percent_cuts_thickness_by_30_percent_and_lowers_poros
                                   + ((rows[30.0]["porosity"] - 0.4) / 0.02) ** 2) / 2) ** 0.5)
 
 
-def test_seed_walls_let_beads_through_and_the_trial_fails_with_the_reason(chain):
-    _, s = _calender(chain, "cal_seed_walls", None, (0.0, 30.0))
+def test_seed_walls_let_beads_through_and_the_trial_fails_with_the_reason(chain, cal_seed_walls):
+    s = cal_seed_walls
     assert s["trials_complete"] == 0 and s["trials_failed"] == 1
     (reason,) = s["failures"].values()
     # a bead pushed through the plane, or through the collector and out of the box
@@ -348,3 +363,122 @@ def test_characterise_study_scores_conductivity_like_porosity(chain):
     assert run.data.metrics["characterise/30_pct/conductivity_s_m"] == pytest.approx(rows[30.0]["conductivity_s_m"])
     assert_runs_match_ledger(f"sqlite:///{chain['runs'] / 'mlflow.db'}", "char", s["storage"])
     assert run.data.metrics["calendered_conductivity_rms_point_error"] == pytest.approx(expect)
+
+
+# ------------------------------------------------------------------ calib export of the lineage
+
+
+def _export(chain, *args: str, check: bool = True):
+    return run_calib("export", *args, "--runs-dir", str(chain["runs"]), cwd=chain["tmp"], check=check)
+
+
+def _ledger_trial(chain, study: str, number: int) -> optuna.trial.FrozenTrial:
+    return optuna.load_study(study_name=study, storage=f"sqlite:///{chain['runs'] / 'calib.db'}").trials[number]
+
+
+def test_export_of_a_lineage_has_one_column_per_stage_from_the_ledger(chain, cal_pub):
+    """Given in any order, three chained studies make one table: calendering's best trial,
+    the drying trial it started from and the slurry trial that one started from, each with
+    the values, scores and state checksums the ledger holds."""
+    doc = json.loads(_export(chain, "--study", "cal_pub", "--study", "up_slurry", "--study", "up_drying",
+                             "--format", "json").stdout)
+    cols = doc["columns"]
+    assert [c["study"] for c in cols] == ["up_slurry", "up_drying", "cal_pub"]
+    assert [c["title"] for c in cols] == ["slurry", "dried electrode (drying)", "dried electrode (calendering)"]
+    assert cols[2]["trial"] == cal_pub["best_trial"]
+    cal = _ledger_trial(chain, "cal_pub", cal_pub["best_trial"])
+    dry = _ledger_trial(chain, "up_drying", cal.user_attrs["lineage"]["trial"])
+    slurry = _ledger_trial(chain, "up_slurry", dry.user_attrs["lineage"]["trial"])
+    for col, t in zip(cols, (slurry, dry, cal)):
+        assert col["trial"] == t.number and col["params"] == t.user_attrs["table_s1"]
+        assert col["objective"] == t.value
+        for o in col["observables"]:
+            e = t.user_attrs["errors"][o["name"]]
+            if o["points"]:  # a calendering series: simulated vs measured per degree
+                assert [(p["simulated"], p["target"]) for p in o["points"]] == list(zip(e["simulated"], e["measured"]))
+                assert [p["at"] for p in o["points"]] == [f"{d:g} %" for d in e["degree_pct"]]
+                assert o["error"] == e["error"]
+            else:
+                assert o["simulated"] == e["simulated"] and o["target"] == e["target"]
+    assert cols[1]["trial"] == chain["drying_json"]["best_trial"]
+    state = chain["runs"] / "up_slurry" / f"trial_{slurry.number:05d}" / "final.data"
+    sha = hashlib.sha256(state.read_bytes()).hexdigest()
+    assert cols[1]["provenance"]["calibrated on state"] == (f"{state.resolve()} (sha256 {sha}; slurry study up_slurry "
+                                                            f"trial {slurry.number})")
+    assert cols[0]["provenance"]["state left by the trial"] == f"{state.resolve()} (sha256 {sha})"
+    assert {o["name"] for o in cols[0]["observables"]} == {"slurry_density"}
+    assert {o["name"] for o in cols[1]["observables"]} == {"dried_porosity"}
+    assert {o["name"] for o in cols[2]["observables"]} == {"calendered_porosity"}
+    # the same lineage as a two-column markdown Table S1, slurry and dried electrode
+    md = _export(chain, "--study", "up_drying", "--study", "up_slurry").stdout
+    assert "| parameter | unit | slurry | dried electrode |" in md
+    main = md.split("Resolved per bead type")[0]  # the Table S1 itself, before the per-type table
+    rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[3:5]] for ln in main.splitlines()
+            if ln.startswith("| eps_") or ln.startswith("| kn |")}
+    assert float(rows["eps_AM"][0].split()[0]) == pytest.approx(slurry.user_attrs["table_s1"]["eps_AM"], rel=1e-5)
+    assert float(rows["eps_AM"][1].split()[0]) == pytest.approx(dry.user_attrs["table_s1"]["eps_AM"], rel=1e-5)
+    assert float(rows["kn"][1]) == dry.user_attrs["table_s1"]["kn"]
+
+
+def test_export_out_writes_include_files_that_run_on_the_trials_own_states(chain):
+    """``--out``: one include file per stage with its provenance, and the table in every
+    format; each include, read after the state its trial left, is accepted by LAMMPS."""
+    from sim_backends.lammps.install import locate_lammps
+
+    out = chain["tmp"] / "published"
+    proc = _export(chain, "--study", "up_slurry", "--study", "up_drying", "--format", "latex", "--out", str(out))
+    assert proc.stdout.startswith("% Table S1 written by calib export")
+    d = chain["drying_json"]["best_trial"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([f"drying_trial{d}.in", "slurry_trial0.in", "table_s1.csv", "table_s1.json",
+                            "table_s1.md", "table_s1.tex"])
+    assert (out / "table_s1.tex").read_text() == proc.stdout
+    inst = locate_lammps()
+    for stage, study, trial in (("slurry", "up_slurry", 0), ("drying", "up_drying", d)):
+        inc = (out / f"{stage}_trial{trial}.in").read_text()
+        head = dict(ln[2:].split(": ", 1) for ln in inc.splitlines() if ln.startswith("# ") and ": " in ln)
+        assert head["study"].startswith(f"{study} ({stage} stage")
+        assert head["trial"].startswith(f"{trial} (")
+        assert head["dataset"].startswith("ssb_nmc622_lpscl: ") and "sha256 " in head["dataset"]
+        assert head["fidelity"] == "smoke, 200 beads"
+        assert head["calib"] == calib_version
+        assert head["LAMMPS"].startswith("22 Jul 2025")
+        workdir = chain["runs"] / study / f"trial_{trial:05d}"
+        (workdir / "in.include_check").write_text(
+            "units micro\natom_style sphere\nnewton off\nread_data final.data\n"
+            f"include {out / f'{stage}_trial{trial}.in'}\nrun 0\n")
+        run = subprocess.run([str(inst.executable), "-in", "in.include_check", "-log", "log.include_check",
+                              "-nocite", "-screen", "none"], cwd=workdir, env={**os.environ, **inst.env},
+                             capture_output=True, text=True, timeout=120)
+        log = (workdir / "log.include_check").read_text()
+        (workdir / "in.include_check").unlink()
+        (workdir / "log.include_check").unlink()
+        assert run.returncode == 0 and "ERROR" not in log, log[-2000:]
+        assert "Loop time of" in log and "200 atoms" in log
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--study", "up_slurry", "--study", "cal_pub"], "are not one lineage: no given study started from "
+                                                     "'up_slurry' or 'cal_pub'"),
+    (["--study", "cal_pub", "--study", "cal_seed_walls"], "not one lineage: no given study started from 'cal_pub' "
+                                                          "or 'cal_seed_walls'"),  # two calendering studies of one drying
+    (["--study", "up_drying", "--study", "up_drying"], "study 'up_drying' is given twice"),
+    (["--study", "cal_seed_walls", "--trial", "0"], "--trial: trial: trial 0 of study 'cal_seed_walls' did not "
+                                                    "complete (FAIL: calendering at 30 %"),
+    (["--study", "up_drying", "--trial", "9"], "--trial: trial: study 'up_drying' has no trial 9 (its trials are 0 to 1)"),
+    (["--study", "up_drying", "--pareto"], "--pareto: pareto: study 'up_drying' has one objective (dried_porosity)"),
+    (["--study", "up_slurry", "--study", "up_drying", "--top", "2"], "--top: top: --top picks sets of one study"),
+    (["--study", "up_drying", "--top", "0"], "--top: top: must be at least 1"),
+])
+def test_export_bad_input_one_line_exit_2_nothing_written(chain, cal_pub, cal_seed_walls, args, message):
+    before = _snapshot(chain["tmp"])
+    proc = _export(chain, *args, "--out", str(chain["tmp"] / "never"), check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("calib: error: ") and message in lines[0], proc.stderr
+    assert proc.stdout == ""
+    assert _snapshot(chain["tmp"]) == before and not (chain["tmp"] / "never").exists()

@@ -7,6 +7,7 @@ bad input writes nothing."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 from pathlib import Path
 
@@ -187,6 +188,10 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     (["refine", "--study", NAME], "nothing to run"),
     (["predict", "--study", NAME, "--set", "eps_CBD=-1"], "--set: eps_CBD: eps_CBD = -1 is not physical"),
     (["report", "--study", "nope"], "--study: study: no study named 'nope'"),
+    (["export", "--study", NAME, "--trial", "99"], "--trial: trial: study 'e2e_refine' has no trial 99"),
+    (["export", "--study", NAME, "--pareto"], "--pareto: pareto: study 'e2e_refine' has one "
+                                                                     "objective"),
+    (["export", "--study", NAME, "--top", "2", "--pareto"], "--top and --pareto pick the sets in different ways"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(refined, args, message):
     from typer.testing import CliRunner
@@ -224,3 +229,25 @@ def test_predict_needs_two_complete_trials(tmp_path):
                                    "fidelity; the model needs at least 2")
     report = CliRunner().invoke(app, ["report", "--study", "one_trial", "--tracking-uri", "none", *common]).stdout
     assert re.search(r"^  profiles\s+not computed", report, re.M)  # the page still renders, saying why
+
+
+def test_export_a_manual_trial_and_the_top_sets(refined):
+    """``--trial N`` exports a manual trial (its provenance says so); ``--top 3`` the three
+    lowest objectives of the ledger, best first, with their observables."""
+    r = refined
+    doc = json.loads(run_calib("export", "--study", NAME, "--trial", "3", "--format", "json", *r["common"],
+                               cwd=r["tmp"]).stdout)
+    (col,) = doc["columns"]
+    t3 = _trials(r)[3]
+    assert col["trial"] == 3 and col["params"] == t3.user_attrs["table_s1"] and col["params"]["eps_CBD"] == 2000.0
+    assert f"manual (--file {r['sets']})" in col["provenance"]["trial"]
+    doc = json.loads(run_calib("export", "--study", NAME, "--top", "3", "--format", "json", *r["common"],
+                               cwd=r["tmp"]).stdout)
+    done = sorted((t for t in _trials(r) if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value)
+    assert [c["trial"] for c in doc["columns"]] == [t.number for t in done[:3]]
+    assert [c["title"] for c in doc["columns"]] == [f"trial {t.number}" for t in done[:3]]
+    for c, t in zip(doc["columns"], done):
+        assert c["objective"] == t.value and c["params"] == t.user_attrs["table_s1"]
+        (dens,) = c["observables"]
+        assert dens["name"] == "slurry_density" and dens["simulated"] == t.user_attrs["errors"]["slurry_density"]["simulated"]
+    assert f"rank 1 of {len(done)} by objective" in doc["columns"][0]["provenance"]["trial"]

@@ -109,6 +109,25 @@ def test_pareto_list(curve_study):
         assert by_number[n].user_attrs["penalty"] > best.user_attrs["penalty"], (n, best.number)
 
 
+def test_export_pareto_sets_side_by_side(curve_study):
+    """``calib export --pareto``: one column per trial of the front the summary lists, best
+    objective first, each with its ledger values and both objectives' scores."""
+    tmp, s = curve_study
+    doc = json.loads(run_calib("export", "--study", "e2e_curve", "--storage", s["storage"], "--pareto",
+                               "--format", "json", cwd=tmp).stdout)
+    study = optuna.load_study(study_name="e2e_curve", storage=s["storage"])
+    front = sorted((study.trials[p["trial"]] for p in s["pareto"]), key=lambda t: t.value)
+    assert [c["trial"] for c in doc["columns"]] == [t.number for t in front]
+    for c, t in zip(doc["columns"], front):
+        assert c["params"] == t.user_attrs["table_s1"] and c["objective"] == t.value
+        assert {o["name"] for o in c["observables"]} == {"slurry_density", "viscosity_curve"}
+        curve = next(o for o in c["observables"] if o["name"] == "viscosity_curve")
+        assert curve["error"] == t.user_attrs["errors"]["viscosity_curve"]["error"]
+        assert "Pareto front" in c["provenance"]["trial"]
+    md = run_calib("export", "--study", "e2e_curve", "--storage", s["storage"], "--pareto", cwd=tmp).stdout
+    assert "| parameter | unit | " + " | ".join(f"trial {t.number}" for t in front) + " |" in md
+    assert "| viscosity_curve |" in md and "| slurry_density |" in md
+
 def test_shear_runs_share_the_restart_and_run_concurrently(curve_study):
     tmp, s = curve_study
     trial = tmp / "runs" / "e2e_curve" / f"trial_{s['best_trial']:05d}"
