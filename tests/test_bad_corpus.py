@@ -50,7 +50,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).resolve().parent / "data" / "bad"
 SURFACES = ("study", "dataset", "csv", "state", "cli", "url")
-MIN_CASES = {"study": 80, "dataset": 38, "csv": 18, "state": 10, "cli": 40, "url": 8}
+MIN_CASES = {"study": 80, "dataset": 38, "csv": 18, "state": 10, "cli": 50, "url": 8}
 """The fewest cases each surface must hold (files cannot silently vanish)."""
 KEYS = ("args", "expect", "place")
 ERROR_LINE = re.compile(r"^calib: error: (?P<where>.+?): (?P<field>.+?): (?P<what>.+)$")
