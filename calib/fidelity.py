@@ -40,7 +40,7 @@ class Fidelity(BaseModel):
     after the plane is removed (the compression itself lasts distance / speed).
     calender_speed_um_per_us / calender_timestep_us: override the study's plane speed and
     step (None: the study's, i.e. the public 0.02 um/us and 1e-4 us); the cheap fidelities
-    compress faster, at a measured cost (docs/model.md "Calendering").
+    compress faster, at a measured cost (docs/stages/calendering.md).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

@@ -36,8 +36,11 @@ class Bound(SpecModel):
     """Search range of one free parameter; ``log`` searches log(value) uniformly."""
 
     low: float
+    """Lowest value searched."""
     high: float
+    """Highest value searched (above ``low``)."""
     log: bool = False
+    """Search log(value) uniformly (needs ``low`` > 0)."""
 
     @model_validator(mode="after")
     def _check(self) -> "Bound":
@@ -53,8 +56,12 @@ class ParametersSpec(SpecModel):
     (``table-s1-slurry`` or ``table-s1-dried``) overridden by ``fixed``."""
 
     base: str = "table-s1-slurry"
+    """The named Table S1 column every key not free starts from: ``table-s1-slurry`` or
+    ``table-s1-dried``."""
     free: dict[str, Bound]
+    """Table S1 keys to calibrate, each with its search range (at least one)."""
     fixed: dict[str, float] = Field(default_factory=dict)
+    """Table S1 keys held at a value other than the base column's."""
 
     @model_validator(mode="after")
     def _check(self) -> "ParametersSpec":
@@ -88,7 +95,11 @@ class ObjectiveSpec(SpecModel):
     """Targets to score with their weights, and the scalarisation."""
 
     targets: dict[str, PositiveFloat]
+    """Target name (one the stage produces and the dataset holds) -> its weight."""
     scalarisation: str = "weighted_sum"
+    """How the targets' errors combine into one objective: ``weighted_sum`` (sum of w e^2),
+    ``chebyshev`` (max of w abs(e)) or ``parego`` (augmented Chebyshev with random weights per
+    proposal)."""
 
     @model_validator(mode="after")
     def _check(self) -> "ObjectiveSpec":
@@ -174,8 +185,11 @@ class UpstreamSpec(SpecModel):
     storage, or ``storage``), or a state ``data_file`` (relative to the study file)."""
 
     study: str | None = None
+    """The upstream study's name; every trial starts from the final state of its best trial."""
     storage: str | None = None
+    """The upstream study's storage URL (default: this study's)."""
     data_file: str | None = None
+    """A state file (LAMMPS data file, relative to the study file) instead of a study."""
 
     @model_validator(mode="after")
     def _check(self) -> "UpstreamSpec":
@@ -227,9 +241,13 @@ class ResourcesSpec(SpecModel):
     on Slurm), OpenMP threads per rank, and the Slurm job settings."""
 
     backend: str = "local"
+    """``local`` (subprocesses of the driver) or ``slurm`` (one batch job per run)."""
     ranks: PositiveInt = 1
+    """MPI ranks per LAMMPS run."""
     threads: PositiveInt = 1
+    """OpenMP threads per rank."""
     slurm: SlurmSpec = SlurmSpec()
+    """The Slurm job settings (``backend: slurm``)."""
 
     @model_validator(mode="after")
     def _check_backend(self) -> "ResourcesSpec":
@@ -244,12 +262,21 @@ class StudyBase(SpecModel):
     """What every study file has; ``calib.study.study_spec_model`` adds the stages' sections."""
 
     name: str = Field(pattern=NAME_PATTERN)
+    """The study's name in the ledger and MLflow, and its folder under the runs directory;
+    rerunning a study of the same name resumes it."""
     stage: str
+    """The stage it calibrates (``slurry``, ``drying``, ``calendering``, ``characterise``)."""
     dataset: str
+    """A folder name under ``experiments_data/``, or a path to a ``dataset.yaml`` relative to the
+    study file."""
     fidelity: str = "dev"
+    """How big and long a trial is: ``smoke``, ``dev``, ``paper`` or one under ``fidelities``."""
     trials: PositiveInt = 20
+    """Finished trials the study should have (``--trials`` overrides it)."""
     parallel: PositiveInt = 1
+    """Trials run at once (running trials are pending points for the proposals)."""
     seed: int = Field(default=0, ge=0)
+    """Seed of the proposals and of every trial's bead placement."""
     trial_timeout_s: PositiveFloat = 600.0
     """Wall-clock limit of each run of a trial (the slurry run, each shear run, each characterisation job), s."""
     stop_after_start_failures: PositiveInt = 3
@@ -257,14 +284,23 @@ class StudyBase(SpecModel):
     the same error (no ``mpirun``, a full disk): the error is the environment's, and further
     trials would only spend the budget on it."""
     lj_style: Literal["lj/cut", "lj/smooth/linear"] = "lj/cut"
+    """The LJ pair style: ``lj/cut`` (seed) or ``lj/smooth/linear`` (the public inputs' ``lj/sf``)."""
     parameters: ParametersSpec
+    """Which Table S1 keys are free (with bounds) and what the others are."""
     objective: ObjectiveSpec
+    """The targets scored, their weights and the scalarisation."""
     optimizer: OptimizerSpec = OptimizerSpec()
+    """How trials are proposed."""
     upstream: UpstreamSpec | None = None
+    """Where a chained stage (drying, calendering, characterise) starts: required for those."""
     system: dict[Literal["AM", "SE", "CBD"], PhaseSizes] = Field(default_factory=dict)
+    """Bead sizes the study supplies for phases whose dataset gives none."""
     resources: ResourcesSpec = ResourcesSpec()
+    """Where runs go (local or Slurm) and with how many ranks and threads."""
     fidelities: dict[str, Fidelity] = Field(default_factory=dict)
+    """Fidelities of the study's own, or overrides of built-in ones' fields."""
     description: str | None = None
+    """Free text for the study's readers (calib does not read it)."""
 
     @model_validator(mode="before")
     @classmethod

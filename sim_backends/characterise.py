@@ -11,7 +11,7 @@ Steps: the state's spheres are voxelised (``microstructure.film_voxels``: solid 
 x and y periodic, the collector at the box's bottom); the rough top of the film is cut
 where a layer's solid (non-pore) area fraction falls below ``surface_solid_fraction_rel``
 x the film's median layer solid fraction (the analysed slab is the electrode between the
-collector and that surface; docs/model.md, "Characterisation"); on that slab:
+collector and that surface; docs/stages/characterise.md); on that slab:
 ``transport.effective_conductivity`` (AM and CBD conducting, SE and pores insulating),
 ``transport.relative_diffusivity`` and ``geometric_tortuosity`` of the SE phase,
 ``networks.phase_network`` of the SE and ``networks.pore_network`` of the pores.

@@ -16,7 +16,7 @@ calib's open route:
   15.93 S/m, SE and pores insulating); Ohm's law gives sigma_eff = I L / (A dV) (S/m).
   TauFactor's multi-phase solver is not used: at the seed's 3000:1 contrast its SOR did not
   converge within 20,000 iterations even on an 8 x 8 x 20 two-layer image (flux spread
-  2.8 %; measured 2026-12-02, docs/model.md "Characterisation") and it holds the lateral
+  2.8 %; measured 2026-12-02, docs/stages/characterise.md) and it holds the lateral
   faces no-flux. ``solve_steady`` uses the same discretisation (harmonic-mean face
   conductances on the 6-neighbour stencil) with periodic x and y, solved by conjugate
   gradients preconditioned with smoothed-aggregation algebraic multigrid (PyAMG, SciPy).

@@ -60,7 +60,7 @@ class CharacteriseSettings(SpecModel):
     carbon-binder domain (seed: 0.005 and 15.93 S/m; SE and pores insulate).
     surface_solid_fraction_rel: the film's rough top is cut where a
     voxel layer's solid fraction falls below this fraction of the median layer's
-    (docs/model.md, "Characterisation"). pore_network: extract the pore network (PoreSpy
+    (docs/stages/characterise.md). pore_network: extract the pore network (PoreSpy
     SNOW2; a few seconds at dev size).
     """
 

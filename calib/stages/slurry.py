@@ -69,7 +69,7 @@ class SlurrySettings(SpecModel):
 
 
 class ViscositySettings(SpecModel):
-    """How the slurry's viscosity curve is simulated (seed Sec. 3.2; docs/model.md).
+    """How the slurry's viscosity curve is simulated (seed Sec. 3.2; docs/stages/slurry.md).
 
     shear_rates_per_s: the experimental shear rates (1/s) at which to simulate, strictly
     increasing; default: the rates of the measured curve. rate_scale: the mapping from

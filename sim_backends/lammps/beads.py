@@ -6,7 +6,7 @@ the 7.5 um / 0.9 g cm^-3 slurry CBD bead; the group's public LAMMPS inputs
 (``Slurry/init_structure.txt``, ``Drying_homogeneous/force_fields_params.txt``;
 MODEL_NOTES.md "Conventions of the group's public inputs") for the counting convention.
 
-Counting convention (public inputs; docs/model.md "Bead system"):
+Counting convention (public inputs; docs/model.md "Beads"):
 
 - The dry formulation's weight fractions are split over bead types with each bead's *solid*
   mass: an AM or SE bead carries its dry particle's mass (dry diameter x material density);
