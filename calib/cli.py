@@ -760,10 +760,14 @@ def export(
     except InputError as exc:
         _fail(exc)
         return
-    sys.stdout.write(result.text if result.text.endswith("\n") else result.text + "\n")
-    if out is not None:
-        paths = write(result, out)
+    if out is not None:  # the files first: a table on stdout means they were written
+        try:
+            paths = write(result, out)
+        except OSError as exc:
+            typer.echo(f"calib: error: --out: out: could not write into {out} ({exc}); nothing was kept", err=True)
+            raise typer.Exit(1)
         typer.echo(f"calib: wrote {len(paths)} files to {out}: " + ", ".join(p.name for p in paths), err=True)
+    sys.stdout.write(result.text if result.text.endswith("\n") else result.text + "\n")
 
 
 def main() -> None:  # console script entry point

@@ -18,6 +18,9 @@ is the only writer, and it first checks that none of its files exists.
 from __future__ import annotations
 
 import hashlib
+import json
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,14 +30,16 @@ from optuna.trial import FrozenTrial, TrialState
 from sim_backends.lammps.forcefield import ForceFieldParams
 from sim_backends.lammps.outputs import lammps_version
 
-from . import __version__, ledger, stages
+from . import __version__, ledger
 from .errors import InputError
 from .lineage import STATE_FILE
 from .report import pareto
 from .spec import StudyBase
 from .stages.system import column_system
 from .stored import load_calib_study
-from .study import DEFAULT_DATA_ROOT, _with_study_sizes, dataset_path, parse_spec_json
+from .identity import dataset_digest
+from .study import (DEFAULT_DATA_ROOT, LoadedStudy, _with_study_sizes, check_bead_convention, dataset_path,
+                    parse_spec_json)
 from .table_s1 import FORMATS, SUFFIX, Column, Observable, Table, lammps_include, render
 
 
@@ -77,7 +82,7 @@ class ExportRequest:
 @dataclass(frozen=True)
 class Source:
     """A stored study as export reads it: the Optuna study, its spec, stage, dataset (with
-    the study's bead sizes) and the dataset file."""
+    the study's bead sizes), the dataset file and the storage it was found in."""
 
     study: optuna.Study
     spec: StudyBase
@@ -85,6 +90,9 @@ class Source:
     dataset: object
     dataset_file: Path
     storage: str
+    dataset_digest: str = ""
+    """sha256 of what the study uses from its dataset (``calib.identity.dataset_digest``),
+    checked equal to the one it was calibrated on."""
 
     @property
     def name(self) -> str:
@@ -119,8 +127,17 @@ def open_source(name: str, storage: str, data_root: Path = DEFAULT_DATA_ROOT) ->
         dataset = load_dataset(dpath)
     except DatasetError as exc:
         raise InputError(str(exc.path), exc.field, exc.message) from exc
-    dataset = _with_study_sizes(dataset, spec, str(attrs.get(ledger.STUDY_PATH_ATTR) or name))
-    return Source(study, spec, stages.get(spec.stage), dataset, dpath, storage)
+    study_file = Path(attrs.get(ledger.STUDY_PATH_ATTR) or Path.cwd() / f"{name}.yaml")
+    dataset = _with_study_sizes(dataset, spec, str(study_file))
+    check_bead_convention(dataset, dpath)
+    loaded = LoadedStudy(spec=spec, dataset=dataset, path=study_file, dataset_path=dpath)
+    used = dataset_digest(loaded)
+    calibrated = json.loads(attrs.get(ledger.SPEC_ATTR) or "{}").get("physics", {}).get("dataset_sha256")
+    if calibrated is not None and used != calibrated:
+        raise InputError("--study", "dataset", f"study {name!r} was calibrated on another version of {dpath}: what "
+                                               "it uses from the file (bead sizes, targets) changed since; restore "
+                                               "the file to export this study")
+    return Source(study, spec, loaded.stage, dataset, dpath, storage, used)
 
 
 def _trial(src: Source, number: int, why: str = "--trial") -> FrozenTrial:
@@ -139,10 +156,19 @@ def _trial(src: Source, number: int, why: str = "--trial") -> FrozenTrial:
     return t
 
 
+def _target(src: Source) -> str:
+    return src.study.user_attrs.get(ledger.TARGET_FIDELITY_ATTR, src.spec.fidelity)
+
+
+def _none_complete(src: Source) -> InputError:
+    return InputError("--study", "study", f"study {src.name!r} has no completed trial at its target fidelity "
+                                          f"({_target(src)}) yet")
+
+
 def _best(src: Source) -> FrozenTrial:
     best = ledger.best_trial(src.study)
     if best is None:
-        raise InputError("--study", "study", f"study {src.name!r} has no completed trial yet")
+        raise _none_complete(src)
     return best
 
 
@@ -198,7 +224,8 @@ def provenance(src: Source, t: FrozenTrial, why: str) -> tuple[tuple[str, str], 
     return (
         ("study", f"{src.name} ({src.spec.stage} stage; ledger {ledger._shown(src.storage)})"),
         ("trial", f"{t.number} ({why}; proposed by: {kind}); objective {t.value:.6g}"),
-        ("dataset", f"{src.spec.dataset}: {src.dataset_file} (sha256 {_sha256(src.dataset_file)})"),
+        ("dataset", f"{src.spec.dataset}: {src.dataset_file} (file sha256 {_sha256(src.dataset_file)}; what the "
+                    f"study uses from it, sha256 {src.dataset_digest}, is what it was calibrated on)"),
         ("fidelity", f"{fid}{beads}" + ("" if fid == target_fid else f" (the study's target: {target_fid})")),
         ("calibrated on state", start),
         ("state left by the trial", left),
@@ -215,7 +242,15 @@ def column(src: Source, t: FrozenTrial, title: str, why: str) -> Column:
     except KeyError:
         n_beads = src.spec.fidelity_spec().n_beads
     system = column_system(src.dataset, n_beads, src.stage.column)
-    params = ForceFieldParams.from_mapping(t.user_attrs["table_s1"])
+    try:
+        params = ForceFieldParams.from_mapping(t.user_attrs["table_s1"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError("--study", "table_s1", f"trial {t.number} of study {src.name!r} records no complete Table "
+                                                f"S1 set ({exc}): not made by calib?") from exc
+    bad = [k for k, v in params.as_dict().items() if not math.isfinite(v)]
+    if bad:
+        raise InputError("--study", "table_s1", f"trial {t.number} of study {src.name!r} has non-finite "
+                                                f"{', '.join(bad)}")
     return Column(title=title, params=params, system=system, lj_style=src.spec.lj_style, stage=src.spec.stage,
                   study=src.name, trial=t.number, objective=t.value, observables=observables(t),
                   provenance=provenance(src, t, why))
@@ -230,7 +265,10 @@ def _one_study(req: ExportRequest, src: Source) -> Table:
                                                    "Pareto front; use --top K")
         front = pareto(src.study)
         if not front:
-            raise InputError("--study", "study", f"study {src.name!r} has no completed trial yet")
+            if not ledger.at_target(src.study):
+                raise _none_complete(src)
+            raise InputError("--pareto", "pareto", f"no completed trial of study {src.name!r} records its errors "
+                                                   "per objective (objective_errors): not made by this calib?")
         by_number = {t.number: t for t in ledger.at_target(src.study)}
         picked = sorted((by_number[p["trial"]] for p in front), key=lambda t: t.value)
         cols = [column(src, t, f"trial {t.number}", f"on the Pareto front of {len(front)} over the |errors| of "
@@ -241,17 +279,19 @@ def _one_study(req: ExportRequest, src: Source) -> Table:
     if req.top is not None:
         ranked = sorted(ledger.at_target(src.study), key=lambda t: t.value)
         if not ranked:
-            raise InputError("--study", "study", f"study {src.name!r} has no completed trial yet")
+            raise _none_complete(src)
         picked = ranked[:req.top]
         cols = [column(src, t, f"trial {t.number}", f"rank {i} of {len(ranked)} by objective")
                 for i, t in enumerate(picked, start=1)]
-        note = f"The {len(picked)} best of {len(ranked)} completed trials of study {src.name}, best first."
+        note = (f"The {len(picked)} best of the {len(ranked)} completed trials of study {src.name} at its target "
+                f"fidelity ({_target(src)}), best first.")
         if req.top > len(ranked):
             note += f" (--top {req.top} asked for more than there are.)"
         return Table(tuple(cols), f"{len(picked)} best sets of study {src.name}", (note,))
     if req.trial is not None:
         t = _trial(src, req.trial)
-        why = "chosen with --trial" + ("" if ledger.best_trial(src.study) is not t else ", also the best")
+        best = ledger.best_trial(src.study)
+        why = "chosen with --trial" + (", also the best" if best is not None and best.number == t.number else "")
     else:
         t, why = _best(src), "the best trial"
     return Table((column(src, t, src.stage.column_title, why),),
@@ -259,17 +299,41 @@ def _one_study(req: ExportRequest, src: Source) -> Table:
                  f"fidelity {t.user_attrs.get(ledger.FIDELITY_ATTR, src.spec.fidelity)}")
 
 
-def _lineage(req: ExportRequest, sources: dict[str, Source]) -> Table:
-    """One column per stage of one lineage (see the module docstring)."""
-    named_up = {s.study.user_attrs.get("lineage", {}).get("study") for s in sources.values()}
-    downstream = [n for n in req.studies if n not in named_up]
+def _lineage(req: ExportRequest, data_root: Path) -> Table:
+    """One column per stage of one lineage (see the module docstring). A given study that is
+    not in ``--storage`` is looked for where the study that started from it says
+    (``upstream.storage``)."""
+    sources: dict[str, Source] = {}
+    missing: dict[str, InputError] = {}
+    for name in req.studies:
+        try:
+            sources[name] = open_source(name, req.storage, data_root)
+        except InputError as exc:
+            if exc.field != "study" or "no study named" not in exc.message:
+                raise
+            missing[name] = exc
+    upstream_of = {n: (s.study.user_attrs.get("lineage") or {}).get("study") for n, s in sources.items()}
+    for name, exc in missing.items():
+        starts = [n for n, u in upstream_of.items() if u == name]
+        up_storage = starts and sources[starts[0]].spec.upstream and sources[starts[0]].spec.upstream.storage
+        if not up_storage:
+            raise exc
+        sources[name] = open_source(name, up_storage, data_root)
+        upstream_of[name] = (sources[name].study.user_attrs.get("lineage") or {}).get("study")
+    downstream = [n for n in req.studies if n not in upstream_of.values()]
     if not downstream:
         raise InputError("--study", "study", f"studies {', '.join(req.studies)} are not one lineage: they start "
                                              "from each other in a loop")
     if len(downstream) > 1:
-        raise InputError("--study", "study", f"studies {', '.join(req.studies)} are not one lineage: no given "
-                                             f"study started from {' or '.join(repr(d) for d in downstream)}, "
-                                             "so they end separate chains")
+        for n in downstream:
+            up = upstream_of[n]
+            if up is not None and up not in req.studies:
+                raise InputError("--study", "study", f"studies {', '.join(req.studies)} are not one lineage: {n!r} "
+                                                     f"started from study {up!r}, which is not given (add --study "
+                                                     f"{up})")
+        raise InputError("--study", "study", f"studies {', '.join(req.studies)} are not one lineage: "
+                                             f"{' and '.join(repr(d) for d in downstream)} each end a chain (no given "
+                                             "study started from them): export one chain at a time")
     src = sources[downstream[0]]
     if req.trial is not None:
         t = _trial(src, req.trial)
@@ -290,16 +354,12 @@ def _lineage(req: ExportRequest, sources: dict[str, Source]) -> Table:
                                                  f"{' or '.join(repr(r) for r in remaining)}")
         up_src = sources[up]
         up_t = _trial(up_src, int(lin["trial"]), "--study")
-        state = Path(up_t.user_attrs.get("calib_workdir", "")) / STATE_FILE
-        if state.is_file() and _sha256(state) != lin.get("sha256"):
-            raise InputError("--study", "study", f"trial {up_t.number} of {up!r} is not the state {src.name!r} "
-                                                 f"started from: {state} has changed since (sha256 differs)")
+        notes += _check_state(src, t, up_src, up_t, lin)
         best_up = ledger.best_trial(up_src.study)
-        why_up = f"the state trial {t.number} of {src.name} started from"
         if best_up is not None and best_up.number != up_t.number:
             notes.append(f"The {up_src.stage.column_title} column is trial {up_t.number} of {up}, the state "
                          f"{src.name} started from; trial {best_up.number} of {up} has a lower objective now.")
-        chain.insert(0, (up_src, up_t, why_up))
+        chain.insert(0, (up_src, up_t, f"the state trial {t.number} of {src.name} started from"))
         remaining.remove(up)
         src, t = up_src, up_t
     titles = [s.stage.column_title for s, _, _ in chain]
@@ -309,11 +369,37 @@ def _lineage(req: ExportRequest, sources: dict[str, Source]) -> Table:
     return Table(tuple(cols), f"one lineage, studies {names}", tuple(notes))
 
 
+def _check_state(down: Source, t: FrozenTrial, up: Source, up_t: FrozenTrial, lin: dict) -> list[str]:
+    """Trial ``up_t`` of ``up`` must be the one whose state trial ``t`` of ``down`` started
+    from: its recorded state file is that trial's, and, while the file is on disk, its
+    sha256 is the one ``t`` recorded. Returns a note when the file is gone (not checked)."""
+    workdir = up_t.user_attrs.get("calib_workdir")
+    if not workdir:
+        raise InputError("--study", "study", f"trial {up_t.number} of {up.name!r} records no trial directory: "
+                                             "not made by calib?")
+    state = Path(workdir) / STATE_FILE
+    if Path(lin.get("state_file", "")).resolve() != state.resolve():
+        raise InputError("--study", "study", f"trial {t.number} of {down.name!r} started from {lin.get('state_file')}, "
+                                             f"not from trial {up_t.number} of {up.name!r} ({state})")
+    if not state.is_file():
+        return [f"The state trial {t.number} of {down.name} started from ({state}) is no longer on disk; its "
+                f"sha256 ({lin.get('sha256')}) is the one recorded in the ledger, not checked again."]
+    if _sha256(state) != lin.get("sha256"):
+        raise InputError("--study", "study", f"trial {up_t.number} of {up.name!r} is not the state {down.name!r} "
+                                             f"started from: {state} has changed since (sha256 differs)")
+    return []
+
+
 def build(req: ExportRequest, data_root: Path = DEFAULT_DATA_ROOT) -> Export:
     """Everything ``calib export`` prints and writes, computed without writing anything."""
     req.check()
-    sources = {n: open_source(n, req.storage, data_root) for n in req.studies}
-    table = _one_study(req, sources[req.studies[0]]) if len(req.studies) == 1 else _lineage(req, sources)
+    if len(req.studies) == 1:
+        table = _one_study(req, open_source(req.studies[0], req.storage, data_root))
+    else:
+        table = _lineage(req, data_root)
+    if req.fmt == "lammps" and len(table.columns) > 1:
+        raise InputError("--format", "format", f"lammps prints one include file, and this export has "
+                                               f"{len(table.columns)} columns: use --out DIR (one file per column)")
     text = render(table, req.fmt)
     files: dict[str, str] = {}
     if req.out is not None:
@@ -326,27 +412,38 @@ def build(req: ExportRequest, data_root: Path = DEFAULT_DATA_ROOT) -> Export:
 
 
 def check_out(out: Path, names: list[str]) -> None:
-    """``--out`` must be a folder (or creatable) holding none of ``names``."""
+    """``--out`` must be a writable folder, or one that can be created, holding none of
+    ``names`` (not even as a dangling link)."""
     p = out
-    while not p.exists() and p.parent != p:
+    while not os.path.lexists(p) and p.parent != p:
         p = p.parent
     if not p.is_dir():
-        raise InputError("--out", "out", f"{out} is a file, not a folder" if p == out
-                         else f"{out} cannot be created: {p} is a file")
-    taken = [n for n in names if (out / n).exists()]
+        what = "is a file" if p.exists() else "is a dangling link"
+        raise InputError("--out", "out", f"{out} {what}, not a folder" if p == out
+                         else f"{out} cannot be created: {p} {what}")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise InputError("--out", "out", f"{out} cannot be written: {p} is not writable")
+    taken = [n for n in names if os.path.lexists(out / n)]
     if taken:
         raise InputError("--out", "out", f"{out / taken[0]} exists (export never overwrites: remove it or "
                                          "choose another folder)")
 
 
 def write(export: Export, out: Path) -> list[Path]:
-    """Write ``export.files`` into ``out`` (created if missing); returns the paths."""
+    """Write ``export.files`` into ``out`` (created if missing), each file created new
+    (``O_EXCL``: never through a link, never over a file); on any failure the files written
+    so far are removed and the error raised. Returns the paths."""
     check_out(out, list(export.files))
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, text in export.files.items():
-        path = out / name
-        path.write_text(text)
-        paths.append(path)
+    paths: list[Path] = []
+    try:
+        for name, text in export.files.items():
+            path = out / name
+            with open(path, "x", encoding="utf-8") as f:
+                paths.append(path)
+                f.write(text)
+    except BaseException:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        raise
     return paths
-

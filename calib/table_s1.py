@@ -22,6 +22,7 @@ import io
 import json
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from sim_backends.lammps import forcefield as ff
@@ -236,10 +237,11 @@ def _markdown(table: Table) -> str:
 # ------------------------------------------------------------------ csv
 
 CSV_FIELDS = ("column", "stage", "study", "trial", "section", "key", "unit", "bead_type", "diameter_um",
-              "value", "target", "rel_error")
+              "value", "target", "rel_error", "error")
 """The csv format is tidy (one value per line): ``section`` is ``multiplier`` (the Table S1
 entry), ``resolved`` (multiplier x d for one bead type), ``observable`` (simulated value,
-target and relative error, or a curve's error) or ``objective``."""
+target, relative error and the objective's error term; a degree series one line per degree
+and one for its error) or ``objective``."""
 
 
 def _csv(table: Table) -> str:
@@ -259,11 +261,11 @@ def _csv(table: Table) -> str:
             for where, sim, measured in o.points:
                 w.writerow({**base, "section": "observable", "key": f"{o.name} at {where}", "unit": o.unit,
                             "value": repr(sim), "target": repr(measured)})
-            value = o.simulated if o.simulated is not None else o.error
             w.writerow({**base, "section": "observable", "key": o.name, "unit": o.unit,
-                        "value": "" if value is None else repr(value),
+                        "value": "" if o.simulated is None else repr(o.simulated),
                         "target": "" if o.target is None else repr(o.target),
-                        "rel_error": "" if o.rel_error is None else repr(o.rel_error)})
+                        "rel_error": "" if o.rel_error is None else repr(o.rel_error),
+                        "error": "" if o.error is None else repr(o.error)})
         if c.objective is not None:
             w.writerow({**base, "section": "objective", "key": "objective", "value": repr(c.objective)})
     return buf.getvalue()
@@ -291,7 +293,18 @@ def _json(table: Table) -> str:
         } for c in table.columns],
         "notes": notes(table),
     }
-    return json.dumps(doc, indent=2)
+    return json.dumps(_finite_or_null(doc), indent=2, allow_nan=False)
+
+
+def _finite_or_null(x):
+    """``x`` with every NaN or infinity replaced by None (JSON has no NaN)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite_or_null(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite_or_null(v) for v in x]
+    return x
 
 
 # ------------------------------------------------------------------ LaTeX
@@ -301,7 +314,11 @@ _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#
 
 
 def tex(s: str) -> str:
-    """Escape LaTeX special characters (underscores, carets, ...)."""
+    """Escape LaTeX special characters (underscores, carets, ...); characters outside ASCII
+    (a path or study name in a title) become their ASCII form, or ``?``, so that any
+    pdflatex compiles the table."""
+    s = "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
+    s = s.encode("ascii", "replace").decode("ascii")
     out = "".join(_TEX.get(c, c) for c in s.replace("->", "\x00"))
     return out.replace("\x00", r"$\rightarrow$").replace("<", r"\textless{}").replace(">", r"\textgreater{}")
 
@@ -382,6 +399,7 @@ def lammps_include(c: Column) -> str:
             f"# {ff.SIGMA_CBD_NOTE}",
             f"# Use after read_data of a units micro, atom_style sphere system with {len(c.system.types)} atom types "
             "(pg, um, us).",
+            "# calib's own decks also set newton off (before read_data) and neigh_modify delay 0 every 1 check yes.",
             "", "comm_modify vel yes"]
     body = ff.pair_lines(c.params, c.system, c.lj_style)
     beads = [""]
@@ -394,9 +412,11 @@ def lammps_include(c: Column) -> str:
 
 
 def _lammps(table: Table) -> str:
-    """Every column's include file, one after the other (``--out`` writes one file each)."""
-    return "\n".join(f"# ===== column {i}: {c.title} =====\n" + lammps_include(c)
-                     for i, c in enumerate(table.columns, start=1))
+    """The include file of a one-column table (one LAMMPS input takes one force field;
+    ``calib export --out`` writes one file per column)."""
+    if len(table.columns) != 1:
+        raise ValueError(f"the lammps format holds one column; this table has {len(table.columns)}")
+    return lammps_include(table.columns[0])
 
 
 _RENDERERS = {"markdown": _markdown, "csv": _csv, "json": _json, "latex": _latex, "lammps": _lammps}

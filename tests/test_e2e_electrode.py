@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from calib import __version__ as calib_version
+from sim_backends.lammps.outputs import thermo_rows
 from conftest import REPO, parse_json_stdout, run_calib, write_study
 from mlflow_checks import (assert_finished_lammps_log, assert_no_running_runs, assert_png, assert_runs_match_ledger,
                            data_file_atoms, download)
@@ -418,6 +420,40 @@ def test_export_of_a_lineage_has_one_column_per_stage_from_the_ledger(chain, cal
     assert float(rows["eps_AM"][0].split()[0]) == pytest.approx(slurry.user_attrs["table_s1"]["eps_AM"], rel=1e-5)
     assert float(rows["eps_AM"][1].split()[0]) == pytest.approx(dry.user_attrs["table_s1"]["eps_AM"], rel=1e-5)
     assert float(rows["kn"][1]) == dry.user_attrs["table_s1"]["kn"]
+    # --trial picks the drying trial; the slurry column is still the state it started from
+    other = 1 - chain["drying_json"]["best_trial"]
+    doc = json.loads(_export(chain, "--study", "up_slurry", "--study", "up_drying", "--trial", str(other),
+                             "--format", "json").stdout)
+    assert [(c["study"], c["trial"]) for c in doc["columns"]] == [("up_slurry", slurry.number), ("up_drying", other)]
+    assert doc["columns"][1]["params"] == _ledger_trial(chain, "up_drying", other).user_attrs["table_s1"]
+
+
+def test_export_refuses_an_edited_dataset_and_never_overwrites(chain, cal_pub):
+    """A study whose dataset changed since it ran (here its calendered porosity target) is
+    refused, and ``--out`` never replaces a file: exit 2, nothing written."""
+    data = chain["tmp"] / "cal_pub_data.yaml"
+    original = data.read_text()
+    edited = yaml.safe_load(original)
+    edited["calendered_porosity"]["points"][1]["porosity"] = 0.35
+    try:
+        data.write_text(yaml.safe_dump(edited, sort_keys=False))
+        before = _snapshot(chain["tmp"])
+        proc = _export(chain, "--study", "cal_pub", check=False)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr.strip() == (f"calib: error: --study: dataset: study 'cal_pub' was calibrated on another "
+                                       f"version of {data}: what it uses from the file (bead sizes, targets) changed "
+                                       "since; restore the file to export this study")
+        assert _snapshot(chain["tmp"]) == before
+    finally:
+        data.write_text(original)
+    out = chain["tmp"] / "taken"
+    out.mkdir()
+    (out / "table_s1.md").write_text("mine\n")
+    before = _snapshot(chain["tmp"])
+    proc = _export(chain, "--study", "cal_pub", "--out", str(out), check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert f"--out: out: {out / 'table_s1.md'} exists (export never overwrites" in proc.stderr
+    assert _snapshot(chain["tmp"]) == before and (out / "table_s1.md").read_text() == "mine\n"
 
 
 def test_export_out_writes_include_files_that_run_on_the_trials_own_states(chain):
@@ -445,8 +481,9 @@ def test_export_out_writes_include_files_that_run_on_the_trials_own_states(chain
         assert head["LAMMPS"].startswith("22 Jul 2025")
         workdir = chain["runs"] / study / f"trial_{trial:05d}"
         (workdir / "in.include_check").write_text(
-            "units micro\natom_style sphere\nnewton off\nread_data final.data\n"
-            f"include {out / f'{stage}_trial{trial}.in'}\nrun 0\n")
+            "units micro\natom_style sphere\nread_data final.data\n"
+            f"include {out / f'{stage}_trial{trial}.in'}\nthermo_style custom step pe\nrun 0\n"
+            'print "PE $(pe:%.12g)"\n')
         run = subprocess.run([str(inst.executable), "-in", "in.include_check", "-log", "log.include_check",
                               "-nocite", "-screen", "none"], cwd=workdir, env={**os.environ, **inst.env},
                              capture_output=True, text=True, timeout=120)
@@ -455,6 +492,13 @@ def test_export_out_writes_include_files_that_run_on_the_trials_own_states(chain
         (workdir / "log.include_check").unlink()
         assert run.returncode == 0 and "ERROR" not in log, log[-2000:]
         assert "Loop time of" in log and "200 atoms" in log
+        # the force field is the trial's own: on the state the trial wrote at its last step,
+        # the potential energy is the one the trial's log printed there (8 digits)
+        trial_log = (workdir / "log.lammps").read_text()
+        last = [r for r in thermo_rows(trial_log) if "PotEng" in r][-1]
+        pe = float(re.search(r"^PE (\S+)$", log, re.M).group(1))
+        assert pe == pytest.approx(float(last["PotEng"]), rel=1e-6), (stage, pe, last)
+        assert pe != 0.0
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -462,10 +506,12 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--study", "up_slurry", "--study", "cal_pub"], "are not one lineage: no given study started from "
-                                                     "'up_slurry' or 'cal_pub'"),
-    (["--study", "cal_pub", "--study", "cal_seed_walls"], "not one lineage: no given study started from 'cal_pub' "
-                                                          "or 'cal_seed_walls'"),  # two calendering studies of one drying
+    (["--study", "up_slurry", "--study", "cal_pub"], "are not one lineage: 'cal_pub' started from study "
+                                                     "'up_drying', which is not given (add --study up_drying)"),
+    (["--study", "up_drying", "--study", "cal_pub", "--study", "cal_seed_walls"],  # two calendering studies of one drying
+     "not one lineage: 'cal_pub' and 'cal_seed_walls' each end a chain"),
+    (["--study", "up_slurry", "--study", "up_drying", "--format", "lammps"], "--format: format: lammps prints one "
+                                                                            "include file, and this export has 2"),
     (["--study", "up_drying", "--study", "up_drying"], "study 'up_drying' is given twice"),
     (["--study", "cal_seed_walls", "--trial", "0"], "--trial: trial: trial 0 of study 'cal_seed_walls' did not "
                                                     "complete (FAIL: calendering at 30 %"),

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,8 @@ def test_csv_is_tidy_and_holds_every_value(table):
     assert len(rc_se) == 5 and all(float(r["value"]) == pytest.approx(1.5 * float(r["diameter_um"])) for r in rc_se)
     (dens,) = [r for r in records if r["section"] == "observable" and r["key"] == "slurry_density"]
     assert (float(dens["value"]), float(dens["target"]), dens["trial"]) == (1.9, 1.95, "3")
+    (curve,) = [r for r in records if r["section"] == "observable" and r["key"] == "viscosity_curve"]
+    assert (curve["value"], curve["target"], float(curve["error"])) == ("", "", 0.3)
     (obj,) = [r for r in records if r["section"] == "objective" and r["column"] == "dried electrode"]
     assert float(obj["value"]) == 1e-4
 
@@ -106,12 +109,17 @@ def test_json_round_trips(table):
     assert {"key": "kn", "unit": "pg um^-1 us^-2", "bead_type": "kn", "diameter_um": None, "value": 0.1} \
         in slurry["resolved"]
     assert slurry["observables"][0]["target"] == 1.95 and slurry["trial"] == 3
+    # JSON has no NaN: a value that could not be measured is null
+    nan = Table((replace(table.columns[0], observables=(Observable("slurry_density", "g/cm^3", math.nan, 1.95),)),))
+    text = render(nan, "json")
+    assert "NaN" not in text and json.loads(text)["columns"][0]["observables"][0]["simulated"] is None
 
 
-def test_lammps_format_is_each_columns_include_file(table):
-    text = render(table, "lammps")
-    for i, c in enumerate(table.columns, start=1):
-        assert f"# ===== column {i}: {c.title} =====\n" + lammps_include(c) in text
+def test_lammps_format_is_the_include_file_of_one_column(table):
+    one = Table(table.columns[:1])
+    assert render(one, "lammps") == lammps_include(table.columns[0])
+    with pytest.raises(ValueError, match="one column; this table has 2"):
+        render(table, "lammps")  # one LAMMPS input takes one force field
     inc = lammps_include(table.columns[0])
     commands = [ln for ln in inc.splitlines() if ln and not ln.startswith("#")]
     pair = [ln for ln in commands if ln.startswith("pair_")]
@@ -162,7 +170,7 @@ def _compile(tmp_path: Path, body: str) -> subprocess.CompletedProcess:
 @pytest.mark.latex
 def test_latex_booktabs_table_compiles_with_pdflatex(table, tmp_path):
     ensure_tex_installed()
-    text = render(table, "latex")
+    text = render(replace(table, title="seed values, dataset ~/données/α_β 100% {x} -> y"), "latex")
     assert "\\toprule" in text and "\\midrule" in text and "\\bottomrule" in text
     assert re.search(r"\\begin\{tabular\}\{llrr\}", text)
     proc = _compile(tmp_path, text)
@@ -236,7 +244,9 @@ def test_the_include_file_is_lammps_input_with_the_mixed_energies(table, tmp_pat
     assert pe == pytest.approx(expected, rel=1e-5)
     assert expected != 0.0
     by_id = {t.type_id: t for t in c.system.types}
-    for m in re.finditer(r"^ATOM (\d+) (\S+) (\S+)$", proc.stdout, re.M):
+    found = list(re.finditer(r"^ATOM (\d+) (\S+) (\S+)$", proc.stdout, re.M))
+    assert len(found) == len(atoms)
+    for m in found:
         t = by_id[atoms[int(m.group(1)) - 1][0]]
         assert float(m.group(2)) == pytest.approx(t.diameter_um, rel=1e-9)
         assert float(m.group(3)) == pytest.approx(t.mass_pg, rel=1e-9)
@@ -246,3 +256,38 @@ def test_a_degree_series_reads_point_by_point():
     o = Observable("calendered_porosity", error=0.8, points=(("0 %", 0.5, 0.52), ("30 %", 0.41, 0.4)))
     assert o.text() == "0 %: 0.5 vs 0.52; 30 %: 0.41 vs 0.4 (error 0.8)"
     assert Observable("viscosity_curve", error=0.25).text() == "error 0.25"
+
+
+# ------------------------------------------------------------------ the lineage's state check
+
+
+def test_an_upstream_trial_must_be_the_state_its_downstream_trial_started_from(tmp_path):
+    """``calib.export._check_state``: the recorded state file must be the upstream trial's,
+    with the recorded sha256 while it is on disk; a state since deleted gives a note."""
+    import hashlib
+    from types import SimpleNamespace
+
+    from optuna.trial import create_trial
+
+    from calib.errors import InputError
+    from calib.export import _check_state
+
+    up_dir = tmp_path / "up" / "trial_00002"
+    up_dir.mkdir(parents=True)
+    state = up_dir / "final.data"
+    state.write_text("a state\n")
+    sha = hashlib.sha256(state.read_bytes()).hexdigest()
+    up_t = create_trial(value=1.0, user_attrs={"calib_workdir": str(up_dir)})
+    down_t = create_trial(value=2.0)
+    up, down = SimpleNamespace(name="up"), SimpleNamespace(name="down")
+    lin = {"study": "up", "trial": 2, "state_file": str(state), "sha256": sha}
+    assert _check_state(down, down_t, up, up_t, lin) == []
+    with pytest.raises(InputError, match="has changed since"):
+        _check_state(down, down_t, up, up_t, {**lin, "sha256": "0" * 64})
+    with pytest.raises(InputError, match="started from /elsewhere/final.data, not from trial"):
+        _check_state(down, down_t, up, up_t, {**lin, "state_file": "/elsewhere/final.data"})
+    with pytest.raises(InputError, match="records no trial directory"):
+        _check_state(down, down_t, up, create_trial(value=1.0), lin)
+    state.unlink()
+    (note,) = _check_state(down, down_t, up, up_t, lin)
+    assert "no longer on disk" in note and sha in note
