@@ -25,7 +25,10 @@ def study(mlflow_ui, tmp_path_factory) -> dict:
     """A 3-trial smoke study (2 Sobol, 1 model) tracked on the server, and its report."""
     tmp = tmp_path_factory.mktemp("ui")
     runs = tmp / "runs"
-    path = write_study(tmp, NAME, trials=3, parallel=1, optimizer={"n_initial": 2})
+    # smoke shortened to 6,000 density steps (as in test_faults): the UI is under test here
+    path = write_study(tmp, NAME, trials=3, parallel=1, optimizer={"n_initial": 2},
+                       fidelities={"smoke": {"equilibration_steps": 2000, "averaging_steps": 4000,
+                                             "density_window_steps": 4000, "density_max_steps": 4000}})
     s = parse_json_stdout(run_calib("optimize", "--stage", "slurry", "--study", str(path), "--fidelity", "smoke",
                                     "--runs-dir", str(runs), "--tracking-uri", mlflow_ui.url, "--json", cwd=tmp))
     run_calib("report", "--study", NAME, "--runs-dir", str(runs), "--tracking-uri", mlflow_ui.url, cwd=tmp)

@@ -22,6 +22,10 @@ from mlflow_checks import assert_png, assert_runs_match_ledger, download
 
 pytestmark = pytest.mark.lammps
 NAME = "e2e_refine"
+SHORT = {"smoke": {"equilibration_steps": 2000, "averaging_steps": 4000, "density_window_steps": 4000,
+                   "density_max_steps": 4000}}
+"""Smoke, shortened (as in ``test_faults``): refine, predict and report are under test here, not
+the density; 4 averaged blocks still give each trial its blocking SEM and density profile."""
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +33,7 @@ def refined(tmp_path_factory) -> dict:
     """3 trials (2 Sobol, 1 model), then one ``calib refine``: 1 manual set outside the
     bounds (``--file``) and 2 of a scan, then 1 more model trial."""
     tmp = tmp_path_factory.mktemp("refine")
-    study = write_study(tmp, NAME, trials=3, parallel=1, optimizer={"n_initial": 2})
+    study = write_study(tmp, NAME, trials=3, parallel=1, optimizer={"n_initial": 2}, fidelities=SHORT)
     runs = tmp / "runs"
     common = ["--runs-dir", str(runs)]
     run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke", *common, cwd=tmp)
@@ -216,7 +220,7 @@ def test_report_out_that_is_a_file_is_refused(refined):
 
 
 def test_predict_needs_two_complete_trials(tmp_path):
-    study = write_study(tmp_path, "one_trial", trials=1, parallel=1)
+    study = write_study(tmp_path, "one_trial", trials=1, parallel=1, fidelities=SHORT)
     common = ["--runs-dir", str(tmp_path / "runs")]
     run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke", *common, cwd=tmp_path)
     from typer.testing import CliRunner

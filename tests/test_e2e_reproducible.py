@@ -10,11 +10,14 @@ import pytest
 from conftest import run_calib, write_study
 
 pytestmark = pytest.mark.lammps
+SHORT = {"smoke": {"equilibration_steps": 2000, "averaging_steps": 4000, "density_window_steps": 4000,
+                   "density_max_steps": 4000}}
+"""Smoke, shortened (as in ``test_faults``): the proposals are under test, not the density."""
 
 
 def _params(tmp_path: Path, name: str, seed: int, trials: int = 4, **overrides) -> list[dict]:
     study = write_study(tmp_path, name, trials=trials, parallel=2, seed=seed, optimizer={"n_initial": 2},
-                        **overrides)
+                        fidelities=SHORT, **overrides)
     runs = tmp_path / name
     run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke", "--runs-dir", str(runs),
               "--tracking-uri", "none", "--json", cwd=tmp_path)

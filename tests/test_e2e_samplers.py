@@ -19,8 +19,12 @@ pytestmark = pytest.mark.lammps
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_every_sampler_runs_a_smoke_study(tmp_path: Path, sampler: str):
     name = f"s_{sampler}"
+    # smoke shortened to 6,000 density steps (4 blocks averaged, so the blocking SEM is
+    # defined): the samplers' proposals are under test here, not the density
     study_file = write_study(tmp_path, name, trials=3, parallel=2, fidelity="smoke",
-                             optimizer={"sampler": sampler, "n_initial": 2})
+                             optimizer={"sampler": sampler, "n_initial": 2},
+                             fidelities={"smoke": {"equilibration_steps": 2000, "averaging_steps": 4000,
+                                                   "density_window_steps": 4000, "density_max_steps": 4000}})
     runs = tmp_path / "runs"
     summary = parse_json_stdout(run_calib("optimize", "--stage", "slurry", "--study", str(study_file),
                                           "--runs-dir", str(runs), "--tracking-uri", "none", "--json",

@@ -40,8 +40,10 @@ def curve_study(tmp_path_factory) -> tuple[Path, dict]:
     study = lib_study(tmp, "e2e_curve", trials=3, parallel=1, optimizer={"n_initial": 2},
                       objective={"targets": {"slurry_density": 1.0, "viscosity_curve": 1.0},
                                  "scalarisation": "parego"},
-                      # shorter shear runs than smoke's 240,000 steps: the plumbing is under test here
-                      fidelities={"smoke": {"initial_box_scale": 0.36, "shear_max_steps": 60000}})
+                      # shorter shear runs than smoke's 240,000 steps: the plumbing is under test here;
+                      # segments of 0.25 strain keep two segments (a standard error) at 18 1/s
+                      viscosity={"segment_strain": 0.25},
+                      fidelities={"smoke": {"initial_box_scale": 0.36, "shear_max_steps": 40000}})
     proc = run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
                      "--runs-dir", str(tmp / "runs"), "--json", cwd=tmp)
     return tmp, parse_json_stdout(proc)
@@ -210,7 +212,7 @@ def test_not_converged_policy(tmp_path, policy):
     study = lib_study(tmp_path, f"nc_{policy}", trials=1,
                       viscosity={"shear_rates_per_s": [18.0, 125.0], "min_strain": 5.0, "max_strain": 10.0,
                                  "not_converged": policy, "penalty": 0.5},
-                      fidelities={"smoke": {"initial_box_scale": 0.36, "shear_max_steps": 16000}})
+                      fidelities={"smoke": {"initial_box_scale": 0.36, "shear_max_steps": 8000}})
     s = parse_json_stdout(run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
                                     "--runs-dir", str(tmp_path / "runs"), "--tracking-uri", "none", "--json",
                                     cwd=tmp_path))

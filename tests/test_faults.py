@@ -201,7 +201,9 @@ def test_lammps_crash_hang_and_nan_fail_their_trial_and_the_study_goes_on(tmp_pa
     """One study, one fault per trial: trial 0's LAMMPS hangs (SIGSTOP) until the study's
     time limit kills it, trial 1's LAMMPS crashes (SIGSEGV), trial 2's objective is NaN.
     Each is a FAIL trial with its reason (a FAILED MLflow run) and trial 3 completes."""
-    study = Study(tmp_path, "faulty", trials=4, trial_timeout_s=20)
+    # a shortened smoke trial's LAMMPS takes about a second: 10 s lets the others finish even
+    # on a loaded machine and ends the hung one sooner
+    study = Study(tmp_path, "faulty", trials=4, trial_timeout_s=10)
     study.run("hang-lammps@0,crash-lammps@1,nan-objective@2")
     trials = study.check({})
     why = [t.user_attrs.get("fail_reason", "") for t in trials]
