@@ -155,10 +155,13 @@ SERVICE_MARKERS = ("postgres", "slurm", "browser", "latex")
 PostgreSQL, one Slurm cluster and one apt at a time serve them."""
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """xdist groups: the service tests together, every other module's tests together (a
     module-scoped fixture, such as a smoke study several tests read, is then made once, not
-    once per worker)."""
+    once per worker). First among the hooks: pytest-xdist's own hook turns the groups into
+    node-id suffixes, and a group added after it is ignored (every module's fixtures were
+    made twice)."""
     for item in items:
         if any(item.get_closest_marker(m) for m in SERVICE_MARKERS):
             item.add_marker(pytest.mark.xdist_group("services"))

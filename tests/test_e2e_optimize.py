@@ -187,13 +187,16 @@ def test_mlflow_runs_ended_with_their_ledger_states(optimized):
 
 @pytest.mark.parametrize("fmt", ["markdown", "csv", "json", "latex", "lammps"])
 def test_export_best(optimized, fmt):
+    """Without --trial/--top/--pareto, export prints the best trial's set (one column)."""
     tmp, s = optimized
     out = run_calib("export", "--study", "e2e_smoke", "--storage", s["storage"], "--format", fmt, cwd=tmp).stdout
     if fmt == "json":
-        assert json.loads(out)["params"] == pytest.approx(s["best_params"])
+        (col,) = json.loads(out)["columns"]
+        assert col["trial"] == s["best_trial"] and col["params"] == pytest.approx(s["best_params"])
     elif fmt == "lammps":
+        assert f"# trial: {s['best_trial']} (the best trial;" in out
         lines = [ln for ln in out.splitlines() if ln and not ln.startswith("#")]
-        assert lines[0].startswith("pair_style hybrid/overlay lj/cut")
+        assert lines[0] == "comm_modify vel yes" and lines[1].startswith("pair_style hybrid/overlay lj/cut")
         am = [ln for ln in lines if ln.startswith("pair_coeff 1 1 ")][0].split()
         assert float(am[4]) == pytest.approx(s["best_params"]["eps_AM"] * 10.0, rel=1e-5)
     elif fmt == "csv":
@@ -201,10 +204,13 @@ def test_export_best(optimized, fmt):
         import io
 
         rows = list(csv.DictReader(io.StringIO(out)))
-        am = [r for r in rows if r["key"] == "eps_AM"]
-        assert len(am) == 1 and float(am[0]["multiplier"]) == pytest.approx(s["best_params"]["eps_AM"])
-        assert float(am[0]["resolved_value"]) == pytest.approx(s["best_params"]["eps_AM"] * 10.0)
+        mult = [r for r in rows if r["key"] == "eps_AM" and r["section"] == "multiplier"]
+        res = [r for r in rows if r["key"] == "eps_AM" and r["section"] == "resolved"]
+        assert len(mult) == 1 and float(mult[0]["value"]) == pytest.approx(s["best_params"]["eps_AM"])
+        assert len(res) == 1 and float(res[0]["value"]) == pytest.approx(s["best_params"]["eps_AM"] * 10.0)
+        assert {r["trial"] for r in rows} == {str(s["best_trial"])}
     else:  # markdown, latex: the best multipliers appear to 6 significant digits
         for key in ("eps_AM", "eps_SE", "sigma_SE"):
             assert f"{s['best_params'][key]:.6g}" in out, key
-        assert "study e2e_smoke, best trial" in out
+        name = "e2e\\_smoke" if fmt == "latex" else "e2e_smoke"
+        assert f"study {name}, trial {s['best_trial']}" in out
