@@ -149,22 +149,22 @@ def browser():
     driver.quit()
 
 
-SERVICE_MARKERS = ("postgres", "slurm", "browser", "latex")
-"""Tests that start system services (and may install them with apt): with pytest-xdist
-(``-n 2 --dist loadgroup``, the README's command) they all run on one worker, so that one
-PostgreSQL, one Slurm cluster and one apt at a time serve them."""
+SLURM_MARKER = "slurm"
+"""Tests that start a Slurm cluster (its munge daemon is one per machine): with pytest-xdist
+(``-n 2 --dist loadgroup``, the README's command) they all run on one worker. PostgreSQL,
+MLflow servers and Chromium run on free loopback ports and private folders, so their modules
+may run side by side; installing them takes ``services.apt_lock`` (one apt-get at a time)."""
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """xdist groups: the service tests together, every other module's tests together (a
+    """xdist groups: the Slurm tests together, every other module's tests together (a
     module-scoped fixture, such as a smoke study several tests read, is then made once, not
     once per worker). First among the hooks: pytest-xdist's own hook turns the groups into
-    node-id suffixes, and a group added after it is ignored (every module's fixtures were
-    made twice)."""
+    node-id suffixes, and a group added after it is ignored (``test_suite_layout.py``)."""
     for item in items:
-        if any(item.get_closest_marker(m) for m in SERVICE_MARKERS):
-            item.add_marker(pytest.mark.xdist_group("services"))
+        if item.get_closest_marker(SLURM_MARKER):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
         else:
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SEED_DRIED, SEED_SLURRY, ssb_formulation, ssb_system
+from services import PDFLATEX, ensure_tex_installed
 
 from calib.table_s1 import FORMATS, Column, Observable, Table, lammps_include, render, resolved
 from sim_backends.lammps.beads import dried_system
@@ -141,23 +142,6 @@ def test_unknown_format_and_empty_table(table):
 
 
 # ------------------------------------------------------------------ LaTeX compiles
-
-PDFLATEX = "/usr/bin/pdflatex"
-
-
-def ensure_tex_installed() -> None:
-    """Debian's TeX Live base and recommended LaTeX packages (booktabs), installed with
-    apt-get without recommended packages if missing: about 45 s and 75 MB on a 2-core
-    machine, ``apt-get update`` included."""
-    if os.access(PDFLATEX, os.X_OK) and subprocess.run(["kpsewhich", "booktabs.sty"], capture_output=True,
-                                                       text=True).stdout.strip():
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "texlive-latex-base",
-                    "texlive-latex-recommended"], check=True, capture_output=True, env=env)
-    assert os.access(PDFLATEX, os.X_OK), "pdflatex missing after install"
-
 
 def _compile(tmp_path: Path, body: str) -> subprocess.CompletedProcess:
     (tmp_path / "table.tex").write_text(body)
