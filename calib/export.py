@@ -36,10 +36,9 @@ from .lineage import STATE_FILE
 from .report import pareto
 from .spec import StudyBase
 from .stages.system import column_system
-from .stored import load_calib_study
+from .stored import load_calib_study, stored_loaded
 from .identity import dataset_digest
-from .study import (DEFAULT_DATA_ROOT, LoadedStudy, _with_study_sizes, check_bead_convention, dataset_path,
-                    parse_spec_json)
+from .study import DEFAULT_DATA_ROOT
 from .table_s1 import FORMATS, SUFFIX, Column, Observable, Table, lammps_include, render
 
 
@@ -115,29 +114,17 @@ def _sha256(path: Path) -> str:
 def open_source(name: str, storage: str, data_root: Path = DEFAULT_DATA_ROOT) -> Source:
     """Study ``name`` with its settings and dataset (``InputError`` if it is not calib's or
     its dataset is gone)."""
-    from objectives.dataset import DatasetError, load_dataset
-
     study = load_calib_study(name, storage)
     attrs = study.user_attrs
-    spec = parse_spec_json(attrs[ledger.STUDY_FILE_ATTR])
-    dpath = Path(attrs.get(ledger.DATASET_PATH_ATTR) or dataset_path(spec.dataset, Path.cwd(), data_root))
-    if not dpath.is_file():
-        raise InputError("--study", "dataset", f"study {name!r} was calibrated on {dpath}, which is gone")
-    try:
-        dataset = load_dataset(dpath)
-    except DatasetError as exc:
-        raise InputError(str(exc.path), exc.field, exc.message) from exc
-    study_file = Path(attrs.get(ledger.STUDY_PATH_ATTR) or Path.cwd() / f"{name}.yaml")
-    dataset = _with_study_sizes(dataset, spec, str(study_file))
-    check_bead_convention(dataset, dpath)
-    loaded = LoadedStudy(spec=spec, dataset=dataset, path=study_file, dataset_path=dpath)
+    loaded = stored_loaded(study, data_root)
+    dpath = loaded.dataset_path
     used = dataset_digest(loaded)
     calibrated = json.loads(attrs.get(ledger.SPEC_ATTR) or "{}").get("physics", {}).get("dataset_sha256")
     if calibrated is not None and used != calibrated:
         raise InputError("--study", "dataset", f"study {name!r} was calibrated on another version of {dpath}: what "
                                                "it uses from the file (bead sizes, targets) changed since; restore "
                                                "the file to export this study")
-    return Source(study, spec, loaded.stage, dataset, dpath, storage, used)
+    return Source(study, loaded.spec, loaded.stage, loaded.dataset, dpath, storage, used)
 
 
 def _trial(src: Source, number: int, why: str = "--trial") -> FrozenTrial:

@@ -67,15 +67,15 @@ def load_calib_study(name: str, storage: str) -> optuna.Study:
 _CSV_SOURCE = re.compile(r"^(?P<path>/.+?) \(kind ")
 
 
-def open_stored(name: str, storage: str, data_root: Path = DEFAULT_DATA_ROOT) -> StoredStudy:
-    """Rebuild stored study ``name`` (see the module docstring)."""
+def stored_loaded(study: optuna.Study, data_root: Path = DEFAULT_DATA_ROOT) -> LoadedStudy:
+    """The ``LoadedStudy`` of a calib study as the ledger keeps it: its spec, its dataset
+    file (with the study's bead sizes, checked for the bead convention) and study file.
+    ``InputError`` if the dataset is gone or unreadable."""
     from objectives.dataset import DatasetError, load_dataset
 
-    from .identity import study_ident
     from .study import _with_study_sizes
 
-    study = load_calib_study(name, storage)
-    attrs = study.user_attrs
+    name, attrs = study.study_name, study.user_attrs
     spec = parse_spec_json(attrs[ledger.STUDY_FILE_ATTR])
     dpath = Path(attrs.get(ledger.DATASET_PATH_ATTR) or dataset_path(spec.dataset, Path.cwd(), data_root))
     if not dpath.is_file():
@@ -87,7 +87,17 @@ def open_stored(name: str, storage: str, data_root: Path = DEFAULT_DATA_ROOT) ->
     study_file = Path(attrs.get(ledger.STUDY_PATH_ATTR) or Path.cwd() / f"{name}.yaml")
     dataset = _with_study_sizes(dataset, spec, str(study_file))
     check_bead_convention(dataset, dpath)
-    loaded = LoadedStudy(spec=spec, dataset=dataset, path=study_file, dataset_path=dpath)
+    return LoadedStudy(spec=spec, dataset=dataset, path=study_file, dataset_path=dpath)
+
+
+def open_stored(name: str, storage: str, data_root: Path = DEFAULT_DATA_ROOT) -> StoredStudy:
+    """Rebuild stored study ``name`` (see the module docstring)."""
+    from .identity import study_ident
+
+    study = load_calib_study(name, storage)
+    attrs = study.user_attrs
+    loaded = stored_loaded(study, data_root)
+    spec = loaded.spec
     csv = None
     m = _CSV_SOURCE.match(str(attrs.get("viscosity_curve_source") or ""))
     if m and ": curves." not in m.group("path"):  # the curve came from a rheometer CSV
