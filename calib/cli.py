@@ -14,12 +14,62 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+import typer.core
 
 from . import stages
 from .errors import InputError, StudyHalted, Terminated
 from .study import DEFAULT_STUDY
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+
+
+def usage_error_line(exc: Exception) -> str:
+    """The one line for a command-line usage error that the CLI's parser (typer's click)
+    found: an unknown option or command, a missing option or value, an extra argument.
+    ``calib: error: <option, or the command>: <field>: <click's message>; see '<command> --help'``,
+    like every other bad input (click would print a usage box of several lines)."""
+    from typer._click.exceptions import BadOptionUsage, BadParameter, NoSuchOption
+
+    ctx = getattr(exc, "ctx", None)
+    sub = ctx.command_path.split(" ", 1)[1:] if ctx is not None else []
+    command = " ".join(["calib", *sub])  # whatever name the program was started by
+    message = " ".join(exc.format_message().split()).rstrip(".")  # one line, whatever click wrapped
+    where, field = command, "usage"
+    if isinstance(exc, (NoSuchOption, BadOptionUsage)):
+        where, field = exc.option_name, "option"
+    elif isinstance(exc, BadParameter) and exc.param is not None:
+        opts = [o for o in getattr(exc.param, "opts", []) if o.startswith("--")]
+        where, field = (max(opts, key=len) if opts else command), exc.param.name or "value"
+    return f"calib: error: {where}: {field}: {message}; see '{command} --help'"
+
+
+class _OneLineUsageErrors(typer.core.TyperGroup):
+    """The command group, with usage errors reported as one line (:func:`usage_error_line`),
+    exit status 2. ``calib`` alone still prints the help."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):  # type: ignore[override]
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+        from typer.exceptions import Abort
+
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except UsageError as exc:
+            typer.echo(usage_error_line(exc), err=True)
+            sys.exit(2)
+        except ClickException as exc:
+            typer.echo(f"calib: error: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(exc.exit_code)
+        except Abort:
+            typer.echo("calib: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_OneLineUsageErrors,
                   help="Bayesian force-field calibration of CGMD electrode-manufacturing models.")
 
 DEFAULT_RUNS = Path("runs")

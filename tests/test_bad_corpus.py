@@ -3,7 +3,7 @@ under ``tests/data/bad/<surface>/`` (surfaces: study, dataset, csv, state, cli, 
 one parametrised test.
 
 The promise checked for every case: exit status 2, exactly one non-empty line on stderr,
-``calib: error: <file or option>: <field>: <what>``, matching the case's expectation, nothing
+``calib: error: <file, option or command>: <field>: <what>``, matching the case's expectation, nothing
 on stdout, and nothing written: no path under the case's folder is added, removed, resized
 or touched (size and mtime listing before and after), and no ``runs/``, ``calib.db`` or
 ``mlflow.db`` appears.
@@ -232,8 +232,9 @@ def check_refusal(case: Case, root: Path, args: list[str], expect: list[str], co
     m = ERROR_LINE.match(line)
     assert m, f"not 'calib: error: <file or option>: <field>: <what>'; {shown}"
     where = m["where"]
-    assert where.startswith("--") or (root / where).resolve().is_relative_to(root.resolve()), \
-        f"{where!r} names neither an option nor a file of the case; {shown}"
+    assert (where.startswith("--") or where == "calib" or where.startswith("calib ")
+            or (root / where).resolve().is_relative_to(root.resolve())), \
+        f"{where!r} names neither an option, nor the command, nor a file of the case; {shown}"
     for e in expect:
         if e.startswith("re:"):
             assert re.search(e[3:].strip(), line), f"no match for {e!r}; {shown}"
