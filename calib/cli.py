@@ -18,6 +18,7 @@ import typer.core
 
 from . import stages
 from .errors import InputError, StudyHalted, Terminated
+from .paths import check_folder, new_folder
 from .study import DEFAULT_STUDY
 
 
@@ -86,28 +87,9 @@ def _fail(exc: InputError) -> None:
 
 
 def _check_storage(url: str, runs_dir: Path | None = None) -> None:
-    """The storage URL is usable (``ledger.check_storage``); with ``runs_dir`` (a command
-    that creates the study) a SQLite file must be creatable: SQLite creates the database
-    file but not its folder, which must exist or be the runs folder (the command makes it)."""
     from . import ledger
 
-    ledger.check_storage(url)
-    if runs_dir is None:
-        return
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:"):
-        return
-    path = Path(u.database)
-    if path.is_dir():
-        raise InputError("--storage", "url", f"{path} is a folder, not a SQLite database file")
-    if path.exists() or path.parent.resolve() == runs_dir.resolve():
-        return
-    if not path.parent.is_dir():
-        raise InputError("--storage", "url", f"{path.parent} is not an existing folder (SQLite creates the "
-                                             "database file, not its folder)")
-    _check_folder(path.parent, "--storage", "url")
+    ledger.check_storage(url, runs_dir=runs_dir)
 
 
 def _check_tracking(uri: str | None) -> None:
@@ -115,30 +97,6 @@ def _check_tracking(uri: str | None) -> None:
 
     if uri is not None:
         check_tracking_uri(uri)
-        _check_tracking_path(uri)
-
-
-def _check_tracking_path(uri: str) -> None:
-    """A local MLflow store must be creatable where ``--tracking-uri`` puts it (MLflow would
-    fail only once the study exists): the folder of a SQLite file, or a file store (a plain
-    path or ``file://``), must be a writable folder or one that can be created."""
-    from urllib.parse import unquote, urlsplit
-
-    from sqlalchemy.engine import make_url
-
-    scheme = urlsplit(uri).scheme.split("+")[0].lower()
-    if uri == "none" or scheme not in ("", "file", "sqlite"):
-        return
-    if scheme == "sqlite":
-        db = make_url(uri).database
-        if db in (None, "", ":memory:"):
-            return
-        path = Path(db)
-        if path.is_dir():
-            raise InputError("--tracking-uri", "uri", f"{path} is a folder, not a SQLite database file")
-        _check_folder(path.parent, "--tracking-uri", "uri")
-    else:
-        _check_folder(Path(unquote(urlsplit(uri).path)) if scheme == "file" else Path(uri), "--tracking-uri", "uri")
 
 
 def _at_least(option: str, low: int):
@@ -161,36 +119,6 @@ def _at_least(option: str, low: int):
         return number
 
     return parse
-
-
-def _check_folder(path: Path, option: str = "--runs-dir", field: str | None = None) -> None:
-    """``path`` must be a writable folder, or one that can be created (its first existing
-    ancestor a writable folder); ``InputError`` on ``option`` otherwise. Nothing is created."""
-    import os
-
-    field = field or option.lstrip("-").replace("-", "_")
-    p = path
-    while not p.exists() and not p.is_symlink() and p.parent != p:
-        p = p.parent
-    if not p.is_dir():
-        where = "is a file" if p == path else f"cannot be created: {p} is a file"
-        raise InputError(option, field, f"{path} {where}, not a folder")
-    if not os.access(p, os.W_OK | os.X_OK):
-        raise InputError(option, field, f"{path} cannot be written: {p} is not writable")
-
-
-def _new_folder(parent: Path, stem: str) -> Path:
-    """A new folder ``parent/stem`` (``stem-2``, ``stem-3``, ... if taken: two commands
-    started in the same second get their own), created with its parents."""
-    parent.mkdir(parents=True, exist_ok=True)
-    for n in range(1, 1000):
-        path = parent / (stem if n == 1 else f"{stem}-{n}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{parent / stem}: 999 folders of this name exist")
 
 
 def default_study(stage: str) -> Path | None:
@@ -241,7 +169,7 @@ def optimize(
         if grace_s is not None and grace_s < 2 * heartbeat_s:
             raise InputError("--grace-s", "grace_s", f"{grace_s} s is under two heartbeats ({2 * heartbeat_s} s): "
                                                      "live drivers would be taken for dead")
-        _check_folder(runs_dir)
+        check_folder(runs_dir)
         url = storage or default_storage(runs_dir)
         _check_storage(url, runs_dir)
         _check_tracking(tracking_uri)
@@ -457,7 +385,7 @@ def refine(
     from .stored import open_stored
 
     try:
-        _check_folder(runs_dir)
+        check_folder(runs_dir)
         _check_tracking(tracking_uri)
         url = storage or default_storage(runs_dir)
         stored = open_stored(study, url)
@@ -572,7 +500,7 @@ def report(
 
     try:
         folder = out or runs_dir / study / "report"
-        _check_folder(folder, "--out" if out is not None else "--runs-dir")
+        check_folder(folder, "--out" if out is not None else "--runs-dir")
         _check_tracking(tracking_uri)
         stored = open_stored(study, storage or default_storage(runs_dir))
     except InputError as exc:
@@ -629,7 +557,7 @@ def pipeline(
                 raise InputError("--degrees", "degrees", f"{degrees!r}: {problem}")
         elif loaded.spec.calendering.degrees_pct is not None:
             degs = tuple(loaded.spec.calendering.degrees_pct)  # checked with the study
-        _check_folder(runs_dir)
+        check_folder(runs_dir)
         url = storage or default_storage(runs_dir)
         if params != "table-s1":  # only best:... reads the storage
             _check_storage(url)
@@ -646,7 +574,7 @@ def pipeline(
 
     lammps = locate_lammps()
 
-    workdir = _new_folder(runs_dir / "pipelines",
+    workdir = new_folder(runs_dir / "pipelines",
                           f"{loaded.spec.name}-{loaded.spec.fidelity}-{_time.strftime('%Y%m%d-%H%M%S')}")
     name = workdir.name
 
@@ -717,7 +645,7 @@ def reproduce(
     try:
         loaded = load_study(study, fidelity=fidelity)
         check_pipeline_inputs(loaded)
-        _check_folder(runs_dir)
+        check_folder(runs_dir)
     except InputError as exc:
         _fail(exc)
         return
@@ -726,7 +654,7 @@ def reproduce(
 
     lammps = locate_lammps()
     pset = params_from("table-s1", "sqlite:///:memory:")
-    workdir = _new_folder(runs_dir / "reproduce", f"{loaded.spec.fidelity}-{_time.strftime('%Y%m%d-%H%M%S')}")
+    workdir = new_folder(runs_dir / "reproduce", f"{loaded.spec.fidelity}-{_time.strftime('%Y%m%d-%H%M%S')}")
     failed = None
     with contextlib.redirect_stdout(sys.stderr):
         try:

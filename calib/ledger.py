@@ -144,11 +144,13 @@ def _shown(url) -> str:
         return "<the --storage URL>"
 
 
-def check_storage(url: str, timeout_s: int = 5) -> None:
+def check_storage(url: str, timeout_s: int = 5, runs_dir: Path | None = None) -> None:
     """Refuse, before anything is written, a storage URL that cannot be used: malformed, a
     database whose driver is missing, or a server that cannot be reached or refuses the
     credentials within ``timeout_s`` (``InputError`` on ``--storage``). A SQLite file is
-    created on first use, so only its URL is checked here."""
+    created on first use: with ``runs_dir`` (a command that creates the study) it must be
+    creatable, i.e. not a folder, and in an existing writable folder or in the runs folder
+    (which the command makes); SQLite creates the database file but not its folder."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
     from sqlalchemy.pool import NullPool
@@ -160,6 +162,8 @@ def check_storage(url: str, timeout_s: int = 5) -> None:
         raise InputError("--storage", "url", f"not a usable SQLAlchemy URL: {url!r} ({exc.__class__.__name__}: "
                                              f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
     if u.get_backend_name() == "sqlite":
+        if runs_dir is not None and u.database not in (None, "", ":memory:"):
+            _check_sqlite_file(Path(u.database), runs_dir)
         return
     args = {"connect_timeout": timeout_s} if u.get_backend_name() in ("postgresql", "mysql") else {}
     engine = create_engine(u, connect_args=args, poolclass=NullPool)
@@ -170,6 +174,19 @@ def check_storage(url: str, timeout_s: int = 5) -> None:
         raise InputError("--storage", "url", f"cannot open {_shown(u)}: {_db_error(exc)}") from exc
     finally:
         engine.dispose()
+
+
+def _check_sqlite_file(path: Path, runs_dir: Path) -> None:
+    from .paths import check_folder
+
+    if path.is_dir():
+        raise InputError("--storage", "url", f"{path} is a folder, not a SQLite database file")
+    if path.exists() or path.parent.resolve() == runs_dir.resolve():
+        return
+    if not path.parent.is_dir():
+        raise InputError("--storage", "url", f"{path.parent} is not an existing folder (SQLite creates the "
+                                             "database file, not its folder)")
+    check_folder(path.parent, "--storage", "url")
 
 
 def study_exists(name: str, storage: str) -> bool:

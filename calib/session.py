@@ -216,9 +216,10 @@ class StudySession:
 
     def backfill(self) -> None:
         """Log the finished trials that have no MLflow run (the tracking server was down
-        when they finished, or their driver died first): from the ``TrialRecord`` kept in
-        the trial's directory, else from the ledger. Trials finished within the grace period
-        are left to a driver that may still be logging them."""
+        when they finished, or their driver died first), and complete the runs whose logging
+        broke off (the driver was killed, or MLflow failed, while it wrote them): from the
+        ``TrialRecord`` kept in the trial's directory, else from the ledger. Trials finished
+        within the grace period are left to a driver that may still be logging them."""
         try:
             logged = self.tracker.logged_trials()
         except Exception as exc:
@@ -228,17 +229,19 @@ class StudySession:
             return
         cutoff = datetime.datetime.now() - datetime.timedelta(seconds=self.cfg.grace_s)
         missing = [t for t in self.study.get_trials(deepcopy=False) if t.state.is_finished()
-                   and t.number not in logged and t.datetime_complete is not None and t.datetime_complete < cutoff]
+                   and (t.number not in logged or logged[t.number] is not None)
+                   and t.datetime_complete is not None and t.datetime_complete < cutoff]
         done = []
         for t in missing:
             try:
-                self.tracker.log_trial(self._record_of(t))
+                self.tracker.log_trial(self._record_of(t), run_id=logged.get(t.number))
                 done.append(t.number)
             except Exception as exc:
                 self.emit(Event("warning", t.number, f"MLflow logging failed: {exc}"))
         if done:
-            self.emit(Event("warning", -1, f"trials {', '.join(map(str, done))} had no MLflow run (the tracking "
-                                           "store was unreachable, or their driver stopped): logged now"))
+            self.emit(Event("warning", -1, f"trials {', '.join(map(str, done))} had no complete MLflow run (the "
+                                           "tracking store was unreachable, or their driver stopped while logging): "
+                                           "logged now"))
             try:
                 self._update_best()
             except Exception as exc:

@@ -76,6 +76,10 @@ STUDY_TAG = "calib.study"
 ROLE_TAG = "calib.role"
 UID_TAG = "calib.study_uid"
 LOGGING_TAG = "calib.logging_started_ms"
+BROKEN_TAG = "calib.logging_error"
+"""On a trial run whose logging broke off (why); a later driver completes the run and
+replaces it by ``COMPLETED_TAG``."""
+COMPLETED_TAG = "calib.logging_completed"
 """When a trial run's logging began (ms since the epoch): a run still RUNNING long after
 was left by a driver that died while logging it (``MlflowTracker.close_stale_runs``)."""
 
@@ -136,8 +140,8 @@ class Tracker(Protocol):
     def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str],
                     objective: str = "objective", dataset: DatasetRecord | None = None,
                     description: str = "", stale_s: float = 120.0) -> None: ...
-    def log_trial(self, record: TrialRecord) -> str | None: ...
-    def logged_trials(self) -> set[int] | None: ...
+    def log_trial(self, record: TrialRecord, run_id: str | None = None) -> str | None: ...
+    def logged_trials(self) -> dict[int, str | None] | None: ...
     def update_best(self, best: BestRecord, series: list[tuple[int, float]]) -> None: ...
     def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None,
                   status: str = "FINISHED") -> None: ...
@@ -151,10 +155,10 @@ class NullTracker:
                     description: str = "", stale_s: float = 120.0) -> None:
         return None
 
-    def log_trial(self, record: TrialRecord) -> str | None:
+    def log_trial(self, record: TrialRecord, run_id: str | None = None) -> str | None:
         return None
 
-    def logged_trials(self) -> set[int] | None:
+    def logged_trials(self) -> dict[int, str | None] | None:
         return None
 
     def update_best(self, best: BestRecord, series: list[tuple[int, float]]) -> None:
@@ -311,17 +315,28 @@ class MlflowTracker:
         if self._dataset is not None:
             self.client.log_inputs(self.parent_run_id, datasets=[self._dataset])
 
-    def log_trial(self, record: TrialRecord) -> str | None:
+    def log_trial(self, record: TrialRecord, run_id: str | None = None) -> str | None:
+        """Log a finished trial as a run under the study's parent run, ended FINISHED
+        (COMPLETE) or FAILED. ``run_id``: a run of this trial whose logging broke off
+        (``logged_trials``) is completed instead of starting another: the trial keeps one run."""
         from mlflow.entities import Metric, Param, RunTag
 
         assert self.experiment_id is not None and self.parent_run_id is not None
         tags = {"mlflow.parentRunId": self.parent_run_id, ROLE_TAG: "trial", **record.tags,
                 "trial_number": str(record.number), "state": record.state}
         now = int(time.time() * 1000)
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{record.number:05d}",
-                                     tags={**tags, LOGGING_TAG: str(now)}, start_time=record.start_ms)
-        rid = run.info.run_id
+        if run_id is None:
+            rid = self.client.create_run(self.experiment_id, run_name=f"trial-{record.number:05d}",
+                                         tags={**tags, LOGGING_TAG: str(now)}, start_time=record.start_ms).info.run_id
+        else:
+            rid = run_id
+            self.client.update_run(rid, status="RUNNING")
+            self.client.set_tag(rid, LOGGING_TAG, str(now))
         try:
+            if run_id is not None:
+                why = self.client.get_run(rid).data.tags.get(BROKEN_TAG, "unknown")
+                self.client.set_tag(rid, COMPLETED_TAG, f"logging had broken off ({why}); completed later"[:5000])
+                self.client.delete_tag(rid, BROKEN_TAG)
             metrics = [Metric(k, float(v), now, record.number) for k, v in record.metrics.items()
                        if v is not None and math.isfinite(float(v))]
             params = [Param(k, f"{float(v):.6g}") for k, v in record.params.items()]
@@ -340,17 +355,25 @@ class MlflowTracker:
             self.client.log_metric(self.parent_run_id, f"trial_{self.objective}", float(value), now, record.number)
         return rid
 
-    def logged_trials(self) -> set[int]:
-        """Numbers of the trials that have an ended run under the study's parent run."""
+    def logged_trials(self) -> dict[int, str | None]:
+        """The trials that have an ended run under the study's parent run: trial number ->
+        None when a run of it was logged whole, else the id of a run whose logging broke off
+        (tagged ``calib.logging_error``: its driver stopped, or MLflow failed, while it was
+        written), which ``log_trial(record, run_id)`` completes."""
         assert self.experiment_id is not None and self.parent_run_id is not None
-        out: set[int] = set()
+        out: dict[int, str | None] = {}
         token = None
         while True:
             page = self.client.search_runs([self.experiment_id], filter_string=(
                 f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and tags.`{ROLE_TAG}` = 'trial'"),
                 max_results=1000, page_token=token)
-            out.update(int(r.data.tags["trial_number"]) for r in page
-                       if r.info.status != "RUNNING" and r.data.tags.get("trial_number", "").isdigit())
+            for r in page:
+                number = r.data.tags.get("trial_number", "")
+                if r.info.status == "RUNNING" or not number.isdigit():
+                    continue
+                whole = BROKEN_TAG not in r.data.tags
+                if whole or out.get(int(number), r.info.run_id) is not None:
+                    out[int(number)] = None if whole else r.info.run_id
             token = page.token
             if not token:
                 return out
@@ -415,7 +438,7 @@ class MlflowTracker:
         FAILED when MLflow or the files failed (best effort: the store may be what broke)."""
         status = "FAILED" if isinstance(exc, Exception) else "KILLED"
         try:
-            self.client.set_tag(rid, "calib.logging_error", f"{exc.__class__.__name__}: {exc}"[:5000])
+            self.client.set_tag(rid, BROKEN_TAG, f"{exc.__class__.__name__}: {exc}"[:5000])
         except Exception:
             pass
         try:
@@ -437,7 +460,7 @@ class MlflowTracker:
             began = int(since) if since and since.isdigit() else (run.info.start_time or 0)
             if now - began < stale_s * 1000:
                 continue
-            self.client.set_tag(run.info.run_id, "calib.logging_error",
+            self.client.set_tag(run.info.run_id, BROKEN_TAG,
                                 "the driver stopped while this run was logged; the ledger has the trial")
             self.client.set_terminated(run.info.run_id, status="KILLED")
             closed.append(run.info.run_id)
@@ -516,8 +539,9 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
     """Refuse, before anything is written, a ``--tracking-uri`` that cannot be used: a
     scheme MLflow has no store for, a server that does not answer an API call within
     ``timeout_s`` (down, not MLflow, or refusing this host name), or a database that cannot
-    be opened (``InputError``). MLflow itself
-    would retry an unreachable server for minutes, after the study had been created."""
+    be opened, or a local store (a SQLite file, a folder) that cannot be created where the
+    URI puts it (``InputError``). MLflow itself would retry an unreachable server for
+    minutes, and fail on a local path only once the study had been created."""
     import urllib.error
     import urllib.request
     from urllib.parse import urlsplit
@@ -525,6 +549,8 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
     if uri == "none":
         return
     scheme = urlsplit(uri).scheme.split("+")[0].lower()
+    if scheme in ("", "file", "sqlite"):
+        _check_local_store(uri, scheme)
     if not scheme:  # a local folder (MLflow's file store)
         return
     if scheme not in TRACKING_SCHEMES:
@@ -551,3 +577,24 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
             check_storage(uri, timeout_s=int(timeout_s))
         except InputError as exc:
             raise InputError("--tracking-uri", "uri", exc.message) from exc
+
+
+def _check_local_store(uri: str, scheme: str) -> None:
+    """A local MLflow store must be creatable: the folder of a SQLite file, or a file store
+    (a plain path or ``file://``), must be a writable folder or one that can be created."""
+    from urllib.parse import unquote, urlsplit
+
+    from sqlalchemy.engine import make_url
+
+    from .paths import check_folder
+
+    if scheme == "sqlite":
+        db = make_url(uri).database
+        if db in (None, "", ":memory:"):
+            return
+        path = Path(db)
+        if path.is_dir():
+            raise InputError("--tracking-uri", "uri", f"{path} is a folder, not a SQLite database file")
+        check_folder(path.parent, "--tracking-uri", "uri")
+    else:
+        check_folder(Path(unquote(urlsplit(uri).path)) if scheme == "file" else Path(uri), "--tracking-uri", "uri")

@@ -110,8 +110,9 @@ class Study:
               parent: str = "FINISHED") -> list[optuna.trial.FrozenTrial]:
         """The invariants: the completed trials ``before`` are there with their values; no
         trial RUNNING or WAITING; exactly ``budget`` finished trials that count; no MLflow
-        run RUNNING, the parent ``parent``, a trial run for each completed trial; no LAMMPS
-        process left under the test's folder."""
+        run RUNNING, the parent ``parent``, a trial run for each completed trial, at most one
+        run per trial, FINISHED for a COMPLETE trial and FAILED for a FAIL one (none KILLED
+        or half-written); no LAMMPS process left under the test's folder."""
         trials = self.ledger()
         after = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
         for n, v in before.items():
@@ -124,8 +125,16 @@ class Study:
         runs = self.mlflow_runs(tracking_uri)
         assert not [r.data.tags.get("mlflow.runName") for r in runs if r.info.status == "RUNNING"]
         assert [r.info.status for r in runs if r.data.tags.get("calib.role") == "study"] == [parent]
-        logged = {int(r.data.tags["trial_number"]) for r in runs if r.data.tags.get("calib.role") == "trial"}
+        trial_runs = [r for r in runs if r.data.tags.get("calib.role") == "trial"]
+        logged = {int(r.data.tags["trial_number"]) for r in trial_runs}
         assert set(after) <= logged, f"completed trials without an MLflow run: {set(after) - logged}"
+        numbers = [int(r.data.tags["trial_number"]) for r in trial_runs]
+        assert len(numbers) == len(set(numbers)), f"a trial with two MLflow runs: {sorted(numbers)}"
+        state = {t.number: t.state for t in trials}
+        want = {TrialState.COMPLETE: "FINISHED", TrialState.FAIL: "FAILED"}
+        wrong = [(n, state.get(n), r.info.status) for n, r in zip(numbers, trial_runs)
+                 if want.get(state.get(n)) != r.info.status]
+        assert not wrong, f"MLflow run states that do not match the ledger (trial, ledger, run): {wrong}"
         assert not lammps_under(self.root), "a LAMMPS process outlived its driver"
         return trials
 
@@ -146,8 +155,8 @@ def wait_for(cond, timeout_s: float = 120.0, what: str = "") -> None:
 def test_driver_killed_then_resumed(tmp_path: Path, fault: str) -> None:
     """SIGKILL of the driver during trial N's LAMMPS run, while its MLflow run is written,
     or inside the model's proposal: the resumed driver recovers the trial (re-proposing its
-    point if it had not been told), closes the MLflow run the dead one left RUNNING, and
-    meets the budget."""
+    point if it had not been told), completes the MLflow run the dead one left half-written
+    (one run per trial, FINISHED, with its files), and meets the budget."""
     study = Study(tmp_path, "killed")
     study.run(fault, expect=-signal.SIGKILL)
     before = study.complete()
@@ -157,11 +166,18 @@ def test_driver_killed_then_resumed(tmp_path: Path, fault: str) -> None:
     summary = parse_json_stdout(study.run())
     trials = study.check(before)
     victim = trials[number]
-    if fault.startswith("kill-logging"):  # told before it was logged: kept, and its broken run ended
+    if fault.startswith("kill-logging"):  # told before it was logged: kept, and its broken run completed
         assert victim.state == TrialState.COMPLETE and number in before
         [run] = [r for r in study.mlflow_runs() if r.data.tags.get("trial_number") == str(number)]
-        assert run.info.status == "KILLED" and "driver stopped" in run.data.tags["calib.logging_error"]
-        assert run.data.metrics  # its metrics were written before the driver died
+        assert run.info.status == "FINISHED" and "calib.logging_error" not in run.data.tags
+        assert "driver stopped" in run.data.tags["calib.logging_completed"]
+        assert run.data.tags["calib.logged_late"] == "from the trial's record"
+        [objective] = [v for k, v in run.data.metrics.items() if k.startswith("objective_")]
+        assert objective == pytest.approx(victim.value)
+        from mlflow.tracking import MlflowClient
+
+        arts = {a.path for a in MlflowClient(tracking_uri=study.tracking_uri).list_artifacts(run.info.run_id)}
+        assert {"log.lammps", "log.lammps.txt", "params.json"} <= arts, arts
     else:  # lost, and its point re-proposed
         assert victim.state == TrialState.FAIL and number in lost_numbers(trials)
         [run] = [r for r in study.mlflow_runs() if r.data.tags.get("trial_number") == str(number)]

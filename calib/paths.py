@@ -1,0 +1,38 @@
+"""Where calib will write: checks that a folder can be written (run before the first write,
+so that bad input writes nothing) and new run folders that never collide."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import InputError
+
+
+def check_folder(path: Path, option: str = "--runs-dir", field: str | None = None) -> None:
+    """``path`` must be a writable folder, or one that can be created (its first existing
+    ancestor a writable folder); ``InputError`` on ``option`` (and ``field``, default the
+    option's name) otherwise. Nothing is created."""
+    field = field or option.lstrip("-").replace("-", "_")
+    p = path
+    while not p.exists() and not p.is_symlink() and p.parent != p:
+        p = p.parent
+    if not p.is_dir():
+        where = "is a file" if p == path else f"cannot be created: {p} is a file"
+        raise InputError(option, field, f"{path} {where}, not a folder")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise InputError(option, field, f"{path} cannot be written: {p} is not writable")
+
+
+def new_folder(parent: Path, stem: str) -> Path:
+    """A new folder ``parent/stem`` (``stem-2``, ``stem-3``, ... if taken: two commands
+    started in the same second get their own), created with its parents."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = parent / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent / stem}: 999 folders of this name exist")
