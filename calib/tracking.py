@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -63,7 +64,12 @@ class DatasetRecord:
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
         df = pd.DataFrame(list(self.rows))
-        ds = mlflow.data.from_pandas(df, source=self.source, name=self.name)
+        with warnings.catch_warnings():
+            # MLflow's own noise on every study: it registers its local-file source twice, and
+            # its digest calls a pandas function deprecated in pandas 4
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple")
+            warnings.filterwarnings("ignore", module="mlflow.data.digest_utils")
+            ds = mlflow.data.from_pandas(df, source=self.source, name=self.name)
         return DatasetInput(ds._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "targets")])
 
 
