@@ -164,3 +164,48 @@ def test_every_shipped_study_file_loads(path: Path) -> None:
     loaded = load_study(path)
     assert loaded.spec.name == path.stem  # the study is found under the name of its file
     assert loaded.spec.fidelity == loaded.spec.ladder[-1]
+
+
+# --------------------------------------------------------------------------- folders that cannot be written
+
+
+def _without_root_override(args: list[str]) -> list[str]:
+    """``args`` run so that file permissions hold: as root (the tests' user here), without
+    the capabilities that let root write anywhere (``setpriv``, util-linux); as another
+    user, unchanged."""
+    if os.geteuid() != 0:
+        return args
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *args]
+
+
+@pytest.mark.parametrize("where", ["runs-dir", "tracking-uri", "storage", "export-out"])
+def test_a_folder_that_cannot_be_written_is_refused_before_anything_is_written(inputs: Inputs, where: str) -> None:
+    """A read-only folder for the runs, the MLflow store, the ledger or the export: one
+    line naming the option and the folder, exit 2, nothing written (``os.access`` decides,
+    so the test drops root's permission override to mean anything)."""
+    ro = inputs.root / "readonly"
+    ro.mkdir()
+    runs = inputs.root / "runs"
+    cases = {
+        "runs-dir": (["--runs-dir", str(ro / "runs")], "--runs-dir"),
+        "tracking-uri": (["--runs-dir", str(runs), "--tracking-uri", f"sqlite:///{ro / 'mlruns' / 'mlflow.db'}"],
+                         "--tracking-uri"),
+        "storage": (["--runs-dir", str(runs), "--storage", f"sqlite:///{ro / 'calib.db'}"], "--storage"),
+        "export-out": (None, "--out"),
+    }
+    extra, option = cases[where]
+    if extra is None:
+        args = ["export", "--study", "ssb_slurry", "--runs-dir", str(runs), "--out", str(ro / "table")]
+    else:
+        args = ["optimize", "--stage", "slurry", "--study", str(inputs.study), "--fidelity", "smoke",
+                "--trials", "1", *extra]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    ro.chmod(0o555)
+    try:
+        err = assert_bad_input(inputs, lambda: subprocess.run(
+            _without_root_override([sys.executable, "-m", "calib.cli", *args]), cwd=inputs.root,
+            capture_output=True, text=True, env=env, timeout=120), option, str(ro))
+    finally:
+        ro.chmod(0o755)
+    assert "not writable" in err or "cannot be written" in err, err
