@@ -360,15 +360,38 @@ class Recovery:
         requeue(study, t)
         self.recovered.append(t)
 
+    @staticmethod
+    def _give_reasons(study: optuna.Study) -> None:
+        """The ledger's reason on each trial ``fail_stale_trials`` is about to fail: once it
+        is FAIL its attributes cannot be set. The stale trials are the ones Optuna's function
+        itself fails (``_get_stale_trial_ids``, the heartbeat storage's interface to it)."""
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.storages._heartbeat import is_heartbeat_enabled
+
+        storage = study._storage
+        if not is_heartbeat_enabled(storage):
+            return
+        backend = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
+        grace = getattr(backend, "grace_period", None) or 2 * storage.get_heartbeat_interval()
+        for trial_id in storage._get_stale_trial_ids(study._study_id):
+            try:
+                ident = storage.get_trial(trial_id).user_attrs.get("calib_driver", "?")
+                storage.set_trial_user_attr(trial_id, "fail_reason",
+                                            f"driver lost: no heartbeat for over {grace:g} s (driver {ident})")
+                storage.set_trial_user_attr(trial_id, "calib_lost", True)
+            except UpdateFinishedTrialError:  # another driver failed it first: it gave the reason
+                continue
+
     def sweep(self, study: optuna.Study) -> list[FrozenTrial]:
         """Recover what can be recovered now; returns the trials recovered by this sweep."""
         from optuna.exceptions import UpdateFinishedTrialError
 
         before = len(self.recovered)
+        storage = study._storage
+        self._give_reasons(study)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-        storage = study._storage
         now = datetime.datetime.now()
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             ident = t.user_attrs.get("calib_driver")

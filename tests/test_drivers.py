@@ -108,6 +108,7 @@ def test_stale_heartbeat_is_recovered_by_another_driver(tmp_path: Path):
             in " ".join(proc.stderr.split()))  # the console wraps long lines
     trials = optuna.load_study(study_name=name, storage=storage).get_trials()
     assert trials[0].state == TrialState.FAIL and 0 in ledger.lost_numbers(trials)
+    assert trials[0].user_attrs["fail_reason"] == "driver lost: no heartbeat for over 4 s (driver elsewhere.example:4242:1)"
     assert [t.state for t in trials[1:]] == [TrialState.COMPLETE]
     assert trials[1].user_attrs["calib_reproposed_from"] == 0 and trials[1].params == pytest.approx(ghost.params)
 

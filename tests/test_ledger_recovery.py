@@ -64,6 +64,9 @@ def test_a_stale_heartbeat_from_another_host_is_recovered_after_the_grace_period
     time.sleep(3.2)
     assert [t.number for t in study.recovery.sweep(study)] == [other.number]
     assert other.number in ledger.lost_numbers(study.get_trials())
+    # failed by Optuna's stale-heartbeat check, with the ledger's reason (set while it could be)
+    assert study.get_trials()[other.number].user_attrs["fail_reason"] == \
+        "driver lost: no heartbeat for over 2 s (driver elsewhere.example:1:1)"
 
 
 def test_a_trial_never_tagged_is_recovered_after_the_grace_period(study):
