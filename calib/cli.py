@@ -23,16 +23,18 @@ from .study import DEFAULT_STUDY
 
 
 
-def usage_error_line(exc: Exception) -> str:
+def usage_error_line(exc: Exception, command: str | None = None) -> str:
     """The one line for a command-line usage error that the CLI's parser (typer's click)
     found: an unknown option or command, a missing option or value, an extra argument.
     ``calib: error: <option, or the command>: <field>: <click's message>; see '<command> --help'``,
-    like every other bad input (click would print a usage box of several lines)."""
+    like every other bad input (click would print a usage box of several lines). ``command``
+    (e.g. ``calib optimize``) names the command when click's error does not carry it."""
     from typer._click.exceptions import BadOptionUsage, BadParameter, NoSuchOption
 
     ctx = getattr(exc, "ctx", None)
-    sub = ctx.command_path.split(" ", 1)[1:] if ctx is not None else []
-    command = " ".join(["calib", *sub])  # whatever name the program was started by
+    if ctx is not None:
+        command = " ".join(["calib", *ctx.command_path.split(" ", 1)[1:]])  # whatever the program's name
+    command = command or "calib"
     message = " ".join(exc.format_message().split()).rstrip(".")  # one line, whatever click wrapped
     where, field = command, "usage"
     if isinstance(exc, (NoSuchOption, BadOptionUsage)):
@@ -56,10 +58,14 @@ class _OneLineUsageErrors(typer.core.TyperGroup):
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except NoArgsIsHelpError as exc:
-            exc.show()
+            if exc.format_message().strip():  # (with rich, the help is already printed)
+                exc.show()
             sys.exit(exc.exit_code)
         except UsageError as exc:
-            typer.echo(usage_error_line(exc), err=True)
+            given = kwargs.get("args", args[0] if args else None)
+            words = list(sys.argv[1:] if given is None else given)
+            sub = next((w for w in words if w in self.commands), None)  # the command, if one was named
+            typer.echo(usage_error_line(exc, f"calib {sub}" if sub else None), err=True)
             sys.exit(2)
         except ClickException as exc:
             typer.echo(f"calib: error: {' '.join(exc.format_message().split())}", err=True)
@@ -408,7 +414,7 @@ def refine(
         for t in study.get_trials(deepcopy=False):
             if t.number < first_new or not t.user_attrs.get(MANUAL_ATTR) or not t.state.is_finished():
                 continue
-            if t.user_attrs.get("calib_lost"):
+            if t.state.name == "FAIL" and t.user_attrs.get("calib_lost"):
                 continue
             row = {"trial": t.number, "params": dict(t.params), "state": t.state.name, "value": t.value,
                    "origin": t.user_attrs[MANUAL_ATTR], "outside_bounds": t.user_attrs.get("calib_outside_bounds"),
@@ -749,7 +755,7 @@ def export(
 
 
 def main() -> None:  # console script entry point
-    app()
+    app(prog_name="calib")
 
 
 if __name__ == "__main__":

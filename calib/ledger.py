@@ -342,9 +342,9 @@ class Recovery:
     """Finds trials whose driver is gone, fails them and re-queues their parameters.
 
     Liveness is Optuna's heartbeat: each driver records one for its running trials every
-    ``heartbeat_interval`` s; a trial without one for ``grace_period`` s is failed by
-    ``optuna.storages.fail_stale_trials`` (which lets exactly one driver win the trial) and
-    this object, the storage's stale-trial callback, re-queues it. On top, a trial whose
+    ``heartbeat_interval`` s; a trial without one for ``grace_period`` s is failed as
+    ``optuna.storages.fail_stale_trials`` does (exactly one driver wins the trial), with the
+    ledger's reason (``_fail_stale``), and this object, the stale-trial callback, re-queues it. On top, a trial whose
     driver ran on this host and has exited is recovered at once (``driver_alive``), without
     waiting for the grace period, and a trial that was asked more than ``grace_s`` ago but
     never tagged (its driver died inside ``ask``, before its first heartbeat) is recovered
@@ -360,11 +360,12 @@ class Recovery:
         requeue(study, t)
         self.recovered.append(t)
 
-    @staticmethod
-    def _give_reasons(study: optuna.Study) -> None:
-        """The ledger's reason on each trial ``fail_stale_trials`` is about to fail: once it
-        is FAIL its attributes cannot be set. The stale trials are the ones Optuna's function
-        itself fails (``_get_stale_trial_ids``, the heartbeat storage's interface to it)."""
+    def _fail_stale(self, study: optuna.Study) -> None:
+        """``optuna.storages.fail_stale_trials`` with the ledger's reason: each trial whose
+        heartbeat is stale (the heartbeat storage's ``_get_stale_trial_ids``, which Optuna's
+        own function uses) gets ``fail_reason`` and ``calib_lost`` while it can (a finished
+        trial's attributes cannot be set), then is failed, and the trials this driver failed
+        go to the stale-trial callback (this object) as Optuna's function does."""
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.storages._heartbeat import is_heartbeat_enabled
 
@@ -379,8 +380,11 @@ class Recovery:
                 storage.set_trial_user_attr(trial_id, "fail_reason",
                                             f"driver lost: no heartbeat for over {grace:g} s (driver {ident})")
                 storage.set_trial_user_attr(trial_id, "calib_lost", True)
-            except UpdateFinishedTrialError:  # another driver failed it first: it gave the reason
+                if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                    continue
+            except UpdateFinishedTrialError:  # another driver failed it first (and gave the reason)
                 continue
+            self(study, storage.get_trial(trial_id))
 
     def sweep(self, study: optuna.Study) -> list[FrozenTrial]:
         """Recover what can be recovered now; returns the trials recovered by this sweep."""
@@ -388,10 +392,7 @@ class Recovery:
 
         before = len(self.recovered)
         storage = study._storage
-        self._give_reasons(study)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+        self._fail_stale(study)
         now = datetime.datetime.now()
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             ident = t.user_attrs.get("calib_driver")

@@ -82,12 +82,12 @@ STUDY_TAG = "calib.study"
 ROLE_TAG = "calib.role"
 UID_TAG = "calib.study_uid"
 LOGGING_TAG = "calib.logging_started_ms"
+"""When a trial run's logging began (ms since the epoch): a run still RUNNING long after
+was left by a driver that died while logging it (``MlflowTracker.close_stale_runs``)."""
 BROKEN_TAG = "calib.logging_error"
 """On a trial run whose logging broke off (why); a later driver completes the run and
 replaces it by ``COMPLETED_TAG``."""
 COMPLETED_TAG = "calib.logging_completed"
-"""When a trial run's logging began (ms since the epoch): a run still RUNNING long after
-was left by a driver that died while logging it (``MlflowTracker.close_stale_runs``)."""
 
 
 @dataclass(frozen=True)
@@ -336,13 +336,10 @@ class MlflowTracker:
                                          tags={**tags, LOGGING_TAG: str(now)}, start_time=record.start_ms).info.run_id
         else:
             rid = run_id
-            self.client.update_run(rid, status="RUNNING")
-            self.client.set_tag(rid, LOGGING_TAG, str(now))
         try:
-            if run_id is not None:
-                why = self.client.get_run(rid).data.tags.get(BROKEN_TAG, "unknown")
-                self.client.set_tag(rid, COMPLETED_TAG, f"logging had broken off ({why}); completed later"[:5000])
-                self.client.delete_tag(rid, BROKEN_TAG)
+            if run_id is not None:  # the logging tag first: no other driver takes it for a dead driver's
+                self.client.set_tag(rid, LOGGING_TAG, str(now))
+                self.client.update_run(rid, status="RUNNING")
             metrics = [Metric(k, float(v), now, record.number) for k, v in record.metrics.items()
                        if v is not None and math.isfinite(float(v))]
             params = [Param(k, f"{float(v):.6g}") for k, v in record.params.items()]
@@ -352,6 +349,11 @@ class MlflowTracker:
             if record.state != "COMPLETE" and tags.get("fail_reason"):
                 self.client.log_text(rid, tags["fail_reason"] + "\n", "fail_reason.txt")
             self._log_files(rid, record)
+            if run_id is not None:  # whole now: say what had broken off
+                broken = self.client.get_run(rid).data.tags.get(BROKEN_TAG)
+                if broken is not None:
+                    self.client.set_tag(rid, COMPLETED_TAG, f"logging had broken off ({broken}); completed later"[:5000])
+                    self.client.delete_tag(rid, BROKEN_TAG)
         except BaseException as exc:  # the run must not stay RUNNING: end it, say why, and let the caller know
             self._end_broken(rid, exc)
             raise
@@ -362,10 +364,11 @@ class MlflowTracker:
         return rid
 
     def logged_trials(self) -> dict[int, str | None]:
-        """The trials that have an ended run under the study's parent run: trial number ->
-        None when a run of it was logged whole, else the id of a run whose logging broke off
-        (tagged ``calib.logging_error``: its driver stopped, or MLflow failed, while it was
-        written), which ``log_trial(record, run_id)`` completes."""
+        """The trials that have a run under the study's parent run: trial number -> None
+        when a run of it was logged whole or is being logged (RUNNING: a live driver's; the
+        stale ones were ended at ``start_study``), else the id of a run whose logging broke
+        off (tagged ``calib.logging_error``: its driver stopped, or MLflow failed, while it
+        was written), which ``log_trial(record, run_id)`` completes."""
         assert self.experiment_id is not None and self.parent_run_id is not None
         out: dict[int, str | None] = {}
         token = None
@@ -375,9 +378,9 @@ class MlflowTracker:
                 max_results=1000, page_token=token)
             for r in page:
                 number = r.data.tags.get("trial_number", "")
-                if r.info.status == "RUNNING" or not number.isdigit():
+                if not number.isdigit():
                     continue
-                whole = BROKEN_TAG not in r.data.tags
+                whole = r.info.status == "RUNNING" or BROKEN_TAG not in r.data.tags
                 if whole or out.get(int(number), r.info.run_id) is not None:
                     out[int(number)] = None if whole else r.info.run_id
             token = page.token
@@ -595,7 +598,11 @@ def _check_local_store(uri: str, scheme: str) -> None:
     from .paths import check_folder
 
     if scheme == "sqlite":
-        db = make_url(uri).database
+        try:
+            db = make_url(uri).database
+        except Exception as exc:
+            raise InputError("--tracking-uri", "uri", f"not a usable SQLAlchemy URL: {uri!r} "
+                                                      f"({exc.__class__.__name__}: {exc})") from exc
         if db in (None, "", ":memory:"):
             return
         path = Path(db)
