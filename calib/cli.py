@@ -279,7 +279,8 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
                 if not as_json:
                     progress.console.print(("  " if e.kind == "complete" else "  FAIL ") + text)
             elif e.kind == "warning":
-                progress.console.print(f"  warning (trial {e.trial}): {e.message}")
+                progress.console.print(f"  warning (trial {e.trial}): {e.message}" if e.trial >= 0
+                                       else f"  warning: {e.message}")  # -1: about the study
             elif e.kind == "recovered":
                 progress.console.print(f"  recovered trial {e.trial}: {e.message}")
             elif e.kind == "reattached":

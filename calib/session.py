@@ -239,7 +239,8 @@ class StudySession:
             except Exception as exc:
                 self.emit(Event("warning", t.number, f"MLflow logging failed: {exc}"))
         if done:
-            self.emit(Event("warning", -1, f"trials {', '.join(map(str, done))} had no complete MLflow run (the "
+            self.emit(Event("warning", -1, f"trial{'s' if len(done) > 1 else ''} {', '.join(map(str, done))} had "
+                                           "no complete MLflow run (the "
                                            "tracking store was unreachable, or their driver stopped while logging): "
                                            "logged now"))
             try:
