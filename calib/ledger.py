@@ -163,7 +163,9 @@ def check_storage(url: str, timeout_s: int = 5, runs_dir: Path | None = None) ->
                                              f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
     if u.get_backend_name() == "sqlite":
         if runs_dir is not None and u.database not in (None, "", ":memory:"):
-            _check_sqlite_file(Path(u.database), runs_dir)
+            from .paths import check_sqlite_file
+
+            check_sqlite_file(Path(u.database), "--storage", "url", folder_made=runs_dir)
         return
     args = {"connect_timeout": timeout_s} if u.get_backend_name() in ("postgresql", "mysql") else {}
     engine = create_engine(u, connect_args=args, poolclass=NullPool)
@@ -174,19 +176,6 @@ def check_storage(url: str, timeout_s: int = 5, runs_dir: Path | None = None) ->
         raise InputError("--storage", "url", f"cannot open {_shown(u)}: {_db_error(exc)}") from exc
     finally:
         engine.dispose()
-
-
-def _check_sqlite_file(path: Path, runs_dir: Path) -> None:
-    from .paths import check_folder
-
-    if path.is_dir():
-        raise InputError("--storage", "url", f"{path} is a folder, not a SQLite database file")
-    if path.exists() or path.parent.resolve() == runs_dir.resolve():
-        return
-    if not path.parent.is_dir():
-        raise InputError("--storage", "url", f"{path.parent} is not an existing folder (SQLite creates the "
-                                             "database file, not its folder)")
-    check_folder(path.parent, "--storage", "url")
 
 
 def study_exists(name: str, storage: str) -> bool:

@@ -595,7 +595,7 @@ def _check_local_store(uri: str, scheme: str) -> None:
 
     from sqlalchemy.engine import make_url
 
-    from .paths import check_folder
+    from .paths import check_folder, check_sqlite_file
 
     if scheme == "sqlite":
         try:
@@ -605,9 +605,6 @@ def _check_local_store(uri: str, scheme: str) -> None:
                                                       f"({exc.__class__.__name__}: {exc})") from exc
         if db in (None, "", ":memory:"):
             return
-        path = Path(db)
-        if path.is_dir():
-            raise InputError("--tracking-uri", "uri", f"{path} is a folder, not a SQLite database file")
-        check_folder(path.parent, "--tracking-uri", "uri")
+        check_sqlite_file(Path(db), "--tracking-uri", "uri")  # MLflow makes the folder itself
     else:
         check_folder(Path(unquote(urlsplit(uri).path)) if scheme == "file" else Path(uri), "--tracking-uri", "uri")
