@@ -72,7 +72,7 @@ def plot_viscosity_curve(path: Path, rates: Sequence, measured: ViscosityCurve, 
 
 def plot_density_trajectory(path: Path, steps: Sequence[float], density_g_cm3: Sequence[float], ramp_steps: int,
                             window_blocks: int, target: float | None = None, target_sd: float | None = None,
-                            title: str = "") -> Path:
+                            title: str = "", window_label: str = "plateau-test window") -> Path:
     """Block-mean slurry density (g/cm^3) against MD step: the ramp (grey), the hold, the
     plateau test's window (the last ``window_blocks`` blocks, shaded) and the target
     (line; band = its stated uncertainty)."""
@@ -82,7 +82,7 @@ def plot_density_trajectory(path: Path, steps: Sequence[float], density_g_cm3: S
         if ramp_steps > 0:
             ax.axvspan(0, ramp_steps, color="tab:gray", alpha=0.15, label="pressure ramp")
         if len(steps) >= window_blocks > 0:
-            ax.axvspan(steps[-window_blocks], steps[-1], color="tab:green", alpha=0.15, label="plateau-test window")
+            ax.axvspan(steps[-window_blocks], steps[-1], color="tab:green", alpha=0.15, label=window_label)
         if target is not None:
             ax.axhline(target, color="black", lw=1.2, label="target")
             if target_sd:

@@ -63,11 +63,15 @@ class Provenance(_Model):
 
 
 class Target(_Model):
-    """One experimental target: value in ``unit``, optional 1-sigma uncertainty (same unit)."""
+    """One experimental target: value in ``unit``, optional 1-sigma uncertainty (same unit),
+    and optionally the simulation protocol under which a model's value is comparable with it
+    (e.g. ``seed`` for the slurry density the seed read at the end of its protocol); a study
+    scoring it under another protocol is refused unless it consents."""
 
     value: float
     unit: str
     uncertainty: float | None = None
+    protocol: str | None = None
     provenance: Provenance
 
     @model_validator(mode="after")

@@ -1,5 +1,6 @@
-"""The slurry deck's protocol (public inputs: npt/sphere with a pressure ramp, then a hold at
-the set point until the density plateaus), checked line by line against hand-written
+"""The slurry deck's protocols (``seed``, the public inputs': npt/sphere with the pressure
+ramped over the whole run; ``ramp_hold``: a ramp, then a hold at the set point until the
+density plateaus) and their compression, checked line by line against hand-written
 expectations, and the random placement's guarantees."""
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ def _smoke():
     return loaded, fid, slurry_system(loaded.dataset, fid)
 
 
-def test_deck_follows_the_public_npt_protocol_in_micro_units():
+def test_ramp_hold_deck_ramps_then_holds_until_the_plateau():
     loaded, fid, system = _smoke()
+    loaded = loaded.with_section("slurry", protocol="ramp_hold")
     run = slurry_run_spec(loaded.spec, fid, seed=1)
     lines = slurry_deck(system, TABLE_S1_SLURRY, run).splitlines()
     assert "units micro" in lines and "atom_style sphere" in lines and "comm_modify vel yes" in lines
@@ -47,9 +49,54 @@ def test_deck_follows_the_public_npt_protocol_in_micro_units():
     assert lines.index("write_data final.data") > lines.index("label density_done")
 
 
-GOLDEN_DECK = Path(__file__).parent / "golden" / "slurry_smoke_table_s1.in"
-"""The slurry deck of the default study at smoke fidelity, Table S1 slurry column, seed 1,
-the neighbor style a trial resolves ('auto' -> multi): checked in, reviewed against
+def test_seed_deck_ramps_over_the_whole_compressed_run():
+    """Smoke runs the seed protocol (2e7 steps at k = 1) compressed 1000-fold under the
+    temperature law: 20,000 steps, T = 300 x 1000^2 K, the public Tdamp, Pdamp and step; one
+    ramp 0 -> 1 atm over the whole run, 200 density blocks of 100 steps, no hold."""
+    loaded, fid, system = _smoke()
+    assert loaded.spec.slurry.protocol == "seed" and fid.compression == 1000
+    run = slurry_run_spec(loaded.spec, fid, seed=1)
+    lines = slurry_deck(system, TABLE_S1_SLURRY, run).splitlines()
+    ramp = "fix npt all npt/sphere temp 3e+08 3e+08 0.2 iso 0 101.325 1000"
+    assert ramp in lines and lines[lines.index(ramp) + 1] == "run 20000"
+    assert "timestep 0.001" in lines and "velocity all create 3e+08 107919 dist gaussian mom yes rot yes" in lines
+    assert 'fix rho_blocks all ave/time 10 10 100 v_rho file density_blocks.txt format " %.17g"' in lines
+    assert [ln.split()[3] for ln in lines if ln.startswith("fix ")] == ["ave/time", "npt/sphere"]
+    assert not any("plateau" in ln or ln.startswith("label") for ln in lines)
+    assert lines[-3:] == ['print "blocks 200 stopped 0 steps $(step)" file density_status.txt',
+                          "write_data final.data", "write_restart final.restart"]
+
+
+def test_compression_laws_against_hand_computed_settings():
+    """k = 10 on the public protocol (2e7 steps of 0.001 us, 300 K, Tdamp 0.2, Pdamp 1000):
+    temperature: 2e6 steps at 30,000 K; thermal: also Tdamp 0.02 and Pdamp 100 us, so the
+    barostat mass ~ T Pdamp^2 = 3e8 K us^2 stays; timestep: 2e6 steps of 0.01 us."""
+    from sim_backends.lammps.compression import NptProtocol, barostat_mass_factor, compress
+
+    full = NptProtocol(steps=20_000_000, timestep_us=0.001, temperature_K=300.0, tdamp_us=0.2, pdamp_us=1000.0)
+    assert compress(full, 1) is full
+    t = compress(full, 10, "temperature")
+    assert (t.steps, t.timestep_us, t.temperature_K, t.tdamp_us, t.pdamp_us) == (2_000_000, 0.001, 30_000.0, 0.2,
+                                                                                  1000.0)
+    th = compress(full, 10, "thermal")
+    assert (th.steps, th.temperature_K) == (2_000_000, 30_000.0)
+    assert th.tdamp_us == pytest.approx(0.02) and th.pdamp_us == pytest.approx(100.0)
+    assert barostat_mass_factor(th) == pytest.approx(barostat_mass_factor(full)) == pytest.approx(3e8)
+    assert th.duration_us == pytest.approx(full.duration_us / 10)
+    ts = compress(full, 10, "timestep")
+    assert (ts.steps, ts.temperature_K) == (2_000_000, 300.0) and ts.timestep_us == pytest.approx(0.01)
+    assert ts.duration_us == pytest.approx(full.duration_us)
+    for bad in (0, -1, 2.5, True, 3):  # 3 does not divide 2e7
+        with pytest.raises(ValueError):
+            compress(full, bad)
+    with pytest.raises(ValueError):
+        compress(full, 10, "faster")
+
+
+GOLDEN_DECK = Path(__file__).parent / "golden" / "slurry_seed_protocol_table_s1.in"
+"""The slurry deck of the default study's protocol uncompressed (the seed's: smoke's 200 beads
+at k = 1), Table S1 slurry column, seed 1, the neighbor style a trial resolves ('auto' ->
+multi): checked in, reviewed against
 MODEL_NOTES.md (see ``test_golden_deck_holds_the_seed_model``), never written by a normal
 test run."""
 UPDATE_GOLDEN = "CALIB_UPDATE_GOLDEN"
@@ -61,6 +108,7 @@ def _golden_case_deck() -> str:
     from calib.stages.slurry import neighbor_style
 
     loaded, fid, system = _smoke()
+    fid = fid.model_copy(update={"compression": 1})
     run = slurry_run_spec(loaded.spec, fid, seed=1, neighbor=neighbor_style(fid, TABLE_S1_SLURRY, system))
     return slurry_deck(system, TABLE_S1_SLURRY, run)
 
@@ -85,8 +133,9 @@ def test_golden_deck_holds_the_seed_model():
     (MODEL_NOTES.md): micro units, spheres with ghost velocities, LJ (lj/cut) overlaid on one
     Hertzian law with kt/kn = 1.378 and gamma_t/gamma_n = 0.959, Table S1 slurry multipliers
     of the dry diameters (AM 10 um; SE 2 um smallest class; CBD at its solid 3 um bead),
-    Lorentz-Berthelot-like cross terms, dt 0.001 us, npt/sphere at 300 K ramped to 1 atm
-    (101.325 kPa) then held, no other integrator or thermostat."""
+    Lorentz-Berthelot-like cross terms, dt 0.001 us, npt/sphere at 300 K (Tdamp 0.2 us,
+    Pdamp 1000 us) ramped 0 -> 1 atm (101.325 kPa) over the public 2e7 steps, density
+    written in 200 blocks, no other integrator or thermostat."""
     lines = GOLDEN_DECK.read_text().splitlines()
     for line in ("units micro", "atom_style sphere", "boundary p p p", "comm_modify vel yes", "read_data system.data",
                  "timestep 0.001", "pair_coeff * * gran/hertz/history"):
@@ -110,11 +159,10 @@ def test_golden_deck_holds_the_seed_model():
                                         rel=1e-5)
     assert sum(ln.startswith("pair_coeff ") and " lj/cut " in ln for ln in lines) == 7 * 8 // 2  # 7 types
     fixes = [ln.split()[3] for ln in lines if ln.startswith("fix ")]
-    assert fixes == ["ave/time", "npt/sphere", "npt/sphere"]
-    assert "fix npt all npt/sphere temp 300 300 0.2 iso 0 101.325 1000" in lines
-    assert "fix npt all npt/sphere temp 300 300 0.2 iso 101.325 101.325 1000" in lines
-    assert lines.index("fix npt all npt/sphere temp 300 300 0.2 iso 0 101.325 1000") < lines.index(
-        "fix npt all npt/sphere temp 300 300 0.2 iso 101.325 101.325 1000")
+    assert fixes == ["ave/time", "npt/sphere"]
+    ramp = lines.index("fix npt all npt/sphere temp 300 300 0.2 iso 0 101.325 1000")
+    assert lines[ramp + 1] == "run 20000000"
+    assert 'fix rho_blocks all ave/time 10000 10 100000 v_rho file density_blocks.txt format " %.17g"' in lines
     assert "neighbor 1 multi" in lines  # polydisperse beads: multi binning (auto)
     assert lines[-2:] == ["write_data final.data", "write_restart final.restart"]
 

@@ -9,22 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
-from pydantic import Field, PositiveFloat, model_validator
+import numpy as np
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from objectives.errors import TargetError, density_error
 from objectives.rheology import CurveError, CurveErrorResult, ViscosityCurve, curve_error, load_rheometer_csv
 from sim_backends.lammps.beads import BeadSystem
+from sim_backends.lammps.compression import LAWS, NptProtocol, compress
 from sim_backends.lammps.forcefield import ForceFieldParams, pair_lines, resolve_type
 from sim_backends.lammps.outputs import SimulationFailed
 from sim_backends.lammps.placement import paper_scaled_box
 from sim_backends.lammps.shear import (SHEAR_BLOCKS, SHEAR_DECK, SHEAR_LOG, ShearRunSpec, shear_result,
                                        write_shear_inputs)
 from sim_backends.lammps.slurry import (DATA_FILE, DECK_FILE, DENSITY_FILE, DENSITY_STATUS, FINAL_DATA, FINAL_RESTART,
-                                        LOG_FILE, SlurryObservables, SlurryRunSpec, density_trajectory, read_slurry_observables,
+                                        LOG_FILE, SEED_BLOCKS, SEED_END_BLOCKS, SlurryObservables, SlurryRunSpec, density_trajectory, read_slurry_observables,
                                         write_slurry_inputs)
 from sim_backends.lammps.units import micro_viscosity_to_pa_s, per_s_to_micro_rate
 
@@ -47,6 +49,15 @@ class SlurrySettings(SpecModel):
     ramp as the group's public ``Slurry/in_slurry.run``: ``npt/sphere temp 300 300 0.2 iso 0
     100 1000``).
 
+    protocol: ``seed`` (default; the seed's and the public inputs': the pressure ramped
+    linearly to P0 over the whole run of ``protocol_steps`` from the seed's dilute start, the
+    density read at the end, as the mean of the last 1 % of the run) or ``ramp_hold`` (a
+    ramp of the fidelity's ``equilibration_steps``, then P0 held until the plateau test
+    passes; it does not converge at 1 atm, docs/stages/slurry.md). protocol_steps: the seed
+    protocol's length at k = 1 (public: 2e7 steps of 0.001 us); a fidelity's
+    ``compression`` k runs it in protocol_steps / k steps under ``compression_law``.
+    allow_protocol_mismatch: score a target whose dataset names another protocol anyway.
+
     pressure_start_atm: start of the pressure ramp (public: 0). tdamp_us, pdamp_us:
     Nose-Hoover thermostat and barostat damping (public: 0.2 and 1000 us).
     density_tolerance_rel: the plateau test's tolerance on the density's relative change
@@ -56,6 +67,10 @@ class SlurrySettings(SpecModel):
     the reason.
     """
 
+    protocol: Literal["seed", "ramp_hold"] = "seed"
+    protocol_steps: PositiveInt = 20_000_000
+    compression_law: Literal[LAWS] = "temperature"  # type: ignore[valid-type]
+    allow_protocol_mismatch: bool = False
     temperature_K: PositiveFloat = 300.0
     pressure_atm: PositiveFloat = 1.0
     pressure_start_atm: float = Field(default=0.0, ge=0)
@@ -130,8 +145,54 @@ def neighbor_style(fidelity: Fidelity, params: ForceFieldParams, system: BeadSys
     return "multi" if max(cut) > 2 * min(cut) else "bin"
 
 
+def seed_protocol(settings: SlurrySettings, fidelity: Fidelity) -> NptProtocol:
+    """The seed protocol at the fidelity's compression (``compress``; ValueError if k does
+    not divide ``protocol_steps`` into whole blocks)."""
+    target = NptProtocol(steps=settings.protocol_steps, timestep_us=fidelity.timestep_us,
+                         temperature_K=settings.temperature_K, tdamp_us=settings.tdamp_us, pdamp_us=settings.pdamp_us)
+    run = compress(target, fidelity.compression, settings.compression_law)
+    if run.steps % SEED_BLOCKS:
+        raise ValueError(f"protocol_steps / compression = {run.steps} steps is not a multiple of the "
+                         f"{SEED_BLOCKS} density blocks of a seed-protocol run")
+    return run
+
+
+def protocol_problem(settings: SlurrySettings, fidelity: Fidelity) -> str | None:
+    """Why ``fidelity`` cannot run the study's slurry protocol, or None."""
+    if settings.protocol != "seed":
+        return None
+    try:
+        seed_protocol(settings, fidelity)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def protocol_label(settings: SlurrySettings, fidelity: Fidelity) -> str:
+    """The protocol a density was read under, in words (recorded with every value)."""
+    if settings.protocol == "ramp_hold":
+        return (f"ramp_hold: 0 -> {settings.pressure_atm:g} atm over {fidelity.equilibration_steps:,} steps, then "
+                f"held up to {fidelity.max_steps:,} steps (not the seed's protocol; does not converge at 1 atm)")
+    k = fidelity.compression
+    run = seed_protocol(settings, fidelity)
+    how = "uncompressed" if k == 1 else (f"compressed k = {k} ({settings.compression_law} law: {run.steps:,} steps, "
+                                         f"T {run.temperature_K:.4g} K, Tdamp {run.tdamp_us:.3g} us, "
+                                         f"Pdamp {run.pdamp_us:.4g} us, dt {run.timestep_us:.3g} us)")
+    return (f"seed: 0 -> {settings.pressure_atm:g} atm over {settings.protocol_steps:,} steps of "
+            f"{fidelity.timestep_us:g} us, {fidelity.n_beads} beads, {how}; density at the end")
+
+
 def slurry_run_spec(spec: StudyBase, fidelity: Fidelity, seed: int, neighbor: str = "bin") -> SlurryRunSpec:
     s, f = spec.slurry, fidelity
+    if s.protocol == "seed":
+        run = seed_protocol(s, f)
+        block = run.steps // SEED_BLOCKS
+        return SlurryRunSpec(
+            protocol="seed", temperature_K=run.temperature_K, pressure_atm=s.pressure_atm,
+            pressure_start_atm=s.pressure_start_atm, timestep_us=run.timestep_us, minimize_max_iter=f.minimize_max_iter,
+            ramp_steps=run.steps, block_steps=block, sample_every=max(1, block // 10), averaging_blocks=SEED_END_BLOCKS,
+            thermo_every=block * 10, tdamp_us=run.tdamp_us, pdamp_us=run.pdamp_us,
+            neighbor_skin_um=s.neighbor_skin_um, neighbor_style=neighbor, lj_style=spec.lj_style, seed=seed)
     return SlurryRunSpec(
         temperature_K=s.temperature_K, pressure_atm=s.pressure_atm, pressure_start_atm=s.pressure_start_atm,
         timestep_us=f.timestep_us, minimize_max_iter=f.minimize_max_iter, ramp_steps=f.equilibration_steps,
@@ -237,17 +298,32 @@ class SlurryTrial:
                       if uses_viscosity(self.spec) else [])
         self.run_spec = slurry_run_spec(self.spec, fidelity, seed, neighbor_style(fidelity, params, self.system))
         self.slurry: SlurryObservables | None = None
+        """The trial's density: replicate 0's, or the replicates' mean (``combine_replicates``)."""
+        self.replicates: list[SlurryObservables] = []
         self.shear_specs: dict[int, ShearRunSpec] = {}
         self.rates: list[RateResult] = []
         """The viscosity per shear rate, once scored."""
         self.phase = 0
 
+    @property
+    def replicate_dirs(self) -> list[Path]:
+        """Replicate r's run folder: the trial's own for r = 0 (its state goes downstream),
+        ``replicate_NN`` below it for the others."""
+        n = self.fidelity.replicates if self.spec.slurry.protocol == "seed" else 1
+        return [self.workdir] + [self.workdir / f"replicate_{r:02d}" for r in range(1, n)]
+
     def first_runs(self) -> list[Run]:
-        box = tuple(x * self.fidelity.initial_box_scale for x in paper_scaled_box(self.system.n_beads))
-        write_slurry_inputs(self.workdir, self.system, self.params, self.run_spec, box)  # type: ignore[arg-type]
+        scale = self.fidelity.initial_box_scale if self.spec.slurry.protocol == "ramp_hold" else 1.0
+        box = tuple(x * scale for x in paper_scaled_box(self.system.n_beads))
+        runs = []
+        for r, d in enumerate(self.replicate_dirs):  # replicate r: placement and velocities of seed + r
+            d.mkdir(exist_ok=True)
+            write_slurry_inputs(d, self.system, self.params, replace(self.run_spec, seed=self.seed + r), box)  # type: ignore[arg-type]
+            runs.append(Run("slurry" if r == 0 else f"slurry_{r:02d}", d, DECK_FILE, LOG_FILE,  # inputs too: the run
+                            (DECK_FILE, DATA_FILE, LOG_FILE, FINAL_DATA, FINAL_RESTART, DENSITY_FILE, DENSITY_STATUS),
+                            label=None if r == 0 else f"replicate {r} ({d.name})"))  # can be repeated from MLflow
         self.phase = 1
-        return [Run("slurry", self.workdir, DECK_FILE, LOG_FILE,  # inputs too: the run can be repeated from MLflow
-                    (DECK_FILE, DATA_FILE, LOG_FILE, FINAL_DATA, FINAL_RESTART, DENSITY_FILE, DENSITY_STATUS))]
+        return runs
 
     def shear_dir(self, plan: RatePlan) -> Path:
         return self.workdir / f"shear_{plan.index:02d}"
@@ -256,7 +332,8 @@ class SlurryTrial:
         """Runs that follow the finished ones ([] when the trial is complete). Raises
         ``SimulationFailed`` when the slurry outputs are unusable."""
         if self.phase == 1:
-            self.slurry = read_slurry_observables(self.workdir, self.run_spec)
+            self.replicates = [read_slurry_observables(d, self.run_spec) for d in self.replicate_dirs]
+            self.slurry = combine_replicates(self.replicates)
             if not self.slurry.converged and self.spec.slurry.not_converged == "fail":
                 raise SimulationFailed(density_not_converged(self.slurry, self.run_spec), self.workdir)
             self.phase = 2
@@ -318,7 +395,13 @@ class SlurryTrial:
         observables = self.partial_observables()
         observables["atom_steps_per_s"] = obs.atom_steps_per_s
         note = density_convergence_note(obs, self.run_spec)
-        attrs: dict = {"density_converged": obs.converged, "density_convergence": note}
+        protocol = protocol_label(spec.slurry, self.fidelity)
+        attrs: dict = {"density_converged": obs.converged, "density_convergence": note, "density_protocol": protocol}
+        observables["compression"] = float(self.fidelity.compression)
+        if len(self.replicates) > 1:
+            spread = float(np.std([r.density_g_cm3 for r in self.replicates], ddof=1))
+            observables["density_spread_g_cm3"] = spread
+            attrs["density_replicates_g_cm3"] = [r.density_g_cm3 for r in self.replicates]
         if self.fidelity.density_bias_rel is not None:
             observables["fidelity_density_bias_rel"] = self.fidelity.density_bias_rel
             attrs["fidelity_density_bias"] = (f"{self.fidelity.density_bias_rel:+.2%} "
@@ -329,14 +412,21 @@ class SlurryTrial:
                                 f"{key}/strain": r.strain, f"{key}/converged": float(r.converged),
                                 f"{key}/steps": float(r.steps), f"{key}/wall_s": r.wall_s,
                                 f"{key}/simulated_rate_per_us": r.rate_sim_per_us})
-        report: dict = {"density_sem_g_cm3": obs.density_sem_g_cm3, "density_change_rel": obs.density_change_rel,
-                        "density_converged": obs.converged, "density_convergence": note}
-        lines = [f"convergence: {note}"]
+        report: dict = {"density_sem_g_cm3": obs.density_sem_g_cm3 if math.isfinite(obs.density_sem_g_cm3) else None,
+                        "density_change_rel": obs.density_change_rel,
+                        "density_converged": obs.converged, "density_convergence": note, "density_protocol": protocol}
+        if len(self.replicates) > 1:
+            report["density_replicates_g_cm3"] = attrs["density_replicates_g_cm3"]
+        lines = [f"protocol: {protocol}", f"convergence: {note}"]
         tgt = dataset.targets.get("slurry_density")
+        seed = self.run_spec.protocol == "seed"
         plots: tuple[Path, ...] = guarded_plots(lambda: (plot_density_trajectory(
             self.workdir / DENSITY_PLOT, *density_trajectory(self.workdir), self.run_spec.ramp_steps,
-            self.run_spec.window_blocks, tgt.value if tgt else None, tgt.uncertainty if tgt else None,
-            f"{spec.name} ({self.workdir.name}): density {'converged' if obs.converged else 'NOT converged'}"),))
+            self.run_spec.averaging_blocks if seed else self.run_spec.window_blocks, tgt.value if tgt else None,
+            tgt.uncertainty if tgt else None,
+            f"{spec.name} ({self.workdir.name}): " + (f"seed protocol, k = {self.fidelity.compression}" if seed else
+                                                      f"density {'converged' if obs.converged else 'NOT converged'}"),
+            "end of the protocol (read here)" if seed else "plateau-test window"),))
         if rates:
             attrs["viscosity"] = [r.as_dict() for r in rates]
             report["viscosity_pa_s"] = [
@@ -355,7 +445,7 @@ class SlurryTrial:
         """The slurry's observables once its run has been read (a failed shear run keeps them)."""
         if self.slurry is None:
             return {}
-        return {k: float(v) for k, v in asdict(self.slurry).items() if v is not None}
+        return {k: float(v) for k, v in asdict(self.slurry).items() if v is not None and math.isfinite(float(v))}
 
     @property
     def state_file(self) -> Path | None:
@@ -378,8 +468,25 @@ def describe(obs: SlurryObservables, note: str, rates: Sequence[RateResult]) -> 
     return "; ".join(parts)
 
 
+def combine_replicates(reps: Sequence[SlurryObservables]) -> SlurryObservables:
+    """One trial's density from its replicates: the mean, with the standard error of the mean
+    from their spread (one replicate: itself); run counts and costs add up."""
+    if len(reps) == 1:
+        return reps[0]
+    rho = np.array([r.density_g_cm3 for r in reps])
+    return replace(reps[0], density_g_cm3=float(rho.mean()),
+                   density_sem_g_cm3=float(rho.std(ddof=1) / math.sqrt(len(rho))),
+                   density_change_rel=float(np.mean([r.density_change_rel for r in reps])),
+                   converged=all(r.converged for r in reps), atom_steps=sum(r.atom_steps for r in reps),
+                   loop_time_s=sum(r.loop_time_s for r in reps))
+
+
 def density_convergence_note(obs: SlurryObservables, run: SlurryRunSpec) -> str:
-    """One line: how the density's plateau test came out."""
+    """One line: how the density's plateau test came out (a seed-protocol density: that it is
+    the protocol's value)."""
+    if run.protocol == "seed":
+        return (f"the seed protocol's value, not an equilibrium: the density rose {obs.density_change_rel:+.1%} over "
+                f"the last 10 % of the run")
     if obs.converged:
         return (f"converged at step {obs.converged_step:,} (change {obs.density_change_rel:+.3%} across the last "
                 f"{run.window_blocks * run.block_steps:,} steps, tolerance {run.tolerance_rel:.2%})")
@@ -390,6 +497,25 @@ def density_not_converged(obs: SlurryObservables, run: SlurryRunSpec) -> str:
     return (f"density not converged after {obs.hold_steps:,} steps at the set pressure: it changed "
             f"{obs.density_change_rel:+.3%} across the last {run.window_blocks * run.block_steps:,} steps "
             f"(tolerance {run.tolerance_rel:.2%}); lengthen the fidelity's density_max_steps")
+
+
+def check_protocol(loaded: "LoadedStudy") -> None:
+    """Every ladder fidelity can run the study's protocol, and every scored target that names
+    the protocol it is comparable under names the study's (unless the study consents:
+    ``slurry.allow_protocol_mismatch``). ``InputError`` otherwise."""
+    spec, where = loaded.spec, str(loaded.path)
+    for name in spec.ladder:
+        problem = protocol_problem(spec.slurry, spec.fidelity_spec(name))
+        if problem:
+            raise InputError(where, f"fidelities.{name}.compression", problem)
+    for t in spec.objective.targets:
+        target = loaded.dataset.targets.get(t)
+        theirs = getattr(target, "protocol", None)
+        if theirs is not None and theirs != spec.slurry.protocol and not spec.slurry.allow_protocol_mismatch:
+            raise InputError(where, "slurry.protocol",
+                             f"target {t} of dataset {spec.dataset} is comparable only under protocol {theirs!r}, "
+                             f"this study runs {spec.slurry.protocol!r}: use {theirs!r}, or set "
+                             "slurry.allow_protocol_mismatch: true to score it anyway")
 
 
 def uses_viscosity(spec: "StudyBase") -> bool:
@@ -408,6 +534,8 @@ def simulated_rates_per_s(loaded: "LoadedStudy") -> tuple[float, ...]:
 
 SLURRY_FIDELITY_FIELDS = ("n_beads", "initial_box_scale", "equilibration_steps", "averaging_steps",
                           "density_window_steps", "density_max_steps", "neighbor_style")
+SEED_PROTOCOL_FIDELITY_FIELDS = ("timestep_us", "minimize_max_iter", "n_beads", "compression", "replicates",
+                                 "neighbor_style")
 SHEAR_FIDELITY_FIELDS = ("shear_block_steps", "shear_segment_blocks", "shear_max_steps")
 
 
@@ -422,8 +550,9 @@ class SlurryStage(StageBase):
     default_study = "ssb_slurry.yaml"
 
     def fidelity_fields(self, spec: "StudyBase") -> tuple[str, ...]:
-        return (COMMON_FIDELITY_FIELDS + SLURRY_FIDELITY_FIELDS
-                + (SHEAR_FIDELITY_FIELDS if uses_viscosity(spec) else ()))
+        density = (SEED_PROTOCOL_FIDELITY_FIELDS if spec.slurry.protocol == "seed"
+                   else COMMON_FIDELITY_FIELDS + SLURRY_FIDELITY_FIELDS)
+        return density + (SHEAR_FIDELITY_FIELDS + ("sample_every", "thermo_every") if uses_viscosity(spec) else ())
 
     def identity_sections(self, spec: "StudyBase") -> tuple[str, ...]:
         return ("slurry", "viscosity") if uses_viscosity(spec) else ("slurry",)
@@ -447,6 +576,7 @@ class SlurryStage(StageBase):
         else the study's ``viscosity.csv``, else the dataset's ``curves.viscosity_curve``."""
         spec, where = loaded.spec, str(loaded.path)
         require_dataset_targets(loaded, [t for t in spec.objective.targets if t != "viscosity_curve"])
+        check_protocol(loaded)
         csv_opt = options.get("viscosity_csv")
         if not uses_viscosity(spec):
             if csv_opt is not None:

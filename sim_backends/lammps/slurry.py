@@ -1,5 +1,14 @@
-"""Slurry stage deck: random placement -> minimisation -> NPT with a pressure ramp -> NPT at
-the set point until the density has converged.
+"""Slurry stage deck: random placement -> minimisation -> NPT under one of two protocols.
+
+- ``seed`` (the seed's and the public ``Slurry/in_slurry.run``'s): the pressure is ramped
+  linearly from ``pressure_start_atm`` to P0 over the whole run (``ramp_steps``) and the
+  density is read at its end (the mean of the last ``averaging_blocks`` blocks). In this
+  model the density never levels off at 1 atm (docs/stages/slurry.md), so the value is that
+  of the protocol: it depends on the run's length, and a shorter run stands in for it only
+  through a measured compression (``compression.py``).
+- ``ramp_hold``: a ramp of ``ramp_steps``, then P0 held block by block until the density
+  passes the plateau test or ``max_hold_blocks`` is reached. Kept as a named alternative;
+  at P0 = 1 atm it does not converge in any affordable length.
 
 Sources: seed Sec. 2.2-2.3 and 3.1; the group's public ``Slurry/in_slurry.run``
 (MODEL_NOTES.md "Conventions of the group's public inputs").
@@ -40,6 +49,12 @@ DENSITY_FILE = "density_blocks.txt"
 DENSITY_STATUS = "density_status.txt"
 FINAL_DATA = "final.data"
 FINAL_RESTART = "final.restart"
+PROTOCOLS = ("seed", "ramp_hold")
+SEED_BLOCKS = 200
+"""Density blocks of a seed-protocol run, whatever its length (block i ends at (i + 1) / 200
+of the run), so that runs of any compression compare at equal fractions."""
+SEED_END_BLOCKS = 2
+"""A seed-protocol density is the mean of the last SEED_END_BLOCKS blocks (the last 1 %)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,8 @@ class SlurryRunSpec:
     neighbor_skin_um, neighbor_style: neighbour-list skin (um) and binning (``bin``/``multi``).
     lj_style: ``lj/cut`` or ``lj/smooth/linear``.
     seed: random seed of the velocity stream.
+    protocol: ``seed`` (ramp over the whole run, density at its end; the hold fields are
+    unused) or ``ramp_hold`` (ramp, then hold until the plateau test passes).
     """
 
     temperature_K: float = 300.0
@@ -85,14 +102,27 @@ class SlurryRunSpec:
     neighbor_style: str = "bin"
     lj_style: str = "lj/cut"
     seed: int = 1
+    protocol: str = "ramp_hold"
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.ramp_steps % self.block_steps or self.block_steps % self.sample_every:
+            raise ValueError("ramp_steps must be a multiple of block_steps, block_steps of sample_every")
+        if self.protocol == "seed":
+            if not 1 <= self.averaging_blocks <= self.ramp_steps // self.block_steps:
+                raise ValueError("averaging_blocks must be between 1 and the run's blocks (ramp_steps / block_steps)")
+            return
         if self.window_blocks < 4 or self.window_blocks % 2:
             raise ValueError("window_blocks must be even and at least 4")
         if not (self.window_blocks <= self.averaging_blocks <= self.min_hold_blocks <= self.max_hold_blocks):
             raise ValueError("need window_blocks <= averaging_blocks <= min_hold_blocks <= max_hold_blocks")
-        if self.ramp_steps % self.block_steps or self.block_steps % self.sample_every:
-            raise ValueError("ramp_steps must be a multiple of block_steps, block_steps of sample_every")
+
+    @property
+    def total_blocks(self) -> int:
+        """Density blocks of the whole run at most (the ramp, then the longest hold)."""
+        hold = 0 if self.protocol == "seed" else self.max_hold_blocks
+        return self.ramp_steps // self.block_steps + hold
 
 
 def slurry_deck(system: BeadSystem, params: ForceFieldParams, run: SlurryRunSpec) -> str:
@@ -131,9 +161,19 @@ def slurry_deck(system: BeadSystem, params: ForceFieldParams, run: SlurryRunSpec
         "variable rho equal density",
         f'fix rho_blocks all ave/time {run.sample_every} {nrep} {run.block_steps} v_rho file {DENSITY_FILE} '
         'format " %.17g"',
-        f"# pressure ramp {run.pressure_start_atm:g} -> {run.pressure_atm:g} atm ({p_start:.6g} -> {p0:.6g} kPa)",
+        f"# pressure ramp {run.pressure_start_atm:g} -> {run.pressure_atm:g} atm ({p_start:.6g} -> {p0:.6g} kPa)"
+        + (" over the whole run (protocol seed)" if run.protocol == "seed" else ""),
         f"fix npt all {npt.format(p_a=p_start, p_b=p0)}",
         f"run {run.ramp_steps}",
+    ]
+    if run.protocol == "seed":
+        return "\n".join(lines + [
+            f'print "blocks {run.ramp_steps // run.block_steps} stopped 0 steps $(step)" file {DENSITY_STATUS}',
+            f"write_data {FINAL_DATA}",
+            f"write_restart {FINAL_RESTART}",
+            "",
+        ])
+    lines += [
         "unfix npt",
         f"# hold {run.pressure_atm:g} atm block by block until the density plateaus",
         f"fix npt all {npt.format(p_a=p0, p_b=p0)}",
@@ -221,6 +261,8 @@ def read_slurry_observables(workdir: Path, run: SlurryRunSpec) -> SlurryObservab
     if not (workdir / DENSITY_FILE).exists() or not (workdir / FINAL_DATA).exists():
         raise SimulationFailed("run ended without writing its density blocks and final state", workdir)
     steps, values = density_trajectory(workdir)
+    if run.protocol == "seed":
+        return _seed_observables(steps, values, run, run_stats(text), workdir)
     hold = values[steps > run.ramp_steps]
     if len(hold) == 0 or not np.all(np.isfinite(hold)) or not (hold.mean() > 0):
         raise SimulationFailed("no finite density blocks at the set pressure", workdir)
@@ -238,6 +280,31 @@ def read_slurry_observables(workdir: Path, run: SlurryRunSpec) -> SlurryObservab
         n_blocks=len(window),
         hold_steps=hold_steps,
         stopped_early=run.early_stop and hold_steps < run.max_hold_blocks * run.block_steps,
+        atom_steps=rs.atom_steps,
+        loop_time_s=rs.loop_time_s,
+    )
+
+
+def _seed_observables(steps: np.ndarray, values: np.ndarray, run: SlurryRunSpec, rs, workdir: Path) -> SlurryObservables:
+    """A seed-protocol run: the density at its end (mean of the last ``averaging_blocks``
+    blocks). It is the protocol's value, so ``converged`` says only that the run completed
+    the protocol; ``density_change_rel`` is the rise over the last 10 % of the run (how far
+    from level the protocol leaves it); the standard error is not measured by one run (NaN:
+    replicates measure it)."""
+    n = run.ramp_steps // run.block_steps
+    if len(values) < n or not np.all(np.isfinite(values)) or not (values[-1] > 0):
+        raise SimulationFailed(f"the protocol ended after {len(values)} of its {n} density blocks, or with a "
+                               "non-finite density", workdir)
+    tail = max(1, n // 10)
+    return SlurryObservables(
+        density_g_cm3=float(values[-run.averaging_blocks:].mean()),
+        density_sem_g_cm3=float("nan"),
+        density_change_rel=float(values[-1] / values[-1 - tail] - 1.0),
+        converged=True,
+        converged_step=None,
+        n_blocks=run.averaging_blocks,
+        hold_steps=0,
+        stopped_early=False,
         atom_steps=rs.atom_steps,
         loop_time_s=rs.loop_time_s,
     )

@@ -1,0 +1,211 @@
+"""Protocol compression against the full protocol: the slurry density at the end of the seed's
+protocol (pressure ramped 0 -> 1 atm over the whole run; public thermostat and barostat), run
+in 1/k of the steps under a compression law (``sim_backends/lammps/compression.py``), for
+several parameter sets and placements. Prints the error against k = 1 per k and law, and the
+rank correlation across sets; asserts nothing.
+
+    .venv/bin/python bench/compression.py --steps 20000000 --k 1 10 100 1000 --sets all --placements 1 2 --jobs 2
+    .venv/bin/python bench/compression.py --steps 2000000 --k 1 10 100 --law thermal timestep --sets table-s1
+
+Every run is kept in ``--results`` (one JSON line per run: its settings, the density
+trajectory as block means at 200 equal fractions of the run, wall time), and a run already
+there is not repeated, so a long measurement (a k = 1 run of 2e7 steps at 200 beads takes
+about an hour on one core) can be continued across invocations and machines. ``--report``
+prints the tables from the results alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from calib.stages.system import slurry_system  # noqa: E402
+from calib.study import load_study  # noqa: E402
+from sim_backends.lammps.compression import LAWS, NptProtocol, compress  # noqa: E402
+from sim_backends.lammps.forcefield import NAMED_PARAMETER_SETS, ForceFieldParams  # noqa: E402
+from sim_backends.lammps.install import locate_lammps  # noqa: E402
+from sim_backends.lammps.outputs import run_stats  # noqa: E402
+from sim_backends.lammps.placement import paper_scaled_box  # noqa: E402
+from sim_backends.lammps.slurry import DECK_FILE, LOG_FILE, SlurryRunSpec, density_trajectory, write_slurry_inputs  # noqa: E402
+
+STUDY = REPO / "studies" / "ssb_slurry.yaml"
+RESULTS = REPO / "bench" / "results" / "compression.jsonl"
+BLOCKS = 200
+"""Density blocks per run, whatever its length: block i ends at fraction (i + 1) / BLOCKS."""
+END_BLOCKS = 2
+"""The end density averages the last END_BLOCKS blocks (the last 1 % of the run)."""
+
+_S1 = NAMED_PARAMETER_SETS["table-s1-slurry"].as_dict()
+PARAMETER_SETS: dict[str, dict[str, float]] = {
+    "table-s1": {},
+    # the default study's best set before this bench (fidelity.py's bias note, 2026-12-01)
+    "best-2026-12-01": {"eps_AM": 1.068, "sigma_AM": 0.948, "eps_SE": 765.8, "sigma_SE": 1.039, "eps_CBD": 45.96},
+    # corners and centre of the default study's bounds (studies/ssb_slurry.yaml)
+    "all-low": {"eps_AM": 1.0, "eps_SE": 10.0, "eps_CBD": 0.1, "sigma_AM": 0.9, "sigma_SE": 0.9},
+    "all-high": {"eps_AM": 3000.0, "eps_SE": 10000.0, "eps_CBD": 1000.0, "sigma_AM": 1.1, "sigma_SE": 1.1},
+    "centre": {"eps_AM": 54.8, "eps_SE": 316.0, "eps_CBD": 10.0, "sigma_AM": 1.0, "sigma_SE": 1.0},
+    "soft-cbd-stiff-se": {"eps_AM": 1.0, "eps_SE": 10000.0, "eps_CBD": 0.1, "sigma_AM": 1.1, "sigma_SE": 0.9},
+    "stiff-cbd-soft-se": {"eps_AM": 3000.0, "eps_SE": 10.0, "eps_CBD": 1000.0, "sigma_AM": 0.9, "sigma_SE": 1.1},
+    "stiff-am-only": {"eps_AM": 3000.0, "eps_SE": 10.0, "eps_CBD": 0.1, "sigma_AM": 1.1, "sigma_SE": 1.0},
+}
+
+
+def params_of(name: str) -> ForceFieldParams:
+    return ForceFieldParams.from_mapping({**_S1, **PARAMETER_SETS[name]})
+
+
+def key_of(r: dict) -> tuple:
+    return (r["set"], r["placement"], r["n_beads"], r["steps_full"], r["k"], r["law"])
+
+
+def load(path: Path) -> dict[tuple, dict]:
+    if not path.exists():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            out[key_of(r)] = r
+    return out
+
+
+def one(args, set_name: str, placement: int, k: int, law: str, work: Path) -> dict:
+    loaded = load_study(STUDY, fidelity="paper")
+    fid = loaded.spec.fidelity_spec().model_copy(update={"n_beads": args.beads})
+    system = slurry_system(loaded.dataset, fid)
+    target = NptProtocol(steps=args.steps, timestep_us=0.001, temperature_K=300.0, tdamp_us=0.2, pdamp_us=1000.0)
+    run = compress(target, k, law) if k > 1 else target  # k = 1: the protocol itself (law "none")
+    block = run.steps // BLOCKS
+    spec = SlurryRunSpec(protocol="seed", temperature_K=run.temperature_K, timestep_us=run.timestep_us,
+                         ramp_steps=run.steps, block_steps=block, sample_every=max(1, block // 10),
+                         averaging_blocks=END_BLOCKS, thermo_every=block * 10, tdamp_us=run.tdamp_us,
+                         pdamp_us=run.pdamp_us, neighbor_style="bin", seed=placement)
+    wd = work / f"{set_name}_p{placement}_k{k}_{law}"
+    wd.mkdir(parents=True, exist_ok=True)
+    write_slurry_inputs(wd, system, params_of(set_name), spec, paper_scaled_box(args.beads))
+    lmp = locate_lammps()
+    t0 = time.perf_counter()
+    proc = subprocess.run(lmp.argv(DECK_FILE, LOG_FILE, 1, 1), cwd=wd, env={**os.environ, **lmp.env, **lmp.thread_env(1)},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    wall = time.perf_counter() - t0
+    rec = {"set": set_name, "placement": placement, "n_beads": args.beads, "steps_full": args.steps, "k": k,
+           "law": law, "steps": run.steps, "timestep_us": run.timestep_us, "temperature_K": run.temperature_K,
+           "tdamp_us": run.tdamp_us, "pdamp_us": run.pdamp_us, "wall_s": round(wall, 1), "returncode": proc.returncode,
+           "params": {**_S1, **PARAMETER_SETS[set_name]}, "measured": time.strftime("%Y-%m-%d")}
+    try:
+        steps, rho = density_trajectory(wd)
+        rec["trajectory_g_cm3"] = [round(float(x), 6) for x in rho]
+        rec["end_density_g_cm3"] = float(np.mean(rho[-END_BLOCKS:])) if len(rho) == BLOCKS else None
+        rec["atom_steps_per_s"] = run_stats((wd / LOG_FILE).read_text()).atom_steps_per_s
+    except Exception as exc:  # a blown-up run: kept with its reason (LAMMPS's ERROR line if any)
+        log = (wd / LOG_FILE).read_text() if (wd / LOG_FILE).exists() else ""
+        errs = [ln for ln in log.splitlines() if ln.startswith("ERROR")]
+        rec["error"] = errs[-1] if errs else f"{type(exc).__name__}: {exc}"
+        rec["end_density_g_cm3"] = None
+    return rec
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1]) if len(a) > 2 else math.nan
+
+
+def report(results: dict[tuple, dict], steps_full: int, beads: int) -> None:
+    rows = [r for r in results.values() if r["steps_full"] == steps_full and r["n_beads"] == beads]
+    ref = {(r["set"], r["placement"]): r for r in rows if r["k"] == 1}
+    print(f"\n## Seed protocol over {steps_full:,} steps at {beads} beads: end density (g/cm^3, mean of the last "
+          f"{END_BLOCKS} of {BLOCKS} blocks)")
+    print("| set | placement | k | law | steps | T (K) | Tdamp (us) | Pdamp (us) | dt (us) | end density | vs k=1 | "
+          "max dev. along the run | wall (s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: (r["set"], r["placement"], r["k"], r["law"])):
+        base = ref.get((r["set"], r["placement"]))
+        end = r.get("end_density_g_cm3")
+        dev = traj = "-"
+        if base and end is not None and base.get("end_density_g_cm3") and r["k"] > 1:
+            dev = f"{end / base['end_density_g_cm3'] - 1:+.1%}"
+            a, b = np.array(r["trajectory_g_cm3"]), np.array(base["trajectory_g_cm3"])
+            late = slice(BLOCKS // 10, None)  # from 10 % of the run on (early densities are tiny)
+            traj = f"{np.max(np.abs(a[late] / b[late] - 1)):.1%}"
+        print(f"| {r['set']} | {r['placement']} | {r['k']} | {r['law']} | {r['steps']:,} | {r['temperature_K']:.4g} | "
+              f"{r['tdamp_us']:.3g} | {r['pdamp_us']:.4g} | {r['timestep_us']:.3g} | "
+              f"{'FAILED: ' + r.get('error', '') if end is None else f'{end:.4f}'} | {dev} | {traj} | {r['wall_s']:.0f} |")
+    print("\n## Error against k = 1, per k and law (over sets and placements with a k = 1 run)")
+    print("| k | law | runs | mean abs error | max abs error | Spearman rank correlation across sets |")
+    print("|---|---|---|---|---|---|")
+    for k, law in sorted({(r["k"], r["law"]) for r in rows if r["k"] > 1}):
+        errs, a, b = [], [], []
+        for r in rows:
+            base = ref.get((r["set"], r["placement"]))
+            if r["k"] != k or r["law"] != law or not base or r.get("end_density_g_cm3") is None \
+                    or base.get("end_density_g_cm3") is None:
+                continue
+            errs.append(r["end_density_g_cm3"] / base["end_density_g_cm3"] - 1)
+            a.append(r["end_density_g_cm3"])
+            b.append(base["end_density_g_cm3"])
+        if errs:
+            print(f"| {k} | {law} | {len(errs)} | {np.mean(np.abs(errs)):.1%} | {np.max(np.abs(errs)):.1%} | "
+                  f"{spearman(a, b):.3f} |")
+    spread = {}
+    for r in rows:
+        if r.get("end_density_g_cm3") is not None:
+            spread.setdefault((r["set"], r["k"], r["law"]), []).append(r["end_density_g_cm3"])
+    pairs = [(key, v) for key, v in spread.items() if len(v) > 1]
+    if pairs:
+        print("\n## Spread across placements (relative sd of the end density)")
+        print("| set | k | law | placements | mean | rel. sd |")
+        print("|---|---|---|---|---|---|")
+        for (s, k, law), v in sorted(pairs):
+            print(f"| {s} | {k} | {law} | {len(v)} | {np.mean(v):.4f} | {np.std(v, ddof=1) / np.mean(v):.2%} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=20_000_000, help="the full protocol's steps (seed: 2e7)")
+    ap.add_argument("--beads", type=int, default=200)
+    ap.add_argument("--k", type=int, nargs="+", default=[1, 10, 100, 1000])
+    ap.add_argument("--law", nargs="+", default=["temperature"], choices=LAWS)
+    ap.add_argument("--sets", nargs="+", default=["table-s1"], help=f"names of {sorted(PARAMETER_SETS)} or 'all'")
+    ap.add_argument("--placements", type=int, nargs="+", default=[1])
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--report", action="store_true", help="print the tables from --results, run nothing")
+    ap.add_argument("--keep", type=Path, help="keep the run folders here")
+    args = ap.parse_args()
+    sets = sorted(PARAMETER_SETS) if args.sets == ["all"] else args.sets
+    done = load(args.results)
+    if not args.report:
+        todo = [(s, p, k, law) for s in sets for p in args.placements for k in args.k
+                for law in (["none"] if k == 1 else args.law)
+                if (s, p, args.beads, args.steps, k, "none" if k == 1 else law) not in done]
+        todo.sort(key=lambda t: t[2])  # longest first, so that the pool ends together
+        work = args.keep or Path(tempfile.mkdtemp(prefix="calib_compression_"))
+        print(f"# {len(todo)} runs to do, folders in {work}", flush=True)
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(args.jobs) as ex:
+            for rec in ex.map(lambda t: one(args, *t, work), todo):
+                with args.results.open("a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
+                done[key_of(rec)] = rec
+                print(f"# done {rec['set']} p{rec['placement']} k{rec['k']} {rec['law']}: "
+                      f"{rec.get('end_density_g_cm3')} in {rec['wall_s']:.0f} s", flush=True)
+        print(f"# wall time of this invocation: {time.perf_counter() - t0:.0f} s")
+    report(done, args.steps, args.beads)
+
+
+if __name__ == "__main__":
+    main()
