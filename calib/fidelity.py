@@ -17,13 +17,13 @@ from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, model_va
 class Fidelity(BaseModel):
     """One fidelity. Steps are LAMMPS steps of ``timestep_us`` (us).
 
-    Under the slurry's ``seed`` protocol (the default) a fidelity is a bead count, a time
-    compression and a number of replicates: compression: k, the protocol runs in 1/k of its
-    steps (``slurry.protocol_steps``) under the study's ``slurry.compression_law``
-    (``sim_backends/lammps/compression.py``; its measured error: docs/model.md);
-    replicates: placements run per trial (their mean is the trial's density, their spread
-    its uncertainty). The start is always the seed's dilute box scaled to ``n_beads``.
-    The fields below drive the ``ramp_hold`` protocol (and the other stages).
+    Under the slurry's ``seed`` protocol (``slurry.protocol: seed``) a fidelity is a bead
+    count, a time compression and a number of replicates: compression: k, the protocol runs
+    in 1/k of its steps (``slurry.protocol_steps``) under the study's
+    ``slurry.compression_law`` (``sim_backends/lammps/compression.py``; its measured error:
+    docs/model.md); replicates: placements run per trial (their mean is the trial's density,
+    their spread its uncertainty). The start is always the seed's dilute box scaled to
+    ``n_beads``. The fields below drive the ``ramp_hold`` protocol (and the other stages).
 
     n_beads: total bead count. initial_box_scale: edge scale of the seed's placement box
     (scaled to n_beads at the seed's number density); 1.0 = the seed's dilute start.
@@ -110,15 +110,22 @@ class Fidelity(BaseModel):
         return self.density_max_steps or self.averaging_steps
 
 
+_BIAS_SOURCE = ("measured 2026-12-01 with bench/density_convergence.py for the best set of the default study "
+                "(eps_AM 1.068, sigma_AM 0.948, eps_SE 765.8, sigma_SE 1.039, eps_CBD 45.96): {this} against "
+                "3.003 g/cm^3 after 640,000 steps at 500 beads, itself still rising (+0.15 % per 20,000 steps); "
+                "the bias depends on the parameters (Table S1: -35 % at dev)")
+
 BUILTIN_FIDELITIES: dict[str, Fidelity] = {
     "smoke": Fidelity(n_beads=200, compression=1000, initial_box_scale=0.25, equilibration_steps=10_000,
                       averaging_steps=10_000, density_window_steps=10_000, density_max_steps=10_000,
-                      calender_speed_um_per_us=0.5, calender_timestep_us=0.001),
-    "dev": Fidelity(n_beads=200, compression=100, initial_box_scale=0.3, equilibration_steps=20_000,
+                      calender_speed_um_per_us=0.5, calender_timestep_us=0.001, density_bias_rel=-0.53,
+                      density_bias_source=_BIAS_SOURCE.format(this="1.410 g/cm^3 at smoke (200 beads, 20,000 steps)")),
+    "dev": Fidelity(n_beads=500, compression=100, initial_box_scale=0.3, equilibration_steps=20_000,
                     averaging_steps=20_000, density_window_steps=20_000, density_max_steps=40_000,
                     shear_max_steps=600_000, drying_steps=40_000,
                     drying_mount_steps=10_000, calender_hold_steps=10_000, calender_release_steps=20_000,
-                    calender_speed_um_per_us=0.5, calender_timestep_us=0.001),
+                    calender_speed_um_per_us=0.5, calender_timestep_us=0.001, density_bias_rel=-0.37,
+                    density_bias_source=_BIAS_SOURCE.format(this="1.884 g/cm^3 at dev (trial 3 of the study)")),
     "paper": Fidelity(n_beads=5089, initial_box_scale=1.0, equilibration_steps=1_000_000,
                       averaging_steps=200_000, density_window_steps=200_000, density_max_steps=19_000_000,
                       block_steps=10_000, sample_every=100,

@@ -97,12 +97,9 @@ class ActiveTrial:
         return self.trial.number
 
 
-def trial_seed(study_seed: int) -> int:
-    """LAMMPS random seed (placement, velocities, Langevin) of every trial of a study: the
-    study's, the same for every trial (common random numbers: every trial starts from the same
-    placement, so the objective is a deterministic function of the parameters; a stage's
-    replicate r uses seed + r, and a confirmation fresh seeds past its replicates)."""
-    return study_seed * 10_007 + 1
+def trial_seed(study_seed: int, number: int) -> int:
+    """LAMMPS random seed of trial ``number`` (placement, velocities, Langevin)."""
+    return study_seed * 10_007 + number + 1
 
 
 def claim_study_dir(study_dir: Path, uid: str) -> str | None:
@@ -326,7 +323,7 @@ class StudySession:
                 self.emit(Event("warning", trial.number, f"{workdir} exists: another driver runs this trial; "
                                                          "left to it"))
                 return None
-            seed = trial_seed(self.cfg.seed)
+            seed = trial_seed(self.cfg.seed, trial.number)
             trial.set_user_attr("calib_workdir", str(workdir.resolve()))
             trial.set_user_attr("calib_seed", seed)
             full = self.space.full_params(free)

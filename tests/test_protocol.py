@@ -1,6 +1,6 @@
-"""The slurry's protocol as part of the observable: common random numbers (every trial of a
-study starts from the same placement), replicates (fresh placements whose mean and spread
-are the trial's density and its uncertainty), and the protocol recorded with every value."""
+"""The slurry's seed protocol as part of the observable: replicates (fresh placements whose
+mean and spread are the trial's density and its uncertainty), the protocol recorded with
+every value, and a target comparable only under another protocol refused."""
 
 from __future__ import annotations
 
@@ -18,34 +18,47 @@ from sim_backends.lammps.forcefield import TABLE_S1_SLURRY
 
 
 def _trial(tmp_path: Path, name: str, replicates: int):
-    loaded = load_study(DEFAULT_STUDY, fidelity="smoke")
+    loaded = load_study(DEFAULT_STUDY, fidelity="smoke").with_section("slurry", protocol="seed")
     fid = loaded.spec.fidelity_spec().model_copy(update={"replicates": replicates})
     workdir = tmp_path / name
     workdir.mkdir()
-    return loaded.stage.make_trial(TrialContext(workdir, loaded, fid, TABLE_S1_SLURRY, trial_seed(0)))
+    return loaded.stage.make_trial(TrialContext(workdir, loaded, fid, TABLE_S1_SLURRY, trial_seed(0, 0)))
 
 
-def test_trials_share_their_placement_and_replicates_do_not(tmp_path: Path):
+def test_replicates_have_placements_of_their_own(tmp_path: Path):
     a, b = _trial(tmp_path, "trial_a", 3), _trial(tmp_path, "trial_b", 3)
     runs_a, runs_b = a.first_runs(), b.first_runs()
     assert [r.key for r in runs_a] == ["slurry", "slurry_01", "slurry_02"]
     data_a = [(r.workdir / "system.data").read_text() for r in runs_a]
     data_b = [(r.workdir / "system.data").read_text() for r in runs_b]
-    assert data_a == data_b  # common random numbers: same placements, trial by trial
+    assert data_a == data_b  # the same seed, the same placements, replicate by replicate
     assert len(set(data_a)) == 3  # each replicate a placement of its own
     decks = [(r.workdir / "in.slurry").read_text() for r in runs_a]
     velocity = [next(ln for ln in d.splitlines() if ln.startswith("velocity")) for d in decks]
     assert len(set(velocity)) == 3  # and velocities of its own
-    assert trial_seed(0) == trial_seed(0) and trial_seed(1) != trial_seed(0)
+
+
+def test_a_target_of_another_protocol_is_refused_unless_the_study_consents():
+    from calib.errors import InputError
+    from calib.stages.slurry import check_protocol
+
+    loaded = load_study(DEFAULT_STUDY, fidelity="smoke")
+    target = loaded.dataset.targets["slurry_density"].model_copy(update={"protocol": "seed"})
+    dataset = loaded.dataset.model_copy(update={"targets": {**loaded.dataset.targets, "slurry_density": target}})
+    ramp = loaded.with_section("slurry", protocol="ramp_hold").model_copy(update={"dataset": dataset})
+    with pytest.raises(InputError) as err:
+        check_protocol(ramp)
+    assert err.value.field == "slurry.protocol" and "comparable only under protocol 'seed'" in str(err.value)
+    check_protocol(ramp.with_section("slurry", allow_protocol_mismatch=True))
+    check_protocol(ramp.with_section("slurry", protocol="seed"))
 
 
 @pytest.mark.lammps
 def test_replicates_are_averaged_and_their_spread_reported(tmp_path: Path):
     """Two trials at smoke with two replicates each: every trial's density is the mean of its
-    two placements, the spread is reported, both trials ran the same two placements, and the
-    protocol is recorded with the value."""
+    two placements, the spread is reported, and the protocol is recorded with the value."""
     study = write_study(tmp_path, "reps", trials=2, parallel=1, optimizer={"n_initial": 2},
-                        fidelities={"smoke": {"replicates": 2}})
+                        fidelities={"smoke": {"replicates": 2}}, slurry={"protocol": "seed"})
     runs = tmp_path / "runs"
     out = parse_json_stdout(run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
                                       "--runs-dir", str(runs), "--tracking-uri", "none", "--json", cwd=tmp_path))
@@ -60,9 +73,9 @@ def test_replicates_are_averaged_and_their_spread_reported(tmp_path: Path):
         assert obs["density_sem_g_cm3"] == pytest.approx(np.std(reps, ddof=1) / np.sqrt(2), rel=1e-12)
         assert t.user_attrs["density_protocol"].startswith("seed: 0 -> 1 atm over 20,000,000 steps")
         assert "compressed k = 1000" in t.user_attrs["density_protocol"]
-    dirs = [Path(t.user_attrs["calib_workdir"]) for t in trials]
-    for sub in (".", "replicate_01"):
-        assert (dirs[0] / sub / "system.data").read_text() == (dirs[1] / sub / "system.data").read_text()
+    for t in trials:
+        d = Path(t.user_attrs["calib_workdir"])
+        assert (d / "system.data").read_text() != (d / "replicate_01" / "system.data").read_text()
     best = out["best_observables"]
     assert best["density_protocol"] == trials[out["best_trial"]].user_attrs["density_protocol"]
     assert len(best["density_replicates_g_cm3"]) == 2

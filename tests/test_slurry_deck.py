@@ -54,7 +54,8 @@ def test_seed_deck_ramps_over_the_whole_compressed_run():
     temperature law: 20,000 steps, T = 300 x 1000^2 K, the public Tdamp, Pdamp and step; one
     ramp 0 -> 1 atm over the whole run, 200 density blocks of 100 steps, no hold."""
     loaded, fid, system = _smoke()
-    assert loaded.spec.slurry.protocol == "seed" and fid.compression == 1000
+    loaded = loaded.with_section("slurry", protocol="seed")
+    assert fid.compression == 1000
     run = slurry_run_spec(loaded.spec, fid, seed=1)
     lines = slurry_deck(system, TABLE_S1_SLURRY, run).splitlines()
     ramp = "fix npt all npt/sphere temp 3e+08 3e+08 0.2 iso 0 101.325 1000"
@@ -108,6 +109,7 @@ def _golden_case_deck() -> str:
     from calib.stages.slurry import neighbor_style
 
     loaded, fid, system = _smoke()
+    loaded = loaded.with_section("slurry", protocol="seed")
     fid = fid.model_copy(update={"compression": 1})
     run = slurry_run_spec(loaded.spec, fid, seed=1, neighbor=neighbor_style(fid, TABLE_S1_SLURRY, system))
     return slurry_deck(system, TABLE_S1_SLURRY, run)

@@ -49,11 +49,12 @@ class SlurrySettings(SpecModel):
     ramp as the group's public ``Slurry/in_slurry.run``: ``npt/sphere temp 300 300 0.2 iso 0
     100 1000``).
 
-    protocol: ``seed`` (default; the seed's and the public inputs': the pressure ramped
+    protocol: ``seed`` (the seed's and the public inputs': the pressure ramped
     linearly to P0 over the whole run of ``protocol_steps`` from the seed's dilute start, the
     density read at the end, as the mean of the last 1 % of the run) or ``ramp_hold`` (a
     ramp of the fidelity's ``equilibration_steps``, then P0 held until the plateau test
-    passes; it does not converge at 1 atm, docs/stages/slurry.md). protocol_steps: the seed
+    passes; the default for now; it does not converge at 1 atm, docs/stages/slurry.md).
+    protocol_steps: the seed
     protocol's length at k = 1 (public: 2e7 steps of 0.001 us); a fidelity's
     ``compression`` k runs it in protocol_steps / k steps under ``compression_law``.
     allow_protocol_mismatch: score a target whose dataset names another protocol anyway.
@@ -67,7 +68,7 @@ class SlurrySettings(SpecModel):
     the reason.
     """
 
-    protocol: Literal["seed", "ramp_hold"] = "seed"
+    protocol: Literal["seed", "ramp_hold"] = "ramp_hold"
     protocol_steps: PositiveInt = 20_000_000
     compression_law: Literal[LAWS] = "temperature"  # type: ignore[valid-type]
     allow_protocol_mismatch: bool = False
