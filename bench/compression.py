@@ -39,14 +39,13 @@ from sim_backends.lammps.forcefield import NAMED_PARAMETER_SETS, ForceFieldParam
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
 from sim_backends.lammps.outputs import run_stats  # noqa: E402
 from sim_backends.lammps.placement import paper_scaled_box  # noqa: E402
-from sim_backends.lammps.slurry import DECK_FILE, LOG_FILE, SlurryRunSpec, density_trajectory, write_slurry_inputs  # noqa: E402
+from sim_backends.lammps.slurry import (DECK_FILE, LOG_FILE, SEED_BLOCKS, SEED_END_BLOCKS, SlurryRunSpec,  # noqa: E402
+                                        density_trajectory, write_slurry_inputs)
 
 STUDY = REPO / "studies" / "ssb_slurry.yaml"
 RESULTS = REPO / "bench" / "results" / "compression.jsonl"
-BLOCKS = 200
-"""Density blocks per run, whatever its length: block i ends at fraction (i + 1) / BLOCKS."""
-END_BLOCKS = 2
-"""The end density averages the last END_BLOCKS blocks (the last 1 % of the run)."""
+BLOCKS, END_BLOCKS = SEED_BLOCKS, SEED_END_BLOCKS
+"""The stage's own block layout of a seed-protocol run (200 blocks, the end = the last 2)."""
 
 _S1 = NAMED_PARAMETER_SETS["table-s1-slurry"].as_dict()
 PARAMETER_SETS: dict[str, dict[str, float]] = {
