@@ -171,6 +171,26 @@ def report(results: dict[tuple, dict], steps_full: int, beads: int) -> None:
             print(f"| {s} | {k} | {law} | {len(v)} | {np.mean(v):.4f} | {np.std(v, ddof=1) / np.mean(v):.2%} |")
 
 
+def bead_report(results: dict[tuple, dict], steps_full: int) -> None:
+    """End density against bead count under the same protocol, k and law (mean over
+    placements, their relative sd, and the difference from the largest bead count's mean)."""
+    groups: dict[tuple, dict[int, list[float]]] = {}
+    for r in results.values():
+        if r["steps_full"] == steps_full and r["set"] == "table-s1" and r.get("end_density_g_cm3") is not None:
+            groups.setdefault((r["k"], r["law"]), {}).setdefault(r["n_beads"], []).append(r["end_density_g_cm3"])
+    rows = [(key, by) for key, by in sorted(groups.items()) if len(by) > 1]
+    if not rows:
+        return
+    print(f"\n## Bead count: Table S1's end density under the same protocol ({steps_full:,} steps at k = 1)")
+    print("| k | law | beads | placements | mean end density | rel. sd | vs the most beads |")
+    print("|---|---|---|---|---|---|---|")
+    for (k, law), by in rows:
+        ref = float(np.mean(by[max(by)]))
+        for n, v in sorted(by.items()):
+            sd = f"{np.std(v, ddof=1) / np.mean(v):.2%}" if len(v) > 1 else "-"
+            print(f"| {k} | {law} | {n} | {len(v)} | {np.mean(v):.4f} | {sd} | {np.mean(v) / ref - 1:+.1%} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=20_000_000, help="the full protocol's steps (seed: 2e7)")
@@ -204,6 +224,7 @@ def main() -> None:
                       f"{rec.get('end_density_g_cm3')} in {rec['wall_s']:.0f} s", flush=True)
         print(f"# wall time of this invocation: {time.perf_counter() - t0:.0f} s")
     report(done, args.steps, args.beads)
+    bead_report(done, args.steps)
 
 
 if __name__ == "__main__":

@@ -645,7 +645,7 @@ def reproduce(
     import time as _time
 
     from .pipeline import PipelineFailed, PipelineResult, check_pipeline_inputs, params_from, run_pipeline
-    from .reproduce import reproduction, table
+    from .reproduce import density_against_seed, reproduction, table
     from .stages.calendering import PIPELINE_DEGREES_PCT
     from .study import load_study
 
@@ -678,6 +678,7 @@ def reproduce(
     if failed is not None:
         summary["failed"] = {"stage": failed.stage, "reason": failed.reason}
     rep = reproduction(summary)
+    rep["slurry_density_vs_seed"] = density_against_seed(workdir / "slurry", rep["protocols"]["slurry_density_g_cm3"])
     (workdir / "reproduce.json").write_text(json.dumps(rep, indent=2, default=str))
     if as_json:
         typer.echo(json.dumps(rep, indent=2, default=str))
@@ -686,6 +687,16 @@ def reproduce(
                    f"implied solids content {_pct(rep['solids_content'])}; folder {workdir}")
         for line in table(rep):
             typer.echo(line)
+        names = {"slurry_density_g_cm3": "the slurry density", "dried_porosity": "the dried film",
+                 "degrees": "calendering"}
+        for what, name in names.items():
+            if rep["protocols"].get(what):
+                typer.echo(f"protocol of {name}: {rep['protocols'][what]}")
+        vs = rep["slurry_density_vs_seed"]
+        if vs:
+            at = vs["passes_seed_value_at_fraction"]
+            typer.echo("slurry density against the seed's 1.89 g/cm^3: " + (
+                "never reached" if at is None else f"passes it at {at:.1%} of the run") + f" (plot: {vs['plot']})")
         for d, reason in rep["failed_degrees"].items():
             typer.echo(f"calendering at {d} % left out: {reason}")
         checks = rep["trend_checks"]

@@ -23,7 +23,9 @@ class Fidelity(BaseModel):
     ``slurry.compression_law`` (``sim_backends/lammps/compression.py``; its measured error:
     docs/model.md); replicates: placements run per trial (their mean is the trial's density,
     their spread its uncertainty). The start is always the seed's dilute box scaled to
-    ``n_beads``. The fields below drive the ``ramp_hold`` protocol (and the other stages).
+    ``n_beads``. The fields below drive the ``ramp_hold`` protocol (and the other stages);
+    ``density_bias_rel`` is recorded with ``ramp_hold`` trials only (a seed-protocol trial
+    records its protocol and compression instead; their measured error: docs/model.md).
 
     n_beads: total bead count. initial_box_scale: edge scale of the seed's placement box
     (scaled to n_beads at the seed's number density); 1.0 = the seed's dilute start.
@@ -118,13 +120,13 @@ _BIAS_SOURCE = ("measured 2026-12-01 with bench/density_convergence.py for the b
 BUILTIN_FIDELITIES: dict[str, Fidelity] = {
     "smoke": Fidelity(n_beads=200, compression=1000, initial_box_scale=0.25, equilibration_steps=10_000,
                       averaging_steps=10_000, density_window_steps=10_000, density_max_steps=10_000,
-                      calender_speed_um_per_us=0.5, calender_timestep_us=0.001, density_bias_rel=-0.53,
+                      calender_speed_um_per_us=0.2, calender_timestep_us=0.001, density_bias_rel=-0.53,
                       density_bias_source=_BIAS_SOURCE.format(this="1.410 g/cm^3 at smoke (200 beads, 20,000 steps)")),
-    "dev": Fidelity(n_beads=500, compression=100, initial_box_scale=0.3, equilibration_steps=20_000,
+    "dev": Fidelity(n_beads=200, compression=200, initial_box_scale=0.3, equilibration_steps=20_000,
                     averaging_steps=20_000, density_window_steps=20_000, density_max_steps=40_000,
                     shear_max_steps=600_000, drying_steps=40_000,
                     drying_mount_steps=10_000, calender_hold_steps=10_000, calender_release_steps=20_000,
-                    calender_speed_um_per_us=0.5, calender_timestep_us=0.001, density_bias_rel=-0.37,
+                    calender_speed_um_per_us=0.2, calender_timestep_us=0.001, density_bias_rel=-0.37,
                     density_bias_source=_BIAS_SOURCE.format(this="1.884 g/cm^3 at dev (trial 3 of the study)")),
     "paper": Fidelity(n_beads=5089, initial_box_scale=1.0, equilibration_steps=1_000_000,
                       averaging_steps=200_000, density_window_steps=200_000, density_max_steps=19_000_000,

@@ -70,12 +70,28 @@ def plot_viscosity_curve(path: Path, rates: Sequence, measured: ViscosityCurve, 
     return Path(path)
 
 
+def first_crossing(steps: Sequence[float], values: Sequence[float], level: float) -> float | None:
+    """The step where ``values`` (block means ending at ``steps``) first rise past ``level``,
+    interpolated linearly between blocks; None if they never do (or start above it: then
+    the first block's step)."""
+    prev_s, prev_v = None, None
+    for st, v in zip(steps, values):
+        if v > level:
+            if prev_v is None:
+                return float(st)
+            return float(prev_s + (level - prev_v) / (v - prev_v) * (st - prev_s))
+        prev_s, prev_v = st, v
+    return None
+
+
 def plot_density_trajectory(path: Path, steps: Sequence[float], density_g_cm3: Sequence[float], ramp_steps: int,
                             window_blocks: int, target: float | None = None, target_sd: float | None = None,
-                            title: str = "", window_label: str = "plateau-test window") -> Path:
+                            title: str = "", window_label: str = "plateau-test window",
+                            target_label: str = "target") -> Path:
     """Block-mean slurry density (g/cm^3) against MD step: the ramp (grey), the hold, the
-    plateau test's window (the last ``window_blocks`` blocks, shaded) and the target
-    (line; band = its stated uncertainty)."""
+    plateau test's window (the last ``window_blocks`` blocks, shaded), the target (line;
+    band = its stated uncertainty) and the step where the density first passes it
+    (``first_crossing``; dotted line)."""
     with figure(path, figsize=(5.6, 3.6), dpi=110) as (fig, ax):
         steps, rho = list(steps), list(density_g_cm3)
         ax.plot(steps, rho, "o-", ms=3, color="tab:blue", label="block mean")
@@ -84,9 +100,13 @@ def plot_density_trajectory(path: Path, steps: Sequence[float], density_g_cm3: S
         if len(steps) >= window_blocks > 0:
             ax.axvspan(steps[-window_blocks], steps[-1], color="tab:green", alpha=0.15, label=window_label)
         if target is not None:
-            ax.axhline(target, color="black", lw=1.2, label="target")
+            ax.axhline(target, color="black", lw=1.2, label=target_label)
             if target_sd:
                 ax.axhspan(target - target_sd, target + target_sd, color="black", alpha=0.1)
+            cross = first_crossing(steps, rho, target)
+            if cross is not None and steps:
+                ax.axvline(cross, color="tab:red", ls=":", lw=1.2,
+                           label=f"passes it at step {cross:,.0f} ({cross / steps[-1]:.1%} of the run)")
         ax.set_xlabel("MD step")
         ax.set_ylabel("density (g/cm^3)")
         if title:

@@ -14,6 +14,8 @@ conductivity to tortuosity peaks near 40 %), which ``SEED_NOTES`` states and
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 SEED: dict[str, Any] = {
@@ -44,7 +46,9 @@ def reproduction(summary: dict) -> dict:
     counts = dict(summary.get("bead_counts", {}))
     counts["total"] = sum(counts.values())
     degrees = [{"degree_pct": d["degree_pct"], "porosity": d["porosity"], "thickness_um": d["thickness_um"],
-                **{k: d.get(k) for k in CHARACTERISATION_KEYS}} for d in summary.get("degrees", [])]
+                "relaxed": d.get("relaxed"), **{k: d.get(k) for k in CHARACTERISATION_KEYS}}
+               for d in summary.get("degrees", [])]
+    cal_protocol = next((d.get("protocol") for d in summary.get("degrees", []) if d.get("protocol")), None)
     out = {
         "fidelity": summary.get("fidelity"),
         "slurry_density_g_cm3": sl.get("density_g_cm3"),
@@ -59,7 +63,14 @@ def reproduction(summary: dict) -> dict:
             "slurry_density_g_cm3": sl.get("density_converged"),
             "drying_thickness_change_rel": None if "lz_converged" not in dr else bool(dr["lz_converged"]),
             "dried_porosity": None if "lz_converged" not in dr else bool(dr["lz_converged"]),
-            "degrees": None,
+            "degrees": None if not degrees or any(d["relaxed"] is None for d in degrees)
+            else all(d["relaxed"] for d in degrees),
+        },
+        "protocols": {
+            "slurry_density_g_cm3": sl.get("density_protocol"),
+            "dried_porosity": dr.get("protocol"),
+            "drying_thickness_change_rel": dr.get("protocol"),
+            "degrees": cal_protocol,
         },
         "seed": SEED,
         "seed_notes": SEED_NOTES,
@@ -106,6 +117,40 @@ def trend_checks(rep: dict) -> dict[str, Any]:
     }
 
 
+def density_against_seed(slurry_dir: Path, protocol: str | None = None) -> dict[str, Any]:
+    """Where the reproduction's slurry density passes the seed's 1.89 g/cm^3 along its run
+    (step and fraction of the run; None if it never does) and the plot of its trajectory with
+    that point (``density_vs_seed.png`` beside the run). Empty if the run left no trajectory."""
+    from sim_backends.lammps.slurry import DENSITY_FILE, density_trajectory
+
+    from .plots import first_crossing, plot_density_trajectory
+
+    if not (Path(slurry_dir) / DENSITY_FILE).is_file():
+        return {}
+    steps, rho = density_trajectory(slurry_dir)
+    cross = first_crossing(steps, rho, SEED["slurry_density_g_cm3"])
+    plot = plot_density_trajectory(Path(slurry_dir) / "density_vs_seed.png", steps, rho, 0, 0,
+                                   SEED["slurry_density_g_cm3"], None,
+                                   f"Table S1 slurry column, {_short_protocol(protocol, 'slurry')} protocol",
+                                   target_label="seed's simulated 1.89 g/cm^3")
+    return {"passes_seed_value_at_step": cross,
+            "passes_seed_value_at_fraction": None if cross is None else cross / float(steps[-1]),
+            "plot": str(plot)}
+
+
+def _short_protocol(label: str | None, kind: str) -> str:
+    """A protocol label cut to what fits a table cell."""
+    if not label:
+        return "n/a"
+    if kind == "slurry":
+        m = re.search(r"compressed k = (\d+)", label)
+        return f"seed, k = {m.group(1)}" if m else ("seed, k = 1" if label.startswith("seed") else "ramp_hold")
+    m = re.search(r"\(([\d,]+)x longer", label) if kind == "drying" else re.search(r"plane at ([\d.e+-]+) um/us", label)
+    if kind == "drying":
+        return f"public / {m.group(1)}" if m else "n/a"
+    return f"plane {m.group(1)} um/us" if m else "n/a"
+
+
 def _fmt(v: Any, spec: str) -> str:
     return "n/a" if v is None else format(v, spec)
 
@@ -119,21 +164,27 @@ def table(rep: dict) -> list[str]:
         return "not tested" if v is None else ("yes" if v else "NO")
 
     s = rep["seed"]
+    pr = rep.get("protocols", {})
+    p_slurry = _short_protocol(pr.get("slurry_density_g_cm3"), "slurry")
+    p_dry = _short_protocol(pr.get("dried_porosity"), "drying")
+    p_cal = _short_protocol(pr.get("degrees"), "calendering")
     rows = [
-        "| observable | calib | seed | converged |",
-        "|---|---|---|---|",
+        "| observable | calib | seed | converged | protocol |",
+        "|---|---|---|---|---|",
         f"| slurry density (g/cm^3) | {_fmt(rep['slurry_density_g_cm3'], '.3f')} | {s['slurry_density_g_cm3']} "
-        f"| {c('slurry_density_g_cm3')} |",
+        f"| {c('slurry_density_g_cm3')} | {p_slurry} |",
         f"| dried porosity (CBD 50 % nanoporous) | {_fmt(rep['dried_porosity'], '.3f')} | about {s['dried_porosity']} "
-        f"| {c('dried_porosity')} |",
+        f"| {c('dried_porosity')} | {p_dry} |",
         f"| thickness change on drying | {_fmt(rep['drying_thickness_change_rel'], '+.1%')} | negative (no value) "
-        f"| {c('drying_thickness_change_rel')} |",
-        f"| CBD after drying (wt%) | {_fmt(rep['cbd_wt_pct_dried'], '.2f')} | {s['cbd_wt_pct_dried']} | exact |",
-        "| beads AM / SE / CBD (total) | {AM} / {SE} / {CBD} ({total}) | total 5089 | exact |".format(**rep["bead_counts"]),
+        f"| {c('drying_thickness_change_rel')} | {p_dry} |",
+        f"| CBD after drying (wt%) | {_fmt(rep['cbd_wt_pct_dried'], '.2f')} | {s['cbd_wt_pct_dried']} | exact | - |",
+        "| beads AM / SE / CBD (total) | {AM} / {SE} / {CBD} ({total}) | total 5089 | exact | - |".format(
+            **rep["bead_counts"]),
     ]
     for d in rep["degrees"]:
+        relaxed = "not tested" if d.get("relaxed") is None else ("relaxed" if d["relaxed"] else "NO (still relaxing)")
         rows.append(f"| porosity at {d['degree_pct']:g} % calendering (thickness {d['thickness_um']:.1f} um) | "
-                    f"{d['porosity']:.3f} | falls; about 0 at 50 % | not tested |")
+                    f"{d['porosity']:.3f} | falls; about 0 at 50 % | {relaxed} | {p_cal} |")
     for d in rep["degrees"]:
         if d.get("conductivity_s_m") is None:
             continue
@@ -141,5 +192,5 @@ def table(rep: dict) -> list[str]:
         rows.append(f"| at {d['degree_pct']:g} %: conductivity (S/m), SE tortuosity, SE D_eff/D_0, ratio "
                     f"(normalised) | {d['conductivity_s_m']:.3g}, {tau}, {d['se_diffusivity_rel']:.3g}, "
                     f"{d['ratio_normalised']:.2f} | sigma peaks near 30 %; tau falls, D rises; ratio peaks near 40 % "
-                    f"| solvers {'yes' if d['conductivity_converged'] and d['se_converged'] else 'NO'} |")
+                    f"| solvers {'yes' if d['conductivity_converged'] and d['se_converged'] else 'NO'} | {p_cal} |")
     return rows

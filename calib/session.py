@@ -97,9 +97,10 @@ class ActiveTrial:
         return self.trial.number
 
 
-def trial_seed(study_seed: int, number: int) -> int:
-    """LAMMPS random seed of trial ``number`` (placement, velocities, Langevin)."""
-    return study_seed * 10_007 + number + 1
+def trial_seed(study_seed: int, number: int, common: bool = True) -> int:
+    """LAMMPS random seed of trial ``number`` (placement, velocities, Langevin): one per study
+    under common random numbers (``StudyBase.common_random_numbers``), else one per trial."""
+    return study_seed * 10_007 + (0 if common else number) + 1
 
 
 def claim_study_dir(study_dir: Path, uid: str) -> str | None:
@@ -323,7 +324,7 @@ class StudySession:
                 self.emit(Event("warning", trial.number, f"{workdir} exists: another driver runs this trial; "
                                                          "left to it"))
                 return None
-            seed = trial_seed(self.cfg.seed, trial.number)
+            seed = trial_seed(self.cfg.seed, trial.number, self.spec.common_random_numbers)
             trial.set_user_attr("calib_workdir", str(workdir.resolve()))
             trial.set_user_attr("calib_seed", seed)
             full = self.space.full_params(free)

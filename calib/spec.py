@@ -277,6 +277,11 @@ class StudyBase(SpecModel):
     """Trials run at once (running trials are pending points for the proposals)."""
     seed: int = Field(default=0, ge=0)
     """Seed of the proposals and of every trial's bead placement."""
+    common_random_numbers: bool = True
+    """Every trial starts from the same bead placement and velocities (seeded by ``seed``), so
+    the objective is a deterministic function of the parameters and trials differ only by
+    them; a fidelity's ``replicates`` add placements seed + 1, + 2, ... False: each trial its
+    own placement (the objective then carries the placement noise)."""
     trial_timeout_s: PositiveFloat = 600.0
     """Wall-clock limit of each run of a trial (the slurry run, each shear run, each characterisation job), s."""
     stop_after_start_failures: PositiveInt = 3

@@ -31,6 +31,7 @@ import numpy as np
 
 from .lammps.placement import read_sphere_data
 from .microstructure import GridTooLarge, film_voxels
+from .transport import SOR_ITER_LIMIT
 
 RESULT_FILE = "characterisation.json"
 LOG_FILE = "characterise.log"
@@ -45,7 +46,9 @@ class CharacteriseSpec:
     voxel edge; conductivity_s_m: per conducting phase (seed: AM 0.005, CBD 15.93 S/m);
     ion_phase: the phase whose diffusivity and network are measured (SE);
     surface_solid_fraction_rel: the top-cut rule (module docstring); pore_network: run
-    the SNOW2 extraction; max_bytes: voxel-grid memory cap."""
+    the SNOW2 extraction; max_bytes: voxel-grid memory cap; iter_limit: most iterations of
+    the ion-phase diffusion solve (TauFactor; a solve that stops there reports
+    ``converged: false``)."""
 
     state_file: str
     phase_of_type: dict[str, str]
@@ -58,6 +61,7 @@ class CharacteriseSpec:
     pore_network: bool = True
     max_bytes: int = 2 * 1024**3
     label: str = ""
+    iter_limit: int = SOR_ITER_LIMIT
 
     @classmethod
     def from_json(cls, text: str) -> "CharacteriseSpec":
@@ -129,7 +133,7 @@ def characterise(spec: CharacteriseSpec, folder: Path, log=print) -> dict:
     log(f"conductivity {cond.effective:.6g} S/m: {cond.iterations} CG iterations, {cond.wall_s:.2f} s, "
         f"converged {cond.converged}, |I_bottom - I_top| / I {cond.flux_spread_rel:.2g}")
     ion = labels == code[spec.ion_phase]
-    dif = relative_diffusivity(ion)
+    dif = relative_diffusivity(ion, iter_limit=spec.iter_limit)
     tau = geometric_tortuosity(fractions[spec.ion_phase], dif.effective)
     log(f"{spec.ion_phase} D_eff/D_0 {dif.effective:.6g}, tau_g {tau:.4g}: {dif.iterations} SOR iterations, "
         f"{dif.wall_s:.2f} s, converged {dif.converged}, flux spread {dif.flux_spread_rel:.2g}")

@@ -222,6 +222,31 @@ def test_upstream_of_the_wrong_stage_or_only_failed_trials_is_refused(chain):
     assert sorted(p.name for p in chain["runs"].rglob("*")) == before
 
 
+def test_a_drying_trial_whose_height_test_fails_is_not_equilibrated_and_follows_the_policy(chain):
+    """Issue 26, honest verdicts: a drying run too short for its film height to settle (4
+    blocks of 1000 steps, tolerance 1e-6) is kept but flagged not equilibrated, with the
+    study's penalty added (policy ``penalty``), or becomes a FAIL trial naming the height test
+    (policy ``fail``)."""
+    short = {"smoke": {"drying_steps": 4000}}
+    tight = {"density_tolerance_rel": 1e-6}
+    out = {}
+    for policy in ("penalty", "fail"):
+        study = write_study(chain["tmp"], src=DRYING, name=f"dry_unsettled_{policy}", trials=1, parallel=1,
+                            upstream={"study": "up_slurry"}, fidelities=short, slurry=tight,
+                            drying={"resolution_um": 0.5, "not_converged": policy, "penalty": 0.75})
+        proc = run_calib("optimize", "--stage", "drying", "--study", str(study), "--fidelity", "smoke",
+                         "--runs-dir", str(chain["runs"]), "--json", cwd=chain["tmp"])
+        out[policy] = (parse_json_stdout(proc), _ledger_trial(chain, f"dry_unsettled_{policy}", 0))
+    summary, trial = out["penalty"]
+    assert summary["trials_complete"] == 1, summary["failures"]
+    assert trial.user_attrs["equilibrated"] is False and trial.user_attrs["penalty"] == 0.75
+    assert "film's height was still changing" in trial.user_attrs["drying_convergence"]
+    assert trial.value == pytest.approx(trial.user_attrs["objective_errors"]["dried_porosity"] ** 2 + 0.75)
+    summary, trial = out["fail"]
+    assert summary["trials_complete"] == 0 and trial.state == optuna.trial.TrialState.FAIL
+    assert "film's height was still changing" in json.dumps(summary["failures"])
+
+
 def test_a_slurry_state_is_not_a_dried_state(chain):
     """A calendering study pointed at a slurry state (7.5 um CBD beads) is refused."""
     data = yaml.safe_load((REPO / "experiments_data" / "ssb_nmc622_lpscl" / "dataset.yaml").read_text())

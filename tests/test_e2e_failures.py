@@ -78,11 +78,13 @@ def test_timeout_is_a_fail_trial_and_the_study_goes_on(tmp_path: Path):
 
 
 def test_unconverged_density_fails_the_trial_under_the_fail_policy(tmp_path: Path):
-    """The seed's slurry column creeps on at smoke size: with ``not_converged: fail`` the
-    trial FAILs with the plateau test's reason (and the density it had), the study goes on."""
+    """The seed's slurry column creeps on at smoke size under the ramp-and-hold protocol: with
+    ``not_converged: fail`` the trial FAILs with the plateau test's reason (and the density
+    it had), the study goes on."""
     summary, trials = _run(tmp_path, "creep", 1, fidelity="smoke", parameters={"base": "table-s1-slurry",
                            "free": {"eps_AM": {"low": 0.5, "high": 2.0}}},
-                           slurry={"not_converged": "fail", "density_tolerance_rel": 0.001})
+                           slurry={"protocol": "ramp_hold", "allow_protocol_mismatch": True,
+                                   "not_converged": "fail", "density_tolerance_rel": 0.001})
     assert [t.state for t in trials] == [TrialState.FAIL]
     for t in trials:
         reason = t.user_attrs["fail_reason"]

@@ -38,6 +38,12 @@ def test_replicates_have_placements_of_their_own(tmp_path: Path):
     assert len(set(velocity)) == 3  # and velocities of its own
 
 
+def test_common_random_numbers_give_every_trial_the_study_seed():
+    assert {trial_seed(3, n) for n in range(5)} == {3 * 10_007 + 1}
+    assert trial_seed(3, 0) != trial_seed(4, 0)  # the study's seed still chooses the placement
+    assert len({trial_seed(3, n, common=False) for n in range(5)}) == 5
+
+
 def test_a_target_of_another_protocol_is_refused_unless_the_study_consents():
     from calib.errors import InputError
     from calib.stages.slurry import check_protocol
@@ -76,6 +82,11 @@ def test_replicates_are_averaged_and_their_spread_reported(tmp_path: Path):
     for t in trials:
         d = Path(t.user_attrs["calib_workdir"])
         assert (d / "system.data").read_text() != (d / "replicate_01" / "system.data").read_text()
+    # common random numbers: both trials start from the same placements, replicate by replicate
+    d0, d1 = (Path(t.user_attrs["calib_workdir"]) for t in trials)
+    assert trials[0].user_attrs["calib_seed"] == trials[1].user_attrs["calib_seed"]
+    for sub in (".", "replicate_01"):
+        assert (d0 / sub / "system.data").read_text() == (d1 / sub / "system.data").read_text()
     best = out["best_observables"]
     assert best["density_protocol"] == trials[out["best_trial"]].user_attrs["density_protocol"]
     assert len(best["density_replicates_g_cm3"]) == 2

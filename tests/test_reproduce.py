@@ -5,12 +5,23 @@ from __future__ import annotations
 from calib.reproduce import SEED, reproduction, table
 
 
+SLURRY_PROTOCOL = ("seed: 0 -> 1 atm over 20,000,000 steps of 0.001 us, 200 beads, compressed k = 1000 (undamped "
+                   "law: 20,000 steps, T 300 K, Tdamp 2e+05 us, Pdamp 1000 us, dt 0.001 us); density at the end")
+DRYING_PROTOCOL = ("NPT(z) 0.395 -> 1 atm over 20,000 steps of 0.001 us, then 5,000 settling on the collector; the "
+                   "public in_evap_hom.run runs 70,000,000 steps (3,500x longer; this compression's error is not "
+                   "measured)")
+CAL_PROTOCOL = ("plane at 0.2 um/us with a 0.001 us step, held 5,000 steps, relaxed 10,000 (public in_cal.run: "
+                "0.02 um/us at 1e-4 us)")
+
+
 def _summary(por=(0.5, 0.4, 0.3), change=-0.1, sigma=(1e-4, 3e-4, 2e-4), tau=(3.0, 2.5, None)) -> dict:
     return {"fidelity": "smoke", "workdir": "/x", "bead_counts": {"AM": 12, "SE": 76, "CBD": 112},
             "solids_content": 0.67,
-            "slurry": {"density_g_cm3": 2.0, "density_converged": False},
-            "dried": {"porosity": 0.45, "thickness_change_rel": change, "lz_converged": 1.0, "cbd_wt_pct": 3.37},
+            "slurry": {"density_g_cm3": 2.0, "density_converged": False, "density_protocol": SLURRY_PROTOCOL},
+            "dried": {"porosity": 0.45, "thickness_change_rel": change, "lz_converged": 1.0, "cbd_wt_pct": 3.37,
+                      "protocol": DRYING_PROTOCOL},
             "degrees": [{"degree_pct": 10.0 * i, "porosity": p, "thickness_um": 40.0 - 4 * i, "fraction_AM": 0.1,
+                         "protocol": CAL_PROTOCOL, "relaxed": i != 1,
                          "conductivity_s_m": c, "se_tortuosity": t, "se_diffusivity_rel": 0.03 * (i + 1),
                          "se_connected_fraction": 0.9, "ratio_normalised": (c / t if t else 0.0) / (3e-4 / 2.5),
                          "conductivity_converged": True, "se_converged": True}
@@ -28,11 +39,13 @@ def test_report_keys_and_values():
     assert rep["bead_counts"] == {"AM": 12, "SE": 76, "CBD": 112, "total": 200}
     assert {k: rep["degrees"][1][k] for k in ("degree_pct", "porosity", "thickness_um")} == {
         "degree_pct": 10.0, "porosity": 0.4, "thickness_um": 36.0}
-    assert set(rep["degrees"][1]) == {"degree_pct", "porosity", "thickness_um"} | CHAR
+    assert set(rep["degrees"][1]) == {"degree_pct", "porosity", "thickness_um", "relaxed"} | CHAR
     assert rep["degrees"][1]["conductivity_s_m"] == 3e-4 and rep["degrees"][2]["se_tortuosity"] is None
     assert rep["seed"] is SEED and rep["seed"]["slurry_density_g_cm3"] == 1.89
     assert rep["converged"] == {"slurry_density_g_cm3": False, "drying_thickness_change_rel": True,
-                                "dried_porosity": True, "degrees": None}
+                                "dried_porosity": True, "degrees": False}  # 10 % was still relaxing
+    assert rep["protocols"] == {"slurry_density_g_cm3": SLURRY_PROTOCOL, "dried_porosity": DRYING_PROTOCOL,
+                                "drying_thickness_change_rel": DRYING_PROTOCOL, "degrees": CAL_PROTOCOL}
     # tortuosity unknown at 20 % (the SE does not connect): its trend is not judged
     assert rep["trend_checks"] == {"film_thins_on_drying": True, "porosity_falls_with_degree": True,
                                    "se_tortuosity_falls_with_degree": None, "se_diffusivity_rises_with_degree": True,
@@ -51,11 +64,13 @@ def test_trends_that_fail_are_reported():
 def test_table_names_every_observable_and_the_seed():
     rows = table(reproduction(_summary()))
     text = "\n".join(rows)
-    assert rows[0] == "| observable | calib | seed | converged |"
-    assert "| slurry density (g/cm^3) | 2.000 | 1.89 | NO |" in text
-    assert "| thickness change on drying | -10.0% | negative (no value) | yes |" in text
-    assert "| beads AM / SE / CBD (total) | 12 / 76 / 112 (200) | total 5089 | exact |" in text
+    assert rows[0] == "| observable | calib | seed | converged | protocol |"
+    assert "| slurry density (g/cm^3) | 2.000 | 1.89 | NO | seed, k = 1000 |" in text
+    assert "| thickness change on drying | -10.0% | negative (no value) | yes | public / 3,500 |" in text
+    assert "| beads AM / SE / CBD (total) | 12 / 76 / 112 (200) | total 5089 | exact | - |" in text
     assert sum(r.startswith("| porosity at ") for r in rows) == 3
+    assert "| porosity at 10 % calendering (thickness 36.0 um) | 0.400 | falls; about 0 at 50 % | NO (still " \
+           "relaxing) | plane 0.2 um/us |" in text
     assert "| at 20 %: conductivity (S/m), SE tortuosity, SE D_eff/D_0, ratio (normalised) | 0.0002, inf (SE not " \
            "connected), 0.09, 0.00 |" in text
 

@@ -50,17 +50,17 @@ def test_ramp_hold_deck_ramps_then_holds_until_the_plateau():
 
 
 def test_seed_deck_ramps_over_the_whole_compressed_run():
-    """Smoke runs the seed protocol (2e7 steps at k = 1) compressed 1000-fold under the
-    temperature law: 20,000 steps, T = 300 x 1000^2 K, the public Tdamp, Pdamp and step; one
-    ramp 0 -> 1 atm over the whole run, 200 density blocks of 100 steps, no hold."""
+    """Smoke runs the seed protocol (the default; 2e7 steps at k = 1) compressed 1000-fold
+    under the undamped law: 20,000 steps, Tdamp = 0.2 x 1000^2 us, the public T, Pdamp and
+    step; one ramp 0 -> 1 atm over the whole run, 200 density blocks of 100 steps, no hold."""
     loaded, fid, system = _smoke()
-    loaded = loaded.with_section("slurry", protocol="seed")
+    assert loaded.spec.slurry.protocol == "seed" and loaded.spec.slurry.compression_law == "undamped"
     assert fid.compression == 1000
     run = slurry_run_spec(loaded.spec, fid, seed=1)
     lines = slurry_deck(system, TABLE_S1_SLURRY, run).splitlines()
-    ramp = "fix npt all npt/sphere temp 3e+08 3e+08 0.2 iso 0 101.325 1000"
+    ramp = "fix npt all npt/sphere temp 300 300 200000 iso 0 101.325 1000"
     assert ramp in lines and lines[lines.index(ramp) + 1] == "run 20000"
-    assert "timestep 0.001" in lines and "velocity all create 3e+08 107919 dist gaussian mom yes rot yes" in lines
+    assert "timestep 0.001" in lines and "velocity all create 300 107919 dist gaussian mom yes rot yes" in lines
     assert 'fix rho_blocks all ave/time 10 10 100 v_rho file density_blocks.txt format " %.17g"' in lines
     assert [ln.split()[3] for ln in lines if ln.startswith("fix ")] == ["ave/time", "npt/sphere"]
     assert not any("plateau" in ln or ln.startswith("label") for ln in lines)
@@ -70,12 +70,17 @@ def test_seed_deck_ramps_over_the_whole_compressed_run():
 
 def test_compression_laws_against_hand_computed_settings():
     """k = 10 on the public protocol (2e7 steps of 0.001 us, 300 K, Tdamp 0.2, Pdamp 1000):
+    undamped: 2e6 steps with Tdamp 20 us (0.2 x 10^2), T, Pdamp and step kept;
     temperature: 2e6 steps at 30,000 K; thermal: also Tdamp 0.02 and Pdamp 100 us, so the
     barostat mass ~ T Pdamp^2 = 3e8 K us^2 stays; timestep: 2e6 steps of 0.01 us."""
     from sim_backends.lammps.compression import NptProtocol, barostat_mass_factor, compress
 
     full = NptProtocol(steps=20_000_000, timestep_us=0.001, temperature_K=300.0, tdamp_us=0.2, pdamp_us=1000.0)
     assert compress(full, 1) is full
+    u = compress(full, 10)
+    assert (u.steps, u.timestep_us, u.temperature_K, u.pdamp_us) == (2_000_000, 0.001, 300.0, 1000.0)
+    assert u.tdamp_us == pytest.approx(20.0)
+    assert compress(full, 100, "undamped").tdamp_us == pytest.approx(2000.0)
     t = compress(full, 10, "temperature")
     assert (t.steps, t.timestep_us, t.temperature_K, t.tdamp_us, t.pdamp_us) == (2_000_000, 0.001, 30_000.0, 0.2,
                                                                                   1000.0)

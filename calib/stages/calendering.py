@@ -12,14 +12,15 @@ import math
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pydantic import PositiveFloat, model_validator
 
 from objectives.errors import TargetError
 from objectives.porosity import CalenderedErrorResult, calendered_porosity_error
 from sim_backends.lammps.calendering import (CALENDER_DECK, CALENDER_LOG, CALENDER_STATUS, CALENDERED_DATA,
-                                             CalenderRunSpec, read_calender_status, write_calender_inputs)
+                                             RELAX_FILE, CalenderRunSpec, read_calender_status, relaxation,
+                                             write_calender_inputs)
 from sim_backends.lammps.forcefield import ForceFieldParams
 from sim_backends.lammps.outputs import SimulationFailed, checked_log
 from sim_backends.microstructure import ElectrodeStructure
@@ -28,13 +29,13 @@ from ..errors import InputError
 from ..fidelity import Fidelity
 from ..lineage import state_bead_count
 from ..plots import POROSITY_PLOT, PROFILE_PLOT, plot_porosity_vs_degree, plot_profiles
-from ..spec import SpecModel
 from .base import Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
 from .registry import register
 from .drying import DryingSettings
 from .film import (DRIED_STATE, WallSettings, analyse_state, check_film_state, check_grid, nanoporosity_of,
                    profiles_dict, study_or_fidelity, wall_of)
 from .system import systems_for
+from .verdict import ConvergencePolicy, Verdict, verdict_of
 
 if TYPE_CHECKING:
     from ..lineage import Lineage
@@ -61,7 +62,7 @@ def degrees_problem(degrees) -> str | None:
     return None
 
 
-class CalenderingSettings(SpecModel):
+class CalenderingSettings(ConvergencePolicy):
     """Calendering stage physics (seed Sec. 3.3; sim_backends.lammps.calendering).
     degrees_pct: degrees to simulate, each in [0, 60) % (default: the dataset's measured
     degrees; ``calib pipeline``: 0, 10, ..., 50). speed_um_per_us, timestep_us, tdamp_us:
@@ -70,7 +71,9 @@ class CalenderingSettings(SpecModel):
     ``Fidelity.calender_speed_um_per_us``). release:
     remove the plane after holding and let the film spring back (default: the plane stays
     at its final height while the film relaxes, as in the group's public inputs; the seed
-    makes the release optional)."""
+    makes the release optional). not_converged, penalty: what a trial becomes whose film was
+    still relaxing at the end of a degree (``calib.stages.verdict``; the test: the beads' mean
+    height across the fidelity's density window, at the slurry's tolerance)."""
 
     degrees_pct: tuple[float, ...] | None = None
     speed_um_per_us: PositiveFloat = 0.02
@@ -103,6 +106,8 @@ class DegreeResult:
     porosity: float
     fractions: dict[str, float]
     plane_um: float = math.nan
+    relax_change_rel: float = math.nan
+    relaxed: bool = True
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -137,7 +142,8 @@ class CalenderingTrial:
                                tdamp_us=c.tdamp_us,
                                timestep_us=study_or_fidelity(c, "timestep_us", f.calender_timestep_us),
                                thermo_every=f.thermo_every, neighbor_skin_um=c.neighbor_skin_um,
-                               lj_style=self.spec.lj_style, seed=self.seed, state_file=f"../{DRIED_STATE}")
+                               lj_style=self.spec.lj_style, seed=self.seed, state_file=f"../{DRIED_STATE}",
+                               block_steps=f.block_steps, sample_every=f.sample_every)
 
     def first_runs(self) -> list[Run]:
         shutil.copyfile(self.lineage.state_file, self.workdir / DRIED_STATE)
@@ -147,7 +153,7 @@ class CalenderingTrial:
             d.mkdir(exist_ok=True)
             write_calender_inputs(d, self.system, self.params, self.run_spec(deg))
             runs.append(Run(f"calender_{i:02d}", d, CALENDER_DECK, CALENDER_LOG,
-                            (CALENDER_DECK, CALENDER_LOG, CALENDER_STATUS),
+                            (CALENDER_DECK, CALENDER_LOG, CALENDER_STATUS, RELAX_FILE),
                             label=f"calendering at {deg:g} % ({d.name})"))
         return runs
 
@@ -175,7 +181,10 @@ class CalenderingTrial:
                     continue
                 raise SimulationFailed(f"calendering at {deg:g} %: {exc.reason}", self.workdir) from exc
             self.structures[deg] = s
-            out.append(DegreeResult(deg, st.t0_um, st.held_um, s.thickness_um, s.porosity, s.fractions, st.piston_um))
+            rel = relaxation(d, self.fidelity.window_steps // self.fidelity.block_steps,
+                             self.spec.slurry.density_tolerance_rel)
+            out.append(DegreeResult(deg, st.t0_um, st.held_um, s.thickness_um, s.porosity, s.fractions, st.piston_um,
+                                    rel.change_rel, rel.converged))
         self.results = out
         return out
 
@@ -190,29 +199,35 @@ class CalenderingTrial:
         if "calendered_porosity" in self.spec.objective.targets:
             assert cp is not None
             errors.append(calendered_porosity_error([r.degree_pct for r in res], [r.porosity for r in res], cp))
-        value = scalarised(named_errors(errors), self.spec, self.seed, None)
+        verdict = calender_verdict(res, self.spec.slurry.density_tolerance_rel)
+        penalty, fail_reason = verdict.outcome(self.spec.calendering)
+        value = scalarised(named_errors(errors), self.spec, self.seed, None) + penalty
         obs: dict[str, float] = {}
         for r in res:
             key = f"calender/{r.degree_pct:g}_pct"
             obs.update({f"{key}/thickness_before_um": r.thickness_before_um,
                         f"{key}/thickness_held_um": r.thickness_held_um,
-                        f"{key}/thickness_um": r.thickness_um, f"{key}/porosity": r.porosity})
+                        f"{key}/thickness_um": r.thickness_um, f"{key}/porosity": r.porosity,
+                        f"{key}/relaxed": float(r.relaxed)})
+            if math.isfinite(r.relax_change_rel):
+                obs[f"{key}/relax_change_rel"] = r.relax_change_rel
         measured = [(p.degree_pct, p.porosity) for p in cp.points] if cp is not None else []
         plots = guarded_plots(lambda: (
             plot_porosity_vs_degree(self.workdir / POROSITY_PLOT, [r.degree_pct for r in res],
                                     [r.porosity for r in res], measured),
             plot_profiles(self.workdir / PROFILE_PLOT, {f"{d:g} %": st for d, st in sorted(self.structures.items())})))
         rows = [r.as_dict() for r in res]
-        return Score(tuple(errors), value, obs, True,
-                     summary="porosity " + ", ".join(f"{r.degree_pct:g}%: {100 * r.porosity:.1f}" for r in res) + " %",
-                     attrs={"calendering": rows,
+        return Score(tuple(errors), value, obs, verdict.converged, penalty, fail_reason,
+                     summary="porosity " + ", ".join(f"{r.degree_pct:g}%: {100 * r.porosity:.1f}" for r in res) + " %"
+                     + ("" if verdict.converged else " (not relaxed)"),
+                     attrs={"calendering": rows, "calendering_convergence": verdict.note(),
                             "profiles_by_degree": {f"{d:g}": profiles_dict(st) for d, st in sorted(self.structures.items())},
                             **({"failed_degrees": {f"{d:g}": r for d, r in self.failed.items()}}
                                                    if self.failed else {})},
-                     report={"calendering": rows},
+                     report={"calendering": rows, "calendering_convergence": verdict.note()},
                      lines=tuple(f"calendered {r.degree_pct:g} %: thickness {r.thickness_um:.1f} um (held "
                                  f"{r.thickness_held_um:.1f} of {r.thickness_before_um:.1f}), porosity "
-                                 f"{100 * r.porosity:.2f} %" for r in res),
+                                 f"{100 * r.porosity:.2f} %" for r in res) + (f"calendering: {verdict.note()}",),
                      plots=plots)
 
     def partial_observables(self) -> dict[str, float]:
@@ -221,6 +236,21 @@ class CalenderingTrial:
     @property
     def state_file(self) -> Path | None:
         return None  # one state per degree: ``degree_dir(i) / CALENDERED_DATA``
+
+
+def calender_protocol_label(run: CalenderRunSpec) -> str:
+    """The calendering protocol a degree was read under, in words."""
+    return (f"plane at {run.speed_um_per_us:g} um/us with a {run.timestep_us:g} us step, held {run.hold_steps:,} "
+            f"steps, relaxed {run.release_steps:,}{' without the plane' if run.release else ''} (public in_cal.run: "
+            f"0.02 um/us at 1e-4 us)")
+
+
+def calender_verdict(results: Sequence[DegreeResult], tolerance_rel: float) -> Verdict:
+    """Every degree's film had stopped relaxing (``sim_backends.lammps.calendering.relaxation``)."""
+    return verdict_of(*((r.relaxed, f"the film at {r.degree_pct:g} % was still relaxing at the end "
+                                    f"({r.relax_change_rel:+.2%} mean bead height across the last window, tolerance "
+                                    f"{tolerance_rel:.2%}; lengthen the fidelity's calender_release_steps)")
+                        for r in results))
 
 
 def degrees_pct_of(loaded: "LoadedStudy") -> tuple[float, ...]:
@@ -255,10 +285,12 @@ class CalenderingStage(StageBase):
     column_title = "dried electrode"
     pipeline_key = "degrees"
     fidelity_reads = ("thermo_every", "calender_hold_steps", "calender_release_steps", "calender_speed_um_per_us",
-                      "calender_timestep_us")
+                      "calender_timestep_us", "block_steps", "sample_every", "averaging_steps", "density_window_steps")
 
     def identity_extra(self, loaded: "LoadedStudy") -> dict:
-        return {"degrees_pct": list(degrees_pct_of(loaded))}
+        # the relaxation's plateau test uses the slurry's tolerance
+        return {"degrees_pct": list(degrees_pct_of(loaded)),
+                "density_tolerance_rel": loaded.spec.slurry.density_tolerance_rel}
 
     def prepare(self, loaded: "LoadedStudy", options: Mapping[str, Any]) -> "LoadedStudy":
         if "calendered_porosity" in loaded.spec.objective.targets:
@@ -284,7 +316,8 @@ class CalenderingStage(StageBase):
 
     def pipeline_record(self, trial, score: Score) -> list[dict]:
         """One row per degree that ran: thicknesses, plane height, porosity, fractions."""
-        return [{"degree_pct": r.degree_pct, "thickness_um": r.thickness_um,
+        return [{"degree_pct": r.degree_pct, "protocol": calender_protocol_label(trial.run_spec(r.degree_pct)),
+                 "relaxed": r.relaxed, "thickness_um": r.thickness_um,
                  "thickness_before_um": r.thickness_before_um, "thickness_held_um": r.thickness_held_um,
                  "plane_um": r.plane_um, "porosity": r.porosity, **{f"fraction_{k}": v for k, v in r.fractions.items()}}
                 for r in trial.results]

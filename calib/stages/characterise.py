@@ -18,20 +18,20 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from pydantic import Field, PositiveFloat
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from objectives.porosity import degree_error
 from sim_backends.characterise import LOG_FILE, RESULT_FILE, SPEC_FILE, CharacteriseSpec
 from sim_backends.lammps.calendering import CALENDERED_DATA
 from sim_backends.lammps.outputs import SimulationFailed
 from sim_backends.lammps.placement import read_sphere_data
+from sim_backends.transport import SOR_ITER_LIMIT
 
 from ..errors import InputError
 from ..lineage import state_bead_count
 from ..plots import pyplot
-from ..spec import SpecModel
 from .base import Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
 from .calendering import STAGE as CALENDERING
 from .calendering import CalenderingSettings, CalenderingTrial, check_measured_degrees
@@ -39,6 +39,7 @@ from .drying import DryingSettings
 from .film import MAX_VOXEL_BYTES, check_grid, nanoporosity_of
 from .registry import register
 from .system import systems_for
+from .verdict import ConvergencePolicy, Verdict, verdict_of
 
 if TYPE_CHECKING:
     from ..lineage import Lineage
@@ -52,7 +53,7 @@ SERIES_TARGETS = ("calendered_conductivity", "calendered_se_tortuosity")
 """Dataset series this stage scores besides the calendered porosity."""
 
 
-class CharacteriseSettings(SpecModel):
+class CharacteriseSettings(ConvergencePolicy):
     """How a film is characterised (seed Sec. 2.4).
 
     resolution_um: voxel edge (um); at least 3 voxels across the smallest solid bead.
@@ -61,7 +62,10 @@ class CharacteriseSettings(SpecModel):
     surface_solid_fraction_rel: the film's rough top is cut where a
     voxel layer's solid fraction falls below this fraction of the median layer's
     (docs/stages/characterise.md). pore_network: extract the pore network (PoreSpy
-    SNOW2; a few seconds at dev size).
+    SNOW2; a few seconds at dev size). solver_iter_limit: most iterations of the SE
+    diffusion solve (TauFactor, which checks every 100). not_converged, penalty: what a
+    trial becomes whose transport solve stopped unconverged (``calib.stages.verdict``; the
+    calendering's relaxation follows ``calendering``'s policy).
     """
 
     resolution_um: PositiveFloat = 0.5
@@ -69,6 +73,15 @@ class CharacteriseSettings(SpecModel):
     sigma_cbd_s_m: PositiveFloat = 15.93
     surface_solid_fraction_rel: float = Field(default=0.5, gt=0, lt=1)
     pore_network: bool = True
+    solver_iter_limit: PositiveInt = SOR_ITER_LIMIT
+
+
+def transport_verdict(rows: Sequence[Mapping[str, Any]]) -> Verdict:
+    """Every characterised state's conductivity and SE diffusion solves converged."""
+    return verdict_of(*((row[f"{what}_converged"], f"the {label} solve at {row['degree_pct']:g} % stopped "
+                                                   f"unconverged after {row[f'{what}_iterations']} iterations")
+                        for row in rows for what, label in (("conductivity", "conductivity"),
+                                                            ("se", "SE diffusion"))))
 
 
 class CharacteriseTrial:
@@ -114,7 +127,7 @@ class CharacteriseTrial:
             nanoporosity=nanoporosity_of(self.loaded), resolution_um=s.resolution_um,
             conductivity_s_m={"AM": s.sigma_am_s_m, "CBD": s.sigma_cbd_s_m},
             surface_solid_fraction_rel=s.surface_solid_fraction_rel, pore_network=s.pore_network,
-            max_bytes=MAX_VOXEL_BYTES, label=label)
+            max_bytes=MAX_VOXEL_BYTES, label=label, iter_limit=s.solver_iter_limit)
 
     def _characterisation_runs(self) -> list[Run]:
         runs = []
@@ -172,7 +185,11 @@ class CharacteriseTrial:
                                            f"{name} cannot be scored", self.workdir)
                 errors.append(degree_error(name, [r["degree_pct"] for r in rows], [r[column] for r in rows],
                                            [(p.degree_pct, p.value, p.uncertainty) for p in series.points]))
-        value = scalarised(named_errors(errors), self.spec, self.ctx.seed, None)
+        verdict = transport_verdict(rows)
+        penalty, fail_reason = verdict.outcome(self.settings)
+        penalty += cal.penalty
+        fail_reason = cal.fail_reason or fail_reason
+        value = scalarised(named_errors(errors), self.spec, self.ctx.seed, None) + penalty
         obs = dict(cal.observables)
         for r in rows:
             key = f"characterise/{r['degree_pct']:g}_pct"
@@ -184,9 +201,12 @@ class CharacteriseTrial:
                       f"SE D_eff/D_0 {r['se_diffusivity_rel']:.3g}, SE connected "
                       f"{100 * r['se_connected_fraction']:.1f} %, conductivity/tortuosity "
                       f"{r['ratio_normalised']:.2f} of its largest" for r in rows)
-        return Score(tuple(errors), value, obs, True, summary="sigma " + ", ".join(_short(r) for r in rows),
-                     attrs={"characterisation": rows, **cal.attrs}, report={"characterisation": rows, **cal.report},
-                     lines=cal.lines + lines, plots=plots)
+        return Score(tuple(errors), value, obs, cal.equilibrated and verdict.converged, penalty, fail_reason,
+                     summary="sigma " + ", ".join(_short(r) for r in rows)
+                     + ("" if verdict.converged else " (a transport solve not converged)"),
+                     attrs={"characterisation": rows, **cal.attrs, "transport_convergence": verdict.note()},
+                     report={"characterisation": rows, **cal.report, "transport_convergence": verdict.note()},
+                     lines=cal.lines + lines + (f"transport: {verdict.note()}",), plots=plots)
 
     def partial_observables(self) -> dict[str, float]:
         return {}

@@ -24,25 +24,26 @@ from sim_backends.microstructure import ElectrodeStructure
 from ..fidelity import Fidelity
 from ..lineage import state_bead_count
 from ..plots import PROFILE_PLOT, plot_profiles
-from ..spec import SpecModel
 from .base import COMMON_FIDELITY_FIELDS, Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
 from .registry import register
 from .film import (WallSettings, analyse_state, check_film_state, check_grid, nanoporosity_of, profiles_dict,
                    structure_observables, wall_of)
 from .system import systems_for
+from .verdict import ConvergencePolicy, Verdict, verdict_of
 
 if TYPE_CHECKING:
     from ..lineage import Lineage
     from ..study import LoadedStudy
 
 
-class DryingSettings(SpecModel):
+class DryingSettings(ConvergencePolicy):
     """Drying stage physics (seed Sec. 3.3; sim_backends.lammps.drying). The z barostat is the
     public ``Drying_homogeneous/in_evap_hom.run``'s ``npt/sphere temp 300 300 0.2 z 40 100
     1000``: a ramp from ``pressure_start_atm`` (40 kPa) to ``pressure_atm``, thermostat and
     barostat damping ``tdamp_us`` and ``pdamp_us``. mount_damp_us: Langevin damping while the
     film settles on the collector; resolution_um: voxel edge of the porosity analysis;
-    cbd_nanoporosity: overrides the dataset's CBD nanoporosity."""
+    cbd_nanoporosity: overrides the dataset's CBD nanoporosity. not_converged, penalty: what a
+    trial whose film height did not plateau becomes (``calib.stages.verdict``)."""
 
     temperature_K: PositiveFloat = 300.0
     pressure_atm: PositiveFloat = 1.0
@@ -54,6 +55,26 @@ class DryingSettings(SpecModel):
     resolution_um: PositiveFloat = 0.5
     cbd_nanoporosity: float | None = Field(default=None, ge=0, lt=1)
     wall: WallSettings = WallSettings()
+
+
+def drying_verdict(st: DryingStatus, tolerance_rel: float) -> Verdict:
+    """The film's height plateau at the end of the NPT(z) run (``drying_status``)."""
+    return verdict_of((st.converged, f"the film's height was still changing at the end of drying "
+                                     f"({st.change_rel_last_window:+.2%} across the last window, tolerance "
+                                     f"{tolerance_rel:.2%}; lengthen the fidelity's drying_steps)"))
+
+
+PUBLIC_DRYING_STEPS = 70_000_000
+"""Steps of the group's public ``Drying_homogeneous/in_evap_hom.run`` (0.001 us each)."""
+
+
+def drying_protocol_label(run: DryingRunSpec) -> str:
+    """The drying protocol a dried film was read under, in words (recorded with its values)."""
+    k = PUBLIC_DRYING_STEPS / run.equilibration_steps
+    return (f"NPT(z) {run.pressure_start_atm:.3g} -> {run.pressure_atm:g} atm over {run.equilibration_steps:,} steps "
+            f"of {run.timestep_us:g} us, then {run.mount_steps:,} settling on the collector; the public "
+            f"in_evap_hom.run runs {PUBLIC_DRYING_STEPS:,} steps ({k:,.0f}x longer; this compression's error is "
+            "not measured)")
 
 
 def status_observables(st: DryingStatus) -> dict[str, float]:
@@ -112,19 +133,25 @@ class DryingTrial:
         errors: list = []
         if "dried_porosity" in self.spec.objective.targets:
             errors.append(dried_porosity_error(s.porosity, self.loaded.dataset.targets["dried_porosity"]))
-        value = scalarised(named_errors(errors), self.spec, self.seed, None)
-        obs = structure_observables(s)
         assert self.status is not None
+        verdict = drying_verdict(self.status, self.spec.slurry.density_tolerance_rel)
+        penalty, fail_reason = verdict.outcome(self.spec.drying)
+        value = scalarised(named_errors(errors), self.spec, self.seed, None) + penalty
+        obs = structure_observables(s)
         obs.update(status_observables(self.status))
         stats = run_stats((self.workdir / DRYING_LOG).read_text(errors="replace"))
         obs["atom_steps_per_s"] = stats.atom_steps_per_s
         plots = guarded_plots(lambda: (plot_profiles(self.workdir / PROFILE_PLOT, {"dried": s}),))
         dried = {k: v for k, v in structure_observables(s).items() if k in ("thickness_um", "porosity")
                  or k.startswith("fraction_")}
-        return Score(tuple(errors), value, obs, True,
-                     summary=f"dried thickness {s.thickness_um:.1f} um, porosity {100 * s.porosity:.1f} %",
-                     attrs={"profiles": profiles_dict(s)}, report={"dried": dried},
-                     lines=(f"dried film: thickness {s.thickness_um:.1f} um, porosity {100 * s.porosity:.2f} %",),
+        return Score(tuple(errors), value, obs, verdict.converged, penalty, fail_reason,
+                     summary=f"dried thickness {s.thickness_um:.1f} um, porosity {100 * s.porosity:.1f} %"
+                     + ("" if verdict.converged else " (film height not converged)"),
+                     attrs={"profiles": profiles_dict(s), "drying_convergence": verdict.note(),
+                            "drying_protocol": drying_protocol_label(self.run_spec())},
+                     report={"dried": dried, "drying_convergence": verdict.note()},
+                     lines=(f"dried film: thickness {s.thickness_um:.1f} um, porosity {100 * s.porosity:.2f} %",
+                            f"drying: {verdict.note()}"),
                      plots=plots)
 
     def partial_observables(self) -> dict[str, float]:
@@ -166,7 +193,8 @@ class DryingStage(StageBase):
 
     def pipeline_record(self, trial, score: Score) -> dict:
         """The dried film: thickness, porosity, fractions, height convergence, CBD wt %."""
-        return {**score.observables, "cbd_wt_pct": 100.0 * trial.system.phase_mass_fraction("CBD")}
+        return {**score.observables, "cbd_wt_pct": 100.0 * trial.system.phase_mass_fraction("CBD"),
+                "protocol": drying_protocol_label(trial.run_spec()), "convergence": score.attrs["drying_convergence"]}
 
 
 STAGE = register(DryingStage())

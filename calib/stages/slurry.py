@@ -53,7 +53,7 @@ class SlurrySettings(SpecModel):
     linearly to P0 over the whole run of ``protocol_steps`` from the seed's dilute start, the
     density read at the end, as the mean of the last 1 % of the run) or ``ramp_hold`` (a
     ramp of the fidelity's ``equilibration_steps``, then P0 held until the plateau test
-    passes; the default for now; it does not converge at 1 atm, docs/stages/slurry.md).
+    passes; kept as a named alternative: it does not converge at 1 atm, docs/stages/slurry.md).
     protocol_steps: the seed
     protocol's length at k = 1 (public: 2e7 steps of 0.001 us); a fidelity's
     ``compression`` k runs it in protocol_steps / k steps under ``compression_law``.
@@ -68,9 +68,9 @@ class SlurrySettings(SpecModel):
     the reason.
     """
 
-    protocol: Literal["seed", "ramp_hold"] = "ramp_hold"
+    protocol: Literal["seed", "ramp_hold"] = "seed"
     protocol_steps: PositiveInt = 20_000_000
-    compression_law: Literal[LAWS] = "temperature"  # type: ignore[valid-type]
+    compression_law: Literal[LAWS] = "undamped"  # type: ignore[valid-type]
     allow_protocol_mismatch: bool = False
     temperature_K: PositiveFloat = 300.0
     pressure_atm: PositiveFloat = 1.0
@@ -180,7 +180,8 @@ def protocol_label(settings: SlurrySettings, fidelity: Fidelity) -> str:
                                          f"T {run.temperature_K:.4g} K, Tdamp {run.tdamp_us:.3g} us, "
                                          f"Pdamp {run.pdamp_us:.4g} us, dt {run.timestep_us:.3g} us)")
     return (f"seed: 0 -> {settings.pressure_atm:g} atm over {settings.protocol_steps:,} steps of "
-            f"{fidelity.timestep_us:g} us, {fidelity.n_beads} beads, {how}; density at the end")
+            f"{fidelity.timestep_us:g} us, {fidelity.n_beads} beads, {how}; density at the end"
+            + ("" if k == 1 else "; the compression's measured error: docs/model.md#compression"))
 
 
 def slurry_run_spec(spec: StudyBase, fidelity: Fidelity, seed: int, neighbor: str = "bin") -> SlurryRunSpec:
@@ -403,7 +404,7 @@ class SlurryTrial:
             spread = float(np.std([r.density_g_cm3 for r in self.replicates], ddof=1))
             observables["density_spread_g_cm3"] = spread
             attrs["density_replicates_g_cm3"] = [r.density_g_cm3 for r in self.replicates]
-        if self.fidelity.density_bias_rel is not None:
+        if self.fidelity.density_bias_rel is not None and spec.slurry.protocol == "ramp_hold":
             observables["fidelity_density_bias_rel"] = self.fidelity.density_bias_rel
             attrs["fidelity_density_bias"] = (f"{self.fidelity.density_bias_rel:+.2%} "
                                               f"({self.fidelity.density_bias_source or 'source not given'})")
@@ -634,7 +635,8 @@ class SlurryStage(StageBase):
         obs = trial.slurry
         return {"density_g_cm3": obs.density_g_cm3, "density_sem_g_cm3": obs.density_sem_g_cm3,
                 "density_change_rel": obs.density_change_rel, "density_converged": obs.converged,
-                "density_converged_step": obs.converged_step, "hold_steps": obs.hold_steps}
+                "density_converged_step": obs.converged_step, "hold_steps": obs.hold_steps,
+                "density_protocol": score.attrs["density_protocol"]}
 
 
 STAGE = register(SlurryStage())

@@ -12,7 +12,9 @@ holds there for ``hold_steps`` (Nose-Hoover ``nvt/sphere``, as the public inputs
 film relaxes for ``release_steps``, with the plane
 in place or, if ``release``, without it (spring-back). ``calender_status.txt`` records T0,
 the top while held, the final top and the number of bead centres beyond the plane (a bead
-pushed through it) after the hold and, with the plane kept, at the end.
+pushed through it) after the hold and, with the plane kept, at the end. ``relax_blocks.txt``
+holds block means of the beads' mean height above the collector during the relaxation, the
+record of the stage's convergence verdict (``relaxation``).
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from pathlib import Path
 from .drying import extent_lines
 from .forcefield import ForceFieldParams, WallContact, pair_lines
 from .beads import BeadSystem
-from .outputs import SimulationFailed
+from .convergence import plateau_test
+from .outputs import SimulationFailed, read_ave_time
 
 CALENDER_DECK = "in.calender"
 CALENDER_LOG = "log.lammps"
 CALENDER_STATUS = "calender_status.txt"
 CALENDERED_DATA = "final.data"
+RELAX_FILE = "relax_blocks.txt"
+"""Block means of the film's mean bead height above the collector (um) while it relaxes."""
 MAX_DEGREE_PCT = 60.0
 
 
@@ -42,7 +47,8 @@ class CalenderRunSpec:
     gap_um: start of the piston above the film. hold_steps: steps held at the final
     position before the held thickness is taken; release_steps: relaxation steps after it,
     without the plane if ``release`` (spring-back), else with it in place.
-    wall: contact law of collector and piston. state_file: the dried state.
+    wall: contact law of collector and piston. state_file: the dried state. block_steps,
+    sample_every: the relaxation record's block length and sampling interval (steps).
     """
 
     degree_pct: float
@@ -60,8 +66,12 @@ class CalenderRunSpec:
     lj_style: str = "lj/cut"
     seed: int = 1
     state_file: str = "../dried.data"
+    block_steps: int = 1_000
+    sample_every: int = 10
 
     def __post_init__(self) -> None:
+        if self.block_steps % self.sample_every:
+            raise ValueError("block_steps must be a multiple of sample_every")
         if not (0.0 <= self.degree_pct < MAX_DEGREE_PCT):
             raise ValueError(f"calendering degree must be in [0, {MAX_DEGREE_PCT:g}) %, got {self.degree_pct:g}")
 
@@ -113,7 +123,12 @@ def calender_deck(system: BeadSystem, params: ForceFieldParams, run: CalenderRun
     if run.release:
         lines.append("unfix piston")
     lines += [
+        "compute zmean all reduce ave z",
+        "variable zrel equal c_zmean-v_cc_z",
+        f"fix relax_blocks all ave/time {run.sample_every} {run.block_steps // run.sample_every} {run.block_steps} "
+        f'v_zrel file {RELAX_FILE} format " %.17g"',
         f"run {run.release_steps}",
+        "unfix relax_blocks",
         f'print "final $(c_ztop-v_cc_z)" append {CALENDER_STATUS}' if run.release else
         f'print "final $(c_ztop-v_cc_z) beyond_end $(c_beyond)" append {CALENDER_STATUS}',
         f"write_data {CALENDERED_DATA}",
@@ -155,3 +170,29 @@ def read_calender_status(workdir: Path) -> CalenderStatus:
         raise SimulationFailed(f"{st.beyond} bead(s) escaped through the calendering wall (centre above the "
                                "piston): the wall is too soft for this force field", Path(workdir))
     return st
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    """The film's mean bead height (um above the collector) over the relaxation: its relative
+    change across the last ``window`` blocks (``convergence.plateau_test``) and whether that
+    is within the tolerance."""
+
+    blocks: int
+    window: int
+    change_rel: float
+    converged: bool
+
+
+def relaxation(workdir: Path, window_blocks: int, tolerance_rel: float) -> Relaxation:
+    """Plateau test of ``relax_blocks.txt`` over the last ``window_blocks`` blocks (fewer if the
+    relaxation had fewer; under 4 blocks it cannot pass); ``SimulationFailed`` if missing."""
+    path = Path(workdir) / RELAX_FILE
+    if not path.exists():
+        raise SimulationFailed("calendering ended without its relaxation record", Path(workdir))
+    _, z = read_ave_time(path)
+    window = min(window_blocks, len(z) // 2 * 2)
+    if window < 4:
+        return Relaxation(len(z), window, float("nan"), False)
+    test = plateau_test(z, window, tolerance_rel)
+    return Relaxation(len(z), window, test.change_rel, test.converged)
