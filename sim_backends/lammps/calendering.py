@@ -25,7 +25,7 @@ from pathlib import Path
 from .drying import extent_lines
 from .forcefield import ForceFieldParams, WallContact, pair_lines
 from .beads import BeadSystem
-from .convergence import plateau_test
+from .convergence import tail_plateau
 from .outputs import SimulationFailed, read_ave_time
 
 CALENDER_DECK = "in.calender"
@@ -191,8 +191,7 @@ def relaxation(workdir: Path, window_blocks: int, tolerance_rel: float) -> Relax
     if not path.exists():
         raise SimulationFailed("calendering ended without its relaxation record", Path(workdir))
     _, z = read_ave_time(path)
+    test = tail_plateau(z, window_blocks, tolerance_rel)
     window = min(window_blocks, len(z) // 2 * 2)
-    if window < 4:
-        return Relaxation(len(z), window, float("nan"), False)
-    test = plateau_test(z, window, tolerance_rel)
-    return Relaxation(len(z), window, test.change_rel, test.converged)
+    return Relaxation(len(z), window, test.change_rel, test.converged) if test else \
+        Relaxation(len(z), window, float("nan"), False)

@@ -70,6 +70,14 @@ def plateau_test(means: Sequence[float], window: int, tolerance_rel: float, star
     return PlateauTest(_passes(m[-window:], tolerance_rel), first, diff / mean if mean else math.inf, mean)
 
 
+def tail_plateau(means: Sequence[float], window: int, tolerance_rel: float) -> PlateauTest | None:
+    """The plateau test over the last ``window`` block means, or over all of them (rounded
+    down to an even count) when fewer were written; None when under 4 blocks exist (no test
+    possible). What drying's film height and calendering's relaxation read."""
+    window = min(window, len(means) // 2 * 2)
+    return plateau_test(means, window, tolerance_rel) if window >= 4 else None
+
+
 def lammps_plateau_lines(window: int, tolerance_rel: float, min_blocks: int, source: str) -> list[str]:
     """LAMMPS variables of the plateau test over a rotating window ``w1..wW``: after each
     block ``lammps_plateau_shift(window, source)`` shifts the window; ``v_plateau`` is 1 when

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .beads import BeadSystem
-from .convergence import plateau_test
+from .convergence import tail_plateau
 from .forcefield import ForceFieldParams, WallContact, pair_lines
 from .outputs import SimulationFailed, read_ave_time
 from .units import atm_to_micro_pressure
@@ -185,7 +185,6 @@ def drying_status(workdir: Path, run: DryingRunSpec) -> DryingStatus:
     if not {"lz_start", "lz_end"} <= set(vals):
         raise SimulationFailed(f"incomplete drying status: {path.read_text()!r}", workdir)
     _, lz = read_ave_time(workdir / LZ_FILE)
-    window = min(run.window_blocks, len(lz) // 2 * 2)
-    test = plateau_test(lz, window, run.tolerance_rel) if window >= 4 else None
+    test = tail_plateau(lz, run.window_blocks, run.tolerance_rel)
     return DryingStatus(vals["lz_start"], vals["lz_end"], vals["lz_end"] / vals["lz_start"] - 1.0,
                         bool(test and test.converged), test.change_rel if test else float("nan"))
