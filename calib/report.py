@@ -8,6 +8,7 @@ from optuna.trial import TrialState
 from objectives.scalarise import pareto_front
 
 from . import ledger
+from .confirm import summary as confirmation_summary
 from .ledger import best_trial
 
 
@@ -27,8 +28,11 @@ def pareto(study: optuna.Study) -> list[dict]:
 
 def study_summary(study: optuna.Study, storage: str) -> dict:
     """Study name, storage, trial counts, best trial with its Table S1 params, the
-    observables its stage reported (next to their targets) and its summary lines."""
-    trials = study.get_trials(deepcopy=False)
+    observables its stage reported (next to their targets) and its summary lines, and its
+    confirmation at the target protocol (``calib.confirm``; None without one). Trial counts
+    leave confirmations out."""
+    every = study.get_trials(deepcopy=False)
+    trials = [t for t in every if not ledger.is_confirmation(t)]  # confirmations: "confirmation" below
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     lost = ledger.lost_numbers(trials)
     failed = [t for t in trials if t.state == TrialState.FAIL and t.number not in lost]
@@ -56,6 +60,7 @@ def study_summary(study: optuna.Study, storage: str) -> dict:
             row["complete" if t.state == TrialState.COMPLETE else "failed"] += 1
             row["core_s"] += float(t.user_attrs.get("core_s") or 0.0)
     out["target_fidelity"] = study.user_attrs.get(ledger.TARGET_FIDELITY_ATTR)
+    out["confirmation"] = confirmation_summary(study)
     out["trials_by_fidelity"] = by_fidelity
     if "viscosity_curve_source" in study.user_attrs:
         out["viscosity_curve_source"] = study.user_attrs["viscosity_curve_source"]

@@ -32,8 +32,9 @@ from objectives.scalarise import parego_weights
 from sim_backends.backend import JobHandle
 from sim_backends.lammps.outputs import lammps_version
 
-from . import checkpoint, ledger
+from . import checkpoint, confirm, ledger
 from .backends import SURVIVES_DRIVER
+from .confirm import Confirmation
 from .errors import InputError, StudyHalted
 from .identity import study_ident
 from .ledger import FIDELITY_ATTR, best_trial
@@ -60,6 +61,8 @@ class Event:
     trial: int
     message: str = ""
     value: float | None = None
+    counted: bool = True
+    """The trial counts against the budget (a confirmation does not)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class LoopConfig:
     """Seconds between two heartbeats of each running trial (Optuna's ``heartbeat_interval``)."""
     grace_s: int = 120
     """A trial without a heartbeat for this long belongs to a dead driver (``grace_period``)."""
+    confirm: Confirmation | None = None
+    """Confirm the best set at the target protocol once the budget is spent (``calib.confirm``)."""
 
 
 @dataclass
@@ -282,6 +287,8 @@ class StudySession:
                 + float(t.user_attrs.get("penalty", 0.0)))
 
     def _at(self, fid: str) -> str:
+        if fid == ledger.CONFIRM_FIDELITY:
+            return "confirmation: "
         return f"at {fid}: " if self.multi else ""
 
     def may_ask(self, active: dict[int, ActiveTrial]) -> bool:
@@ -303,13 +310,16 @@ class StudySession:
         trial.set_user_attr("calib_driver", self.driver)  # tagged and beating at once: never mistaken for lost
         self.heartbeat.add(trial._trial_id)
         trial.set_user_attr("proposal_s", time.perf_counter() - t_ask)
-        if not ledger.within_budget(self.study, trial.number, self.cfg.n_trials):
+        confirming = trial.user_attrs.get(ledger.CONFIRM_ATTR) is not None
+        if not confirming and not ledger.within_budget(self.study, trial.number, self.cfg.n_trials):
             self._give_back(trial)
             return None
         # the sampler's choice, or the original's for a re-proposed trial
         fid = (trial.user_attrs.get(FIDELITY_ATTR) or getattr(self.sampler, "fidelity_of", lambda n: None)(
             trial.number) or (self.spec.ladder[0] if self.multi else self.spec.fidelity))
         trial.set_user_attr(FIDELITY_ATTR, fid)
+        fidelity = (confirm.settings_of(trial).fidelity(self.spec.fidelity_spec()) if confirming  # type: ignore[arg-type]
+                    else self.fidelities[fid])
         free = {k: trial.params[k] for k in self.space.keys}
         attached = self._reattach(trial, free, fid)
         if attached is not None:
@@ -324,15 +334,21 @@ class StudySession:
                 self.emit(Event("warning", trial.number, f"{workdir} exists: another driver runs this trial; "
                                                          "left to it"))
                 return None
-            seed = trial_seed(self.cfg.seed, trial.number, self.spec.common_random_numbers)
+            seed = (confirm.confirm_seed(self.cfg.seed, trial.number) if confirming  # fresh placements
+                    else trial_seed(self.cfg.seed, trial.number, self.spec.common_random_numbers))
             trial.set_user_attr("calib_workdir", str(workdir.resolve()))
             trial.set_user_attr("calib_seed", seed)
             full = self.space.full_params(free)
             trial.set_user_attr("table_s1", full.as_dict())
             (workdir / "params.json").write_text(json.dumps(full.as_dict(), indent=2))
-            stage_trial = self.loaded.stage.make_trial(TrialContext(workdir, self.loaded, self.fidelities[fid], full,
+            stage_trial = self.loaded.stage.make_trial(TrialContext(workdir, self.loaded, fidelity, full,
                                                                     seed, self.lineage))
-            execution = TrialExecution(stage_trial, self.runner, f"{self.spec.name}-{trial.number}",
+            runner = self.runner
+            if confirming:  # its runs are longer than the study's by design: their own limit
+                limit = (self.cfg.confirm or confirm.settings_of(trial)).timeout_of(  # type: ignore[arg-type]
+                    self.spec.trial_timeout_s, self.spec.fidelity_spec())
+                runner = dataclasses.replace(runner, timeout_s=limit)
+            execution = TrialExecution(stage_trial, runner, f"{self.spec.name}-{trial.number}",
                                        on_submit=self._on_submit(trial, workdir))
             execution.start()
         except Exception as exc:  # a trial that cannot start is a FAIL, not the end of the study
@@ -349,6 +365,29 @@ class StudySession:
         self._start_errors.clear()
         self.emit(Event("submitted", trial.number, self._at(fid) + json.dumps({k: round(v, 6) for k, v in free.items()})))
         return ActiveTrial(trial, workdir, free, fid, execution, started_ms=started_ms)
+
+    def enqueue_confirmation(self) -> bool:
+        """Queue the confirmation of the best trial (``cfg.confirm``; ``calib.confirm``) unless
+        one under the same settings has completed, is queued or runs; True when one was queued."""
+        conf = self.cfg.confirm
+        best = best_trial(self.study)
+        if conf is None:
+            return False
+        if best is None:
+            self.emit(Event("warning", -1, "no completed trial at the target fidelity: nothing to confirm"))
+            return False
+        if confirm.existing(self.study, best.number, conf) is not None:
+            return False
+        self.study.enqueue_trial({k: best.params[k] for k in self.space.keys if k in best.params},
+                                 user_attrs=confirm.enqueue_attrs(best, conf))
+        self.emit(Event("info", -1, f"confirming trial {best.number}'s set at k = {conf.compression} on "
+                                       f"{conf.replicates} fresh placement{'s' if conf.replicates > 1 else ''}"))
+        return True
+
+    def confirmation_waiting(self) -> bool:
+        """A queued confirmation is waiting to be asked."""
+        return any(ledger.is_confirmation(t) for t in self.study.get_trials(deepcopy=False,
+                                                                              states=(TrialState.WAITING,)))
 
     def _count_start_error(self, exc: Exception, workdir: Path) -> None:
         """The circuit breaker: ``StudyHalted`` once the last ``stop_after_start_failures``
@@ -498,13 +537,14 @@ class StudySession:
             metrics[self.objective_metric] = score.value
             self.study.tell(t, score.value)
             state = "COMPLETE"
-            self.emit(Event("complete", a.number, self._at(a.fidelity) + score.summary, score.value))
+            self.emit(Event("complete", a.number, self._at(a.fidelity) + score.summary, score.value,
+                            counted=not ledger.is_confirmation(t)))
         else:
             t.set_user_attr("fail_reason", outcome.why)
             self.study.tell(t, state=TrialState.FAIL)
             state = "FAIL"
             tags["fail_reason"] = outcome.why[:5000]
-            self.emit(Event("fail", a.number, self._at(a.fidelity) + outcome.why))
+            self.emit(Event("fail", a.number, self._at(a.fidelity) + outcome.why, counted=not ledger.is_confirmation(t)))
         a.told = True
         tags.update(self._review_tags(a))
         tags.update(flag_tags(score, state, tags))
@@ -617,6 +657,14 @@ class StudySession:
                        "trials_failed": float(sum(1 for t in study.get_trials(states=(TrialState.FAIL,))
                                                   if t.number not in lost))}
             files = {"pareto.json": json.dumps(front, indent=2)}
+            checked = confirm.summary(study)
+            if checked is not None:  # the best set at the target protocol, next to its calibrated value
+                files["confirmation.json"] = json.dumps(checked, indent=2, default=str)
+                for name, row in checked["values"].items():
+                    if isinstance(row.get("confirmed"), (int, float)):
+                        metrics[f"confirmed.{name}"] = float(row["confirmed"])
+                    if isinstance(row.get("confirmed_vs_calibrated_rel"), (int, float)):
+                        metrics[f"confirmed_vs_calibrated_rel.{name}"] = float(row["confirmed_vs_calibrated_rel"])
         except Exception as exc:
             self.emit(Event("warning", -1, f"the study's summary could not be read from the ledger: {exc}"))
         try:

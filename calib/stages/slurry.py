@@ -573,6 +573,9 @@ class SlurryStage(StageBase):
             p.pop("nanoporosity", None)
         return used
 
+    def fidelity_problem(self, loaded: "LoadedStudy", fidelity: Fidelity) -> str | None:
+        return protocol_problem(loaded.spec.slurry, fidelity)
+
     def prepare(self, loaded: "LoadedStudy", options: Mapping[str, Any]) -> "LoadedStudy":
         """Attach the measured viscosity curve: ``options["viscosity_csv"]`` (``--viscosity-csv``),
         else the study's ``viscosity.csv``, else the dataset's ``curves.viscosity_curve``."""

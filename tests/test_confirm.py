@@ -1,0 +1,151 @@
+"""The transfer confirmation (``calib optimize --confirm``): the best set run again at the
+target protocol on fresh placements, recorded as a trial of the study outside its budget
+and its answer, and shown next to the calibrated value (terminal, --json, MLflow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from calib import ledger
+from calib.confirm import Confirmation, confirm_seed, lines, summary
+from calib.session import trial_seed
+from calib.study import load_study
+from conftest import DEFAULT_STUDY, parse_json_stdout, run_calib, write_study
+
+
+def _trial(value: float, x: float, **attrs) -> optuna.trial.FrozenTrial:
+    return create_trial(value=value, params={"x": x}, distributions={"x": FloatDistribution(0, 1)},
+                        user_attrs=attrs)
+
+
+def test_a_confirmation_counts_neither_against_the_budget_nor_as_the_answer():
+    study = optuna.create_study()
+    study.set_user_attr(ledger.TARGET_FIDELITY_ATTR, "dev")
+    study.add_trial(_trial(0.5, 0.1, calib_fidelity="dev"))
+    study.add_trial(_trial(0.2, 0.2, calib_fidelity="dev"))
+    # the confirmation of trial 1 reads better than anything calibrated: still not the answer
+    study.add_trial(_trial(0.01, 0.2, calib_fidelity="confirm", calib_confirms=1,
+                           calib_confirm={"compression": 1, "replicates": 2}))
+    assert ledger.best_trial(study).number == 1
+    assert [t.number for t in ledger.at_target(study)] == [0, 1]
+    assert ledger.budget_count(study) == 2 and ledger.finished_count(study) == 2
+    assert ledger.within_budget(study, 3, 2) is False and ledger.within_budget(study, 1, 2) is True
+    assert ledger.proposal_kind(study.trials[2].user_attrs, 2, "composite", 2) == "confirmation (trial 1)"
+
+
+def test_the_composite_proposer_leaves_confirmations_out_of_its_data():
+    from calib.proposer import BoTorchSampler
+    from calib.space import ParameterSpace
+    spec = load_study(DEFAULT_STUDY).spec
+    space = ParameterSpace.from_spec(spec.parameters)
+    sampler = BoTorchSampler(space, seed=0, n_initial=2)
+    params = {a.key: a.low for a in space.axes}
+    dists = space.distributions()
+    plain = create_trial(value=1.0, params=params, distributions=dists)
+    checked = create_trial(value=1.0, params=params, distributions=dists, user_attrs={"calib_confirms": 0})
+    assert sampler._has_all(plain) and not sampler._has_all(checked)
+
+
+def test_confirmation_settings_and_seeds():
+    with pytest.raises(ValueError):
+        Confirmation(0, 2)
+    with pytest.raises(ValueError):
+        Confirmation(1, 0)
+    target = load_study(DEFAULT_STUDY).spec.fidelity_spec("dev")  # k = 200
+    assert Confirmation(1, 2).timeout_of(300.0, target) == pytest.approx(300.0 * 200)
+    assert Confirmation(10, 2).timeout_of(300.0, target) == pytest.approx(300.0 * 20)
+    assert Confirmation(1, 2, timeout_s=50.0).timeout_of(300.0, target) == 50.0
+    assert Confirmation(1, 2).timeout_of(None, target) is None
+    study_seed = 7
+    calibration = {trial_seed(study_seed, n, common) + r for n in range(200) for common in (True, False)
+                   for r in range(8)}
+    assert not calibration & {confirm_seed(study_seed, n) for n in range(200)}  # fresh placements
+
+
+@pytest.mark.lammps
+def test_optimize_confirms_the_best_set_at_the_full_protocol(tmp_path: Path):
+    """A seed-protocol study run at k = 2 (a 40,000-step protocol, so that the full one is
+    affordable here) confirms its best set at k = 1 on two fresh placements: one trial
+    outside the budget, shown next to the calibrated value in --json, the terminal and the
+    MLflow parent run; a rerun does not repeat it."""
+    study = write_study(tmp_path, "conf", trials=2, parallel=2, optimizer={"n_initial": 2},
+                        slurry={"protocol": "seed", "protocol_steps": 40_000},
+                        fidelities={"smoke": {"compression": 2}})
+    runs = tmp_path / "runs"
+    args = ("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke", "--runs-dir", str(runs),
+            "--confirm")
+    out = parse_json_stdout(run_calib(*args, "--json", cwd=tmp_path))
+    assert out["trials_complete"] == 2  # the confirmation is not one of the budget's trials
+    c = out["confirmation"]
+    assert c["confirms"] == out["best_trial"] and c["state"] == "COMPLETE"
+    assert (c["compression"], c["replicates"]) == (1, 2)
+    assert c["protocol"].startswith("seed: 0 -> 1 atm over 40,000 steps") and "uncompressed" in c["protocol"]
+    row = c["values"]["slurry_density"]
+    calibrated = out["best_observables"]["slurry_density"]["simulated"]
+    assert row["calibrated"] == pytest.approx(calibrated, rel=1e-12)
+    assert row["confirmed"] == pytest.approx(sum(c["replicates_g_cm3"]) / 2, rel=1e-12)
+    assert row["confirmed_vs_calibrated_rel"] == pytest.approx(row["confirmed"] / calibrated - 1, rel=1e-9)
+    assert len(set(c["replicates_g_cm3"])) == 2
+
+    storage = f"sqlite:///{runs / 'calib.db'}"
+    trials = optuna.load_study(study_name="conf", storage=storage).get_trials()
+    assert len(trials) == 3
+    conf = trials[c["trial"]]
+    best = trials[out["best_trial"]]
+    assert conf.params == best.params and conf.state == TrialState.COMPLETE
+    assert conf.user_attrs["calib_fidelity"] == "confirm" and conf.user_attrs["calib_confirms"] == best.number
+    assert conf.user_attrs["calib_seed"] == confirm_seed(0, conf.number) != best.user_attrs["calib_seed"]
+    assert (Path(conf.user_attrs["calib_workdir"]) / "replicate_01").is_dir()  # replicate 0 runs in the trial's folder
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("conf")
+    parent = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("calib.role") == "study"][0]
+    assert parent.data.metrics["confirmed.slurry_density"] == pytest.approx(row["confirmed"], rel=1e-9)
+    kinds = {r.data.tags.get("calib.proposal") for r in client.search_runs([exp.experiment_id])}
+    assert f"confirmation (trial {best.number})" in kinds
+
+    exported = run_calib("export", "--study", "conf", "--runs-dir", str(runs), "--format", "lammps", cwd=tmp_path)
+    assert (f"# confirmation: trial {c['trial']} at k = 1, 2 fresh placements: slurry_density "
+            f"{row['confirmed']:.4g} vs {calibrated:.4g} calibrated") in exported.stdout
+
+    again = run_calib(*args, cwd=tmp_path)  # the terminal summary; nothing is rerun
+    assert len(optuna.load_study(study_name="conf", storage=storage).get_trials()) == 3
+    text = again.stdout
+    assert f"confirmation (trial {c['trial']}, of trial {best.number}, k = 1, 2 fresh placements" in text
+    assert f"{row['confirmed']:.4g} g/cm^3 confirmed vs {calibrated:.4g} calibrated" in text
+
+
+def test_bad_confirmation_options_are_refused_before_anything_is_written(tmp_path: Path):
+    study = write_study(tmp_path, "conf_bad", slurry={"protocol": "seed", "protocol_steps": 40_000},
+                        fidelities={"smoke": {"compression": 2}})
+    runs = tmp_path / "runs"
+    base = ("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke", "--runs-dir", str(runs))
+    for extra, where in ((("--confirm", "--confirm-compression", "3"), "--confirm-compression"),
+                         (("--confirm", "--confirm-compression", "0"), "--confirm-compression"),
+                         (("--confirm", "--confirm-timeout-s", "0"), "--confirm-timeout-s"),
+                         (("--confirm-replicates", "3"), "--confirm-replicates"),
+                         (("--confirm-timeout-s", "60"), "--confirm-timeout-s")):
+        proc = run_calib(*base, *extra, cwd=tmp_path, check=False)
+        assert proc.returncode == 2, proc.stderr
+        err = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert len(err) == 1 and where in err[0], proc.stderr
+        assert not runs.exists()
+
+
+def test_summary_lines_read_as_a_comparison():
+    s = {"trial": 20, "confirms": 12, "state": "COMPLETE", "compression": 1, "replicates": 2, "wall_s": 9000.0,
+         "protocol": "seed: 0 -> 1 atm over 20,000,000 steps", "spread_g_cm3": 0.01, "replicates_g_cm3": [1.9, 1.92],
+         "values": {"slurry_density": {"calibrated": 1.89, "confirmed": 1.91, "target": 1.9, "unit": "g/cm^3",
+                                       "confirmed_vs_calibrated_rel": 1.91 / 1.89 - 1,
+                                       "confirmed_vs_target_rel": 1.91 / 1.9 - 1}}}
+    text = "\n".join(lines(s))
+    assert "confirmation (trial 20, of trial 12, k = 1, 2 fresh placements, 9000 s wall):" in text
+    assert "slurry_density: 1.91 g/cm^3 confirmed vs 1.89 calibrated (+1.1%), +0.5% vs the target 1.9" in text
+    assert summary is not None
