@@ -162,6 +162,24 @@ def report(results: dict[tuple, dict], steps_full: int, beads: int) -> None:
         if errs:
             print(f"| {k} | {law} | {len(errs)} | {np.mean(np.abs(errs)):.1%} | {np.max(np.abs(errs)):.1%} | "
                   f"{spearman(a, b):.3f} |")
+    for ref_k in sorted({r["k"] for r in rows if r["k"] > 1}):
+        by_set = {(r["set"], r["k"], r["law"]): r["end_density_g_cm3"] for r in rows
+                  if r["placement"] == 1 and r.get("end_density_g_cm3") is not None}
+        refs = {s: v for (s, k, _), v in by_set.items() if k == ref_k}
+        if len(refs) < 3:
+            continue
+        print(f"\n## Rank correlation across sets against k = {ref_k} (placement 1; where k = 1 runs are missing, "
+              "the closest affordable reference)")
+        print("| k | law | sets | Spearman | max abs difference from the reference |")
+        print("|---|---|---|---|---|")
+        for k, law in sorted({(k, law) for (_, k, law) in by_set if k > ref_k}):
+            common = sorted(s for s in refs if (s, k, law) in by_set)
+            if len(common) >= 3:
+                a = [by_set[(s, k, law)] for s in common]
+                b = [refs[s] for s in common]
+                worst = max(abs(x / y - 1) for x, y in zip(a, b))
+                print(f"| {k} | {law} | {len(common)} | {spearman(a, b):.3f} | {worst:.1%} |")
+        break  # the lowest k > 1 with three sets is the reference
     spread = {}
     for r in rows:
         if r.get("end_density_g_cm3") is not None:

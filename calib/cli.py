@@ -164,14 +164,14 @@ def optimize(
     confirm_replicates: int = typer.Option(2, parser=_at_least("--confirm-replicates", 1), metavar="INTEGER",
                                            help="Fresh placements the confirmation runs (their spread is reported)."),
     confirm_timeout_s: Optional[float] = typer.Option(
-        None, help="Wall-time limit of each confirmation run, seconds (default: the study's trial_timeout_s times "
+        None, metavar="SECONDS", help="Wall-time limit of each confirmation run, seconds (default: the study's trial_timeout_s times "
                    "the study's compression over the confirmation's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Calibrate one stage's force field against its dataset. Several drivers may run one
     study at once (same study file and --storage): they share its trial budget. With
-    --confirm the best set is then run at the target protocol (k = 1 by default: for the
-    seed protocol at paper length that takes hours) and shown next to its calibrated value."""
+    --confirm the best set is then run at the target protocol (k = 1 by default: hours for
+    the slurry's seed protocol) and shown next to its calibrated value."""
     from .study import load_study
 
     try:
@@ -437,7 +437,7 @@ def refine(
         return
     trials = stored.study.get_trials(deepcopy=False)
     first_new = len(trials)
-    waiting = sum(1 for t in trials if t.state.name == "WAITING")
+    waiting = sum(1 for t in trials if t.state.name == "WAITING" and not ledger.is_confirmation(t))
     n = ledger.budget_count(stored.study) + waiting + len(sets)
     before = ledger.best_trial(stored.study)
 

@@ -24,7 +24,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .fidelity import Fidelity
-from .ledger import CONFIRM_ATTR, CONFIRM_FIDELITY, CONFIRM_SETTINGS_ATTR, FIDELITY_ATTR, best_trial, lost_numbers
+from .ledger import (CONFIRM_ATTR, CONFIRM_FIDELITY, CONFIRM_SETTINGS_ATTR, FIDELITY_ATTR, OUTSIDE_ATTR, best_trial,
+                     lost_numbers)
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,8 @@ class Confirmation:
             return None
         return trial_timeout_s * max(1.0, target.compression / self.compression)
 
-    def as_attr(self) -> dict[str, int]:
-        return {"compression": self.compression, "replicates": self.replicates}
+    def as_attr(self) -> dict[str, Any]:
+        return {"compression": self.compression, "replicates": self.replicates, "timeout_s": self.timeout_s}
 
     def fidelity(self, target: Fidelity) -> Fidelity:
         """The study's target fidelity at this compression and with these replicates (bead
@@ -63,22 +64,36 @@ class Confirmation:
         return target.model_copy(update={"compression": self.compression, "replicates": self.replicates})
 
 
+CONFIRM_SEED_BASE = 2**30
+"""Confirmation seeds start here, above every calibration seed (``study_seed * 10_007 +
+number + 1 + replicate``) of any practical study."""
+
+
 def confirm_seed(study_seed: int, number: int) -> int:
-    """LAMMPS seed of confirmation trial ``number``: a range no calibration trial uses (those
-    start at ``study_seed * 10_007 + 1``, replicates adding up to their count), so its
-    placements are fresh."""
-    return study_seed * 10_007 + 5_000 + number
+    """LAMMPS seed of confirmation trial ``number``: a range no calibration trial uses, 64
+    apart per confirmation (room for its replicates), so its placements are fresh."""
+    return CONFIRM_SEED_BASE + study_seed * 10_007 + 64 * number
 
 
 def settings_of(t: FrozenTrial) -> Confirmation:
     """The confirmation settings a confirmation trial was enqueued with."""
     s = t.user_attrs.get(CONFIRM_SETTINGS_ATTR) or {}
-    return Confirmation(int(s.get("compression", 1)), int(s.get("replicates", 1)))
+    timeout = s.get("timeout_s")
+    return Confirmation(int(s.get("compression", 1)), int(s.get("replicates", 2)),
+                        float(timeout) if timeout is not None else None)
 
 
 def same(a: Confirmation, b: Confirmation) -> bool:
     """The same confirmation (compression and replicates; the time limit aside)."""
-    return a.as_attr() == b.as_attr()
+    return (a.compression, a.replicates) == (b.compression, b.replicates)
+
+
+def duplicate(study: optuna.Study, t: FrozenTrial | Any) -> bool:
+    """Another confirmation of the same trial under the same settings completed or runs
+    already (two drivers queued one each): ``t`` is not needed."""
+    mine, conf = t.user_attrs.get(CONFIRM_ATTR), settings_of(t)
+    return any(o.number != t.number and o.user_attrs.get(CONFIRM_ATTR) == mine and same(settings_of(o), conf)
+               and o.state in (TrialState.COMPLETE, TrialState.RUNNING) for o in study.get_trials(deepcopy=False))
 
 
 def existing(study: optuna.Study, number: int, conf: Confirmation) -> FrozenTrial | None:
@@ -93,7 +108,10 @@ def existing(study: optuna.Study, number: int, conf: Confirmation) -> FrozenTria
 
 
 def enqueue_attrs(best: FrozenTrial, conf: Confirmation) -> dict[str, Any]:
-    return {FIDELITY_ATTR: CONFIRM_FIDELITY, CONFIRM_ATTR: best.number, CONFIRM_SETTINGS_ATTR: conf.as_attr()}
+    attrs = {FIDELITY_ATTR: CONFIRM_FIDELITY, CONFIRM_ATTR: best.number, CONFIRM_SETTINGS_ATTR: conf.as_attr()}
+    if best.user_attrs.get(OUTSIDE_ATTR):  # a manual set outside the bounds stays flagged
+        attrs[OUTSIDE_ATTR] = best.user_attrs[OUTSIDE_ATTR]
+    return attrs
 
 
 def summary(study: optuna.Study, number: int | None = None) -> dict | None:
@@ -101,7 +119,7 @@ def summary(study: optuna.Study, number: int | None = None) -> dict | None:
     its calibrated values, or None when it has none: per objective, the calibrated and the
     confirmed value, their relative difference, and the confirmation's spread across
     placements; with its trial number, state, protocol, settings and core-seconds."""
-    best = best_trial(study) if number is None else study.trials[number]
+    best = best_trial(study) if number is None else study.get_trials(deepcopy=False)[number]
     if best is None:
         return None
     trials = study.get_trials(deepcopy=False)
@@ -111,8 +129,12 @@ def summary(study: optuna.Study, number: int | None = None) -> dict | None:
     if not mine:
         return None
     c = mine[-1]
+    conf = settings_of(c)
     out: dict[str, Any] = {"trial": c.number, "confirms": best.number, "state": c.state.name,
-                           **settings_of(c).as_attr(), "core_s": c.user_attrs.get("core_s"),
+                           "compression": conf.compression,
+                           # what ran: a stage or protocol without replicates runs one placement
+                           "replicates": len(c.user_attrs.get("density_replicates_g_cm3") or ()) or 1
+                           if c.state == TrialState.COMPLETE else conf.replicates, "core_s": c.user_attrs.get("core_s"),
                            "wall_s": max((c.user_attrs.get("run_wall_s") or {}).values(), default=None),
                            "protocol": c.user_attrs.get("density_protocol"), "objective": c.value,
                            "fail_reason": c.user_attrs.get("fail_reason"), "values": {}}
@@ -140,7 +162,8 @@ def summary(study: optuna.Study, number: int | None = None) -> dict | None:
 
 def lines(s: dict) -> list[str]:
     """The confirmation's lines of the terminal summary."""
-    head = (f"confirmation (trial {s['trial']}, of trial {s['confirms']}, k = {s['compression']}, "
+    k = f"k = {s['compression']}, " if s.get("protocol") or s["state"] != "COMPLETE" else ""
+    head = (f"confirmation (trial {s['trial']}, of trial {s['confirms']}, {k}"
             f"{s['replicates']} fresh placement{'s' if s['replicates'] > 1 else ''}")
     wall = f", {s['wall_s']:.0f} s wall" if isinstance(s.get("wall_s"), (int, float)) else ""
     if s["state"] != "COMPLETE":

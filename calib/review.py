@@ -22,7 +22,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from . import ledger
+from . import confirm, ledger
 from . import review_plots as rp
 from .errors import InputError
 from .plots import plot_porosity_vs_degree, plot_viscosity_curve
@@ -92,7 +92,7 @@ class _Builder:
 
     # -- sections ---------------------------------------------------------------------------
     def summary(self) -> None:
-        t = self.trials
+        t = [x for x in self.trials if not ledger.is_confirmation(x)]  # the confirmation has a row of its own
         n_fail = sum(1 for x in t if x.state == TrialState.FAIL and x.number not in self.lost)
         rows = [["study", self.study.study_name], ["stage", self.spec.stage], ["dataset", self.spec.dataset],
                 ["fidelity", self.spec.fidelity], ["objective", f"{self.spec.objective.scalarisation} of "
@@ -113,6 +113,9 @@ class _Builder:
             flags += edge
             rows += [["best trial", f"{b.number} ({self.kind(b)}), objective {b.value:.4g}"],
                      ["flags", "; ".join(flags) or "none"]]
+            checked = confirm.summary(self.study, b.number)
+            rows.append(["confirmation at the target protocol", confirm.one_line(checked) if checked else
+                         "none (calib optimize --confirm)"])
             table = b.user_attrs.get("table_s1") or {}
             free = set(self.s.space.keys)
             body = _table(["Table S1 key", "value", "free?"],
@@ -122,7 +125,8 @@ class _Builder:
 
     def convergence(self) -> None:
         pts = [rp.TrialPoint(t.number, t.value if t.state == TrialState.COMPLETE else None, self.kind(t))
-               for t in self.trials if t.state.is_finished() and t.number not in self.lost]
+               for t in self.trials if t.state.is_finished() and t.number not in self.lost
+               and not ledger.is_confirmation(t)]
         if not pts:
             self.section("convergence", "Convergence", "<p>No finished trial yet.</p>", "empty")
             return

@@ -314,6 +314,9 @@ class StudySession:
         if not confirming and not ledger.within_budget(self.study, trial.number, self.cfg.n_trials):
             self._give_back(trial)
             return None
+        if confirming and (self.cfg.confirm is None or confirm.duplicate(self.study, trial)):
+            self._drop_confirmation(trial)
+            return None
         # the sampler's choice, or the original's for a re-proposed trial
         fid = (trial.user_attrs.get(FIDELITY_ATTR) or getattr(self.sampler, "fidelity_of", lambda n: None)(
             trial.number) or (self.spec.ladder[0] if self.multi else self.spec.fidelity))
@@ -321,7 +324,11 @@ class StudySession:
         fidelity = (confirm.settings_of(trial).fidelity(self.spec.fidelity_spec()) if confirming  # type: ignore[arg-type]
                     else self.fidelities[fid])
         free = {k: trial.params[k] for k in self.space.keys}
-        attached = self._reattach(trial, free, fid)
+        runner = self.runner
+        if confirming:  # its runs are longer than the study's by design: their own limit
+            runner = dataclasses.replace(runner, timeout_s=confirm.settings_of(trial).timeout_of(
+                self.spec.trial_timeout_s, self.spec.fidelity_spec()))
+        attached = self._reattach(trial, free, fid, runner)
         if attached is not None:
             return attached
         workdir = self.study_dir / f"trial_{trial.number:05d}"
@@ -343,11 +350,6 @@ class StudySession:
             (workdir / "params.json").write_text(json.dumps(full.as_dict(), indent=2))
             stage_trial = self.loaded.stage.make_trial(TrialContext(workdir, self.loaded, fidelity, full,
                                                                     seed, self.lineage))
-            runner = self.runner
-            if confirming:  # its runs are longer than the study's by design: their own limit
-                limit = (self.cfg.confirm or confirm.settings_of(trial)).timeout_of(  # type: ignore[arg-type]
-                    self.spec.trial_timeout_s, self.spec.fidelity_spec())
-                runner = dataclasses.replace(runner, timeout_s=limit)
             execution = TrialExecution(stage_trial, runner, f"{self.spec.name}-{trial.number}",
                                        on_submit=self._on_submit(trial, workdir))
             execution.start()
@@ -358,7 +360,7 @@ class StudySession:
             trial.set_user_attr("fail_reason", why)
             self.study.tell(trial, state=TrialState.FAIL)
             self.heartbeat.discard(trial._trial_id)
-            self.emit(Event("fail", trial.number, why))
+            self.emit(Event("fail", trial.number, self._at(fid) + why, counted=not confirming))
             self._track_failure(trial.number, free, why, workdir if workdir.exists() else None, fid)
             self._count_start_error(exc, workdir)
             return None
@@ -372,6 +374,12 @@ class StudySession:
         conf = self.cfg.confirm
         best = best_trial(self.study)
         if conf is None:
+            return False
+        trials = self.study.get_trials(deepcopy=False)
+        if ledger.finished_count(self.study) < self.cfg.n_trials or any(
+                t.state == TrialState.RUNNING and not ledger.is_confirmation(t) for t in trials):
+            self.emit(Event("info", -1, "other drivers still run trials of the budget: the best set is confirmed by "
+                                        "the driver that finishes last (rerun with --confirm once they are done)"))
             return False
         if best is None:
             self.emit(Event("warning", -1, "no completed trial at the target fidelity: nothing to confirm"))
@@ -432,6 +440,18 @@ class StudySession:
         if attrs.get(ledger.REPROPOSED_ATTR) is not None or attrs.get(ledger.MANUAL_ATTR):
             self.study.enqueue_trial(dict(trial.params), user_attrs=attrs)
 
+    def _drop_confirmation(self, trial: optuna.Trial) -> None:
+        """A queued confirmation this driver does not run: it was started without
+        ``--confirm`` (an interrupted confirmation is left for a driver that confirms), or
+        another driver runs or ran the same one. Marked lost, not queued again: a driver
+        with ``--confirm`` queues a new one if none completed."""
+        why = ("not run: another driver runs or ran the same confirmation" if self.cfg.confirm is not None
+               else "not run: queued by an earlier --confirm run; rerun with --confirm to confirm")
+        trial.set_user_attr("fail_reason", why)
+        trial.set_user_attr("calib_lost", True)
+        self.study.tell(trial, state=TrialState.FAIL)
+        self.heartbeat.discard(trial._trial_id)
+
     def _on_submit(self, trial: optuna.Trial, workdir: Path) -> Callable[[TrialExecution], None]:
         """After each phase is submitted: its checkpoint (for re-attaching), then its jobs in the ledger."""
         def record(ex: TrialExecution) -> None:
@@ -444,7 +464,8 @@ class StudySession:
             trial.set_user_attr("calib_jobs", ex.job_records)
         return record
 
-    def _reattach(self, trial: optuna.Trial, free: dict[str, float], fid: str) -> ActiveTrial | None:
+    def _reattach(self, trial: optuna.Trial, free: dict[str, float], fid: str,
+                  runner: Runner | None = None) -> ActiveTrial | None:
         """Pick up the jobs of the lost trial that ``trial`` re-proposes, if they run on a
         backend that outlives its driver and a checkpoint says where the trial was; None
         otherwise (the trial then runs afresh)."""
@@ -472,7 +493,7 @@ class StudySession:
                                                      f"{[j['job_id'] for j in stray]}: cancelled them, running its "
                                                      f"point afresh"))
             return None
-        execution = TrialExecution(cp.trial, self.runner, f"{self.spec.name}-{trial.number}", runs=list(cp.runs),
+        execution = TrialExecution(cp.trial, runner or self.runner, f"{self.spec.name}-{trial.number}", runs=list(cp.runs),
                                    jobs=dict(cp.jobs), on_submit=self._on_submit(trial, workdir))
         trial.set_user_attr("calib_workdir", str(workdir.resolve()))
         trial.set_user_attr("calib_seed", getattr(cp.trial, "seed", None))
@@ -652,10 +673,11 @@ class StudySession:
         try:
             front = pareto(study)
             lost = ledger.lost_numbers(study.get_trials(deepcopy=False))
+            counted = [t for t in study.get_trials(deepcopy=False) if not ledger.is_confirmation(t)]
             metrics = {"pareto_size": float(len(front)),
-                       "trials_complete": float(len(study.get_trials(states=(TrialState.COMPLETE,)))),
-                       "trials_failed": float(sum(1 for t in study.get_trials(states=(TrialState.FAIL,))
-                                                  if t.number not in lost))}
+                       "trials_complete": float(sum(1 for t in counted if t.state == TrialState.COMPLETE)),
+                       "trials_failed": float(sum(1 for t in counted if t.state == TrialState.FAIL
+                                                  and t.number not in lost))}
             files = {"pareto.json": json.dumps(front, indent=2)}
             checked = confirm.summary(study)
             if checked is not None:  # the best set at the target protocol, next to its calibrated value

@@ -359,7 +359,8 @@ class MlflowTracker:
             raise
         self.client.set_terminated(rid, status="FINISHED" if record.state == "COMPLETE" else "FAILED", end_time=now)
         value = record.metrics.get(self.objective)
-        if value is not None and math.isfinite(value):
+        confirmation = record.tags.get("calib.proposal", "").startswith("confirmation")  # not a calibration trial
+        if value is not None and math.isfinite(value) and not confirmation:
             self.client.log_metric(self.parent_run_id, f"trial_{self.objective}", float(value), now, record.number)
         return rid
 

@@ -35,6 +35,7 @@ def test_a_confirmation_counts_neither_against_the_budget_nor_as_the_answer():
     assert [t.number for t in ledger.at_target(study)] == [0, 1]
     assert ledger.budget_count(study) == 2 and ledger.finished_count(study) == 2
     assert ledger.within_budget(study, 3, 2) is False and ledger.within_budget(study, 1, 2) is True
+    assert ledger.within_budget(study, 3, 3) is True  # the confirmation ahead of it does not take a slot
     assert ledger.proposal_kind(study.trials[2].user_attrs, 2, "composite", 2) == "confirmation (trial 1)"
 
 
@@ -62,9 +63,10 @@ def test_confirmation_settings_and_seeds():
     assert Confirmation(1, 2, timeout_s=50.0).timeout_of(300.0, target) == 50.0
     assert Confirmation(1, 2).timeout_of(None, target) is None
     study_seed = 7
-    calibration = {trial_seed(study_seed, n, common) + r for n in range(200) for common in (True, False)
+    calibration = {trial_seed(study_seed, n, common) + r for n in range(100_000) for common in (True, False)
                    for r in range(8)}
-    assert not calibration & {confirm_seed(study_seed, n) for n in range(200)}  # fresh placements
+    confirmations = {confirm_seed(study_seed, n) + r for n in range(100_000) for r in range(8)}
+    assert not calibration & confirmations and len(confirmations) == 800_000  # fresh, and not shared
 
 
 @pytest.mark.lammps
@@ -121,6 +123,19 @@ def test_optimize_confirms_the_best_set_at_the_full_protocol(tmp_path: Path):
     assert f"confirmation (trial {c['trial']}, of trial {best.number}, k = 1, 2 fresh placements" in text
     assert f"{row['confirmed']:.4g} g/cm^3 confirmed vs {calibrated:.4g} calibrated" in text
 
+    # a confirmation left queued (an interrupted --confirm run) is not run by a driver without --confirm
+    optuna.load_study(study_name="conf", storage=storage).enqueue_trial(
+        dict(best.params), user_attrs={"calib_fidelity": "confirm", "calib_confirms": best.number,
+                                       "calib_confirm": {"compression": 10, "replicates": 1, "timeout_s": None}})
+    more = parse_json_stdout(run_calib(*args[:-1], "--trials", "3", "--tracking-uri", "none", "--json", cwd=tmp_path))
+    assert more["trials_complete"] == 3
+    trials = optuna.load_study(study_name="conf", storage=storage).get_trials()
+    assert len(trials) == 5
+    dropped, extra = trials[3], trials[4]
+    assert dropped.state == TrialState.FAIL and dropped.user_attrs["calib_lost"]
+    assert "rerun with --confirm" in dropped.user_attrs["fail_reason"]
+    assert extra.state == TrialState.COMPLETE and "calib_confirms" not in extra.user_attrs
+
 
 def test_bad_confirmation_options_are_refused_before_anything_is_written(tmp_path: Path):
     study = write_study(tmp_path, "conf_bad", slurry={"protocol": "seed", "protocol_steps": 40_000},
@@ -148,4 +163,33 @@ def test_summary_lines_read_as_a_comparison():
     text = "\n".join(lines(s))
     assert "confirmation (trial 20, of trial 12, k = 1, 2 fresh placements, 9000 s wall):" in text
     assert "slurry_density: 1.91 g/cm^3 confirmed vs 1.89 calibrated (+1.1%), +0.5% vs the target 1.9" in text
-    assert summary is not None
+
+
+def _scored(value: float, density: float, **attrs) -> optuna.trial.FrozenTrial:
+    errors = {"slurry_density": {"simulated": density, "target": 1.9, "unit": "g/cm^3"}}
+    return _trial(value, 0.3, errors=errors, **attrs)
+
+
+def test_summary_pairs_the_best_trial_with_its_latest_unlost_confirmation():
+    study = optuna.create_study()
+    study.set_user_attr(ledger.TARGET_FIDELITY_ATTR, "dev")
+    study.add_trial(_scored(0.1, 1.8, calib_fidelity="dev"))
+    assert summary(study) is None  # no confirmation yet
+    conf = {"compression": 1, "replicates": 2, "timeout_s": None}
+    study.add_trial(create_trial(state=TrialState.FAIL, params={"x": 0.3}, distributions={"x": FloatDistribution(0, 1)},
+                                 user_attrs={"calib_confirms": 0, "calib_confirm": conf, "calib_lost": True,
+                                             "fail_reason": "interrupted"}))
+    assert summary(study) is None  # an interrupted confirmation is no result
+    study.add_trial(_scored(0.2, 2.0, calib_fidelity="confirm", calib_confirms=0, calib_confirm=conf,
+                            density_replicates_g_cm3=[1.95, 2.05]))
+    s = summary(study)
+    assert (s["trial"], s["confirms"], s["state"], s["replicates"]) == (2, 0, "COMPLETE", 2)
+    row = s["values"]["slurry_density"]
+    assert row["calibrated"] == 1.8 and row["confirmed"] == 2.0
+    assert row["confirmed_vs_calibrated_rel"] == pytest.approx(2.0 / 1.8 - 1)
+    assert row["confirmed_vs_target_rel"] == pytest.approx(2.0 / 1.9 - 1)
+    assert "FAILED" not in "\n".join(lines(s))
+    from calib.confirm import existing, same
+
+    assert existing(study, 0, Confirmation(1, 2, timeout_s=99.0)).number == 2  # the time limit aside
+    assert existing(study, 0, Confirmation(10, 2)) is None and not same(Confirmation(1, 2), Confirmation(1, 3))
