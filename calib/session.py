@@ -633,8 +633,9 @@ class StudySession:
                 sim = ((best.user_attrs.get("errors") or {}).get(name) or {}).get("simulated")
                 obs[name] = (float(sim) if isinstance(sim, (int, float)) else None, target.value)  # type: ignore
         step = max(t.number for t in self.study.get_trials(deepcopy=False) if t.state.is_finished())
+        checked = confirm.summary(self.study, best.number)
         self.tracker.update_best(BestRecord(best.number, float(best.value), dict(best.user_attrs.get("table_s1") or {}),
-                                            obs, step), series)
+                                            obs, step, confirm.one_line(checked) if checked else None), series)
 
     def abandon(self, active: Iterable[ActiveTrial]) -> None:
         """The driver is stopping: cancel each running trial's jobs, mark it FAIL (lost) and

@@ -140,6 +140,8 @@ class BestRecord:
     step: int = 0
     """The step of the ``best.*`` and ``target.*`` metrics: the highest finished trial number
     when logged, so the latest value (MLflow shows the highest step's) is the current best's."""
+    confirmation: str | None = None
+    """Its confirmation at the target protocol in one line (``calib.confirm``), if any."""
 
 
 class Tracker(Protocol):
@@ -499,6 +501,8 @@ def best_note(best: BestRecord, objective: str, link: str | None) -> str:
     observables next to their targets and its Table S1 values."""
     head = f"**Best trial: {best.number}**" + (f" ([open its run]({link}))" if link else "")
     lines = [head, "", f"`{objective}` = {best.objective:.6g}", ""]
+    if best.confirmation:
+        lines += [f"**Confirmation at the target protocol**: {best.confirmation}", ""]
     obs = [(k, v, t) for k, (v, t) in best.observables.items() if t is not None]
     if obs:
         lines += ["| observable | best trial | target |", "|---|---|---|"]

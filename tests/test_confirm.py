@@ -110,6 +110,8 @@ def test_optimize_confirms_the_best_set_at_the_full_protocol(tmp_path: Path):
     exp = client.get_experiment_by_name("conf")
     parent = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("calib.role") == "study"][0]
     assert parent.data.metrics["confirmed.slurry_density"] == pytest.approx(row["confirmed"], rel=1e-9)
+    assert (f"**Confirmation at the target protocol**: trial {c['trial']} at k = 1"
+            in parent.data.tags["mlflow.note.content"])  # the description, where a reviewer reads first
     kinds = {r.data.tags.get("calib.proposal") for r in client.search_runs([exp.experiment_id])}
     assert f"confirmation (trial {best.number})" in kinds
 
