@@ -49,8 +49,9 @@ class Fidelity(BaseModel):
     calender_hold_steps / calender_release_steps: steps held at the final plane position /
     after the plane is removed (the compression itself lasts distance / speed).
     calender_speed_um_per_us / calender_timestep_us: override the study's plane speed and
-    step (None: the study's, i.e. the public 0.02 um/us and 1e-4 us); the cheap fidelities
-    compress faster, at a measured cost (docs/stages/calendering.md).
+    step (None: the study's, i.e. the public 0.02 um/us and 1e-4 us); dev keeps the public
+    speed at a 10x longer step, smoke also moves the plane 10x faster, each at a measured
+    cost (docs/model.md, "Drying and calendering against the public protocols").
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -126,7 +127,10 @@ BUILTIN_FIDELITIES: dict[str, Fidelity] = {
                     averaging_steps=20_000, density_window_steps=20_000, density_max_steps=40_000,
                     shear_max_steps=600_000, drying_steps=40_000,
                     drying_mount_steps=10_000, calender_hold_steps=10_000, calender_release_steps=20_000,
-                    calender_speed_um_per_us=0.2, calender_timestep_us=0.001, density_bias_rel=-0.37,
+                    # the public plane speed at a 10x longer step: within 0.6 porosity points of the
+                    # public 0.02 um/us at 1e-4 us at 30 % and 50 % (0.2 um/us: +4.3 at 30 %);
+                    # docs/model.md#electrode-protocols
+                    calender_speed_um_per_us=0.02, calender_timestep_us=0.001, density_bias_rel=-0.37,
                     density_bias_source=_BIAS_SOURCE.format(this="1.884 g/cm^3 at dev (trial 3 of the study)")),
     "paper": Fidelity(n_beads=5089, initial_box_scale=1.0, equilibration_steps=1_000_000,
                       averaging_steps=200_000, density_window_steps=200_000, density_max_steps=19_000_000,
