@@ -68,6 +68,8 @@ def study_summary(study: optuna.Study, storage: str) -> dict:
         # what the best trial's stage reported (calib.stages.base.Score.ledger_attrs)
         out["best_observables"] = best.user_attrs.get("report") or legacy_report(best)
         out["best_lines"] = best.user_attrs.get("summary_lines", [])
+        k = (best.user_attrs.get("observables") or {}).get("compression")
+        out["best_compression"] = int(k) if isinstance(k, (int, float)) else None  # seed protocol's k (slurry)
         if best.user_attrs.get("lineage") is not None:
             out["lineage"] = best.user_attrs["lineage"]
     return out
