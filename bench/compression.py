@@ -17,7 +17,6 @@ prints the tables from the results alone.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import subprocess
@@ -29,8 +28,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 import numpy as np  # noqa: E402
+from results_log import append_result, load_results  # noqa: E402
 
 from calib.stages.system import slurry_system  # noqa: E402
 from calib.study import load_study  # noqa: E402
@@ -75,14 +76,7 @@ def key_of(r: dict) -> tuple:
 
 
 def load(path: Path) -> dict[tuple, dict]:
-    if not path.exists():
-        return {}
-    out = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            out[key_of(r)] = r
-    return out
+    return load_results(path, key_of)
 
 
 def one(args, set_name: str, placement: int, k: int, law: str, work: Path) -> dict:
@@ -239,8 +233,7 @@ def main() -> None:
         t0 = time.perf_counter()
         with ThreadPoolExecutor(args.jobs) as ex:
             for rec in ex.map(lambda t: one(args, *t, work), todo):
-                with args.results.open("a") as fh:
-                    fh.write(json.dumps(rec) + "\n")
+                append_result(args.results, rec)
                 done[key_of(rec)] = rec
                 print(f"# done {rec['set']} p{rec['placement']} k{rec['k']} {rec['law']}: "
                       f"{rec.get('end_density_g_cm3')} in {rec['wall_s']:.0f} s", flush=True)

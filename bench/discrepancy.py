@@ -19,7 +19,6 @@ in ``--results`` (one JSON line per run) and not repeated.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import numpy as np  # noqa: E402
 from calib.stages.system import slurry_system  # noqa: E402
 from calib.study import load_study  # noqa: E402
 from compression import params_of  # noqa: E402
+from results_log import append_result, load_results  # noqa: E402
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
 from sim_backends.lammps.placement import paper_scaled_box  # noqa: E402
 from sim_backends.lammps.slurry import (DECK_FILE, LOG_FILE, SEED_BLOCKS, SlurryRunSpec, density_trajectory,  # noqa: E402
@@ -126,10 +126,7 @@ def one(args, name: str, work: Path) -> dict:
 
 
 def load(path: Path) -> dict[tuple, dict]:
-    if not path.exists():
-        return {}
-    rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
-    return {(r["reading"], r["placement"], r["n_beads"]): r for r in rows}
+    return load_results(path, lambda r: (r["reading"], r["placement"], r["n_beads"]))
 
 
 def report(done: dict[tuple, dict]) -> None:
@@ -169,8 +166,7 @@ def main() -> None:
         t0 = time.perf_counter()
         with ThreadPoolExecutor(args.jobs) as ex:
             for rec in ex.map(lambda n: one(args, n, work), todo):
-                with args.results.open("a") as fh:
-                    fh.write(json.dumps(rec) + "\n")
+                append_result(args.results, rec)
                 done[(rec["reading"], rec["placement"], rec["n_beads"])] = rec
                 print(f"# done {rec['reading']}: passes 1.89 at {rec.get('passes_1_89_at_fraction')}, "
                       f"last {rec.get('last_density_g_cm3')} in {rec['wall_s']:.0f} s", flush=True)

@@ -39,7 +39,6 @@ the long drying runs).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shutil
 import sys
@@ -48,8 +47,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 import numpy as np  # noqa: E402
+from results_log import append_result, load_results  # noqa: E402
 
 from calib import stages  # noqa: E402
 from calib.lineage import Lineage, sha256_of, state_bead_count  # noqa: E402
@@ -89,20 +90,11 @@ def key_of(r: dict) -> tuple:
 
 
 def load(path: Path) -> dict[tuple, dict]:
-    if not path.exists():
-        return {}
-    out = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            out[key_of(r)] = r
-    return out
+    return load_results(path, key_of)
 
 
 def append(path: Path, done: dict[tuple, dict], rec: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fh.write(json.dumps(rec) + "\n")
+    append_result(path, rec)
     done[key_of(rec)] = rec
 
 
