@@ -98,7 +98,7 @@ class _Builder:
                 ["fidelity", self.spec.fidelity], ["objective", f"{self.spec.objective.scalarisation} of "
                                                                  f"{', '.join(self.spec.objective.targets)}"],
                 ["trials", f"{sum(1 for x in t if x.state == TrialState.COMPLETE)} complete, {n_fail} failed, "
-                           f"{len(self.lost)} lost and re-proposed"]]
+                           f"{len(self.lost)} lost and re-proposed" + self._confirmations()]]
         body = ""
         if self.best is not None:
             b = self.best
@@ -122,6 +122,15 @@ class _Builder:
                           [[k, _g(v, 6), "free" if k in free else "fixed"] for k, v in table.items()])
         self.section("summary", "Summary", _table(["", ""], rows) + body,
                      "best trial " + (str(self.best.number) if self.best else "none"))
+
+    def _confirmations(self) -> str:
+        """The confirmation trials, counted apart from the calibration's (``calib.confirm``)."""
+        done = [x for x in self.trials if ledger.is_confirmation(x) and x.state.is_finished()
+                and x.number not in self.lost]
+        if not done:
+            return ""
+        failed = sum(1 for x in done if x.state == TrialState.FAIL)
+        return f"; {len(done)} confirmation{'s' if len(done) > 1 else ''}" + (f" ({failed} failed)" if failed else "")
 
     def convergence(self) -> None:
         pts = [rp.TrialPoint(t.number, t.value if t.state == TrialState.COMPLETE else None, self.kind(t))

@@ -119,6 +119,12 @@ def test_optimize_confirms_the_best_set_at_the_full_protocol(tmp_path: Path):
     assert (f"# confirmation: trial {c['trial']} at k = 1, 2 fresh placements: slurry_density "
             f"{row['confirmed']:.4g} vs {calibrated:.4g} calibrated") in exported.stdout
 
+    run_calib("report", "--study", "conf", "--runs-dir", str(runs), "--out", str(tmp_path / "report"),
+              "--tracking-uri", "none", cwd=tmp_path)
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "2 complete, 0 failed, 0 lost and re-proposed; 1 confirmation<" in page  # counted apart
+    assert f"trial {c['trial']} at k = 1, 2 fresh placements: slurry_density" in page
+
     again = run_calib(*args, cwd=tmp_path)  # the terminal summary; nothing is rerun
     assert len(optuna.load_study(study_name="conf", storage=storage).get_trials()) == 3
     text = again.stdout
