@@ -57,6 +57,11 @@ PARAMETER_SETS: dict[str, dict[str, float]] = {
     # clone, 2026-12-05: trial 12, 1.8897 g/cm^3 at dev = k 200)
     "best-2026-12-05": {"eps_AM": 363.0770485284501, "sigma_AM": 1.0812988845523492, "eps_SE": 10000.0,
                         "sigma_SE": 1.0977752031087675, "eps_CBD": 0.1},
+    # the default study's best set with its dev density mapped to the full protocol (x 1.078,
+    # studies/ssb_slurry.yaml's transfer; calib optimize --confirm, 2026-12-06: trial 12,
+    # 1.7717 g/cm^3 at dev, 1.9099 mapped)
+    "best-2026-12-06": {"eps_AM": 2999.9999999999977, "sigma_AM": 1.0676351698495767, "eps_SE": 10000.0,
+                        "sigma_SE": 1.1, "eps_CBD": 0.1},
     # corners and centre of the default study's bounds (studies/ssb_slurry.yaml)
     "all-low": {"eps_AM": 1.0, "eps_SE": 10.0, "eps_CBD": 0.1, "sigma_AM": 0.9, "sigma_SE": 0.9},
     "all-high": {"eps_AM": 3000.0, "eps_SE": 10000.0, "eps_CBD": 1000.0, "sigma_AM": 1.1, "sigma_SE": 1.1},
@@ -174,6 +179,17 @@ def report(results: dict[tuple, dict], steps_full: int, beads: int) -> None:
                 worst = max(abs(x / y - 1) for x, y in zip(a, b))
                 print(f"| {k} | {law} | {len(common)} | {spearman(a, b):.3f} | {worst:.1%} |")
         break  # the lowest k > 1 with three sets is the reference
+    factors = [(r["set"], r["placement"], r["k"], r["law"], ref[(r["set"], r["placement"])]["end_density_g_cm3"]
+                / r["end_density_g_cm3"]) for r in rows
+               if r["k"] > 1 and r.get("end_density_g_cm3") and (r["set"], r["placement"]) in ref
+               and ref[(r["set"], r["placement"])].get("end_density_g_cm3")]
+    if factors:
+        print("\n## Transfer factor: k = 1 end density over the rung's, same set and placement "
+              "(what a fidelity's transfer map multiplies by; docs/model.md#transfer)")
+        print("| k | law | set | placement | factor |")
+        print("|---|---|---|---|---|")
+        for s_, p, k, law, f in sorted(factors, key=lambda x: (x[2], x[3], x[0], x[1])):
+            print(f"| {k} | {law} | {s_} | {p} | {f:.4f} |")
     spread = {}
     for r in rows:
         if r.get("end_density_g_cm3") is not None:

@@ -3,6 +3,8 @@ Prints the error of each cheap protocol against the target; asserts nothing.
 
     .venv/bin/python bench/electrode_protocols.py --fidelity dev --drying-steps 40000 200000 2000000
     .venv/bin/python bench/electrode_protocols.py --fidelity dev --drying-steps 70000000   # the public target: hours
+    .venv/bin/python bench/electrode_protocols.py --fidelity dev --drying-steps 70000000 --chunk-steps 5000000 \
+        --degrees --speeds                                       # the same in 14 resumable segments
     .venv/bin/python bench/electrode_protocols.py --fidelity dev --drying-steps --degrees 30 50 --speeds 0.5 0.2 0.05 0.02
     .venv/bin/python bench/electrode_protocols.py --fidelity dev --drying-steps --speeds 0.02 --calender-timestep 1e-4
     .venv/bin/python bench/electrode_protocols.py --report
@@ -34,12 +36,26 @@ between invocations, since calendering needs the dried state file and a fresh sl
 be a new state (new sha256: every drying run again). ``--report`` prints the tables from the
 results alone. Runs have no time limit unless ``--timeout-s`` (the study's 1800 s would stop
 the long drying runs).
+
+``--chunk-steps N`` runs each drying run longer than N NPT(z) steps as segments of N steps (N a
+multiple of the fidelity's ``block_steps``), one LAMMPS run each, chained by restart files
+(``ChunkedDryingTrial``; the decks: ``sim_backends.lammps.drying.drying_segment_deck``). Its
+folder, ``drying_<steps>_chunks<N>``, keeps which segment finished last: rerunning the same
+command after an interruption (a session that ended, Ctrl-C) continues from that segment's
+restart, losing at most the segment that was running (``--timeout-s`` then limits each
+segment). The finished run is measured as a single one (same files, same code) and recorded
+under the same key, with ``chunk_steps``, ``segments`` and ``session_starts`` (the segment each
+invocation began at) added; ``wall_s`` and ``run_wall_s`` add up all invocations' segments.
+A restarted run is statistically equivalent to the single one, not bit-identical.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -56,14 +72,16 @@ from calib import stages  # noqa: E402
 from calib.lineage import Lineage, sha256_of, state_bead_count  # noqa: E402
 from calib.pipeline import params_from, run_pipeline  # noqa: E402
 from calib.runner import Runner, TrialExecution  # noqa: E402
+from calib.stages import Run  # noqa: E402
 from calib.stages.calendering import CalenderingTrial  # noqa: E402
 from calib.stages.drying import PUBLIC_DRYING_STEPS, DryingTrial  # noqa: E402
 from calib.stages.film import study_or_fidelity  # noqa: E402
 from calib.study import load_study  # noqa: E402
 from sim_backends.lammps.calendering import CALENDER_STATUS, CALENDERED_DATA  # noqa: E402
-from sim_backends.lammps.drying import LZ_FILE  # noqa: E402
+from sim_backends.lammps.drying import (DRIED_DATA, DRYING_LOG, DRYING_STATUS, LZ_FILE,  # noqa: E402
+                                        UPSTREAM_DATA, DryingSegment, drying_segment_deck, drying_segments)
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
-from sim_backends.lammps.outputs import read_ave_time  # noqa: E402
+from sim_backends.lammps.outputs import SimulationFailed, checked_log, read_ave_time  # noqa: E402
 from sim_backends.local import LocalBackend  # noqa: E402
 
 STUDY = REPO / "studies" / "ssb_pipeline.yaml"
@@ -160,25 +178,173 @@ def lz_summary(workdir: Path) -> dict:
             "lz_change_last_10pct_rel": parts[-1] / parts[i90] - 1.0}
 
 
+SEGMENT_PROGRESS = "segments.json"
+"""A chunked drying run's progress in its folder (``ChunkedDryingTrial``)."""
+
+
+class ChunkedDryingTrial(DryingTrial):
+    """A drying trial whose NPT(z) run goes through LAMMPS in segments of ``chunk_steps``
+    (``sim_backends.lammps.drying.drying_segments``), one job after the other, each ending with
+    a restart file. Its progress (segments done, the film-height and status files' sizes then,
+    each segment's wall time) is kept in ``segments.json`` in its folder: a new trial on the
+    same folder, with the same decks and slurry state, continues after the last completed
+    segment (the files a cut segment had begun are rewound to that point); any other folder
+    content is cleared and the run starts over. Once the last segment has written
+    ``final.data``, the segments' logs are joined into ``log.lammps`` and the trial measures and
+    scores exactly as ``DryingTrial`` (same files, same code)."""
+
+    def __init__(self, workdir: Path, loaded, fidelity, params, seed: int, lineage: Lineage,
+                 chunk_steps: int) -> None:
+        super().__init__(workdir, loaded, fidelity, params, seed, lineage)
+        self.chunk_steps = chunk_steps
+        spec = self.run_spec()
+        self.segments: list[DryingSegment] = drying_segments(spec, chunk_steps)
+        self.decks = {s.deck: drying_segment_deck(self.slurry_system, self.system, self.params, spec, s)
+                      for s in self.segments}
+        h = hashlib.sha256(lineage.sha256.encode())
+        for name, text in self.decks.items():
+            h.update(f"\0{name}\0{text}".encode())
+        self.fingerprint = h.hexdigest()
+        self.progress = self._resume() or self._fresh()
+        self.first_segment = self.progress["done"]
+        self._current: DryingSegment | None = None
+        self._t0 = 0.0
+
+    # -- progress in the work folder
+    def _save(self) -> None:
+        tmp = self.workdir / (SEGMENT_PROGRESS + ".tmp")
+        tmp.write_text(json.dumps(self.progress, indent=1))
+        os.replace(tmp, self.workdir / SEGMENT_PROGRESS)
+
+    def _size(self, name: str) -> int:
+        path = self.workdir / name
+        return path.stat().st_size if path.exists() else 0
+
+    def _resume(self) -> dict | None:
+        """The progress in the folder, the files rewound to it; None if there is none to use."""
+        path = self.workdir / SEGMENT_PROGRESS
+        try:
+            prog = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        done = prog.get("done")
+        if prog.get("fingerprint") != self.fingerprint or not isinstance(done, int) or \
+                not 0 <= done <= len(self.segments):
+            return None
+        if 0 < done < len(self.segments) and not (self.workdir / self.segments[done - 1].restart).exists():
+            return None
+        if done == len(self.segments) and not (self.workdir / DRIED_DATA).exists():
+            return None
+        sizes = prog.get("sizes") or {}
+        if not all(isinstance(sizes.get(n), int) and self._size(n) >= sizes[n] for n in (LZ_FILE, DRYING_STATUS)):
+            return None
+        for name in (LZ_FILE, DRYING_STATUS):  # drop what a cut segment appended
+            if (self.workdir / name).exists():
+                with open(self.workdir / name, "r+b") as fh:
+                    fh.truncate(sizes[name])
+        for seg in self.segments[done:]:  # a cut segment's log, restart or state
+            for name in (seg.log, seg.restart or DRIED_DATA):
+                (self.workdir / name).unlink(missing_ok=True)
+        (self.workdir / DRYING_LOG).unlink(missing_ok=True)
+        return prog
+
+    def _fresh(self) -> dict:
+        """Clear the folder, place the slurry state and the decks; nothing done."""
+        if self.workdir.exists():
+            shutil.rmtree(self.workdir)
+        self.workdir.mkdir(parents=True)
+        shutil.copyfile(self.lineage.state_file, self.workdir / UPSTREAM_DATA)
+        for name, text in self.decks.items():
+            (self.workdir / name).write_text(text)
+        self.progress = {"fingerprint": self.fingerprint, "slurry_sha256": self.lineage.sha256,
+                         "chunk_steps": self.chunk_steps, "segments": len(self.segments), "done": 0,
+                         "sizes": {LZ_FILE: 0, DRYING_STATUS: 0}, "wall_s": [], "session_starts": []}
+        self._save()
+        return self.progress
+
+    # -- the runs
+    def _run(self, seg: DryingSegment) -> list[Run]:
+        self._current, self._t0 = seg, time.perf_counter()
+        return [Run(f"drying_seg{seg.index:03d}", self.workdir, seg.deck, seg.log, (seg.deck, seg.log),
+                    label=f"drying segment {seg.index + 1} of {seg.count}")]
+
+    def first_runs(self) -> list[Run]:
+        done = self.progress["done"]
+        self.progress["session_starts"].append(done)
+        self._save()
+        return self._run(self.segments[done]) if done < len(self.segments) else []
+
+    def _complete(self, seg: DryingSegment) -> None:
+        """Check a finished segment's log and outputs, then record it as done."""
+        text = checked_log(self.workdir, seg.log)
+        if not seg.is_first:
+            if "Unused restart file" in text:
+                raise SimulationFailed(f"segment {seg.index + 1}: part of the restart state went unused "
+                                       "(a fix or the contact history not re-created under its ID)", self.workdir)
+            if "fix ID: dry_npt" not in text:
+                raise SimulationFailed(f"segment {seg.index + 1}: the barostat state was not restored", self.workdir)
+        if not (self.workdir / (seg.restart or DRIED_DATA)).exists():
+            raise SimulationFailed(f"segment {seg.index + 1} ended without writing {seg.restart or DRIED_DATA}",
+                                   self.workdir)
+        self.progress["done"] = seg.index + 1
+        self.progress["sizes"] = {n: self._size(n) for n in (LZ_FILE, DRYING_STATUS)}
+        self.progress["wall_s"].append(round(time.perf_counter() - self._t0, 1))
+        self._save()
+        if seg.restart_in is not None:  # the next segment starts from this one's restart
+            (self.workdir / seg.restart_in).unlink(missing_ok=True)
+
+    def next_runs(self) -> list[Run]:
+        if self._current is not None:
+            seg, self._current = self._current, None
+            self._complete(seg)
+            if not seg.is_last:
+                return self._run(self.segments[seg.index + 1])
+        # every segment done: one log, as the single run's, for the measurement
+        (self.workdir / DRYING_LOG).write_text("".join(
+            (self.workdir / s.log).read_text(errors="replace") for s in self.segments))
+        return []
+
+    @property
+    def segments_wall_s(self) -> float:
+        return float(sum(self.progress["wall_s"]))
+
+
 def one_drying(args, loaded, fid, lammps, steps: int, slurry: Path, slurry_sha: str, group: Path) -> dict:
     fd = fid.model_copy(update={"drying_steps": steps})
     dry_loaded = loaded.with_stage("drying")
-    wd = group / f"drying_{steps}"
-    if wd.exists():
-        shutil.rmtree(wd)  # an interrupted run, or one whose state was made from another slurry state
-    wd.mkdir(parents=True)
-    trial = DryingTrial(wd, dry_loaded, fd, params_from(PARAMS, "sqlite:///unused.db").dried, args.seed,
-                        Lineage("slurry", None, None, None, str(slurry), slurry_sha))
+    params = params_from(PARAMS, "sqlite:///unused.db").dried
+    lineage = Lineage("slurry", None, None, None, str(slurry), slurry_sha)
+    chunk = args.chunk_steps if args.chunk_steps is not None and steps > args.chunk_steps else None
+    if chunk is not None:  # resumable: the folder keeps its progress (ChunkedDryingTrial)
+        trial = ChunkedDryingTrial(group / f"drying_{steps}_chunks{chunk}", dry_loaded, fd, params, args.seed,
+                                   lineage, chunk)
+        wd = trial.workdir
+    else:
+        wd = group / f"drying_{steps}"
+        if wd.exists():
+            shutil.rmtree(wd)  # an interrupted run, or one whose state was made from another slurry state
+        wd.mkdir(parents=True)
+        trial = DryingTrial(wd, dry_loaded, fd, params, args.seed, lineage)
     spec = trial.run_spec()
     rec = {"kind": "drying", "fidelity": args.fidelity, "seed": args.seed, "params": PARAMS,
            "slurry_sha256": slurry_sha, "drying_steps": steps, "mount_steps": spec.mount_steps,
            "timestep_us": spec.timestep_us, "public_steps": PUBLIC_DRYING_STEPS,
            "window_blocks": spec.window_blocks, "block_steps": spec.block_steps, "tolerance_rel": spec.tolerance_rel,
            "measured": time.strftime("%Y-%m-%d")}
-    print(f"# drying {steps:,} steps ...", flush=True)
-    outcome, ex, wall = _execute(trial, dry_loaded, lammps, args.timeout_s, f"bench-drying-{steps}")
-    rec["wall_s"] = round(wall, 1)
-    rec["run_wall_s"] = round(ex.wall_s.get("drying", math.nan), 1)
+    if isinstance(trial, ChunkedDryingTrial):
+        n, first = len(trial.segments), trial.first_segment
+        print(f"# drying {steps:,} steps in {n} segments of {chunk:,} ({wd}) "
+              + (f"continuing after segment {first} ..." if first else "..."), flush=True)
+        before = trial.segments_wall_s  # the segments run by earlier invocations
+        outcome, ex, wall = _execute(trial, dry_loaded, lammps, args.timeout_s, f"bench-drying-{steps}")
+        rec.update({"chunk_steps": chunk, "segments": n, "session_starts": trial.progress["session_starts"]})
+        rec["wall_s"] = round(before + wall, 1)
+        rec["run_wall_s"] = round(trial.segments_wall_s, 1)
+    else:
+        print(f"# drying {steps:,} steps ...", flush=True)
+        outcome, ex, wall = _execute(trial, dry_loaded, lammps, args.timeout_s, f"bench-drying-{steps}")
+        rec["wall_s"] = round(wall, 1)
+        rec["run_wall_s"] = round(ex.wall_s.get("drying", math.nan), 1)
     if outcome.score is None:  # failed before it could be scored
         rec["error"] = outcome.why
         return rec
@@ -302,7 +468,9 @@ def report(done: dict[tuple, dict]) -> None:
             plateau = (f"{'yes' if r['height_converged'] else 'NO'} ({_signed_pct(r.get('lz_change_rel_last_window'), 2, ' %')} "
                        f"over {r['window_blocks'] * r['block_steps']:,} steps, tol {100 * r['tolerance_rel']:.2g} %)")
             is_ref = "ref" if r is ref else None
-            print(f"| {r['drying_steps']:,} | {_pct(r['porosity'])} | {is_ref or _signed_pct(dp)} | {r['thickness_um']:.2f} | "
+            chunks = f" ({r['segments']} segments)" if r.get("segments") else ""
+            print(f"| {r['drying_steps']:,}{chunks} | {_pct(r['porosity'])} | {is_ref or _signed_pct(dp)} | "
+                  f"{r['thickness_um']:.2f} | "
                   f"{is_ref or _signed_pct(dt_rel, 1, ' %')} | {plateau} | {_signed_pct(r.get('lz_change_last_10pct_rel'), 2, ' %')} | "
                   f"{r['wall_s']:.0f} | {r['dried_sha256'][:12]} |")
         if len(ok) > 1:
@@ -373,6 +541,9 @@ def main() -> None:
     ap.add_argument("--calender-timestep", type=float,
                     help=f"calendering step, us (default: the fidelity's; public: {PUBLIC_CALENDER_TIMESTEP_US:g})")
     ap.add_argument("--timeout-s", type=float, help="wall limit of each run (default: none)")
+    ap.add_argument("--chunk-steps", type=int,
+                    help="run each drying run longer than this many NPT(z) steps in segments of this many, "
+                         "resumable: rerun the same command after an interruption (default: one run)")
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--work", "--keep", type=Path, default=WORK,
                     help="the states and run folders (keep between invocations)")
@@ -389,6 +560,8 @@ def main() -> None:
 def run_all(args, done: dict) -> None:
     loaded = load_study(STUDY, fidelity=args.fidelity)
     fid = loaded.spec.fidelity_spec()
+    if args.chunk_steps is not None and (args.chunk_steps <= 0 or args.chunk_steps % fid.block_steps):
+        raise SystemExit(f"--chunk-steps must be a positive multiple of the fidelity's block_steps ({fid.block_steps})")
     lammps = locate_lammps()
     group = args.work.resolve() / f"{args.fidelity}_s{args.seed}"
     group.mkdir(parents=True, exist_ok=True)

@@ -129,6 +129,7 @@ def synthetic_study(work: Path, target: float, fidelity: str) -> Path:
     (work / "twin_data" / "dataset.yaml").write_text(yaml.safe_dump(ds, sort_keys=False))
     study = yaml.safe_load(DEFAULT_STUDY.read_text())
     study.update(dataset="twin_data/dataset.yaml", fidelity=fidelity)
+    study.pop("fidelities", None)  # the twin's target is a raw rung density: no transfer map
     path = work / "twin_study.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     return path
@@ -153,6 +154,14 @@ def run_twin(work: Path, study_file: Path, sampler: str, seed: int, trials: int,
     return trial_records(res.study, spec, judge)
 
 
+def raw_density(t: optuna.trial.FrozenTrial) -> float:
+    """The density the trial's run read (g/cm^3), before any fidelity transfer map."""
+    obs = t.user_attrs.get("observables") or {}
+    if "density_g_cm3" in obs:
+        return float(obs["density_g_cm3"])
+    return float(t.user_attrs["errors"]["slurry_density"]["simulated"])  # a ledger from before the map
+
+
 def trial_records(study: optuna.Study, spec, judge=None) -> list[dict]:
     """``run_twin``'s records of a finished twin study (``spec``: its study spec)."""
     out = []
@@ -163,7 +172,7 @@ def trial_records(study: optuna.Study, spec, judge=None) -> list[dict]:
         out.append({"rel_error": rel,
                     "core_s": float(sum((t.user_attrs.get("run_wall_s") or {}).values())),
                     "unit": ParameterSpace.from_spec(spec.parameters).to_unit(t.params),
-                    "density": errs["simulated"] if errs and judge is None else None, "fidelity": fid,
+                    "density": raw_density(t) if errs and judge is None else None, "fidelity": fid,
                     "at_target": fid == spec.fidelity})
     return out
 
@@ -371,7 +380,7 @@ def ledger_points(paths: list[Path]) -> dict[str, list[tuple[list[float], float]
                 e = t.user_attrs.get("errors", {}).get("slurry_density")
                 fid = t.user_attrs.get("calib_fidelity", study_fid)
                 if e and fid:
-                    out.setdefault(fid, []).append((space.to_unit(t.params), e["simulated"]))
+                    out.setdefault(fid, []).append((space.to_unit(t.params), raw_density(t)))
     return out
 
 

@@ -386,8 +386,12 @@ def _print_summary(s: dict) -> None:
         for line in confirmation_lines(s["confirmation"]):
             typer.echo(line)
     elif (s.get("best_compression") or 1) > 1:
-        typer.echo(f"  not confirmed: calibrated at k = {s['best_compression']}, whose error against the full protocol "
-                   "depends on the set; rerun with --confirm to run it at k = 1 (hours)")
+        mapped = s.get("best_transfer")
+        typer.echo(f"  not confirmed: calibrated at k = {s['best_compression']}"
+                   + (f" mapped to the full protocol by x {mapped['factor']:.4g}, a factor measured at an earlier "
+                      "answer" if mapped else "")
+                   + ", whose error against the full protocol depends on the set; rerun with --confirm to run it at "
+                     "k = 1 (hours)")
     if s.get("mlflow"):
         m = s["mlflow"]
         typer.echo(f"review in MLflow: {m['url']}" + (f"  (after: {m['serve']})" if m["serve"] else ""))

@@ -17,6 +17,8 @@ it.
 
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .fidelity import Fidelity
 from .ledger import (CONFIRM_ATTR, CONFIRM_FIDELITY, CONFIRM_SETTINGS_ATTR, FIDELITY_ATTR, OUTSIDE_ATTR, best_trial,
                      lost_numbers)
+from .stages.slurry import TRANSFERABLE
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,16 @@ class Confirmation:
 
     def fidelity(self, target: Fidelity) -> Fidelity:
         """The study's target fidelity at this compression and with these replicates (bead
-        count and everything else unchanged)."""
-        return target.model_copy(update={"compression": self.compression, "replicates": self.replicates})
+        count and everything else unchanged), without the target's ``transfer`` map: the
+        confirmation reports what its own protocol reads."""
+        return target.model_copy(update={"compression": self.compression, "replicates": self.replicates,
+                                         "transfer": {}})
 
+
+TOLERANCE_REL = 0.03
+"""A confirmed value within this fraction of its target holds at the full protocol (the
+goal of the protocol-faithful calibration; about the placement spread of a 200-bead slurry
+at k = 1, docs/model.md#confirmation)."""
 
 CONFIRM_SEED_BASE = 2**30
 """Confirmation seeds start here, above every calibration seed (``study_seed * 10_007 +
@@ -140,18 +150,31 @@ def summary(study: optuna.Study, number: int | None = None) -> dict | None:
                            "fail_reason": c.user_attrs.get("fail_reason"), "values": {}}
     calibrated = best.user_attrs.get("errors") or {}
     confirmed = c.user_attrs.get("errors") or {}
+    transfer = best.user_attrs.get("density_transfer")  # the rung's density was mapped by this factor
     for name, e in calibrated.items():
         sim = e.get("simulated") if isinstance(e, dict) else None
         got = confirmed.get(name, {}).get("simulated") if isinstance(confirmed.get(name), dict) else None
         if not isinstance(sim, (int, float)):
             continue
         row: dict[str, Any] = {"calibrated": sim, "confirmed": got, "target": e.get("target"), "unit": e.get("unit")}
+        factor = float(transfer["factor"]) if name == "slurry_density" and isinstance(transfer, dict) else None
+        if factor is not None:
+            row.update(transfer_factor=factor, transfer_source=transfer.get("source"), rung=sim / factor)
         if isinstance(got, (int, float)) and sim:
             row["confirmed_vs_calibrated_rel"] = got / sim - 1.0
+            rung_k = (best.user_attrs.get("observables") or {}).get("compression") or 1
+            if name in TRANSFERABLE and out["compression"] == 1 and rung_k > 1:
+                row["measured_transfer_factor"] = got / (sim / (factor or 1.0))  # full protocol / the rung's own
         tgt = e.get("target")
         if isinstance(got, (int, float)) and isinstance(tgt, (int, float)) and tgt:
             row["confirmed_vs_target_rel"] = got / tgt - 1.0
+            if out["compression"] == 1:  # a verdict on the full protocol only
+                row["holds"] = abs(got / tgt - 1.0) <= TOLERANCE_REL
         out["values"][name] = row
+    reps = c.user_attrs.get("density_replicates_g_cm3") or []
+    row = out["values"].get("slurry_density")
+    if row is not None and len(reps) > 1 and row.get("target"):  # the mean's standard error over placements
+        row["confirmed_se_rel"] = statistics.stdev(reps) / math.sqrt(len(reps)) / row["target"]
     obs = c.user_attrs.get("observables") or {}
     if "density_spread_g_cm3" in obs:
         out["spread_g_cm3"] = obs["density_spread_g_cm3"]
@@ -175,10 +198,21 @@ def lines(s: dict) -> list[str]:
             out.append(f"  {name}: no confirmed value")
             continue
         unit = f" {r['unit']}" if r.get("unit") else ""
-        vs_t = (f", {r['confirmed_vs_target_rel']:+.1%} vs the target {r['target']:g}"
+        se = f" +- {r['confirmed_se_rel']:.1%} (placements)" if "confirmed_se_rel" in r else ""
+        vs_t = (f", {r['confirmed_vs_target_rel']:+.1%}{se} vs the target {r['target']:g}"
                 if "confirmed_vs_target_rel" in r else "")
+        verdict = "" if "holds" not in r else ("; holds" if r["holds"] else f"; does NOT hold (tolerance "
+                                                                               f"{TOLERANCE_REL:.0%})")
         out.append(f"  {name}: {got:.4g}{unit} confirmed vs {r['calibrated']:.4g} calibrated "
-                   f"({r.get('confirmed_vs_calibrated_rel', float('nan')):+.1%}){vs_t}")
+                   f"({r.get('confirmed_vs_calibrated_rel', float('nan')):+.1%}){vs_t}{verdict}")
+        if "transfer_factor" in r:
+            out.append(f"    calibrated = the rung's {r['rung']:.4g} x transfer factor {r['transfer_factor']:.4g}")
+        if "measured_transfer_factor" in r and not r.get("holds", True):
+            out.append(f"    measured factor from the rung to the full protocol at this set: "
+                       f"{r['measured_transfer_factor']:.4g}; it holds only near it (it varies across sets of equal "
+                       "rung value): a new study may use it with bounds narrowed around this set, as the fidelity's "
+                       f"transfer: {{{name}: {{factor: {r['measured_transfer_factor']:.4g}, source: ...}}}}, "
+                       "and confirm again (docs/model.md#transfer)")
     if s.get("replicates_g_cm3"):
         out.append("  placements: " + ", ".join(f"{x:.4g}" for x in s["replicates_g_cm3"]) + " g/cm^3"
                    + (f" (sd {s['spread_g_cm3']:.2g})" if isinstance(s.get("spread_g_cm3"), (int, float)) else ""))

@@ -209,7 +209,10 @@ def provenance(src: Source, t: FrozenTrial, why: str) -> tuple[tuple[str, str], 
     state = workdir / STATE_FILE if workdir else None
     left = f"{state} (sha256 {_sha256(state)})" if state and state.is_file() else "not on disk"
     checked = confirm.summary(src.study, t.number)
+    mapped = attrs.get("density_transfer")
     extra = ((("protocol", str(attrs["density_protocol"])),) if attrs.get("density_protocol") else ()) + (
+        (("transfer", f"the density scored is this fidelity's x {mapped['factor']:.4g}, mapped to the full protocol "
+                      f"(factor: {mapped.get('source')})"),) if isinstance(mapped, dict) else ()) + (
         (("confirmation", confirm.one_line(checked) if checked else
           "none (calib optimize --confirm runs the set at the target protocol)"),)
         if attrs.get("density_protocol") or checked else ())

@@ -11,7 +11,29 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
+
+
+class TransferMap(BaseModel):
+    """The measured factor that maps a compressed rung's value of one target to the full
+    protocol's (output space mapping): the rung's value times ``factor`` is what the study
+    scores. ``factor`` is a ratio measured at a calibrated set (the mean of its full-protocol
+    runs on fresh placements over its value at this rung: ``calib.confirm``); ``source``
+    says which runs. Only a confirmation at the full protocol shows that a mapped answer
+    holds (docs/model.md, "Mapping a compressed rung to the full protocol")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    factor: PositiveFloat
+    """The full protocol's value over the rung's (dimensionless), measured at a calibrated set."""
+    source: str = Field(min_length=1)
+    """Which runs measured it: study, trials, placements, date, command (one line: runs of
+    white space, newlines included, become one space)."""
+
+    @field_validator("source")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        return " ".join(v.split())  # it is printed in comment headers (an exported include file)
 
 
 class Fidelity(BaseModel):
@@ -26,6 +48,9 @@ class Fidelity(BaseModel):
     ``n_beads``. The fields below drive the ``ramp_hold`` protocol (and the other stages);
     ``density_bias_rel`` is recorded with ``ramp_hold`` trials only (a seed-protocol trial
     records its protocol and compression instead; their measured error: docs/model.md).
+    transfer: target name -> ``TransferMap``, the measured factor from this rung's value of
+    the target to the full protocol's (seed protocol only; the value scored is the rung's
+    times the factor, and the rung's own value is recorded beside it).
 
     n_beads: total bead count. initial_box_scale: edge scale of the seed's placement box
     (scaled to n_beads at the seed's number density); 1.0 = the seed's dilute start.
@@ -66,6 +91,7 @@ class Fidelity(BaseModel):
     density_max_steps: PositiveInt | None = None
     density_bias_rel: float | None = None
     density_bias_source: str | None = None
+    transfer: dict[str, TransferMap] = Field(default_factory=dict)
     block_steps: PositiveInt = 1000
     neighbor_style: Literal["auto", "bin", "multi"] = "auto"
     sample_every: PositiveInt = 10

@@ -24,7 +24,10 @@ def study_ident(loaded: LoadedStudy, space: ParameterSpace, lineage: Lineage | N
 
     def fidelity(name: str | None = None) -> dict:
         dumped = spec.fidelity_spec(name).model_dump()
-        return {k: dumped[k] for k in reads}
+        if "transfer" in dumped:  # the factors are physics, their provenance text is not
+            dumped["transfer"] = {t: m["factor"] for t, m in dumped["transfer"].items()}
+        # an empty transfer map leaves the identity of the studies made before it existed
+        return {k: dumped[k] for k in reads if not (k == "transfer" and not dumped[k])}
 
     physics: dict = {
         "lj_style": spec.lj_style,

@@ -70,6 +70,8 @@ def study_summary(study: optuna.Study, storage: str) -> dict:
         out["best_lines"] = best.user_attrs.get("summary_lines", [])
         k = (best.user_attrs.get("observables") or {}).get("compression")
         out["best_compression"] = int(k) if isinstance(k, (int, float)) else None  # seed protocol's k (slurry)
+        if isinstance(best.user_attrs.get("density_transfer"), dict):  # its rung mapped to the full protocol
+            out["best_transfer"] = best.user_attrs["density_transfer"]
         if best.user_attrs.get("lineage") is not None:
             out["lineage"] = best.user_attrs["lineage"]
     return out

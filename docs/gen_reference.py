@@ -409,8 +409,13 @@ def render() -> str:
                                 "those it changes) or define one of its own (then every *required* field)."))
     out += ["Built-in fidelities (`calib.fidelity.BUILTIN_FIDELITIES`):", ""]
     out += builtin_fidelities_table()
+    out += [""]
+    fidelity_parts = walk([m for f in Fidelity.model_fields.values() for m in nested_models(f.annotation)],
+                          skip=set(shared))  # e.g. the transfer map
+    for m in fidelity_parts:
+        out += model_section(m)
     out += ["", "## Stage sections", ""]
-    seen = set(shared) | {Fidelity}
+    seen = set(shared) | {Fidelity} | set(fidelity_parts)
     for m in walk(section_models, skip=seen):
         keys = [k for k, v in sections.items() if v is m]
         intro = f"Study-file section {', '.join(f'`{k}:`' for k in keys)}." if keys else ""

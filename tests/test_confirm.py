@@ -213,3 +213,107 @@ def test_an_unconfirmed_compressed_answer_says_so(capsys):
     assert "not confirmed: calibrated at k = 200" in capsys.readouterr().out
     _print_summary({**s, "best_compression": 1})  # the full protocol: nothing to confirm against
     assert "not confirmed" not in capsys.readouterr().out
+    _print_summary({**s, "best_transfer": {"factor": 1.078, "source": "x"}})
+    assert "not confirmed: calibrated at k = 200 mapped to the full protocol by x 1.078" in capsys.readouterr().out
+
+
+def test_a_confirmation_that_misses_says_so_and_gives_the_factor_it_measured():
+    study = optuna.create_study()
+    study.set_user_attr(ledger.TARGET_FIDELITY_ATTR, "dev")
+    study.add_trial(_scored(0.1, 1.8 * 1.05, calib_fidelity="dev", observables={"compression": 200},
+                            density_transfer={"factor": 1.05, "source": "an earlier answer"}))
+    conf = {"compression": 1, "replicates": 2, "timeout_s": None}
+    study.add_trial(_scored(0.2, 2.16, calib_fidelity="confirm", calib_confirms=0, calib_confirm=conf,
+                            density_replicates_g_cm3=[2.1, 2.22]))
+    s = summary(study)
+    assert s["values"]["slurry_density"]["confirmed_se_rel"] == pytest.approx(0.06 / 1.9)  # sd/sqrt(2)/target
+    row = s["values"]["slurry_density"]
+    assert row["rung"] == pytest.approx(1.8) and row["transfer_factor"] == 1.05
+    assert row["measured_transfer_factor"] == pytest.approx(2.16 / 1.8)  # the full protocol over the rung's own
+    assert row["holds"] is False  # +13.7 % from 1.9
+    text = "\n".join(lines(s))
+    assert "+13.7% +- 3.2% (placements) vs the target 1.9; does NOT hold (tolerance 3%)" in text and "calibrated = the rung's 1.8 x transfer factor 1.05" in text
+    assert "transfer: {slurry_density: {factor: 1.2, source: ...}}" in text
+    study.add_trial(_scored(0.2, 1.92, calib_fidelity="confirm", calib_confirms=0, calib_confirm=conf))
+    s = summary(study)
+    assert s["values"]["slurry_density"]["holds"] is True
+    assert "holds" in "\n".join(lines(s)) and "transfer: {" not in "\n".join(lines(s))
+
+
+@pytest.mark.lammps
+def test_a_transfer_factor_maps_the_rung_and_the_confirmation_measures_the_next_one(tmp_path: Path):
+    """A fidelity's ``transfer`` multiplies the rung's density before it is scored (both are
+    recorded); the confirmation at k = 1 reads its own protocol unmapped and reports the
+    factor it measured (full protocol over the rung's own density)."""
+    factor = 0.9
+    study = write_study(tmp_path, "mapped", trials=1, parallel=1, optimizer={"n_initial": 1},
+                        slurry={"protocol": "seed", "protocol_steps": 40_000},
+                        fidelities={"smoke": {"compression": 2, "transfer": {
+                            "slurry_density": {"factor": factor, "source": "a test's made-up factor"}}}})
+    runs = tmp_path / "runs"
+    out = parse_json_stdout(run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
+                                      "--runs-dir", str(runs), "--confirm", "--confirm-replicates", "1",
+                                      "--tracking-uri", "none", "--json", cwd=tmp_path))
+    trials = optuna.load_study(study_name="mapped", storage=f"sqlite:///{runs / 'calib.db'}").get_trials()
+    best, conf = trials[out["best_trial"]], trials[out["confirmation"]["trial"]]
+    raw = best.user_attrs["observables"]["density_g_cm3"]
+    assert best.user_attrs["errors"]["slurry_density"]["simulated"] == pytest.approx(raw * factor, rel=1e-12)
+    assert best.user_attrs["observables"]["density_transferred_g_cm3"] == pytest.approx(raw * factor, rel=1e-12)
+    assert best.user_attrs["density_transfer"] == {"factor": factor, "source": "a test's made-up factor"}
+    assert "transfer_factor" not in conf.user_attrs["observables"]  # k = 1 is the full protocol: nothing mapped
+    confirmed = conf.user_attrs["observables"]["density_g_cm3"]
+    assert conf.user_attrs["errors"]["slurry_density"]["simulated"] == pytest.approx(confirmed, rel=1e-12)
+    row = out["confirmation"]["values"]["slurry_density"]
+    assert (row["transfer_factor"], row["rung"]) == (factor, pytest.approx(raw, rel=1e-12))
+    assert row["measured_transfer_factor"] == pytest.approx(confirmed / raw, rel=1e-12)
+    assert row["holds"] == (abs(confirmed / 1.9 - 1) <= 0.03)
+    assert "scored mapped to the full protocol: x 0.9" in best.user_attrs["density_protocol"]
+    assert "uncompressed" in conf.user_attrs["density_protocol"] and "mapped" not in conf.user_attrs["density_protocol"]
+    exported = run_calib("export", "--study", "mapped", "--runs-dir", str(runs), "--format", "lammps", cwd=tmp_path)
+    assert "# transfer: the density scored is this fidelity's x 0.9, mapped to the full protocol (factor: a test's" \
+        in exported.stdout
+
+
+def test_bad_transfer_maps_are_refused_naming_the_field(tmp_path: Path):
+    runs = tmp_path / "runs"
+    for name, extra, field in (
+            ("t_key", {"fidelities": {"smoke": {"compression": 2, "transfer": {
+                "viscosity_curve": {"factor": 1.1, "source": "x"}}}}}, "fidelities.smoke.transfer"),
+            ("t_ramp", {"slurry": {"protocol": "ramp_hold", "allow_protocol_mismatch": True},
+                        "fidelities": {"smoke": {"transfer": {"slurry_density": {"factor": 1.1, "source": "x"}}}}},
+             "fidelities.smoke.transfer"),
+            ("t_k1", {"fidelities": {"smoke": {"compression": 1, "transfer": {
+                "slurry_density": {"factor": 1.1, "source": "x"}}}}}, "fidelities.smoke.transfer"),
+            ("t_zero", {"fidelities": {"smoke": {"compression": 2, "transfer": {
+                "slurry_density": {"factor": 0, "source": "x"}}}}}, "factor")):
+        kw = {"slurry": {"protocol": "seed", "protocol_steps": 40_000}, **extra}
+        study = write_study(tmp_path, name, **kw)
+        proc = run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
+                         "--runs-dir", str(runs), cwd=tmp_path, check=False)
+        assert proc.returncode == 2, proc.stderr
+        err = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert len(err) == 1 and str(study) in err[0] and field in err[0], proc.stderr
+        assert not runs.exists()
+
+
+def test_the_confirmation_runs_its_own_protocol_unmapped_and_empty_maps_keep_old_identities():
+    from calib.fidelity import TransferMap
+    from calib.identity import study_ident
+    from calib.space import ParameterSpace
+
+    loaded = load_study(DEFAULT_STUDY.parent / "ssb_slurry_mapped.yaml")
+    dev = loaded.spec.fidelity_spec("dev")
+    assert dev.transfer["slurry_density"].factor > 1  # this study maps its compressed rung
+    assert Confirmation(1, 2).fidelity(dev).transfer == {}
+    unmapped = loaded.spec.model_copy(update={"fidelities": {"dev": dev.model_copy(update={"transfer": {}})}})
+    plain = study_ident(loaded.model_copy(update={"spec": unmapped}), ParameterSpace.from_spec(unmapped.parameters))
+    mapped = study_ident(loaded, ParameterSpace.from_spec(loaded.spec.parameters))
+    assert "transfer" not in str(plain) and "transfer" in str(mapped) and plain != mapped
+    with pytest.raises(ValueError):
+        TransferMap(factor=-1.0, source="x")
+    assert TransferMap(factor=1.1, source="two\n# lines\nrun 100").source == "two # lines run 100"  # headers
+    retold = dev.model_copy(update={"transfer": {"slurry_density": TransferMap(factor=dev.transfer[
+        "slurry_density"].factor, source="the same factor, its provenance reworded")}})
+    reworded = loaded.spec.model_copy(update={"fidelities": {"dev": retold}})
+    assert study_ident(loaded.model_copy(update={"spec": reworded}),
+                       ParameterSpace.from_spec(reworded.parameters)) == mapped  # provenance is not physics

@@ -158,6 +158,26 @@ def seed_protocol(settings: SlurrySettings, fidelity: Fidelity) -> NptProtocol:
     return run
 
 
+TRANSFERABLE = ("slurry_density",)
+"""Targets a fidelity's ``transfer`` may map: those read at the end of the compressed seed
+protocol."""
+
+
+def transfer_problem(settings: SlurrySettings, fidelity: Fidelity) -> str | None:
+    """Why ``fidelity.transfer`` cannot apply to the study's slurry protocol, or None."""
+    if not fidelity.transfer:
+        return None
+    unknown = sorted(set(fidelity.transfer) - set(TRANSFERABLE))
+    if unknown:
+        return (f"maps {', '.join(unknown)}, which the slurry stage does not read at the end of a compressed "
+                f"protocol (it may map: {', '.join(TRANSFERABLE)})")
+    if settings.protocol != "seed":
+        return "maps a compressed seed protocol to the full one, but the study runs slurry.protocol: ramp_hold"
+    if fidelity.compression == 1:
+        return "maps a compressed rung to the full protocol, but this fidelity runs it uncompressed (compression: 1)"
+    return None
+
+
 def protocol_problem(settings: SlurrySettings, fidelity: Fidelity) -> str | None:
     """Why ``fidelity`` cannot run the study's slurry protocol, or None."""
     if settings.protocol != "seed":
@@ -181,7 +201,9 @@ def protocol_label(settings: SlurrySettings, fidelity: Fidelity) -> str:
                                          f"Pdamp {run.pdamp_us:.4g} us, dt {run.timestep_us:.3g} us)")
     return (f"seed: 0 -> {settings.pressure_atm:g} atm over {settings.protocol_steps:,} steps of "
             f"{fidelity.timestep_us:g} us, {fidelity.n_beads} beads, {how}; density at the end"
-            + ("" if k == 1 else "; the compression's measured error: docs/model.md#compression"))
+            + ("" if k == 1 else "; the compression's measured error: docs/model.md#compression")
+            + (f"; scored mapped to the full protocol: x {m.factor:.4g} (docs/model.md#transfer)"
+               if (m := fidelity.transfer.get("slurry_density")) is not None else ""))
 
 
 def slurry_run_spec(spec: StudyBase, fidelity: Fidelity, seed: int, neighbor: str = "bin") -> SlurryRunSpec:
@@ -368,8 +390,11 @@ class SlurryTrial:
         spec, dataset = self.spec, self.loaded.dataset
         obs = self.slurry
         errors: list[TargetError | CurveErrorResult] = []  # type: ignore[assignment]
+        mapped = self.fidelity.transfer.get("slurry_density") if self.run_spec.protocol == "seed" else None
+        factor = mapped.factor if mapped is not None else 1.0  # the rung's density -> the full protocol's
         if "slurry_density" in spec.objective.targets:
-            errors.append(density_error(obs.density_g_cm3, dataset.targets["slurry_density"], obs.density_sem_g_cm3))
+            errors.append(density_error(obs.density_g_cm3 * factor, dataset.targets["slurry_density"],
+                                        obs.density_sem_g_cm3 * factor))
         rates = self.rates = self.rate_results(wall_s or {}) if self.plans else []
         fail_reason = None
         penalty = 0.0
@@ -400,6 +425,10 @@ class SlurryTrial:
         protocol = protocol_label(spec.slurry, self.fidelity)
         attrs: dict = {"density_converged": obs.converged, "density_convergence": note, "density_protocol": protocol}
         observables["compression"] = float(self.fidelity.compression)
+        if mapped is not None:
+            observables["transfer_factor"] = factor
+            observables["density_transferred_g_cm3"] = obs.density_g_cm3 * factor
+            attrs["density_transfer"] = {"factor": factor, "source": mapped.source}
         if len(self.replicates) > 1:
             spread = float(np.std([r.density_g_cm3 for r in self.replicates], ddof=1))
             observables["density_spread_g_cm3"] = spread
@@ -420,14 +449,21 @@ class SlurryTrial:
         if len(self.replicates) > 1:
             report["density_replicates_g_cm3"] = attrs["density_replicates_g_cm3"]
         lines = [f"protocol: {protocol}", f"convergence: {note}"]
+        if mapped is not None:
+            report.update(density_at_rung_g_cm3=obs.density_g_cm3, transfer_factor=factor,
+                          transfer_source=mapped.source)
+            lines.append(f"mapped to the full protocol: {obs.density_g_cm3:.4g} x {factor:.4g} = "
+                         f"{obs.density_g_cm3 * factor:.4g} g/cm^3 (factor: {mapped.source})")
         tgt = dataset.targets.get("slurry_density")
         seed = self.run_spec.protocol == "seed"
         plots: tuple[Path, ...] = guarded_plots(lambda: (plot_density_trajectory(
             self.workdir / DENSITY_PLOT, *density_trajectory(self.workdir), self.run_spec.ramp_steps,
-            self.run_spec.averaging_blocks if seed else self.run_spec.window_blocks, tgt.value if tgt else None,
-            tgt.uncertainty if tgt else None,
+            self.run_spec.averaging_blocks if seed else self.run_spec.window_blocks,
+            tgt.value / factor if tgt else None,  # the rung's own density is drawn: its target is mapped back
+            tgt.uncertainty / factor if tgt and tgt.uncertainty is not None else None,
             f"{spec.name} ({self.workdir.name}): " + (f"seed protocol, k = {self.fidelity.compression}" if seed else
-                                                      f"density {'converged' if obs.converged else 'NOT converged'}"),
+                                                      f"density {'converged' if obs.converged else 'NOT converged'}")
+            + (f"; target / transfer factor {factor:.4g}" if mapped is not None else ""),
             "end of the protocol (read here)" if seed else "plateau-test window"),))
         if rates:
             attrs["viscosity"] = [r.as_dict() for r in rates]
@@ -441,7 +477,8 @@ class SlurryTrial:
             plots += guarded_plots(lambda: (plot_viscosity_curve(self.workdir / CURVE_PLOT, rates, curve,
                                                                  title=f"{spec.name} ({self.workdir.name})"),))
         return Score(tuple(errors), value, observables, obs.converged, penalty, fail_reason,
-                     summary=describe(obs, note, rates), attrs=attrs, report=report, lines=tuple(lines), plots=plots)
+                     summary=describe(obs, note, rates, factor if mapped is not None else None), attrs=attrs,
+                     report=report, lines=tuple(lines), plots=plots)
 
     def partial_observables(self) -> dict[str, float]:
         """The slurry's observables once its run has been read (a failed shear run keeps them)."""
@@ -459,9 +496,12 @@ def rate_label(rate_per_s: float) -> str:
     return f"{rate_per_s:g}".replace("+", "")
 
 
-def describe(obs: SlurryObservables, note: str, rates: Sequence[RateResult]) -> str:
-    """One progress line: density (and whether it converged), viscosities."""
-    parts = [f"density {obs.density_g_cm3:.4f} g/cm^3"]
+def describe(obs: SlurryObservables, note: str, rates: Sequence[RateResult], factor: float | None = None) -> str:
+    """One progress line: density (mapped to the full protocol when the fidelity has a
+    transfer ``factor``; and whether it converged), viscosities."""
+    parts = [f"density {obs.density_g_cm3:.4f} g/cm^3" if factor is None else
+             f"density {obs.density_g_cm3 * factor:.4f} g/cm^3 mapped to the full protocol "
+             f"({obs.density_g_cm3:.4f} at this rung x {factor:.4g})"]
     if not obs.converged:
         parts[0] += f" (not converged: {obs.density_change_rel:+.1%} across the last window)"
     if rates:
@@ -510,6 +550,9 @@ def check_protocol(loaded: "LoadedStudy") -> None:
         problem = protocol_problem(spec.slurry, spec.fidelity_spec(name))
         if problem:
             raise InputError(where, f"fidelities.{name}.compression", problem)
+        problem = transfer_problem(spec.slurry, spec.fidelity_spec(name))
+        if problem:
+            raise InputError(where, f"fidelities.{name}.transfer", problem)
     for t in spec.objective.targets:
         target = loaded.dataset.targets.get(t)
         theirs = getattr(target, "protocol", None)
@@ -537,7 +580,7 @@ def simulated_rates_per_s(loaded: "LoadedStudy") -> tuple[float, ...]:
 SLURRY_FIDELITY_FIELDS = ("n_beads", "initial_box_scale", "equilibration_steps", "averaging_steps",
                           "density_window_steps", "density_max_steps", "neighbor_style")
 SEED_PROTOCOL_FIDELITY_FIELDS = ("timestep_us", "minimize_max_iter", "n_beads", "compression", "replicates",
-                                 "neighbor_style")
+                                 "neighbor_style", "transfer")
 SHEAR_FIDELITY_FIELDS = ("shear_block_steps", "shear_segment_blocks", "shear_max_steps")
 
 

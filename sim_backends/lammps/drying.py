@@ -17,6 +17,15 @@ only).
    them under strong Langevin damping. The box's lower z bound is then moved onto the
    collector, so the written state has ``zlo`` = current-collector plane; that is what the
    calendering deck reads.
+
+``drying_deck`` is the stage's input: the whole protocol as one LAMMPS run. The same protocol
+can also be written as a sequence of inputs (``drying_segments``, ``drying_segment_deck``;
+used by ``bench/electrode_protocols.py --chunk-steps`` to spread the public 7e7-step run over
+several sessions): the first does the work before the NPT(z) run and its first steps, each
+ends with ``write_restart``, the next reads it and continues the same pressure ramp, the last
+mounts the film. A restarted run is not bit-identical to the single one (LAMMPS: granular pair
+forces depend on the velocities, which a restart holds at the full step), only statistically
+equivalent.
 """
 
 from __future__ import annotations
@@ -93,14 +102,32 @@ def extent_lines() -> list[str]:
     ]
 
 
-def drying_deck(slurry: BeadSystem, dried: BeadSystem, params: ForceFieldParams, run: DryingRunSpec) -> str:
-    """The LAMMPS input of one drying run; reads ``upstream.data`` (a slurry state)."""
+def _seeds(run: DryingRunSpec) -> tuple[int, int]:
+    """(velocity seed, Langevin seed) of a run."""
+    return 100_000 + 7919 * run.seed % 900_000, 100_000 + 104_729 * run.seed % 900_000
+
+
+def _settings_lines(run: DryingRunSpec) -> list[str]:
+    """Neighbour list, step, film-extent computes and thermo output: what a restart file does
+    not keep, so every segment of a chunked run declares them again."""
+    return [
+        f"neighbor {run.neighbor_skin_um:g} bin",
+        "neigh_modify delay 0 every 1 check yes",
+        f"timestep {run.timestep_us:g}",
+        *extent_lines(),
+        "thermo_style custom step atoms temp press pzz lz density pe c_zbot c_ztop",
+        "thermo_modify norm no lost error flush yes",
+        f"thermo {run.thermo_every}",
+    ]
+
+
+def _setup_lines(slurry: BeadSystem, dried: BeadSystem, params: ForceFieldParams, run: DryingRunSpec) -> list[str]:
+    """From reading the slurry state to the start of the NPT(z) run: evaporation, force field,
+    minimisation, velocities, the barostat and the film-height record (``lz_start``)."""
     p0 = atm_to_micro_pressure(run.pressure_atm)
     p_start = atm_to_micro_pressure(run.pressure_start_atm)
-    vseed = 100_000 + 7919 * run.seed % 900_000
-    lseed = 100_000 + 104_729 * run.seed % 900_000
-    wall = run.wall.args()
-    return "\n".join([
+    vseed, _ = _seeds(run)
+    return [
         "# calib drying stage (units micro: pg, um, us; pressure kPa)",
         "units micro",
         "atom_style sphere",
@@ -113,13 +140,7 @@ def drying_deck(slurry: BeadSystem, dried: BeadSystem, params: ForceFieldParams,
         *evaporation_lines(dried, slurry),
         *pair_lines(params, dried, run.lj_style),
         "",
-        f"neighbor {run.neighbor_skin_um:g} bin",
-        "neigh_modify delay 0 every 1 check yes",
-        f"timestep {run.timestep_us:g}",
-        *extent_lines(),
-        "thermo_style custom step atoms temp press pzz lz density pe c_zbot c_ztop",
-        "thermo_modify norm no lost error flush yes",
-        f"thermo {run.thermo_every}",
+        *_settings_lines(run),
         "min_style cg",
         f"minimize 1.0e-6 1.0e-8 {run.minimize_max_iter} {10 * run.minimize_max_iter}",
         "reset_timestep 0",
@@ -127,13 +148,32 @@ def drying_deck(slurry: BeadSystem, dried: BeadSystem, params: ForceFieldParams,
         f"# periodic equilibration, barostat on z only, {p_start:.6g} -> {p0:.6g} kPa (public inputs; "
         "x, y held by the substrate)",
         f"velocity all create {run.temperature_K:g} {vseed} dist gaussian mom yes rot yes",
+        *_npt_lines(run, append=False),
+        f'print "lz_start $(lz:%.17g)" file {DRYING_STATUS}',
+    ]
+
+
+def _npt_lines(run: DryingRunSpec, append: bool) -> list[str]:
+    """The NPT(z) fix (ID ``dry_npt``: a chunked run's later segments re-create it under the
+    same ID, so LAMMPS restores its thermostat and barostat state from the restart) and the
+    block-averaged film height, written to ``lz_blocks.txt`` (``append``: added to it)."""
+    p0 = atm_to_micro_pressure(run.pressure_atm)
+    p_start = atm_to_micro_pressure(run.pressure_start_atm)
+    return [
         f"fix dry_npt all npt/sphere temp {run.temperature_K:g} {run.temperature_K:g} {run.tdamp_us:g} "
         f"z {p_start:.6g} {p0:.6g} {run.pdamp_us:g}",
         "variable lz_now equal lz",
         f'fix lz_blocks all ave/time {run.sample_every} {run.block_steps // run.sample_every} {run.block_steps} '
-        f'v_lz_now file {LZ_FILE} format " %.17g"',
-        f'print "lz_start $(lz:%.17g)" file {DRYING_STATUS}',
-        f"run {run.equilibration_steps}",
+        f'v_lz_now {"append" if append else "file"} {LZ_FILE} format " %.17g"',
+    ]
+
+
+def _mount_lines(run: DryingRunSpec) -> list[str]:
+    """After the NPT(z) run: the film-height record (``lz_end``), then the film mounted on the
+    current collector and the dried state written."""
+    _, lseed = _seeds(run)
+    wall = run.wall.args()
+    return [
         f'print "lz_end $(lz:%.17g)" append {DRYING_STATUS}',
         "unfix lz_blocks",
         "unfix dry_npt",
@@ -152,7 +192,139 @@ def drying_deck(slurry: BeadSystem, dried: BeadSystem, params: ForceFieldParams,
         f"run {run.mount_steps}",
         f"write_data {DRIED_DATA}",
         "",
+    ]
+
+
+def drying_deck(slurry: BeadSystem, dried: BeadSystem, params: ForceFieldParams, run: DryingRunSpec) -> str:
+    """The LAMMPS input of one drying run; reads ``upstream.data`` (a slurry state)."""
+    return "\n".join([
+        *_setup_lines(slurry, dried, params, run),
+        f"run {run.equilibration_steps}",
+        *_mount_lines(run),
     ])
+
+
+# ------------------------------------------------------------------ the same run in segments
+
+DRYING_SEGMENT_DECK = "in.drying.seg{:03d}"
+DRYING_SEGMENT_LOG = "log.seg{:03d}.lammps"
+DRYING_SEGMENT_RESTART = "drying.seg{:03d}.restart"
+
+
+@dataclass(frozen=True)
+class DryingSegment:
+    """One LAMMPS run of a drying run cut into segments (``drying_segments``): it runs the
+    NPT(z) steps ``first_step`` to ``last_step`` of ``total_steps``. The first segment does the
+    single deck's work up to the NPT(z) run; every segment but the last ends by writing
+    ``restart`` (the next one reads it); the last mounts the film and writes ``final.data``."""
+
+    index: int
+    count: int
+    first_step: int
+    last_step: int
+    total_steps: int
+
+    @property
+    def steps(self) -> int:
+        return self.last_step - self.first_step
+
+    @property
+    def is_first(self) -> bool:
+        return self.index == 0
+
+    @property
+    def is_last(self) -> bool:
+        return self.index == self.count - 1
+
+    @property
+    def deck(self) -> str:
+        return DRYING_SEGMENT_DECK.format(self.index)
+
+    @property
+    def log(self) -> str:
+        return DRYING_SEGMENT_LOG.format(self.index)
+
+    @property
+    def restart(self) -> str | None:
+        """The restart file this segment writes (None: the last one writes ``final.data``)."""
+        return None if self.is_last else DRYING_SEGMENT_RESTART.format(self.index)
+
+    @property
+    def restart_in(self) -> str | None:
+        """The restart file this segment starts from (None: the first reads ``upstream.data``)."""
+        return None if self.is_first else DRYING_SEGMENT_RESTART.format(self.index - 1)
+
+
+def drying_segments(run: DryingRunSpec, chunk_steps: int) -> list[DryingSegment]:
+    """The NPT(z) run of ``run`` cut into segments of ``chunk_steps`` (the last one shorter when
+    they do not divide it). ``chunk_steps`` must be a multiple of ``block_steps``, so that the
+    film-height blocks of ``lz_blocks.txt`` are those of the single run (a block cut by a
+    restart would be lost)."""
+    if chunk_steps <= 0:
+        raise ValueError(f"chunk_steps must be positive, got {chunk_steps}")
+    if chunk_steps % run.block_steps:
+        raise ValueError(f"chunk_steps ({chunk_steps}) must be a multiple of block_steps ({run.block_steps})")
+    total = run.equilibration_steps
+    bounds = list(range(0, total, chunk_steps)) + [total] if total > 0 else [0, 0]
+    n = len(bounds) - 1
+    return [DryingSegment(i, n, bounds[i], bounds[i + 1], total) for i in range(n)]
+
+
+def pair_coeff_lines(params: ForceFieldParams, system: BeadSystem, lj_style: str = "lj/cut") -> list[str]:
+    """The ``pair_coeff`` lines of ``pair_lines``, for an input that reads a restart file.
+
+    The restart keeps ``pair_style hybrid/overlay`` with its sub-styles' settings but not the
+    per-pair coefficients nor the hybrid's type map (LAMMPS: "All pair coeffs are not set"),
+    so these are given again. The ``pair_style`` line must not be: re-issuing it re-creates the
+    sub-styles, and the new ``gran/hertz/history`` instance's contact-history fix gets another
+    ID (``NEIGH_HISTORY_HH<n>``), so the restart's contact history would go unused."""
+    return [ln for ln in pair_lines(params, system, lj_style) if ln.startswith("pair_coeff")]
+
+
+def drying_segment_deck(slurry: BeadSystem, dried: BeadSystem, params: ForceFieldParams, run: DryingRunSpec,
+                        seg: DryingSegment) -> str:
+    """The LAMMPS input of one segment of a chunked drying run (``drying_segments``).
+
+    Every segment runs with ``run N start 0 stop total_steps``, so the barostat's target
+    pressure is the same linear function of the step as in ``drying_deck``'s single run. A
+    later segment reads the previous restart and declares again what it does not keep (the
+    ``newton`` and ``comm_modify`` settings, pair coefficients, neighbour, thermo, computes,
+    variables, fixes); the fix ``dry_npt`` re-created under its ID takes its Nose-Hoover
+    thermostat and barostat state from the restart, and the film-height blocks and status
+    lines are appended to the single run's files."""
+    run_line = f"run {seg.steps} start 0 stop {seg.total_steps}"
+    if seg.is_first:
+        lines = _setup_lines(slurry, dried, params, run)
+    else:
+        lines = [
+            f"# calib drying stage, segment {seg.index + 1} of {seg.count}: NPT(z) steps {seg.first_step} to "
+            f"{seg.last_step} of {seg.total_steps}",
+            "newton off",
+            f"read_restart {seg.restart_in}",
+            "comm_modify vel yes",
+            *pair_coeff_lines(params, dried, run.lj_style),
+            "",
+            *_settings_lines(run),
+            "",
+            *_npt_lines(run, append=True),
+        ]
+    lines.append(run_line)
+    if seg.is_last:
+        lines += _mount_lines(run)
+    else:
+        lines += [f'print "lz_step_{seg.last_step} $(lz:%.17g)" append {DRYING_STATUS}',
+                  f"write_restart {seg.restart}", ""]
+    return "\n".join(lines)
+
+
+def write_drying_segments(workdir: Path, slurry: BeadSystem, dried: BeadSystem, params: ForceFieldParams,
+                          run: DryingRunSpec, chunk_steps: int) -> list[DryingSegment]:
+    """Write the decks of the drying run in segments of ``chunk_steps`` into ``workdir`` (the
+    caller places ``upstream.data`` there) and return the segments."""
+    segs = drying_segments(run, chunk_steps)
+    for seg in segs:
+        (Path(workdir) / seg.deck).write_text(drying_segment_deck(slurry, dried, params, run, seg))
+    return segs
 
 
 def write_drying_inputs(workdir: Path, slurry: BeadSystem, dried: BeadSystem, params: ForceFieldParams,
