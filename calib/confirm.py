@@ -175,6 +175,10 @@ def summary(study: optuna.Study, number: int | None = None) -> dict | None:
     row = out["values"].get("slurry_density")
     if row is not None and len(reps) > 1 and row.get("target"):  # the mean's standard error over placements
         row["confirmed_se_rel"] = statistics.stdev(reps) / math.sqrt(len(reps)) / row["target"]
+    paired = c.user_attrs.get("density_paired_rung")
+    if row is not None and isinstance(paired, dict):  # the study's rung on the same fresh placements
+        row.update(paired_rung_compression=paired["compression"], paired_rung_g_cm3=paired["densities_g_cm3"],
+                   paired_factors=paired["factors"], paired_factor_mean=statistics.fmean(paired["factors"]))
     obs = c.user_attrs.get("observables") or {}
     if "density_spread_g_cm3" in obs:
         out["spread_g_cm3"] = obs["density_spread_g_cm3"]
@@ -207,6 +211,11 @@ def lines(s: dict) -> list[str]:
                    f"({r.get('confirmed_vs_calibrated_rel', float('nan')):+.1%}){vs_t}{verdict}")
         if "transfer_factor" in r:
             out.append(f"    calibrated = the rung's {r['rung']:.4g} x transfer factor {r['transfer_factor']:.4g}")
+        if "paired_factors" in r:
+            out.append(f"    the same placements at k = {r['paired_rung_compression']}: "
+                       + ", ".join(f"{x:.4g}" for x in r["paired_rung_g_cm3"])
+                       + f" (k = {s['compression']} over k = {r['paired_rung_compression']}: "
+                       + ", ".join(f"{x:.3f}" for x in r["paired_factors"]) + ")")
         if "measured_transfer_factor" in r and not r.get("holds", True):
             out.append(f"    measured factor from the rung to the full protocol at this set: "
                        f"{r['measured_transfer_factor']:.4g}; it holds only near it (it varies across sets of equal "

@@ -348,8 +348,10 @@ class StudySession:
             full = self.space.full_params(free)
             trial.set_user_attr("table_s1", full.as_dict())
             (workdir / "params.json").write_text(json.dumps(full.as_dict(), indent=2))
+            options = ({"paired_rung": self.spec.fidelity_spec().model_copy(update={"transfer": {}})}
+                       if confirming else {})  # the study's rung on the confirmation's placements
             stage_trial = self.loaded.stage.make_trial(TrialContext(workdir, self.loaded, fidelity, full,
-                                                                    seed, self.lineage))
+                                                                    seed, self.lineage, options))
             execution = TrialExecution(stage_trial, runner, f"{self.spec.name}-{trial.number}",
                                        on_submit=self._on_submit(trial, workdir))
             execution.start()

@@ -130,6 +130,7 @@ def test_optimize_confirms_the_best_set_at_the_full_protocol(tmp_path: Path):
     text = again.stdout
     assert f"confirmation (trial {c['trial']}, of trial {best.number}, k = 1, 2 fresh placements" in text
     assert f"{row['confirmed']:.4g} g/cm^3 confirmed vs {calibrated:.4g} calibrated" in text
+    assert "the same placements at k = 2: " in text and len(row["paired_factors"]) == 2  # one per placement
 
     # a confirmation left queued (an interrupted --confirm run) is not run by a driver without --confirm
     optuna.load_study(study_name="conf", storage=storage).enqueue_trial(
@@ -267,6 +268,13 @@ def test_a_transfer_factor_maps_the_rung_and_the_confirmation_measures_the_next_
     assert (row["transfer_factor"], row["rung"]) == (factor, pytest.approx(raw, rel=1e-12))
     assert row["measured_transfer_factor"] == pytest.approx(confirmed / raw, rel=1e-12)
     assert row["holds"] == (abs(confirmed / 1.9 - 1) <= 0.03)
+    # the study's rung on the confirmation's placement: same placement, the rung's steps
+    wd = Path(conf.user_attrs["calib_workdir"])
+    assert (wd / "system.data").read_bytes() == (wd / "rung_00" / "system.data").read_bytes()
+    paired = conf.user_attrs["density_paired_rung"]
+    assert paired["compression"] == 2 and len(paired["densities_g_cm3"]) == 1
+    assert paired["factors"][0] == pytest.approx(confirmed / paired["densities_g_cm3"][0], rel=1e-12)
+    assert row["paired_factors"] == paired["factors"]
     assert "scored mapped to the full protocol: x 0.9" in best.user_attrs["density_protocol"]
     assert "uncompressed" in conf.user_attrs["density_protocol"] and "mapped" not in conf.user_attrs["density_protocol"]
     exported = run_calib("export", "--study", "mapped", "--runs-dir", str(runs), "--format", "lammps", cwd=tmp_path)

@@ -310,7 +310,7 @@ class SlurryTrial:
     slurry's ``final.restart`` and submitted together."""
 
     def __init__(self, workdir: Path, loaded: "LoadedStudy", fidelity: Fidelity, params: ForceFieldParams,
-                 seed: int) -> None:
+                 seed: int, paired: Fidelity | None = None) -> None:
         self.workdir = Path(workdir)
         self.loaded = loaded
         self.spec = loaded.spec
@@ -328,6 +328,18 @@ class SlurryTrial:
         self.rates: list[RateResult] = []
         """The viscosity per shear rate, once scored."""
         self.phase = 0
+        self.paired = (paired if paired is not None and self.spec.slurry.protocol == "seed"
+                       and paired.compression != fidelity.compression else None)
+        """A rung run on the same placements as this trial's replicates (a confirmation's
+        pairing: the rung's density next to the full protocol's, placement by placement)."""
+        self.paired_spec = (slurry_run_spec(self.spec, self.paired, seed, neighbor_style(self.paired, params,
+                                                                                         self.system))
+                            if self.paired is not None else None)
+        self.paired_reps: list[SlurryObservables] = []
+
+    @property
+    def paired_dirs(self) -> list[Path]:
+        return [self.workdir / f"rung_{r:02d}" for r in range(len(self.replicate_dirs))] if self.paired else []
 
     @property
     def replicate_dirs(self) -> list[Path]:
@@ -346,6 +358,12 @@ class SlurryTrial:
             runs.append(Run("slurry" if r == 0 else f"slurry_{r:02d}", d, DECK_FILE, LOG_FILE,  # inputs too: the run
                             (DECK_FILE, DATA_FILE, LOG_FILE, FINAL_DATA, FINAL_RESTART, DENSITY_FILE, DENSITY_STATUS),
                             label=None if r == 0 else f"replicate {r} ({d.name})"))  # can be repeated from MLflow
+        for r, d in enumerate(self.paired_dirs):  # the rung on the same placements
+            assert self.paired_spec is not None
+            d.mkdir(exist_ok=True)
+            write_slurry_inputs(d, self.system, self.params, replace(self.paired_spec, seed=self.seed + r), box)
+            runs.append(Run(d.name, d, DECK_FILE, LOG_FILE, (DECK_FILE, DATA_FILE, LOG_FILE, DENSITY_FILE, DENSITY_STATUS),
+                            label=f"placement {r} at k = {self.paired.compression} ({d.name})"))  # type: ignore[union-attr]
         self.phase = 1
         return runs
 
@@ -358,6 +376,7 @@ class SlurryTrial:
         if self.phase == 1:
             self.replicates = [read_slurry_observables(d, self.run_spec) for d in self.replicate_dirs]
             self.slurry = combine_replicates(self.replicates)
+            self.paired_reps = [read_slurry_observables(d, self.paired_spec) for d in self.paired_dirs]  # type: ignore[arg-type]
             if not self.slurry.converged and self.spec.slurry.not_converged == "fail":
                 raise SimulationFailed(density_not_converged(self.slurry, self.run_spec), self.workdir)
             self.phase = 2
@@ -448,6 +467,12 @@ class SlurryTrial:
                         "density_converged": obs.converged, "density_convergence": note, "density_protocol": protocol}
         if len(self.replicates) > 1:
             report["density_replicates_g_cm3"] = attrs["density_replicates_g_cm3"]
+        if self.paired_reps:  # the compression effect placement by placement, free of the placements' spread
+            rung = [r.density_g_cm3 for r in self.paired_reps]
+            factors = [a.density_g_cm3 / b for a, b in zip(self.replicates, rung)]
+            attrs["density_paired_rung"] = report["density_paired_rung"] = {
+                "compression": self.paired.compression, "densities_g_cm3": rung, "factors": factors}  # type: ignore[union-attr]
+            observables["paired_factor_mean"] = float(np.mean(factors))
         lines = [f"protocol: {protocol}", f"convergence: {note}"]
         if mapped is not None:
             report.update(density_at_rung_g_cm3=obs.density_g_cm3, transfer_factor=factor,
@@ -674,7 +699,8 @@ class SlurryStage(StageBase):
         return {"viscosity_curve_source": str(loaded.curve_source)} if uses_viscosity(loaded.spec) else {}
 
     def make_trial(self, ctx: TrialContext) -> SlurryTrial:
-        return SlurryTrial(ctx.workdir, ctx.loaded, ctx.fidelity, ctx.params, ctx.seed)
+        return SlurryTrial(ctx.workdir, ctx.loaded, ctx.fidelity, ctx.params, ctx.seed,
+                           paired=ctx.options.get("paired_rung"))
 
     def pipeline_record(self, trial, score: Score) -> dict:
         """Density, its standard error and convergence (``calib pipeline``'s ``slurry``)."""
