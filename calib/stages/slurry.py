@@ -351,19 +351,18 @@ class SlurryTrial:
     def first_runs(self) -> list[Run]:
         scale = self.fidelity.initial_box_scale if self.spec.slurry.protocol == "ramp_hold" else 1.0
         box = tuple(x * scale for x in paper_scaled_box(self.system.n_beads))
+        kept = (DECK_FILE, DATA_FILE, LOG_FILE, FINAL_DATA, FINAL_RESTART, DENSITY_FILE, DENSITY_STATUS)  # inputs
+        # too: the run can be repeated from MLflow; replicate r: placement and velocities of seed + r
+        plan = [("slurry" if r == 0 else f"slurry_{r:02d}", d, self.run_spec, r, kept,
+                 None if r == 0 else f"replicate {r} ({d.name})") for r, d in enumerate(self.replicate_dirs)]
+        plan += [(d.name, d, self.paired_spec, r, kept[:3] + kept[5:],  # the rung on the same placements
+                  f"placement {r} at k = {self.paired.compression} ({d.name})")  # type: ignore[union-attr]
+                 for r, d in enumerate(self.paired_dirs)]
         runs = []
-        for r, d in enumerate(self.replicate_dirs):  # replicate r: placement and velocities of seed + r
+        for name, d, spec, r, outputs, label in plan:
             d.mkdir(exist_ok=True)
-            write_slurry_inputs(d, self.system, self.params, replace(self.run_spec, seed=self.seed + r), box)  # type: ignore[arg-type]
-            runs.append(Run("slurry" if r == 0 else f"slurry_{r:02d}", d, DECK_FILE, LOG_FILE,  # inputs too: the run
-                            (DECK_FILE, DATA_FILE, LOG_FILE, FINAL_DATA, FINAL_RESTART, DENSITY_FILE, DENSITY_STATUS),
-                            label=None if r == 0 else f"replicate {r} ({d.name})"))  # can be repeated from MLflow
-        for r, d in enumerate(self.paired_dirs):  # the rung on the same placements
-            assert self.paired_spec is not None
-            d.mkdir(exist_ok=True)
-            write_slurry_inputs(d, self.system, self.params, replace(self.paired_spec, seed=self.seed + r), box)
-            runs.append(Run(d.name, d, DECK_FILE, LOG_FILE, (DECK_FILE, DATA_FILE, LOG_FILE, DENSITY_FILE, DENSITY_STATUS),
-                            label=f"placement {r} at k = {self.paired.compression} ({d.name})"))  # type: ignore[union-attr]
+            write_slurry_inputs(d, self.system, self.params, replace(spec, seed=self.seed + r), box)  # type: ignore[arg-type]
+            runs.append(Run(name, d, DECK_FILE, LOG_FILE, outputs, label=label))
         self.phase = 1
         return runs
 
