@@ -294,7 +294,9 @@ def test_mlflow_server_killed_mid_study(tmp_path: Path) -> None:
     driver = subprocess.Popen([sys.executable, "-m", "calib.cli", *study.args()], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: (study.runs / "calib.db").exists() and _complete_count(study) >= 1, 240, "trial 0")
+        wait_for(lambda: _complete_count(study) >= 1 or driver.poll() is not None, 240, "trial 0")
+        assert _complete_count(study) >= 1, (f"the driver exited {driver.returncode} before its first trial:\n"
+                                             + driver.communicate()[1][-3000:])
         os.killpg(server._proc.pid, signal.SIGKILL)
         out, err = driver.communicate(timeout=600)
     finally:
@@ -320,9 +322,18 @@ def test_mlflow_server_killed_mid_study(tmp_path: Path) -> None:
 
 
 def _complete_count(study: Study) -> int:
+    """Completed trials in the ledger, read through a read-only SQLite connection: polling
+    with Optuna's storage would create the schema itself while the driver creates it."""
+    db = study.runs / "calib.db"
+    if not db.exists():
+        return 0
     try:
-        return len(study.complete())
-    except Exception:  # the study is being created
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            return con.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:  # the schema is being created, or the driver holds a lock
         return 0
 
 
@@ -335,7 +346,9 @@ def test_ledger_locked_for_a_while(tmp_path: Path) -> None:
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     held = threading.Event()
     try:
-        wait_for(lambda: (study.runs / "calib.db").exists() and _complete_count(study) >= 1, 240, "trial 0")
+        wait_for(lambda: _complete_count(study) >= 1 or driver.poll() is not None, 240, "trial 0")
+        assert _complete_count(study) >= 1, (f"the driver exited {driver.returncode} before its first trial:\n"
+                                             + driver.communicate()[1][-3000:])
         con = sqlite3.connect(study.runs / "calib.db", timeout=60, isolation_level=None)
         con.execute("BEGIN EXCLUSIVE")
         held.set()
