@@ -78,8 +78,10 @@ from calib.stages.drying import PUBLIC_DRYING_STEPS, DryingTrial  # noqa: E402
 from calib.stages.film import study_or_fidelity  # noqa: E402
 from calib.study import load_study  # noqa: E402
 from sim_backends.lammps.calendering import CALENDER_STATUS, CALENDERED_DATA  # noqa: E402
-from sim_backends.lammps.drying import (DRIED_DATA, DRYING_LOG, DRYING_STATUS, LZ_FILE,  # noqa: E402
-                                        UPSTREAM_DATA, DryingSegment, drying_segment_deck, drying_segments)
+from sim_backends.lammps.compression import LAWS, NptProtocol, compress  # noqa: E402
+from sim_backends.lammps.drying import (DRIED_DATA, DRYING_HOLD_DECK, DRYING_HOLD_LOG, DRYING_LOG,  # noqa: E402
+                                        DRYING_STATUS, LZ_FILE, UPSTREAM_DATA, DryingSegment, drying_hold_deck,
+                                        drying_segment_deck, drying_segments)
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
 from sim_backends.lammps.outputs import SimulationFailed, checked_log, read_ave_time  # noqa: E402
 from sim_backends.local import LocalBackend  # noqa: E402
@@ -102,7 +104,7 @@ def key_of(r: dict) -> tuple:
         return ("slurry", r["fidelity"], r["seed"], r["params"], r["sha256"])
     if r["kind"] == "drying":
         return ("drying", r["fidelity"], r["seed"], r["params"], r["slurry_sha256"], r["drying_steps"],
-                r["mount_steps"], r["timestep_us"])
+                r["mount_steps"], r["timestep_us"], r.get("hold_steps", 0), r.get("drying_law", "none"))
     return ("calendering", r["fidelity"], r["seed"], r["params"], r["dried_sha256"], r["degree_pct"],
             r["speed_um_per_us"], r["timestep_us"], r["hold_steps"], r["release_steps"], r["release"])
 
@@ -201,6 +203,8 @@ class ChunkedDryingTrial(DryingTrial):
         self.segments: list[DryingSegment] = drying_segments(spec, chunk_steps)
         self.decks = {s.deck: drying_segment_deck(self.slurry_system, self.system, self.params, spec, s)
                       for s in self.segments}
+        if spec.hold_steps > 0:  # the run-on after the last segment
+            self.decks[DRYING_HOLD_DECK] = drying_hold_deck(self.system, self.params, spec)
         h = hashlib.sha256(lineage.sha256.encode())
         for name, text in self.decks.items():
             h.update(f"\0{name}\0{text}".encode())
@@ -228,8 +232,9 @@ class ChunkedDryingTrial(DryingTrial):
         except (OSError, ValueError):
             return None
         done = prog.get("done")
-        if prog.get("fingerprint") != self.fingerprint or not isinstance(done, int) or \
-                not 0 <= done <= len(self.segments):
+        if not isinstance(done, int) or not 0 <= done <= len(self.segments):
+            return None
+        if prog.get("fingerprint") != self.fingerprint and not self._done_decks_unchanged(prog, done):
             return None
         if 0 < done < len(self.segments) and not (self.workdir / self.segments[done - 1].restart).exists():
             return None
@@ -245,8 +250,27 @@ class ChunkedDryingTrial(DryingTrial):
         for seg in self.segments[done:]:  # a cut segment's log, restart or state
             for name in (seg.log, seg.restart or DRIED_DATA):
                 (self.workdir / name).unlink(missing_ok=True)
-        (self.workdir / DRYING_LOG).unlink(missing_ok=True)
+        for name in (DRYING_LOG, DRYING_HOLD_LOG):  # the end state (DRYING_END_RESTART) stays for the run-on
+            (self.workdir / name).unlink(missing_ok=True)
+        ran = {seg.deck for seg in self.segments[:done]}
+        for name, text in self.decks.items():  # the decks still to run, as this code writes them
+            if name not in ran:
+                (self.workdir / name).write_text(text)
+        prog["fingerprint"] = self.fingerprint
         return prog
+
+    def _done_decks_unchanged(self, prog: dict, done: int) -> bool:
+        """Whether a run whose decks changed since it began may continue: the same slurry
+        state and segments, and the decks of the segments done identical to those on disk
+        (what changed is in segments still to run, e.g. a run-on added after the last)."""
+        if prog.get("slurry_sha256") != self.lineage.sha256 or prog.get("chunk_steps") != self.chunk_steps \
+                or prog.get("segments") != len(self.segments):
+            return False
+        for seg in self.segments[:done]:
+            path = self.workdir / seg.deck
+            if not path.exists() or path.read_text() != self.decks[seg.deck]:
+                return False
+        return True
 
     def _fresh(self) -> dict:
         """Clear the folder, place the slurry state and the decks; nothing done."""
@@ -299,28 +323,53 @@ class ChunkedDryingTrial(DryingTrial):
             self._complete(seg)
             if not seg.is_last:
                 return self._run(self.segments[seg.index + 1])
-        # every segment done: one log, as the single run's, for the measurement
+        # every segment done: one log, as the single run's, for the measurement; then the run-on
         (self.workdir / DRYING_LOG).write_text("".join(
             (self.workdir / s.log).read_text(errors="replace") for s in self.segments))
-        return []
+        return super().next_runs()
 
     @property
     def segments_wall_s(self) -> float:
         return float(sum(self.progress["wall_s"]))
 
 
+def drying_law_of(args, steps: int) -> str:
+    """The compression law a drying run of ``steps`` runs under: ``--drying-law``, except for
+    the public protocol itself (k = 1: no law)."""
+    return "none" if steps == PUBLIC_DRYING_STEPS else args.drying_law
+
+
+def compressed_drying(loaded, fid, steps: int, law: str):
+    """The study with its drying settings compressed from the public protocol (7e7 steps of
+    the fidelity's step) to ``steps`` under ``law`` (``sim_backends.lammps.compression``),
+    and the compressed protocol (None for ``none``: the settings as they are)."""
+    if law == "none":
+        return loaded, None
+    d = loaded.spec.drying
+    k = PUBLIC_DRYING_STEPS // steps
+    if k * steps != PUBLIC_DRYING_STEPS:
+        raise SystemExit(f"--drying-law {law}: {steps:,} steps is not the public {PUBLIC_DRYING_STEPS:,} / an integer")
+    run = compress(NptProtocol(PUBLIC_DRYING_STEPS, fid.timestep_us, d.temperature_K, d.tdamp_us, d.pdamp_us), k, law)
+    if run.timestep_us != fid.timestep_us:
+        raise SystemExit(f"--drying-law {law} changes the step: not supported here")
+    return loaded.with_section("drying", temperature_K=run.temperature_K, tdamp_us=run.tdamp_us,
+                               pdamp_us=run.pdamp_us), run
+
+
 def one_drying(args, loaded, fid, lammps, steps: int, slurry: Path, slurry_sha: str, group: Path) -> dict:
     fd = fid.model_copy(update={"drying_steps": steps})
+    law = drying_law_of(args, steps)
+    loaded, _ = compressed_drying(loaded, fid, steps, law)
     dry_loaded = loaded.with_stage("drying")
     params = params_from(PARAMS, "sqlite:///unused.db").dried
     lineage = Lineage("slurry", None, None, None, str(slurry), slurry_sha)
     chunk = args.chunk_steps if args.chunk_steps is not None and steps > args.chunk_steps else None
     if chunk is not None:  # resumable: the folder keeps its progress (ChunkedDryingTrial)
-        trial = ChunkedDryingTrial(group / f"drying_{steps}_chunks{chunk}", dry_loaded, fd, params, args.seed,
-                                   lineage, chunk)
+        trial = ChunkedDryingTrial(group / f"drying_{steps}_chunks{chunk}{_law_suffix(law)}", dry_loaded, fd,
+                                   params, args.seed, lineage, chunk)
         wd = trial.workdir
     else:
-        wd = group / f"drying_{steps}"
+        wd = group / f"drying_{steps}{_law_suffix(law)}"
         if wd.exists():
             shutil.rmtree(wd)  # an interrupted run, or one whose state was made from another slurry state
         wd.mkdir(parents=True)
@@ -330,7 +379,9 @@ def one_drying(args, loaded, fid, lammps, steps: int, slurry: Path, slurry_sha: 
            "slurry_sha256": slurry_sha, "drying_steps": steps, "mount_steps": spec.mount_steps,
            "timestep_us": spec.timestep_us, "public_steps": PUBLIC_DRYING_STEPS,
            "window_blocks": spec.window_blocks, "block_steps": spec.block_steps, "tolerance_rel": spec.tolerance_rel,
-           "measured": time.strftime("%Y-%m-%d")}
+           "hold_steps": spec.hold_steps, "drying_law": law, "temperature_K": spec.temperature_K,
+           "tdamp_us": spec.tdamp_us, "pdamp_us": spec.pdamp_us,
+           "drift_tolerance_rel": dry_loaded.spec.drying.drift_tolerance_rel, "measured": time.strftime("%Y-%m-%d")}
     if isinstance(trial, ChunkedDryingTrial):
         n, first = len(trial.segments), trial.first_segment
         print(f"# drying {steps:,} steps in {n} segments of {chunk:,} ({wd}) "
@@ -354,12 +405,19 @@ def one_drying(args, loaded, fid, lammps, steps: int, slurry: Path, slurry_sha: 
                 "height_converged": bool(st.converged), "lz_change_rel_last_window": _finite(st.change_rel_last_window),
                 "lz_start_um": st.lz_start_um, "lz_end_um": st.lz_end_um,
                 "thickness_change_rel": st.thickness_change_rel, "verdict": outcome.score.attrs.get("drying_convergence"),
+                "lz_hold_um": st.lz_hold_um,
+                "porosity_past_end": _finite(outcome.score.observables.get("porosity_past_end")),
+                "porosity_drift_rel_past_end": _finite(outcome.score.observables.get("porosity_drift_rel_past_end")),
                 "atom_steps_per_s": _finite(outcome.score.observables.get("atom_steps_per_s")),
                 "dried_sha256": sha256_of(trial.state_file), "state": str(trial.state_file)})
     if outcome.failed:  # scored, but failed by the study's policy (not_converged: fail)
         rec["error"] = outcome.why
     rec.update(lz_summary(wd))
     return rec
+
+
+def _law_suffix(law: str) -> str:
+    return "" if law == "none" else f"_{law}"
 
 
 def calender_status_words(d: Path) -> dict[str, float]:
@@ -443,9 +501,17 @@ def report(done: dict[tuple, dict]) -> None:
     for r in dryings:
         groups.setdefault((r["fidelity"], r["seed"], r["slurry_sha256"], r["mount_steps"], r["timestep_us"]), []).append(r)
     for (fidelity, seed, sha, mount, dt), rows in sorted(groups.items()):
-        rows.sort(key=lambda r: r["drying_steps"])
-        ok = [r for r in rows if r.get("porosity") is not None]
-        ref = ok[-1] if ok else None
+        # a run repeated with a run-on (issue 26) replaces the one without: the same dried state
+        latest: dict[tuple, dict] = {}
+        for r in rows:
+            k = (r["drying_steps"], r.get("drying_law", "none"))
+            if k not in latest or r.get("hold_steps", 0) > latest[k].get("hold_steps", 0):
+                latest[k] = r
+        rows = list(latest.values())
+        rows.sort(key=lambda r: (r.get("drying_law", "none") != "none", r.get("drying_law", "none"),
+                                 r["drying_steps"], r.get("hold_steps", 0)))
+        ok = [r for r in rows if r.get("porosity") is not None and r.get("drying_law", "none") == "none"]
+        ref = max(ok, key=lambda r: (r["drying_steps"], r.get("hold_steps", 0))) if ok else None
         print(f"\n## Drying from slurry state {sha[:12]} ({fidelity}, seed {seed}; {mount:,} mounting steps, "
               f"dt {dt:g} us)")
         if ref is not None:
@@ -454,13 +520,20 @@ def report(done: dict[tuple, dict]) -> None:
                   + (" = the public in_evap_hom.run protocol." if public else
                      f" (NOT the public {PUBLIC_DRYING_STEPS:,} steps; errors below are against it, "
                      "a lower bound on the error against the target)."))
-        print("| drying steps | porosity % | vs ref (pp) | thickness um | vs ref | height plateau (last window) | "
-              "lz change, last 10 % of run | wall s | dried sha256 |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| drying steps | law (Tdamp, Pdamp us) | porosity % | vs ref (pp) | thickness um | vs ref | "
+              "height plateau (last window) | lz change, last 10 % of run | run-on past the end: porosity % "
+              "(drift) | wall s | dried sha256 |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
+            law = r.get("drying_law", "none")
+            law_txt = "none" if law == "none" else f"{law} ({r['tdamp_us']:g}, {r['pdamp_us']:g})"
             if r.get("porosity") is None:
-                print(f"| {r['drying_steps']:,} | FAILED: {r.get('error', '')} | | | | | | {r['wall_s']:.0f} | |")
+                print(f"| {r['drying_steps']:,} | {law_txt} | FAILED: {r.get('error', '')} | | | | | | | "
+                      f"{r['wall_s']:.0f} | |")
                 continue
+            run_on = "-" if r.get("porosity_past_end") is None else (
+                f"{_pct(r['porosity_past_end'])} ({_signed_pct(r['porosity_drift_rel_past_end'], 2, ' %')} over "
+                f"{r['hold_steps']:,} steps, tol {100 * r['drift_tolerance_rel']:.2g} %)")
             dp = dt_rel = None
             if ref is not None and r is not ref:
                 dp = r["porosity"] - ref["porosity"]
@@ -469,13 +542,14 @@ def report(done: dict[tuple, dict]) -> None:
                        f"over {r['window_blocks'] * r['block_steps']:,} steps, tol {100 * r['tolerance_rel']:.2g} %)")
             is_ref = "ref" if r is ref else None
             chunks = f" ({r['segments']} segments)" if r.get("segments") else ""
-            print(f"| {r['drying_steps']:,}{chunks} | {_pct(r['porosity'])} | {is_ref or _signed_pct(dp)} | "
+            print(f"| {r['drying_steps']:,}{chunks} | {law_txt} | {_pct(r['porosity'])} | {is_ref or _signed_pct(dp)} | "
                   f"{r['thickness_um']:.2f} | "
                   f"{is_ref or _signed_pct(dt_rel, 1, ' %')} | {plateau} | {_signed_pct(r.get('lz_change_last_10pct_rel'), 2, ' %')} | "
-                  f"{r['wall_s']:.0f} | {r['dried_sha256'][:12]} |")
+                  f"{run_on} | {r['wall_s']:.0f} | {r['dried_sha256'][:12]} |")
+        ok = sorted({r["drying_steps"]: r for r in ok}.values(), key=lambda r: r["drying_steps"])
         if len(ok) > 1:
-            print("\nDrift of the dried porosity between consecutive step counts (relative change against the "
-                  "height plateau test's tolerance):")
+            print("\nDrift of the dried porosity between consecutive step counts (law none; relative change "
+                  "against the height plateau test's tolerance):")
             print("| from steps | to steps | porosity change (pp) | relative | beyond tolerance |")
             print("|---|---|---|---|---|")
             for a, b in zip(ok, ok[1:]):
@@ -530,6 +604,10 @@ def main() -> None:
     ap.add_argument("--fidelity", default="dev")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--slurry-state", type=Path, help="start every drying run from this slurry state")
+    ap.add_argument("--drying-law", choices=("none", *LAWS), default="none",
+                    help="run each drying run shorter than the public 7e7 steps as the public protocol compressed "
+                         "under this law (sim_backends/lammps/compression.py; k = 7e7 / steps), instead of the "
+                         "same settings in fewer steps (none)")
     ap.add_argument("--drying-steps", type=int, nargs="*", default=[40_000, 200_000, 2_000_000],
                     help=f"NPT(z) steps of each drying run (public target: {PUBLIC_DRYING_STEPS}); "
                          "give the option alone to run none")
@@ -571,7 +649,9 @@ def run_all(args, done: dict) -> None:
         print("# (the slurry state in the work folder has no record in the results: not recorded here)")
 
     def drying_key(steps: int) -> tuple:
-        return ("drying", args.fidelity, args.seed, PARAMS, slurry_sha, steps, fid.drying_mount_steps, fid.timestep_us)
+        hold = round(loaded.spec.drying.drift_hold_fraction * steps)
+        return ("drying", args.fidelity, args.seed, PARAMS, slurry_sha, steps, fid.drying_mount_steps, fid.timestep_us,
+                hold, drying_law_of(args, steps))
 
     for steps in sorted(set(args.drying_steps)):
         if drying_key(steps) in done:
@@ -585,7 +665,7 @@ def run_all(args, done: dict) -> None:
     if not args.degrees or not args.speeds:
         return
     mine = [r for k, r in done.items() if k[0] == "drying" and k[1:5] == (args.fidelity, args.seed, PARAMS, slurry_sha)
-            and k[6:] == (fid.drying_mount_steps, fid.timestep_us) and r.get("dried_sha256")]
+            and k[6:8] == (fid.drying_mount_steps, fid.timestep_us) and k[9] == "none" and r.get("dried_sha256")]
     if args.calender_from_steps is not None:
         mine = [r for r in mine if r["drying_steps"] == args.calender_from_steps]
     if not mine:

@@ -16,11 +16,12 @@ import pytest
 
 from conftest import ssb_formulation, ssb_system
 from sim_backends.lammps.beads import dried_system
-from sim_backends.lammps.drying import (DRIED_DATA, DRYING_STATUS, LZ_FILE, UPSTREAM_DATA, DryingRunSpec,
-                                        drying_deck, drying_segment_deck, drying_segments,
-                                        write_drying_inputs, write_drying_segments)
+from sim_backends.lammps.drying import (DRIED_DATA, DRYING_END_RESTART, DRYING_HOLD_DECK, DRYING_STATUS, LZ_FILE,
+                                        UPSTREAM_DATA, DryingRunSpec, drying_deck, drying_hold_deck,
+                                        drying_segment_deck, drying_segments, drying_status, write_drying_inputs,
+                                        write_drying_segments)
 from sim_backends.lammps.forcefield import TABLE_S1_DRIED, WallContact, pair_lines
-from sim_backends.lammps.outputs import read_ave_time
+from sim_backends.lammps.outputs import SimulationFailed, read_ave_time
 
 WALL = WallContact.of(TABLE_S1_DRIED)
 RUN_RE = re.compile(r"^run (\d+)(?: start (\d+) stop (\d+))?$", re.M)
@@ -164,3 +165,62 @@ def test_a_chain_of_segments_restores_the_barostat_and_contact_history(tmp_path:
     status = [(chain / DRYING_STATUS).read_text().split(), (one / DRYING_STATUS).read_text().split()]
     assert status[0][:2] == status[1][:2]  # lz_start: the same minimised state
     assert status[0][-2] == "lz_end" and float(status[0][-1]) == pytest.approx(float(status[1][-1]), rel=1e-4)
+
+
+def test_the_run_on_follows_the_dried_state_and_holds_the_set_pressure():
+    """With ``hold_steps``: the protocol's end is saved before mounting and the dried state is
+    written as without a run-on; the run-on deck reads the saved film and holds it at the set
+    pressure under the same fix ID (its barostat state restored); a chunked run's last
+    segment ends as the single deck."""
+    slurry, dried = _systems()
+    plain = DryingRunSpec(wall=WALL, equilibration_steps=40_000, mount_steps=567)
+    held = DryingRunSpec(wall=WALL, equilibration_steps=40_000, mount_steps=567, hold_steps=4_000)
+    a, b = (drying_deck(slurry, dried, TABLE_S1_DRIED, r) for r in (plain, held))
+    assert DRYING_END_RESTART not in a
+    assert b.replace(f"write_restart {DRYING_END_RESTART}\n", "") == a
+    lines = b.splitlines()
+    assert lines.index(f"write_restart {DRYING_END_RESTART}") == \
+        lines.index(next(ln for ln in lines if "lz_end" in ln)) + 1 < lines.index("unfix dry_npt")
+    with pytest.raises(ValueError, match="hold_steps"):
+        drying_hold_deck(dried, TABLE_S1_DRIED, plain)
+    hold = drying_hold_deck(dried, TABLE_S1_DRIED, held).splitlines()
+    assert hold.index("newton off") < hold.index(f"read_restart {DRYING_END_RESTART}") \
+        < hold.index("comm_modify vel yes") < hold.index("run 4000")
+    coeffs = [ln for ln in pair_lines(TABLE_S1_DRIED, dried) if ln.startswith("pair_coeff")]
+    assert all(c in hold for c in coeffs) and not any(ln.startswith("pair_style") for ln in hold)
+    p_start, p_stop = map(float, NPT_RE.search("\n".join(hold)).groups())
+    assert p_start == p_stop == pytest.approx(101.325)  # held at the set point, not ramped on
+    assert _fix_ids("\n".join(hold)) == ["dry_npt"]
+    assert hold[-1] == f'print "lz_hold $(lz:%.17g)" append {DRYING_STATUS}'
+    segs = drying_segments(held, 15_000)
+    last = drying_segment_deck(slurry, dried, TABLE_S1_DRIED, held, segs[-1])
+    assert last.endswith(b[b.index("run 40000") + len("run 40000"):])
+
+
+@pytest.mark.lammps
+def test_a_run_on_leaves_the_dried_state_alone_and_records_the_height(tmp_path: Path):
+    slurry, dried = _systems()
+    kw = dict(wall=WALL, equilibration_steps=600, mount_steps=100, minimize_max_iter=50, block_steps=100,
+              sample_every=10, thermo_every=100)
+    runs = {"plain": DryingRunSpec(**kw), "held": DryingRunSpec(**kw, hold_steps=300)}
+    for name, run in runs.items():
+        d = tmp_path / name
+        d.mkdir()
+        _lattice_state(d / UPSTREAM_DATA, slurry)
+        write_drying_inputs(d, slurry, dried, TABLE_S1_DRIED, run)
+        _lmp(d, "in.drying", "log.lammps")
+    assert not (tmp_path / "plain" / DRYING_HOLD_DECK).exists()
+    text = _lmp(tmp_path / "held", DRYING_HOLD_DECK, "log.hold.lammps")
+    assert "fix style: npt/sphere, fix ID: dry_npt" in text
+    assert "Resetting peratom fix info from restart file:\n  fix style: NEIGH_HISTORY" in text
+    assert "Unused restart file" not in text
+    assert (tmp_path / "plain" / DRIED_DATA).read_bytes() == (tmp_path / "held" / DRIED_DATA).read_bytes()
+    plain = drying_status(tmp_path / "plain", runs["plain"])
+    st = drying_status(tmp_path / "held", runs["held"])
+    assert plain.lz_hold_um is None and st.lz_hold_um is not None and st.hold_steps == 300
+    assert (st.lz_start_um, st.lz_end_um) == (plain.lz_start_um, plain.lz_end_um)
+    assert st.lz_hold_um != st.lz_end_um  # it ran on
+    (tmp_path / "held" / DRYING_STATUS).write_text(
+        (tmp_path / "held" / DRYING_STATUS).read_text().replace("lz_hold", "lz_other"))
+    with pytest.raises(SimulationFailed, match="lz_hold"):
+        drying_status(tmp_path / "held", runs["held"])

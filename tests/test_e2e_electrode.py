@@ -247,6 +247,40 @@ def test_a_drying_trial_whose_height_test_fails_is_not_equilibrated_and_follows_
     assert "film's height was still changing" in json.dumps(summary["failures"])
 
 
+def test_a_drying_trial_whose_porosity_drifts_past_the_end_of_its_protocol_is_not_equilibrated(chain):
+    """Issue 26, point 6: the run-on past the end of the drying protocol (a second LAMMPS run,
+    20 % of its steps at the set pressure) records the porosity it reaches; with a drift
+    tolerance no film meets (1e-9) and the height test loose, the trial is flagged not
+    equilibrated under ``penalty`` with the drift as its only reason, or becomes a FAIL trial
+    naming it under ``fail``."""
+    loose = {"density_tolerance_rel": 0.5}
+    out = {}
+    for policy in ("penalty", "fail"):
+        study = write_study(chain["tmp"], src=DRYING, name=f"dry_drift_{policy}", trials=1, parallel=1,
+                            upstream={"study": "up_slurry"}, slurry=loose,
+                            drying={"resolution_um": 0.5, "not_converged": policy, "penalty": 0.5,
+                                    "drift_hold_fraction": 0.2, "drift_tolerance_rel": 1e-9})
+        proc = run_calib("optimize", "--stage", "drying", "--study", str(study), "--fidelity", "smoke",
+                         "--runs-dir", str(chain["runs"]), "--json", cwd=chain["tmp"])
+        out[policy] = (parse_json_stdout(proc), _ledger_trial(chain, f"dry_drift_{policy}", 0))
+    summary, trial = out["penalty"]
+    assert summary["trials_complete"] == 1, summary["failures"]
+    obs = trial.user_attrs["observables"]
+    assert trial.user_attrs["equilibrated"] is False and trial.user_attrs["penalty"] == 0.5
+    note = trial.user_attrs["drying_convergence"]
+    assert "past the end of the protocol" in note and "height" not in note
+    drift = obs["porosity_past_end"] / obs["porosity"] - 1
+    assert obs["porosity_drift_rel_past_end"] == pytest.approx(drift, rel=1e-9) and drift != 0
+    assert f"{drift:+.2%}" in trial.user_attrs["drying_drift"]
+    workdir = Path(trial.user_attrs["calib_workdir"])
+    hold = (workdir / "in.drying_hold").read_text()
+    assert "run 4000\n" in hold  # 20 % of smoke's 20,000 drying steps
+    assert "lz_hold" in (workdir / "drying_status.txt").read_text()
+    summary, trial = out["fail"]
+    assert summary["trials_complete"] == 0 and trial.state == optuna.trial.TrialState.FAIL
+    assert "past the end of the protocol" in json.dumps(summary["failures"])
+
+
 def test_a_slurry_state_is_not_a_dried_state(chain):
     """A calendering study pointed at a slurry state (7.5 um CBD beads) is refused."""
     data = yaml.safe_load((REPO / "experiments_data" / "ssb_nmc622_lpscl" / "dataset.yaml").read_text())

@@ -11,7 +11,7 @@ import pytest
 
 from calib.stages.calendering import DegreeResult, calender_verdict
 from calib.stages.characterise import transport_verdict
-from calib.stages.drying import drying_verdict
+from calib.stages.drying import drift_note, drift_rel, drying_verdict, porosity_past_end
 from calib.stages.verdict import ConvergencePolicy, verdict_of
 from sim_backends.lammps.calendering import RELAX_FILE, relaxation
 from sim_backends.lammps.drying import DryingStatus
@@ -32,9 +32,33 @@ def test_a_failed_verdict_follows_the_policy():
 
 def test_drying_verdict_is_the_height_plateau():
     moving = DryingStatus(100.0, 80.0, -0.2, False, -0.031)
-    v = drying_verdict(moving, 0.01)
+    v = drying_verdict(moving, 0.01, 0.35, 0.01)
     assert not v.converged and "-3.10% across the last window" in v.reasons[0] and "1.00%" in v.reasons[0]
-    assert drying_verdict(DryingStatus(100.0, 80.0, -0.2, True, -0.001), 0.01).converged
+    assert len(v.reasons) == 1  # no run-on: no drift test
+    assert drying_verdict(DryingStatus(100.0, 80.0, -0.2, True, -0.001), 0.01, 0.35, 0.01).converged
+
+
+def test_porosity_past_end_by_hand():
+    # the solid fraction 0.65 goes as 1 / lz: 0.65 * 40 / 39 = 0.666667, porosity 0.333333
+    assert porosity_past_end(0.35, 40.0, 39.0) == pytest.approx(1 / 3, rel=1e-12)
+    assert porosity_past_end(0.35, 40.0, 40.0) == pytest.approx(0.35, rel=1e-12)
+    st = DryingStatus(50.0, 40.0, -0.2, True, -0.001, lz_hold_um=39.0, hold_steps=4000)
+    assert drift_rel(0.35, st) == pytest.approx((1 / 3) / 0.35 - 1, rel=1e-12)  # -4.76 %
+    assert drift_rel(0.35, DryingStatus(50.0, 40.0, -0.2, True, -0.001)) is None
+
+
+def test_drying_verdict_fails_a_porosity_that_drifts_past_the_end():
+    """The height plateau passes, but the porosity moves -4.76 % over the run-on: not converged;
+    a run-on within tolerance passes."""
+    st = DryingStatus(50.0, 40.0, -0.2, True, -0.001, lz_hold_um=39.0, hold_steps=4000)
+    v = drying_verdict(st, 0.01, 0.35, 0.01)
+    assert not v.converged and len(v.reasons) == 1
+    assert "drifts -4.76% over 4,000 steps past the end of the protocol (tolerance 1.00%)" in v.reasons[0]
+    assert drying_verdict(st, 0.01, 0.35, 0.05).converged
+    still = DryingStatus(50.0, 40.0, -0.2, True, -0.001, lz_hold_um=39.99, hold_steps=4000)
+    assert drying_verdict(still, 0.01, 0.35, 0.01).converged
+    assert "porosity 33.33 % after 4,000 steps more at the set pressure (-4.76%)" == drift_note(0.35, st)
+    assert "not checked" in drift_note(0.35, DryingStatus(50.0, 40.0, -0.2, True, -0.001))
 
 
 def _degree(deg: float, relaxed: bool, change: float) -> DegreeResult:

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Mapping
 from pydantic import Field, PositiveFloat
 
 from objectives.porosity import dried_porosity_error
-from sim_backends.lammps.drying import (DRIED_DATA, DRYING_DECK, DRYING_LOG, DRYING_STATUS, LZ_FILE, UPSTREAM_DATA,
-                                        DryingRunSpec, DryingStatus, drying_status, write_drying_inputs)
+from sim_backends.lammps.drying import (DRIED_DATA, DRYING_DECK, DRYING_HOLD_DECK, DRYING_HOLD_LOG, DRYING_LOG,
+                                        DRYING_STATUS, LZ_FILE, UPSTREAM_DATA, DryingRunSpec, DryingStatus,
+                                        drying_status, write_drying_inputs)
 from sim_backends.lammps.forcefield import ForceFieldParams
 from sim_backends.lammps.outputs import SimulationFailed, checked_log, run_stats
 from sim_backends.microstructure import ElectrodeStructure
@@ -42,8 +43,12 @@ class DryingSettings(ConvergencePolicy):
     1000``: a ramp from ``pressure_start_atm`` (40 kPa) to ``pressure_atm``, thermostat and
     barostat damping ``tdamp_us`` and ``pdamp_us``. mount_damp_us: Langevin damping while the
     film settles on the collector; resolution_um: voxel edge of the porosity analysis;
-    cbd_nanoporosity: overrides the dataset's CBD nanoporosity. not_converged, penalty: what a
-    trial whose film height did not plateau becomes (``calib.stages.verdict``)."""
+    cbd_nanoporosity: overrides the dataset's CBD nanoporosity. drift_hold_fraction: the
+    run-on past the end of the protocol, as a fraction of its NPT(z) steps (0: none), at the
+    set pressure from the protocol's end state; drift_tolerance_rel: how far the dried
+    porosity may move over it (relative; ``porosity_past_end``). not_converged, penalty: what
+    a trial whose film height did not plateau, or whose porosity drifts past the end of the
+    protocol, becomes (``calib.stages.verdict``)."""
 
     temperature_K: PositiveFloat = 300.0
     pressure_atm: PositiveFloat = 1.0
@@ -54,14 +59,45 @@ class DryingSettings(ConvergencePolicy):
     neighbor_skin_um: PositiveFloat = 1.0
     resolution_um: PositiveFloat = 0.5
     cbd_nanoporosity: float | None = Field(default=None, ge=0, lt=1)
+    drift_hold_fraction: float = Field(default=0.1, ge=0, le=1)
+    drift_tolerance_rel: PositiveFloat = 0.01
     wall: WallSettings = WallSettings()
 
 
-def drying_verdict(st: DryingStatus, tolerance_rel: float) -> Verdict:
-    """The film's height plateau at the end of the NPT(z) run (``drying_status``)."""
-    return verdict_of((st.converged, f"the film's height was still changing at the end of drying "
-                                     f"({st.change_rel_last_window:+.2%} across the last window, tolerance "
-                                     f"{tolerance_rel:.2%}; lengthen the fidelity's drying_steps)"))
+def porosity_past_end(porosity: float, lz_end_um: float, lz_hold_um: float) -> float:
+    """The dried porosity the film would have after the run-on: the periodic film keeps its
+    solid volume and its x, y, so its solid fraction goes as 1 / lz (1 - porosity scaled by
+    lz_end / lz_hold; porosities as fractions, heights in um)."""
+    return 1.0 - (1.0 - porosity) * lz_end_um / lz_hold_um
+
+
+def drift_rel(porosity: float, st: DryingStatus) -> float | None:
+    """Relative change of the dried porosity over the run-on (None: no run-on)."""
+    if st.lz_hold_um is None:
+        return None
+    return porosity_past_end(porosity, st.lz_end_um, st.lz_hold_um) / porosity - 1.0
+
+
+def drying_verdict(st: DryingStatus, tolerance_rel: float, porosity: float, drift_tolerance_rel: float) -> Verdict:
+    """The film's height plateau at the end of the NPT(z) run (``drying_status``) and the
+    dried porosity's drift over the run-on past the end of the protocol (when there is one)."""
+    drift = drift_rel(porosity, st)
+    return verdict_of(
+        (st.converged, f"the film's height was still changing at the end of drying "
+                       f"({st.change_rel_last_window:+.2%} across the last window, tolerance "
+                       f"{tolerance_rel:.2%}; lengthen the fidelity's drying_steps)"),
+        (drift is None or abs(drift) <= drift_tolerance_rel,
+         f"the dried porosity drifts {drift or 0.0:+.2%} over {st.hold_steps:,} steps past the end of the "
+         f"protocol (tolerance {drift_tolerance_rel:.2%}): the protocol's end is not a resting state"))
+
+
+def drift_note(porosity: float, st: DryingStatus) -> str:
+    """The run-on's result in words."""
+    drift = drift_rel(porosity, st)
+    if drift is None:
+        return "drift past the end of the protocol not checked (drying.drift_hold_fraction 0)"
+    return (f"porosity {100 * porosity_past_end(porosity, st.lz_end_um, st.lz_hold_um):.2f} % after "
+            f"{st.hold_steps:,} steps more at the set pressure ({drift:+.2%})")
 
 
 PUBLIC_DRYING_STEPS = 70_000_000
@@ -77,10 +113,16 @@ def drying_protocol_label(run: DryingRunSpec) -> str:
             "not measured)")
 
 
-def status_observables(st: DryingStatus) -> dict[str, float]:
-    """The periodic film's thickness change on drying and whether its height converged."""
-    return {"thickness_change_rel": st.thickness_change_rel, "lz_converged": float(st.converged),
-            "lz_change_rel_last_window": st.change_rel_last_window}
+def status_observables(st: DryingStatus, porosity: float) -> dict[str, float]:
+    """The periodic film's thickness change on drying, whether its height converged and, with
+    a run-on, the dried porosity past the end of the protocol and its relative drift."""
+    obs = {"thickness_change_rel": st.thickness_change_rel, "lz_converged": float(st.converged),
+           "lz_change_rel_last_window": st.change_rel_last_window}
+    drift = drift_rel(porosity, st)
+    if drift is not None and st.lz_hold_um is not None:
+        obs["porosity_past_end"] = porosity_past_end(porosity, st.lz_end_um, st.lz_hold_um)
+        obs["porosity_drift_rel_past_end"] = drift
+    return obs
 
 
 
@@ -95,6 +137,7 @@ class DryingTrial:
         self.slurry_system, self.system = systems_for(loaded.dataset, state_bead_count(Path(lineage.state_file)))
         self.structure: ElectrodeStructure | None = None
         self.status: DryingStatus | None = None
+        self.hold_started = False
 
     def run_spec(self) -> DryingRunSpec:
         d, f = self.spec.drying, self.fidelity
@@ -106,7 +149,8 @@ class DryingTrial:
                              tdamp_us=d.tdamp_us, mount_damp_us=d.mount_damp_us, block_steps=f.block_steps,
                              sample_every=f.sample_every, window_blocks=f.window_steps // f.block_steps,
                              tolerance_rel=self.spec.slurry.density_tolerance_rel,
-                             neighbor_skin_um=d.neighbor_skin_um, lj_style=self.spec.lj_style, seed=self.seed)
+                             neighbor_skin_um=d.neighbor_skin_um, lj_style=self.spec.lj_style, seed=self.seed,
+                             hold_steps=round(d.drift_hold_fraction * f.drying_steps))
 
     def first_runs(self) -> list[Run]:
         shutil.copyfile(self.lineage.state_file, self.workdir / UPSTREAM_DATA)
@@ -115,11 +159,23 @@ class DryingTrial:
                     (DRYING_DECK, UPSTREAM_DATA, DRYING_LOG, DRIED_DATA, DRYING_STATUS, LZ_FILE))]
 
     def next_runs(self) -> list[Run]:
-        return []
+        """After the drying run, the run-on past the end of the protocol (when there is one)."""
+        if self.run_spec().hold_steps <= 0 or self.hold_started:
+            return []
+        checked_log(self.workdir, DRYING_LOG)
+        self.hold_started = True
+        return [self.hold_run()]
+
+    def hold_run(self) -> Run:
+        """The run-on (``drying_hold_deck``) in the trial's folder."""
+        return Run("drying_hold", self.workdir, DRYING_HOLD_DECK, DRYING_HOLD_LOG,
+                   (DRYING_HOLD_DECK, DRYING_HOLD_LOG), label="drying run-on past the end of the protocol")
 
     def measure(self) -> ElectrodeStructure:
         """The dried film's structure; raises ``SimulationFailed`` on unusable outputs."""
         checked_log(self.workdir, DRYING_LOG)
+        if self.run_spec().hold_steps > 0:
+            checked_log(self.workdir, DRYING_HOLD_LOG)
         state = self.workdir / DRIED_DATA
         if not state.exists():
             raise SimulationFailed("drying ended without writing its dried state", self.workdir)
@@ -134,11 +190,12 @@ class DryingTrial:
         if "dried_porosity" in self.spec.objective.targets:
             errors.append(dried_porosity_error(s.porosity, self.loaded.dataset.targets["dried_porosity"]))
         assert self.status is not None
-        verdict = drying_verdict(self.status, self.spec.slurry.density_tolerance_rel)
+        verdict = drying_verdict(self.status, self.spec.slurry.density_tolerance_rel, s.porosity,
+                                 self.spec.drying.drift_tolerance_rel)
         penalty, fail_reason = verdict.outcome(self.spec.drying)
         value = scalarised(named_errors(errors), self.spec, self.seed, None) + penalty
         obs = structure_observables(s)
-        obs.update(status_observables(self.status))
+        obs.update(status_observables(self.status, s.porosity))
         stats = run_stats((self.workdir / DRYING_LOG).read_text(errors="replace"))
         obs["atom_steps_per_s"] = stats.atom_steps_per_s
         plots = guarded_plots(lambda: (plot_profiles(self.workdir / PROFILE_PLOT, {"dried": s}),))
@@ -146,12 +203,13 @@ class DryingTrial:
                  or k.startswith("fraction_")}
         return Score(tuple(errors), value, obs, verdict.converged, penalty, fail_reason,
                      summary=f"dried thickness {s.thickness_um:.1f} um, porosity {100 * s.porosity:.1f} %"
-                     + ("" if verdict.converged else " (film height not converged)"),
+                     + ("" if verdict.converged else " (not converged)"),
                      attrs={"profiles": profiles_dict(s), "drying_convergence": verdict.note(),
+                            "drying_drift": drift_note(s.porosity, self.status),
                             "drying_protocol": drying_protocol_label(self.run_spec())},
                      report={"dried": dried, "drying_convergence": verdict.note()},
                      lines=(f"dried film: thickness {s.thickness_um:.1f} um, porosity {100 * s.porosity:.2f} %",
-                            f"drying: {verdict.note()}"),
+                            f"drying: {verdict.note()}; {drift_note(s.porosity, self.status)}"),
                      plots=plots)
 
     def partial_observables(self) -> dict[str, float]:

@@ -17,6 +17,10 @@ only).
    them under strong Langevin damping. The box's lower z bound is then moved onto the
    collector, so the written state has ``zlo`` = current-collector plane; that is what the
    calendering deck reads.
+4. Run-on (``hold_steps`` > 0; ``drying_hold_deck``, a second LAMMPS run): the periodic
+   film at the protocol's end, saved before mounting, runs on at the set pressure and its
+   height is recorded: how far the dried film would still move past the end of the protocol
+   (the stage's drift verdict).
 
 ``drying_deck`` is the stage's input: the whole protocol as one LAMMPS run. The same protocol
 can also be written as a sequence of inputs (``drying_segments``, ``drying_segment_deck``;
@@ -45,6 +49,10 @@ UPSTREAM_DATA = "upstream.data"
 DRIED_DATA = "final.data"
 DRYING_STATUS = "drying_status.txt"
 LZ_FILE = "lz_blocks.txt"
+DRYING_END_RESTART = "drying.end.restart"
+"""The periodic film at the end of the NPT(z) protocol (written only for a run-on)."""
+DRYING_HOLD_DECK = "in.drying_hold"
+DRYING_HOLD_LOG = "log.hold.lammps"
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,10 @@ class DryingRunSpec:
     wall: contact law of collector and lid. pressure_start_atm: start of the z pressure
     ramp (public: 40 kPa). block_steps, sample_every: the periodic film height (lz) is
     block-averaged into ``lz_blocks.txt``; window_blocks and tolerance_rel: the plateau test
-    on it (``drying_status``). Other fields as ``SlurryRunSpec``.
+    on it (``drying_status``). hold_steps: the run-on past the end of the protocol (0: none):
+    after the dried state is written, the periodic film at the protocol's end runs on for
+    this many NPT(z) steps at the set pressure and its height is recorded (``lz_hold``), the
+    drift verdict's measurement. Other fields as ``SlurryRunSpec``.
     """
 
     wall: WallContact
@@ -79,6 +90,7 @@ class DryingRunSpec:
     neighbor_skin_um: float = 1.0
     lj_style: str = "lj/cut"
     seed: int = 1
+    hold_steps: int = 0
 
 
 def evaporation_lines(dried: BeadSystem, slurry: BeadSystem) -> list[str]:
@@ -169,12 +181,14 @@ def _npt_lines(run: DryingRunSpec, append: bool) -> list[str]:
 
 
 def _mount_lines(run: DryingRunSpec) -> list[str]:
-    """After the NPT(z) run: the film-height record (``lz_end``), then the film mounted on the
-    current collector and the dried state written."""
+    """After the NPT(z) run: the film-height record (``lz_end``; with a run-on, the state is
+    also saved for it: ``drying_hold_deck``), then the film mounted on the current collector
+    and the dried state written."""
     _, lseed = _seeds(run)
     wall = run.wall.args()
     return [
         f'print "lz_end $(lz:%.17g)" append {DRYING_STATUS}',
+        *([f"write_restart {DRYING_END_RESTART}"] if run.hold_steps > 0 else []),
         "unfix lz_blocks",
         "unfix dry_npt",
         "",
@@ -193,6 +207,34 @@ def _mount_lines(run: DryingRunSpec) -> list[str]:
         f"write_data {DRIED_DATA}",
         "",
     ]
+
+
+def drying_hold_deck(dried: BeadSystem, params: ForceFieldParams, run: DryingRunSpec) -> str:
+    """The LAMMPS input of the run-on past the end of the protocol (``hold_steps`` > 0; a
+    LAMMPS process of its own, run after ``drying_deck``: re-creating the granular pair style
+    in the same process after ``clear`` would give its contact-history fix another ID and the
+    restart's contact history would go unused). The periodic film at the protocol's end (its
+    restart) runs ``hold_steps`` NPT(z) steps at the set pressure under the same fix ID (its
+    thermostat and barostat state restored), and its height is recorded (``lz_hold``). The
+    dried state is already written: the run-on measures the drift, it leaves the observable."""
+    if run.hold_steps <= 0:
+        raise ValueError("a run-on needs hold_steps > 0")
+    p0 = atm_to_micro_pressure(run.pressure_atm)
+    return "\n".join([
+        f"# calib drying stage, run-on past the end of the protocol: {run.hold_steps} NPT(z) steps at "
+        f"{p0:.6g} kPa from its end state (the drift verdict)",
+        "newton off",
+        f"read_restart {DRYING_END_RESTART}",
+        "comm_modify vel yes",
+        *pair_coeff_lines(params, dried, run.lj_style),
+        "",
+        *_settings_lines(run),
+        f"fix dry_npt all npt/sphere temp {run.temperature_K:g} {run.temperature_K:g} {run.tdamp_us:g} "
+        f"z {p0:.6g} {p0:.6g} {run.pdamp_us:g}",
+        f"run {run.hold_steps}",
+        f'print "lz_hold $(lz:%.17g)" append {DRYING_STATUS}',
+        "",
+    ])
 
 
 def drying_deck(slurry: BeadSystem, dried: BeadSystem, params: ForceFieldParams, run: DryingRunSpec) -> str:
@@ -324,26 +366,34 @@ def write_drying_segments(workdir: Path, slurry: BeadSystem, dried: BeadSystem, 
     segs = drying_segments(run, chunk_steps)
     for seg in segs:
         (Path(workdir) / seg.deck).write_text(drying_segment_deck(slurry, dried, params, run, seg))
+    if run.hold_steps > 0:
+        (Path(workdir) / DRYING_HOLD_DECK).write_text(drying_hold_deck(dried, params, run))
     return segs
 
 
 def write_drying_inputs(workdir: Path, slurry: BeadSystem, dried: BeadSystem, params: ForceFieldParams,
                         run: DryingRunSpec) -> None:
-    """Write ``in.drying`` into ``workdir`` (the caller places ``upstream.data`` there)."""
+    """Write ``in.drying`` (and with a run-on ``in.drying_hold``) into ``workdir`` (the caller
+    places ``upstream.data`` there)."""
     (Path(workdir) / DRYING_DECK).write_text(drying_deck(slurry, dried, params, run))
+    if run.hold_steps > 0:
+        (Path(workdir) / DRYING_HOLD_DECK).write_text(drying_hold_deck(dried, params, run))
 
 
 @dataclass(frozen=True)
 class DryingStatus:
     """The periodic film's height (the box's lz, um) before and after the NPT(z) run, its
     relative change (negative: the film thins, as in the seed) and whether lz plateaued
-    over the last ``window_blocks`` blocks (``convergence.plateau_test``)."""
+    over the last ``window_blocks`` blocks (``convergence.plateau_test``); with a run-on, the
+    height after ``hold_steps`` more steps at the set pressure (``lz_hold_um``)."""
 
     lz_start_um: float
     lz_end_um: float
     thickness_change_rel: float
     converged: bool
     change_rel_last_window: float
+    lz_hold_um: float | None = None
+    hold_steps: int = 0
 
 
 def drying_status(workdir: Path, run: DryingRunSpec) -> DryingStatus:
@@ -358,5 +408,8 @@ def drying_status(workdir: Path, run: DryingRunSpec) -> DryingStatus:
         raise SimulationFailed(f"incomplete drying status: {path.read_text()!r}", workdir)
     _, lz = read_ave_time(workdir / LZ_FILE)
     test = tail_plateau(lz, run.window_blocks, run.tolerance_rel)
+    if run.hold_steps > 0 and "lz_hold" not in vals:
+        raise SimulationFailed("drying ended without the film height after its run-on (lz_hold)", workdir)
     return DryingStatus(vals["lz_start"], vals["lz_end"], vals["lz_end"] / vals["lz_start"] - 1.0,
-                        bool(test and test.converged), test.change_rel if test else float("nan"))
+                        bool(test and test.converged), test.change_rel if test else float("nan"),
+                        vals.get("lz_hold") if run.hold_steps > 0 else None, run.hold_steps)
