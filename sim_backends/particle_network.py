@@ -1,0 +1,322 @@
+"""Electronic conductivity of a bead packing as a network of its contacts (issue 27).
+
+A voxel solve of touching spheres has no grid limit: the beads conduct through necks far
+smaller than a voxel, and its answer falls with every halving of the voxel
+(docs/stages/characterise.md). This model needs no voxels (in the spirit of particle
+resistor networks for sintered or overlapping spheres, e.g. Birkholz et al., Powder
+Technology 2021), but does not put one node at each bead's centre: a centre node gives every
+neck the whole bead body, which is 21 % too conductive on an FCC packing with necks of 0.22
+radii and gives a conductivity above the solid's at 0.44 (measured against voxel solves,
+``tests/test_particle_network.py``). Instead:
+
+- **Nodes** are the contacts: each **neck** between two conducting beads whose solid spheres
+  overlap (x and y periodic; the neck is the disc where the two spheres meet, at distance
+  h_i = (d^2 + r_i^2 - r_j^2) / (2 d) from centre i), and each disc where a conducting bead
+  crosses an **electrode** plane (the current collector z0, potential 0; the film's top z1,
+  potential 1). **Contact rule** for beads that touch without overlapping (gap d - r_i -
+  r_j <= ``touch_gap_um``): a neck of ``touch_radius_rel`` x the smaller radius; the
+  defaults (0, 0) join overlapping beads only.
+- **Each bead is a k-terminal element** joining its k contacts (Kirchhoff: its currents sum
+  to 0; a bead inside another is joined to it without resistance). Its contacts' potentials are V_p = V_0 + sum_q Z_pq I_q with, for a sphere of radius
+  r and conductivity sigma, the surface Neumann function of the sphere between contacts p and
+  q at angle theta apart (s = sin(theta / 2); the potential of a unit current entering at one
+  surface point and leaving uniformly over the surface):
+      Z_pq = (1 / (4 pi sigma r)) (1 / s - ln(s (1 + s))),
+  and on the diagonal the contact's own resistance, chosen so that a bead of two opposite
+  contacts (an infinite chain of overlapping spheres, where by symmetry the neck planes and
+  the equator are equipotential) is exact:
+      Z_pp = R_half(a_p / r) + Z(theta = pi),  R_half = g(a / r) / (4 sigma a),
+  g the equator-to-neck resistance of a truncated sphere in units of Holm's constriction
+  resistance 1 / (4 sigma a): g -> 1 as a / r -> 0 (Holm), g(1) = 0, tabulated in ``NECK_G``
+  from axisymmetric finite-volume solves (``neck_half_resistance``). The bead's admittance is
+  the pseudo-inverse of Z on currents that sum to zero.
+- **Solve**: the beads' admittances assembled over the contacts, electrode contacts held at
+  0 and 1 (a sparse direct solve over the contacts joined to both electrodes);
+  sigma_eff = I (z1 - z0) / (Lx Ly).
+
+Lengths in um, conductivities in S/m; admittances come out in S/m x um and sigma_eff in S/m.
+Measured against voxel solves of the same periodic packings (``tests/test_particle_network.py``):
+exact on a chain; within 3 % on SC (six necks of 0.44 radii), BCC (eight of 0.44) and FCC
+(twelve of 0.22); too conductive by 7 % on SC with necks of 0.6 radii and by 9 % on FCC with
+twelve of 0.44, packings nearly solid (solid fractions above 0.9), where the necks cover much
+of each bead. Not yet used by the characterise stage (issue 27).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+RTOL = 1e-10
+"""Relative residual at which the conjugate-gradient solve stops."""
+
+NECK_G: tuple[tuple[float, float], ...] = (
+    (0.05, 1.05127), (0.1, 1.07309), (0.15, 1.08825), (0.2, 1.09435), (0.3, 1.08868), (0.4, 1.06463),
+    (0.5, 1.02026), (0.6, 0.95493), (0.7, 0.8634), (0.8, 0.73566), (0.9, 0.54304), (0.95, 0.39281))
+"""(a / r, g): a sphere of radius r cut at a neck of radius a has resistance g / (4 sigma a)
+between its equatorial plane and the neck, both equipotential. From ``neck_half_resistance``
+on cells of r / 1600 (a / r <= 0.1) and r / 800 (the rest), 2026-12-06; at half that
+resolution every value is within 0.4 % of these (finer is lower)."""
+
+
+def neck_half_resistance(eps: float, n: int) -> float:
+    """Resistance (sigma = 1, r = 1) of a unit sphere between its equatorial plane (z = 0)
+    and the plane z = sqrt(1 - eps^2), where its cross-section has radius eps, both
+    equipotential, the spherical surface insulating: an axisymmetric finite-volume solve on
+    cells of r / n (the cells whose centre lies inside the sphere; the top electrode touches
+    the last layer's cells inside the cut disc), conjugate gradients with algebraic multigrid."""
+    import pyamg
+    import scipy.sparse as sp
+
+    if not 0 < eps < 1:
+        raise ValueError(f"the neck's radius over the sphere's must lie in (0, 1), got {eps}")
+    h = math.sqrt(1.0 - eps * eps)
+    d = 1.0 / n
+    nz = max(1, math.ceil(h / d))
+    dz = h / nz
+    rc = (np.arange(n) + 0.5) * d
+    zc = (np.arange(nz) + 0.5) * dz
+    act = rc[:, None] ** 2 + zc[None, :] ** 2 <= 1.0
+    idx = np.full(act.shape, -1, dtype=np.int64)
+    size = int(act.sum())
+    idx[act] = np.arange(size)
+    area = math.pi * d * d * (2 * np.arange(n) + 1)  # the annulus of each radial cell
+    radial = act[:-1, :] & act[1:, :]
+    g_r = np.broadcast_to((2 * math.pi * (np.arange(1, n) * d) * dz / d)[:, None], radial.shape)
+    axial = act[:, :-1] & act[:, 1:]
+    g_z = np.broadcast_to((area / dz)[:, None], axial.shape)
+    i = np.concatenate([idx[:-1, :][radial], idx[:, :-1][axial]])
+    j = np.concatenate([idx[1:, :][radial], idx[:, 1:][axial]])
+    w = np.concatenate([g_r[radial], g_z[axial]])
+    diag = np.zeros(size)
+    np.add.at(diag, i, w)
+    np.add.at(diag, j, w)
+    to_face = 2.0 * area / dz  # from a cell to the electrode half a cell away
+    bottom = act[:, 0]
+    top = act[:, -1] & (rc <= eps)
+    np.add.at(diag, idx[bottom, 0], to_face[bottom])
+    np.add.at(diag, idx[top, -1], to_face[top])
+    rhs = np.zeros(size)
+    np.add.at(rhs, idx[top, -1], to_face[top])
+    a = sp.csr_matrix((np.concatenate([diag, -w, -w]),
+                       (np.concatenate([np.arange(size), i, j]), np.concatenate([np.arange(size), j, i]))),
+                      shape=(size, size))
+    ml = pyamg.smoothed_aggregation_solver(a, symmetry="symmetric")
+    phi = ml.solve(rhs, tol=1e-10, accel="cg", maxiter=2000)
+    return 1.0 / float(np.sum(to_face[bottom] * phi[idx[bottom, 0]]))
+
+
+def neck_g(eps):
+    """g(a / r) (``NECK_G``), linear between entries; 1 at 0 (Holm), 0 at 1."""
+    x = np.array([0.0, *(e for e, _ in NECK_G), 1.0])
+    y = np.array([1.0, *(g for _, g in NECK_G), 0.0])
+    return np.interp(np.clip(eps, 0.0, 1.0), x, y)
+
+
+def half_resistance(h, r, sigma):
+    """Resistance (1 / (S/m x um)) of a bead of radius ``r`` (um) and conductivity ``sigma``
+    (S/m) between its equatorial plane and a neck cut at distance ``h`` (um) from its centre:
+    g(a / r) / (4 sigma a), a = sqrt(r^2 - h^2); 0 for h <= 0 (the cut at or behind the centre)."""
+    h, r, sigma = np.broadcast_arrays(np.asarray(h, float), np.asarray(r, float), np.asarray(sigma, float))
+    out = np.zeros(h.shape)
+    cut = h > 0
+    a = np.sqrt(np.maximum(r[cut] ** 2 - h[cut] ** 2, 0.0))
+    with np.errstate(divide="ignore"):
+        out[cut] = neck_g(a / r[cut]) / (4.0 * sigma[cut] * a)
+    return out
+
+
+def sphere_transfer(s2, r, sigma):
+    """Z (1 / (S/m x um)): the surface Neumann function of a sphere of radius ``r`` (um) and
+    conductivity ``sigma`` (S/m) at s^2 = sin^2(theta / 2), theta the angle from where a unit
+    current enters (the current leaving uniformly over the surface; up to a constant)."""
+    s = np.sqrt(np.clip(s2, 1e-12, 1.0))
+    return (1.0 / s - np.log(s * (1.0 + s))) / (4.0 * math.pi * sigma * r)
+
+
+def bead_admittance(directions: np.ndarray, h: np.ndarray, r, sigma) -> np.ndarray:
+    """The k x k admittance (S/m x um) of beads joining k contacts each, in unit
+    ``directions`` (..., k, 3) cut at distances ``h`` (..., k; um) from their centres, radii
+    ``r`` and conductivities ``sigma`` (...; module docstring); rows sum to 0. Stacks of beads
+    with the same k go in one call.
+
+    Two contacts couple through the sphere's Neumann function at their centres' distance
+    D = 2 r sin(theta / 2), softened to sqrt(D^2 + (a_p^2 + a_q^2) / 2) for discs of radii
+    a_p, a_q (the point formula overstates the coupling of discs close to each other: two
+    coinciding discs of radius a then couple by 1 / (2 pi sigma a), below each one's own
+    1 / (4 sigma a)). The admittance is the pseudo-inverse of the coupling matrix on
+    currents that sum to zero, keeping its positive part (``indefinite`` counts the beads
+    where the matrix had a negative direction, i.e. where the model is outside its range)."""
+    directions, h = np.asarray(directions, float), np.asarray(h, float)
+    k = h.shape[-1]
+    r = np.asarray(r, float)[..., None, None]
+    sigma = np.asarray(sigma, float)[..., None, None]
+    a = np.sqrt(np.maximum(r[..., 0] ** 2 - np.maximum(h, 0.0) ** 2, 0.0))  # (..., k) contact radii
+    cos = np.clip(directions @ np.swapaxes(directions, -1, -2), -1.0, 1.0)
+    s2 = (1.0 - cos) / 2.0 + (a[..., :, None] ** 2 + a[..., None, :] ** 2) / (8.0 * r ** 2)
+    z = sphere_transfer(s2, r, sigma)
+    own = half_resistance(h, r[..., 0], sigma[..., 0]) + sphere_transfer(1.0, r[..., 0], sigma[..., 0])
+    idx = np.arange(k)
+    z[..., idx, idx] = own
+    p = np.eye(k) - 1.0 / k
+    w, v = np.linalg.eigh(p @ z @ p)
+    scale = np.abs(w).max(axis=-1, keepdims=True)
+    inv = np.where(w > 1e-12 * scale, 1.0 / np.where(w > 0, w, 1.0), 0.0)
+    y = (v * inv[..., None, :]) @ np.swapaxes(v, -1, -2)
+    bead_admittance.indefinite = int(np.sum(np.any(w < -1e-9 * scale, axis=-1)))  # type: ignore[attr-defined]
+    return y
+
+
+@dataclass(frozen=True)
+class NetworkResult:
+    """A network solve: sigma_eff (S/m); the conducting beads between the electrodes; the
+    necks between them; the beads that carry current (in clusters joined to both
+    electrodes); the relative mismatch of the currents at the two electrodes; whether the
+    solve reached its tolerance (``RTOL``); wall time (s)."""
+
+    effective: float
+    beads: int
+    necks: int
+    conducting_beads: int
+    current_mismatch_rel: float
+    converged: bool
+    wall_s: float
+
+    @property
+    def percolating(self) -> bool:
+        return self.conducting_beads > 0
+
+
+def network_conductivity(positions, radii, sigma, box_xy: tuple[float, float], z0: float, z1: float, *,
+                         touch_gap_um: float = 0.0, touch_radius_rel: float = 0.0) -> NetworkResult:
+    """sigma_eff (S/m) between the planes z = ``z0`` (collector) and ``z1`` (top) of beads at
+    ``positions`` (N x 3, um; x and y periodic with periods ``box_xy``) with solid ``radii``
+    (um) and conductivities ``sigma`` (S/m; 0: insulating), by the model of the module
+    docstring. Beads whose centre lies outside [z0, z1] are left out."""
+    import pyamg
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    t0 = time.perf_counter()
+    if touch_gap_um < 0 or not 0 <= touch_radius_rel < 1:
+        raise ValueError("touch_gap_um must be >= 0 and touch_radius_rel in [0, 1)")
+    if not z1 > z0:
+        raise ValueError(f"the top plane must lie above the collector, got z0 {z0}, z1 {z1}")
+    pos, r_all, s_all = np.asarray(positions, float), np.asarray(radii, float), np.asarray(sigma, float)
+    if np.any(r_all <= 0) or np.any(s_all < 0) or not np.all(np.isfinite(s_all)):
+        raise ValueError("radii must be > 0 and conductivities >= 0 and finite")
+    keep = (s_all > 0) & (pos[:, 2] >= z0) & (pos[:, 2] <= z1)
+    p, r, s = pos[keep], r_all[keep], s_all[keep]
+    n = len(p)
+    lx, ly = box_xy
+    if n == 0:
+        return NetworkResult(0.0, 0, 0, 0, math.nan, True, time.perf_counter() - t0)
+
+    # necks (x, y periodic; z open: its period spans more than twice the reach)
+    reach = 2.0 * float(r.max()) + touch_gap_um
+    if min(lx, ly) <= 2.0 * reach:
+        raise ValueError(f"the periodic box ({lx:g} x {ly:g} um) must exceed twice the contact reach "
+                         f"({reach:g} um): a pair would meet through two images")
+    wrapped = np.column_stack([np.mod(p[:, 0], lx), np.mod(p[:, 1], ly), p[:, 2] - z0 + reach])
+    tree = cKDTree(wrapped, boxsize=(lx, ly, 2.0 * (z1 - z0) + 4.0 * reach))
+    pairs = tree.query_pairs(reach, output_type="ndarray")
+    i, j = pairs[:, 0], pairs[:, 1]
+    delta = wrapped[j] - wrapped[i]
+    delta[:, 0] -= lx * np.round(delta[:, 0] / lx)
+    delta[:, 1] -= ly * np.round(delta[:, 1] / ly)
+    d = np.linalg.norm(delta, axis=1)
+    gap = d - r[i] - r[j]
+    joined = (gap < 0) | ((gap <= touch_gap_um) & (touch_radius_rel > 0))
+    i, j, d, gap, delta = i[joined], j[joined], d[joined], gap[joined], delta[joined]
+    h_i = (d ** 2 + r[i] ** 2 - r[j] ** 2) / (2.0 * d)
+    h_j = d - h_i
+    touching = gap >= 0  # the contact rule
+    a_t = touch_radius_rel * np.minimum(r[i], r[j])[touching]
+    h_i[touching] = np.sqrt(r[i][touching] ** 2 - a_t ** 2)
+    h_j[touching] = np.sqrt(r[j][touching] ** 2 - a_t ** 2)
+    engulfed = d <= np.abs(r[i] - r[j])  # one sphere inside the other: no neck, one body
+    h_i[engulfed] = 0.0
+    h_j[engulfed] = 0.0
+    unit = np.where(d[:, None] > 0, delta / np.where(d > 0, d, 1.0)[:, None], [0.0, 0.0, 1.0])
+    n_necks = len(i)
+
+    # contacts: the necks (nodes 0 .. n_necks - 1), then the electrode discs
+    bead = [i, j]
+    hh = [h_i, h_j]
+    dirs = [unit, -unit]
+    node = [np.arange(n_necks), np.arange(n_necks)]
+    fixed_nodes, fixed_values = [], []
+    next_node = n_necks
+    for plane, value, up in ((z0, 0.0, -1.0), (z1, 1.0, 1.0)):
+        dist = np.abs(p[:, 2] - plane)
+        crossing = dist < r
+        grazing = ~crossing & (dist - r <= touch_gap_um) & (touch_radius_rel > 0)
+        on = np.nonzero(crossing | grazing)[0]
+        h_on = np.where(grazing[on], np.sqrt(r[on] ** 2 - (touch_radius_rel * r[on]) ** 2), dist[on])
+        ids = next_node + np.arange(len(on))
+        next_node += len(on)
+        bead.append(on)
+        hh.append(h_on)
+        dirs.append(np.tile([0.0, 0.0, up], (len(on), 1)))
+        node.append(ids)
+        fixed_nodes.append(ids)
+        fixed_values.append(np.full(len(on), value))
+    bead_c, h_c, dir_c, node_c = (np.concatenate(x) for x in (bead, hh, dirs, node))
+    m = next_node
+
+    # each bead's admittance over its contacts, beads with the same number of contacts at once
+    order = np.argsort(bead_c, kind="stable")
+    counts = np.bincount(bead_c, minlength=n)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rows, cols, vals = [], [], []
+    for k in np.unique(counts[counts >= 2]):  # a dead end (one contact) carries no current
+        beads_k = np.nonzero(counts == k)[0]
+        sel = order[starts[beads_k][:, None] + np.arange(k)[None, :]]  # (beads, k) contact indices
+        y = bead_admittance(dir_c[sel], h_c[sel], r[beads_k], s[beads_k])
+        ids = node_c[sel]
+        rows.append(np.repeat(ids, k, axis=1).ravel())
+        cols.append(np.tile(ids, (1, k)).ravel())
+        vals.append(y.ravel())
+    if not rows:
+        return NetworkResult(0.0, n, n_necks, 0, math.nan, True, time.perf_counter() - t0)
+    g = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, m))
+
+    # the contacts joined to both electrodes
+    fixed = np.concatenate(fixed_nodes)
+    values = np.concatenate(fixed_values)
+    _, comp = connected_components(g, directed=False)
+    both = np.intersect1d(comp[fixed[values == 0.0]], comp[fixed[values == 1.0]])
+    is_fixed = np.zeros(m, bool)
+    is_fixed[fixed] = True
+    free = np.nonzero(np.isin(comp, both) & ~is_fixed)[0]
+    live_fixed = fixed[np.isin(comp[fixed], both)]
+    if len(both) == 0:
+        return NetworkResult(0.0, n, n_necks, 0, math.nan, True, time.perf_counter() - t0)
+    v = np.zeros(m)
+    v[fixed] = values
+    converged = True
+    if len(free):
+        a = g[free][:, free].tocsr()
+        rhs = -(g[free][:, live_fixed] @ v[live_fixed])
+        ml = pyamg.ruge_stuben_solver(a)  # classical AMG: measured 6x faster than smoothed aggregation here
+        residuals: list[float] = []
+        v[free] = ml.solve(rhs, tol=RTOL, accel="cg", maxiter=200, residuals=residuals)
+        converged = residuals[-1] <= RTOL * max(residuals[0], 1e-300)
+        if not converged:  # a hard case for multigrid (e.g. very unequal necks): a direct solve
+            from scipy.sparse.linalg import spsolve
+
+            v[free] = np.atleast_1d(spsolve(a.tocsc(), rhs))
+            converged = bool(np.linalg.norm(a @ v[free] - rhs) <= 1e-8 * max(np.linalg.norm(rhs), 1e-300))
+    current = g @ v  # into each node from the beads: + at the top contacts, - at the collector's
+    i_top = float(current[fixed[values == 1.0]].sum())
+    i_bottom = float(-current[fixed[values == 0.0]].sum())
+    total = 0.5 * (i_top + i_bottom)
+    carrying = np.unique(bead_c[np.isin(node_c, np.concatenate([free, live_fixed]))])
+    mismatch = abs(i_top - i_bottom) / total if total > 0 else math.nan
+    return NetworkResult(float(total * (z1 - z0) / (lx * ly)), n, n_necks, len(carrying), float(mismatch),
+                         bool(converged),
+                         time.perf_counter() - t0)
