@@ -43,7 +43,9 @@ multiple of the fidelity's ``block_steps``), one LAMMPS run each, chained by res
 folder, ``drying_<steps>_chunks<N>``, keeps which segment finished last: rerunning the same
 command after an interruption (a session that ended, Ctrl-C) continues from that segment's
 restart, losing at most the segment that was running (``--timeout-s`` then limits each
-segment). The finished run is measured as a single one (same files, same code) and recorded
+segment), or the run-on past the end (the drift verdict's, one LAMMPS run of 10 % of the
+steps after the last segment: 7e6 steps for the public protocol, run again whole if cut); a
+stopped chunked run is not recorded, so the same command resumes it. The finished run is measured as a single one (same files, same code) and recorded
 under the same key, with ``chunk_steps``, ``segments`` and ``session_starts`` (the segment each
 invocation began at) added; ``wall_s`` and ``run_wall_s`` add up all invocations' segments.
 A restarted run is statistically equivalent to the single one, not bit-identical.
@@ -505,7 +507,8 @@ def report(done: dict[tuple, dict]) -> None:
         latest: dict[tuple, dict] = {}
         for r in rows:
             k = (r["drying_steps"], r.get("drying_law", "none"))
-            if k not in latest or r.get("hold_steps", 0) > latest[k].get("hold_steps", 0):
+            rank = (r.get("porosity") is not None, r.get("hold_steps", 0))
+            if k not in latest or rank > (latest[k].get("porosity") is not None, latest[k].get("hold_steps", 0)):
                 latest[k] = r
         rows = list(latest.values())
         rows.sort(key=lambda r: (r.get("drying_law", "none") != "none", r.get("drying_law", "none"),
@@ -604,7 +607,7 @@ def main() -> None:
     ap.add_argument("--fidelity", default="dev")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--slurry-state", type=Path, help="start every drying run from this slurry state")
-    ap.add_argument("--drying-law", choices=("none", *LAWS), default="none",
+    ap.add_argument("--drying-law", choices=("none", *(law for law in LAWS if law != "timestep")), default="none",
                     help="run each drying run shorter than the public 7e7 steps as the public protocol compressed "
                          "under this law (sim_backends/lammps/compression.py; k = 7e7 / steps), instead of the "
                          "same settings in fewer steps (none)")
@@ -653,10 +656,16 @@ def run_all(args, done: dict) -> None:
         return ("drying", args.fidelity, args.seed, PARAMS, slurry_sha, steps, fid.drying_mount_steps, fid.timestep_us,
                 hold, drying_law_of(args, steps))
 
+    for steps in sorted(set(args.drying_steps)):  # every compression valid before the first run
+        compressed_drying(loaded, fid, steps, drying_law_of(args, steps))
     for steps in sorted(set(args.drying_steps)):
         if drying_key(steps) in done:
             continue
         rec = one_drying(args, loaded, fid, lammps, steps, slurry, slurry_sha, group)
+        if "error" in rec and args.chunk_steps is not None and steps > args.chunk_steps:
+            # a chunked run keeps its progress: not recorded as done, the same command resumes it
+            print(f"# drying {steps:,} steps stopped ({rec['error']}); rerun the command to continue", flush=True)
+            continue
         append(args.results, done, rec)
         print(f"# dried {steps:,} steps: porosity {_pct(rec.get('porosity'))} %, thickness "
               f"{rec.get('thickness_um', math.nan):.2f} um, height converged {rec.get('height_converged')}"

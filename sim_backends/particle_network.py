@@ -17,7 +17,8 @@ radii and gives a conductivity above the solid's at 0.44 (measured against voxel
   r_j <= ``touch_gap_um``): a neck of ``touch_radius_rel`` x the smaller radius; the
   defaults (0, 0) join overlapping beads only.
 - **Each bead is a k-terminal element** joining its k contacts (Kirchhoff: its currents sum
-  to 0; a bead inside another is joined to it without resistance). Its contacts' potentials are V_p = V_0 + sum_q Z_pq I_q with, for a sphere of radius
+  to 0; a bead inside another meets it in a "neck" through both centres, which has no
+  resistance of its own). Its contacts' potentials are V_p = V_0 + sum_q Z_pq I_q with, for a sphere of radius
   r and conductivity sigma, the surface Neumann function of the sphere between contacts p and
   q at angle theta apart (s = sin(theta / 2); the potential of a unit current entering at one
   surface point and leaving uniformly over the surface):
@@ -31,7 +32,8 @@ radii and gives a conductivity above the solid's at 0.44 (measured against voxel
   from axisymmetric finite-volume solves (``neck_half_resistance``). The bead's admittance is
   the pseudo-inverse of Z on currents that sum to zero.
 - **Solve**: the beads' admittances assembled over the contacts, electrode contacts held at
-  0 and 1 (a sparse direct solve over the contacts joined to both electrodes);
+  0 and 1 (conjugate gradients with classical algebraic multigrid over the contacts joined to
+  both electrodes, a sparse direct solve where that fails);
   sigma_eff = I (z1 - z0) / (Lx Ly).
 
 Lengths in um, conductivities in S/m; admittances come out in S/m x um and sigma_eff in S/m.
@@ -141,7 +143,7 @@ def sphere_transfer(s2, r, sigma):
     return (1.0 / s - np.log(s * (1.0 + s))) / (4.0 * math.pi * sigma * r)
 
 
-def bead_admittance(directions: np.ndarray, h: np.ndarray, r, sigma) -> np.ndarray:
+def bead_admittance(directions: np.ndarray, h: np.ndarray, r, sigma) -> tuple[np.ndarray, np.ndarray]:
     """The k x k admittance (S/m x um) of beads joining k contacts each, in unit
     ``directions`` (..., k, 3) cut at distances ``h`` (..., k; um) from their centres, radii
     ``r`` and conductivities ``sigma`` (...; module docstring); rows sum to 0. Stacks of beads
@@ -152,8 +154,8 @@ def bead_admittance(directions: np.ndarray, h: np.ndarray, r, sigma) -> np.ndarr
     a_p, a_q (the point formula overstates the coupling of discs close to each other: two
     coinciding discs of radius a then couple by 1 / (2 pi sigma a), below each one's own
     1 / (4 sigma a)). The admittance is the pseudo-inverse of the coupling matrix on
-    currents that sum to zero, keeping its positive part (``indefinite`` counts the beads
-    where the matrix had a negative direction, i.e. where the model is outside its range)."""
+    currents that sum to zero, keeping its positive part; also returned: which beads' matrix
+    had a negative direction (the model outside its range there)."""
     directions, h = np.asarray(directions, float), np.asarray(h, float)
     k = h.shape[-1]
     r = np.asarray(r, float)[..., None, None]
@@ -168,10 +170,9 @@ def bead_admittance(directions: np.ndarray, h: np.ndarray, r, sigma) -> np.ndarr
     p = np.eye(k) - 1.0 / k
     w, v = np.linalg.eigh(p @ z @ p)
     scale = np.abs(w).max(axis=-1, keepdims=True)
-    inv = np.where(w > 1e-12 * scale, 1.0 / np.where(w > 0, w, 1.0), 0.0)
-    y = (v * inv[..., None, :]) @ np.swapaxes(v, -1, -2)
-    bead_admittance.indefinite = int(np.sum(np.any(w < -1e-9 * scale, axis=-1)))  # type: ignore[attr-defined]
-    return y
+    inv = np.where(w > 1e-9 * scale, 1.0 / np.where(w > 0, w, 1.0), 0.0)
+    indefinite = np.any(w < -1e-9 * scale, axis=-1)
+    return (v * inv[..., None, :]) @ np.swapaxes(v, -1, -2), indefinite
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,8 @@ class NetworkResult:
     """A network solve: sigma_eff (S/m); the conducting beads between the electrodes; the
     necks between them; the beads that carry current (in clusters joined to both
     electrodes); the relative mismatch of the currents at the two electrodes; whether the
-    solve reached its tolerance (``RTOL``); wall time (s)."""
+    solve reached its tolerance (``RTOL``); wall time (s); the beads where the model was outside
+    its range (``bead_admittance``)."""
 
     effective: float
     beads: int
@@ -188,6 +190,7 @@ class NetworkResult:
     current_mismatch_rel: float
     converged: bool
     wall_s: float
+    indefinite_beads: int = 0
 
     @property
     def percolating(self) -> bool:
@@ -226,6 +229,8 @@ def network_conductivity(positions, radii, sigma, box_xy: tuple[float, float], z
         raise ValueError(f"the periodic box ({lx:g} x {ly:g} um) must exceed twice the contact reach "
                          f"({reach:g} um): a pair would meet through two images")
     wrapped = np.column_stack([np.mod(p[:, 0], lx), np.mod(p[:, 1], ly), p[:, 2] - z0 + reach])
+    wrapped[:, 0][wrapped[:, 0] >= lx] = 0.0  # np.mod(-1e-20, L) is L itself
+    wrapped[:, 1][wrapped[:, 1] >= ly] = 0.0
     tree = cKDTree(wrapped, boxsize=(lx, ly, 2.0 * (z1 - z0) + 4.0 * reach))
     pairs = tree.query_pairs(reach, output_type="ndarray")
     i, j = pairs[:, 0], pairs[:, 1]
@@ -277,10 +282,12 @@ def network_conductivity(positions, radii, sigma, box_xy: tuple[float, float], z
     counts = np.bincount(bead_c, minlength=n)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rows, cols, vals = [], [], []
+    indefinite = 0
     for k in np.unique(counts[counts >= 2]):  # a dead end (one contact) carries no current
         beads_k = np.nonzero(counts == k)[0]
         sel = order[starts[beads_k][:, None] + np.arange(k)[None, :]]  # (beads, k) contact indices
-        y = bead_admittance(dir_c[sel], h_c[sel], r[beads_k], s[beads_k])
+        y, bad = bead_admittance(dir_c[sel], h_c[sel], r[beads_k], s[beads_k])
+        indefinite += int(bad.sum())
         ids = node_c[sel]
         rows.append(np.repeat(ids, k, axis=1).ravel())
         cols.append(np.tile(ids, (1, k)).ravel())
@@ -288,6 +295,7 @@ def network_conductivity(positions, radii, sigma, box_xy: tuple[float, float], z
     if not rows:
         return NetworkResult(0.0, n, n_necks, 0, math.nan, True, time.perf_counter() - t0)
     g = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, m))
+    g.eliminate_zeros()  # a contact whose beads' admittance vanished joins nothing
 
     # the contacts joined to both electrodes
     fixed = np.concatenate(fixed_nodes)
@@ -299,7 +307,7 @@ def network_conductivity(positions, radii, sigma, box_xy: tuple[float, float], z
     free = np.nonzero(np.isin(comp, both) & ~is_fixed)[0]
     live_fixed = fixed[np.isin(comp[fixed], both)]
     if len(both) == 0:
-        return NetworkResult(0.0, n, n_necks, 0, math.nan, True, time.perf_counter() - t0)
+        return NetworkResult(0.0, n, n_necks, 0, math.nan, True, time.perf_counter() - t0, indefinite)
     v = np.zeros(m)
     v[fixed] = values
     converged = True
@@ -315,12 +323,16 @@ def network_conductivity(positions, radii, sigma, box_xy: tuple[float, float], z
 
             v[free] = np.atleast_1d(spsolve(a.tocsc(), rhs))
             converged = bool(np.linalg.norm(a @ v[free] - rhs) <= 1e-8 * max(np.linalg.norm(rhs), 1e-300))
-    current = g @ v  # into each node from the beads: + at the top contacts, - at the collector's
-    i_top = float(current[fixed[values == 1.0]].sum())
-    i_bottom = float(-current[fixed[values == 0.0]].sum())
+    # g @ v: the current from each contact into its beads, + at the top's, - at the collector's;
+    # only the clusters joined to both electrodes (one touching the top alone carries none)
+    current = g @ v
+    top_live = live_fixed[v[live_fixed] == 1.0]
+    bottom_live = live_fixed[v[live_fixed] == 0.0]
+    i_top = float(current[top_live].sum())
+    i_bottom = float(-current[bottom_live].sum())
     total = 0.5 * (i_top + i_bottom)
-    carrying = np.unique(bead_c[np.isin(node_c, np.concatenate([free, live_fixed]))])
+    live_contacts = np.isin(node_c, np.concatenate([free, live_fixed]))
+    carrying = np.unique(bead_c[live_contacts & (counts[bead_c] >= 2)])  # dead ends carry nothing
     mismatch = abs(i_top - i_bottom) / total if total > 0 else math.nan
     return NetworkResult(float(total * (z1 - z0) / (lx * ly)), n, n_necks, len(carrying), float(mismatch),
-                         bool(converged),
-                         time.perf_counter() - t0)
+                         bool(converged), time.perf_counter() - t0, indefinite)

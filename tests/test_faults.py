@@ -328,7 +328,7 @@ def _complete_count(study: Study) -> int:
     if not db.exists():
         return 0
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        con = sqlite3.connect(db.as_uri() + "?mode=ro", uri=True, timeout=1)
         try:
             return con.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
         finally:

@@ -73,7 +73,7 @@ def porosity_past_end(porosity: float, lz_end_um: float, lz_hold_um: float) -> f
 
 def drift_rel(porosity: float, st: DryingStatus) -> float | None:
     """Relative change of the dried porosity over the run-on (None: no run-on)."""
-    if st.lz_hold_um is None:
+    if st.lz_hold_um is None or porosity <= 0:
         return None
     return porosity_past_end(porosity, st.lz_end_um, st.lz_hold_um) / porosity - 1.0
 
@@ -95,7 +95,8 @@ def drift_note(porosity: float, st: DryingStatus) -> str:
     """The run-on's result in words."""
     drift = drift_rel(porosity, st)
     if drift is None:
-        return "drift past the end of the protocol not checked (drying.drift_hold_fraction 0)"
+        return ("drift past the end of the protocol not checked ("
+                + ("drying.drift_hold_fraction 0)" if st.lz_hold_um is None else "no pore space)"))
     return (f"porosity {100 * porosity_past_end(porosity, st.lz_end_um, st.lz_hold_um):.2f} % after "
             f"{st.hold_steps:,} steps more at the set pressure ({drift:+.2%})")
 
@@ -150,7 +151,8 @@ class DryingTrial:
                              sample_every=f.sample_every, window_blocks=f.window_steps // f.block_steps,
                              tolerance_rel=self.spec.slurry.density_tolerance_rel,
                              neighbor_skin_um=d.neighbor_skin_um, lj_style=self.spec.lj_style, seed=self.seed,
-                             hold_steps=round(d.drift_hold_fraction * f.drying_steps))
+                             hold_steps=max(1, round(d.drift_hold_fraction * f.drying_steps))
+                             if d.drift_hold_fraction > 0 else 0)
 
     def first_runs(self) -> list[Run]:
         shutil.copyfile(self.lineage.state_file, self.workdir / UPSTREAM_DATA)

@@ -1,7 +1,8 @@
 """A stage's convergence verdict and what the study makes of a failed one.
 
 Every stage passes its own verdict to its score (``Score.equilibrated``): the slurry its
-density plateau (or the protocol that defines it), drying the film's height plateau,
+density plateau (or the protocol that defines it), drying the film's height plateau and its
+porosity's drift past the end of the protocol,
 calendering the film's relaxation after the hold, characterise its transport solves. A
 failed verdict follows the stage's policy (``ConvergencePolicy``, one per settings section):
 ``penalty`` keeps the trial, flagged not equilibrated, and adds ``penalty`` to its
