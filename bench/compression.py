@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,6 +70,15 @@ PARAMETER_SETS: dict[str, dict[str, float]] = {
     "soft-cbd-stiff-se": {"eps_AM": 1.0, "eps_SE": 10000.0, "eps_CBD": 0.1, "sigma_AM": 1.1, "sigma_SE": 0.9},
     "stiff-cbd-soft-se": {"eps_AM": 3000.0, "eps_SE": 10.0, "eps_CBD": 1000.0, "sigma_AM": 0.9, "sigma_SE": 1.1},
     "stiff-am-only": {"eps_AM": 3000.0, "eps_SE": 10.0, "eps_CBD": 0.1, "sigma_AM": 1.1, "sigma_SE": 1.0},
+    # the k = 1 trials of studies/ssb_slurry_full.yaml (its search judged at the full protocol,
+    # 2026-12-06; params.json of trials 20, 22 and 23): their two placements per trial are
+    # this bench's placements 1 and 2 with neighbor multi (--import-trial checks the decks)
+    "full-t20": {"eps_AM": 2122.4481465422573, "sigma_AM": 1.0646956932333815, "eps_SE": 2271.0916729251758,
+                 "sigma_SE": 1.0608839630549036, "eps_CBD": 630.904964244113},
+    "full-t22": {"eps_AM": 2999.9999999999977, "sigma_AM": 1.1, "eps_SE": 6953.193488960254,
+                 "sigma_SE": 1.1, "eps_CBD": 999.9999999999998},
+    "full-t23": {"eps_AM": 2521.089378098627, "sigma_AM": 1.0827405343634662, "eps_SE": 4032.5982756159983,
+                 "sigma_SE": 1.0814628937993331, "eps_CBD": 790.4688825765593},
 }
 
 
@@ -77,14 +87,15 @@ def params_of(name: str) -> ForceFieldParams:
 
 
 def key_of(r: dict) -> tuple:
-    return (r["set"], r["placement"], r["n_beads"], r["steps_full"], r["k"], r["law"])
+    return (r["set"], r["placement"], r["n_beads"], r["steps_full"], r["k"], r["law"], r.get("neighbor", "bin"))
 
 
 def load(path: Path) -> dict[tuple, dict]:
     return load_results(path, key_of)
 
 
-def one(args, set_name: str, placement: int, k: int, law: str, work: Path) -> dict:
+def prepare(args, set_name: str, placement: int, k: int, law: str, wd: Path) -> NptProtocol:
+    """Write the run's inputs (deck and placement) into ``wd``; returns its compressed protocol."""
     loaded = load_study(STUDY, fidelity="paper")
     fid = loaded.spec.fidelity_spec().model_copy(update={"n_beads": args.beads})
     system = slurry_system(loaded.dataset, fid)
@@ -94,19 +105,20 @@ def one(args, set_name: str, placement: int, k: int, law: str, work: Path) -> di
     spec = SlurryRunSpec(protocol="seed", temperature_K=run.temperature_K, timestep_us=run.timestep_us,
                          ramp_steps=run.steps, block_steps=block, sample_every=max(1, block // 10),
                          averaging_blocks=END_BLOCKS, thermo_every=block * 10, tdamp_us=run.tdamp_us,
-                         pdamp_us=run.pdamp_us, neighbor_style="bin", seed=placement)
-    wd = work / f"{set_name}_p{placement}_k{k}_{law}"
+                         pdamp_us=run.pdamp_us, neighbor_style=args.neighbor, seed=placement)
     wd.mkdir(parents=True, exist_ok=True)
     write_slurry_inputs(wd, system, params_of(set_name), spec, paper_scaled_box(args.beads))
-    lmp = locate_lammps()
-    t0 = time.perf_counter()
-    proc = subprocess.run(lmp.argv(DECK_FILE, LOG_FILE, 1, 1), cwd=wd, env={**os.environ, **lmp.env, **lmp.thread_env(1)},
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    wall = time.perf_counter() - t0
+    return run
+
+
+def record(args, set_name: str, placement: int, k: int, law: str, run: NptProtocol, wd: Path, wall: float,
+           returncode: int) -> dict:
+    """The results line of a finished run in ``wd`` (its end density, or its reason if failed)."""
     rec = {"set": set_name, "placement": placement, "n_beads": args.beads, "steps_full": args.steps, "k": k,
-           "law": law, "steps": run.steps, "timestep_us": run.timestep_us, "temperature_K": run.temperature_K,
-           "tdamp_us": run.tdamp_us, "pdamp_us": run.pdamp_us, "wall_s": round(wall, 1), "returncode": proc.returncode,
-           "params": {**_S1, **PARAMETER_SETS[set_name]}, "measured": time.strftime("%Y-%m-%d")}
+           "law": law, "neighbor": args.neighbor, "steps": run.steps, "timestep_us": run.timestep_us,
+           "temperature_K": run.temperature_K, "tdamp_us": run.tdamp_us, "pdamp_us": run.pdamp_us,
+           "wall_s": round(wall, 1), "returncode": returncode, "params": {**_S1, **PARAMETER_SETS[set_name]},
+           "measured": time.strftime("%Y-%m-%d")}
     try:
         steps, rho = density_trajectory(wd)
         rec["trajectory_g_cm3"] = [round(float(x), 6) for x in rho]
@@ -120,21 +132,71 @@ def one(args, set_name: str, placement: int, k: int, law: str, work: Path) -> di
     return rec
 
 
+def one(args, set_name: str, placement: int, k: int, law: str, work: Path) -> dict:
+    wd = work / f"{set_name}_p{placement}_k{k}_{law}_{args.neighbor}"
+    run = prepare(args, set_name, placement, k, law, wd)
+    lmp = locate_lammps()
+    t0 = time.perf_counter()
+    proc = subprocess.run(lmp.argv(DECK_FILE, LOG_FILE, 1, 1), cwd=wd, env={**os.environ, **lmp.env, **lmp.thread_env(1)},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return record(args, set_name, placement, k, law, run, wd, time.perf_counter() - t0, proc.returncode)
+
+
+def log_wall_s(log: str) -> float:
+    """LAMMPS's "Total wall time: h:mm:ss" of a finished run, in seconds."""
+    lines = [ln for ln in log.splitlines() if ln.startswith("Total wall time:")]
+    if not lines:
+        raise ValueError("no 'Total wall time' line: the run did not finish")
+    h, m, sec = (int(x) for x in lines[-1].split(":", 1)[1].strip().split(":"))
+    return 3600.0 * h + 60.0 * m + sec
+
+
+def import_trial(args, trial_dir: Path, set_name: str) -> list[dict]:
+    """The k = 1 records of a calib trial folder (and its ``replicate_NN`` folders) that ran
+    this bench's run: each folder's deck and placement file must be byte-identical to what
+    this bench writes for ``set_name`` at one of ``--placements`` (with ``--neighbor``), which
+    fixes its placement; a folder matching none is refused, naming the first difference."""
+    recs = []
+    for wd in [trial_dir, *sorted(trial_dir.glob("replicate_*"))]:
+        found = None
+        for p in args.placements:
+            ref = Path(tempfile.mkdtemp(prefix="calib_compression_ref_"))
+            run = prepare(args, set_name, p, 1, "none", ref)
+            same = all((ref / f).read_bytes() == (wd / f).read_bytes() for f in (DECK_FILE, "system.data"))
+            shutil.rmtree(ref)
+            if same:
+                found = (p, run)
+                break
+        if found is None:
+            sys.exit(f"{wd}: its {DECK_FILE} or system.data differs from this bench's k = 1 run of {set_name} at "
+                     f"placements {args.placements} with neighbor {args.neighbor}")
+        p, run = found
+        rec = record(args, set_name, p, 1, "none", run, wd, log_wall_s((wd / LOG_FILE).read_text()), 0)
+        rec["source"] = f"calib trial folder {wd.relative_to(REPO) if wd.is_relative_to(REPO) else wd}"
+        recs.append(rec)
+    return recs
+
+
 def spearman(a: list[float], b: list[float]) -> float:
     ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
     return float(np.corrcoef(ra, rb)[0, 1]) if len(a) > 2 else math.nan
 
 
+def sp(r: dict) -> tuple:
+    """A run's set, placement and neighbor style: what its k = 1 reference must share."""
+    return (r["set"], r["placement"], r.get("neighbor", "bin"))
+
+
 def report(results: dict[tuple, dict], steps_full: int, beads: int) -> None:
     rows = [r for r in results.values() if r["steps_full"] == steps_full and r["n_beads"] == beads]
-    ref = {(r["set"], r["placement"]): r for r in rows if r["k"] == 1}
+    ref = {sp(r): r for r in rows if r["k"] == 1}  # same set, placement and neighbor style
     print(f"\n## Seed protocol over {steps_full:,} steps at {beads} beads: end density (g/cm^3, mean of the last "
           f"{END_BLOCKS} of {BLOCKS} blocks)")
     print("| set | placement | k | law | steps | T (K) | Tdamp (us) | Pdamp (us) | dt (us) | end density | vs k=1 | "
           "max dev. along the run | wall (s) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: (r["set"], r["placement"], r["k"], r["law"])):
-        base = ref.get((r["set"], r["placement"]))
+        base = ref.get(sp(r))
         end = r.get("end_density_g_cm3")
         dev = traj = "-"
         if base and end is not None and base.get("end_density_g_cm3") and r["k"] > 1:
@@ -151,7 +213,7 @@ def report(results: dict[tuple, dict], steps_full: int, beads: int) -> None:
     for k, law in sorted({(r["k"], r["law"]) for r in rows if r["k"] > 1}):
         errs, a, b = [], [], []
         for r in rows:
-            base = ref.get((r["set"], r["placement"]))
+            base = ref.get(sp(r))
             if r["k"] != k or r["law"] != law or not base or r.get("end_density_g_cm3") is None \
                     or base.get("end_density_g_cm3") is None:
                 continue
@@ -179,10 +241,10 @@ def report(results: dict[tuple, dict], steps_full: int, beads: int) -> None:
                 worst = max(abs(x / y - 1) for x, y in zip(a, b))
                 print(f"| {k} | {law} | {len(common)} | {spearman(a, b):.3f} | {worst:.1%} |")
         break  # the lowest k > 1 with three sets is the reference
-    factors = [(r["set"], r["placement"], r["k"], r["law"], ref[(r["set"], r["placement"])]["end_density_g_cm3"]
+    factors = [(r["set"], r["placement"], r["k"], r["law"], ref[sp(r)]["end_density_g_cm3"]
                 / r["end_density_g_cm3"]) for r in rows
-               if r["k"] > 1 and r.get("end_density_g_cm3") and (r["set"], r["placement"]) in ref
-               and ref[(r["set"], r["placement"])].get("end_density_g_cm3")]
+               if r["k"] > 1 and r.get("end_density_g_cm3") and sp(r) in ref
+               and ref[sp(r)].get("end_density_g_cm3")]
     if factors:
         print("\n## Transfer factor: k = 1 end density over the rung's, same set and placement "
               "(what a fidelity's transfer map multiplies by; docs/model.md#transfer)")
@@ -235,13 +297,27 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--report", action="store_true", help="print the tables from --results, run nothing")
     ap.add_argument("--keep", type=Path, help="keep the run folders here")
+    ap.add_argument("--neighbor", choices=("bin", "multi"), default="bin",
+                    help="LAMMPS neighbor style of the runs (calib picks multi for some sets; part of a run's key)")
+    ap.add_argument("--import-trial", nargs=2, action="append", metavar=("TRIAL_DIR", "SET"), default=[],
+                    help="record a calib trial's k = 1 runs (its folder and replicate_NN folders) as this bench's "
+                         "runs of SET, after checking their decks are this bench's (see --placements, --neighbor)")
     args = ap.parse_args()
     sets = sorted(PARAMETER_SETS) if args.sets == ["all"] else args.sets
     done = load(args.results)
-    if not args.report:
+    for trial_dir, set_name in args.import_trial:
+        for rec in import_trial(args, Path(trial_dir), set_name):
+            if key_of(rec) in done:
+                print(f"# already recorded: {rec['set']} p{rec['placement']} k1 ({rec['source']})")
+                continue
+            append_result(args.results, rec)
+            done[key_of(rec)] = rec
+            print(f"# imported {rec['set']} p{rec['placement']} k1 from {rec['source']}: "
+                  f"{rec['end_density_g_cm3']} ({rec['wall_s']:.0f} s)")
+    if not args.report and not args.import_trial:
         todo = [(s, p, k, law) for s in sets for p in args.placements for k in args.k
                 for law in (["none"] if k == 1 else args.law)
-                if (s, p, args.beads, args.steps, k, "none" if k == 1 else law) not in done]
+                if (s, p, args.beads, args.steps, k, "none" if k == 1 else law, args.neighbor) not in done]
         todo.sort(key=lambda t: t[2])  # longest first, so that the pool ends together
         work = args.keep or Path(tempfile.mkdtemp(prefix="calib_compression_"))
         print(f"# {len(todo)} runs to do, folders in {work}", flush=True)

@@ -7,6 +7,11 @@ the sphere. Where spheres of different phases overlap, the phase with the larger
 fraction wins (a dense particle is not made porous by a CBD bead around it). A phase's
 solid fraction is 1 for AM and SE and 1 - nanoporosity for CBD (seed: CBD counted as 50 %
 nanoporous), so porosity = 1 - sum over voxels of their phase's solid fraction / voxels.
+(The group's public porosity script, ``Calendering/pores_cal.py``, likewise gives an AM-CBD
+overlap to the AM; for SE, which it does not have, the tie between AM and SE goes to SE by
+name.) ``voxelise(..., overlap="power")`` instead splits every overlap lens along the radical
+plane of its two spheres (the geometry of ``particle_network``); docs/stages/characterise.md#overlaps
+measures what the choice moves.
 
 Painting is vectorised per sphere (a small block of voxels around it), never a Python loop
 over voxels. Memory: one byte per voxel; ``voxelise`` refuses a grid over ``max_bytes``.
@@ -67,16 +72,23 @@ def grid_bytes(packing: Packing, resolution_um: float) -> int:
 
 
 def voxelise(packing: Packing, resolution_um: float, solid_fraction: Mapping[str, float],
-             max_bytes: int = 2 * 1024**3) -> Voxels:
+             max_bytes: int = 2 * 1024**3, overlap: str = "rank") -> Voxels:
     """Label every voxel with the phase covering its centre (see the module docstring).
 
     resolution_um: voxel edge; the x and y edges are adjusted so that whole voxels tile the
     periodic box exactly (z likewise). solid_fraction: per phase, used only to rank phases
-    where they overlap. Raises ``GridTooLarge`` when the grid exceeds ``max_bytes``.
+    where they overlap. overlap: who gets a voxel covered by several spheres: ``rank`` (the
+    phase of larger solid fraction, ties by name) or ``power`` (the sphere of least power
+    distance |x - c|^2 - r^2: an overlap lens is split along the radical plane, the plane
+    of the two spheres' intersection circle, so each bead is a sphere truncated at its contact
+    discs, the geometry of ``particle_network``). Raises ``GridTooLarge`` when the grid
+    exceeds ``max_bytes`` (``power`` needs 4 more bytes per voxel, counted).
     """
     if not resolution_um > 0:
         raise ValueError("resolution_um must be positive")
-    need = grid_bytes(packing, resolution_um)
+    if overlap not in ("rank", "power"):
+        raise ValueError(f"overlap must be 'rank' or 'power', not {overlap!r}")
+    need = grid_bytes(packing, resolution_um) * (5 if overlap == "power" else 1)
     if need > max_bytes:
         raise GridTooLarge(f"a {resolution_um:g} um grid needs {need / 1024**3:.2f} GiB, over the "
                            f"{max_bytes / 1024**3:.2f} GiB allowed")
@@ -86,6 +98,7 @@ def voxelise(packing: Packing, resolution_um: float, solid_fraction: Mapping[str
     names = tuple(sorted(set(packing.phases), key=lambda p: (solid_fraction.get(p, 1.0), p)))
     code = {p: i + 1 for i, p in enumerate(names)}
     labels = np.zeros(shape, dtype=np.uint8)
+    power = np.full(shape, np.inf, dtype=np.float32) if overlap == "power" else None
     order = np.argsort([code[p] for p in packing.phases], kind="stable")  # densest painted last
     for s in order:
         c, r, k = packing.centres[s], float(packing.radii[s]), code[packing.phases[s]]
@@ -106,10 +119,17 @@ def voxelise(packing: Packing, resolution_um: float, solid_fraction: Mapping[str
         (ix, dx), (iy, dy), (iz, dz) = axes
         if not (len(ix) and len(iy) and len(iz)):
             continue
-        inside = (dx[:, None, None] ** 2 + dy[None, :, None] ** 2 + dz[None, None, :] ** 2) <= r * r
-        block = labels[np.ix_(ix, iy, iz)]
+        pw = dx[:, None, None] ** 2 + dy[None, :, None] ** 2 + dz[None, None, :] ** 2 - r * r
+        inside = pw <= 0
+        sel = np.ix_(ix, iy, iz)
+        block = labels[sel]
+        if power is not None:
+            best = power[sel]
+            inside &= pw < best
+            best[inside] = pw[inside]
+            power[sel] = best
         block[inside] = k
-        labels[np.ix_(ix, iy, iz)] = block
+        labels[sel] = block
     return Voxels(labels, names, float(edge[2]), tuple(packing.lo))
 
 

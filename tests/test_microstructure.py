@@ -45,6 +45,32 @@ def test_cbd_counts_by_its_solid_fraction_and_loses_overlaps_to_dense_phases():
     assert float(porosity(v, SOLID)) == pytest.approx(1 - (v_am + 0.5 * (v_cbd - v_am)) / box, abs=2e-3)
 
 
+
+def test_power_overlap_splits_a_lens_along_the_radical_plane():
+    """overlap="power": a voxel inside two spheres goes to the one of least power distance
+    |x - c|^2 - r^2, i.e. to its side of the radical plane (x = h from the first centre, h =
+    (d^2 + r1^2 - r2^2) / 2d), whatever the phases' ranks; "rank" gives the whole lens to
+    the higher-ranked phase (here SE over AM by name)."""
+    c1, c2, r1, r2 = np.array([15.0, 20.0, 15.0]), np.array([23.0, 20.0, 15.0]), 6.0, 4.0
+    p = _packing([c1, c2], [r1, r2], ["AM", "SE"])
+    v = voxelise(p, 0.25, SOLID, overlap="power")
+    code = {name: k + 1 for k, name in enumerate(v.names)}
+    x, y, z = np.meshgrid(*((np.arange(n) + 0.5) * v.resolution_um for n in v.labels.shape), indexing="ij")
+    pts = np.stack([x, y, z], axis=-1)
+    in1 = np.sum((pts - c1) ** 2, axis=-1) <= r1 ** 2
+    in2 = np.sum((pts - c2) ** 2, axis=-1) <= r2 ** 2
+    h = (8.0 ** 2 + r1 ** 2 - r2 ** 2) / (2 * 8.0)
+    lens = in1 & in2
+    assert lens.sum() > 1000  # a real lens on both sides of the plane
+    first_side = lens & (x < c1[0] + h - 1e-9)
+    assert np.all(v.labels[first_side] == code["AM"]) and first_side.sum() > 100
+    assert np.all(v.labels[lens & ~first_side] == code["SE"]) and (lens & ~first_side).sum() > 100
+    assert np.all(v.labels[in1 & ~in2] == code["AM"]) and np.all(v.labels[in2 & ~in1] == code["SE"])
+    ranked = voxelise(p, 0.25, SOLID)  # the default rule: the lens is all SE
+    assert np.all(ranked.labels[lens] == code["SE"])
+    with pytest.raises(ValueError, match="overlap"):
+        voxelise(p, 0.25, SOLID, overlap="nearest")
+
 def test_z_profile_of_one_sphere_is_its_cross_sections():
     p = _packing([[10.0, 10.0, 8.0]], [5.0], ["AM"], box=(20.0, 20.0, 16.0))
     v = voxelise(p, 0.2, SOLID)

@@ -1,0 +1,84 @@
+"""Overlap rules of the voxel image against the contact network, on one film: the electronic
+conductivity at several voxel sizes under the phase-rank rule (the characterise stage's) and
+the radical-plane rule (``voxelise(..., overlap="power")``), each with and without the SE
+beads, next to ``particle_network.network_conductivity`` on the same slab (the stage's
+top-surface cut at the first resolution). Prints a table with wall times; asserts nothing.
+
+    .venv/bin/python bench/overlap_rules.py FILM.data [--resolutions 0.5 0.25 0.125]
+
+FILM.data: a calendered or dried state (LAMMPS data file of the dried column's types), e.g.
+``bench/out/electrode_protocols/dev_s1/calender_from_*/v0.02_dt0.0001_d30/calender_00/final.data``.
+Phases, solid radii and conductivities (AM 0.005, CBD 15.93 S/m; SE insulating) come from
+``studies/ssb_pipeline.yaml``'s dataset, as in the stage. docs/stages/characterise.md#overlaps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from calib.stages.system import systems_for  # noqa: E402
+from calib.study import load_study  # noqa: E402
+from sim_backends.characterise import surface_cut  # noqa: E402
+from sim_backends.lammps.placement import read_sphere_data  # noqa: E402
+from sim_backends.microstructure import Packing, voxelise  # noqa: E402
+from sim_backends.particle_network import network_conductivity  # noqa: E402
+from sim_backends.transport import effective_conductivity  # noqa: E402
+
+CONDUCTIVITY_S_M = {"AM": 0.005, "CBD": 15.93}
+RANK = {"CBD": 0.5, "AM": 1.0, "SE": 1.0}  # the stage's solid fractions (CBD 50 % nanoporous)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("film", type=Path)
+    ap.add_argument("--resolutions", type=float, nargs="+", default=[0.5, 0.25])
+    ap.add_argument("--study", type=Path, default=REPO / "studies" / "ssb_pipeline.yaml")
+    args = ap.parse_args()
+    loaded = load_study(args.study, fidelity="dev")
+    data = read_sphere_data(args.film)
+    _, dried = systems_for(loaded.dataset, len(data.types))
+    phase = {t.type_id: t.phase for t in dried.types}
+    radius = {t.type_id: t.dry_diameter_um / 2 for t in dried.types}
+    ph = [phase[int(t)] for t in data.types]
+    r = np.array([radius[int(t)] for t in data.types])
+    sig = np.array([CONDUCTIVITY_S_M.get(p, 0.0) for p in ph])
+    collector = float(data.lo[2])
+    top = float(np.max(data.positions[:, 2] + data.diameters / 2))
+    full = Packing(data.positions, r, tuple(ph), (data.lo[0], data.lo[1], collector), (data.hi[0], data.hi[1], top))
+    keep = np.array([p != "SE" for p in ph])
+    no_se = Packing(data.positions[keep], r[keep], tuple(p for p in ph if p != "SE"), full.lo, full.hi)
+    slab_um = None
+    print(f"# {args.film}: {len(r)} beads; conductivity S/m, voxel fractions of the analysed slab")
+    print("| rule | SE beads | voxel um | slab um | conductivity S/m | CG converged | SE | CBD | AM | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for res in args.resolutions:
+        n = surface_cut(voxelise(full, res, RANK).labels, 0.5)  # the stage's slab at this resolution
+        for rule, se, pk in (("rank", "kept", full), ("rank", "dropped", no_se), ("power", "kept", full),
+                             ("power", "dropped", no_se)):
+            t0 = time.perf_counter()
+            vox = voxelise(pk, res, RANK, overlap=rule)
+            lab = vox.labels[:, :, :n]
+            code = {p: i + 1 for i, p in enumerate(vox.names)}
+            c = effective_conductivity(lab, {code[p]: s for p, s in CONDUCTIVITY_S_M.items() if p in code})
+            fr = {p: (f"{np.mean(lab == code[p]):.3f}" if p in code else "-") for p in ("SE", "CBD", "AM")}
+            slab = n * vox.resolution_um
+            slab_um = slab_um or slab
+            print(f"| {rule} | {se} | {res:g} | {slab:.2f} | {c.effective:.4g} | {c.converged} | {fr['SE']} | "
+                  f"{fr['CBD']} | {fr['AM']} | {time.perf_counter() - t0:.0f} |", flush=True)
+    t0 = time.perf_counter()
+    net = network_conductivity(data.positions, r, sig, (data.hi[0] - data.lo[0], data.hi[1] - data.lo[1]),
+                               collector, collector + slab_um)
+    print(f"\ncontact network (SE ignored) on the {slab_um:.2f} um slab: {net.effective:.4g} S/m, "
+          f"{net.necks} necks, {net.conducting_beads} of {net.beads} beads carrying, {time.perf_counter() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
