@@ -12,11 +12,28 @@ trajectory as block means at 200 equal fractions of the run, wall time), and a r
 there is not repeated, so a long measurement (a k = 1 run of 2e7 steps at 200 beads takes
 about an hour on one core) can be continued across invocations and machines. ``--report``
 prints the tables from the results alone.
+
+``--chunk-steps N --keep DIR`` runs each run longer than N steps as segments of N steps
+chained by restart files (``segment_decks``: the same ramp, ``run N start 0 stop <steps>``);
+an invocation that stops (a session ending, ``--timeout-s``, ``--segments``) leaves its
+segments in DIR and the same command continues from the last one finished (a k = 1 run of
+Table S1 at 200 beads, 2e5 steps in 4 segments, cut after 3 and resumed: its trajectory is
+the uncut single run's within 3.3e-5). ``--import-trial TRIAL_DIR SET`` records the k = 1
+runs a calib study already made (its trial folder and ``replicate_NN`` folders) as this
+bench's, after checking that their decks and placements are byte-identical to this bench's
+for SET at one of ``--placements`` (calib's studies use ``neighbor multi`` where the
+cutoffs span a factor 2: ``--neighbor multi``, part of every run's key):
+
+    .venv/bin/python bench/compression.py --neighbor multi --placements 1 2 \\
+        --import-trial runs/ssb_slurry_full/trial_00023 full-t23
+    .venv/bin/python bench/compression.py --sets all-high --placements 2 --k 1 \\
+        --chunk-steps 1000000 --keep bench/out/compression
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -41,7 +58,7 @@ from sim_backends.lammps.forcefield import NAMED_PARAMETER_SETS, ForceFieldParam
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
 from sim_backends.lammps.outputs import run_stats  # noqa: E402
 from sim_backends.lammps.placement import paper_scaled_box  # noqa: E402
-from sim_backends.lammps.slurry import (DECK_FILE, LOG_FILE, SEED_BLOCKS, SEED_END_BLOCKS, SlurryRunSpec,  # noqa: E402
+from sim_backends.lammps.slurry import (DECK_FILE, DENSITY_FILE, LOG_FILE, SEED_BLOCKS, SEED_END_BLOCKS, SlurryRunSpec,  # noqa: E402
                                         density_trajectory, write_slurry_inputs)
 
 STUDY = REPO / "studies" / "ssb_slurry.yaml"
@@ -135,11 +152,98 @@ def record(args, set_name: str, placement: int, k: int, law: str, run: NptProtoc
 def one(args, set_name: str, placement: int, k: int, law: str, work: Path) -> dict:
     wd = work / f"{set_name}_p{placement}_k{k}_{law}_{args.neighbor}"
     run = prepare(args, set_name, placement, k, law, wd)
+    if args.chunk_steps and run.steps > args.chunk_steps:
+        wall, rc, extra = run_chunked(wd, run.steps, args.chunk_steps, args.timeout_s, args.segments)
+        if extra is None:  # stopped: not recorded, the same command resumes it
+            return {"set": set_name, "placement": placement, "k": k, "law": law, "stopped": True, "wall_s": wall}
+        rec = record(args, set_name, placement, k, law, run, wd, wall, rc)
+        return {**rec, **extra}
     lmp = locate_lammps()
     t0 = time.perf_counter()
     proc = subprocess.run(lmp.argv(DECK_FILE, LOG_FILE, 1, 1), cwd=wd, env={**os.environ, **lmp.env, **lmp.thread_env(1)},
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     return record(args, set_name, placement, k, law, run, wd, time.perf_counter() - t0, proc.returncode)
+
+
+PROGRESS = "segments.json"
+"""A chunked run's progress in its folder: segments done, the density file's size then, walls."""
+
+
+def segment_decks(deck: str, steps: int, chunk: int) -> list[str]:
+    """The slurry deck ``deck`` (one ``run <steps>``) as LAMMPS inputs of ``ceil(steps / chunk)``
+    segments chained by restart files. Every segment runs ``run N start 0 stop <steps>``, so
+    the barostat's pressure ramp is the single run's linear function of the step; a later
+    segment reads the previous restart and declares again what a restart does not keep (pair
+    coefficients, neighbour and thermo settings, the variable and fixes: ``npt`` under its ID,
+    so LAMMPS restores its thermostat and barostat state; the density blocks appended to the
+    same file). Refuses a deck of another shape. Chunk boundaries must fall on block ends."""
+    lines = deck.splitlines()
+    runs = [i for i, ln in enumerate(lines) if ln.startswith("run ")]
+    if len(runs) != 1 or lines[runs[0]] != f"run {steps}":
+        raise ValueError(f"the deck must have one 'run {steps}' line")
+    blocks = [ln for ln in lines if ln.startswith("fix rho_blocks ") and f" file {DENSITY_FILE} " in ln]
+    if len(blocks) != 1 or chunk % int(blocks[0].split()[6]) != 0:
+        raise ValueError("--chunk-steps must be a multiple of the density block")
+    head, tail = lines[:runs[0]], lines[runs[0] + 1:]
+    keep = ("pair_coeff ", "neighbor ", "neigh_modify ", "timestep ", "thermo_style ", "thermo_modify ", "thermo ",
+            "variable ", "fix ")
+    again = [ln.replace(f" file {DENSITY_FILE} ", f" append {DENSITY_FILE} ") for ln in head if ln.startswith(keep)]
+    n = math.ceil(steps / chunk)
+    decks = []
+    for i in range(n):
+        run_line = f"run {min(chunk, steps - i * chunk)} start 0 stop {steps}"
+        body = head if i == 0 else ["# segment of a chunked run (bench/compression.py)", "newton off",
+                                    f"read_restart seg_{i}.restart", "comm_modify vel yes", *again]
+        end = tail if i == n - 1 else [f"write_restart seg_{i + 1}.restart"]
+        decks.append("\n".join([*body, run_line, *end, ""]))
+    return decks
+
+
+def run_chunked(wd: Path, steps: int, chunk: int, timeout_s: float | None,
+                max_segments: int | None = None) -> tuple[float, int, dict | None]:
+    """Run the deck in ``wd`` as segments (``segment_decks``), continuing from the last segment a
+    previous invocation finished when its decks are the same (the density file rewound to its
+    size then); anything else starts over. Returns (wall s of all invocations' segments,
+    return code, the record's extra fields), extra None when a segment stopped (timeout or
+    interruption: the command resumes it)."""
+    decks = segment_decks((wd / DECK_FILE).read_text(), steps, chunk)
+    prog_path = wd / PROGRESS
+    prog = json.loads(prog_path.read_text()) if prog_path.exists() else {}
+    if prog.get("decks") != decks:
+        prog = {"decks": decks, "done": 0, "density_bytes": 0, "walls": [], "session_starts": []}
+        for f in [*wd.glob("seg_*"), *wd.glob("log.seg_*"), wd / DENSITY_FILE]:
+            f.unlink(missing_ok=True)
+    done = prog["done"]
+    if (wd / DENSITY_FILE).exists():  # what a cut segment appended
+        with open(wd / DENSITY_FILE, "r+b") as fh:
+            fh.truncate(prog["density_bytes"])
+    prog["session_starts"].append(done)
+    lmp = locate_lammps()
+    rc = 0
+    for i in range(done, len(decks)):
+        if max_segments is not None and i - done >= max_segments:
+            return sum(prog["walls"]), 0, None
+        (wd / f"in.seg_{i}").write_text(decks[i])
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(lmp.argv(f"in.seg_{i}", f"log.seg_{i}.lammps", 1, 1), cwd=wd,
+                                  env={**os.environ, **lmp.env, **lmp.thread_env(1)}, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, check=False, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            prog_path.write_text(json.dumps(prog))
+            return sum(prog["walls"]) + time.perf_counter() - t0, 124, None
+        prog["walls"].append(round(time.perf_counter() - t0, 1))
+        rc = proc.returncode
+        if rc != 0:
+            break
+        prog["done"] = i + 1
+        prog["density_bytes"] = (wd / DENSITY_FILE).stat().st_size
+        prog_path.write_text(json.dumps(prog))
+        (wd / f"seg_{i}.restart").unlink(missing_ok=True)  # only the latest restart is needed
+    (wd / LOG_FILE).write_text("".join((wd / f"log.seg_{i}.lammps").read_text()
+                                       for i in range(len(decks)) if (wd / f"log.seg_{i}.lammps").exists()))
+    return sum(prog["walls"]), rc, {"chunk_steps": chunk, "segments": len(decks),
+                                    "session_starts": prog["session_starts"]}
 
 
 def log_wall_s(log: str) -> float:
@@ -297,6 +401,11 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--report", action="store_true", help="print the tables from --results, run nothing")
     ap.add_argument("--keep", type=Path, help="keep the run folders here")
+    ap.add_argument("--chunk-steps", type=int,
+                    help="run each run longer than this as resumable segments of this many steps (a multiple of "
+                         "its density block; needs --keep, where a later invocation finds the segments done)")
+    ap.add_argument("--timeout-s", type=float, help="wall limit of each segment of a chunked run (default: none)")
+    ap.add_argument("--segments", type=int, help="segments each chunked run may run in this invocation (default: all)")
     ap.add_argument("--neighbor", choices=("bin", "multi"), default="bin",
                     help="LAMMPS neighbor style of the runs (calib picks multi for some sets; part of a run's key)")
     ap.add_argument("--import-trial", nargs=2, action="append", metavar=("TRIAL_DIR", "SET"), default=[],
@@ -319,12 +428,18 @@ def main() -> None:
                 for law in (["none"] if k == 1 else args.law)
                 if (s, p, args.beads, args.steps, k, "none" if k == 1 else law, args.neighbor) not in done]
         todo.sort(key=lambda t: t[2])  # longest first, so that the pool ends together
+        if args.chunk_steps and not args.keep:
+            sys.exit("--chunk-steps needs --keep DIR: a later invocation resumes from the segments kept there")
         work = args.keep or Path(tempfile.mkdtemp(prefix="calib_compression_"))
         print(f"# {len(todo)} runs to do, folders in {work}", flush=True)
         args.results.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         with ThreadPoolExecutor(args.jobs) as ex:
             for rec in ex.map(lambda t: one(args, *t, work), todo):
+                if rec.get("stopped"):
+                    print(f"# stopped {rec['set']} p{rec['placement']} k{rec['k']} {rec['law']} after "
+                          f"{rec['wall_s']:.0f} s of segments: not recorded, run the same command to resume", flush=True)
+                    continue
                 append_result(args.results, rec)
                 done[key_of(rec)] = rec
                 print(f"# done {rec['set']} p{rec['placement']} k{rec['k']} {rec['law']}: "
