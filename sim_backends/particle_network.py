@@ -202,7 +202,18 @@ def network_conductivity(positions, radii, sigma, box_xy: tuple[float, float], z
     """sigma_eff (S/m) between the planes z = ``z0`` (collector) and ``z1`` (top) of beads at
     ``positions`` (N x 3, um; x and y periodic with periods ``box_xy``) with solid ``radii``
     (um) and conductivities ``sigma`` (S/m; 0: insulating), by the model of the module
-    docstring. Beads whose centre lies outside [z0, z1] are left out."""
+    docstring. Beads whose centre lies outside [z0, z1] are left out.
+
+    BLAS runs on one thread here (``threadpoolctl``): the solve's vector operations are too
+    small to share, and a multi-threaded BLAS on a busy machine made it 3x slower (5089
+    beads: 2.7 s against 0.83 s, ``bench/network_speed.py``)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _network_conductivity(positions, radii, sigma, box_xy, z0, z1, touch_gap_um, touch_radius_rel)
+
+
+def _network_conductivity(positions, radii, sigma, box_xy, z0, z1, touch_gap_um, touch_radius_rel) -> NetworkResult:
     import pyamg
     import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components
