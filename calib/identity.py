@@ -35,7 +35,7 @@ def study_ident(loaded: LoadedStudy, space: ParameterSpace, lineage: Lineage | N
         "objective": spec.objective.model_dump(),
         "fidelity_spec": fidelity(),
         "dataset_sha256": dataset_digest(loaded),
-        **{section: getattr(spec, section).model_dump() for section in stage.identity_sections(spec)},
+        **{section: settings_identity(getattr(spec, section)) for section in stage.identity_sections(spec)},
         **stage.identity_extra(loaded),
     }
     if spec.optimizer.multi_fidelity is not None:  # the cheaper rungs (their costs steer proposals, not physics)
@@ -46,6 +46,13 @@ def study_ident(loaded: LoadedStudy, space: ParameterSpace, lineage: Lineage | N
         physics["system"] = {k: v.model_dump() for k, v in spec.system.items()}
     return ledger.identity(spec.stage, spec.dataset, spec.fidelity,
                            {a.key: [a.low, a.high, a.log] for a in space.axes}, physics)
+
+
+def settings_identity(section) -> dict:
+    """A settings section's fields that are physics: all but those it names in
+    ``NOT_IDENTITY`` (how a run is executed, e.g. solver threads), so that changing them
+    leaves a stored study resumable."""
+    return section.model_dump(exclude=set(getattr(section, "NOT_IDENTITY", ())))
 
 
 def dataset_digest(loaded: LoadedStudy) -> str:

@@ -204,12 +204,12 @@ def network_conductivity(positions, radii, sigma, box_xy: tuple[float, float], z
     (um) and conductivities ``sigma`` (S/m; 0: insulating), by the model of the module
     docstring. Beads whose centre lies outside [z0, z1] are left out.
 
-    BLAS runs on one thread here (``threadpoolctl``): the solve's vector operations are too
-    small to share, and a multi-threaded BLAS on a busy machine made it 3x slower (5089
-    beads: 2.7 s against 0.83 s, ``bench/network_speed.py``)."""
-    from threadpoolctl import threadpool_limits
+    BLAS runs on one thread here (``threads.solver_threads``): the solve's vector operations
+    are too small to share, and a multi-threaded BLAS on a busy machine made it 3x slower
+    (5089 beads: 3.1 s against 1.0 s, ``bench/network_speed.py``)."""
+    from .threads import solver_threads
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    with solver_threads(1, torch=False):
         return _network_conductivity(positions, radii, sigma, box_xy, z0, z1, touch_gap_um, touch_radius_rel)
 
 

@@ -18,7 +18,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
@@ -63,7 +63,9 @@ class CharacteriseSettings(ConvergencePolicy):
     voxel layer's solid fraction falls below this fraction of the median layer's
     (docs/stages/characterise.md). pore_network: extract the pore network (PoreSpy
     SNOW2; a few seconds at dev size). solver_iter_limit: most iterations of the SE
-    diffusion solve (TauFactor, which checks every 100). not_converged, penalty: what a
+    diffusion solve (TauFactor, which checks every 100). solver_threads: CPU threads of each
+    characterisation's solvers (``sim_backends.threads``; 1: the degrees run at once, and the
+    libraries' default of one thread per core was 8.5x slower on a busy machine). not_converged, penalty: what a
     trial becomes whose transport solve stopped unconverged (``calib.stages.verdict``; the
     calendering's relaxation follows ``calendering``'s policy).
     """
@@ -74,6 +76,8 @@ class CharacteriseSettings(ConvergencePolicy):
     surface_solid_fraction_rel: float = Field(default=0.5, gt=0, lt=1)
     pore_network: bool = True
     solver_iter_limit: PositiveInt = SOR_ITER_LIMIT
+    solver_threads: PositiveInt = 1
+    NOT_IDENTITY: ClassVar[frozenset[str]] = frozenset({"solver_threads"})  # execution, not physics
 
 
 def transport_verdict(rows: Sequence[Mapping[str, Any]]) -> Verdict:
@@ -127,7 +131,7 @@ class CharacteriseTrial:
             nanoporosity=nanoporosity_of(self.loaded), resolution_um=s.resolution_um,
             conductivity_s_m={"AM": s.sigma_am_s_m, "CBD": s.sigma_cbd_s_m},
             surface_solid_fraction_rel=s.surface_solid_fraction_rel, pore_network=s.pore_network,
-            max_bytes=MAX_VOXEL_BYTES, label=label, iter_limit=s.solver_iter_limit)
+            max_bytes=MAX_VOXEL_BYTES, label=label, iter_limit=s.solver_iter_limit, threads=s.solver_threads)
 
     def _characterisation_runs(self) -> list[Run]:
         runs = []

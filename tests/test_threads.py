@@ -1,0 +1,38 @@
+"""Solver threads (``sim_backends.threads``): the limits hold inside the block and come back
+after it; the thread count is execution, not physics, so it stays out of a study's identity."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from threadpoolctl import threadpool_info
+
+from calib.identity import settings_identity
+from calib.stages.characterise import CharacteriseSettings
+from sim_backends.threads import solver_threads
+
+
+def _blas_threads() -> list[int]:
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+
+def test_the_limits_hold_inside_the_block_and_come_back_after():
+    torch.set_num_threads(2)
+    before = _blas_threads()
+    assert before  # numpy's BLAS is loaded
+    with solver_threads(1):
+        assert torch.get_num_threads() == 1
+        assert set(_blas_threads()) == {1}
+    assert torch.get_num_threads() == 2 and _blas_threads() == before
+    with solver_threads(1, torch=False):
+        assert set(_blas_threads()) == {1}  # (threadpoolctl limits OpenMP too, which torch may share)
+    with pytest.raises(ValueError):
+        with solver_threads(0):
+            pass
+
+
+def test_solver_threads_stay_out_of_a_studys_identity():
+    base = settings_identity(CharacteriseSettings())
+    assert settings_identity(CharacteriseSettings(solver_threads=8)) == base
+    assert "solver_threads" not in base
+    assert settings_identity(CharacteriseSettings(resolution_um=0.25)) != base
