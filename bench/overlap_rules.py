@@ -1,7 +1,7 @@
 """Overlap rules of the voxel image against the contact network, on one film: the electronic
 conductivity at several voxel sizes under the phase-rank rule (the characterise stage's) and
 the radical-plane rule (``voxelise(..., overlap="power")``), each with and without the SE
-beads, next to ``particle_network.network_conductivity`` on the same slab (the stage's
+beads, and the rank rule with ties by the radical plane (``rank-power``), next to ``particle_network.network_conductivity`` on the same slab (the stage's
 top-surface cut at the first resolution). Prints a table with wall times; asserts nothing.
 
     .venv/bin/python bench/overlap_rules.py FILM.data [--resolutions 0.5 0.25 0.125]
@@ -62,7 +62,7 @@ def main() -> None:
     for res in args.resolutions:
         n = surface_cut(voxelise(full, res, RANK).labels, 0.5)  # the stage's slab at this resolution
         for rule, se, pk in (("rank", "kept", full), ("rank", "dropped", no_se), ("power", "kept", full),
-                             ("power", "dropped", no_se)):
+                             ("power", "dropped", no_se), ("rank-power", "kept", full)):
             t0 = time.perf_counter()
             vox = voxelise(pk, res, RANK, overlap=rule)
             lab = vox.labels[:, :, :n]

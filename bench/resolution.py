@@ -57,7 +57,8 @@ def key_of(r: dict) -> tuple:
     return (r["film_sha256"], r["resolution_um"], r["settings"])
 
 
-def spec_for(study: Path, film: Path, resolution_um: float, pores: bool, max_gib: float) -> CharacteriseSpec:
+def spec_for(study: Path, film: Path, resolution_um: float, pores: bool, max_gib: float,
+             overlap: str | None = None) -> CharacteriseSpec:
     """The characterise stage's spec for ``film`` at ``resolution_um`` (``CharacteriseTrial.job_spec``'s
     fields from the study's settings)."""
     loaded = load_study(study, fidelity="dev")
@@ -70,13 +71,14 @@ def spec_for(study: Path, film: Path, resolution_um: float, pores: bool, max_gib
         nanoporosity=nanoporosity_of(loaded), resolution_um=resolution_um,
         conductivity_s_m={"AM": s.sigma_am_s_m, "CBD": s.sigma_cbd_s_m},
         surface_solid_fraction_rel=s.surface_solid_fraction_rel, pore_network=pores,
-        max_bytes=int(max_gib * 1024**3), label=film.name, iter_limit=s.solver_iter_limit)
+        max_bytes=int(max_gib * 1024**3), label=film.name, iter_limit=s.solver_iter_limit,
+        **({} if overlap is None else {"overlap": overlap}))
 
 
 def settings_of(spec: CharacteriseSpec) -> str:
     """The spec's settings other than the film and the voxel size (part of a result's key)."""
     return (f"{spec.conductivity_s_m} nano {spec.nanoporosity} cut {spec.surface_solid_fraction_rel} "
-            f"iter {spec.iter_limit} pores {spec.pore_network}")
+            f"iter {spec.iter_limit} pores {spec.pore_network}" + ("" if spec.overlap == "rank" else f" overlap {spec.overlap}"))
 
 
 def measure(spec: CharacteriseSpec, film: Path, sha: str) -> dict:
@@ -108,7 +110,7 @@ def report(results: dict) -> None:
         rows = sorted((r for r in rows if "error" not in r), key=lambda r: -r["resolution_um"])
         if not rows:
             continue
-        print(f"\n## {rows[0]['film']} (sha256 {sha[:12]})")
+        print(f"\n## {rows[0]['film']} (sha256 {sha[:12]}; {settings})")
         print("| voxel um | voxels | slab um | " + " | ".join(label for _, label in QUANTITIES) +
               " | solvers converged | wall s |")
         print("|---" * (len(QUANTITIES) + 5) + "|")
@@ -139,6 +141,8 @@ def main() -> None:
     ap.add_argument("--resolutions", type=float, nargs="+", default=[0.5, 0.35, 0.25, 0.177])
     ap.add_argument("--study", type=Path, default=REPO / "studies" / "ssb_pipeline.yaml")
     ap.add_argument("--no-pores", action="store_true", help="leave the pore network out")
+    ap.add_argument("--overlap", choices=("rank", "power", "rank-power"),
+                    help="who gets a voxel where beads overlap (default: the stage's)")
     ap.add_argument("--max-gib", type=float, default=4.0, help="largest voxel grid (GiB)")
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--report", action="store_true", help="print the tables from --results, run nothing")
@@ -149,7 +153,7 @@ def main() -> None:
         for film in args.films:
             sha = hashlib.sha256(film.read_bytes()).hexdigest()
             for res in sorted(args.resolutions, reverse=True):
-                spec = spec_for(args.study, film, res, not args.no_pores, args.max_gib)
+                spec = spec_for(args.study, film, res, not args.no_pores, args.max_gib, args.overlap)
                 smallest = 2.0 * min(spec.solid_radius_um_of_type.values())
                 if smallest / res < 3.0:  # the stage's own limit (CharacteriseSettings)
                     print(f"# {film.name} at {res:g} um: left out, fewer than 3 voxels across the smallest "

@@ -48,7 +48,8 @@ class CharacteriseSpec:
     surface_solid_fraction_rel: the top-cut rule (module docstring); pore_network: run
     the SNOW2 extraction; max_bytes: voxel-grid memory cap; iter_limit: most iterations of
     the ion-phase diffusion solve (TauFactor; a solve that stops there reports
-    ``converged: false``); threads: CPU threads of the solvers (BLAS, OpenMP, PyTorch:
+    ``converged: false``); overlap: who gets a voxel where beads overlap
+    (``microstructure.voxelise``); threads: CPU threads of the solvers (BLAS, OpenMP, PyTorch:
     ``threads.solver_threads``; 1 by default, measured 8.5x faster than the libraries' defaults
     on a busy 2-core machine)."""
 
@@ -65,6 +66,7 @@ class CharacteriseSpec:
     label: str = ""
     iter_limit: int = SOR_ITER_LIMIT
     threads: int = 1
+    overlap: str = "rank"
 
     @classmethod
     def from_json(cls, text: str) -> "CharacteriseSpec":
@@ -126,7 +128,7 @@ def _characterise(spec: CharacteriseSpec, folder: Path, log) -> dict:
     solid_r = np.array([spec.solid_radius_um_of_type[t] for t in types])
     try:
         vox = film_voxels(data.positions, data.diameters / 2.0, solid_r, phases, data.lo, data.hi, collector,
-                          spec.resolution_um, spec.nanoporosity, max_bytes=spec.max_bytes)
+                          spec.resolution_um, spec.nanoporosity, max_bytes=spec.max_bytes, overlap=spec.overlap)
     except GridTooLarge as exc:
         raise CharacterisationFailed(f"voxel grid: {exc}") from exc
     t_vox = time.perf_counter() - t0

@@ -78,17 +78,18 @@ def voxelise(packing: Packing, resolution_um: float, solid_fraction: Mapping[str
     resolution_um: voxel edge; the x and y edges are adjusted so that whole voxels tile the
     periodic box exactly (z likewise). solid_fraction: per phase, used only to rank phases
     where they overlap. overlap: who gets a voxel covered by several spheres: ``rank`` (the
-    phase of larger solid fraction, ties by name) or ``power`` (the sphere of least power
+    phase of larger solid fraction, ties by name), ``power`` (the sphere of least power
     distance |x - c|^2 - r^2: an overlap lens is split along the radical plane, the plane
     of the two spheres' intersection circle, so each bead is a sphere truncated at its contact
-    discs, the geometry of ``particle_network``). Raises ``GridTooLarge`` when the grid
+    discs, the geometry of ``particle_network``) or ``rank-power`` (the phase of larger solid
+    fraction, ties between phases of equal solid fraction by the radical plane). Raises ``GridTooLarge`` when the grid
     exceeds ``max_bytes`` (``power`` needs 4 more bytes per voxel, counted).
     """
     if not resolution_um > 0:
         raise ValueError("resolution_um must be positive")
-    if overlap not in ("rank", "power"):
-        raise ValueError(f"overlap must be 'rank' or 'power', not {overlap!r}")
-    need = grid_bytes(packing, resolution_um) * (5 if overlap == "power" else 1)
+    if overlap not in ("rank", "power", "rank-power"):
+        raise ValueError(f"overlap must be 'rank', 'power' or 'rank-power', not {overlap!r}")
+    need = grid_bytes(packing, resolution_um) * (1 if overlap == "rank" else 5)
     if need > max_bytes:
         raise GridTooLarge(f"a {resolution_um:g} um grid needs {need / 1024**3:.2f} GiB, over the "
                            f"{max_bytes / 1024**3:.2f} GiB allowed")
@@ -98,7 +99,9 @@ def voxelise(packing: Packing, resolution_um: float, solid_fraction: Mapping[str
     names = tuple(sorted(set(packing.phases), key=lambda p: (solid_fraction.get(p, 1.0), p)))
     code = {p: i + 1 for i, p in enumerate(names)}
     labels = np.zeros(shape, dtype=np.uint8)
-    power = np.full(shape, np.inf, dtype=np.float32) if overlap == "power" else None
+    power = None if overlap == "rank" else np.full(shape, np.inf, dtype=np.float32)
+    # solid-fraction level per label (pore: below every phase); "power" ranks nothing
+    level = np.array([-1.0, *(solid_fraction.get(p, 1.0) if overlap == "rank-power" else 0.0 for p in names)])
     order = np.argsort([code[p] for p in packing.phases], kind="stable")  # densest painted last
     for s in order:
         c, r, k = packing.centres[s], float(packing.radii[s]), code[packing.phases[s]]
@@ -125,7 +128,8 @@ def voxelise(packing: Packing, resolution_um: float, solid_fraction: Mapping[str
         block = labels[sel]
         if power is not None:
             best = power[sel]
-            inside &= pw < best
+            mine, theirs = level[k], level[block]
+            inside &= (theirs < mine) | ((theirs == mine) & (pw < best))
             best[inside] = pw[inside]
             power[sel] = best
         block[inside] = k
@@ -177,16 +181,16 @@ class ElectrodeStructure:
 
 def film_voxels(centres: np.ndarray, sim_radii: np.ndarray, solid_radii: np.ndarray, phases: Sequence[str],
                 box_lo: Sequence[float], box_hi: Sequence[float], collector_z: float, resolution_um: float,
-                nanoporosity: Mapping[str, float], max_bytes: int = 2 * 1024**3) -> Voxels:
+                nanoporosity: Mapping[str, float], max_bytes: int = 2 * 1024**3, overlap: str = "rank") -> Voxels:
     """The voxel image of a film from the collector plane to its top (the highest bead's
     simulation surface), beads painted with their ``solid_radii`` (see
-    ``electrode_structure``)."""
+    ``electrode_structure``), overlaps by ``overlap`` (``voxelise``)."""
     top = float(np.max(centres[:, 2] + sim_radii))
     packing = Packing(np.asarray(centres, dtype=float), np.asarray(solid_radii, dtype=float), tuple(phases),
                       (float(box_lo[0]), float(box_lo[1]), float(collector_z)),
                       (float(box_hi[0]), float(box_hi[1]), top))
     solid = {p: 1.0 - float(nanoporosity.get(p, 0.0)) for p in set(phases)}
-    return voxelise(packing, resolution_um, solid, max_bytes=max_bytes)
+    return voxelise(packing, resolution_um, solid, max_bytes=max_bytes, overlap=overlap)
 
 
 def electrode_structure(centres: np.ndarray, sim_radii: np.ndarray, solid_radii: np.ndarray,

@@ -71,6 +71,25 @@ def test_power_overlap_splits_a_lens_along_the_radical_plane():
     with pytest.raises(ValueError, match="overlap"):
         voxelise(p, 0.25, SOLID, overlap="nearest")
 
+
+def test_rank_power_gives_cbd_lenses_to_dense_phases_and_splits_dense_ties_at_the_radical_plane():
+    """A CBD sphere overlapping an AM sphere overlapping an SE sphere: the AM-CBD lens is all
+    AM (the nanoporous phase loses, as in the public porosity script), the AM-SE lens is split
+    along their radical plane."""
+    am, se, cbd = np.array([20.0, 20.0, 15.0]), np.array([27.0, 20.0, 15.0]), np.array([14.0, 20.0, 15.0])
+    p = _packing([cbd, am, se], [3.0, 5.0, 4.0], ["CBD", "AM", "SE"])
+    v = voxelise(p, 0.25, SOLID, overlap="rank-power")
+    code = {name: k + 1 for k, name in enumerate(v.names)}
+    x, y, z = np.meshgrid(*((np.arange(n) + 0.5) * v.resolution_um for n in v.labels.shape), indexing="ij")
+    pts = np.stack([x, y, z], axis=-1)
+    inside = [np.sum((pts - c) ** 2, axis=-1) <= r ** 2 for c, r in ((cbd, 3.0), (am, 5.0), (se, 4.0))]
+    assert (inside[0] & inside[1]).sum() > 100 and np.all(v.labels[inside[0] & inside[1]] == code["AM"])
+    h = (7.0 ** 2 + 5.0 ** 2 - 4.0 ** 2) / (2 * 7.0)  # from the AM centre towards the SE
+    lens = inside[1] & inside[2]
+    am_side = lens & (x < am[0] + h - 1e-9)
+    assert am_side.sum() > 100 and (lens & ~am_side).sum() > 100
+    assert np.all(v.labels[am_side] == code["AM"]) and np.all(v.labels[lens & ~am_side] == code["SE"])
+
 def test_z_profile_of_one_sphere_is_its_cross_sections():
     p = _packing([[10.0, 10.0, 8.0]], [5.0], ["AM"], box=(20.0, 20.0, 16.0))
     v = voxelise(p, 0.2, SOLID)
