@@ -112,8 +112,8 @@ def extrapolate(h: Sequence[float], v: Sequence[float], exact_rel: float = 1e-6,
         if abs(d2) <= tolerance_rel * scale:
             return Extrapolation(finest, abs(d2), math.nan, "converged", "the differences alternate in sign and "
                                  f"the two finest grids agree within {tolerance_rel:.0%}", finest)
-        return Extrapolation(finest, spread, math.nan, "not converging",
-                             "the differences alternate in sign", finest)
+        return Extrapolation(finest, spread, math.nan, "not converging", "the differences alternate in sign "
+                             f"(no trend; the last three values within {spread / scale:.1%})", finest)
     if abs(d2) >= abs(d1):
         return Extrapolation(finest, spread, math.nan, "not converging",
                              "the differences do not shrink with the voxel", finest)
