@@ -51,8 +51,13 @@ def study_ident(loaded: LoadedStudy, space: ParameterSpace, lineage: Lineage | N
 def settings_identity(section) -> dict:
     """A settings section's fields that are physics: all but those it names in
     ``NOT_IDENTITY`` (how a run is executed, e.g. solver threads), so that changing them
-    leaves a stored study resumable."""
-    return section.model_dump(exclude=set(getattr(section, "NOT_IDENTITY", ())))
+    leaves a stored study resumable, and but those of ``IDENTITY_OMIT_DEFAULTS`` at the value
+    that reproduces the studies stored before the field existed."""
+    dumped = section.model_dump(exclude=set(getattr(section, "NOT_IDENTITY", ())))
+    for key, legacy in getattr(section, "IDENTITY_OMIT_DEFAULTS", {}).items():
+        if dumped.get(key) == legacy:  # a field added later, at the behaviour of the studies stored before it
+            dumped.pop(key)
+    return dumped
 
 
 def dataset_digest(loaded: LoadedStudy) -> str:

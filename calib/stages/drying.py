@@ -9,12 +9,14 @@ Settings: ``drying`` (``DryingSettings``; its ``wall``, ``resolution_um`` and
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping
 
 from pydantic import Field, PositiveFloat
 
 from objectives.porosity import dried_porosity_error
+from sim_backends.lammps.compression import NptProtocol, compress
 from sim_backends.lammps.drying import (DRIED_DATA, DRYING_DECK, DRYING_HOLD_DECK, DRYING_HOLD_LOG, DRYING_LOG,
                                         DRYING_STATUS, LZ_FILE, UPSTREAM_DATA, DryingRunSpec, DryingStatus,
                                         drying_status, write_drying_inputs)
@@ -22,6 +24,7 @@ from sim_backends.lammps.forcefield import ForceFieldParams
 from sim_backends.lammps.outputs import SimulationFailed, checked_log, run_stats
 from sim_backends.microstructure import ElectrodeStructure
 
+from ..errors import InputError
 from ..fidelity import Fidelity
 from ..lineage import state_bead_count
 from ..plots import PROFILE_PLOT, plot_profiles
@@ -48,7 +51,14 @@ class DryingSettings(ConvergencePolicy):
     set pressure from the protocol's end state; drift_tolerance_rel: how far the dried
     porosity may move over it (relative; ``porosity_past_end``). not_converged, penalty: what
     a trial whose film height did not plateau, or whose porosity drifts past the end of the
-    protocol, becomes (``calib.stages.verdict``)."""
+    protocol, becomes (``calib.stages.verdict``). protocol: ``settings`` runs these settings
+    over the fidelity's ``drying_steps``; ``public`` runs the public protocol (70,000,000 steps
+    at these settings) compressed k = 7e7 / drying_steps times under ``compression_law``
+    (``sim_backends.lammps.compression``; ``undamped``: Tdamp x k^2), its measured error
+    against the 7e7-step run in docs/model.md#electrode-protocols."""
+
+    IDENTITY_OMIT_DEFAULTS: ClassVar[dict[str, Any]] = {"protocol": "settings", "compression_law": "undamped"}
+    """Fields added after studies were stored: at these values they stay out of the identity."""
 
     temperature_K: PositiveFloat = 300.0
     pressure_atm: PositiveFloat = 1.0
@@ -61,6 +71,8 @@ class DryingSettings(ConvergencePolicy):
     cbd_nanoporosity: float | None = Field(default=None, ge=0, lt=1)
     drift_hold_fraction: float = Field(default=0.1, ge=0, le=1)
     drift_tolerance_rel: PositiveFloat = 0.01
+    protocol: Literal["settings", "public"] = "settings"
+    compression_law: Literal["undamped", "temperature", "thermal"] = "undamped"
     wall: WallSettings = WallSettings()
 
 
@@ -105,13 +117,43 @@ PUBLIC_DRYING_STEPS = 70_000_000
 """Steps of the group's public ``Drying_homogeneous/in_evap_hom.run`` (0.001 us each)."""
 
 
-def drying_protocol_label(run: DryingRunSpec) -> str:
+def drying_thermostat(d: DryingSettings, f: Fidelity) -> NptProtocol:
+    """The NPT(z) run's steps, temperature and damping: the settings' own over the fidelity's
+    ``drying_steps`` (``protocol: settings``), or the public protocol (``PUBLIC_DRYING_STEPS``
+    of the fidelity's step at the settings) compressed to ``drying_steps`` under
+    ``compression_law`` (``protocol: public``). ValueError when that compression is not an
+    integer or ``drying_steps`` exceeds the public protocol."""
+    public = NptProtocol(PUBLIC_DRYING_STEPS, f.timestep_us, d.temperature_K, d.tdamp_us, d.pdamp_us)
+    if d.protocol == "settings":
+        return replace(public, steps=f.drying_steps)
+    problem = drying_protocol_problem(d, f)
+    if problem:
+        raise ValueError(problem)
+    return compress(public, PUBLIC_DRYING_STEPS // f.drying_steps, d.compression_law)
+
+
+def drying_protocol_problem(d: DryingSettings, f: Fidelity) -> str | None:
+    """Why ``f`` cannot run the drying protocol ``d`` names, or None."""
+    if d.protocol != "public":
+        return None
+    if f.drying_steps > PUBLIC_DRYING_STEPS or PUBLIC_DRYING_STEPS % f.drying_steps:
+        return (f"drying.protocol public compresses the public {PUBLIC_DRYING_STEPS:,} steps by an integer k: "
+                f"drying_steps {f.drying_steps:,} does not divide it (e.g. 200,000 for k = 350)")
+    return None
+
+
+def drying_protocol_label(run: DryingRunSpec, protocol: str = "settings", law: str = "undamped") -> str:
     """The drying protocol a dried film was read under, in words (recorded with its values)."""
     k = PUBLIC_DRYING_STEPS / run.equilibration_steps
-    return (f"NPT(z) {run.pressure_start_atm:.3g} -> {run.pressure_atm:g} atm over {run.equilibration_steps:,} steps "
-            f"of {run.timestep_us:g} us, then {run.mount_steps:,} settling on the collector; the public "
-            f"in_evap_hom.run runs {PUBLIC_DRYING_STEPS:,} steps ({k:,.0f}x longer; this compression's error is "
-            "not measured)")
+    head = (f"NPT(z) {run.pressure_start_atm:.3g} -> {run.pressure_atm:g} atm over {run.equilibration_steps:,} steps "
+            f"of {run.timestep_us:g} us (T {run.temperature_K:g} K, Tdamp {run.tdamp_us:g} us, Pdamp "
+            f"{run.pdamp_us:g} us), then {run.mount_steps:,} settling on the collector; ")
+    if protocol == "public":
+        return head + (f"the public in_evap_hom.run ({PUBLIC_DRYING_STEPS:,} steps) compressed k = {k:,.0f} under the "
+                       f"{law} law; its error against the public run: docs/model.md#electrode-protocols")
+    return head + (f"the public in_evap_hom.run runs {PUBLIC_DRYING_STEPS:,} steps at these settings ({k:,.0f}x "
+                   "longer); the shortened run's error against it: docs/model.md#electrode-protocols (measured "
+                   "for Table S1 at dev)")
 
 
 def status_observables(st: DryingStatus, porosity: float) -> dict[str, float]:
@@ -142,17 +184,22 @@ class DryingTrial:
 
     def run_spec(self) -> DryingRunSpec:
         d, f = self.spec.drying, self.fidelity
-        return DryingRunSpec(wall=wall_of(d.wall, self.params), temperature_K=d.temperature_K,
+        npt = drying_thermostat(d, f)
+        return DryingRunSpec(wall=wall_of(d.wall, self.params), temperature_K=npt.temperature_K,
                              pressure_atm=d.pressure_atm, pressure_start_atm=d.pressure_start_atm,
                              timestep_us=f.timestep_us,
                              minimize_max_iter=f.minimize_max_iter, equilibration_steps=f.drying_steps,
-                             mount_steps=f.drying_mount_steps, thermo_every=f.thermo_every, pdamp_us=d.pdamp_us,
-                             tdamp_us=d.tdamp_us, mount_damp_us=d.mount_damp_us, block_steps=f.block_steps,
+                             mount_steps=f.drying_mount_steps, thermo_every=f.thermo_every, pdamp_us=npt.pdamp_us,
+                             tdamp_us=npt.tdamp_us, mount_damp_us=d.mount_damp_us, block_steps=f.block_steps,
                              sample_every=f.sample_every, window_blocks=f.window_steps // f.block_steps,
                              tolerance_rel=self.spec.slurry.density_tolerance_rel,
                              neighbor_skin_um=d.neighbor_skin_um, lj_style=self.spec.lj_style, seed=self.seed,
                              hold_steps=max(1, round(d.drift_hold_fraction * f.drying_steps))
                              if d.drift_hold_fraction > 0 else 0)
+
+    def protocol_label(self) -> str:
+        d = self.spec.drying
+        return drying_protocol_label(self.run_spec(), d.protocol, d.compression_law)
 
     def first_runs(self) -> list[Run]:
         shutil.copyfile(self.lineage.state_file, self.workdir / UPSTREAM_DATA)
@@ -208,7 +255,7 @@ class DryingTrial:
                      + ("" if verdict.converged else " (not converged)"),
                      attrs={"profiles": profiles_dict(s), "drying_convergence": verdict.note(),
                             "drying_drift": drift_note(s.porosity, self.status),
-                            "drying_protocol": drying_protocol_label(self.run_spec())},
+                            "drying_protocol": self.protocol_label()},
                      report={"dried": dried, "drying_convergence": verdict.note()},
                      lines=(f"dried film: thickness {s.thickness_um:.1f} um, porosity {100 * s.porosity:.2f} %",
                             f"drying: {verdict.note()}; {drift_note(s.porosity, self.status)}"),
@@ -239,6 +286,18 @@ class DryingStage(StageBase):
         # the film-height plateau test uses the slurry's tolerance
         return {"density_tolerance_rel": loaded.spec.slurry.density_tolerance_rel}
 
+    def prepare(self, loaded: "LoadedStudy", options: Mapping[str, Any]) -> "LoadedStudy":
+        """Also refuse, before anything is written, a fidelity that cannot run the drying
+        protocol (``drying_protocol_problem``)."""
+        for name in loaded.spec.ladder:
+            problem = drying_protocol_problem(loaded.spec.drying, loaded.spec.fidelity_spec(name))
+            if problem:
+                raise InputError(str(loaded.path), f"fidelities.{name}.drying_steps", problem)
+        return super().prepare(loaded, options)
+
+    def fidelity_problem(self, loaded: "LoadedStudy", fidelity: Fidelity) -> str | None:
+        return drying_protocol_problem(loaded.spec.drying, fidelity)
+
     def check_box(self, loaded: "LoadedStudy", edges_um, what: str) -> None:
         """The voxel grid of the porosity analysis fits (``drying.resolution_um``)."""
         check_grid(loaded, edges_um, what)
@@ -254,7 +313,7 @@ class DryingStage(StageBase):
     def pipeline_record(self, trial, score: Score) -> dict:
         """The dried film: thickness, porosity, fractions, height convergence, CBD wt %."""
         return {**score.observables, "cbd_wt_pct": 100.0 * trial.system.phase_mass_fraction("CBD"),
-                "protocol": drying_protocol_label(trial.run_spec()), "convergence": score.attrs["drying_convergence"]}
+                "protocol": trial.protocol_label(), "convergence": score.attrs["drying_convergence"]}
 
 
 STAGE = register(DryingStage())
