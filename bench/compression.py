@@ -188,12 +188,14 @@ def segment_decks(deck: str, steps: int, chunk: int) -> list[str]:
     keep = ("pair_coeff ", "neighbor ", "neigh_modify ", "timestep ", "thermo_style ", "thermo_modify ", "thermo ",
             "variable ", "fix ")
     again = [ln.replace(f" file {DENSITY_FILE} ", f" append {DENSITY_FILE} ") for ln in head if ln.startswith(keep)]
+    newton = [ln for ln in head if ln.startswith("newton ")]  # before read_restart, as in the first segment
+    comm = [ln for ln in head if ln.startswith("comm_modify ")]  # a restart does not keep them
     n = math.ceil(steps / chunk)
     decks = []
     for i in range(n):
         run_line = f"run {min(chunk, steps - i * chunk)} start 0 stop {steps}"
-        body = head if i == 0 else ["# segment of a chunked run (bench/compression.py)", "newton off",
-                                    f"read_restart seg_{i}.restart", "comm_modify vel yes", *again]
+        body = head if i == 0 else ["# segment of a chunked run (bench/compression.py)", *newton,
+                                    f"read_restart seg_{i}.restart", *comm, *again]
         end = tail if i == n - 1 else [f"write_restart seg_{i + 1}.restart"]
         decks.append("\n".join([*body, run_line, *end, ""]))
     return decks
@@ -234,6 +236,10 @@ def run_chunked(wd: Path, steps: int, chunk: int, timeout_s: float | None,
             return sum(prog["walls"]) + time.perf_counter() - t0, 124, None
         prog["walls"].append(round(time.perf_counter() - t0, 1))
         rc = proc.returncode
+        if rc < 0:  # killed by a signal (an interruption, not a failure): resumable
+            prog["walls"].pop()
+            prog_path.write_text(json.dumps(prog))
+            return sum(prog["walls"]), rc, None
         if rc != 0:
             break
         prog["done"] = i + 1
@@ -286,6 +292,12 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(ra, rb)[0, 1]) if len(a) > 2 else math.nan
 
 
+def label(r: dict) -> str:
+    """A run's set, with its neighbor style when not the default bin."""
+    nb = r.get("neighbor", "bin")
+    return r["set"] if nb == "bin" else f"{r['set']} ({nb})"
+
+
 def sp(r: dict) -> tuple:
     """A run's set, placement and neighbor style: what its k = 1 reference must share."""
     return (r["set"], r["placement"], r.get("neighbor", "bin"))
@@ -308,7 +320,7 @@ def report(results: dict[tuple, dict], steps_full: int, beads: int) -> None:
             a, b = np.array(r["trajectory_g_cm3"]), np.array(base["trajectory_g_cm3"])
             late = slice(BLOCKS // 10, None)  # from 10 % of the run on (early densities are tiny)
             traj = f"{np.max(np.abs(a[late] / b[late] - 1)):.1%}"
-        print(f"| {r['set']} | {r['placement']} | {r['k']} | {r['law']} | {r['steps']:,} | {r['temperature_K']:.4g} | "
+        print(f"| {label(r)} | {r['placement']} | {r['k']} | {r['law']} | {r['steps']:,} | {r['temperature_K']:.4g} | "
               f"{r['tdamp_us']:.3g} | {r['pdamp_us']:.4g} | {r['timestep_us']:.3g} | "
               f"{'FAILED: ' + r.get('error', '') if end is None else f'{end:.4f}'} | {dev} | {traj} | {r['wall_s']:.0f} |")
     print("\n## Error against k = 1, per k and law (over sets and placements with a k = 1 run)")
@@ -359,7 +371,7 @@ def report(results: dict[tuple, dict], steps_full: int, beads: int) -> None:
     spread = {}
     for r in rows:
         if r.get("end_density_g_cm3") is not None:
-            spread.setdefault((r["set"], r["k"], r["law"]), []).append(r["end_density_g_cm3"])
+            spread.setdefault((label(r), r["k"], r["law"]), []).append(r["end_density_g_cm3"])
     pairs = [(key, v) for key, v in spread.items() if len(v) > 1]
     if pairs:
         print("\n## Spread across placements (relative sd of the end density)")
@@ -428,6 +440,16 @@ def main() -> None:
                 for law in (["none"] if k == 1 else args.law)
                 if (s, p, args.beads, args.steps, k, "none" if k == 1 else law, args.neighbor) not in done]
         todo.sort(key=lambda t: t[2])  # longest first, so that the pool ends together
+        if args.chunk_steps:  # every chunked run's blocks checked before the first run starts
+            probe = Path(tempfile.mkdtemp(prefix="calib_compression_probe_"))
+            for s_, p_, k_, law_ in todo:
+                run_ = prepare(args, s_, p_, k_, law_, probe)
+                if run_.steps > args.chunk_steps:
+                    try:
+                        segment_decks((probe / DECK_FILE).read_text(), run_.steps, args.chunk_steps)
+                    except ValueError as exc:
+                        sys.exit(f"--chunk-steps {args.chunk_steps}: {s_} p{p_} k{k_}: {exc}")
+            shutil.rmtree(probe)
         if args.chunk_steps and not args.keep:
             sys.exit("--chunk-steps needs --keep DIR: a later invocation resumes from the segments kept there")
         work = args.keep or Path(tempfile.mkdtemp(prefix="calib_compression_"))

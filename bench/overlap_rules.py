@@ -8,8 +8,9 @@ top-surface cut at the first resolution). Prints a table with wall times; assert
 
 FILM.data: a calendered or dried state (LAMMPS data file of the dried column's types), e.g.
 ``bench/out/electrode_protocols/dev_s1/calender_from_*/v0.02_dt0.0001_d30/calender_00/final.data``.
-Phases, solid radii and conductivities (AM 0.005, CBD 15.93 S/m; SE insulating) come from
-``studies/ssb_pipeline.yaml``'s dataset, as in the stage. docs/stages/characterise.md#overlaps.
+Phases and solid radii come from ``studies/ssb_pipeline.yaml``'s dataset, as in the stage;
+the conductivities are the seed's (AM 0.005, CBD 15.93 S/m; SE insulating), the stage's
+defaults. docs/stages/characterise.md#overlaps.
 """
 
 from __future__ import annotations

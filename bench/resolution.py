@@ -131,7 +131,7 @@ def report(results: dict) -> None:
             print(f"| {label} | {e.value:.4g} | {e.error:.2g} | {rel} | {order} | "
                   f"{e.verdict}: {e.reason} |")
         for r in results.values():
-            if r["film_sha256"] == sha and "error" in r:
+            if r["film_sha256"] == sha and r["settings"] == settings and "error" in r:
                 print(f"- {r['resolution_um']:g} um: {r['error']}")
 
 

@@ -55,7 +55,7 @@ def settings_identity(section) -> dict:
     that reproduces the studies stored before the field existed."""
     dumped = section.model_dump(exclude=set(getattr(section, "NOT_IDENTITY", ())))
     for key, legacy in getattr(section, "IDENTITY_OMIT_DEFAULTS", {}).items():
-        if dumped.get(key) == legacy:  # a field added later, at the behaviour of the studies stored before it
+        if key in dumped and dumped[key] == legacy:  # added later, at the stored studies' behaviour
             dumped.pop(key)
     return dumped
 

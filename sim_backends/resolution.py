@@ -20,8 +20,8 @@ Verdicts (``Extrapolation.verdict``):
 - ``converged``: the finest two values agree within ``exact_rel`` (no trend to extrapolate), or
   the differences alternate in sign (no order to extrapolate with) and the finest two agree
   within ``tolerance_rel``; the value is the finest grid's, the error their difference;
-- ``not converging``: the differences alternate in sign, do not shrink, or give an order out of
-  range; the value reported is then the finest grid's and the error the largest difference
+- ``not converging``: the differences alternate in sign, or give no order in range (differences
+  that do not shrink give none); the value reported is then the finest grid's and the error the largest difference
   between the last three values (a spread, not a bound). Also when the error estimate is as
   large as the extrapolated value: a quantity proportional to the voxel (a pore size measured
   in voxels) extrapolates to about 0 and has no limit of its own.
@@ -114,9 +114,6 @@ def extrapolate(h: Sequence[float], v: Sequence[float], exact_rel: float = 1e-6,
                                  f"the two finest grids agree within {tolerance_rel:.0%}", finest)
         return Extrapolation(finest, spread, math.nan, "not converging", "the differences alternate in sign "
                              f"(no trend; the last three values within {spread / scale:.1%})", finest)
-    if abs(d2) >= abs(d1):
-        return Extrapolation(finest, spread, math.nan, "not converging",
-                             "the differences do not shrink with the voxel", finest)
     p = observed_order(h3, v3)
     if p is None or not MIN_ORDER <= p <= MAX_ORDER:
         return Extrapolation(finest, spread, math.nan if p is None else p, "not converging",
@@ -131,6 +128,6 @@ def extrapolate(h: Sequence[float], v: Sequence[float], exact_rel: float = 1e-6,
                                  "the coarser grids are outside the asymptotic range (orders "
                                  f"{'none' if p_coarse is None else f'{p_coarse:.2g}'} and {p:.2g})", finest)
     if error >= abs(value):
-        return Extrapolation(value, error, p, "not converging", "the estimated error is as large as the "
-                             "extrapolated value (a value that scales with the voxel)", finest)
+        return Extrapolation(finest, max(spread, error), p, "not converging", "the estimated error is as large as "
+                             f"the extrapolated value {value:.3g} (a value that scales with the voxel)", finest)
     return Extrapolation(value, error, p, "converging", f"observed order {p:.2g}", finest)

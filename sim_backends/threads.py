@@ -24,8 +24,12 @@ def solver_threads(n: int, torch: bool = True) -> Iterator[None]:
     threads inside the block; the previous limits come back after it."""
     if n < 1:
         raise ValueError("the thread count must be at least 1")
+    import scipy.linalg  # noqa: F401  (threadpoolctl limits the libraries loaded when it starts:
+    import scipy.sparse.linalg  # noqa: F401  scipy's own BLAS, used by pyamg and the CG, must be in)
     from threadpoolctl import threadpool_limits
 
+    if torch:
+        import torch as _torch  # noqa: F401  (its OpenMP pool, likewise)
     with threadpool_limits(limits=n):
         if not torch:
             yield

@@ -48,7 +48,9 @@ def test_segments_keep_the_ramp_fix_ids_and_append_the_blocks(tmp_path: Path):
         C.segment_decks(deck + "run 10\n", STEPS, CHUNK)
 
 
+@pytest.mark.lammps
 def test_a_cut_and_resumed_chunked_run_reads_as_the_single_run(tmp_path: Path):
+    """Cut after 2 of 4 segments (and a cut third segment's lines appended), then resumed."""
     single, chunked = tmp_path / "single", tmp_path / "chunked"
     rec1 = C.one(_args(chunk_steps=None), "table-s1", 1, 1, "none", single)
     wd = chunked / "table-s1_p1_k1_none_bin"
@@ -62,6 +64,6 @@ def test_a_cut_and_resumed_chunked_run_reads_as_the_single_run(tmp_path: Path):
     steps1, _ = read_ave_time(single / "table-s1_p1_k1_none_bin" / DENSITY_FILE)
     steps2, _ = read_ave_time(wd / DENSITY_FILE)
     assert list(steps2) == list(steps1) == list(range(STEPS // 200, STEPS + 1, STEPS // 200))  # every block, once
-    np.testing.assert_allclose(rec2["trajectory_g_cm3"], rec1["trajectory_g_cm3"], rtol=1e-3)
+    np.testing.assert_allclose(rec2["trajectory_g_cm3"], rec1["trajectory_g_cm3"], rtol=5e-4)  # restart round-off: 1.6e-4 at most here
     assert rec2["end_density_g_cm3"] == pytest.approx(rec1["end_density_g_cm3"], rel=1e-4)
     assert not (wd / "seg_1.restart").exists()  # only the latest restart is kept

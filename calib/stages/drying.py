@@ -72,7 +72,8 @@ class DryingSettings(ConvergencePolicy):
     drift_hold_fraction: float = Field(default=0.1, ge=0, le=1)
     drift_tolerance_rel: PositiveFloat = 0.01
     protocol: Literal["settings", "public"] = "settings"
-    compression_law: Literal["undamped", "temperature", "thermal"] = "undamped"
+    compression_law: Literal["undamped"] = "undamped"  # the one law measured for drying (and the
+    # one that leaves the temperature alone, which the mount and the run-on share with the NPT(z) run)
     wall: WallSettings = WallSettings()
 
 
