@@ -365,6 +365,20 @@ def report(results: dict[tuple, dict], steps_full: int, beads: int) -> None:
                 worst = max(abs(x / y - 1) for x, y in zip(a, b))
                 print(f"| {k} | {law} | {len(common)} | {spearman(a, b):.3f} | {worst:.1%} |")
         break  # the lowest k > 1 with three sets is the reference
+    ks = sorted({r["k"] for r in rows})
+    cells: dict[str, dict[int, list[tuple[int, float]]]] = {}
+    for r in rows:
+        if r.get("end_density_g_cm3") is not None and (r["k"] == 1 or r["law"] == "undamped"):
+            cells.setdefault(label(r), {}).setdefault(r["k"], []).append((r["placement"], r["end_density_g_cm3"]))
+    print("\n## Per set: end density at each k (undamped law), mean over placements (their number), and "
+          "the k = 1 placements' relative sd")
+    print("| set | " + " | ".join(f"k = {k}" for k in ks) + " | k = 1 placements' rel. sd |")
+    print("|---" * (len(ks) + 2) + "|")
+    for name, by_k in sorted(cells.items(), key=lambda t: (-len(t[1].get(1, [])), t[0])):
+        row = [f"{np.mean([v for _, v in by_k[k]]):.3f} ({len(by_k[k])})" if k in by_k else "-" for k in ks]
+        one = [v for _, v in by_k.get(1, [])]
+        sd = f"{np.std(one, ddof=1) / np.mean(one):.1%}" if len(one) > 1 else "-"
+        print(f"| {name} | " + " | ".join(row) + f" | {sd} |")
     factors = [(r["set"], r["placement"], r["k"], r["law"], ref[sp(r)]["end_density_g_cm3"]
                 / r["end_density_g_cm3"]) for r in rows
                if r["k"] > 1 and r.get("end_density_g_cm3") and sp(r) in ref
