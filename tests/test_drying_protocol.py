@@ -1,14 +1,12 @@
 """The drying protocol a study runs (``drying.protocol``): its own settings over the fidelity's
 steps, or the public 7e7-step protocol compressed to them (docs/model.md#electrode-protocols);
-hand-computed settings, the label trials record, and the identity of studies stored before
-the field existed."""
+hand-computed settings, and the label trials record."""
 
 from __future__ import annotations
 
 import pytest
 
 from calib.fidelity import BUILTIN_FIDELITIES
-from calib.identity import settings_identity
 from calib.stages.drying import (PUBLIC_DRYING_STEPS, DryingSettings, drying_protocol_label,
                                  drying_protocol_problem, drying_thermostat)
 
@@ -47,8 +45,3 @@ def test_the_label_names_the_compression_and_its_settings():
     assert "compressed k = 350 under the undamped law" in public and "Tdamp 24500 us" in public
     assert "electrode-protocols" in drying_protocol_label(run)
 
-
-def test_studies_stored_before_the_field_keep_their_identity():
-    base = settings_identity(DryingSettings())
-    assert "protocol" not in base and "compression_law" not in base
-    assert settings_identity(DryingSettings(protocol="public"))["protocol"] == "public"

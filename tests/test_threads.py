@@ -1,5 +1,5 @@
 """Solver threads (``sim_backends.threads``): the limits hold inside the block and come back
-after it; the thread count is execution, not physics, so it stays out of a study's identity."""
+after it (their place in a study's identity: ``test_settings_identity.py``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import pytest
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from calib.identity import settings_identity
-from calib.stages.characterise import CharacteriseSettings
 from sim_backends.threads import solver_threads
 
 
@@ -36,9 +34,3 @@ def test_the_limits_hold_inside_the_block_and_come_back_after():
     finally:
         torch.set_num_threads(saved)
 
-
-def test_solver_threads_stay_out_of_a_studys_identity():
-    base = settings_identity(CharacteriseSettings())
-    assert settings_identity(CharacteriseSettings(solver_threads=8)) == base
-    assert "solver_threads" not in base
-    assert settings_identity(CharacteriseSettings(resolution_um=0.25)) != base

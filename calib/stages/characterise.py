@@ -18,7 +18,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Sequence
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
@@ -65,7 +65,9 @@ class CharacteriseSettings(ConvergencePolicy):
     SNOW2; a few seconds at dev size). solver_iter_limit: most iterations of the SE
     diffusion solve (TauFactor, which checks every 100). solver_threads: CPU threads of each
     characterisation's solvers (``sim_backends.threads``; 1: the degrees run at once, and the
-    libraries' default of one thread per core was 8.5x slower on a busy machine). not_converged, penalty: what a
+    libraries' default of one thread per core was 8.5x slower on a busy machine). overlap: who gets
+    a voxel where beads overlap (``microstructure.voxelise``: ``rank``, ``power`` = split at the
+    radical plane, ``rank-power``; docs/stages/characterise.md#overlaps). not_converged, penalty: what a
     trial becomes whose transport solve stopped unconverged (``calib.stages.verdict``; the
     calendering's relaxation follows ``calendering``'s policy).
     """
@@ -77,7 +79,9 @@ class CharacteriseSettings(ConvergencePolicy):
     pore_network: bool = True
     solver_iter_limit: PositiveInt = SOR_ITER_LIMIT
     solver_threads: PositiveInt = 1
+    overlap: Literal["rank", "power", "rank-power"] = "rank"
     NOT_IDENTITY: ClassVar[frozenset[str]] = frozenset({"solver_threads"})  # execution, not physics
+    IDENTITY_OMIT_DEFAULTS: ClassVar[dict[str, Any]] = {"overlap": "rank"}  # as the studies stored before it
 
 
 def transport_verdict(rows: Sequence[Mapping[str, Any]]) -> Verdict:
@@ -131,7 +135,8 @@ class CharacteriseTrial:
             nanoporosity=nanoporosity_of(self.loaded), resolution_um=s.resolution_um,
             conductivity_s_m={"AM": s.sigma_am_s_m, "CBD": s.sigma_cbd_s_m},
             surface_solid_fraction_rel=s.surface_solid_fraction_rel, pore_network=s.pore_network,
-            max_bytes=MAX_VOXEL_BYTES, label=label, iter_limit=s.solver_iter_limit, threads=s.solver_threads)
+            max_bytes=MAX_VOXEL_BYTES, label=label, iter_limit=s.solver_iter_limit, threads=s.solver_threads,
+            overlap=s.overlap)
 
     def _characterisation_runs(self) -> list[Run]:
         runs = []
