@@ -4,7 +4,7 @@ the radical-plane rule (``voxelise(..., overlap="power")``), each with and witho
 beads, and the rank rule with ties by the radical plane (``rank-power``), next to ``particle_network.network_conductivity`` on the same slab (the stage's
 top-surface cut at the first resolution). Prints a table with wall times; asserts nothing.
 
-    .venv/bin/python bench/overlap_rules.py FILM.data [--resolutions 0.5 0.25 0.125]
+    .venv/bin/python bench/overlap_rules.py FILM.data [--resolutions 0.5 0.25 0.125] [--touch 0.125:0.05 0.25:0.1]
 
 FILM.data: a calendered or dried state (LAMMPS data file of the dried column's types), e.g.
 ``bench/out/electrode_protocols/dev_s1/calender_from_*/v0.02_dt0.0001_d30/calender_00/final.data``.
@@ -42,6 +42,10 @@ def main() -> None:
     ap.add_argument("film", type=Path)
     ap.add_argument("--resolutions", type=float, nargs="+", default=[0.5, 0.25])
     ap.add_argument("--study", type=Path, default=REPO / "studies" / "ssb_pipeline.yaml")
+    ap.add_argument("--touch", nargs="*", default=[], metavar="GAP:REL",
+                    type=lambda t: tuple(float(x) for x in t.split(":")),
+                    help="network contact rules for beads that touch without overlapping: within GAP um, "
+                         "a neck of REL x the smaller radius (e.g. 0.125:0.05 0.25:0.1)")
     args = ap.parse_args()
     loaded = load_study(args.study, fidelity="dev")
     data = read_sphere_data(args.film)
@@ -74,11 +78,18 @@ def main() -> None:
             slab_um = slab_um or slab
             print(f"| {rule} | {se} | {res:g} | {slab:.2f} | {c.effective:.4g} | {c.converged} | {fr['SE']} | "
                   f"{fr['CBD']} | {fr['AM']} | {time.perf_counter() - t0:.0f} |", flush=True)
-    t0 = time.perf_counter()
-    net = network_conductivity(data.positions, r, sig, (data.hi[0] - data.lo[0], data.hi[1] - data.lo[1]),
-                               collector, collector + slab_um)
-    print(f"\ncontact network (SE ignored) on the {slab_um:.2f} um slab: {net.effective:.4g} S/m, "
-          f"{net.necks} necks, {net.conducting_beads} of {net.beads} beads carrying, {time.perf_counter() - t0:.1f} s")
+    print(f"\ncontact network (SE ignored) on the {slab_um:.2f} um slab:")
+    for gap, rel in [(0.0, 0.0), *args.touch]:
+        t0 = time.perf_counter()
+        try:
+            net = network_conductivity(data.positions, r, sig, (data.hi[0] - data.lo[0], data.hi[1] - data.lo[1]),
+                                       collector, collector + slab_um, touch_gap_um=gap, touch_radius_rel=rel)
+        except ValueError as exc:
+            print(f"- contact rule gap {gap:g} um, radius {rel:g} r: {exc}")
+            continue
+        rule = "overlapping beads only" if gap == 0 else f"beads within {gap:g} um join by a neck of {rel:g} r"
+        print(f"- {rule}: {net.effective:.4g} S/m, {net.necks} necks, {net.conducting_beads} of {net.beads} beads "
+              f"carrying, {time.perf_counter() - t0:.1f} s")
 
 
 if __name__ == "__main__":
