@@ -42,6 +42,9 @@ def main() -> None:
     ap.add_argument("film", type=Path)
     ap.add_argument("--resolutions", type=float, nargs="+", default=[0.5, 0.25])
     ap.add_argument("--study", type=Path, default=REPO / "studies" / "ssb_pipeline.yaml")
+    ap.add_argument("--rules", nargs="+", default=["rank/kept", "rank/dropped", "power/kept", "power/dropped",
+                                                   "rank-power/kept"],
+                    help="voxel rules to run, as RULE/SE (SE: kept or dropped)")
     ap.add_argument("--touch", nargs="*", default=[], metavar="GAP:REL",
                     type=lambda t: tuple(float(x) for x in t.split(":")),
                     help="network contact rules for beads that touch without overlapping: within GAP um, "
@@ -66,8 +69,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for res in args.resolutions:
         n = surface_cut(voxelise(full, res, RANK).labels, 0.5)  # the stage's slab at this resolution
-        for rule, se, pk in (("rank", "kept", full), ("rank", "dropped", no_se), ("power", "kept", full),
-                             ("power", "dropped", no_se), ("rank-power", "kept", full)):
+        for rule, se in (x.split("/") for x in args.rules):
+            pk = full if se == "kept" else no_se
             t0 = time.perf_counter()
             vox = voxelise(pk, res, RANK, overlap=rule)
             lab = vox.labels[:, :, :n]
@@ -78,16 +81,18 @@ def main() -> None:
             slab_um = slab_um or slab
             print(f"| {rule} | {se} | {res:g} | {slab:.2f} | {c.effective:.4g} | {c.converged} | {fr['SE']} | "
                   f"{fr['CBD']} | {fr['AM']} | {time.perf_counter() - t0:.0f} |", flush=True)
-    print(f"\ncontact network (SE ignored) on the {slab_um:.2f} um slab:")
-    for gap, rel in [(0.0, 0.0), *args.touch]:
+    print(f"\ncontact network on the {slab_um:.2f} um slab:")
+    for gap, rel, cut in [(0.0, 0.0, False), (0.0, 0.0, True), *((g, q, False) for g, q in args.touch)]:
         t0 = time.perf_counter()
         try:
             net = network_conductivity(data.positions, r, sig, (data.hi[0] - data.lo[0], data.hi[1] - data.lo[1]),
-                                       collector, collector + slab_um, touch_gap_um=gap, touch_radius_rel=rel)
+                                       collector, collector + slab_um, touch_gap_um=gap, touch_radius_rel=rel,
+                                       cut_by_neighbours=cut)
         except ValueError as exc:
             print(f"- contact rule gap {gap:g} um, radius {rel:g} r: {exc}")
             continue
         rule = "overlapping beads only" if gap == 0 else f"beads within {gap:g} um join by a neck of {rel:g} r"
+        rule += ", cut by their neighbours (the power rule's geometry, SE included)" if cut else ", SE ignored"
         print(f"- {rule}: {net.effective:.4g} S/m, {net.necks} necks, {net.conducting_beads} of {net.beads} beads "
               f"carrying, {time.perf_counter() - t0:.1f} s")
 

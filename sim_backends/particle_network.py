@@ -1,8 +1,10 @@
 """Electronic conductivity of a bead packing as a network of its contacts (issue 27).
 
-A voxel solve of touching spheres has no grid limit: the beads conduct through necks far
-smaller than a voxel, and its answer falls with every halving of the voxel
-(docs/stages/characterise.md). This model needs no voxels (in the spirit of particle
+A voxel solve of beads that touch without overlapping has no grid limit: they conduct
+through contacts far smaller than a voxel, and its answer falls with every halving of the
+voxel (the dried dev film: -26 % from 0.5 to 0.25 um; docs/stages/characterise.md). This
+model makes the contact rule for such beads explicit; it is not yet used by the characterise
+stage. It needs no voxels (in the spirit of particle
 resistor networks for sintered or overlapping spheres, e.g. Birkholz et al., Powder
 Technology 2021), but does not put one node at each bead's centre: a centre node gives every
 neck the whole bead body, which is 21 % too conductive on an FCC packing with necks of 0.22
@@ -41,12 +43,19 @@ Measured against voxel solves of the same periodic packings (``tests/test_partic
 exact on a chain; within 3 % on SC (six necks of 0.44 radii), BCC (eight of 0.44) and FCC
 (twelve of 0.22); too conductive by 7 % on SC with necks of 0.6 radii and by 9 % on FCC with
 twelve of 0.44, packings nearly solid (solid fractions above 0.9), where the necks cover much
-of each bead. Not yet used by the characterise stage (issue 27): on a dev film calendered 30 %
-at the public plane speed (necks up to 0.95 of a CBD bead's radius on the AM beads, SE beads
-overlapping the conductors, which the voxel image gives to the denser phase and this model
-ignores) it reads 7.19e-3 S/m where the voxel solve reads 5.08e-3 and is converged (5.077e-3 at
-0.5 um voxels, 5.087e-3 at 0.25 um), 41 % apart.
-"""
+of each bead.
+
+**The films' geometry** (``cut_by_neighbours=True``). Calendered dev films overlap far beyond
+that range, and insulating SE beads overlap the conductors. With the beads cut along the
+radical planes of every bead overlapping them (the power rule of
+``microstructure.voxelise(overlap="power")``): each contact disc keeps the part outside third
+beads' cells (its own resistance then uses the open part's equivalent radius), and each
+conductor's conductivity is scaled by the fraction of its sphere the insulators leave it (a
+linear scaling: the exponent chosen on one film, see docs/stages/characterise.md#overlaps).
+Against the power-rule voxel solves of two dev films (calendered 30 % and 50 % at the public
+plane speed; ``bench/overlap_rules.py``): +0.2 % and +3.2 % (the latter against 0.25 um
+voxels, the voxel value still rising with the resolution). Without the cuts, and ignoring
+the SE, it read 7.19e-3 S/m on the 30 % film, 14 % above that film's 6.3e-3."""
 
 from __future__ import annotations
 
@@ -122,14 +131,15 @@ def neck_g(eps):
     return np.interp(np.clip(eps, 0.0, 1.0), x, y)
 
 
-def half_resistance(h, r, sigma):
+def half_resistance(h, r, sigma, a=None):
     """Resistance (1 / (S/m x um)) of a bead of radius ``r`` (um) and conductivity ``sigma``
     (S/m) between its equatorial plane and a neck cut at distance ``h`` (um) from its centre:
-    g(a / r) / (4 sigma a), a = sqrt(r^2 - h^2); 0 for h <= 0 (the cut at or behind the centre)."""
+    g(a / r) / (4 sigma a), a = sqrt(r^2 - h^2) unless given (a contact disc partly covered by a
+    third bead: its open part's equivalent radius); 0 for h <= 0 (the cut at or behind the centre)."""
     h, r, sigma = np.broadcast_arrays(np.asarray(h, float), np.asarray(r, float), np.asarray(sigma, float))
     out = np.zeros(h.shape)
     cut = h > 0
-    a = np.sqrt(np.maximum(r[cut] ** 2 - h[cut] ** 2, 0.0))
+    a = np.sqrt(np.maximum(r[cut] ** 2 - h[cut] ** 2, 0.0)) if a is None else np.broadcast_to(a, h.shape)[cut]
     with np.errstate(divide="ignore"):
         out[cut] = neck_g(a / r[cut]) / (4.0 * sigma[cut] * a)
     return out
@@ -143,7 +153,7 @@ def sphere_transfer(s2, r, sigma):
     return (1.0 / s - np.log(s * (1.0 + s))) / (4.0 * math.pi * sigma * r)
 
 
-def bead_admittance(directions: np.ndarray, h: np.ndarray, r, sigma) -> tuple[np.ndarray, np.ndarray]:
+def bead_admittance(directions: np.ndarray, h: np.ndarray, r, sigma, open_fraction=None) -> tuple[np.ndarray, np.ndarray]:
     """The k x k admittance (S/m x um) of beads joining k contacts each, in unit
     ``directions`` (..., k, 3) cut at distances ``h`` (..., k; um) from their centres, radii
     ``r`` and conductivities ``sigma`` (...; module docstring); rows sum to 0. Stacks of beads
@@ -155,7 +165,9 @@ def bead_admittance(directions: np.ndarray, h: np.ndarray, r, sigma) -> tuple[np
     coinciding discs of radius a then couple by 1 / (2 pi sigma a), below each one's own
     1 / (4 sigma a)). The admittance is the pseudo-inverse of the coupling matrix on
     currents that sum to zero, keeping its positive part; also returned: which beads' matrix
-    had a negative direction (the model outside its range there)."""
+    had a negative direction (the model outside its range there). ``open_fraction`` (..., k):
+    the part of each contact disc not taken by a third bead (``cut_by_neighbours``); its own
+    resistance then uses the open part's equivalent radius.""" 
     directions, h = np.asarray(directions, float), np.asarray(h, float)
     k = h.shape[-1]
     r = np.asarray(r, float)[..., None, None]
@@ -164,7 +176,8 @@ def bead_admittance(directions: np.ndarray, h: np.ndarray, r, sigma) -> tuple[np
     cos = np.clip(directions @ np.swapaxes(directions, -1, -2), -1.0, 1.0)
     s2 = (1.0 - cos) / 2.0 + (a[..., :, None] ** 2 + a[..., None, :] ** 2) / (8.0 * r ** 2)
     z = sphere_transfer(s2, r, sigma)
-    own = half_resistance(h, r[..., 0], sigma[..., 0]) + sphere_transfer(1.0, r[..., 0], sigma[..., 0])
+    a_open = a if open_fraction is None else a * np.sqrt(np.clip(open_fraction, 1e-6, 1.0))
+    own = half_resistance(h, r[..., 0], sigma[..., 0], a_open) + sphere_transfer(1.0, r[..., 0], sigma[..., 0])
     idx = np.arange(k)
     z[..., idx, idx] = own
     p = np.eye(k) - 1.0 / k
@@ -198,11 +211,16 @@ class NetworkResult:
 
 
 def network_conductivity(positions, radii, sigma, box_xy: tuple[float, float], z0: float, z1: float, *,
-                         touch_gap_um: float = 0.0, touch_radius_rel: float = 0.0) -> NetworkResult:
+                         touch_gap_um: float = 0.0, touch_radius_rel: float = 0.0,
+                         cut_by_neighbours: bool = False) -> NetworkResult:
     """sigma_eff (S/m) between the planes z = ``z0`` (collector) and ``z1`` (top) of beads at
     ``positions`` (N x 3, um; x and y periodic with periods ``box_xy``) with solid ``radii``
     (um) and conductivities ``sigma`` (S/m; 0: insulating), by the model of the module
-    docstring. Beads whose centre lies outside [z0, z1] are left out.
+    docstring. Beads whose centre lies outside [z0, z1] are left out. ``cut_by_neighbours``:
+    each bead is its sphere cut by the radical planes of every bead overlapping it, conducting
+    or not (the power-rule geometry, ``voxelise(overlap="power")``): a contact disc keeps the
+    part outside third beads' cells (``neighbour_cuts``), and a conductor's conductivity is
+    scaled by the fraction of its sphere the insulating beads leave it.
 
     BLAS runs on one thread here (``threads.solver_threads``): the solve's vector operations
     are too small to share, and a multi-threaded BLAS on a busy machine made it 3x slower
@@ -210,10 +228,12 @@ def network_conductivity(positions, radii, sigma, box_xy: tuple[float, float], z
     from .threads import solver_threads
 
     with solver_threads(1, torch=False):
-        return _network_conductivity(positions, radii, sigma, box_xy, z0, z1, touch_gap_um, touch_radius_rel)
+        return _network_conductivity(positions, radii, sigma, box_xy, z0, z1, touch_gap_um, touch_radius_rel,
+                                     cut_by_neighbours)
 
 
-def _network_conductivity(positions, radii, sigma, box_xy, z0, z1, touch_gap_um, touch_radius_rel) -> NetworkResult:
+def _network_conductivity(positions, radii, sigma, box_xy, z0, z1, touch_gap_um, touch_radius_rel,
+                          cut_by_neighbours=False) -> NetworkResult:
     import pyamg
     import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components
@@ -287,6 +307,13 @@ def _network_conductivity(positions, radii, sigma, box_xy, z0, z1, touch_gap_um,
         fixed_values.append(np.full(len(on), value))
     bead_c, h_c, dir_c, node_c = (np.concatenate(x) for x in (bead, hh, dirs, node))
     m = next_node
+    open_c = None
+    if cut_by_neighbours:
+        partner = np.concatenate([j, i, np.full(len(bead_c) - 2 * n_necks, -1)])
+        idx = np.nonzero(keep)[0]  # subset -> all beads
+        kept, open_c = neighbour_cuts(pos, r_all, s_all > 0, (lx, ly), idx, idx[bead_c], h_c, dir_c,
+                                      np.where(partner >= 0, idx[np.maximum(partner, 0)], -1))
+        s = s * kept
 
     # each bead's admittance over its contacts, beads with the same number of contacts at once
     order = np.argsort(bead_c, kind="stable")
@@ -297,7 +324,8 @@ def _network_conductivity(positions, radii, sigma, box_xy, z0, z1, touch_gap_um,
     for k in np.unique(counts[counts >= 2]):  # a dead end (one contact) carries no current
         beads_k = np.nonzero(counts == k)[0]
         sel = order[starts[beads_k][:, None] + np.arange(k)[None, :]]  # (beads, k) contact indices
-        y, bad = bead_admittance(dir_c[sel], h_c[sel], r[beads_k], s[beads_k])
+        y, bad = bead_admittance(dir_c[sel], h_c[sel], r[beads_k], s[beads_k],
+                                 None if open_c is None else open_c[sel])
         indefinite += int(bad.sum())
         ids = node_c[sel]
         rows.append(np.repeat(ids, k, axis=1).ravel())
@@ -347,3 +375,65 @@ def _network_conductivity(positions, radii, sigma, box_xy, z0, z1, touch_gap_um,
     mismatch = abs(i_top - i_bottom) / total if total > 0 else math.nan
     return NetworkResult(float(total * (z1 - z0) / (lx * ly)), n, n_necks, len(carrying), float(mismatch),
                          bool(converged), time.perf_counter() - t0, indefinite)
+
+
+def neighbour_cuts(pos, radii, conducting, box_xy, beads, owner, h, normal, partner):
+    """The power-rule geometry's cuts (``network_conductivity(cut_by_neighbours=True)``).
+
+    pos, radii, conducting: every bead (um); beads: the conductors (indices into them);
+    owner, h, normal, partner: per contact disc, its bead, the disc's distance from the bead's
+    centre along ``normal``, and the bead on its other side (-1: an electrode). Returns
+    (kept, open): per conductor in ``beads``, the fraction of its sphere left after the
+    insulating beads overlapping it take their cells (the caps beyond their radical planes,
+    summed), and per disc the fraction outside every third overlapping bead's cell (each
+    takes the circular segment beyond the line where its radical plane cuts the disc's plane,
+    summed). Sums overcount where cuts overlap each other (both clipped to [0, 1])."""
+    from scipy.spatial import cKDTree
+
+    lx, ly = box_xy
+    n = len(pos)
+    reach = 2.0 * float(radii.max())
+    wrapped = np.column_stack([np.mod(pos[:, 0], lx), np.mod(pos[:, 1], ly), pos[:, 2] - pos[:, 2].min() + reach])
+    wrapped[:, 0][wrapped[:, 0] >= lx] = 0.0
+    wrapped[:, 1][wrapped[:, 1] >= ly] = 0.0
+    tree = cKDTree(wrapped, boxsize=(lx, ly, 2.0 * float(np.ptp(pos[:, 2])) + 4.0 * reach))
+    pairs = tree.query_pairs(reach, output_type="ndarray")
+    a_, b_ = np.concatenate([pairs[:, 0], pairs[:, 1]]), np.concatenate([pairs[:, 1], pairs[:, 0]])
+    delta = wrapped[b_] - wrapped[a_]
+    delta[:, 0] -= lx * np.round(delta[:, 0] / lx)
+    delta[:, 1] -= ly * np.round(delta[:, 1] / ly)
+    d = np.linalg.norm(delta, axis=1)
+    over = (d < radii[a_] + radii[b_]) & (d > 0)
+    a_, b_, delta, d = a_[over], b_[over], delta[over], d[over]
+    ra, rb = radii[a_], radii[b_]
+    t = np.clip((d ** 2 + ra ** 2 - rb ** 2) / (2.0 * d), -ra, ra)  # a's radical plane with b, from a's centre
+    unit = delta / d[:, None]
+
+    # kept volume of each conductor: minus the caps of the insulators overlapping it
+    cap = np.pi * (ra - t) ** 2 * (2.0 * ra + t) / 3.0
+    lost = np.bincount(a_, weights=np.where(conducting[b_], 0.0, cap), minlength=n)
+    kept_all = np.clip(1.0 - lost / (4.0 / 3.0 * np.pi * radii ** 3), 0.0, 1.0)
+
+    # open part of each disc: the pairs (owner, k) for every third bead k overlapping the owner
+    order = np.argsort(a_, kind="stable")
+    a_s, b_s, t_s, u_s = a_[order], b_[order], t[order], unit[order]
+    start = np.searchsorted(a_s, np.arange(n))
+    count = np.bincount(a_s, minlength=n)
+    reps = count[owner]
+    disc = np.repeat(np.arange(len(owner)), reps)
+    k_idx = np.repeat(start[owner], reps) + (np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps))
+    k = b_s[k_idx]
+    third = k != partner[disc]
+    disc, k_idx = disc[third], k_idx[third]
+    nvec, tk = u_s[k_idx], t_s[k_idx]
+    rad = np.sqrt(np.maximum(radii[owner] ** 2 - np.maximum(h, 0.0) ** 2, 0.0))[disc]
+    along = np.einsum("ij,ij->i", nvec, normal[disc])  # n . u
+    across = np.sqrt(np.maximum(1.0 - along ** 2, 0.0))
+    # points of the disc c + v (c = h u, v in the disc's plane) lie in k's cell where n.c + n.v > t
+    gap = tk - along * h[disc]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.where(across > 1e-9, gap / (across * np.where(rad > 0, rad, 1.0)), np.where(gap < 0, -np.inf, np.inf))
+    xc = np.clip(x, -1.0, 1.0)
+    segment = (np.arccos(xc) - xc * np.sqrt(1.0 - xc ** 2)) / np.pi  # fraction of the disc beyond the line
+    covered = np.bincount(disc, weights=segment, minlength=len(owner))
+    return kept_all[beads], np.clip(1.0 - covered, 0.0, 1.0)

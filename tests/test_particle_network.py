@@ -146,3 +146,55 @@ def test_clusters_that_do_not_span_the_film_and_dead_ends_carry_no_current():
     res = network_conductivity(pos, np.ones(len(pos)), np.ones(len(pos)), (box, box), 0.0, 3.8)
     assert res.effective == pytest.approx(res0.effective, rel=1e-6)
     assert res.current_mismatch_rel < 1e-6 and res.conducting_beads == 3 and res.beads == 8
+
+
+def _power_sample(points, centres, radii, owner):
+    """Which ``points`` (inside sphere ``owner``) lie in another sphere's power cell."""
+    own = np.sum((points - centres[owner]) ** 2, axis=1) - radii[owner] ** 2
+    taken = np.zeros(len(points), bool)
+    for k in range(len(centres)):
+        if k != owner:
+            taken |= np.sum((points - centres[k]) ** 2, axis=1) - radii[k] ** 2 < own
+    return taken
+
+
+def test_neighbour_cuts_match_sampling_of_the_power_cells():
+    """A conductor (r 2) with a conducting neighbour (r 2, necks of 1.2) and an insulator (r 1)
+    overlapping both: the kept volume (its cap beyond the radical plane) and the neck disc's part
+    outside the insulator's cell, against points sampled in the sphere and on the disc."""
+    from sim_backends.particle_network import neighbour_cuts
+
+    centres = np.array([[10.0, 10.0, 10.0], [13.2, 10.0, 10.0], [11.6, 11.2, 10.3]])
+    radii = np.array([2.0, 2.0, 1.0])
+    conducting = np.array([True, True, False])
+    d = 3.2
+    h = (d * d + 4.0 - 4.0) / (2 * d)  # the neck's plane from bead 0, normal +x
+    kept, open_ = neighbour_cuts(centres, radii, conducting, (40.0, 40.0), np.array([0, 1]), np.array([0]),
+                                 np.array([h]), np.array([[1.0, 0.0, 0.0]]), np.array([1]))
+    rng = np.random.default_rng(3)
+    u = rng.normal(size=(200_000, 3))
+    u *= (rng.random(len(u)) ** (1 / 3) / np.linalg.norm(u, axis=1))[:, None]
+    pts = centres[0] + 2.0 * u
+    lost_to_insulator = _power_sample(pts, centres[[0, 2]], radii[[0, 2]], 0)
+    assert kept[0] == pytest.approx(1.0 - lost_to_insulator.mean(), abs=0.005)
+    a = math.sqrt(4.0 - h * h)
+    q = rng.random((200_000, 2))
+    rho, phi = a * np.sqrt(q[:, 0]), 2 * math.pi * q[:, 1]
+    disc = np.column_stack([np.full(len(q), centres[0, 0] + h), centres[0, 1] + rho * np.cos(phi),
+                            centres[0, 2] + rho * np.sin(phi)])
+    power = [np.sum((disc - c) ** 2, axis=1) - rr ** 2 for c, rr in zip(centres, radii)]
+    covered = power[2] < power[0]  # on the neck's plane power[0] == power[1]
+    assert 0.05 < covered.mean() < 0.95  # the insulator really takes part of the neck
+    assert open_[0] == pytest.approx(1.0 - covered.mean(), abs=0.005)
+
+
+def test_cuts_change_nothing_where_no_third_bead_reaches_a_neck():
+    """SC necks of 0.44 radii: the planes of the other neighbours do not reach a neck, and no
+    insulator is there, so the cut network is the plain one."""
+    cell, layers, lateral = 1.8, 3, 3
+    centres = lattice("sc", cell, layers, lateral)
+    n = len(centres)
+    box = (lateral * cell, lateral * cell)
+    plain = network_conductivity(centres, np.ones(n), np.ones(n), box, 0.0, layers * cell)
+    cut = network_conductivity(centres, np.ones(n), np.ones(n), box, 0.0, layers * cell, cut_by_neighbours=True)
+    assert cut.effective == pytest.approx(plain.effective, rel=1e-12)
