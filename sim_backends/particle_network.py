@@ -313,7 +313,7 @@ def _network_conductivity(positions, radii, sigma, box_xy, z0, z1, touch_gap_um,
         idx = np.nonzero(keep)[0]  # subset -> all beads
         kept, open_c = neighbour_cuts(pos, r_all, s_all > 0, (lx, ly), idx, idx[bead_c], h_c, dir_c,
                                       np.where(partner >= 0, idx[np.maximum(partner, 0)], -1))
-        s = s * kept
+        s = s * np.maximum(kept, 1e-6)  # a bead the SE covers whole keeps a vanishing conductance, not a zero one
 
     # each bead's admittance over its contacts, beads with the same number of contacts at once
     order = np.argsort(bead_c, kind="stable")
