@@ -28,14 +28,13 @@ def solver_threads(n: int, torch: bool = True) -> Iterator[None]:
     import scipy.sparse.linalg  # noqa: F401  scipy's own BLAS, used by pyamg and the CG, must be in)
     from threadpoolctl import threadpool_limits
 
-    if torch:
-        import torch as _torch  # noqa: F401  (its OpenMP pool, likewise)
-    with threadpool_limits(limits=n):
-        if not torch:
+    if not torch:
+        with threadpool_limits(limits=n):
             yield
-            return
-        import torch as _torch
+        return
+    import torch as _torch  # before the limit too: its OpenMP pool, likewise
 
+    with threadpool_limits(limits=n):
         before = _torch.get_num_threads()
         _torch.set_num_threads(n)
         try:
