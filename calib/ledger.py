@@ -208,6 +208,11 @@ def study_exists(name: str, storage: str) -> bool:
         engine.dispose()
 
 
+# what a database says when another process created Optuna's schema (or its version row)
+# between this one's check and its write: PostgreSQL, then SQLite
+_SCHEMA_RACE = ("already exists", "UniqueViolation", "duplicate key", "UNIQUE constraint failed")
+
+
 def rdb_storage(url: str, heartbeat_s: int | None = None, grace_s: int | None = None,
                 on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage at ``url``, with heartbeats every ``heartbeat_s`` s and trials
@@ -229,7 +234,7 @@ def rdb_storage(url: str, heartbeat_s: int | None = None, grace_s: int | None = 
             break
         except Exception as exc:  # drivers on other hosts creating the schema of a new database at once
             text = repr(exc) + repr(exc.__cause__)
-            if attempt == 4 or not any(k in text for k in ("already exists", "UniqueViolation", "duplicate key")):
+            if attempt == 4 or not any(k in text for k in _SCHEMA_RACE):
                 raise
             time.sleep(0.5 + random.random())
     if sqlite:
