@@ -10,7 +10,8 @@ FILM.data: a calendered or dried state (LAMMPS data file of the dried column's t
 ``bench/out/electrode_protocols/dev_s1/calender_from_*/v0.02_dt0.0001_d30/calender_00/final.data``.
 Phases and solid radii come from ``studies/ssb_pipeline.yaml``'s dataset, as in the stage;
 the conductivities are the seed's (AM 0.005, CBD 15.93 S/m; SE insulating), the stage's
-defaults. docs/stages/characterise.md#overlaps.
+defaults. docs/stages/characterise.md#overlaps. ``--se``: the SE's D_eff/D_0 from the
+contact network against power-rule voxel solves (docs/stages/characterise.md#se-transport).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def main() -> None:
                     type=lambda t: tuple(float(x) for x in t.split(":")),
                     help="network contact rules for beads that touch without overlapping: within GAP um, "
                          "a neck of REL x the smaller radius (e.g. 0.125:0.05 0.25:0.1)")
+    ap.add_argument("--se", action="store_true",
+                    help="the SE's D_eff/D_0 instead: power-rule voxel solves (sigma 1 in the SE) at each resolution "
+                         "against the contact network with the SE conducting")
     args = ap.parse_args()
     loaded = load_study(args.study, fidelity="dev")
     data = read_sphere_data(args.film)
@@ -63,6 +67,9 @@ def main() -> None:
     full = Packing(data.positions, r, tuple(ph), (data.lo[0], data.lo[1], collector), (data.hi[0], data.hi[1], top))
     keep = np.array([p != "SE" for p in ph])
     no_se = Packing(data.positions[keep], r[keep], tuple(p for p in ph if p != "SE"), full.lo, full.hi)
+    if args.se:
+        se_against_network(args, data, full, r, ph, collector)
+        return
     slab_um = None
     print(f"# {args.film}: {len(r)} beads; conductivity S/m, voxel fractions of the analysed slab")
     print("| rule | SE beads | voxel um | slab um | conductivity S/m | CG converged | SE | CBD | AM | wall s |")
@@ -95,6 +102,31 @@ def main() -> None:
         rule += ", cut by their neighbours (the power rule's geometry, SE included)" if cut else ", SE ignored"
         print(f"- {rule}: {net.effective:.4g} S/m, {net.necks} necks, {net.conducting_beads} of {net.beads} beads "
               f"carrying, {time.perf_counter() - t0:.1f} s")
+
+
+def se_against_network(args, data, full: Packing, r: np.ndarray, ph: list[str], collector: float) -> None:
+    """SE D_eff/D_0 on the stage's slab at 0.5 um: the contact network (SE conducting, cut by
+    its neighbours) and power-rule voxel solves at each resolution."""
+    n = surface_cut(voxelise(full, 0.5, RANK).labels, 0.5)
+    slab = n * 0.5
+    sig = np.array([1.0 if p == "SE" else 0.0 for p in ph])
+    t0 = time.perf_counter()
+    net = network_conductivity(data.positions, r, sig, (data.hi[0] - data.lo[0], data.hi[1] - data.lo[1]),
+                               collector, collector + slab, cut_by_neighbours=True)
+    print(f"# {args.film}: SE D_eff/D_0 on the {slab:.2f} um slab")
+    print(f"- contact network, SE conducting: {net.effective:.5g} ({net.necks} necks, {net.conducting_beads} of "
+          f"{net.beads} beads carrying, {time.perf_counter() - t0:.1f} s)")
+    print("| voxel um | slab um | SE D_eff/D_0 | CG converged | SE fraction | wall s |")
+    print("|---|---|---|---|---|---|")
+    for res in args.resolutions:
+        t0 = time.perf_counter()
+        vox = voxelise(full, res, RANK, overlap="power")
+        k = int(round(slab / vox.resolution_um))
+        lab = vox.labels[:, :, :k]
+        code = {p: i + 1 for i, p in enumerate(vox.names)}
+        c = effective_conductivity(lab, {code["SE"]: 1.0})
+        print(f"| {res:g} | {k * vox.resolution_um:.2f} | {c.effective:.5g} | {c.converged} | "
+              f"{np.mean(lab == code['SE']):.4f} | {time.perf_counter() - t0:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

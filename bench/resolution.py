@@ -94,7 +94,10 @@ def measure(spec: CharacteriseSpec, film: Path, sha: str) -> dict:
     rec.update({
         "wall_s": round(time.perf_counter() - t0, 1), "voxels": out["voxels"],
         "voxel_um": out["resolution_um"], "analysed_thickness_um": out["analysed_thickness_um"],
-        "conductivity_s_m": out["conductivity_s_m"], "conductivity_converged": out["conductivity_solver"]["converged"],
+        # the voxel solve's conductivity (the study is of the voxel image); the network's beside it
+        "conductivity_s_m": out.get("conductivity_voxel_s_m", out["conductivity_s_m"]),
+        "conductivity_converged": out["conductivity_solver"]["converged"],
+        "conductivity_network_s_m": (out.get("conductivity_network") or {}).get("effective"),
         "se_diffusivity_rel": out["se_diffusivity_rel"], "se_tortuosity": out["se_tortuosity"],
         "se_converged": out["se_solver"]["converged"], "se_connected_fraction": out["se_network"]["connected_fraction"],
         "porosity": out["porosity"], "pore_d50_um": pn.get("pore_d50_um"), "throat_d50_um": pn.get("throat_d50_um"),

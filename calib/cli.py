@@ -581,14 +581,18 @@ def pipeline(
     storage: Optional[str] = typer.Option(None, help="Optuna storage of the studies named by --params best:..."),
     tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: embedded); 'none' disables."),
     runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where pipeline folders and default stores live."),
-    seed: int = typer.Option(1, parser=_at_least("--seed", 0), metavar="INTEGER", help="Simulation seed."),
+    seed: int = typer.Option(1, parser=_at_least("--seed", 0), metavar="INTEGER",
+                             help="Simulation seed of the first placement (the next ones: seed + 1, ...)."),
+    placements: int = typer.Option(2, parser=_at_least("--placements", 1), metavar="N",
+                                   help="Random placements to run (error bars: their spread with the resolution "
+                                        "error); 1: resolution error only."),
     backend: Optional[str] = typer.Option(None, help="Where runs go: local or slurm (default: the study's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Run slurry -> drying -> calendering (0-50 %) and characterisation for one parameter set; CSV, plots, MLflow."""
     import time as _time
 
-    from .pipeline import PipelineFailed, check_pipeline_inputs, log_pipeline, params_from, run_pipeline
+    from .pipeline import PipelineFailed, check_pipeline_inputs, log_pipeline, params_from, placement_seeds, run_placements
     from .stages.calendering import PIPELINE_DEGREES_PCT, degrees_problem
     from .study import load_study
 
@@ -632,8 +636,8 @@ def pipeline(
     failed = None
     try:
         with contextlib.redirect_stdout(sys.stderr), terminated_as_interrupt():
-            result = run_pipeline(loaded, pset, workdir, make_backend(loaded.spec.resources, lammps), lammps, degs, seed,
-                                  on_stage)
+            result = run_placements(loaded, pset, workdir, make_backend(loaded.spec.resources, lammps), lammps, degs,
+                                    placement_seeds(seed, placements), on_stage)
     except PipelineFailed as exc:
         from .pipeline import PipelineResult
 
@@ -657,17 +661,10 @@ def pipeline(
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
     else:
-        typer.echo(f"pipeline {name}: slurry density {summary['slurry'].get('density_g_cm3', float('nan')):.4f} g/cm^3, "
-                   f"dried porosity {100 * summary['dried'].get('porosity', float('nan')):.1f} %")
-        for d in summary["degrees"]:
-            typer.echo(f"  {d['degree_pct']:4g} %: thickness {d['thickness_um']:.1f} um "
-                       f"(held {d['thickness_held_um']:.1f}, before {d['thickness_before_um']:.1f}), "
-                       f"porosity {100 * d['porosity']:.1f} %"
-                       + (f"; conductivity {d['conductivity_s_m']:.3g} S/m, SE tortuosity "
-                          f"{'inf' if d['se_tortuosity'] is None else format(d['se_tortuosity'], '.3g')}, "
-                          f"SE D_eff/D_0 {d['se_diffusivity_rel']:.3g}, SE connected "
-                          f"{100 * d['se_connected_fraction']:.0f} %" if "conductivity_s_m" in d else ""))
-        typer.echo(f"  table: {summary['files'].get('csv', '-')}")
+        from .pipeline import summary_lines
+
+        for line in summary_lines(name, summary, placements):
+            typer.echo(line)
     if failed is not None:
         typer.echo(f"calib: pipeline failed at {failed.stage}: {failed.reason}", err=True)
         raise typer.Exit(1)
@@ -678,14 +675,18 @@ def reproduce(
     fidelity: Optional[str] = typer.Option(None, help="Named fidelity (default: the pipeline study's, dev)."),
     study: Path = typer.Option(DEFAULT_PIPELINE, help="Study file giving dataset and stage settings."),
     runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where the run folder goes (runs/reproduce/...)."),
-    seed: int = typer.Option(1, parser=_at_least("--seed", 0), metavar="INTEGER", help="Simulation seed."),
+    seed: int = typer.Option(1, parser=_at_least("--seed", 0), metavar="INTEGER",
+                             help="Simulation seed of the first placement (the next ones: seed + 1, ...)."),
+    placements: int = typer.Option(2, parser=_at_least("--placements", 1), metavar="N",
+                                   help="Random placements to run (error bars: their spread with the resolution "
+                                        "error); 1: resolution error only."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run the seed's Table S1 through slurry -> drying -> calendering (0-50 %) and compare
     with the seed's reported values, side by side."""
     import time as _time
 
-    from .pipeline import PipelineFailed, PipelineResult, check_pipeline_inputs, params_from, run_pipeline
+    from .pipeline import PipelineFailed, PipelineResult, check_pipeline_inputs, params_from, placement_seeds, run_placements
     from .reproduce import density_against_seed, reproduction, table
     from .stages.calendering import PIPELINE_DEGREES_PCT
     from .study import load_study
@@ -707,8 +708,8 @@ def reproduce(
     with contextlib.redirect_stdout(sys.stderr):
         try:
             with terminated_as_interrupt():
-                result = run_pipeline(loaded, pset, workdir, LocalBackend(mpirun=lammps.mpirun), lammps,
-                                      PIPELINE_DEGREES_PCT, seed,
+                result = run_placements(loaded, pset, workdir, LocalBackend(mpirun=lammps.mpirun), lammps,
+                                        PIPELINE_DEGREES_PCT, placement_seeds(seed, placements),
                                       lambda stage, msg: typer.echo(f"reproduce: {stage} ({msg})", err=True),
                                       keep_going=True)
         except PipelineFailed as exc:
@@ -719,7 +720,8 @@ def reproduce(
     if failed is not None:
         summary["failed"] = {"stage": failed.stage, "reason": failed.reason}
     rep = reproduction(summary)
-    rep["slurry_density_vs_seed"] = density_against_seed(workdir / "slurry", rep["protocols"]["slurry_density_g_cm3"])
+    first = workdir if placements == 1 else workdir / f"placement_{seed}"  # the trajectory of the first placement
+    rep["slurry_density_vs_seed"] = density_against_seed(first / "slurry", rep["protocols"]["slurry_density_g_cm3"])
     (workdir / "reproduce.json").write_text(json.dumps(rep, indent=2, default=str))
     if as_json:
         typer.echo(json.dumps(rep, indent=2, default=str))

@@ -208,23 +208,142 @@ def run_pipeline(loaded: LoadedStudy, params: PipelineParams, workdir: Path, bac
     return out
 
 
+def _artifact_folder(workdir: Path, stage_name: str, run_dir: Path) -> str | None:
+    """Where a run's files go in the stage's MLflow run: at its top for the stage's own run,
+    under the job's folder name for a job of the stage (``calender_00``), under the path
+    from the pipeline's folder for a run of one of several placements."""
+    if run_dir == workdir / stage_name:
+        return None
+    if run_dir.parent == workdir / stage_name:
+        return run_dir.name
+    try:
+        return str(run_dir.relative_to(workdir))
+    except ValueError:
+        return run_dir.name
+
+
+def placement_seeds(seed: int, placements: int) -> tuple[int, ...]:
+    """The simulation seeds of ``placements`` placements: ``seed``, ``seed + 1``, ..."""
+    return tuple(seed + k for k in range(placements))
+
+
+def run_placements(loaded: LoadedStudy, params: PipelineParams, workdir: Path, backend: Backend,
+                   lammps: LammpsInstall, degrees: tuple[float, ...], seeds: tuple[int, ...],
+                   on_stage=lambda stage, msg: None, keep_going: bool = False, last: str = LAST_STAGE,
+                   poll_s: float = 0.2) -> PipelineResult:
+    """``run_pipeline`` once per seed (one placement each): with one seed, in ``workdir``
+    itself; with several, in ``workdir/placement_<seed>`` one after the other, and the result
+    is their combination (``combine_placements``: means with error bars), each placement's
+    own summary in its folder's ``pipeline.json``. A placement that
+    fails ends the run with ``PipelineFailed``, its ``partial`` the placements done before."""
+    if len(seeds) == 1:
+        return run_pipeline(loaded, params, workdir, backend, lammps, degrees, seeds[0], on_stage, keep_going,
+                            last, poll_s)
+    done: list[tuple[int, PipelineResult]] = []
+    for seed in seeds:
+        def tell(stage: str, msg: str, seed: int = seed) -> None:
+            on_stage(stage, f"placement {seed}: {msg}")
+        try:
+            one = run_pipeline(loaded, params, workdir / f"placement_{seed}", backend, lammps, degrees, seed, tell,
+                               keep_going, last, poll_s)
+            (one.workdir / SUMMARY_FILE).write_text(json.dumps(one.summary(params, loaded.spec.fidelity), indent=2,
+                                                               default=str))
+            done.append((seed, one))
+        except PipelineFailed as exc:
+            partial = combine_placements(workdir, done) if done else PipelineResult(workdir)
+            raise PipelineFailed(exc.stage, f"placement {seed}: {exc.reason}", partial) from exc
+    return combine_placements(workdir, done)
+
+
+def combine_placements(workdir: Path, done: list[tuple[int, "PipelineResult"]]) -> PipelineResult:
+    """One result from several placements' (``calib.errorbars``): the slurry density and the
+    dried porosity as means with ``<key>_error`` (the placements' standard error), the
+    per-degree rows as ``combine_degrees``, and the table, plots and runs written in
+    ``workdir``; ``placements``: each placement's seed and folder."""
+    from .errorbars import all_of, combine, combine_degrees
+    from .stages.characterise import PLOT, plot_characterisation
+
+    first = done[0][1]
+    out = PipelineResult(workdir, bead_counts=first.bead_counts, solids_content=first.solids_content)
+    for key in ("slurry", "dried"):
+        recs = [r.records.get(key, {}) for _, r in done]
+        merged = dict(recs[0])
+        for k, v in recs[0].items():
+            if isinstance(v, bool):
+                merged[k] = all_of([rec.get(k) for rec in recs])
+            elif isinstance(v, (int, float)):
+                est = combine([rec.get(k) for rec in recs])
+                if est is not None:
+                    merged[k], merged[f"{k}_error"] = est.value, est.error
+        merged["placements"] = len(recs)
+        out.records[key] = merged
+    rows = combine_degrees([r.degrees for _, r in done])
+    out.records["degrees"] = rows
+    out.records["placements"] = [{"seed": seed, "workdir": str(r.workdir)} for seed, r in done]
+    for _, r in done:
+        out.wall_s.update({f"{r.workdir.name}/{k}": v for k, v in r.wall_s.items()})
+        out.failed_degrees.update({f"{d} (placement {r.workdir.name})": why for d, why in r.failed_degrees.items()})
+        for stage_name, runs in r.runs.items():
+            out.runs.setdefault(stage_name, []).extend(runs)
+    if rows:
+        out.files["csv"] = str(write_csv(workdir / CSV_FILE, rows))
+        if "conductivity_s_m" in rows[0]:
+            out.files["characterisation_vs_degree"] = str(plot_characterisation(workdir / PLOT, rows))
+    return out
+
+
+def summary_lines(name: str, summary: dict, placements: int) -> list[str]:
+    """What ``calib pipeline`` prints: the slurry density, the dried porosity and one line per
+    degree, each value with its error (``calib.errorbars``), and what the errors hold."""
+    from .errorbars import plus_minus
+
+    def pm(rec: dict, key: str, scale: float = 1.0, fmt: str = ".3g") -> str:
+        v, e = rec.get(key), rec.get(f"{key}_error")
+        return plus_minus(None if v is None else scale * v, None if e is None else scale * e, fmt)
+
+    sl, dr = summary.get("slurry", {}), summary.get("dried", {})
+    lines = [f"pipeline {name}: slurry density {pm(sl, 'density_g_cm3', fmt='.4f')} g/cm^3, "
+             f"dried porosity {pm(dr, 'porosity', 100, '.1f')} %"]
+    for d in summary.get("degrees", []):
+        line = (f"  {d['degree_pct']:4g} %: thickness {d['thickness_um']:.1f} um (held {d['thickness_held_um']:.1f}, "
+                f"before {d['thickness_before_um']:.1f}), porosity {pm(d, 'porosity', 100, '.1f')} %")
+        if "conductivity_s_m" in d:
+            tau = "inf (SE not connected)" if d.get("se_tortuosity") is None else pm(d, "se_tortuosity")
+            line += (f"; conductivity {pm(d, 'conductivity_s_m')} S/m, SE tortuosity {tau}, "
+                     f"SE D_eff/D_0 {pm(d, 'se_diffusivity_rel')}, SE connected {100 * d['se_connected_fraction']:.0f} %")
+        lines.append(line)
+    if any("conductivity_s_m" in d for d in summary.get("degrees", [])):
+        lines.append("  errors: " + (f"the standard error over {placements} placements with the SE's resolution error "
+                                     "in quadrature" if placements > 1 else
+                                     "the SE's resolution error only (one placement: the spread is not measured; "
+                                     "--placements 2 measures it)")
+                     + ("; the conductivity is the contact network's (no voxels)"
+                        if summary["degrees"][0].get("conductivity_method") == "network" else ""))
+    lines.append(f"  table: {summary.get('files', {}).get('csv', '-')}")
+    return lines
+
+
 def _next(name: str, last: str) -> str:
     chain = [s.name for s in stages.chain(last)]
     return chain[chain.index(name) + 1]
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    """The per-degree rows as CSV (every key any row has; floats to 6 significant digits)."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return path
 
 
 def write_outputs(out: PipelineResult, scores: dict) -> None:
     """CSV table of the per-degree rows, the profiles JSON and each stage's plots."""
     rows = out.degrees
     if rows:
-        path = out.workdir / CSV_FILE
-        keys = list(dict.fromkeys(k for row in rows for k in row))
-        with path.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            for row in rows:
-                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        out.files["csv"] = str(path)
+        out.files["csv"] = str(write_csv(out.workdir / CSV_FILE, rows))
     profiles: dict = {}
     for name, score in scores.items():
         if score.attrs.get("profiles") is not None:
@@ -273,7 +392,7 @@ def log_pipeline(tracking_uri: str, artifact_root: Path | None, name: str, summa
         client.log_param(pid, f"slurry.{k}", repr(v))
     for stage_name, runs in result.runs.items():
         record = result.records.get(stages.get(stage_name).pipeline_key)
-        files = [(None if r.workdir.parent != result.workdir / stage_name else r.workdir.name, r.workdir / f)
+        files = [(_artifact_folder(result.workdir, stage_name, r.workdir), r.workdir / f)
                  for r in runs for f in r.artifacts if not f.endswith(".data")]
         child(stage_name, record if isinstance(record, dict) else {}, files)
         for row in record if isinstance(record, list) else []:

@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .errorbars import ERROR_KEYS, distinct_peak, monotone, plus_minus, rises_then_falls
+
 SEED: dict[str, Any] = {
     "slurry_density_g_cm3": 1.89,
     "dried_porosity": 0.50,
@@ -57,6 +59,9 @@ def reproduction(summary: dict) -> dict:
         "cbd_wt_pct_dried": dr.get("cbd_wt_pct"),
         "bead_counts": counts,
         "solids_content": summary.get("solids_content"),
+        "errors": {"slurry_density_g_cm3": sl.get("density_g_cm3_error"), "dried_porosity": dr.get("porosity_error"),
+                   "drying_thickness_change_rel": dr.get("thickness_change_rel_error")},
+        "placements": sl.get("placements", 1),
         "degrees": degrees,
         "failed_degrees": dict(summary.get("failed_degrees", {})),
         "converged": {
@@ -83,37 +88,32 @@ def reproduction(summary: dict) -> dict:
 
 
 CHARACTERISATION_KEYS = ("conductivity_s_m", "se_tortuosity", "se_diffusivity_rel", "se_connected_fraction",
-                         "ratio_normalised", "conductivity_converged", "se_converged")
+                         "ratio_normalised", "conductivity_converged", "se_converged", "conductivity_method",
+                         "placements", *(f"{k}_error" for k in ERROR_KEYS))
 """The characterisation columns of each degree (``calib.stages.characterise``)."""
 
 
-def _monotone(values: list, falling: bool) -> bool | None:
-    """All consecutive steps fall (or rise); None when fewer than two values are known."""
-    if len(values) < 2 or any(v is None for v in values):
-        return None
-    return all((b < a) if falling else (b > a) for a, b in zip(values, values[1:]))
-
-
-def _peak_degree(rep: dict, key: str) -> float | None:
-    pts = [(d[key], d["degree_pct"]) for d in rep["degrees"] if d.get(key) is not None]
-    return max(pts)[1] if len(pts) >= 2 else None
+def _points(rep: dict, key: str) -> list[tuple[float, float | None, float | None]]:
+    return [(d["degree_pct"], d.get(key), d.get(f"{key}_error")) for d in rep["degrees"]]
 
 
 def trend_checks(rep: dict) -> dict[str, Any]:
-    """The seed's qualitative findings, checked on the reproduction (None: not measured)."""
-    por = [d["porosity"] for d in rep["degrees"]]
+    """The seed's qualitative findings, checked on the reproduction (None: not measured).
+    A trend counts only beyond the error bars (``calib.errorbars``): each step of a monotone
+    trend larger than the two points' errors, a peak above every other point's bar."""
     change = rep["drying_thickness_change_rel"]
-    degs = [d["degree_pct"] for d in rep["degrees"]]
-    cond_peak, ratio_peak = _peak_degree(rep, "conductivity_s_m"), _peak_degree(rep, "ratio_normalised")
+    cond_peak, _ = distinct_peak(_points(rep, "conductivity_s_m"))
+    ratio_peak, ratio_distinct = distinct_peak(_points(rep, "ratio_normalised"))
     return {
         "film_thins_on_drying": None if change is None else change < 0,
-        "porosity_falls_with_degree": None if len(por) < 2 else all(b < a for a, b in zip(por, por[1:])),
-        "se_tortuosity_falls_with_degree": _monotone([d.get("se_tortuosity") for d in rep["degrees"]], True),
-        "se_diffusivity_rises_with_degree": _monotone([d.get("se_diffusivity_rel") for d in rep["degrees"]], False),
+        "porosity_falls_with_degree": monotone(_points(rep, "porosity"), True),
+        "se_tortuosity_falls_with_degree": monotone(_points(rep, "se_tortuosity"), True),
+        "se_diffusivity_rises_with_degree": monotone(_points(rep, "se_diffusivity_rel"), False),
         "conductivity_peak_degree_pct": cond_peak,
-        "conductivity_rises_then_falls": None if cond_peak is None else degs[0] < cond_peak < degs[-1],
+        "conductivity_rises_then_falls": rises_then_falls(_points(rep, "conductivity_s_m")),
         "ratio_peak_degree_pct": ratio_peak,
-        "ratio_peaks_at_30_to_50_pct": None if ratio_peak is None else 30.0 <= ratio_peak <= 50.0,
+        "ratio_peak_stands_out": None if ratio_peak is None else ratio_distinct,
+        "ratio_peaks_at_30_to_50_pct": None if ratio_peak is None else (30.0 <= ratio_peak <= 50.0 and ratio_distinct),
     }
 
 
@@ -163,6 +163,9 @@ def table(rep: dict) -> list[str]:
         v = conv.get(key)
         return "not tested" if v is None else ("yes" if v else "NO")
 
+    def pm(key: str, fmt: str) -> str:
+        return plus_minus(rep[key], rep.get("errors", {}).get(key), fmt)
+
     s = rep["seed"]
     pr = rep.get("protocols", {})
     p_slurry = _short_protocol(pr.get("slurry_density_g_cm3"), "slurry")
@@ -171,9 +174,9 @@ def table(rep: dict) -> list[str]:
     rows = [
         "| observable | calib | seed | converged | protocol |",
         "|---|---|---|---|---|",
-        f"| slurry density (g/cm^3) | {_fmt(rep['slurry_density_g_cm3'], '.3f')} | {s['slurry_density_g_cm3']} "
+        f"| slurry density (g/cm^3) | {pm('slurry_density_g_cm3', '.3f')} | {s['slurry_density_g_cm3']} "
         f"| {c('slurry_density_g_cm3')} | {p_slurry} |",
-        f"| dried porosity (CBD 50 % nanoporous) | {_fmt(rep['dried_porosity'], '.3f')} | about {s['dried_porosity']} "
+        f"| dried porosity (CBD 50 % nanoporous) | {pm('dried_porosity', '.3f')} | about {s['dried_porosity']} "
         f"| {c('dried_porosity')} | {p_dry} |",
         f"| thickness change on drying | {_fmt(rep['drying_thickness_change_rel'], '+.1%')} | negative (no value) "
         f"| {c('drying_thickness_change_rel')} | {p_dry} |",
@@ -184,13 +187,17 @@ def table(rep: dict) -> list[str]:
     for d in rep["degrees"]:
         relaxed = "not tested" if d.get("relaxed") is None else ("relaxed" if d["relaxed"] else "NO (still relaxing)")
         rows.append(f"| porosity at {d['degree_pct']:g} % calendering (thickness {d['thickness_um']:.1f} um) | "
-                    f"{d['porosity']:.3f} | falls; about 0 at 50 % | {relaxed} | {p_cal} |")
+                    f"{plus_minus(d['porosity'], d.get('porosity_error'), '.3f')} | falls; about 0 at 50 % | {relaxed} "
+                    f"| {p_cal} |")
     for d in rep["degrees"]:
         if d.get("conductivity_s_m") is None:
             continue
-        tau = "inf (SE not connected)" if d["se_tortuosity"] is None else f"{d['se_tortuosity']:.3g}"
+        def pm(key: str, fmt: str = ".3g") -> str:
+            return plus_minus(d[key], d.get(f"{key}_error"), fmt)
+
+        tau = "inf (SE not connected)" if d["se_tortuosity"] is None else pm("se_tortuosity")
         rows.append(f"| at {d['degree_pct']:g} %: conductivity (S/m), SE tortuosity, SE D_eff/D_0, ratio "
-                    f"(normalised) | {d['conductivity_s_m']:.3g}, {tau}, {d['se_diffusivity_rel']:.3g}, "
-                    f"{d['ratio_normalised']:.2f} | sigma peaks near 30 %; tau falls, D rises; ratio peaks near 40 % "
+                    f"(normalised) | {pm('conductivity_s_m')}; {tau}; {pm('se_diffusivity_rel')}; "
+                    f"{pm('ratio_normalised', '.2f')} | sigma peaks near 30 %; tau falls, D rises; ratio peaks near 40 % "
                     f"| solvers {'yes' if d['conductivity_converged'] and d['se_converged'] else 'NO'} | {p_cal} |")
     return rows

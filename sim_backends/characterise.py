@@ -12,8 +12,11 @@ x and y periodic, the collector at the box's bottom); the rough top of the film 
 where a layer's solid (non-pore) area fraction falls below ``surface_solid_fraction_rel``
 x the film's median layer solid fraction (the analysed slab is the electrode between the
 collector and that surface; docs/stages/characterise.md); on that slab:
-``transport.effective_conductivity`` (AM and CBD conducting, SE and pores insulating),
-``transport.relative_diffusivity`` and ``geometric_tortuosity`` of the SE phase,
+the electronic conductivity (AM and CBD conducting, SE and pores insulating) of the
+beads' contact network (``particle_network.network_conductivity``, cut by the radical planes
+of their neighbours; ``conductivity_method: network``, the default) and of the voxel image
+(``transport.effective_conductivity``, reported as the cross-check, or as the value with
+``conductivity_method: voxel``), ``transport.relative_diffusivity`` and ``geometric_tortuosity`` of the SE phase,
 ``networks.phase_network`` of the SE and ``networks.pore_network`` of the pores.
 """
 
@@ -31,8 +34,12 @@ import numpy as np
 
 from .lammps.placement import read_sphere_data
 from .microstructure import GridTooLarge, film_voxels
+from .particle_network import network_conductivity
 from .transport import SOR_ITER_LIMIT
 
+COARSE_RATIO = 1.25
+"""The SE values' resolution error comes from a second solve on a grid this many times
+coarser (``se_resolution_error``)."""
 RESULT_FILE = "characterisation.json"
 LOG_FILE = "characterise.log"
 SPEC_FILE = "characterise.json"
@@ -51,7 +58,10 @@ class CharacteriseSpec:
     ``converged: false``); overlap: who gets a voxel where beads overlap
     (``microstructure.voxelise``); threads: CPU threads of the solvers (BLAS, OpenMP, PyTorch:
     ``threads.solver_threads``; 1 by default, measured 8.5x faster than the libraries' defaults
-    on a busy 2-core machine)."""
+    on a busy 2-core machine); conductivity_method: ``network`` (the contact network, no
+    voxels) or ``voxel``; touch_gap_um, touch_radius_rel: the network's contact rule for beads
+    that touch without overlapping (within ``touch_gap_um`` um, a neck of ``touch_radius_rel``
+    x the smaller radius; 0, 0: overlapping beads only, the model's Hertzian contact)."""
 
     state_file: str
     phase_of_type: dict[str, str]
@@ -66,7 +76,10 @@ class CharacteriseSpec:
     label: str = ""
     iter_limit: int = SOR_ITER_LIMIT
     threads: int = 1
-    overlap: str = "rank"
+    overlap: str = "power"
+    conductivity_method: str = "network"
+    touch_gap_um: float = 0.0
+    touch_radius_rel: float = 0.0
 
     @classmethod
     def from_json(cls, text: str) -> "CharacteriseSpec":
@@ -110,7 +123,7 @@ def characterise(spec: CharacteriseSpec, folder: Path, log=print) -> dict:
 
 def _characterise(spec: CharacteriseSpec, folder: Path, log) -> dict:
     from .networks import phase_network, pore_network
-    from .transport import effective_conductivity, geometric_tortuosity, relative_diffusivity
+    from .transport import effective_conductivity, geometric_tortuosity, se_relative_diffusivity
 
     t0 = time.perf_counter()
     state = Path(spec.state_file)
@@ -143,21 +156,35 @@ def _characterise(spec: CharacteriseSpec, folder: Path, log) -> dict:
     fractions = {"pore": float(np.mean(labels == 0)), **{p: float(np.mean(labels == code[p])) for p in vox.names}}
     porosity = 1.0 - sum(fractions[p] * solid_fraction[p] for p in vox.names)
     cond = effective_conductivity(labels, {code[p]: s for p, s in spec.conductivity_s_m.items() if p in code})
-    log(f"conductivity {cond.effective:.6g} S/m: {cond.iterations} CG iterations, {cond.wall_s:.2f} s, "
+    log(f"voxel conductivity {cond.effective:.6g} S/m: {cond.iterations} CG iterations, {cond.wall_s:.2f} s, "
         f"converged {cond.converged}, |I_bottom - I_top| / I {cond.flux_spread_rel:.2g}")
+    sigma = np.array([spec.conductivity_s_m.get(p, 0.0) for p in phases])
+    net = network_conductivity(data.positions, solid_r, sigma, (data.hi[0] - data.lo[0], data.hi[1] - data.lo[1]),
+                               collector, collector + n_keep * vox.resolution_um, touch_gap_um=spec.touch_gap_um,
+                               touch_radius_rel=spec.touch_radius_rel, cut_by_neighbours=True)
+    log(f"network conductivity {net.effective:.6g} S/m: {net.necks} necks, {net.conducting_beads} of {net.beads} "
+        f"beads carrying, {net.wall_s:.2f} s, converged {net.converged}")
+    by_network = spec.conductivity_method == "network"
     ion = labels == code[spec.ion_phase]
-    dif = relative_diffusivity(ion, iter_limit=spec.iter_limit)
+    dif, se_method = se_relative_diffusivity(ion, iter_limit=spec.iter_limit)
     tau = geometric_tortuosity(fractions[spec.ion_phase], dif.effective)
-    log(f"{spec.ion_phase} D_eff/D_0 {dif.effective:.6g}, tau_g {tau:.4g}: {dif.iterations} SOR iterations, "
-        f"{dif.wall_s:.2f} s, converged {dif.converged}, flux spread {dif.flux_spread_rel:.2g}")
-    net = phase_network(ion)
+    log(f"{spec.ion_phase} D_eff/D_0 {dif.effective:.6g}, tau_g {tau:.4g}: {se_method}, {dif.iterations} "
+        f"iterations, {dif.wall_s:.2f} s, converged {dif.converged}, flux spread {dif.flux_spread_rel:.2g}")
+    se_err = se_resolution_error(spec, data, solid_r, phases, collector, n_keep * vox.resolution_um,
+                                 vox.resolution_um, dif.effective, tau, log)
+    se_net = phase_network(ion)
     out = {
         "label": spec.label, "state_file": str(state), "voxels": list(vox.labels.shape),
         "resolution_um": vox.resolution_um, "film_thickness_um": float(vox.labels.shape[2] * vox.resolution_um),
         "analysed_thickness_um": float(n_keep * vox.resolution_um), "porosity": porosity, "fractions": fractions,
-        "conductivity_s_m": cond.effective, "conductivity_solver": asdict(cond),
+        "conductivity_s_m": net.effective if by_network else cond.effective,
+        "conductivity_method": spec.conductivity_method,
+        "conductivity_converged": net.converged if by_network else cond.converged,
+        "conductivity_voxel_s_m": cond.effective, "conductivity_solver": asdict(cond),
+        "conductivity_network": {**asdict(net), "touch_gap_um": spec.touch_gap_um,
+                                 "touch_radius_rel": spec.touch_radius_rel},
         "se_diffusivity_rel": dif.effective, "se_tortuosity": tau if math.isfinite(tau) else None,
-        "se_solver": asdict(dif), "se_network": asdict(net),
+        "se_solver": {**asdict(dif), "method": se_method}, "se_network": asdict(se_net), "se_resolution_error": se_err,
     }
     if spec.pore_network:
         t1 = time.perf_counter()
@@ -169,6 +196,39 @@ def _characterise(spec: CharacteriseSpec, folder: Path, log) -> dict:
             f"({out['pore_network']['wall_s']:.2f} s)")
     out["wall_s"] = time.perf_counter() - t0
     log(f"done in {out['wall_s']:.2f} s")
+    return out
+
+
+def se_resolution_error(spec: CharacteriseSpec, data, solid_r: np.ndarray, phases: list[str], collector: float,
+                        slab_um: float, h: float, d_rel: float, tau: float, log) -> dict:
+    """The resolution error of the SE's D_eff/D_0 and tau_g at voxel ``h`` (um): the same
+    slab (``slab_um`` above the collector) solved again on a grid ``COARSE_RATIO`` x coarser,
+    error = |v_h - v_coarse| / (h_coarse / h - 1), Richardson's estimate for a first-order
+    scheme (the resolution study, ``bench/resolution.py``, measures the order on films: the
+    estimate is the error of a first-order approach to the limit, not a bound). None when the
+    coarser grid would put fewer than 3 voxels across the smallest bead."""
+    from .transport import geometric_tortuosity, se_relative_diffusivity
+
+    h_c = h * COARSE_RATIO
+    if 2.0 * float(solid_r.min()) / h_c < 3.0:
+        return {"resolution_um": h_c, "d_rel": None, "tau": None, "why": "fewer than 3 voxels across a bead"}
+    t0 = time.perf_counter()
+    vox = film_voxels(data.positions, data.diameters / 2.0, solid_r, phases, data.lo, data.hi, collector, h_c,
+                      spec.nanoporosity, max_bytes=spec.max_bytes, overlap=spec.overlap)
+    h_c = vox.resolution_um  # the grid fits the box: the edge may differ a little from the asked one
+    n = max(1, int(round(slab_um / h_c)))
+    code = {name: i + 1 for i, name in enumerate(vox.names)}
+    ion = vox.labels[:, :, :n] == code[spec.ion_phase]
+    dif, method = se_relative_diffusivity(ion, iter_limit=spec.iter_limit)
+    tau_c = geometric_tortuosity(float(np.mean(ion)), dif.effective)
+    scale = 1.0 / (h_c / h - 1.0)
+    out = {"resolution_um": h_c, "d_rel_coarse": dif.effective, "tau_coarse": tau_c if math.isfinite(tau_c) else None,
+           "d_rel": abs(d_rel - dif.effective) * scale,
+           "tau": abs(tau - tau_c) * scale if math.isfinite(tau) and math.isfinite(tau_c) else None,
+           "converged": dif.converged, "method": method, "wall_s": time.perf_counter() - t0}
+    log(f"{spec.ion_phase} at {h_c:g} um: D_eff/D_0 {dif.effective:.6g}, tau_g {tau_c:.4g}: resolution error "
+        f"{out['d_rel']:.3g} and {out['tau'] if out['tau'] is None else format(out['tau'], '.3g')} "
+        f"({out['wall_s']:.2f} s)")
     return out
 
 

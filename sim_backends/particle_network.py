@@ -3,9 +3,9 @@
 A voxel solve of beads that touch without overlapping has no grid limit: they conduct
 through contacts far smaller than a voxel, and its answer falls with every halving of the
 voxel (the dried dev film: -26 % from 0.5 to 0.25 um; docs/stages/characterise.md). This
-model makes the contact rule for such beads explicit; it is not yet used by the characterise
-stage. It needs no voxels (in the spirit of particle
-resistor networks for sintered or overlapping spheres, e.g. Birkholz et al., Powder
+model makes the contact rule for such beads explicit; it is the characterise stage's
+conductivity (``conductivity_method: network``, the default). It needs no voxels (in the
+spirit of particle resistor networks for sintered or overlapping spheres, e.g. Birkholz et al., Powder
 Technology 2021), but does not put one node at each bead's centre: a centre node gives every
 neck the whole bead body, which is 21 % too conductive on an FCC packing with necks of 0.22
 radii and gives a conductivity above the solid's at 0.44 (measured against voxel solves,

@@ -23,7 +23,7 @@ def test_the_public_protocol_compressed_350_times_under_the_undamped_law():
 
 def test_the_settings_protocol_keeps_the_settings_over_the_fidelitys_steps():
     f = BUILTIN_FIDELITIES["dev"]
-    npt = drying_thermostat(DryingSettings(tdamp_us=0.3), f)
+    npt = drying_thermostat(DryingSettings(tdamp_us=0.3, protocol="settings"), f)
     assert (npt.steps, npt.tdamp_us, npt.temperature_K, npt.pdamp_us) == (f.drying_steps, 0.3, 300.0, 1000.0)
 
 
@@ -31,7 +31,8 @@ def test_an_uneven_compression_is_a_problem_before_it_is_an_error():
     f = BUILTIN_FIDELITIES["dev"].model_copy(update={"drying_steps": 30_000})
     d = DryingSettings(protocol="public")
     assert "does not divide" in drying_protocol_problem(d, f)
-    assert drying_protocol_problem(DryingSettings(), f) is None
+    assert drying_protocol_problem(DryingSettings(protocol="settings"), f) is None
+    assert DryingSettings().protocol == "public"  # the default since 2026-12-07: uneven steps are a problem
     with pytest.raises(ValueError, match="does not divide"):
         drying_thermostat(d, f)
 

@@ -17,8 +17,8 @@ KEYS = {"slurry_density_g_cm3", "dried_porosity", "drying_thickness_change_rel",
 
 
 def test_reproduce_smoke_json(tmp_path: Path):
-    proc = run_calib("reproduce", "--fidelity", "smoke", "--json", "--runs-dir", str(tmp_path / "runs"),
-                     cwd=tmp_path, timeout=900)
+    proc = run_calib("reproduce", "--fidelity", "smoke", "--json", "--placements", "2",
+                     "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, timeout=1500)
     rep = parse_json_stdout(proc)
     assert KEYS <= set(rep) and set(rep["seed"]) >= KEYS - {"seed"}
     assert rep["seed"]["slurry_density_g_cm3"] == 1.89 and rep["seed"]["dried_porosity"] == 0.5
@@ -31,7 +31,25 @@ def test_reproduce_smoke_json(tmp_path: Path):
     assert [d["degree_pct"] for d in rep["degrees"]] == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0]
     assert all(set(d) == {"degree_pct", "porosity", "thickness_um", "relaxed", "conductivity_s_m", "se_tortuosity",
                           "se_diffusivity_rel", "se_connected_fraction", "ratio_normalised", "conductivity_converged",
-                          "se_converged"} for d in rep["degrees"])
+                          "se_converged", "conductivity_method", "placements", "conductivity_s_m_error",
+                          "se_diffusivity_rel_error", "se_tortuosity_error", "porosity_error",
+                          "se_connected_fraction_error", "ratio_normalised_error"} for d in rep["degrees"])
+    # two placements (issue 27): each value the mean of two films, with its error bar
+    assert rep["placements"] == 2 and all(d["placements"] == 2 for d in rep["degrees"])
+    assert all(d["conductivity_method"] == "network" for d in rep["degrees"])
+    assert rep["errors"]["slurry_density_g_cm3"] > 0 and rep["errors"]["dried_porosity"] > 0
+    work = Path(rep["workdir"])
+    films = {}
+    for seed in (1, 2):
+        rows = json.loads((work / f"placement_{seed}" / "pipeline.json").read_text())["degrees"]
+        films[seed] = {r["degree_pct"]: r for r in rows}
+    for d in rep["degrees"]:
+        a, b = films[1][d["degree_pct"]]["porosity"], films[2][d["degree_pct"]]["porosity"]
+        assert a != b  # two different placements
+        assert d["porosity"] == pytest.approx((a + b) / 2)
+        assert d["porosity_error"] == pytest.approx(abs(a - b) / 2)  # sd |a - b| / sqrt 2, over sqrt 2
+        if d["se_tortuosity"] is not None and d["se_tortuosity_error"] is not None:
+            assert d["se_tortuosity_error"] > 0
     assert all(d["conductivity_s_m"] >= 0 for d in rep["degrees"])
     assert rep["trend_checks"]["ratio_peak_degree_pct"] in (0.0, 10.0, 20.0, 30.0, 40.0, 50.0)
     assert isinstance(rep["converged"]["slurry_density_g_cm3"], bool)

@@ -369,7 +369,7 @@ def test_sigterm_stops_a_pipeline_and_its_lammps(tmp_path: Path) -> None:
     job, says so in one line and exits 143; no LAMMPS is left and nothing is logged RUNNING."""
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
     proc = subprocess.Popen([sys.executable, "-m", "calib.cli", "pipeline", "--fidelity", "smoke",
-                             "--runs-dir", str(tmp_path / "runs"), "--degrees", "0,10"], cwd=tmp_path, env=env,
+                             "--placements", "1", "--runs-dir", str(tmp_path / "runs"), "--degrees", "0,10"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: bool(lammps_under(tmp_path)), 120, "the pipeline's LAMMPS")

@@ -34,7 +34,7 @@ def test_same_second_pipelines_get_their_own_folders_and_survive_mlflow(tmp_path
     study = DEFAULT_STUDY.parent / "ssb_pipeline.yaml"
     folders = []
     for _ in range(2):
-        result = CliRunner().invoke(app, ["pipeline", "--study", str(study), "--fidelity", "smoke", "--json",
+        result = CliRunner().invoke(app, ["pipeline", "--study", str(study), "--fidelity", "smoke", "--json", "--placements", "1",
                                           "--tracking-uri", "sqlite:///mlflow.db"])
         assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
         assert "calib: warning: the pipeline was not logged to MLflow (RuntimeError: tracking server gone)" \

@@ -29,7 +29,9 @@ def _summary(por=(0.5, 0.4, 0.3), change=-0.1, sigma=(1e-4, 3e-4, 2e-4), tau=(3.
 
 
 CHAR = {"conductivity_s_m", "se_tortuosity", "se_diffusivity_rel", "se_connected_fraction", "ratio_normalised",
-        "conductivity_converged", "se_converged"}
+        "conductivity_converged", "se_converged", "conductivity_method", "placements", "conductivity_s_m_error",
+        "se_diffusivity_rel_error", "se_tortuosity_error", "porosity_error", "se_connected_fraction_error",
+        "ratio_normalised_error"}
 
 
 def test_report_keys_and_values():
@@ -50,7 +52,8 @@ def test_report_keys_and_values():
     assert rep["trend_checks"] == {"film_thins_on_drying": True, "porosity_falls_with_degree": True,
                                    "se_tortuosity_falls_with_degree": None, "se_diffusivity_rises_with_degree": True,
                                    "conductivity_peak_degree_pct": 10.0, "conductivity_rises_then_falls": True,
-                                   "ratio_peak_degree_pct": 10.0, "ratio_peaks_at_30_to_50_pct": False}
+                                   "ratio_peak_degree_pct": 10.0, "ratio_peak_stands_out": True,
+                                   "ratio_peaks_at_30_to_50_pct": False}
 
 
 def test_trends_that_fail_are_reported():
@@ -71,8 +74,8 @@ def test_table_names_every_observable_and_the_seed():
     assert sum(r.startswith("| porosity at ") for r in rows) == 3
     assert "| porosity at 10 % calendering (thickness 36.0 um) | 0.400 | falls; about 0 at 50 % | NO (still " \
            "relaxing) | plane 0.2 um/us |" in text
-    assert "| at 20 %: conductivity (S/m), SE tortuosity, SE D_eff/D_0, ratio (normalised) | 0.0002, inf (SE not " \
-           "connected), 0.09, 0.00 |" in text
+    assert "| at 20 %: conductivity (S/m), SE tortuosity, SE D_eff/D_0, ratio (normalised) | 0.0002; inf (SE not " \
+           "connected); 0.09; 0.00 |" in text
 
 
 def test_partial_results_keep_their_failure():
@@ -90,3 +93,21 @@ def test_degrees_left_out_are_named_with_their_reason():
     rep = reproduction(s)
     assert rep["failed_degrees"] == {"50": "2 bead(s) escaped through the calendering wall"}
     assert [d["degree_pct"] for d in rep["degrees"]] == [0.0, 10.0, 20.0]
+
+
+def test_values_carry_their_error_bars_and_trends_count_only_beyond_them():
+    s = _summary(sigma=(1e-4, 3e-4, 2e-4), tau=(3.0, 2.5, 2.0))
+    s["slurry"].update(density_g_cm3_error=0.05, placements=2)
+    for d, err in zip(s["degrees"], (1e-5, 1.5e-4, 1e-5)):  # the 10 % peak: 3e-4 +- 1.5e-4, within 20 %'s bar
+        d.update(conductivity_s_m_error=err, placements=2)
+    rep = reproduction(s)
+    assert rep["errors"]["slurry_density_g_cm3"] == 0.05 and rep["placements"] == 2
+    text = "\n".join(table(rep))
+    assert "| slurry density (g/cm^3) | 2.000 +- 0.050 | 1.89 |" in text
+    assert "| at 10 %: conductivity (S/m), SE tortuosity, SE D_eff/D_0, ratio (normalised) | 0.0003 +- 0.00015; 2.5;" \
+           in text
+    checks = rep["trend_checks"]
+    assert checks["conductivity_peak_degree_pct"] == 10.0
+    assert checks["conductivity_rises_then_falls"] is False  # the fall to 20 % lies inside the peak's bar
+    s["degrees"][1]["conductivity_s_m_error"] = 2e-5
+    assert reproduction(s)["trend_checks"]["conductivity_rises_then_falls"] is True

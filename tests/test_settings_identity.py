@@ -16,13 +16,18 @@ def test_solver_threads_stay_out_of_a_studys_identity():
     assert settings_identity(CharacteriseSettings(resolution_um=0.25)) != base
 
 
-def test_the_overlap_rule_is_physics_but_the_stored_default_keeps_old_identities():
+def test_the_overlap_rule_and_conductivity_method_are_physics_and_the_old_behaviour_keeps_old_identities():
     base = settings_identity(CharacteriseSettings())
-    assert "overlap" not in base
-    assert settings_identity(CharacteriseSettings(overlap="power"))["overlap"] == "power"
+    assert base["overlap"] == "power" and base["conductivity_method"] == "network"  # the defaults since issue 27
+    old = settings_identity(CharacteriseSettings(overlap="rank", conductivity_method="voxel"))
+    # a study stored before the fields existed: none of them in its identity
+    assert not {"overlap", "conductivity_method", "touch_gap_um", "touch_radius_rel"} & set(old)
+    touched = settings_identity(CharacteriseSettings(touch_gap_um=0.1, touch_radius_rel=0.05))
+    assert touched["touch_gap_um"] == 0.1 and touched != base
 
 
 def test_the_drying_protocol_stays_out_at_its_old_behaviour():
     base = settings_identity(DryingSettings())
-    assert "protocol" not in base and "compression_law" not in base
-    assert settings_identity(DryingSettings(protocol="public"))["protocol"] == "public"
+    assert base["protocol"] == "public"  # the default since 2026-12-07 is physics in the identity
+    old = settings_identity(DryingSettings(protocol="settings"))
+    assert "protocol" not in old and "compression_law" not in old  # the studies stored before it

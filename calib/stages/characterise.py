@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Sequence
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from objectives.porosity import degree_error
 from sim_backends.characterise import LOG_FILE, RESULT_FILE, SPEC_FILE, CharacteriseSpec
@@ -29,6 +29,7 @@ from sim_backends.lammps.outputs import SimulationFailed
 from sim_backends.lammps.placement import read_sphere_data
 from sim_backends.transport import SOR_ITER_LIMIT
 
+from ..errorbars import combine_degrees
 from ..errors import InputError
 from ..lineage import state_bead_count
 from ..plots import pyplot
@@ -67,7 +68,15 @@ class CharacteriseSettings(ConvergencePolicy):
     characterisation's solvers (``sim_backends.threads``; 1: the degrees run at once, and the
     libraries' default of one thread per core was 8.5x slower on a busy machine). overlap: who gets
     a voxel where beads overlap (``microstructure.voxelise``: ``rank``, ``power`` = split at the
-    radical plane, ``rank-power``; docs/stages/characterise.md#overlaps). not_converged, penalty: what a
+    radical plane (the default: a symmetric split of each lens, as GeoDict's "Resolve Overlap"),
+    ``rank-power``; docs/stages/characterise.md#overlaps). conductivity_method: ``network``
+    (the default: the beads' contact network, cut by the same radical planes, no voxels;
+    ``sim_backends.particle_network``) or ``voxel`` (the image's finite-volume solve, which
+    is always run as the cross-check). touch_gap_um, touch_radius_rel: the network's contact
+    rule for beads that touch without overlapping: within ``touch_gap_um`` um they join by a
+    neck of ``touch_radius_rel`` x the smaller radius; the defaults (0, 0) join only beads
+    that overlap, the model's own (Hertzian) contact, and the limit of the voxel solve as the
+    voxel shrinks (docs/stages/characterise.md#contact-rule). not_converged, penalty: what a
     trial becomes whose transport solve stopped unconverged (``calib.stages.verdict``; the
     calendering's relaxation follows ``calendering``'s policy).
     """
@@ -79,15 +88,32 @@ class CharacteriseSettings(ConvergencePolicy):
     pore_network: bool = True
     solver_iter_limit: PositiveInt = SOR_ITER_LIMIT
     solver_threads: PositiveInt = 1
-    overlap: Literal["rank", "power", "rank-power"] = "rank"
+    overlap: Literal["rank", "power", "rank-power"] = "power"
+    conductivity_method: Literal["network", "voxel"] = "network"
+    touch_gap_um: float = Field(default=0.0, ge=0)
+    touch_radius_rel: float = Field(default=0.0, ge=0, lt=1)
     NOT_IDENTITY: ClassVar[frozenset[str]] = frozenset({"solver_threads"})  # execution, not physics
-    IDENTITY_OMIT_DEFAULTS: ClassVar[dict[str, Any]] = {"overlap": "rank"}  # as the studies stored before it
+    # the values that reproduce the studies stored before each field existed (rank rule, voxel solve)
+    IDENTITY_OMIT_DEFAULTS: ClassVar[dict[str, Any]] = {"overlap": "rank", "conductivity_method": "voxel",
+                                                        "touch_gap_um": 0.0, "touch_radius_rel": 0.0}
+
+    @model_validator(mode="after")
+    def _touch_rule(self) -> "CharacteriseSettings":
+        if (self.touch_gap_um > 0) != (self.touch_radius_rel > 0):
+            raise ValueError("touch_gap_um and touch_radius_rel go together: both 0 (overlapping beads only) "
+                             "or both > 0 (beads within the gap join by a neck of that relative radius)")
+        return self
 
 
 def transport_verdict(rows: Sequence[Mapping[str, Any]]) -> Verdict:
     """Every characterised state's conductivity and SE diffusion solves converged."""
-    return verdict_of(*((row[f"{what}_converged"], f"the {label} solve at {row['degree_pct']:g} % stopped "
-                                                   f"unconverged after {row[f'{what}_iterations']} iterations")
+    def why(row, what: str, label: str) -> str:
+        if what == "conductivity" and row.get("conductivity_method") == "network":
+            return f"the conductivity network solve at {row['degree_pct']:g} % stopped unconverged"
+        return (f"the {label} solve at {row['degree_pct']:g} % stopped unconverged after "
+                f"{row[f'{what}_iterations']} iterations")
+
+    return verdict_of(*((row[f"{what}_converged"], why(row, what, label))
                         for row in rows for what, label in (("conductivity", "conductivity"),
                                                             ("se", "SE diffusion"))))
 
@@ -136,7 +162,8 @@ class CharacteriseTrial:
             conductivity_s_m={"AM": s.sigma_am_s_m, "CBD": s.sigma_cbd_s_m},
             surface_solid_fraction_rel=s.surface_solid_fraction_rel, pore_network=s.pore_network,
             max_bytes=MAX_VOXEL_BYTES, label=label, iter_limit=s.solver_iter_limit, threads=s.solver_threads,
-            overlap=s.overlap)
+            overlap=s.overlap, conductivity_method=s.conductivity_method, touch_gap_um=s.touch_gap_um,
+            touch_radius_rel=s.touch_radius_rel)
 
     def _characterisation_runs(self) -> list[Run]:
         runs = []
@@ -167,16 +194,20 @@ class CharacteriseTrial:
                 "se_volume_fraction": r["fractions"].get("SE", 0.0),
                 "analysed_thickness_um": r["analysed_thickness_um"], "analysed_porosity": r["porosity"],
                 "conductivity_over_tortuosity_s_m": (r["conductivity_s_m"] / tau if tau else 0.0),
+                "conductivity_method": r["conductivity_method"],
+                "conductivity_voxel_s_m": r["conductivity_voxel_s_m"],
                 "conductivity_iterations": r["conductivity_solver"]["iterations"],
-                "conductivity_converged": r["conductivity_solver"]["converged"],
+                "conductivity_converged": r["conductivity_converged"],
                 "se_iterations": r["se_solver"]["iterations"], "se_converged": r["se_solver"]["converged"],
+                # resolution errors (calib.errorbars): the network has no voxels; the SE's from a coarser grid
+                "conductivity_s_m_resolution_error": 0.0 if r["conductivity_method"] == "network" else None,
+                "se_diffusivity_rel_resolution_error": (r.get("se_resolution_error") or {}).get("d_rel"),
+                "se_tortuosity_resolution_error": (r.get("se_resolution_error") or {}).get("tau"),
                 "wall_s": r["wall_s"],
                 **{f"pore_network_{k2}": _finite(v) for k2, v in (r.get("pore_network") or {}).items()
                    if not isinstance(v, list)}})
-        top = max((row["conductivity_over_tortuosity_s_m"] for row in rows), default=0.0)
-        for row in rows:
-            row["ratio_normalised"] = row["conductivity_over_tortuosity_s_m"] / top if top > 0 else 0.0
-        return rows
+        # one placement: each value's error is its resolution error; the ratio normalised, with its error
+        return combine_degrees([rows])
 
     def score(self, wall_s: Mapping[str, float] | None = None) -> Score:
         rows = self.results()
@@ -207,7 +238,7 @@ class CharacteriseTrial:
                         and math.isfinite(v)})
         plots = cal.plots + guarded_plots(lambda: (plot_characterisation(self.workdir / PLOT, rows),))
         lines = tuple(f"calendered {r['degree_pct']:g} %: conductivity {r['conductivity_s_m']:.3g} S/m, SE tortuosity {_tau(r)}, "
-                      f"SE D_eff/D_0 {r['se_diffusivity_rel']:.3g}, SE connected "
+                      f"SE D_eff/D_0 {_g(r['se_diffusivity_rel'])}, SE connected "
                       f"{100 * r['se_connected_fraction']:.1f} %, conductivity/tortuosity "
                       f"{r['ratio_normalised']:.2f} of its largest" for r in rows)
         return Score(tuple(errors), value, obs, cal.equilibrated and verdict.converged, penalty, fail_reason,
@@ -230,6 +261,10 @@ def _finite(v):
     return v if not isinstance(v, float) or math.isfinite(v) else None
 
 
+def _g(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3g}"
+
+
 def _tau(r: dict) -> str:
     return "inf (SE not connected)" if r["se_tortuosity"] is None else f"{r['se_tortuosity']:.3g}"
 
@@ -244,22 +279,33 @@ def plot_characterisation(path: Path, rows: list[dict]) -> Path:
     connected fraction."""
     plt = pyplot()
     d = [r["degree_pct"] for r in rows]
-    fig, axes = plt.subplots(1, 4, figsize=(13.0, 3.2), dpi=110)
+
+    def val(key: str, scale: float = 1.0) -> list[float]:
+        return [math.nan if r.get(key) is None else scale * r[key] for r in rows]
+
+    def err(key: str, scale: float = 1.0) -> list[float]:  # the combined error, else the resolution error
+        return [scale * (r.get(f"{key}_error", r.get(f"{key}_resolution_error")) or 0.0) for r in rows]
+
+    n = max((int(r.get("placements", 1)) for r in rows), default=1)
+    fig, axes = plt.subplots(1, 4, figsize=(13.0, 3.4), dpi=110)
     try:
-        axes[0].plot(d, [r["conductivity_s_m"] for r in rows], "o-")
+        axes[0].errorbar(d, val("conductivity_s_m"), yerr=err("conductivity_s_m"), fmt="o-", capsize=3)
         axes[0].set_ylabel("electronic conductivity (S/m)")
-        axes[1].plot(d, [r["se_tortuosity"] if r["se_tortuosity"] is not None else math.nan for r in rows],
-                     "o-", color="tab:blue")
+        axes[1].errorbar(d, val("se_tortuosity"), yerr=err("se_tortuosity"), fmt="o-", color="tab:blue", capsize=3)
         axes[1].set_ylabel("SE geometric tortuosity", color="tab:blue")
         twin = axes[1].twinx()
-        twin.plot(d, [r["se_diffusivity_rel"] for r in rows], "s--", color="tab:red")
+        twin.errorbar(d, val("se_diffusivity_rel"), yerr=err("se_diffusivity_rel"), fmt="s--", color="tab:red",
+                      capsize=3)
         twin.set_ylabel("SE D_eff / D_0", color="tab:red")
-        axes[2].plot(d, [r["ratio_normalised"] for r in rows], "o-", color="black")
+        axes[2].errorbar(d, val("ratio_normalised"), yerr=err("ratio_normalised"), fmt="o-", color="black",
+                         capsize=3)
         axes[2].set_ylabel("conductivity / tortuosity (normalised)")
         axes[3].plot(d, [100 * r["se_connected_fraction"] for r in rows], "o-", color="tab:green")
         axes[3].set_ylabel("SE connected to both faces (%)")
         for ax in axes:
             ax.set_xlabel("calendering degree (%)")
+        fig.suptitle(f"bars: resolution {'and placement spread of ' + str(n) + ' placements' if n > 1 else 'only (one placement)'}",
+                     fontsize=9)
         fig.tight_layout()
         fig.savefig(path)
     finally:

@@ -55,7 +55,9 @@ class DryingSettings(ConvergencePolicy):
     over the fidelity's ``drying_steps``; ``public`` runs the public protocol (70,000,000 steps
     at these settings) compressed k = 7e7 / drying_steps times under ``compression_law``
     (``sim_backends.lammps.compression``; ``undamped``: Tdamp x k^2), its measured error
-    against the 7e7-step run in docs/model.md#electrode-protocols."""
+    against the 7e7-step run in docs/model.md#electrode-protocols (at dev, k = 350: +0.49 and
+    +1.47 porosity points on two slurry states); ``settings`` runs these settings over the
+    fidelity's ``drying_steps`` (3.2 points low at dev's former 40,000 steps on one state)."""
 
     IDENTITY_OMIT_DEFAULTS: ClassVar[dict[str, Any]] = {"protocol": "settings", "compression_law": "undamped"}
     """Fields added after studies were stored: at these values they stay out of the identity."""
@@ -71,7 +73,7 @@ class DryingSettings(ConvergencePolicy):
     cbd_nanoporosity: float | None = Field(default=None, ge=0, lt=1)
     drift_hold_fraction: float = Field(default=0.1, ge=0, le=1)
     drift_tolerance_rel: PositiveFloat = 0.01
-    protocol: Literal["settings", "public"] = "settings"
+    protocol: Literal["settings", "public"] = "public"  # the target protocol (issue 26); "settings": the old runs
     compression_law: Literal["undamped"] = "undamped"  # the one law measured for drying (and the
     # one that leaves the temperature alone, which the mount and the run-on share with the NPT(z) run)
     wall: WallSettings = WallSettings()
