@@ -764,7 +764,9 @@ def _deg(v: float | None) -> str:
     return "n/a" if v is None else f"{v:g} %"
 
 
-def _yes(v: bool | None) -> str:
+def _yes(v: bool | str | None) -> str:
+    if isinstance(v, str):  # calib.errorbars.UNRESOLVED
+        return "within the error bars"
     return "not measured" if v is None else ("yes" if v else "NO")
 
 

@@ -69,6 +69,15 @@ def ratio_error(sigma: float, sigma_err: float | None, tau: float | None, tau_er
     return abs(ratio) * rel
 
 
+INFINITE_WHEN_NONE: tuple[str, ...] = ("se_tortuosity",)
+"""Keys whose None means infinite (the SE does not join the faces): one such placement
+makes the mean infinite too, and the row says on how many placements it was finite."""
+
+UNRESOLVED = "unresolved"
+"""A trend verdict when the values move within their error bars (neither confirmed nor
+contradicted)."""
+
+
 def combine_degrees(placements: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict]:
     """One row per degree over the placements' per-degree rows (each a list of dicts with
     ``degree_pct``): every key of the first placement's row, numbers replaced by their mean
@@ -91,6 +100,10 @@ def combine_degrees(placements: Sequence[Sequence[Mapping[str, Any]]]) -> list[d
                 known = [r.get(key) for r in rows if isinstance(r.get(key), (int, float))]
                 merged[key] = statistics.fmean(known) if known else v
         for key in ERROR_KEYS:
+            if key in INFINITE_WHEN_NONE and any(key in r and r[key] is None for r in rows):
+                merged[key], merged[f"{key}_error"] = None, None
+                merged[f"{key}_finite_placements"] = sum(r.get(key) is not None for r in rows)
+                continue
             est = combine([r.get(key) for r in rows], [r.get(f"{key}_resolution_error") for r in rows])
             if est is None:  # not measured (a key no row has stays absent)
                 if any(key in r for r in rows):
@@ -143,29 +156,43 @@ def distinct_peak(points: Sequence[tuple[float, float | None, float | None]]) ->
     return d_max, all(v_max - e_max > v + e for d, v, e in pts if d != d_max)
 
 
-def rises_then_falls(points: Sequence[tuple[float, float | None, float | None]]) -> bool | None:
-    """The largest value lies strictly inside the degree range and stands out of the bars of
-    the first and the last degree (a rise and a fall larger than the errors); None with
+def rises_then_falls(points: Sequence[tuple[float, float | None, float | None]]) -> bool | str | None:
+    """True: the largest value lies strictly inside the degree range and stands out of the
+    bars of the first and the last degree (a rise and a fall larger than the errors). False:
+    the largest value is at the first or the last degree and stands out of every other bar
+    (no fall, or no rise). ``UNRESOLVED``: neither, the values move within their bars. None:
     fewer than three known values."""
     pts = sorted((d, v, e or 0.0) for d, v, e in points if v is not None)
     if len(pts) < 3:
         return None
     d_max, v_max, e_max = max(pts, key=lambda p: p[1])
     (d0, v0, e0), (d1, v1, e1) = pts[0], pts[-1]
-    return d0 < d_max < d1 and v_max - e_max > v0 + e0 and v_max - e_max > v1 + e1
+    if d0 < d_max < d1 and v_max - e_max > v0 + e0 and v_max - e_max > v1 + e1:
+        return True
+    peak, distinct = distinct_peak(pts)
+    return False if distinct and peak in (d0, d1) else UNRESOLVED
 
 
-def monotone(points: Sequence[tuple[float, float | None, float | None]], falling: bool) -> bool | None:
-    """Every consecutive step falls (or rises) by more than the two points' errors
-    together; None when fewer than two values are known or one is missing."""
+def monotone(points: Sequence[tuple[float, float | None, float | None]], falling: bool) -> bool | str | None:
+    """True: every consecutive step falls (or rises) by more than the two points' errors
+    together. False: some step goes the other way by more than that. ``UNRESOLVED``:
+    neither. None: fewer than two values known, or one missing."""
     pts = sorted(points)
     if len(pts) < 2 or any(v is None for _, v, _ in pts):
         return None
-    ok = True
-    for (_, a, ea), (_, b, eb) in zip(pts, pts[1:]):
-        step = (a - b) if falling else (b - a)
-        ok &= step > (ea or 0.0) + (eb or 0.0)
-    return ok
+    steps = [((a - b) if falling else (b - a), (ea or 0.0) + (eb or 0.0))
+             for (_, a, ea), (_, b, eb) in zip(pts, pts[1:])]
+    if all(step > bar for step, bar in steps):
+        return True
+    if any(-step > bar for step, bar in steps):
+        return False
+    return UNRESOLVED
+
+
+def infinite_tau(row: Mapping[str, Any]) -> str:
+    """How a row's infinite SE tortuosity reads: on how many placements the SE did not span."""
+    n, k = row.get("placements", 1), row.get("se_tortuosity_finite_placements")
+    return "inf (SE not connected" + ("" if k is None or n <= 1 else f" in {n - k} of {n} placements") + ")"
 
 
 def plus_minus(value: float | None, error: float | None, fmt: str = ".3g") -> str:

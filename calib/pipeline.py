@@ -261,6 +261,7 @@ def combine_placements(workdir: Path, done: list[tuple[int, "PipelineResult"]]) 
     per-degree rows as ``combine_degrees``, and the table, plots and runs written in
     ``workdir``; ``placements``: each placement's seed and folder."""
     from .errorbars import all_of, combine, combine_degrees
+    from .plots import plot_porosity_vs_degree
     from .stages.characterise import PLOT, plot_characterisation
 
     first = done[0][1]
@@ -287,6 +288,11 @@ def combine_placements(workdir: Path, done: list[tuple[int, "PipelineResult"]]) 
             out.runs.setdefault(stage_name, []).extend(runs)
     if rows:
         out.files["csv"] = str(write_csv(workdir / CSV_FILE, rows))
+        if all(r.get("porosity") is not None for r in rows):
+            out.files["porosity_plot"] = str(plot_porosity_vs_degree(
+                workdir / POROSITY_PLOT, [r["degree_pct"] for r in rows], [r["porosity"] for r in rows],
+                title=f"mean of {len(done)} placements, bars: their standard error",
+                errors=[r.get("porosity_error") for r in rows]))
         if "conductivity_s_m" in rows[0]:
             out.files["characterisation_vs_degree"] = str(plot_characterisation(workdir / PLOT, rows))
     return out
@@ -295,7 +301,7 @@ def combine_placements(workdir: Path, done: list[tuple[int, "PipelineResult"]]) 
 def summary_lines(name: str, summary: dict, placements: int) -> list[str]:
     """What ``calib pipeline`` prints: the slurry density, the dried porosity and one line per
     degree, each value with its error (``calib.errorbars``), and what the errors hold."""
-    from .errorbars import plus_minus
+    from .errorbars import infinite_tau, plus_minus
 
     def pm(rec: dict, key: str, scale: float = 1.0, fmt: str = ".3g") -> str:
         v, e = rec.get(key), rec.get(f"{key}_error")
@@ -308,7 +314,7 @@ def summary_lines(name: str, summary: dict, placements: int) -> list[str]:
         line = (f"  {d['degree_pct']:4g} %: thickness {d['thickness_um']:.1f} um (held {d['thickness_held_um']:.1f}, "
                 f"before {d['thickness_before_um']:.1f}), porosity {pm(d, 'porosity', 100, '.1f')} %")
         if "conductivity_s_m" in d:
-            tau = "inf (SE not connected)" if d.get("se_tortuosity") is None else pm(d, "se_tortuosity")
+            tau = infinite_tau(d) if d.get("se_tortuosity") is None else pm(d, "se_tortuosity")
             line += (f"; conductivity {pm(d, 'conductivity_s_m')} S/m, SE tortuosity {tau}, "
                      f"SE D_eff/D_0 {pm(d, 'se_diffusivity_rel')}, SE connected {100 * d['se_connected_fraction']:.0f} %")
         lines.append(line)

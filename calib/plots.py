@@ -116,13 +116,16 @@ def plot_density_trajectory(path: Path, steps: Sequence[float], density_g_cm3: S
 
 
 def plot_porosity_vs_degree(path: Path, degree_pct: Sequence[float], porosity: Sequence[float],
-                            measured: Sequence[tuple[float, float]] = (), title: str = "") -> Path:
-    """Porosity (%) against calendering degree (%), with measured points if any."""
+                            measured: Sequence[tuple[float, float]] = (), title: str = "",
+                            errors: Sequence[float | None] | None = None) -> Path:
+    """Porosity (%) against calendering degree (%), with its error bars if given (same units
+    as the porosity) and measured points if any."""
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4.8, 3.6), dpi=110)
     try:
-        ax.plot(list(degree_pct), [100 * p for p in porosity], "o-", label="simulated")
+        yerr = None if errors is None else [100 * (e or 0.0) for e in errors]
+        ax.errorbar(list(degree_pct), [100 * p for p in porosity], yerr=yerr, fmt="o-", capsize=3, label="simulated")
         if measured:
             ax.plot([m[0] for m in measured], [100 * m[1] for m in measured], "ks", label="measured")
         ax.set_xlabel("calendering degree (%)")

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errorbars import ERROR_KEYS, distinct_peak, monotone, plus_minus, rises_then_falls
+from .errorbars import ERROR_KEYS, UNRESOLVED, distinct_peak, infinite_tau, monotone, plus_minus, rises_then_falls
 
 SEED: dict[str, Any] = {
     "slurry_density_g_cm3": 1.89,
@@ -48,7 +48,8 @@ def reproduction(summary: dict) -> dict:
     counts = dict(summary.get("bead_counts", {}))
     counts["total"] = sum(counts.values())
     degrees = [{"degree_pct": d["degree_pct"], "porosity": d["porosity"], "thickness_um": d["thickness_um"],
-                "relaxed": d.get("relaxed"), **{k: d.get(k) for k in CHARACTERISATION_KEYS}}
+                "relaxed": d.get("relaxed"), **{k: d.get(k) for k in CHARACTERISATION_KEYS if k in d or
+                                                not k.endswith("_finite_placements")}}
                for d in summary.get("degrees", [])]
     cal_protocol = next((d.get("protocol") for d in summary.get("degrees", []) if d.get("protocol")), None)
     out = {
@@ -89,7 +90,7 @@ def reproduction(summary: dict) -> dict:
 
 CHARACTERISATION_KEYS = ("conductivity_s_m", "se_tortuosity", "se_diffusivity_rel", "se_connected_fraction",
                          "ratio_normalised", "conductivity_converged", "se_converged", "conductivity_method",
-                         "placements", *(f"{k}_error" for k in ERROR_KEYS))
+                         "placements", "se_tortuosity_finite_placements", *(f"{k}_error" for k in ERROR_KEYS))
 """The characterisation columns of each degree (``calib.stages.characterise``)."""
 
 
@@ -100,7 +101,8 @@ def _points(rep: dict, key: str) -> list[tuple[float, float | None, float | None
 def trend_checks(rep: dict) -> dict[str, Any]:
     """The seed's qualitative findings, checked on the reproduction (None: not measured).
     A trend counts only beyond the error bars (``calib.errorbars``): each step of a monotone
-    trend larger than the two points' errors, a peak above every other point's bar."""
+    trend larger than the two points' errors, a peak above every other point's bar; False
+    when the data contradict it beyond the bars, ``"unresolved"`` when they move within them."""
     change = rep["drying_thickness_change_rel"]
     cond_peak, _ = distinct_peak(_points(rep, "conductivity_s_m"))
     ratio_peak, ratio_distinct = distinct_peak(_points(rep, "ratio_normalised"))
@@ -113,7 +115,8 @@ def trend_checks(rep: dict) -> dict[str, Any]:
         "conductivity_rises_then_falls": rises_then_falls(_points(rep, "conductivity_s_m")),
         "ratio_peak_degree_pct": ratio_peak,
         "ratio_peak_stands_out": None if ratio_peak is None else ratio_distinct,
-        "ratio_peaks_at_30_to_50_pct": None if ratio_peak is None else (30.0 <= ratio_peak <= 50.0 and ratio_distinct),
+        "ratio_peaks_at_30_to_50_pct": None if ratio_peak is None else (
+            (30.0 <= ratio_peak <= 50.0) if ratio_distinct else UNRESOLVED),
     }
 
 
@@ -145,9 +148,13 @@ def _short_protocol(label: str | None, kind: str) -> str:
     if kind == "slurry":
         m = re.search(r"compressed k = (\d+)", label)
         return f"seed, k = {m.group(1)}" if m else ("seed, k = 1" if label.startswith("seed") else "ramp_hold")
-    m = re.search(r"\(([\d,]+)x longer", label) if kind == "drying" else re.search(r"plane at ([\d.e+-]+) um/us", label)
     if kind == "drying":
-        return f"public / {m.group(1)}" if m else "n/a"
+        m = re.search(r"compressed k = ([\d,]+) under the (\w+) law", label)
+        if m:  # the public protocol compressed (drying.protocol: public)
+            return f"public, k = {m.group(1)} ({m.group(2)})"
+        m = re.search(r"\(([\d,]+)x longer", label)  # the stage's settings in fewer steps
+        return f"settings, public / {m.group(1)}" if m else "n/a"
+    m = re.search(r"plane at ([\d.e+-]+) um/us", label)
     return f"plane {m.group(1)} um/us" if m else "n/a"
 
 
@@ -195,7 +202,7 @@ def table(rep: dict) -> list[str]:
         def pm(key: str, fmt: str = ".3g") -> str:
             return plus_minus(d[key], d.get(f"{key}_error"), fmt)
 
-        tau = "inf (SE not connected)" if d["se_tortuosity"] is None else pm("se_tortuosity")
+        tau = infinite_tau(d) if d["se_tortuosity"] is None else pm("se_tortuosity")
         rows.append(f"| at {d['degree_pct']:g} %: conductivity (S/m), SE tortuosity, SE D_eff/D_0, ratio "
                     f"(normalised) | {pm('conductivity_s_m')}; {tau}; {pm('se_diffusivity_rel')}; "
                     f"{pm('ratio_normalised', '.2f')} | sigma peaks near 30 %; tau falls, D rises; ratio peaks near 40 % "

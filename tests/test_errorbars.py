@@ -59,13 +59,23 @@ def test_a_peak_is_claimed_only_when_it_stands_out_of_the_bars():
     assert rises_then_falls(clear) is True
     blurred = [(0, 1.0, 0.1), (30, 2.0, 0.3), (50, 1.8, 0.1)]
     assert distinct_peak(blurred) == (30, False)
-    assert rises_then_falls(blurred) is False  # the fall to 50 % is within the bars
+    assert rises_then_falls(blurred) == "unresolved"  # the fall to 50 % is within the bars
+    assert rises_then_falls([(0, 1.0, 0.1), (30, 2.0, 0.1), (50, 3.0, 0.1)]) is False  # a rise, no fall
     assert rises_then_falls([(0, 1.0, 0.0), (30, 2.0, 0.0)]) is None
     assert rises_then_falls([(0, 1.0, 0.0), (30, 2.0, 0.0), (50, 3.0, 0.0)]) is False  # largest at the end
+    assert rises_then_falls([(0, 1.0, 0.5), (30, 2.0, 0.5), (50, 3.0, 0.5)]) == "unresolved"  # ... but within bars
 
 
 def test_a_monotone_trend_needs_every_step_beyond_the_two_bars():
     assert monotone([(0, 3.0, 0.1), (10, 2.5, 0.1), (20, 2.0, 0.1)], falling=True) is True
-    assert monotone([(0, 3.0, 0.1), (10, 2.9, 0.1), (20, 2.0, 0.1)], falling=True) is False
+    assert monotone([(0, 3.0, 0.1), (10, 2.9, 0.1), (20, 2.0, 0.1)], falling=True) == "unresolved"
+    assert monotone([(0, 3.0, 0.1), (10, 3.5, 0.1), (20, 2.0, 0.1)], falling=True) is False  # a rise beyond the bars
     assert monotone([(0, 1.0, None), (10, 2.0, None)], falling=False) is True
     assert monotone([(0, 1.0, None), (10, None, None)], falling=False) is None
+
+
+def test_one_placement_where_the_se_does_not_span_makes_the_mean_tortuosity_infinite():
+    rows = combine_degrees([[{"degree_pct": 0.0, "se_tortuosity": None, "se_diffusivity_rel": 0.0}],
+                            [{"degree_pct": 0.0, "se_tortuosity": 2.7, "se_diffusivity_rel": 0.04}]])
+    assert rows[0]["se_tortuosity"] is None and rows[0]["se_tortuosity_finite_placements"] == 1
+    assert rows[0]["se_diffusivity_rel"] == pytest.approx(0.02)

@@ -69,7 +69,11 @@ def test_table_names_every_observable_and_the_seed():
     text = "\n".join(rows)
     assert rows[0] == "| observable | calib | seed | converged | protocol |"
     assert "| slurry density (g/cm^3) | 2.000 | 1.89 | NO | seed, k = 1000 |" in text
-    assert "| thickness change on drying | -10.0% | negative (no value) | yes | public / 3,500 |" in text
+    assert "| thickness change on drying | -10.0% | negative (no value) | yes | settings, public / 3,500 |" in text
+    compressed = _summary()
+    compressed["dried"]["protocol"] = ("NPT(z) 0.395 -> 1 atm over 200,000 steps ...; the public in_evap_hom.run "
+                                       "(70,000,000 steps) compressed k = 350 under the undamped law; its error ...")
+    assert "| yes | public, k = 350 (undamped) |" in "\n".join(table(reproduction(compressed)))
     assert "| beads AM / SE / CBD (total) | 12 / 76 / 112 (200) | total 5089 | exact | - |" in text
     assert sum(r.startswith("| porosity at ") for r in rows) == 3
     assert "| porosity at 10 % calendering (thickness 36.0 um) | 0.400 | falls; about 0 at 50 % | NO (still " \
@@ -108,6 +112,6 @@ def test_values_carry_their_error_bars_and_trends_count_only_beyond_them():
            in text
     checks = rep["trend_checks"]
     assert checks["conductivity_peak_degree_pct"] == 10.0
-    assert checks["conductivity_rises_then_falls"] is False  # the fall to 20 % lies inside the peak's bar
+    assert checks["conductivity_rises_then_falls"] == "unresolved"  # the fall to 20 % lies inside the peak's bar
     s["degrees"][1]["conductivity_s_m_error"] = 2e-5
     assert reproduction(s)["trend_checks"]["conductivity_rises_then_falls"] is True
