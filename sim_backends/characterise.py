@@ -40,6 +40,9 @@ from .transport import SOR_ITER_LIMIT
 COARSE_RATIO = 1.25
 """The SE values' resolution error comes from a second solve on a grid this many times
 coarser (``se_resolution_error``)."""
+SAFETY_FACTOR = 3.0
+"""Roache's factor of safety for a grid-convergence index from two grids (an order assumed,
+not observed); 1.25 is his factor when three grids give the order."""
 RESULT_FILE = "characterisation.json"
 LOG_FILE = "characterise.log"
 SPEC_FILE = "characterise.json"
@@ -203,10 +206,11 @@ def se_resolution_error(spec: CharacteriseSpec, data, solid_r: np.ndarray, phase
                         slab_um: float, h: float, d_rel: float, tau: float, log) -> dict:
     """The resolution error of the SE's D_eff/D_0 and tau_g at voxel ``h`` (um): the same
     slab (``slab_um`` above the collector) solved again on a grid ``COARSE_RATIO`` x coarser,
-    error = |v_h - v_coarse| / (h_coarse / h - 1), Richardson's estimate for a first-order
-    scheme (the resolution study, ``bench/resolution.py``, measures the order on films: the
-    estimate is the error of a first-order approach to the limit, not a bound). None when the
-    coarser grid would put fewer than 3 voxels across the smallest bead."""
+    error = F |v_h - v_coarse| / (h_coarse / h - 1): Roache's grid-convergence index for two
+    grids, order 1 assumed, F = ``SAFETY_FACTOR`` (3). Without F it undershot: on a dev film
+    calendered 30 % the first-order estimate at 0.5 um was 0.0097 while the value fell 0.0157
+    by 0.125 um and kept falling (``bench/resolution.py``; docs/stages/characterise.md).
+    None when the coarser grid would put fewer than 3 voxels across the smallest bead."""
     from .transport import geometric_tortuosity, se_relative_diffusivity
 
     h_c = h * COARSE_RATIO
@@ -221,7 +225,7 @@ def se_resolution_error(spec: CharacteriseSpec, data, solid_r: np.ndarray, phase
     ion = vox.labels[:, :, :n] == code[spec.ion_phase]
     dif, method = se_relative_diffusivity(ion, iter_limit=spec.iter_limit)
     tau_c = geometric_tortuosity(float(np.mean(ion)), dif.effective)
-    scale = 1.0 / (h_c / h - 1.0)
+    scale = SAFETY_FACTOR / (h_c / h - 1.0)
     out = {"resolution_um": h_c, "d_rel_coarse": dif.effective, "tau_coarse": tau_c if math.isfinite(tau_c) else None,
            "d_rel": abs(d_rel - dif.effective) * scale,
            "tau": abs(tau - tau_c) * scale if math.isfinite(tau) and math.isfinite(tau_c) else None,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim_backends.characterise import COARSE_RATIO, CharacteriseSpec, characterise
+from sim_backends.characterise import COARSE_RATIO, SAFETY_FACTOR, CharacteriseSpec, characterise
 from sim_backends.lammps.placement import Placement, write_data_file
 from sim_backends.particle_network import network_conductivity
 
@@ -60,14 +60,15 @@ def test_the_job_reports_the_network_conductivity_with_the_voxel_solve_beside_it
     assert voxel["conductivity_s_m"] == pytest.approx(out["conductivity_voxel_s_m"], rel=1e-8)  # the same solve
 
 
-def test_the_se_resolution_error_is_the_coarser_solves_first_order_difference(tmp_path: Path):
+def test_the_se_resolution_error_is_the_two_grid_convergence_index(tmp_path: Path):
     out = characterise(_spec(_film(tmp_path / "film.data")), tmp_path, log=lambda m: None)
     err = out["se_resolution_error"]
     h, h_c = out["resolution_um"], err["resolution_um"]
     assert h_c == pytest.approx(h * COARSE_RATIO, rel=0.05)  # the coarse grid fits the box
     assert out["se_diffusivity_rel"] > 0 and err["d_rel_coarse"] > 0
-    assert err["d_rel"] == pytest.approx(abs(out["se_diffusivity_rel"] - err["d_rel_coarse"]) / (h_c / h - 1))
-    assert err["tau"] == pytest.approx(abs(out["se_tortuosity"] - err["tau_coarse"]) / (h_c / h - 1))
+    assert SAFETY_FACTOR == 3.0  # Roache's two-grid factor of safety
+    assert err["d_rel"] == pytest.approx(3.0 * abs(out["se_diffusivity_rel"] - err["d_rel_coarse"]) / (h_c / h - 1))
+    assert err["tau"] == pytest.approx(3.0 * abs(out["se_tortuosity"] - err["tau_coarse"]) / (h_c / h - 1))
 
 
 def test_no_coarser_grid_below_three_voxels_a_bead(tmp_path: Path):
