@@ -663,7 +663,7 @@ def pipeline(
     else:
         from .pipeline import summary_lines
 
-        for line in summary_lines(name, summary, placements):
+        for line in summary_lines(name, summary):
             typer.echo(line)
     if failed is not None:
         typer.echo(f"calib: pipeline failed at {failed.stage}: {failed.reason}", err=True)

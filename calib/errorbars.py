@@ -92,16 +92,13 @@ def combine_degrees(placements: Sequence[Sequence[Mapping[str, Any]]]) -> list[d
     out = []
     for deg in sorted(by_degree):
         rows = by_degree[deg]
-        merged: dict[str, Any] = dict(rows[0])
-        for key, v in rows[0].items():
-            if isinstance(v, bool):  # a verdict holds when it holds on every placement
-                merged[key] = all_of([r.get(key) for r in rows])
-            elif isinstance(v, (int, float)) and key != "degree_pct":
-                known = [r.get(key) for r in rows if isinstance(r.get(key), (int, float))]
-                merged[key] = statistics.fmean(known) if known else v
+        merged = merge_records(rows, ())
+        merged["degree_pct"] = deg
         for key in ERROR_KEYS:
             if key in INFINITE_WHEN_NONE and any(key in r and r[key] is None for r in rows):
                 merged[key], merged[f"{key}_error"] = None, None
+                merged.pop(f"{key}_placement_se", None)
+                merged.pop(f"{key}_resolution_error", None)
                 merged[f"{key}_finite_placements"] = sum(r.get(key) is not None for r in rows)
                 continue
             est = combine([r.get(key) for r in rows], [r.get(f"{key}_resolution_error") for r in rows])
@@ -117,6 +114,35 @@ def combine_degrees(placements: Sequence[Sequence[Mapping[str, Any]]]) -> list[d
         out.append(merged)
     _renormalise(out)
     return out
+
+
+def is_verdict(key: str) -> bool:
+    """A record's pass/fail flag, whatever its type (drying stores ``lz_converged`` as 0/1)."""
+    return key.endswith("converged") or key in ("equilibrated", "relaxed", "percolating")
+
+
+def merge_records(records: Sequence[Mapping[str, Any]], error_keys: Sequence[str]) -> dict:
+    """One record from the same record of several placements: every key of the first;
+    verdicts (``is_verdict`` or booleans) ``all_of`` them; integers (counts, iterations) the
+    largest; other numbers the mean over the placements that have them; for each of
+    ``error_keys`` also ``<key>_error``, the standard error of that mean (None with one
+    placement); ``placements``: how many records were merged."""
+    merged: dict[str, Any] = dict(records[0])
+    for key, v in records[0].items():
+        vals = [r.get(key) for r in records]
+        if isinstance(v, bool) or (is_verdict(key) and isinstance(v, (int, float))):
+            merged[key] = all_of([None if x is None else bool(x) for x in vals])
+        elif isinstance(v, int):
+            merged[key] = max(x for x in vals if isinstance(x, (int, float)))
+        elif isinstance(v, float):
+            known = [x for x in vals if isinstance(x, (int, float)) and not isinstance(x, bool)]
+            merged[key] = statistics.fmean(known) if known else v
+    for key in error_keys:
+        est = combine([r.get(key) for r in records])
+        if est is not None:
+            merged[key], merged[f"{key}_error"] = est.value, est.error
+    merged["placements"] = len(records)
+    return merged
 
 
 def all_of(verdicts: Sequence[bool | None]) -> bool | None:

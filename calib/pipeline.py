@@ -249,10 +249,17 @@ def run_placements(loaded: LoadedStudy, params: PipelineParams, workdir: Path, b
             (one.workdir / SUMMARY_FILE).write_text(json.dumps(one.summary(params, loaded.spec.fidelity), indent=2,
                                                                default=str))
             done.append((seed, one))
-        except PipelineFailed as exc:
-            partial = combine_placements(workdir, done) if done else PipelineResult(workdir)
+        except PipelineFailed as exc:  # what was measured: the placements done, else the failing one's stages
+            partial = combine_placements(workdir, done) if done else (exc.partial or PipelineResult(workdir))
             raise PipelineFailed(exc.stage, f"placement {seed}: {exc.reason}", partial) from exc
     return combine_placements(workdir, done)
+
+
+PLACEMENT_ERROR_KEYS: dict[str, tuple[str, ...]] = {
+    "slurry": ("density_g_cm3",),
+    "dried": ("porosity", "thickness_change_rel", "thickness_um"),
+}
+"""The slurry and dried records' values that get an error bar over placements."""
 
 
 def combine_placements(workdir: Path, done: list[tuple[int, "PipelineResult"]]) -> PipelineResult:
@@ -260,24 +267,16 @@ def combine_placements(workdir: Path, done: list[tuple[int, "PipelineResult"]]) 
     dried porosity as means with ``<key>_error`` (the placements' standard error), the
     per-degree rows as ``combine_degrees``, and the table, plots and runs written in
     ``workdir``; ``placements``: each placement's seed and folder."""
-    from .errorbars import all_of, combine, combine_degrees
+    from .errorbars import combine_degrees, merge_records
     from .plots import plot_porosity_vs_degree
     from .stages.characterise import PLOT, plot_characterisation
 
     first = done[0][1]
     out = PipelineResult(workdir, bead_counts=first.bead_counts, solids_content=first.solids_content)
-    for key in ("slurry", "dried"):
+    for key, errors in PLACEMENT_ERROR_KEYS.items():
         recs = [r.records.get(key, {}) for _, r in done]
-        merged = dict(recs[0])
-        for k, v in recs[0].items():
-            if isinstance(v, bool):
-                merged[k] = all_of([rec.get(k) for rec in recs])
-            elif isinstance(v, (int, float)):
-                est = combine([rec.get(k) for rec in recs])
-                if est is not None:
-                    merged[k], merged[f"{k}_error"] = est.value, est.error
-        merged["placements"] = len(recs)
-        out.records[key] = merged
+        if recs[0]:
+            out.records[key] = merge_records(recs, errors)
     rows = combine_degrees([r.degrees for _, r in done])
     out.records["degrees"] = rows
     out.records["placements"] = [{"seed": seed, "workdir": str(r.workdir)} for seed, r in done]
@@ -298,9 +297,10 @@ def combine_placements(workdir: Path, done: list[tuple[int, "PipelineResult"]]) 
     return out
 
 
-def summary_lines(name: str, summary: dict, placements: int) -> list[str]:
+def summary_lines(name: str, summary: dict) -> list[str]:
     """What ``calib pipeline`` prints: the slurry density, the dried porosity and one line per
-    degree, each value with its error (``calib.errorbars``), and what the errors hold."""
+    degree, each value with its error (``calib.errorbars``), and what the errors hold (over
+    the placements actually combined)."""
     from .errorbars import infinite_tau, plus_minus
 
     def pm(rec: dict, key: str, scale: float = 1.0, fmt: str = ".3g") -> str:
@@ -308,6 +308,7 @@ def summary_lines(name: str, summary: dict, placements: int) -> list[str]:
         return plus_minus(None if v is None else scale * v, None if e is None else scale * e, fmt)
 
     sl, dr = summary.get("slurry", {}), summary.get("dried", {})
+    placements = max(1, len(summary.get("placements") or []), int(sl.get("placements", 1)))
     lines = [f"pipeline {name}: slurry density {pm(sl, 'density_g_cm3', fmt='.4f')} g/cm^3, "
              f"dried porosity {pm(dr, 'porosity', 100, '.1f')} %"]
     for d in summary.get("degrees", []):

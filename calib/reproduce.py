@@ -107,7 +107,8 @@ def trend_checks(rep: dict) -> dict[str, Any]:
     cond_peak, _ = distinct_peak(_points(rep, "conductivity_s_m"))
     ratio_peak, ratio_distinct = distinct_peak(_points(rep, "ratio_normalised"))
     return {
-        "film_thins_on_drying": None if change is None else change < 0,
+        "film_thins_on_drying": monotone([(0.0, 0.0, 0.0), (1.0, change, rep.get("errors", {}).get(
+            "drying_thickness_change_rel"))], True) if change is not None else None,
         "porosity_falls_with_degree": monotone(_points(rep, "porosity"), True),
         "se_tortuosity_falls_with_degree": monotone(_points(rep, "se_tortuosity"), True),
         "se_diffusivity_rises_with_degree": monotone(_points(rep, "se_diffusivity_rel"), False),

@@ -186,8 +186,8 @@ def se_relative_diffusivity(mask: np.ndarray, *, iter_limit: int = SOR_ITER_LIMI
     if tf.converged and math.isfinite(tf.effective):
         return tf, "taufactor"
     fv = fv_relative_diffusivity(mask)
-    why = f"TauFactor {'gave ' + format(tf.effective, '.3g') if math.isfinite(tf.effective) else 'gave NaN'} " \
-          f"unconverged after {tf.iterations} iterations"
+    why = (f"TauFactor gave NaN after {tf.iterations} iterations" if not math.isfinite(tf.effective)
+           else f"TauFactor gave {tf.effective:.3g}, unconverged after {tf.iterations} iterations")
     return TransportResult(fv.effective, fv.volume_fraction, fv.iterations, fv.converged, fv.flux_spread_rel,
                            fv.wall_s + tf.wall_s, fv.percolating), f"finite volumes ({why})"
 

@@ -79,3 +79,18 @@ def test_one_placement_where_the_se_does_not_span_makes_the_mean_tortuosity_infi
                             [{"degree_pct": 0.0, "se_tortuosity": 2.7, "se_diffusivity_rel": 0.04}]])
     assert rows[0]["se_tortuosity"] is None and rows[0]["se_tortuosity_finite_placements"] == 1
     assert rows[0]["se_diffusivity_rel"] == pytest.approx(0.02)
+
+
+def test_merged_records_keep_verdicts_counts_and_errors_apart():
+    from calib.errorbars import merge_records
+
+    a = {"porosity": 0.36, "lz_converged": 1.0, "iterations": 600, "equilibrated": True, "label": "x"}
+    b = {"porosity": 0.34, "lz_converged": 0.0, "iterations": 900, "equilibrated": True, "label": "y"}
+    m = merge_records([a, b], ("porosity",))
+    assert m["lz_converged"] is False  # a 0/1 verdict is not averaged to 0.5
+    assert m["equilibrated"] is True and m["iterations"] == 900 and m["label"] == "x"
+    assert m["porosity"] == pytest.approx(0.35) and m["porosity_error"] == pytest.approx(0.01)
+    assert "iterations_error" not in m and m["placements"] == 2
+    rows = combine_degrees([[{"degree_pct": 0.0, "se_tortuosity": None, "se_tortuosity_resolution_error": 0.1}],
+                            [{"degree_pct": 0.0, "se_tortuosity": 2.7, "se_tortuosity_resolution_error": 0.1}]])
+    assert "se_tortuosity_resolution_error" not in rows[0]  # no stale error beside an infinite mean
