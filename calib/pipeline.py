@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sim_backends.backend import Backend
@@ -250,7 +250,8 @@ def run_placements(loaded: LoadedStudy, params: PipelineParams, workdir: Path, b
                                                                default=str))
             done.append((seed, one))
         except PipelineFailed as exc:  # what was measured: the placements done, else the failing one's stages
-            partial = combine_placements(workdir, done) if done else (exc.partial or PipelineResult(workdir))
+            partial = (combine_placements(workdir, done) if done
+                       else replace(exc.partial, workdir=workdir) if exc.partial else PipelineResult(workdir))
             raise PipelineFailed(exc.stage, f"placement {seed}: {exc.reason}", partial) from exc
     return combine_placements(workdir, done)
 

@@ -89,18 +89,19 @@ def test_pipeline_table_s1_smoke_json(tmp_path: Path):
 
 
 def test_pipeline_failing_stage_keeps_what_it_measured(tmp_path: Path):
-    """With the seed's own (soft) walls the calendering stage fails: exit 1 naming the stage,
-    and the slurry and drying results stay in pipeline.json and in a FAILED MLflow run."""
+    """With the seed's own (soft) walls the calendering stage fails: exit 1 naming the stage
+    (and the placement: two by default), and the slurry and drying results of the failing
+    placement stay in pipeline.json and in a FAILED MLflow run."""
     spec = yaml.safe_load(PIPELINE.read_text())
     del spec["drying"]["wall"], spec["calendering"]["wall"]
     study = tmp_path / "soft_walls.yaml"
     study.write_text(yaml.safe_dump(spec, sort_keys=False))
     proc = run_calib("pipeline", "--study", str(study), "--degrees", "0,40", "--fidelity", "smoke", "--json",
-                     "--placements", "1", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, check=False)
+                     "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, check=False)
     assert proc.returncode == 1, proc.stderr
     # calendering runs inside the characterise stage (calendering, then characterisation)
-    assert ("pipeline failed at characterise: calendering at 0 %" in proc.stderr
-            or "pipeline failed at characterise: calendering at 40 %" in proc.stderr), proc.stderr
+    assert ("pipeline failed at characterise: placement 1: calendering at 0 %" in proc.stderr
+            or "pipeline failed at characterise: placement 1: calendering at 40 %" in proc.stderr), proc.stderr
     s = parse_json_stdout(proc)
     assert s["failed"]["stage"] == "characterise"
     assert s["slurry"]["density_g_cm3"] > 0 and 0 < s["dried"]["porosity"] < 1 and s["degrees"] == []
