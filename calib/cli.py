@@ -592,7 +592,8 @@ def pipeline(
     """Run slurry -> drying -> calendering (0-50 %) and characterisation for one parameter set; CSV, plots, MLflow."""
     import time as _time
 
-    from .pipeline import PipelineFailed, check_pipeline_inputs, log_pipeline, params_from, placement_seeds, run_placements
+    from .pipeline import (PipelineFailed, check_pipeline_inputs, log_pipeline, params_from, placement_seeds,
+                           run_placements)
     from .stages.calendering import PIPELINE_DEGREES_PCT, degrees_problem
     from .study import load_study
 
@@ -686,7 +687,8 @@ def reproduce(
     with the seed's reported values, side by side."""
     import time as _time
 
-    from .pipeline import PipelineFailed, PipelineResult, check_pipeline_inputs, params_from, placement_seeds, run_placements
+    from .pipeline import (PipelineFailed, PipelineResult, check_pipeline_inputs, params_from, placement_seeds,
+                           run_placements)
     from .reproduce import density_against_seed, reproduction, table
     from .stages.calendering import PIPELINE_DEGREES_PCT
     from .study import load_study
@@ -730,6 +732,10 @@ def reproduce(
                    f"implied solids content {_pct(rep['solids_content'])}; folder {workdir}")
         for line in table(rep):
             typer.echo(line)
+        typer.echo("error bars: " + (f"the standard error over {rep['placements']} placements with the SE's resolution "
+                                     "error in quadrature" if rep.get("placements", 1) > 1 else
+                                     "the SE's resolution error only; one placement, so the conductivity and the "
+                                     "porosities have none and their trends are read without bars (--placements 2)"))
         names = {"slurry_density_g_cm3": "the slurry density", "dried_porosity": "the dried film",
                  "degrees": "calendering"}
         for what, name in names.items():
@@ -745,7 +751,12 @@ def reproduce(
         checks = rep["trend_checks"]
         typer.echo("seed trends: film thins on drying: " + _yes(checks["film_thins_on_drying"])
                    + "; porosity falls with the calendering degree: " + _yes(checks["porosity_falls_with_degree"]))
-        typer.echo("seed trends (Fig. 4): SE tortuosity falls: " + _yes(checks["se_tortuosity_falls_with_degree"])
+        cut = [f"{d['degree_pct']:g}" for d in rep["degrees"] if d.get("conductivity_s_m") is not None
+               and d.get("se_tortuosity") is None]
+        why = ""
+        if cut and checks["se_tortuosity_falls_with_degree"] is None:
+            why = f" (the SE does not span on every placement at {', '.join(cut)} %)"
+        typer.echo("seed trends (Fig. 4): SE tortuosity falls: " + _yes(checks["se_tortuosity_falls_with_degree"]) + why
                    + "; SE D_eff rises: " + _yes(checks["se_diffusivity_rises_with_degree"])
                    + "; conductivity rises then falls: " + _yes(checks["conductivity_rises_then_falls"])
                    + f" (peak at {_deg(checks['conductivity_peak_degree_pct'])}, seed about 30 %)"
