@@ -134,13 +134,15 @@ def trend_at(folder: Path, rows: list[dict], res: float) -> None:
         spec = CharacteriseSpec.from_json((folder / "characterise" / f"characterise_{k:02d}" / SPEC_FILE).read_text())
         with tempfile.TemporaryDirectory() as tmp:
             c = characterise(replace(spec, resolution_um=res, pore_network=False), Path(tmp), log=lambda m: None)
-        tau = c["se_tortuosity"]
-        out.append({"degree_pct": r["degree_pct"], "porosity": c["porosity"], "conductivity_s_m": c["conductivity_s_m"],
-                    "se_tortuosity": tau, "se_diffusivity_rel": c["se_diffusivity_rel"],
+        # the voxel image's values: what the finer grid changes (the networks' have no grid)
+        tau = c.get("se_tortuosity_voxel", c["se_tortuosity"])
+        out.append({"degree_pct": r["degree_pct"], "porosity": c["porosity"],
+                    "conductivity_s_m": c.get("conductivity_voxel_s_m", c["conductivity_s_m"]),
+                    "se_tortuosity": tau, "se_diffusivity_rel": c.get("se_diffusivity_voxel_rel", c["se_diffusivity_rel"]),
                     "se_connected_fraction": c["se_network"]["connected_fraction"],
                     "conductivity_iterations": c["conductivity_solver"]["iterations"],
                     "se_iterations": c["se_solver"]["iterations"], "wall_s": c["wall_s"],
-                    "ratio": c["conductivity_s_m"] / tau if tau else 0.0})
+                    "ratio": c.get("conductivity_voxel_s_m", c["conductivity_s_m"]) / tau if tau else 0.0})
     top = max(o["ratio"] for o in out)
     for o in out:
         o["ratio_normalised"] = o["ratio"] / top if top else 0.0

@@ -28,11 +28,11 @@ sys.path.insert(0, str(REPO))
 
 from calib.stages.system import systems_for  # noqa: E402
 from calib.study import load_study  # noqa: E402
-from sim_backends.characterise import surface_cut  # noqa: E402
+from sim_backends.characterise import ION_KEPT_EXPONENT, surface_cut  # noqa: E402
 from sim_backends.lammps.placement import read_sphere_data  # noqa: E402
-from sim_backends.microstructure import Packing, voxelise  # noqa: E402
+from sim_backends.microstructure import Packing, contact_cuts, voxelise  # noqa: E402
 from sim_backends.particle_network import network_conductivity  # noqa: E402
-from sim_backends.transport import effective_conductivity  # noqa: E402
+from sim_backends.transport import effective_conductivity, fv_relative_diffusivity  # noqa: E402
 
 CONDUCTIVITY_S_M = {"AM": 0.005, "CBD": 15.93}
 RANK = {"CBD": 0.5, "AM": 1.0, "SE": 1.0}  # the stage's solid fractions (CBD 50 % nanoporous)
@@ -53,6 +53,9 @@ def main() -> None:
     ap.add_argument("--se", action="store_true",
                     help="the SE's D_eff/D_0 instead: power-rule voxel solves (sigma 1 in the SE) at each resolution "
                          "against the contact network with the SE conducting")
+    ap.add_argument("--se-alone", action="store_true",
+                    help="with --se: the SE beads alone (AM and CBD left out), to split the SE-SE contacts' share of "
+                         "a difference from the cuts' share")
     args = ap.parse_args()
     loaded = load_study(args.study, fidelity="dev")
     data = read_sphere_data(args.film)
@@ -68,7 +71,11 @@ def main() -> None:
     keep = np.array([p != "SE" for p in ph])
     no_se = Packing(data.positions[keep], r[keep], tuple(p for p in ph if p != "SE"), full.lo, full.hi)
     if args.se:
-        se_against_network(args, data, full, r, ph, collector)
+        slab = surface_cut(voxelise(full, 0.5, RANK).labels, 0.5) * 0.5  # the stage's slab, whole film
+        if args.se_alone:
+            alone = np.array([p == "SE" for p in ph])
+            full = Packing(data.positions[alone], r[alone], ("SE",) * int(alone.sum()), full.lo, full.hi)
+        se_against_network(args, data, full, full.radii, list(full.phases), collector, slab)
         return
     slab_um = None
     print(f"# {args.film}: {len(r)} beads; conductivity S/m, voxel fractions of the analysed slab")
@@ -104,29 +111,33 @@ def main() -> None:
               f"carrying, {time.perf_counter() - t0:.1f} s")
 
 
-def se_against_network(args, data, full: Packing, r: np.ndarray, ph: list[str], collector: float) -> None:
-    """SE D_eff/D_0 on the stage's slab at 0.5 um: the contact network (SE conducting, cut by
-    its neighbours) and power-rule voxel solves at each resolution."""
-    n = surface_cut(voxelise(full, 0.5, RANK).labels, 0.5)
-    slab = n * 0.5
+def se_against_network(args, data, full: Packing, r: np.ndarray, ph: list[str], collector: float,
+                       slab: float) -> None:
+    """SE D_eff/D_0 on the stage's slab (``slab`` um above the collector): the contact network
+    (SE conducting, cut by its neighbours) and power-rule voxel solves at each resolution, with
+    every face open and with the contact rule (``contact_cuts``)."""
     sig = np.array([1.0 if p == "SE" else 0.0 for p in ph])
     t0 = time.perf_counter()
-    net = network_conductivity(data.positions, r, sig, (data.hi[0] - data.lo[0], data.hi[1] - data.lo[1]),
-                               collector, collector + slab, cut_by_neighbours=True)
+    net = network_conductivity(full.centres, r, sig, (data.hi[0] - data.lo[0], data.hi[1] - data.lo[1]),
+                               collector, collector + slab, cut_by_neighbours=True, kept_exponent=ION_KEPT_EXPONENT)
     print(f"# {args.film}: SE D_eff/D_0 on the {slab:.2f} um slab")
-    print(f"- contact network, SE conducting: {net.effective:.5g} ({net.necks} necks, {net.conducting_beads} of "
+    print(f"- contact network, SE conducting (the stage's, kept^{ION_KEPT_EXPONENT:g}): {net.effective:.5g} ({net.necks} necks, {net.conducting_beads} of "
           f"{net.beads} beads carrying, {time.perf_counter() - t0:.1f} s)")
-    print("| voxel um | slab um | SE D_eff/D_0 | CG converged | SE fraction | wall s |")
-    print("|---|---|---|---|---|---|")
+    print("| voxel um | slab um | SE D_eff/D_0, every face | with the contact rule | CG converged | SE fraction "
+          "| wall s |")
+    print("|---|---|---|---|---|---|---|")
+    box = (data.hi[0] - data.lo[0], data.hi[1] - data.lo[1])
     for res in args.resolutions:
         t0 = time.perf_counter()
-        vox = voxelise(full, res, RANK, overlap="power")
+        vox = voxelise(full, res, RANK, overlap="power", owners=True)
         k = int(round(slab / vox.resolution_um))
-        lab = vox.labels[:, :, :k]
         code = {p: i + 1 for i, p in enumerate(vox.names)}
-        c = effective_conductivity(lab, {code["SE"]: 1.0})
-        print(f"| {res:g} | {k * vox.resolution_um:.2f} | {c.effective:.5g} | {c.converged} | "
-              f"{np.mean(lab == code['SE']):.4f} | {time.perf_counter() - t0:.0f} |", flush=True)
+        se = vox.labels[:, :, :k] == code["SE"]
+        c = fv_relative_diffusivity(se)
+        cuts = tuple(x[:, :, :k] for x in contact_cuts(vox, full.centres, full.radii, box))
+        c_cut = fv_relative_diffusivity(se, cuts=cuts)
+        print(f"| {res:g} | {k * vox.resolution_um:.2f} | {c.effective:.5g} | {c_cut.effective:.5g} | "
+              f"{c.converged and c_cut.converged} | {np.mean(se):.4f} | {time.perf_counter() - t0:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -98,7 +98,10 @@ def measure(spec: CharacteriseSpec, film: Path, sha: str) -> dict:
         "conductivity_s_m": out.get("conductivity_voxel_s_m", out["conductivity_s_m"]),
         "conductivity_converged": out["conductivity_solver"]["converged"],
         "conductivity_network_s_m": (out.get("conductivity_network") or {}).get("effective"),
-        "se_diffusivity_rel": out["se_diffusivity_rel"], "se_tortuosity": out["se_tortuosity"],
+        # the voxel solve's SE likewise (the stage's default SE is the network's, with no grid)
+        "se_diffusivity_rel": out.get("se_diffusivity_voxel_rel", out["se_diffusivity_rel"]),
+        "se_tortuosity": out.get("se_tortuosity_voxel", out["se_tortuosity"]),
+        "se_network_diffusivity_rel": (out.get("se_contact_network") or {}).get("effective"),
         "se_converged": out["se_solver"]["converged"], "se_connected_fraction": out["se_network"]["connected_fraction"],
         "porosity": out["porosity"], "pore_d50_um": pn.get("pore_d50_um"), "throat_d50_um": pn.get("throat_d50_um"),
     })

@@ -584,8 +584,8 @@ def pipeline(
     seed: int = typer.Option(1, parser=_at_least("--seed", 0), metavar="INTEGER",
                              help="Simulation seed of the first placement (the next ones: seed + 1, ...)."),
     placements: int = typer.Option(2, parser=_at_least("--placements", 1), metavar="N",
-                                   help="Random placements to run (error bars: their spread with the resolution "
-                                        "error); 1: resolution error only."),
+                                   help="Random placements to run (error bars: their spread, with a voxel SE's "
+                                        "resolution error); 1: the spread is not measured."),
     backend: Optional[str] = typer.Option(None, help="Where runs go: local or slurm (default: the study's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
@@ -679,8 +679,8 @@ def reproduce(
     seed: int = typer.Option(1, parser=_at_least("--seed", 0), metavar="INTEGER",
                              help="Simulation seed of the first placement (the next ones: seed + 1, ...)."),
     placements: int = typer.Option(2, parser=_at_least("--placements", 1), metavar="N",
-                                   help="Random placements to run (error bars: their spread with the resolution "
-                                        "error); 1: resolution error only."),
+                                   help="Random placements to run (error bars: their spread, with a voxel SE's "
+                                        "resolution error); 1: the spread is not measured."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run the seed's Table S1 through slurry -> drying -> calendering (0-50 %) and compare
@@ -689,6 +689,7 @@ def reproduce(
 
     from .pipeline import (PipelineFailed, PipelineResult, check_pipeline_inputs, params_from, placement_seeds,
                            run_placements)
+    from .errorbars import describe_errors
     from .reproduce import density_against_seed, reproduction, table
     from .stages.calendering import PIPELINE_DEGREES_PCT
     from .study import load_study
@@ -732,10 +733,9 @@ def reproduce(
                    f"implied solids content {_pct(rep['solids_content'])}; folder {workdir}")
         for line in table(rep):
             typer.echo(line)
-        typer.echo("error bars: " + (f"the standard error over {rep['placements']} placements with the SE's resolution "
-                                     "error in quadrature" if rep.get("placements", 1) > 1 else
-                                     "the SE's resolution error only; one placement, so the conductivity and the "
-                                     "porosities have none and their trends are read without bars (--placements 2)"))
+        first = (rep.get("degrees") or [{}])[0]
+        typer.echo("error bars: " + describe_errors(rep.get("placements", 1), first.get("se_method", "voxel"),
+                                                    first.get("conductivity_method", "voxel")))
         names = {"slurry_density_g_cm3": "the slurry density", "dried_porosity": "the dried film",
                  "degrees": "calendering"}
         for what, name in names.items():

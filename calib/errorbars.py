@@ -3,9 +3,11 @@
 Each transport value of a calendered film carries two uncertainties:
 
 - **resolution**: the voxel image's error, estimated per film by the characterisation job
-  (``sim_backends.characterise.se_resolution_error``: the SE solve again on a coarser grid);
-  the contact network's conductivity has none (no voxels; its model error against converged
-  voxel solves is measured in ``bench/overlap_rules.py``, docs/stages/characterise.md);
+  where the SE is solved on voxels (``se_method: voxel``;
+  ``sim_backends.characterise.se_resolution_error``: the SE solve again on a coarser grid);
+  the contact networks' values (the conductivity, and the SE by default) have none (no
+  voxels; their model errors against converged voxel solves are measured in
+  ``bench/overlap_rules.py`` and ``bench/se_network.py``, docs/stages/characterise.md);
 - **placement**: the spread of the same parameters run from different random placements
   (``calib pipeline --placements N``): the standard error of the mean over the N films.
 
@@ -226,3 +228,27 @@ def plus_minus(value: float | None, error: float | None, fmt: str = ".3g") -> st
     if value is None:
         return "n/a"
     return f"{value:{fmt}}" + ("" if error is None else f" +- {error:{fmt}}")
+
+
+def describe_errors(placements: int, se_method: str | None = "network",
+                    conductivity_method: str | None = "network") -> str:
+    """What the printed error bars hold, in one line (``calib pipeline``, ``calib reproduce``):
+    the placements' standard error, the voxel SE's resolution error where the SE is solved on
+    voxels, and which values are the contact network's (no grid; its model error is measured
+    in the bench and not added)."""
+    voxel_se = se_method == "voxel"
+    if placements > 1:
+        text = f"the standard error over {placements} placements" + (
+            " with the SE's resolution error in quadrature" if voxel_se else "")
+    else:
+        text = ("one placement: the spread is not measured (--placements 2 measures it), so "
+                + ("the SE's resolution error only" if voxel_se else "no value has an error bar")
+                + " and the trends are read without bars")
+    nets = [what for what, method in (("conductivity", conductivity_method), ("SE D_eff/D_0 and tortuosity", se_method))
+            if method == "network"]
+    if nets:
+        plural = len(nets) > 1 or " and " in nets[0]
+        text += ("; the " + " and the ".join(nets) + (" are" if plural else " is") + " the contact network's (no voxels; "
+                 + ("their model errors, measured in the bench, are" if plural
+                    else "its model error, measured in the bench, is") + " not added)")
+    return text

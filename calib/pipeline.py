@@ -302,7 +302,7 @@ def summary_lines(name: str, summary: dict) -> list[str]:
     """What ``calib pipeline`` prints: the slurry density, the dried porosity and one line per
     degree, each value with its error (``calib.errorbars``), and what the errors hold (over
     the placements actually combined)."""
-    from .errorbars import infinite_tau, plus_minus
+    from .errorbars import describe_errors, infinite_tau, plus_minus
 
     def pm(rec: dict, key: str, scale: float = 1.0, fmt: str = ".3g") -> str:
         v, e = rec.get(key), rec.get(f"{key}_error")
@@ -322,12 +322,9 @@ def summary_lines(name: str, summary: dict) -> list[str]:
                      f"SE connected {100 * d['se_connected_fraction']:.0f} %")
         lines.append(line)
     if any("conductivity_s_m" in d for d in summary.get("degrees", [])):
-        lines.append("  errors: " + (f"the standard error over {placements} placements with the SE's resolution error "
-                                     "in quadrature" if placements > 1 else
-                                     "the SE's resolution error only (one placement: the spread is not measured; "
-                                     "--placements 2 measures it)")
-                     + ("; the conductivity is the contact network's (no voxels)"
-                        if summary["degrees"][0].get("conductivity_method") == "network" else ""))
+        first = summary["degrees"][0]
+        lines.append("  errors: " + describe_errors(placements, first.get("se_method", "voxel"),
+                                                    first.get("conductivity_method", "voxel")))
     lines.append(f"  table: {summary.get('files', {}).get('csv', '-')}")
     return lines
 

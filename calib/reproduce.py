@@ -89,7 +89,7 @@ def reproduction(summary: dict) -> dict:
 
 
 CHARACTERISATION_KEYS = ("conductivity_s_m", "se_tortuosity", "se_diffusivity_rel", "se_connected_fraction",
-                         "ratio_normalised", "conductivity_converged", "se_converged", "conductivity_method",
+                         "ratio_normalised", "conductivity_converged", "se_converged", "conductivity_method", "se_method",
                          "placements", "se_tortuosity_finite_placements", *(f"{k}_error" for k in ERROR_KEYS))
 """The characterisation columns of each degree (``calib.stages.characterise``)."""
 

@@ -11,7 +11,9 @@ nanoporous), so porosity = 1 - sum over voxels of their phase's solid fraction /
 overlap to the AM; for SE, which it does not have, the tie between AM and SE goes to SE by
 name.) ``voxelise(..., overlap="power")`` instead splits every overlap lens along the radical
 plane of its two spheres (the geometry of ``particle_network``); docs/stages/characterise.md#overlaps
-measures what the choice moves.
+measures what the choice moves. ``voxelise(..., owners=True)`` also records which sphere painted
+each voxel, and ``contact_cuts`` turns that into the faces a transport solve must not pass
+(the contact rule: beads join only where they overlap).
 
 Painting is vectorised per sphere (a small block of voxels around it), never a Python loop
 over voxels. Memory: one byte per voxel; ``voxelise`` refuses a grid over ``max_bytes``.
@@ -56,6 +58,9 @@ class Voxels:
     names: tuple[str, ...]
     resolution_um: float
     lo: tuple[float, float, float]
+    owner: np.ndarray | None = None
+    """Per voxel, the index of the sphere that painted it (-1: pore); only with
+    ``voxelise(owners=True)``."""
 
     def z_centres_um(self) -> np.ndarray:
         return self.lo[2] + (np.arange(self.labels.shape[2]) + 0.5) * self.resolution_um
@@ -72,7 +77,7 @@ def grid_bytes(packing: Packing, resolution_um: float) -> int:
 
 
 def voxelise(packing: Packing, resolution_um: float, solid_fraction: Mapping[str, float],
-             max_bytes: int = 2 * 1024**3, overlap: str = "rank") -> Voxels:
+             max_bytes: int = 2 * 1024**3, overlap: str = "rank", owners: bool = False) -> Voxels:
     """Label every voxel with the phase covering its centre (see the module docstring).
 
     resolution_um: voxel edge; the x and y edges are adjusted so that whole voxels tile the
@@ -82,14 +87,16 @@ def voxelise(packing: Packing, resolution_um: float, solid_fraction: Mapping[str
     distance |x - c|^2 - r^2: an overlap lens is split along the radical plane, the plane
     of the two spheres' intersection circle, so each bead is a sphere truncated at its contact
     discs, the geometry of ``particle_network``) or ``rank-power`` (the phase of larger solid
-    fraction, ties between phases of equal solid fraction by the radical plane). Raises ``GridTooLarge`` when the grid
-    exceeds ``max_bytes`` (``power`` needs 4 more bytes per voxel, counted).
+    fraction, ties between phases of equal solid fraction by the radical plane). ``owners``: also
+    record which sphere painted each voxel (``Voxels.owner``; what ``contact_cuts`` needs).
+    Raises ``GridTooLarge`` when the grid exceeds ``max_bytes`` (``power`` needs 4 more bytes
+    per voxel, ``owners`` 4 more; counted).
     """
     if not resolution_um > 0:
         raise ValueError("resolution_um must be positive")
     if overlap not in ("rank", "power", "rank-power"):
         raise ValueError(f"overlap must be 'rank', 'power' or 'rank-power', not {overlap!r}")
-    need = grid_bytes(packing, resolution_um) * (1 if overlap == "rank" else 5)
+    need = grid_bytes(packing, resolution_um) * (1 + (0 if overlap == "rank" else 4) + (4 if owners else 0))
     if need > max_bytes:
         raise GridTooLarge(f"a {resolution_um:g} um grid needs {need / 1024**3:.2f} GiB, over the "
                            f"{max_bytes / 1024**3:.2f} GiB allowed")
@@ -100,6 +107,7 @@ def voxelise(packing: Packing, resolution_um: float, solid_fraction: Mapping[str
     code = {p: i + 1 for i, p in enumerate(names)}
     labels = np.zeros(shape, dtype=np.uint8)
     power = None if overlap == "rank" else np.full(shape, np.inf, dtype=np.float32)
+    owner = np.full(shape, -1, dtype=np.int32) if owners else None
     # solid-fraction level per label (pore: below every phase); "power" ranks nothing
     level = np.array([-1.0, *(solid_fraction.get(p, 1.0) if overlap == "rank-power" else 0.0 for p in names)])
     order = np.argsort([code[p] for p in packing.phases], kind="stable")  # densest painted last
@@ -134,7 +142,40 @@ def voxelise(packing: Packing, resolution_um: float, solid_fraction: Mapping[str
             power[sel] = best
         block[inside] = k
         labels[sel] = block
-    return Voxels(labels, names, float(edge[2]), tuple(packing.lo))
+        if owner is not None:
+            ob = owner[sel]
+            ob[inside] = s
+            owner[sel] = ob
+    return Voxels(labels, names, float(edge[2]), tuple(packing.lo), owner)
+
+
+def contact_cuts(vox: Voxels, centres: np.ndarray, radii: np.ndarray,
+                 box_xy: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The contact rule on a voxel image: per axis (x, y, z), a boolean image that is True
+    where the face between a voxel and its + neighbour (x, y periodic) separates two spheres
+    whose solid spheres (``centres``, um; ``radii``, um; x and y periodic with periods
+    ``box_xy``) do not overlap. A transport solve that cuts those faces joins beads only where
+    they overlap, the network's rule (``particle_network``, ``touch_gap_um: 0``): without the
+    cuts two beads a gap narrower than a voxel apart meet through a face of the grid, and the
+    solve has no grid limit (docs/stages/characterise.md#se-transport). ``vox`` needs
+    ``owner`` (``voxelise(owners=True)``) and the same sphere order as ``centres``."""
+    if vox.owner is None:
+        raise ValueError("contact_cuts needs the voxels' owners: voxelise(..., owners=True)")
+    centres, radii = np.asarray(centres, float), np.asarray(radii, float)
+    period = np.array([box_xy[0], box_xy[1], math.inf])
+    cuts = []
+    for axis in range(3):
+        own, nb = vox.owner, np.roll(vox.owner, -1, axis=axis)
+        cut = np.zeros(own.shape, dtype=bool)
+        face = (own >= 0) & (nb >= 0) & (own != nb)
+        if axis == 2:
+            face[:, :, -1] = False
+        a, b = own[face], nb[face]
+        delta = centres[b] - centres[a]
+        delta[:, :2] -= period[:2] * np.round(delta[:, :2] / period[:2])
+        cut[face] = np.linalg.norm(delta, axis=1) >= radii[a] + radii[b]
+        cuts.append(cut)
+    return cuts[0], cuts[1], cuts[2]
 
 
 def phase_fractions(vox: Voxels, axis_profile: bool = False) -> dict[str, np.ndarray | float]:
@@ -181,16 +222,17 @@ class ElectrodeStructure:
 
 def film_voxels(centres: np.ndarray, sim_radii: np.ndarray, solid_radii: np.ndarray, phases: Sequence[str],
                 box_lo: Sequence[float], box_hi: Sequence[float], collector_z: float, resolution_um: float,
-                nanoporosity: Mapping[str, float], max_bytes: int = 2 * 1024**3, overlap: str = "rank") -> Voxels:
+                nanoporosity: Mapping[str, float], max_bytes: int = 2 * 1024**3, overlap: str = "rank",
+                owners: bool = False) -> Voxels:
     """The voxel image of a film from the collector plane to its top (the highest bead's
     simulation surface), beads painted with their ``solid_radii`` (see
-    ``electrode_structure``), overlaps by ``overlap`` (``voxelise``)."""
+    ``electrode_structure``), overlaps by ``overlap``, owners if asked (``voxelise``)."""
     top = float(np.max(centres[:, 2] + sim_radii))
     packing = Packing(np.asarray(centres, dtype=float), np.asarray(solid_radii, dtype=float), tuple(phases),
                       (float(box_lo[0]), float(box_lo[1]), float(collector_z)),
                       (float(box_hi[0]), float(box_hi[1]), top))
     solid = {p: 1.0 - float(nanoporosity.get(p, 0.0)) for p in set(phases)}
-    return voxelise(packing, resolution_um, solid, max_bytes=max_bytes, overlap=overlap)
+    return voxelise(packing, resolution_um, solid, max_bytes=max_bytes, overlap=overlap, owners=owners)
 
 
 def electrode_structure(centres: np.ndarray, sim_radii: np.ndarray, solid_radii: np.ndarray,

@@ -21,6 +21,13 @@ calib's open route:
   conductances on the 6-neighbour stencil) with periodic x and y, solved by conjugate
   gradients preconditioned with smoothed-aggregation algebraic multigrid (PyAMG, SciPy).
 
+**Contact rule on voxels** (``solve_steady(..., cuts=...)``, ``microstructure.contact_cuts``):
+faces between voxels of two beads that do not overlap pass nothing, so the solve joins beads
+only where they overlap, the contact networks' rule (``particle_network``); without it two
+beads a gap narrower than a voxel apart meet through a face of the grid
+(docs/stages/characterise.md#se-transport). TauFactor takes no such cuts; the finite-volume
+solve does.
+
 Images are indexed (x, y, z) with z the transport direction (the film's thickness);
 TauFactor's transport axis is its first, so images are transposed on the way in.
 Validated against exact answers (layered slabs in series and in parallel, straight
@@ -78,7 +85,37 @@ def _face_conductances(sigma: np.ndarray, axis: int) -> np.ndarray:
     return g
 
 
-def solve_steady(sigma: np.ndarray, *, rtol: float = RTOL) -> TransportResult:
+def _live(conducting: np.ndarray, cuts) -> np.ndarray:
+    """The conducting voxels in clusters joining both z faces, faces in ``cuts`` (per axis,
+    True: no passage to the + neighbour) not joining."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    from .networks import percolating_labels
+
+    if cuts is None:
+        return percolating_labels(conducting)
+    index = np.full(conducting.shape, -1, dtype=np.int64)
+    n = int(conducting.sum())
+    index[conducting] = np.arange(n)
+    rows, cols = [], []
+    for axis in range(3):
+        nb = np.roll(index, -1, axis=axis)
+        join = conducting & (nb >= 0) & ~cuts[axis]
+        if axis == 2:
+            join[:, :, -1] = False
+        rows.append(index[join])
+        cols.append(nb[join])
+    graph = sp.coo_matrix((np.ones(sum(len(r) for r in rows)), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    both = np.intersect1d(comp[index[:, :, 0][conducting[:, :, 0]]], comp[index[:, :, -1][conducting[:, :, -1]]])
+    live = np.zeros(conducting.shape, dtype=bool)
+    live[conducting] = np.isin(comp, both)
+    return live
+
+
+def solve_steady(sigma: np.ndarray, *, rtol: float = RTOL, cuts=None) -> TransportResult:
     """Effective coefficient of a voxel map of local coefficients ``sigma`` (x, y, z; 0 =
     insulating) between its z faces, x and y periodic: the finite-volume discretisation
     TauFactor uses (harmonic-mean face conductances on the 6-neighbour stencil), with the
@@ -86,6 +123,9 @@ def solve_steady(sigma: np.ndarray, *, rtol: float = RTOL) -> TransportResult:
     layer's centres). Only voxels of clusters joining both faces are unknowns (others carry
     no current). Solved by conjugate gradients preconditioned with smoothed-aggregation
     algebraic multigrid (PyAMG), robust to the seed's 3000:1 conductivity contrast.
+    ``cuts``: per axis (x, y, z), True where the face to the + neighbour passes nothing (the
+    contact rule, ``microstructure.contact_cuts``); None: every face between conducting
+    voxels passes.
 
     sigma_eff = I L / (A dV) with I the current through the bottom face: in the units of
     ``sigma``, independent of the voxel edge. ``flux_spread_rel``: |I_bottom - I_top| / I.
@@ -93,13 +133,11 @@ def solve_steady(sigma: np.ndarray, *, rtol: float = RTOL) -> TransportResult:
     import pyamg
     import scipy.sparse as sp
 
-    from .networks import percolating_labels
-
     t0 = time.perf_counter()
     sigma = np.asarray(sigma, dtype=float)
     nx, ny, nz = sigma.shape
     frac = float(np.mean(sigma > 0))
-    live = percolating_labels(sigma > 0)
+    live = _live(sigma > 0, cuts)
     if not live.any():
         return TransportResult(0.0, frac, 0, True, math.nan, time.perf_counter() - t0, False)
     s = np.where(live, sigma, 0.0)
@@ -110,6 +148,8 @@ def solve_steady(sigma: np.ndarray, *, rtol: float = RTOL) -> TransportResult:
     rows, cols, vals = [], [], []
     for axis in range(3):
         g = _face_conductances(s, axis)
+        if cuts is not None:
+            g[cuts[axis]] = 0.0
         j = np.roll(index, -1, axis=axis)
         pair = g > 0
         a, b, w = index[pair], j[pair], g[pair]
@@ -192,10 +232,11 @@ def se_relative_diffusivity(mask: np.ndarray, *, iter_limit: int = SOR_ITER_LIMI
                            fv.wall_s + tf.wall_s, fv.percolating), f"finite volumes ({why})"
 
 
-def fv_relative_diffusivity(mask: np.ndarray, *, rtol: float = RTOL) -> TransportResult:
+def fv_relative_diffusivity(mask: np.ndarray, *, rtol: float = RTOL, cuts=None) -> TransportResult:
     """The same D_eff / D_0 from ``solve_steady`` (the conductivity solver with sigma = 1
-    in the phase): the independent check of TauFactor's answer."""
-    return solve_steady(np.asarray(mask, dtype=bool).astype(float), rtol=rtol)
+    in the phase): the independent check of TauFactor's answer, and the solve that takes
+    the contact rule's ``cuts``."""
+    return solve_steady(np.asarray(mask, dtype=bool).astype(float), rtol=rtol, cuts=cuts)
 
 
 def geometric_tortuosity(volume_fraction: float, d_rel: float) -> float:

@@ -33,12 +33,13 @@ def test_reproduce_smoke_json(tmp_path: Path):
     assert all(set(d) - optional == {"degree_pct", "porosity", "thickness_um", "relaxed", "conductivity_s_m",
                                      "se_tortuosity", "se_diffusivity_rel", "se_connected_fraction",
                                      "ratio_normalised", "conductivity_converged",
-                                     "se_converged", "conductivity_method", "placements", "conductivity_s_m_error",
+                                     "se_converged", "conductivity_method", "se_method", "placements",
+                                     "conductivity_s_m_error",
                                      "se_diffusivity_rel_error", "se_tortuosity_error", "porosity_error",
                                      "se_connected_fraction_error", "ratio_normalised_error"} for d in rep["degrees"])
     # two placements (issue 27): each value the mean of two films, with its error bar
     assert rep["placements"] == 2 and all(d["placements"] == 2 for d in rep["degrees"])
-    assert all(d["conductivity_method"] == "network" for d in rep["degrees"])
+    assert all(d["conductivity_method"] == "network" and d["se_method"] == "network" for d in rep["degrees"])
     assert rep["errors"]["slurry_density_g_cm3"] > 0 and rep["errors"]["dried_porosity"] > 0
     work = Path(rep["workdir"])
     films = {}

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from calib.errorbars import combine, combine_degrees, distinct_peak, monotone, ratio_error, rises_then_falls
+from calib.errorbars import (combine, combine_degrees, describe_errors, distinct_peak, monotone, ratio_error,
+                             rises_then_falls)
 
 
 def test_two_placements_give_the_standard_error_of_the_mean_and_the_resolution_error_in_quadrature():
@@ -94,3 +95,17 @@ def test_merged_records_keep_verdicts_counts_and_errors_apart():
     rows = combine_degrees([[{"degree_pct": 0.0, "se_tortuosity": None, "se_tortuosity_resolution_error": 0.1}],
                             [{"degree_pct": 0.0, "se_tortuosity": 2.7, "se_tortuosity_resolution_error": 0.1}]])
     assert "se_tortuosity_resolution_error" not in rows[0]  # no stale error beside an infinite mean
+
+
+def test_the_errors_line_says_what_the_bars_hold():
+    both = describe_errors(2, "network", "network")
+    assert both.startswith("the standard error over 2 placements;") and "resolution" not in both
+    assert "the conductivity and the SE D_eff/D_0 and tortuosity are the contact network's" in both
+    voxel = describe_errors(3, "voxel", "network")
+    assert voxel.startswith("the standard error over 3 placements with the SE's resolution error in quadrature")
+    assert "the conductivity is the contact network's" in voxel
+    one = describe_errors(1, "network", "voxel")
+    assert one.startswith("one placement: the spread is not measured") and "no value has an error bar" in one
+    assert "the SE D_eff/D_0 and tortuosity are the contact network's" in one
+    assert "the SE's resolution error only" in describe_errors(1, "voxel", "voxel")
+    assert "contact network" not in describe_errors(1, "voxel", "voxel")

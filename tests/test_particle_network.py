@@ -148,6 +148,37 @@ def test_clusters_that_do_not_span_the_film_and_dead_ends_carry_no_current():
     assert res.current_mismatch_rel < 1e-6 and res.conducting_beads == 3 and res.beads == 8
 
 
+@pytest.mark.parametrize("z1, voxel", [(1.5, 0.0378), (1.2, 0.03554), (1.0, 0.03703)])
+def test_a_bead_reaching_into_the_slab_from_beyond_its_top_conducts(z1, voxel):
+    """Two unit beads on the z axis (centres 0 and 1.8) with the top plane between the second
+    centre and the neck (z = 0.9): before 2026-12-07 the second bead, centred beyond the
+    plane, was left out and the film read 0. Its disc at the plane now carries the current.
+    ``voxel``: the same slab by ``solve_steady`` at 0.025 um (0.05 um within 2.6 % of it);
+    the network models the bead as a whole sphere and measured -16 % to +36 % against it."""
+    res = network_conductivity(np.array([[3.0, 3.0, 0.0], [3.0, 3.0, 1.8]]), np.ones(2), np.ones(2), (6.0, 6.0),
+                               0.0, z1)
+    assert res.conducting_beads == 2 and res.necks == 1
+    assert 0.8 * voxel < res.effective < 1.4 * voxel
+
+
+@pytest.mark.parametrize("small", [[0.0, 0.1, 1.0], [0.0, 0.1, 1.5], [0.3, 0.2, 2.0], [0.0, 0.0, 5.6]])
+@pytest.mark.parametrize("sigma_small", [1.0, 0.0])
+def test_a_bead_inside_another_takes_no_part(small, sigma_small):
+    """A 0.5 um bead wholly inside one of two overlapping 2.5 um beads (a chain from the
+    collector to the top): in the power rule's geometry it has no cell (the radical plane
+    lies beyond it), so conducting or not it changes nothing. Until 2026-12-07 it joined its
+    host by a "neck" through both centres whose element was outside the model's range and
+    cut the chain's current to 0."""
+    box = 20.0
+    big = [[0.0, 0.0, 1.0], [0.0, 0.0, 5.6]]
+    alone = network_conductivity(np.array(big), np.full(2, 2.5), np.ones(2), (box, box), 0.0, 5.6,
+                                 cut_by_neighbours=True)
+    res = network_conductivity(np.array(big + [small]), np.array([2.5, 2.5, 0.5]), np.array([1.0, 1.0, sigma_small]),
+                               (box, box), 0.0, 5.6, cut_by_neighbours=True)
+    assert alone.effective > 0 and res.necks == alone.necks == 1
+    assert res.effective == pytest.approx(alone.effective, rel=1e-9)
+
+
 def _power_sample(points, centres, radii, owner):
     """Which ``points`` (inside sphere ``owner``) lie in another sphere's power cell."""
     own = np.sum((points - centres[owner]) ** 2, axis=1) - radii[owner] ** 2
@@ -170,7 +201,7 @@ def test_neighbour_cuts_match_sampling_of_the_power_cells():
     d = 3.2
     h = (d * d + 4.0 - 4.0) / (2 * d)  # the neck's plane from bead 0, normal +x
     kept, open_ = neighbour_cuts(centres, radii, conducting, (40.0, 40.0), np.array([0, 1]), np.array([0]),
-                                 np.array([h]), np.array([[1.0, 0.0, 0.0]]), np.array([1]))
+                                 np.array([h]), np.array([[1.0, 0.0, 0.0]]), np.zeros(3, bool), np.array([1]))
     rng = np.random.default_rng(3)
     u = rng.normal(size=(200_000, 3))
     u *= (rng.random(len(u)) ** (1 / 3) / np.linalg.norm(u, axis=1))[:, None]

@@ -29,7 +29,8 @@ def _summary(por=(0.5, 0.4, 0.3), change=-0.1, sigma=(1e-4, 3e-4, 2e-4), tau=(3.
 
 
 CHAR = {"conductivity_s_m", "se_tortuosity", "se_diffusivity_rel", "se_connected_fraction", "ratio_normalised",
-        "conductivity_converged", "se_converged", "conductivity_method", "placements", "conductivity_s_m_error",
+        "conductivity_converged", "se_converged", "conductivity_method", "se_method", "placements",
+        "conductivity_s_m_error",
         "se_diffusivity_rel_error", "se_tortuosity_error", "porosity_error", "se_connected_fraction_error",
         "ratio_normalised_error"}
 

@@ -19,9 +19,10 @@ def test_solver_threads_stay_out_of_a_studys_identity():
 def test_the_overlap_rule_and_conductivity_method_are_physics_and_the_old_behaviour_keeps_old_identities():
     base = settings_identity(CharacteriseSettings())
     assert base["overlap"] == "power" and base["conductivity_method"] == "network"  # the defaults since issue 27
-    old = settings_identity(CharacteriseSettings(overlap="rank", conductivity_method="voxel"))
+    assert base["se_method"] == "network"
+    old = settings_identity(CharacteriseSettings(overlap="rank", conductivity_method="voxel", se_method="voxel"))
     # a study stored before the fields existed: none of them in its identity
-    assert not {"overlap", "conductivity_method", "touch_gap_um", "touch_radius_rel"} & set(old)
+    assert not {"overlap", "conductivity_method", "touch_gap_um", "touch_radius_rel", "se_method"} & set(old)
     touched = settings_identity(CharacteriseSettings(touch_gap_um=0.1, touch_radius_rel=0.05))
     assert touched["touch_gap_um"] == 0.1 and touched != base
 

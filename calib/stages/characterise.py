@@ -76,7 +76,11 @@ class CharacteriseSettings(ConvergencePolicy):
     rule for beads that touch without overlapping: within ``touch_gap_um`` um they join by a
     neck of ``touch_radius_rel`` x the smaller radius; the defaults (0, 0) join only beads
     that overlap, the model's own (Hertzian) contact, and the limit of the voxel solve as the
-    voxel shrinks (docs/stages/characterise.md#contact-rule). not_converged, penalty: what a
+    voxel shrinks (docs/stages/characterise.md#contact-rule). se_method: the SE's D_eff/D_0 (and
+    so tau_g) from ``network`` (the default: the same contact network with the SE conducting and
+    the same contact rule; docs/stages/characterise.md#se-transport) or ``voxel`` (the image's
+    diffusion solve, TauFactor, with a two-grid resolution error; always run as the
+    cross-check). not_converged, penalty: what a
     trial becomes whose transport solve stopped unconverged (``calib.stages.verdict``; the
     calendering's relaxation follows ``calendering``'s policy).
     """
@@ -92,10 +96,12 @@ class CharacteriseSettings(ConvergencePolicy):
     conductivity_method: Literal["network", "voxel"] = "network"
     touch_gap_um: float = Field(default=0.0, ge=0)
     touch_radius_rel: float = Field(default=0.0, ge=0, lt=1)
+    se_method: Literal["network", "voxel"] = "network"
     NOT_IDENTITY: ClassVar[frozenset[str]] = frozenset({"solver_threads"})  # execution, not physics
-    # the values that reproduce the studies stored before each field existed (rank rule, voxel solve)
+    # the values that reproduce the studies stored before each field existed (rank rule, voxel solves)
     IDENTITY_OMIT_DEFAULTS: ClassVar[dict[str, Any]] = {"overlap": "rank", "conductivity_method": "voxel",
-                                                        "touch_gap_um": 0.0, "touch_radius_rel": 0.0}
+                                                        "touch_gap_um": 0.0, "touch_radius_rel": 0.0,
+                                                        "se_method": "voxel"}
 
     @model_validator(mode="after")
     def _touch_rule(self) -> "CharacteriseSettings":
@@ -108,8 +114,8 @@ class CharacteriseSettings(ConvergencePolicy):
 def transport_verdict(rows: Sequence[Mapping[str, Any]]) -> Verdict:
     """Every characterised state's conductivity and SE diffusion solves converged."""
     def why(row, what: str, label: str) -> str:
-        if what == "conductivity" and row.get("conductivity_method") == "network":
-            return f"the conductivity network solve at {row['degree_pct']:g} % stopped unconverged"
+        if row.get(f"{what}_method") == "network":
+            return f"the {label} network solve at {row['degree_pct']:g} % stopped unconverged"
         return (f"the {label} solve at {row['degree_pct']:g} % stopped unconverged after "
                 f"{row[f'{what}_iterations']} iterations")
 
@@ -163,7 +169,7 @@ class CharacteriseTrial:
             surface_solid_fraction_rel=s.surface_solid_fraction_rel, pore_network=s.pore_network,
             max_bytes=MAX_VOXEL_BYTES, label=label, iter_limit=s.solver_iter_limit, threads=s.solver_threads,
             overlap=s.overlap, conductivity_method=s.conductivity_method, touch_gap_um=s.touch_gap_um,
-            touch_radius_rel=s.touch_radius_rel)
+            touch_radius_rel=s.touch_radius_rel, se_method=s.se_method)
 
     def _characterisation_runs(self) -> list[Run]:
         runs = []
@@ -198,9 +204,11 @@ class CharacteriseTrial:
                 "conductivity_voxel_s_m": r["conductivity_voxel_s_m"],
                 "conductivity_iterations": r["conductivity_solver"]["iterations"],
                 "conductivity_converged": r["conductivity_converged"],
-                "se_iterations": r["se_solver"]["iterations"], "se_converged": r["se_solver"]["converged"],
-                # resolution errors (calib.errorbars): the network has no voxels; the SE's from a coarser grid
-                # (the network's model error against converged voxel solves is measured in the bench, not per film)
+                "se_method": r.get("se_method", "voxel"), "se_diffusivity_voxel_rel": r.get("se_diffusivity_voxel_rel"),
+                "se_iterations": r["se_solver"]["iterations"],
+                "se_converged": r.get("se_converged", r["se_solver"]["converged"]),
+                # resolution errors (calib.errorbars): the networks have no voxels; a voxel SE's from a coarser grid
+                # (the networks' model errors against converged voxel solves are measured in the bench, not per film)
                 "conductivity_s_m_resolution_error": None,
                 "se_diffusivity_rel_resolution_error": (r.get("se_resolution_error") or {}).get("d_rel"),
                 "se_tortuosity_resolution_error": (r.get("se_resolution_error") or {}).get("tau"),
@@ -284,8 +292,11 @@ def plot_characterisation(path: Path, rows: list[dict]) -> Path:
     def val(key: str, scale: float = 1.0) -> list[float]:
         return [math.nan if r.get(key) is None else scale * r[key] for r in rows]
 
-    def err(key: str, scale: float = 1.0) -> list[float]:  # the combined error, else the resolution error
-        return [scale * (r.get(f"{key}_error", r.get(f"{key}_resolution_error")) or 0.0) for r in rows]
+    def err(key: str, scale: float = 1.0) -> list[list[float]]:
+        """The combined error, else the resolution error; a bar stops at 0 (no value is negative)."""
+        up = [scale * (r.get(f"{key}_error", r.get(f"{key}_resolution_error")) or 0.0) for r in rows]
+        down = [min(e, v) if math.isfinite(v) else e for e, v in zip(up, val(key, scale))]
+        return [down, up]
 
     n = max((int(r.get("placements", 1)) for r in rows), default=1)
     fig, axes = plt.subplots(1, 4, figsize=(13.0, 3.4), dpi=110)
@@ -302,11 +313,16 @@ def plot_characterisation(path: Path, rows: list[dict]) -> Path:
                          capsize=3)
         axes[2].set_ylabel("conductivity / tortuosity (normalised)")
         axes[3].plot(d, [100 * r["se_connected_fraction"] for r in rows], "o-", color="tab:green")
-        axes[3].set_ylabel("SE connected to both faces (%)")
+        axes[3].set_ylabel("SE voxels connected to both faces (%)")
         for ax in axes:
             ax.set_xlabel("calendering degree (%)")
-        fig.suptitle(f"bars: resolution {'and placement spread of ' + str(n) + ' placements' if n > 1 else 'only (one placement)'}",
-                     fontsize=9)
+        voxel_se = any(r.get("se_method", "voxel") == "voxel" for r in rows)
+        if n > 1:
+            title = f"bars: standard error over {n} placements" + (" with the SE's resolution error" if voxel_se else "")
+        else:
+            title = ("bars: the SE's resolution error only (one placement)" if voxel_se
+                     else "no bars: one placement (the spread is not measured)")
+        fig.suptitle(title, fontsize=9)
         fig.tight_layout()
         fig.savefig(path)
     finally:
