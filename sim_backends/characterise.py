@@ -49,9 +49,9 @@ not observed); 1.25 is his factor when three grids give the order."""
 ION_KEPT_EXPONENT = 0.5
 """How the contact network scales an SE bead's conductance by the fraction of its sphere the
 AM and CBD beads overlapping it leave (kept ^ exponent). The electronic network keeps 1
-(``particle_network``, chosen on a 30 % film, within 3.3 % on four films). For the SE, 1 read 3-13 %
-low against converged voxel solves on dev films (SE beads are cut by AM beads twice their
-size, the conductors mostly by SE beads smaller than them). 0.5 was chosen from 0, 0.5 and 1
+(``particle_network``, chosen on a 30 % film, within 3.3 % on four films). For the SE, 1 read 3-12 %
+low against converged voxel solves on dev films (SE beads are cut by AM beads larger than
+them, the conductors mostly by SE beads smaller than them). 0.5 was chosen from 0, 0.5 and 1
 on the first four films of ``bench/se_network.py`` (the dev series' placement 1 at 30-50 %
 and placement 2 at 30 %); the other four films were measured after the choice
 (docs/stages/characterise.md#se-transport)."""

@@ -60,7 +60,7 @@ the SE, it read 7.19e-3 S/m on the 30 % film, 14 % above that film's 6.3e-3.
 
 **The SE's ions** take the same network with the SE beads conducting and the rest insulating
 (``sim_backends.characterise``); the kept-volume scaling is then kept ^ 0.5
-(``kept_exponent``; ``characterise.ION_KEPT_EXPONENT``), within 3.6 % of converged voxel
+(``kept_exponent``; ``characterise.ION_KEPT_EXPONENT``), within 3.7 % of converged voxel
 solves with the same contact rule on eight dev films (``bench/se_network.py``,
 docs/stages/characterise.md#se-transport).
 
