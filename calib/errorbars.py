@@ -218,9 +218,12 @@ def monotone(points: Sequence[tuple[float, float | None, float | None]], falling
 
 
 def infinite_tau(row: Mapping[str, Any]) -> str:
-    """How a row's infinite SE tortuosity reads: on how many placements the SE did not span."""
+    """How a row's infinite SE tortuosity reads: on how many placements the SE did not span
+    (for the contact network: no path of SE beads in contact joins the collector to the top,
+    whatever the voxel image's connected fraction says)."""
     n, k = row.get("placements", 1), row.get("se_tortuosity_finite_placements")
-    return "inf (SE not connected" + ("" if k is None or n <= 1 else f" in {n - k} of {n} placements") + ")"
+    what = "no SE contact path" if row.get("se_method") == "network" else "SE not connected"
+    return f"inf ({what}" + ("" if k is None or n <= 1 else f" in {n - k} of {n} placements") + ")"
 
 
 def plus_minus(value: float | None, error: float | None, fmt: str = ".3g") -> str:

@@ -319,7 +319,7 @@ def summary_lines(name: str, summary: dict) -> list[str]:
             tau = infinite_tau(d) if d.get("se_tortuosity") is None else pm(d, "se_tortuosity")
             line += (f"; conductivity {pm(d, 'conductivity_s_m')} S/m, SE tortuosity {tau}, "
                      f"SE D_eff/D_0 {pm(d, 'se_diffusivity_rel')}, "
-                     f"SE connected {100 * d['se_connected_fraction']:.0f} %")
+                     f"SE voxels connected {100 * d['se_connected_fraction']:.0f} %")
         lines.append(line)
     if any("conductivity_s_m" in d for d in summary.get("degrees", [])):
         first = summary["degrees"][0]

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from calib.errorbars import (combine, combine_degrees, describe_errors, distinct_peak, monotone, ratio_error,
-                             rises_then_falls)
+from calib.errorbars import (combine, combine_degrees, describe_errors, distinct_peak, infinite_tau, monotone,
+                             ratio_error, rises_then_falls)
 
 
 def test_two_placements_give_the_standard_error_of_the_mean_and_the_resolution_error_in_quadrature():
@@ -109,3 +109,10 @@ def test_the_errors_line_says_what_the_bars_hold():
     assert "the SE D_eff/D_0 and tortuosity are the contact network's" in one
     assert "the SE's resolution error only" in describe_errors(1, "voxel", "voxel")
     assert "contact network" not in describe_errors(1, "voxel", "voxel")
+
+
+def test_an_infinite_tortuosity_says_which_route_found_no_path():
+    assert infinite_tau({"se_method": "network", "placements": 2, "se_tortuosity_finite_placements": 1}) == \
+        "inf (no SE contact path in 1 of 2 placements)"
+    assert infinite_tau({"se_method": "voxel", "placements": 1}) == "inf (SE not connected)"
+    assert infinite_tau({"placements": 1}) == "inf (SE not connected)"  # rows from before se_method

@@ -22,7 +22,7 @@ def test_two_placements_print_value_plus_minus_error_and_say_what_the_errors_hol
     lines = summary_lines("p", _summary(True))
     assert lines[0] == "pipeline p: slurry density 1.9000 +- 0.0200 g/cm^3, dried porosity 36.0 +- 0.5 %"
     assert ("porosity 20.0 +- 0.4 %; conductivity 0.0063 +- 0.0004 S/m, SE tortuosity 2 +- 0.09, "
-            "SE D_eff/D_0 0.1 +- 0.008, SE connected 97 %") in lines[1]
+            "SE D_eff/D_0 0.1 +- 0.008, SE voxels connected 97 %") in lines[1]
     assert lines[2].startswith("  errors: the standard error over 2 placements;")
     assert "contact network" in lines[2]
     assert lines[3] == "  table: /x/pipeline.csv"

@@ -247,7 +247,7 @@ class CharacteriseTrial:
                         and math.isfinite(v)})
         plots = cal.plots + guarded_plots(lambda: (plot_characterisation(self.workdir / PLOT, rows),))
         lines = tuple(f"calendered {r['degree_pct']:g} %: conductivity {r['conductivity_s_m']:.3g} S/m, SE tortuosity {_tau(r)}, "
-                      f"SE D_eff/D_0 {_g(r['se_diffusivity_rel'])}, SE connected "
+                      f"SE D_eff/D_0 {_g(r['se_diffusivity_rel'])}, SE voxels connected "
                       f"{100 * r['se_connected_fraction']:.1f} %, conductivity/tortuosity "
                       f"{r['ratio_normalised']:.2f} of its largest" for r in rows)
         return Score(tuple(errors), value, obs, cal.equilibrated and verdict.converged, penalty, fail_reason,
