@@ -110,7 +110,7 @@ class ObjectiveSpec(SpecModel):
         return self
 
 
-SAMPLERS = ("composite", "scalar", "sobol", "random", "tpe", "gp")
+SAMPLERS = ("composite", "scalar", "sobol", "random", "tpe", "gp", "cmaes")
 """``optimizer.sampler`` values (``calib.samplers``)."""
 
 
