@@ -488,8 +488,8 @@ def print_table(problem: str, summary: dict, tolerances: tuple[float, ...] = TOL
               + (f"{cs:.0f}" if math.isfinite(cs) and cs > 0 else "-") + " |")
     if "composite" in summary:
         print("\nratios of median trials to tolerance, composite / other (goals: <= 1/3 of sobol and random, "
-              "<= 1/4 of tpe and cmaes; issue 28):")
-        for other in ("sobol", "random", "tpe", "cmaes", "gp", "scalar"):
+              "<= 1/4 of tpe and cmaes, <= 1/10 of swarm; issue 28):")
+        for other in ("sobol", "random", "tpe", "cmaes", "swarm", "gp", "scalar"):
             if other in summary:
                 r = [summary["composite"]["to_tolerance"][f"{t:g}"]["median"]
                      / summary[other]["to_tolerance"][f"{t:g}"]["median"] for t in tolerances]

@@ -1,9 +1,10 @@
 """The study's sampler (``optimizer.sampler``), one registration per name.
 
 ``composite`` and ``scalar`` are calib's BoTorch proposers (``calib.proposer``); ``sobol``,
-``random``, ``tpe``, ``gp`` and ``cmaes`` are Optuna's own samplers, so users can compare the
-Bayesian proposals with quasi-random search, Optuna's defaults and CMA-ES (the evolution
-strategy users of granular models pick, e.g. ACCES) on their own problem.
+``random``, ``tpe``, ``gp`` and ``cmaes`` are Optuna's own samplers and ``swarm`` the seed's
+group's particle swarm (``calib.swarm``), so users can compare the Bayesian proposals with
+quasi-random search, Optuna's defaults, CMA-ES (the evolution strategy users of granular models
+pick, e.g. ACCES) and the swarm on their own problem.
 Every sampler is seeded by the study seed. Optuna's ``TPESampler`` and ``GPSampler`` see only
 the scalarised value (ParEGO's per-proposal weights do not reach them) and, with trials run
 in parallel, may depend on the order in which trials finish; calib's samplers do not.
@@ -19,6 +20,7 @@ from optuna.trial import FrozenTrial
 from .composite import FidelityLadder
 from .proposer import BoTorchSampler
 from .space import ParameterSpace
+from .swarm import SwarmSampler
 from .spec import SAMPLERS, StudyBase
 
 __all__ = ["SAMPLERS", "make_sampler"]
@@ -49,4 +51,6 @@ def make_sampler(spec: StudyBase, space: ParameterSpace, seed: int, lag: int,
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=o.n_initial)
     if name == "cmaes":  # the search space's log keys in log space, as Optuna transforms them
         return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=o.n_initial)
+    if name == "swarm":
+        return SwarmSampler(space, seed=seed)
     raise ValueError(f"unknown sampler {name!r} (known: {', '.join(SAMPLERS)})")

@@ -110,7 +110,7 @@ class ObjectiveSpec(SpecModel):
         return self
 
 
-SAMPLERS = ("composite", "scalar", "sobol", "random", "tpe", "gp", "cmaes")
+SAMPLERS = ("composite", "scalar", "sobol", "random", "tpe", "gp", "cmaes", "swarm")
 """``optimizer.sampler`` values (``calib.samplers``)."""
 
 
