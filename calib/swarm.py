@@ -12,14 +12,18 @@ loop over a cost function and has no ask/tell interface that an Optuna study (ca
 resumable, parallel) could drive.
 
 Particles move in the unit cube of the study's ``ParameterSpace`` (log keys in log space; the
-group's bounds were linear). Trial n is particle n % S of generation n // S. Generation 0 is
-uniform at random, with random velocities within the clamp. A particle's next position pulls
-towards its own best and the swarm's best among the trials finished when it is asked: with
-trials in parallel a generation can start before the previous one has finished (asynchronous
-swarm), so, like Optuna's TPE, the proposals can depend on the order in which trials finish.
-Each trial stores its velocity (system attribute ``swarm_velocity``), so a resumed study
-continues the same swarm. The random numbers of particle j in generation g come from
-(seed, g, j) alone.
+group's bounds were linear). Trial n belongs to particle n % S; the particle continues from its
+latest earlier trial that the swarm proposed (each stores its velocity, system attribute
+``swarm_velocity``), so a resumed study continues the same swarm, and trials calib enqueues
+(re-proposed lost trials, ``calib refine`` points) neither move a particle nor count as its own
+best. Without such a trial the particle starts uniformly at random, with a random velocity
+within the clamp. Its next position pulls towards its own best and the swarm's best: the best
+finished trial numbered below it, enqueued ones included, confirmations
+(``ledger.is_confirmation``: another protocol) not. With trials in parallel a generation can
+start before the previous one has finished (asynchronous swarm), so, like Optuna's TPE, the
+proposals can depend on the order in which trials finish. A component that the bounds clamp
+loses its velocity (Clerc's standard swarm). The random numbers of trial n come from (seed,
+n // S, n % S) alone. Single-objective studies only (calib's are).
 """
 
 from __future__ import annotations
@@ -72,25 +76,36 @@ class SwarmSampler(BaseSampler):
         return self.space.from_unit([float(a) for a in x])
 
     def position(self, trials: list[FrozenTrial], number: int, sign: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-        """Unit-cube position and velocity of trial ``number`` given the study's ``trials``."""
+        """Unit-cube position and velocity of trial ``number`` given the study's ``trials``
+        (``sign`` -1 for a maximised study)."""
+        from .ledger import is_confirmation
+
         d = self.space.dim
-        j, g = number % self.swarm, number // self.swarm
-        rng = np.random.default_rng([self.seed, g, j])
-        by_number = {t.number: t for t in trials}
-        prev = by_number.get(number - self.swarm) if g > 0 else None
-        if prev is None or VELOCITY_ATTR not in prev.system_attrs or not set(self.space.keys) <= set(prev.params):
+        j = number % self.swarm
+        rng = np.random.default_rng([self.seed, number // self.swarm, j])
+        keys = set(self.space.keys)
+        mine = [t for t in trials if t.number < number and t.number % self.swarm == j
+                and VELOCITY_ATTR in t.system_attrs and keys <= set(t.params)]
+        if not mine:
             return rng.random(d), rng.uniform(-self.vmax, self.vmax, d)
+        prev = max(mine, key=lambda t: t.number)
         x_prev = np.array(self.space.to_unit(prev.params))
         v_prev = np.array(prev.system_attrs[VELOCITY_ATTR], dtype=float)
-        done = [t for t in trials if t.state == TrialState.COMPLETE and t.number < number
-                and t.values is not None and math.isfinite(t.values[0])]
-        own = [t for t in done if t.number % self.swarm == j]
+
+        def finished(t: FrozenTrial) -> bool:
+            return (t.state == TrialState.COMPLETE and t.values is not None and math.isfinite(t.values[0])
+                    and keys <= set(t.params) and not is_confirmation(t))
+
+        done = [t for t in trials if t.number < number and finished(t)]
+        own = [t for t in mine if finished(t)]
         best_own = np.array(self.space.to_unit(min(own, key=lambda t: sign * t.values[0]).params)) if own else x_prev
         best_all = np.array(self.space.to_unit(min(done, key=lambda t: sign * t.values[0]).params)) if done else x_prev
         r1, r2 = rng.random(d), rng.random(d)
         v = self.inertia * v_prev + self.c1 * r1 * (best_own - x_prev) + self.c2 * r2 * (best_all - x_prev)
         v = np.clip(v, -self.vmax, self.vmax)
-        return np.clip(x_prev + v, 0.0, 1.0), v
+        x = x_prev + v
+        clamped = (x < 0.0) | (x > 1.0)
+        return np.clip(x, 0.0, 1.0), np.where(clamped, 0.0, v)
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:

@@ -88,3 +88,47 @@ def test_failed_trials_pull_nothing():
     _, r2 = rng.random(2), rng.random(2)
     expected_v = np.clip(CHI * v_prev + CHI * PHI * r2 * (best - x_prev), -VMAX, VMAX)  # no pull to its own best
     assert v == pytest.approx(expected_v) and x == pytest.approx(np.clip(x_prev + expected_v, 0, 1))
+
+
+def _by_hand(trials, n: int, seed: int, sign: float, prev_number: int) -> np.ndarray:
+    """Trial n's unit position from Clerc's update written out: prev_number its particle's
+    previous swarm trial, own best among that particle's swarm trials, swarm best among all."""
+    j = n % SWARM
+    prev = trials[prev_number]
+    x, v = np.array(SPACE.to_unit(prev.params)), np.array(prev.system_attrs[VELOCITY_ATTR])
+    ok = [t for t in trials[:n] if t.state == optuna.trial.TrialState.COMPLETE]
+    own = [t for t in ok if t.number % SWARM == j and VELOCITY_ATTR in t.system_attrs]
+    pbest = np.array(SPACE.to_unit(max(own, key=lambda t: -sign * t.value).params))
+    gbest = np.array(SPACE.to_unit(max(ok, key=lambda t: -sign * t.value).params))
+    rng = np.random.default_rng([seed, n // SWARM, j])
+    r1, r2 = rng.random(2), rng.random(2)
+    v = np.clip(0.7298437881 * v + 1.4961797657 * r1 * (pbest - x) + 1.4961797657 * r2 * (gbest - x), -0.2, 0.2)
+    return np.clip(x + v, 0.0, 1.0)
+
+
+def test_one_step_of_a_maximised_study_by_hand():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=SwarmSampler(SPACE, seed=11), direction="maximize")
+    study.optimize(lambda t: -_objective(t), n_trials=6 * SWARM)
+    trials = study.get_trials(deepcopy=False)
+    pulled = 0
+    for n in range(2 * SWARM, 6 * SWARM):  # generations 2-5: own bests and the swarm's best are known
+        own_best = max((t for t in trials[:n] if t.number % SWARM == n % SWARM), key=lambda t: t.value)
+        pulled += own_best.number != n - SWARM  # its own best is not where it stands: c1 pulls
+        assert SPACE.to_unit(trials[n].params) == pytest.approx(list(_by_hand(trials, n, 11, -1.0, n - SWARM)))
+    assert pulled > 0
+
+
+def test_an_enqueued_trial_neither_moves_its_particle_nor_is_its_own_best():
+    """calib enqueues trials (a lost trial re-proposed, a refine point): one lands in particle
+    0's slot of generation 1. Particle 0 then continues from its generation-0 trial; the
+    enqueued point can still be the swarm's best."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=SwarmSampler(SPACE, seed=13), direction="minimize")
+    study.optimize(_objective, n_trials=SWARM)
+    study.enqueue_trial(OPT)  # trial SWARM: the optimum itself, the swarm's best from then on
+    study.optimize(_objective, n_trials=SWARM + 1)
+    trials = study.get_trials(deepcopy=False)
+    assert VELOCITY_ATTR not in trials[SWARM].system_attrs and trials[SWARM].value == pytest.approx(0.0)
+    n = 2 * SWARM  # particle 0, generation 2
+    assert SPACE.to_unit(trials[n].params) == pytest.approx(list(_by_hand(trials, n, 13, 1.0, 0)))
