@@ -37,6 +37,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from .ledger import is_confirmation
 from .space import ParameterSpace
 
 PHI = 2.05
@@ -78,8 +79,6 @@ class SwarmSampler(BaseSampler):
     def position(self, trials: list[FrozenTrial], number: int, sign: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """Unit-cube position and velocity of trial ``number`` given the study's ``trials``
         (``sign`` -1 for a maximised study)."""
-        from .ledger import is_confirmation
-
         d = self.space.dim
         j = number % self.swarm
         rng = np.random.default_rng([self.seed, number // self.swarm, j])
