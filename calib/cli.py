@@ -392,6 +392,10 @@ def _print_summary(s: dict) -> None:
                       "answer" if mapped else "")
                    + ", whose error against the full protocol depends on the set; rerun with --confirm to run it at "
                      "k = 1 (hours)")
+    post = s.get("posterior") or {}
+    for line in post.get("lines") or ([f"  posterior of the free keys: not computed ({post['not_computed']})"]
+                                      if post.get("not_computed") else []):
+        typer.echo(line if line.startswith("  ") else f"  {line}")
     if s.get("mlflow"):
         m = s["mlflow"]
         typer.echo(f"review in MLflow: {m['url']}" + (f"  (after: {m['serve']})" if m["serve"] else ""))

@@ -17,14 +17,16 @@ learned homoscedastic part; otherwise its noise is inferred (``MEASURED_NOISE_NO
 
 Failures: trials that crashed, or whose observables never converged under a penalty, form
 a feasibility model: a GP on the label (0 feasible, 1 not; the "GP regression on labels"
-stand-in for a GP classifier, which needs no extra library and is sampled jointly with the
-residuals). It acts twice: as an outcome constraint on the posterior samples (label < 1/2,
-so improvements count only where a draw is feasible), and as a smooth barrier on its
-posterior *mean* (``log sigmoid((1/2 - mean) / FEASIBILITY_SHARPNESS)`` added to the log
-acquisition). The barrier is what stops proposals inside a failing region: with only the
-sample constraint a point whose residuals promise a large improvement is still proposed at
-a 10-25 % chance of feasibility, again and again (measured on an analytic crash box:
-proposals deep inside the box, 6 of 12 with the constraint alone, 16 of 16 without any).
+stand-in for a GP classifier, which needs no extra library). It acts as a smooth barrier on
+its posterior mean + 1 sd (``log sigmoid((1/2 - upper) / FEASIBILITY_SHARPNESS)`` added to
+the log acquisition): a point counts as failing unless the model is fairly sure it does not.
+The barrier is what stops proposals inside a failing region: with the label as a sample
+constraint on qLogNEI alone, a point whose residuals promise a large improvement is still
+proposed at a 10-25 % chance of feasibility, again and again (measured on an analytic crash
+box: proposals deep inside the box, 6 of 12 with the constraint alone, 16 of 16 without any
+model; with the barrier 2 of 16). Until 2026-12-07 the label also entered qLogNEI as that
+sample constraint, which kept the residual and label GPs in one model list and cost most of
+a proposal's time (``PROPOSAL_TIME_NOTE``); the barrier alone keeps the crash box's count.
 Where no trial has failed nearby the label's mean is the study's failure fraction, so a
 study where most trials fail treats unexplored regions as failing too.
 
@@ -274,46 +276,66 @@ def _gp(X: torch.Tensor, Y: torch.Tensor, yvar: torch.Tensor | None, min_lengths
         # the measured variances (already standardised by the model) as a floor, plus a learned
         # homoscedastic part: see MEASURED_NOISE_NOTE
         from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
+        from gpytorch.priors import LogNormalPrior
 
+        # the learned part with the prior BoTorch gives an inferred noise (LogNormal(-4, 1))
         model.likelihood = FixedNoiseGaussianLikelihood(noise=model.likelihood.noise_covar.noise,
                                                         learn_additional_noise=True,
-                                                        batch_shape=model._aug_batch_shape)
+                                                        batch_shape=model._aug_batch_shape,
+                                                        noise_prior=LogNormalPrior(loc=-4.0, scale=1.0))
     _fit(model)
     return model
 
 
-def build_models(data: CompositeData, use_feasibility: bool = True, fidelity_column: int | None = None):
-    """The residual GPs (one multi-output model: a GP per residual column; measured noise
-    where every trial reports a standard deviation for that column, the others inferred),
-    plus the feasibility GP last when both feasible and failed trials exist. Returns
-    (model, has_feasibility); the model's outputs are the residual columns in order, then
-    the feasibility label. ``fidelity_column``: the inputs' fidelity column (multi-fidelity
-    residual GPs; the feasibility GP takes it as one more ARD input)."""
-    from botorch.models import ModelListGP
+@dataclass(frozen=True)
+class Models:
+    """The fitted models of one proposal.
 
+    residuals: one multi-output ``SingleTaskGP``, a GP per residual column in column order
+    (each with its own hyperparameters, fitted as one batch); feasibility: the GP on the
+    failure label, or None when the study has no failed and feasible trials both.
+    """
+
+    residuals: object
+    feasibility: object | None = None
+
+
+def build_models(data: CompositeData, use_feasibility: bool = True, fidelity_column: int | None = None) -> Models:
+    """The residual GPs and the feasibility GP (``Models``). Noise: where any residual column
+    has a measured standard deviation for every trial, all columns take a fixed-noise
+    likelihood with a learned homoscedastic part on top (``MEASURED_NOISE_NOTE``); the
+    measured columns' floor is their SEM, the others' ``NOISE_FLOOR``, so their noise is the
+    learned part alone; otherwise the noise is inferred. One model, not a list of models:
+    BoTorch's qLogNEI then caches the baseline's Cholesky root across the acquisition's
+    evaluations (``cache_root``), which a model list of a batched GP and a label GP does not
+    allow (``PROPOSAL_TIME_NOTE``). ``fidelity_column``: the inputs' fidelity column
+    (multi-fidelity residual GPs; the feasibility GP takes it as one more ARD input)."""
     X = torch.as_tensor(data.x, dtype=torch.float64)
     R = torch.as_tensor(data.r, dtype=torch.float64)
     measured = np.all(np.isfinite(data.r_sd), axis=0)
-    parts = []  # (first column, model) in column order
-    if measured.all():
-        parts.append(_gp(X, R, torch.as_tensor(data.r_sd, dtype=torch.float64).pow(2),
-                         fidelity_column=fidelity_column))
-    else:
-        # contiguous runs of columns with the same noise treatment, each one batched model
-        j = 0
-        while j < R.shape[1]:
-            k = j
-            while k < R.shape[1] and measured[k] == measured[j]:
-                k += 1
-            yvar = torch.as_tensor(data.r_sd[:, j:k], dtype=torch.float64).pow(2) if measured[j] else None
-            parts.append(_gp(X, R[:, j:k], yvar, fidelity_column=fidelity_column))
-            j = k
-    has_feas = bool(use_feasibility and len(data.feasible) and data.feasible.any() and (~data.feasible).any())
-    if has_feas:
+    yvar = None
+    if measured.any():
+        sd = np.where(measured[None, :], np.nan_to_num(data.r_sd, nan=0.0), 0.0)
+        yvar = torch.as_tensor(sd, dtype=torch.float64).pow(2)
+    residuals = _gp(X, R, yvar, fidelity_column=fidelity_column)
+    feasibility = None
+    if use_feasibility and len(data.feasible) and data.feasible.any() and (~data.feasible).any():
         Xf = torch.as_tensor(data.x_feas, dtype=torch.float64)
         label = torch.as_tensor((~data.feasible).astype(float), dtype=torch.float64).unsqueeze(-1)
-        parts.append(_gp(Xf, label, None, FEASIBILITY_MIN_LENGTHSCALE))
-    return ModelListGP(*parts), has_feas
+        feasibility = _gp(Xf, label, None, FEASIBILITY_MIN_LENGTHSCALE)
+    return Models(residuals, feasibility)
+
+
+PROPOSAL_TIME_NOTE = """Proposal time at 100 trials x 12 keys, q = 4, one thread
+(``bench/optimizers.py --overhead-only``, which also times three residuals and a two-rung
+ladder): until 2026-12-07 the residual GPs and the feasibility GP formed one BoTorch model
+list, and the label entered qLogNEI as a sample constraint as well as a barrier; three
+residuals then took 2.1-3.2 s a proposal, one 0.9-1.1 s. Measured on the three-residual
+case (the same fitted GPs): both as before 2.6-3.2 s; a model list of the residual GPs
+without the constraint 2.1-2.2 s; the residuals as one multi-output GP, the label as the
+barrier alone, 1.0-1.1 s: the model list's posterior, not the constraint, costs most. The
+barrier alone keeps proposals out of a failing region as the two together did
+(``tests/test_composite.py``, the crash box)."""
 
 
 @contextmanager
@@ -331,25 +353,21 @@ def _proposing(seed: int):
         torch.set_num_threads(threads)
 
 
-def _log_nei(model, has_feas: bool, layout: ResidualLayout, method: str, weights: Sequence[float] | None,
+def _log_nei(models: Models, layout: ResidualLayout, method: str, weights: Sequence[float] | None,
              X: torch.Tensor, pend: torch.Tensor | None, seed: int):
-    """qLogNEI of -scalarised(residual samples), the feasibility label as a sample constraint
-    and a barrier on its mean (``_FeasibleMean``) when failures are known."""
+    """qLogNEI of -scalarised(residual samples) on the residual model, plus the barrier on
+    the feasibility GP (``_FeasibleMean``) when failures are known."""
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
     from botorch.acquisition.objective import GenericMCObjective
     from botorch.sampling import SobolQMCNormalSampler
 
-    m = layout.n_outputs
-
     def obj(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
-        return -scalarise_samples(samples[..., :m], layout, method, weights)
+        return -scalarise_samples(samples, layout, method, weights)
 
-    constraints = [lambda s: s[..., m] - 0.5] if has_feas else None
     acq = qLogNoisyExpectedImprovement(
-        model, X_baseline=X, objective=GenericMCObjective(obj), constraints=constraints,
-        X_pending=pend, prune_baseline=True,
-        sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=seed))
-    return _FeasibleMean(acq, model.models[-1]) if has_feas else acq
+        models.residuals, X_baseline=X, objective=GenericMCObjective(obj), X_pending=pend, prune_baseline=True,
+        cache_root=True, sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=seed))
+    return _FeasibleMean(acq, models.feasibility) if models.feasibility is not None else acq
 
 
 def propose_composite(data: CompositeData, layout: ResidualLayout, method: str, seed: int, q: int = 1,
@@ -360,11 +378,11 @@ def propose_composite(data: CompositeData, layout: ResidualLayout, method: str, 
     from botorch.optim import optimize_acqf
 
     with _proposing(seed):
-        model, has_feas = build_models(data, use_feasibility)
+        models = build_models(data, use_feasibility)
         X = torch.as_tensor(data.x, dtype=torch.float64)
         pend = (torch.as_tensor(data.x_pending, dtype=torch.float64)
                 if data.x_pending is not None and len(data.x_pending) else None)
-        acq = _log_nei(model, has_feas, layout, method, weights, X, pend, seed)
+        acq = _log_nei(models, layout, method, weights, X, pend, seed)
         d = X.shape[-1]
         bounds = torch.stack([torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)])
         cand, _ = optimize_acqf(acq, bounds=bounds, q=q, num_restarts=num_restarts,
@@ -456,25 +474,43 @@ emulator (24 trials): with 1, seed 1 of seeds 0-3 never had a dev trial within 2
 seeds 0-2 all did (the full benchmark: docs/optimizer.md)."""
 
 
+def noise_variance(model) -> torch.Tensor:
+    """Each output's observation-noise variance (m,) in the outputs' units: the mean fixed
+    (measured) noise plus the learned part, or the inferred noise. Not BoTorch's
+    ``posterior(observation_noise=True)``, which for a fixed-noise likelihood with a learned
+    part adds that part twice (once in the likelihood's mean noise, once more in gpytorch's
+    marginal)."""
+    from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
+
+    lik = model.likelihood
+    if isinstance(lik, FixedNoiseGaussianLikelihood):
+        noise = lik.noise_covar.noise.mean(dim=-1)
+        if lik.second_noise_covar is not None:
+            noise = noise + lik.second_noise_covar.noise.squeeze(-1)
+    else:
+        noise = lik.noise.squeeze(-1)
+    noise = noise.reshape(-1)
+    tf = getattr(model, "outcome_transform", None)
+    scale = tf.stdvs.reshape(-1) ** 2 if tf is not None else torch.ones_like(noise)
+    return (noise * scale).detach()
+
+
 def _pair_moments(model, m: int, P: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
-    """For each of the model's first ``m`` outputs (in order): its 2 x 2 posterior covariance
-    at the two points P, and its noisy posterior variance at P[0]."""
+    """For each of the residual model's ``m`` outputs (in order): its 2 x 2 posterior
+    covariance at the two points P, and its noisy posterior variance at P[0] (latent
+    variance plus ``noise_variance``)."""
+    dist = model.posterior(P).distribution
+    C = dist.covariance_matrix
+    noise = noise_variance(model).expand(m)
     out: list[tuple[torch.Tensor, float]] = []
-    for sub in model.models:
-        if len(out) >= m:
-            break
-        k = sub.num_outputs
-        dist = sub.posterior(P).distribution
-        C = dist.covariance_matrix
-        noisy = sub.posterior(P[:1], observation_noise=True).variance.reshape(-1)
-        for j in range(k):
-            if k == 1:
-                c = C.reshape(2, 2)
-            else:
-                idx = [j, k + j] if getattr(dist, "_interleaved", True) else [2 * j, 2 * j + 1]
-                c = C[idx][:, idx]
-            out.append((c, float(noisy[j])))
-    return out[:m]
+    for j in range(m):
+        if m == 1:
+            c = C.reshape(2, 2)
+        else:
+            idx = [j, m + j] if getattr(dist, "_interleaved", True) else [2 * j, 2 * j + 1]
+            c = C[idx][:, idx]
+        out.append((c, float(c[0, 0] + noise[j])))
+    return out
 
 
 @dataclass(frozen=True)
@@ -531,14 +567,15 @@ def propose_multi_fidelity(data: CompositeData, layout: ResidualLayout, method: 
 
     with _proposing(seed):
         D = data.x.shape[1]  # parameters + the fidelity column
-        model, has_feas = build_models(data, use_feasibility, fidelity_column=D - 1)
+        models = build_models(data, use_feasibility, fidelity_column=D - 1)
+        model = models.residuals
         base = np.unique(data.x[:, :-1], axis=0)
         X = torch.as_tensor(np.hstack([base, np.ones((len(base), 1))]), dtype=torch.float64)
         pend = None
         if data.x_pending is not None and len(data.x_pending):
             pend = torch.as_tensor(data.x_pending, dtype=torch.float64).clone()
             pend[:, -1] = 1.0  # spread the batch at the target
-        acq = _log_nei(model, has_feas, layout, method, weights, X, pend, seed)
+        acq = _log_nei(models, layout, method, weights, X, pend, seed)
         at_target = FixedFeatureAcquisitionFunction(acq, d=D, columns=[D - 1], values=[1.0])
         d = D - 1
         bounds = torch.stack([torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)])

@@ -140,6 +140,9 @@ def _trial(src: Source, number: int, why: str = "--trial") -> FrozenTrial:
         reason = t.user_attrs.get("fail_reason")
         raise InputError(why, field, f"trial {number} of study {src.name!r} did not complete "
                                      f"({t.state.name}{': ' + reason if reason else ''})")
+    if t.user_attrs.get(ledger.STOPPED_ATTR):
+        raise InputError(why, field, f"trial {number} of study {src.name!r} did not run its whole protocol: "
+                                     f"{t.user_attrs[ledger.STOPPED_ATTR]}")
     return t
 
 

@@ -64,6 +64,13 @@ CONFIRM_FIDELITY = "confirm"
 CARRIED_ATTRS = (FIDELITY_ATTR, MANUAL_ATTR, OUTSIDE_ATTR, CONFIRM_ATTR, CONFIRM_SETTINGS_ATTR)
 """Trial attributes a re-proposed trial keeps from the lost one (its fidelity; that it was
 a manual set, ``calib.refine``, or a confirmation, ``calib.confirm``)."""
+STOPPED_ATTR = "stopped_early"
+"""Trial attribute of a trial its stage stopped before its protocol ended (``Score.stopped``:
+why); its observables bound the protocol's from one side, so it is data for the proposer
+but never the study's answer (``at_target`` leaves it out)."""
+POSTERIOR_ATTR = "calib_posterior"
+"""Study attribute: the posterior of the free keys when the study last ended
+(``calib.posterior.Posterior.as_dict``), or ``{"not_computed": why}``."""
 
 
 def _proc_start_ticks(pid: int) -> str | None:
@@ -426,9 +433,11 @@ class Recovery:
 
 def at_target(study: optuna.Study) -> list[FrozenTrial]:
     """COMPLETE trials run at the study's target fidelity (all of them, unless the study is
-    multi-fidelity): the trials a study's answer is judged on."""
+    multi-fidelity) that ran their whole protocol (not ``STOPPED_ATTR``): the trials a
+    study's answer is judged on."""
     target = study.user_attrs.get(TARGET_FIDELITY_ATTR)
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if not is_confirmation(t)
+            and not t.user_attrs.get(STOPPED_ATTR)
             and (target is None or t.user_attrs.get(FIDELITY_ATTR, target) == target)]
 
 

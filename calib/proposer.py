@@ -29,7 +29,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from . import composite
-from .ledger import FALLBACK_ATTR, FIDELITY_ATTR, is_confirmation, lost_numbers
+from .ledger import FALLBACK_ATTR, FIDELITY_ATTR, STOPPED_ATTR, is_confirmation, lost_numbers
 from .space import ParameterSpace
 
 
@@ -253,7 +253,7 @@ class BoTorchSampler(BaseSampler):
         """The batch's points, its per-trial fidelities recorded in ``_levels``."""
         assert self.ladder is not None
         # the confirm rule's bar: the target trials that completed with the least penalty
-        at_target = [t for t in done if self._at_target(t)]
+        at_target = [t for t in done if self._at_target(t) and not t.user_attrs.get(STOPPED_ATTR)]  # whole runs
         clean = [self.space.to_unit(t.params) for t, ok in zip(at_target, feasibility_labels(at_target)) if ok]
         points, levels, _ = composite.propose_multi_fidelity(
             cdata, layout, self.scalarisation, seed, self.ladder, q=self.q, weights=w,

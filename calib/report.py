@@ -61,6 +61,7 @@ def study_summary(study: optuna.Study, storage: str) -> dict:
             row["core_s"] += float(t.user_attrs.get("core_s") or 0.0)
     out["target_fidelity"] = study.user_attrs.get(ledger.TARGET_FIDELITY_ATTR)
     out["confirmation"] = confirmation_summary(study)
+    out["posterior"] = study.user_attrs.get(ledger.POSTERIOR_ATTR)  # calib.posterior, kept when the study ended
     out["trials_by_fidelity"] = by_fidelity
     if "viscosity_curve_source" in study.user_attrs:
         out["viscosity_curve_source"] = study.user_attrs["viscosity_curve_source"]

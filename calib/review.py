@@ -31,7 +31,8 @@ from .stored import StoredStudy
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-SECTIONS = ("summary", "convergence", "observables", "importances", "bounds", "profiles", "pareto", "failures")
+SECTIONS = ("summary", "convergence", "observables", "importances", "bounds", "profiles", "posterior", "pareto",
+            "failures")
 PROFILE_POINTS = 41
 AT_BOUND = 0.01
 """A value within 1 % of its range (on the search scale) from a bound counts as at the bound."""
@@ -135,7 +136,8 @@ class _Builder:
     def convergence(self) -> None:
         pts = [rp.TrialPoint(t.number, t.value if t.state == TrialState.COMPLETE else None, self.kind(t))
                for t in self.trials if t.state.is_finished() and t.number not in self.lost
-               and not ledger.is_confirmation(t)]
+               and not ledger.is_confirmation(t) and not t.user_attrs.get(ledger.STOPPED_ATTR)]
+        stopped = sum(1 for t in self.trials if t.user_attrs.get(ledger.STOPPED_ATTR))
         if not pts:
             self.section("convergence", "Convergence", "<p>No finished trial yet.</p>", "empty")
             return
@@ -144,8 +146,10 @@ class _Builder:
         for x in pts:
             kinds[rp.kind_family(x.kind)] = kinds.get(rp.kind_family(x.kind), 0) + 1
         self.section("convergence", "Convergence", _img(p, "objective by trial, best so far") +
-                     "<p>Trials by proposal: " + _esc(", ".join(f"{k}: {v}" for k, v in kinds.items())) + "</p>",
-                     "plotted")
+                     "<p>Trials by proposal: " + _esc(", ".join(f"{k}: {v}" for k, v in kinds.items())) + "</p>"
+                     + (f"<p>Not drawn: {stopped} trial{'s' if stopped > 1 else ''} stopped above the early-stop "
+                        "band (their objective is a forecast; <code>slurry.early_stop_band_rel</code>).</p>"
+                        if stopped else ""), "plotted")
 
     def observables(self) -> None:
         if self.best is None:
@@ -330,9 +334,48 @@ class _Builder:
                      f"{_esc(', '.join(str(t.number) for t in lost))}.</p>")
         self.section("failures", "Failures", body, f"{len(failed)} failed")
 
+    def posterior(self) -> None:
+        from . import posterior as pst
+
+        title = "What the calibration leaves uncertain"
+        ps = self.spec.optimizer.posterior
+        if not ps.enabled:
+            self.section("posterior", title, "<p>Not computed: <code>optimizer.posterior.enabled</code> is false."
+                                             "</p>", "not computed")
+            return
+        try:
+            post = pst.study_posterior(self.study, self.s.space, self.s.loaded.dataset.targets, ps.samples,
+                                       ps.assumed_rel_uncertainty, seed=self.spec.seed)
+        except Exception as exc:  # too few trials, no target, or a model that cannot be fitted
+            self.section("posterior", title, f"<p>Not computed: {_esc(exc)}.</p>", "not computed")
+            return
+        axes = self.s.space.axes
+        phys = np.array([[a.from_unit(u) for a, u in zip(axes, row)] for row in post.samples])
+        best = [self.best.params.get(a.key) if self.best else None for a in axes]
+        p = rp.plot_posterior(self.figure("posterior.png"), [a.key for a in axes], phys,
+                              [(i.low, i.high) for i in post.intervals], best, [a.log for a in axes])
+        pct = round(100 * post.level)
+        rows = [[i.key, _g(i.median), _g(i.low), _g(i.high), f"{100 * i.shrink:.0f} %",
+                 _g(best[k]) if best[k] is not None else "n/a"] for k, i in enumerate(post.intervals)]
+        dirs = [[d.label(), f"{100 * d.shrink:.0f} %", "not separated" if d.shrink > pst.RIDGE_SHRINK else "pinned"]
+                for d in post.directions]
+        where = {"dataset": "the dataset", "assumed": "assumed: optimizer.posterior.assumed_rel_uncertainty"}
+        tg = "; ".join(f"{t.name}: {t.target:.4g} +- {t.sd:.2g} ({where[t.source]})" for t in post.targets)
+        body = (_img(p, "posterior of the free keys") +
+                _table(["key", "median", f"{pct} % low", f"{pct} % high", "sd / prior sd", "best trial"], rows) +
+                _table(["direction (unit cube; log keys in log)", "sd / prior sd", "the data"], dirs) +
+                f"<p>The posterior of the free keys given the targets ({_esc(tg)}), from the study's model of each "
+                f"observable ({post.n_trials} complete trials at the target fidelity; its noise included), a "
+                f"uniform prior on the bounds, {post.n_samples} draws of emcee (acceptance {post.acceptance:.2f}). "
+                "A direction whose sd stays above half the prior's is a ridge the targets cannot separate: sets "
+                "along it fit equally well, and only another observable can tell them apart. It is the model's "
+                "posterior: it holds for the protocol and fidelity the study ran at, and only where the model "
+                "is right.</p>")
+        self.section("posterior", title, body, f"{len(post.ridges)} of {len(post.directions)} directions not separated")
+
     def write(self) -> Report:
         for step in (self.summary, self.convergence, self.observables, self.importances, self.bounds, self.profiles,
-                     self.pareto_front, self.failures):
+                     self.posterior, self.pareto_front, self.failures):
             step()
         nav = " · ".join(f'<a href="#{k}">{k}</a>' for k in SECTIONS)
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -222,3 +222,31 @@ def plot_pareto(path: Path, names: Sequence[str], points: np.ndarray, front: Seq
     finally:
         plt.close(fig)
     return Path(path)
+
+
+def plot_posterior(path: Path, keys: Sequence[str], samples: np.ndarray, intervals: Sequence[tuple[float, float]],
+                   best: Sequence[float | None], log: Sequence[bool], title: str = "") -> Path:
+    """The posterior of each free key (``calib.posterior``): a histogram of the draws in the
+    study's units (log keys on a log axis), the credible interval shaded, the best trial's
+    value as a red line. ``samples``: (n, keys) in the study's units."""
+    n = len(keys)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    with figure(path, rows, cols, figsize=(3.3 * cols, 2.3 * rows + 0.5), dpi=110, squeeze=False,
+                suptitle=title or "posterior of the free keys (shaded: credible interval; red: best trial)") \
+            as (fig, axes):
+        for i, key in enumerate(keys):
+            ax = axes[i // cols][i % cols]
+            v = samples[:, i]
+            bins = np.geomspace(v.min(), v.max(), 40) if log[i] and v.min() > 0 else 40
+            ax.hist(v, bins=bins, color="tab:blue", alpha=0.7)
+            ax.axvspan(intervals[i][0], intervals[i][1], color="tab:blue", alpha=0.12)
+            if best[i] is not None:
+                ax.axvline(best[i], color="tab:red", lw=1.5)
+            if log[i]:
+                ax.set_xscale("log")
+            ax.set_xlabel(key)
+            ax.set_yticks([])
+        for j in range(n, rows * cols):
+            axes[j // cols][j % cols].set_visible(False)
+    return Path(path)

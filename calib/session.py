@@ -349,7 +349,8 @@ class StudySession:
             trial.set_user_attr("table_s1", full.as_dict())
             (workdir / "params.json").write_text(json.dumps(full.as_dict(), indent=2))
             options = ({"paired_rung": self.spec.fidelity_spec().model_copy(update={"transfer": {}})}
-                       if confirming else {})  # the study's rung on the confirmation's placements
+                       if confirming else {"band_stop": True})  # the study's rung on the confirmation's placements;
+            # a calibration trial may stop once it is out of band (the slurry's early_stop_band_rel)
             stage_trial = self.loaded.stage.make_trial(TrialContext(workdir, self.loaded, fidelity, full,
                                                                     seed, self.lineage, options))
             execution = TrialExecution(stage_trial, runner, f"{self.spec.name}-{trial.number}",
@@ -543,6 +544,8 @@ class StudySession:
                 for k, v in score.ledger_attrs().items():
                     t.set_user_attr(k, v)
                 tags.update({k: str(v) for k, v in score.attrs.items() if isinstance(v, (str, bool))})
+                if score.stopped:
+                    tags[f"calib.{ledger.STOPPED_ATTR}"] = score.stopped[:5000]
                 artifacts.extend(p for p in score.plots if p.exists())
             else:
                 partial = ex.trial.partial_observables()
@@ -692,10 +695,39 @@ class StudySession:
                         metrics[f"confirmed_vs_calibrated_rel.{name}"] = float(row["confirmed_vs_calibrated_rel"])
         except Exception as exc:
             self.emit(Event("warning", -1, f"the study's summary could not be read from the ledger: {exc}"))
+        if status == "FINISHED":
+            self._posterior(metrics, files)
         try:
             self.tracker.end_study(metrics, files=files, status=status)
         except Exception as exc:  # tracking is an attachment: the ledger has the study
             self.emit(Event("warning", -1, f"MLflow logging of the study's summary failed: {exc}"))
+
+    def _posterior(self, metrics: dict[str, float], files: dict[str, str]) -> None:
+        """The posterior of the free keys (``calib.posterior``): kept on the study
+        (``ledger.POSTERIOR_ATTR``, for the summary and ``--json``) and on the MLflow parent
+        run (``posterior.json``, metrics ``posterior.<key>.{low,median,high}``). Skipped, with
+        the reason kept, when the study has too few target trials or no target."""
+        ps = self.spec.optimizer.posterior
+        if not ps.enabled:
+            return
+        from . import posterior
+
+        try:
+            post = posterior.study_posterior(self.study, self.space, self.loaded.dataset.targets, ps.samples,
+                                             ps.assumed_rel_uncertainty, seed=self.spec.seed)
+        except ValueError as exc:
+            self.study.set_user_attr(ledger.POSTERIOR_ATTR, {"not_computed": str(exc)})
+            return
+        except Exception as exc:  # the model could not be fitted: the study is still complete
+            self.emit(Event("warning", -1, f"the posterior of the free keys could not be computed: {exc}"))
+            return
+        record = post.as_dict()
+        self.study.set_user_attr(ledger.POSTERIOR_ATTR, record)
+        files["posterior.json"] = json.dumps(record, indent=2)
+        for i in post.intervals:
+            metrics.update({f"posterior.{i.key}.low": i.low, f"posterior.{i.key}.median": i.median,
+                            f"posterior.{i.key}.high": i.high})
+        metrics["posterior.directions_not_separated"] = float(len(post.ridges))
 
     def _track_failure(self, number: int, free: dict[str, float], reason: str, workdir: Path | None = None,
                        fid: str | None = None) -> None:
@@ -725,6 +757,8 @@ def flag_tags(score, state: str, tags: dict[str, str]) -> dict[str, str]:
         flags.append(f"outside bounds ({tags['calib.outside_bounds']})")
     if tags.get("calib.at_bound", "none") != "none":
         flags.append(f"at bound ({tags['calib.at_bound']})")
+    if score is not None and score.stopped:  # slurry.early_stop_band_rel: never the study's answer
+        flags.append("stopped early (above the band)")
     return {"calib.equilibrated": eq, "calib.flags": "; ".join(flags) or "none"}
 
 

@@ -148,18 +148,35 @@ class MultiFidelitySpec(SpecModel):
         return self
 
 
+class PosteriorSpec(SpecModel):
+    """The posterior of the free keys after a study (``calib.posterior``), shown in
+    ``calib report`` and logged on the MLflow parent run.
+
+    samples: draws kept (after the burn-in). assumed_rel_uncertainty: the 1-sigma
+    uncertainty of a target whose dataset gives none, relative to its value (an assumption
+    the outputs name; the seed reports none for its density and porosity). enabled: false
+    skips it (it costs a few seconds at the end of ``calib optimize``).
+    """
+
+    samples: PositiveInt = 4000
+    assumed_rel_uncertainty: PositiveFloat = 0.02
+    enabled: bool = True
+
+
 class OptimizerSpec(SpecModel):
     """How trials are proposed (``calib.samplers``).
 
     sampler: ``composite`` (one GP per observable residual, the scalarisation on their
     posterior samples, failures as a feasibility model), ``scalar`` (one GP on the log of
     the scalarised objective), ``sobol`` (scrambled Sobol throughout), ``random``, ``tpe``
-    and ``gp`` (Optuna's ``TPESampler`` and ``GPSampler``). n_initial: Sobol trials before
+    and ``gp`` (Optuna's ``TPESampler`` and ``GPSampler``), ``cmaes`` (Optuna's
+    ``CmaEsSampler``), ``swarm`` (the seed's group's particle swarm, ``calib.swarm``). n_initial: Sobol trials before
     the first model-based proposal (``tpe``/``gp``: their own start-up trials). q: trials
     proposed jointly per batch (composite, scalar). feasibility: model failures
     (composite). num_restarts, raw_samples: acquisition optimisation. objective_floor: the
     scalar GP models -log(objective + floor). multi_fidelity: run trials at cheaper
-    fidelities too (composite only; ``MultiFidelitySpec``).
+    fidelities too (composite only; ``MultiFidelitySpec``). posterior: what the calibration
+    leaves uncertain (``PosteriorSpec``).
     """
 
     sampler: str = "composite"
@@ -170,6 +187,7 @@ class OptimizerSpec(SpecModel):
     raw_samples: PositiveInt = 256
     objective_floor: PositiveFloat = 1e-6
     multi_fidelity: MultiFidelitySpec | None = None
+    posterior: PosteriorSpec = Field(default_factory=PosteriorSpec)
 
     @model_validator(mode="after")
     def _check(self) -> "OptimizerSpec":

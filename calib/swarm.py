@@ -37,7 +37,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from .ledger import is_confirmation
+from .ledger import STOPPED_ATTR, is_confirmation
 from .space import ParameterSpace
 
 PHI = 2.05
@@ -93,7 +93,8 @@ class SwarmSampler(BaseSampler):
 
         def finished(t: FrozenTrial) -> bool:
             return (t.state == TrialState.COMPLETE and t.values is not None and math.isfinite(t.values[0])
-                    and keys <= set(t.params) and not is_confirmation(t))
+                    and keys <= set(t.params) and not is_confirmation(t)
+                    and not t.user_attrs.get(STOPPED_ATTR))  # a stopped trial's value is a forecast
 
         done = [t for t in trials if t.number < number and finished(t)]
         own = [t for t in mine if finished(t)]

@@ -96,8 +96,8 @@ def test_feasibility_model_keeps_proposals_out_of_a_crash_box():
     on = _study("composite", seed=0, n=12, crash=crash)
     off = _study("composite", seed=0, n=12, crash=crash, feasibility=False)
     deep = lambda s: sum(_deep_in_box(SPACE.to_unit(t.params)) for t in s.trials[6:])  # noqa: E731
-    # measured, of the 6 model-based proposals (2026-12-02): with the model 1 (seed 0; seed
-    # 1: 2), without it all 6 (seeds 0 and 1); 16 trials gave 2 of 10 against 10 of 10
+    # measured, of the 6 model-based proposals (2026-12-07, the barrier alone): with the model
+    # 2 (seeds 0 and 1), without it all 6; 16 trials gave 2 of 10 against 10 of 10
     assert deep(off) >= 5
     assert deep(on) <= 2
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in on.trials) > \
@@ -156,7 +156,7 @@ def test_a_cheap_run_resolves_less_of_the_target_once_the_cheap_fidelity_knows_a
         r = np.array(rows + [[3 * 0.1 + 0.3]] * extra)
         xf = np.hstack([xs, np.zeros((len(xs), 1))])
         data = composite.CompositeData(xf, r, np.full_like(r, np.nan), xf, np.ones(len(xs), bool))
-        model, _ = composite.build_models(data, fidelity_column=3)
+        model = composite.build_models(data, fidelity_column=3).residuals
         return [st.resolved for st in composite.rung_stats(model, layout, [0.5, 0.5, 0.5], LADDER)]
 
     fresh, known = resolved(0), resolved(3)
@@ -168,3 +168,30 @@ def test_a_cheap_run_resolves_less_of_the_target_once_the_cheap_fidelity_knows_a
     per_cost = lambda *r: [composite.RungStats(v) for v in r]  # noqa: E731
     assert composite.choose_screen(per_cost(0.5, 0.9, 0.95), three) == 0  # 0.5 per core-s beats 0.225
     assert composite.choose_screen(per_cost(0.2, 0.9, 0.95), three) == 1  # 0.2 does not
+
+
+def test_pair_moments_of_three_residuals_with_mixed_noise_match_the_posterior():
+    """Three residual columns, one with a measured SEM and two without, in one model: each
+    column's 2 x 2 covariance is the posterior's, and its noisy variance is the latent
+    variance plus that column's noise (measured floor plus the learned part, counted once)."""
+    rng = np.random.default_rng(5)
+    x = rng.random((20, 3))
+    r = np.column_stack([x[:, 0] - 0.5, np.sin(3 * x[:, 1]), x[:, 2] ** 2]) + 0.01 * rng.normal(size=(20, 3))
+    sd = np.column_stack([np.full(20, 0.02), np.full(20, np.nan), np.full(20, np.nan)])
+    data = composite.CompositeData(x, r, sd, x, np.ones(20, bool))
+    with composite._proposing(0):
+        model = composite.build_models(data).residuals
+    P = torch.tensor([[0.2, 0.4, 0.6], [0.7, 0.1, 0.3]], dtype=torch.float64)
+    moments = composite._pair_moments(model, 3, P)
+    with torch.no_grad():
+        latent = model.posterior(P).variance  # (2, 3)
+        noise = composite.noise_variance(model)
+        lik = model.likelihood
+        fixed = lik.noise_covar.noise.mean(dim=-1) * model.outcome_transform.stdvs.reshape(-1) ** 2
+        extra = lik.second_noise_covar.noise.reshape(-1) * model.outcome_transform.stdvs.reshape(-1) ** 2
+    for j, (c, noisy) in enumerate(moments):
+        assert float(c[0, 0]) == pytest.approx(float(latent[0, j]), rel=1e-6)
+        assert float(c[1, 1]) == pytest.approx(float(latent[1, j]), rel=1e-6)
+        assert noisy == pytest.approx(float(latent[0, j] + fixed[j] + extra[j]), rel=1e-6)
+    assert float(fixed[0]) == pytest.approx(0.02 ** 2, rel=1e-6)  # the measured SEM is column 0's floor
+    assert float(fixed[1]) < 1e-6 and float(noise[1]) > float(fixed[1])  # unmeasured: the learned part

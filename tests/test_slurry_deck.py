@@ -64,8 +64,31 @@ def test_seed_deck_ramps_over_the_whole_compressed_run():
     assert 'fix rho_blocks all ave/time 10 10 100 v_rho file density_blocks.txt format " %.17g"' in lines
     assert [ln.split()[3] for ln in lines if ln.startswith("fix ")] == ["ave/time", "npt/sphere"]
     assert not any("plateau" in ln or ln.startswith("label") for ln in lines)
-    assert lines[-3:] == ['print "blocks 200 stopped 0 steps $(step)" file density_status.txt',
+    assert lines[-3:] == ['print "blocks $(step/100) stopped $(step<20000) steps $(step)" file density_status.txt',
                           "write_data final.data", "write_restart final.restart"]
+    assert not any("halt" in ln for ln in lines)  # no band: the whole protocol
+
+
+def test_a_band_halts_on_the_block_mean_after_the_blocks_are_averaged():
+    """``halt_above_g_cm3``: fix halt every block on the block mean (in LAMMPS micro units,
+    the units module's conversion), defined after the averaging fix so it reads the block
+    just completed; seed protocol only."""
+    from dataclasses import replace
+
+    from sim_backends.lammps.slurry import SlurryRunSpec
+    from sim_backends.lammps.units import g_cm3_to_micro_density
+
+    loaded, fid, system = _smoke()
+    run = replace(slurry_run_spec(loaded.spec, fid, seed=1), halt_above_g_cm3=2.09)
+    lines = slurry_deck(system, TABLE_S1_SLURRY, run).splitlines()
+    halt = f"fix band_stop all halt 100 v_rho_block > {g_cm3_to_micro_density(2.09):.10g} error soft"
+    assert halt in lines and "variable rho_block equal f_rho_blocks" in lines
+    assert [ln.split()[3] for ln in lines if ln.startswith("fix ")] == ["ave/time", "npt/sphere", "halt"]
+    assert lines[lines.index(halt) + 1] == "run 20000"
+    with pytest.raises(ValueError, match="halt_above_g_cm3 needs protocol seed"):
+        SlurryRunSpec(halt_above_g_cm3=2.0)  # ramp_hold
+    with pytest.raises(ValueError, match="halt_above_g_cm3 needs protocol seed"):
+        replace(run, halt_above_g_cm3=0.0)
 
 
 def test_compression_laws_against_hand_computed_settings():

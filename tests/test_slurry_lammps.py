@@ -82,3 +82,47 @@ def test_a_run_too_short_to_converge_says_so(tmp_path: Path):
     obs = read_slurry_observables(_run(tmp_path, run), run)
     assert not obs.converged and obs.converged_step is None and not obs.stopped_early
     assert obs.hold_steps == 4000 and abs(obs.density_change_rel) > 1e-6
+
+
+def _seed_run(tmp: Path, halt: float | None) -> tuple[Path, SlurryRunSpec]:
+    """The smoke fidelity's seed-protocol run of Table S1 (study seed 1), stopped above
+    ``halt`` g/cm^3 when given."""
+    from dataclasses import replace
+
+    from calib.stages.slurry import slurry_run_spec
+
+    loaded = load_study(DEFAULT_STUDY, fidelity="smoke")
+    fid = loaded.spec.fidelity_spec()
+    system = slurry_system(loaded.dataset, fid)
+    run = replace(slurry_run_spec(loaded.spec, fid, 1, "multi"), halt_above_g_cm3=halt)
+    tmp.mkdir()
+    write_slurry_inputs(tmp, system, TABLE_S1_SLURRY, run, paper_scaled_box(system.n_beads))
+    lmp = locate_lammps()
+    backend = LocalBackend()
+    res = backend.wait(backend.submit(Task(tmp, lmp.argv("in.slurry"), lmp.env, timeout_s=300)))
+    assert res.state == JobState.DONE, (tmp / "log.lammps").read_text()[-2000:]
+    return tmp, run
+
+
+def test_the_band_stops_a_run_out_of_band_and_keeps_one_inside_it(tmp_path: Path):
+    full_dir, full_run = _seed_run(tmp_path / "full", None)
+    steps, rho = density_trajectory(full_dir)
+    full = read_slurry_observables(full_dir, full_run)
+    assert full.stopped_fraction is None and len(rho) == 200
+    # a band the run crosses at about 40 % of the protocol: LAMMPS stops at that block
+    thr = float(rho[79])
+    first = int(np.argmax(rho > thr))
+    cut_dir, cut_run = _seed_run(tmp_path / "cut", thr)
+    cut = read_slurry_observables(cut_dir, cut_run)
+    assert cut.stopped_early and cut.stopped_fraction == pytest.approx((first + 1) / 200)
+    assert cut.density_g_cm3 == pytest.approx(rho[first], rel=1e-9)  # the same trajectory, cut short
+    assert cut.density_g_cm3 <= full.density_g_cm3 and cut.atom_steps < full.atom_steps
+    assert "Fix halt condition" in (cut_dir / "log.lammps").read_text()
+    status = (cut_dir / "density_status.txt").read_text().split()
+    assert status[1] == str(first + 1) and status[3] == "1"  # blocks run, stopped by the band
+    # a band above the end density: the run completes the protocol, the same density
+    kept_dir, kept_run = _seed_run(tmp_path / "kept", full.density_g_cm3 * 1.01)
+    kept = read_slurry_observables(kept_dir, kept_run)
+    assert kept.stopped_fraction is None and not kept.stopped_early
+    assert kept.density_g_cm3 == pytest.approx(full.density_g_cm3, rel=1e-12)
+    assert (kept_dir / "density_status.txt").read_text().split()[1:4] == ["200", "stopped", "0"]

@@ -20,6 +20,7 @@ from objectives.scalarise import parego_weights, scalarise
 from sim_backends.lammps.forcefield import ForceFieldParams
 
 from ..fidelity import Fidelity
+from ..ledger import STOPPED_ATTR
 
 if TYPE_CHECKING:
     from ..lineage import Lineage
@@ -77,7 +78,10 @@ class Score:
     the trial a FAIL (e.g. an unconverged curve). summary: one progress line. attrs:
     JSON-able trial attributes (strings and booleans are MLflow tags too). report: entries
     of the report's ``best_observables``. lines: what the CLI prints for the best trial.
-    plots: files the trial made (logged with its MLflow run)."""
+    plots: files the trial made (logged with its MLflow run). stopped: why the trial stopped
+    before its protocol ended, its observables bounding the protocol's from one side
+    (``ledger.STOPPED_ATTR``: data for the proposer, never the study's answer); None: it
+    ran the whole protocol."""
 
     errors: tuple[ObjectiveResult, ...]
     value: float
@@ -90,6 +94,7 @@ class Score:
     report: dict = field(default_factory=dict)
     lines: tuple[str, ...] = ()
     plots: tuple[Path, ...] = ()
+    stopped: str | None = None
 
     @property
     def objective_errors(self) -> dict[str, float]:
@@ -128,7 +133,7 @@ class Score:
                 "objective_errors": self.objective_errors, "residuals": self.residuals,
                 "residual_sd": self.residual_sd, "penalty": self.penalty, "equilibrated": self.equilibrated,
                 "report": report, "summary_lines": [ln for ln in (*(e.line() for e in self.errors), *self.lines) if ln],
-                **self.attrs}
+                **({STOPPED_ATTR: self.stopped} if self.stopped else {}), **self.attrs}
 
 
 class StageTrial(Protocol):

@@ -11,7 +11,7 @@ import hashlib
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Sequence
 
 import numpy as np
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
@@ -58,6 +58,11 @@ class SlurrySettings(SpecModel):
     protocol's length at k = 1 (public: 2e7 steps of 0.001 us); a fidelity's
     ``compression`` k runs it in protocol_steps / k steps under ``compression_law``.
     allow_protocol_mismatch: score a target whose dataset names another protocol anyway.
+    early_stop_band_rel: protocol ``seed`` only: stop a calibration trial's run at the first
+    density block above target x (1 + band) (the density only rises along the protocol, so
+    the run cannot end inside the band; ``SEED_MONOTONE_NOTE``). The trial keeps that block's
+    density as a lower bound: data for the proposer, never the study's answer. None (the
+    default): every trial runs the whole protocol. Confirmations never stop early.
 
     pressure_start_atm: start of the pressure ramp (public: 0). tdamp_us, pdamp_us:
     Nose-Hoover thermostat and barostat damping (public: 0.2 and 1000 us).
@@ -72,6 +77,7 @@ class SlurrySettings(SpecModel):
     protocol_steps: PositiveInt = 20_000_000
     compression_law: Literal[LAWS] = "undamped"  # type: ignore[valid-type]
     allow_protocol_mismatch: bool = False
+    early_stop_band_rel: PositiveFloat | None = None
     temperature_K: PositiveFloat = 300.0
     pressure_atm: PositiveFloat = 1.0
     pressure_start_atm: float = Field(default=0.0, ge=0)
@@ -82,6 +88,14 @@ class SlurrySettings(SpecModel):
     early_stop: bool = True
     not_converged: Literal["penalty", "fail"] = "penalty"
     penalty: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    IDENTITY_OMIT_DEFAULTS: ClassVar[dict[str, Any]] = {"early_stop_band_rel": None}  # studies before it existed
+
+    @model_validator(mode="after")
+    def _band(self) -> "SlurrySettings":
+        if self.early_stop_band_rel is not None and self.protocol != "seed":
+            raise ValueError("early_stop_band_rel: stops the seed protocol's rising density; this study runs "
+                             "protocol ramp_hold")
+        return self
 
 
 class ViscositySettings(SpecModel):
@@ -310,7 +324,7 @@ class SlurryTrial:
     slurry's ``final.restart`` and submitted together."""
 
     def __init__(self, workdir: Path, loaded: "LoadedStudy", fidelity: Fidelity, params: ForceFieldParams,
-                 seed: int, paired: Fidelity | None = None) -> None:
+                 seed: int, paired: Fidelity | None = None, band_stop: bool = False) -> None:
         self.workdir = Path(workdir)
         self.loaded = loaded
         self.spec = loaded.spec
@@ -321,6 +335,8 @@ class SlurryTrial:
         self.plans = (rate_plans(simulated_rates_per_s(loaded), self.spec.viscosity, fidelity)
                       if uses_viscosity(self.spec) else [])
         self.run_spec = slurry_run_spec(self.spec, fidelity, seed, neighbor_style(fidelity, params, self.system))
+        if band_stop:
+            self.run_spec = replace(self.run_spec, halt_above_g_cm3=band_threshold(loaded, fidelity))
         self.slurry: SlurryObservables | None = None
         """The trial's density: replicate 0's, or the replicates' mean (``combine_replicates``)."""
         self.replicates: list[SlurryObservables] = []
@@ -410,8 +426,13 @@ class SlurryTrial:
         errors: list[TargetError | CurveErrorResult] = []  # type: ignore[assignment]
         mapped = self.fidelity.transfer.get("slurry_density") if self.run_spec.protocol == "seed" else None
         factor = mapped.factor if mapped is not None else 1.0  # the rung's density -> the full protocol's
+        rho = obs.density_g_cm3
+        if obs.stopped_fraction is not None:  # stopped above the band: its end density forecast,
+            b = end_forecast_exponent(self.fidelity.compression)  # replicate by replicate
+            rho = float(np.mean([r.density_g_cm3 * (r.stopped_fraction ** -b if r.stopped_fraction else 1.0)
+                                 for r in self.replicates]))
         if "slurry_density" in spec.objective.targets:
-            errors.append(density_error(obs.density_g_cm3 * factor, dataset.targets["slurry_density"],
+            errors.append(density_error(rho * factor, dataset.targets["slurry_density"],
                                         obs.density_sem_g_cm3 * factor))
         rates = self.rates = self.rate_results(wall_s or {}) if self.plans else []
         fail_reason = None
@@ -473,6 +494,15 @@ class SlurryTrial:
                 "compression": self.paired.compression, "densities_g_cm3": rung, "factors": factors}  # type: ignore[union-attr]
             observables["paired_factor_mean"] = float(np.mean(factors))
         lines = [f"protocol: {protocol}", f"convergence: {note}"]
+        stopped = None
+        if obs.stopped_fraction is not None:  # the band stopped it: its density is a lower bound
+            stopped = (f"stopped at {obs.stopped_fraction:.1%} of the protocol: a density block read "
+                       f"{obs.density_g_cm3:.4g} g/cm^3, above the early-stop band's {self.run_spec.halt_above_g_cm3:.4g}"
+                       f" (target + {spec.slurry.early_stop_band_rel:.0%}); the end density is at least that, "
+                       f"forecast {rho:.4g} (scored; END_FORECAST_EXPONENT)")
+            lines.append(stopped)
+            attrs["density_stopped_fraction"] = obs.stopped_fraction
+            observables.update(stopped_fraction=obs.stopped_fraction, density_forecast_g_cm3=rho)
         if mapped is not None:
             report.update(density_at_rung_g_cm3=obs.density_g_cm3, transfer_factor=factor,
                           transfer_source=mapped.source)
@@ -501,8 +531,8 @@ class SlurryTrial:
             plots += guarded_plots(lambda: (plot_viscosity_curve(self.workdir / CURVE_PLOT, rates, curve,
                                                                  title=f"{spec.name} ({self.workdir.name})"),))
         return Score(tuple(errors), value, observables, obs.converged, penalty, fail_reason,
-                     summary=describe(obs, note, rates, factor if mapped is not None else None), attrs=attrs,
-                     report=report, lines=tuple(lines), plots=plots)
+                     summary=describe(obs, note, rates, factor if mapped is not None else None),
+                     attrs=attrs, report=report, lines=tuple(lines), plots=plots, stopped=stopped)
 
     def partial_observables(self) -> dict[str, float]:
         """The slurry's observables once its run has been read (a failed shear run keeps them)."""
@@ -528,10 +558,43 @@ def describe(obs: SlurryObservables, note: str, rates: Sequence[RateResult], fac
              f"({obs.density_g_cm3:.4f} at this rung x {factor:.4g})"]
     if not obs.converged:
         parts[0] += f" (not converged: {obs.density_change_rel:+.1%} across the last window)"
+    if obs.stopped_fraction is not None:
+        parts[0] = (f"density >= {obs.density_g_cm3:.4f} g/cm^3 at {obs.stopped_fraction:.0%} of the protocol: "
+                    "stopped above the early-stop band")
     if rates:
         parts.append("eta " + ", ".join(f"{r.viscosity_pa_s:.3g}{'' if r.converged else '*'}" for r in rates)
                      + " Pa s" + (" (* not converged)" if any(not r.converged for r in rates) else ""))
     return "; ".join(parts)
+
+
+END_FORECAST_EXPONENT: dict[int, float] = {1: 0.047, 10: 0.093, 100: 0.104, 200: 0.114, 1000: 0.168}
+"""b(k) of the end-density forecast rho_end = rho(f) x f^-b of a run stopped at fraction f
+of the seed protocol compressed k times: the median of ln(rho_end / rho(f)) / -ln f over
+f in [0.2, 0.9] and the compression bench's 200-bead runs (``bench/early_stop.py``, which
+prints the fit and the forecast's error next to these values). Used only to rank the
+stopped trials for the proposer (a run stopped earlier is denser), never as an answer."""
+
+
+def end_forecast_exponent(k: int) -> float:
+    """``END_FORECAST_EXPONENT`` at compression k: linear in log10 k between the measured
+    ones, the nearest measured one outside them."""
+    ks = sorted(END_FORECAST_EXPONENT)
+    x = math.log10(max(k, 1))
+    xs = [math.log10(v) for v in ks]
+    return float(np.interp(x, xs, [END_FORECAST_EXPONENT[v] for v in ks]))
+
+
+def band_threshold(loaded: "LoadedStudy", fidelity: Fidelity) -> float | None:
+    """The density (g/cm^3, at the fidelity's own protocol) above which a calibration trial
+    stops (``SlurrySettings.early_stop_band_rel``): target x (1 + band), divided by the
+    fidelity's transfer factor where it maps the rung to the full protocol; None without a
+    band or a density target."""
+    band = loaded.spec.slurry.early_stop_band_rel
+    target = loaded.dataset.targets.get("slurry_density")
+    if band is None or target is None or "slurry_density" not in loaded.spec.objective.targets:
+        return None
+    mapped = fidelity.transfer.get("slurry_density")
+    return target.value * (1.0 + band) / (mapped.factor if mapped is not None else 1.0)
 
 
 def combine_replicates(reps: Sequence[SlurryObservables]) -> SlurryObservables:
@@ -544,7 +607,9 @@ def combine_replicates(reps: Sequence[SlurryObservables]) -> SlurryObservables:
                    density_sem_g_cm3=float(rho.std(ddof=1) / math.sqrt(len(rho))),
                    density_change_rel=float(np.mean([r.density_change_rel for r in reps])),
                    converged=all(r.converged for r in reps), atom_steps=sum(r.atom_steps for r in reps),
-                   loop_time_s=sum(r.loop_time_s for r in reps))
+                   loop_time_s=sum(r.loop_time_s for r in reps), stopped_early=any(r.stopped_early for r in reps),
+                   stopped_fraction=min((r.stopped_fraction for r in reps if r.stopped_fraction is not None),
+                                        default=None))
 
 
 def density_convergence_note(obs: SlurryObservables, run: SlurryRunSpec) -> str:
@@ -577,6 +642,14 @@ def check_protocol(loaded: "LoadedStudy") -> None:
         problem = transfer_problem(spec.slurry, spec.fidelity_spec(name))
         if problem:
             raise InputError(where, f"fidelities.{name}.transfer", problem)
+    if spec.slurry.early_stop_band_rel is not None:
+        if "slurry_density" not in spec.objective.targets:
+            raise InputError(where, "slurry.early_stop_band_rel", "stops a run whose density is out of band, but "
+                                                                  "this study does not score slurry_density")
+        if uses_viscosity(spec):
+            raise InputError(where, "slurry.early_stop_band_rel", "not with viscosity_curve: a stopped trial's "
+                                                                  "shear runs would start from a slurry that did not "
+                                                                  "finish its protocol")
     for t in spec.objective.targets:
         target = loaded.dataset.targets.get(t)
         theirs = getattr(target, "protocol", None)
@@ -699,7 +772,7 @@ class SlurryStage(StageBase):
 
     def make_trial(self, ctx: TrialContext) -> SlurryTrial:
         return SlurryTrial(ctx.workdir, ctx.loaded, ctx.fidelity, ctx.params, ctx.seed,
-                           paired=ctx.options.get("paired_rung"))
+                           paired=ctx.options.get("paired_rung"), band_stop=bool(ctx.options.get("band_stop")))
 
     def pipeline_record(self, trial, score: Score) -> dict:
         """Density, its standard error and convergence (``calib pipeline``'s ``slurry``)."""

@@ -40,7 +40,7 @@ from .convergence import PlateauTest, blocking_sem, lammps_plateau_lines, lammps
 from .forcefield import ForceFieldParams, pair_lines
 from .outputs import SimulationFailed, checked_log, read_ave_time, run_stats
 from .placement import place_random, write_data_file
-from .units import atm_to_micro_pressure, micro_density_to_g_cm3
+from .units import atm_to_micro_pressure, g_cm3_to_micro_density, micro_density_to_g_cm3
 
 DATA_FILE = "system.data"
 DECK_FILE = "in.slurry"
@@ -103,12 +103,19 @@ class SlurryRunSpec:
     lj_style: str = "lj/cut"
     seed: int = 1
     protocol: str = "ramp_hold"
+    halt_above_g_cm3: float | None = None
+    """Protocol ``seed`` only: end the run at the first density block whose mean exceeds this
+    (g/cm^3; ``fix halt`` on the block mean, checked at every block's end). The density only
+    rises along the seed protocol, so the run's end density is at least that block's
+    (``SEED_MONOTONE_NOTE``); None: run the whole protocol."""
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
         if self.ramp_steps % self.block_steps or self.block_steps % self.sample_every:
             raise ValueError("ramp_steps must be a multiple of block_steps, block_steps of sample_every")
+        if self.halt_above_g_cm3 is not None and (self.protocol != "seed" or not self.halt_above_g_cm3 > 0):
+            raise ValueError("halt_above_g_cm3 needs protocol seed and a positive density")
         if self.protocol == "seed":
             if not 1 <= self.averaging_blocks <= self.ramp_steps // self.block_steps:
                 raise ValueError("averaging_blocks must be between 1 and the run's blocks (ramp_steps / block_steps)")
@@ -164,11 +171,13 @@ def slurry_deck(system: BeadSystem, params: ForceFieldParams, run: SlurryRunSpec
         f"# pressure ramp {run.pressure_start_atm:g} -> {run.pressure_atm:g} atm ({p_start:.6g} -> {p0:.6g} kPa)"
         + (" over the whole run (protocol seed)" if run.protocol == "seed" else ""),
         f"fix npt all {npt.format(p_a=p_start, p_b=p0)}",
+        *_halt_lines(run),
         f"run {run.ramp_steps}",
     ]
     if run.protocol == "seed":
         return "\n".join(lines + [
-            f'print "blocks {run.ramp_steps // run.block_steps} stopped 0 steps $(step)" file {DENSITY_STATUS}',
+            f'print "blocks $(step/{run.block_steps}) stopped $(step<{run.ramp_steps}) steps $(step)" '
+            f"file {DENSITY_STATUS}",  # stopped 1: the band's fix halt ended the run
             f"write_data {FINAL_DATA}",
             f"write_restart {FINAL_RESTART}",
             "",
@@ -199,6 +208,24 @@ def slurry_deck(system: BeadSystem, params: ForceFieldParams, run: SlurryRunSpec
     return "\n".join(lines)
 
 
+def _halt_lines(run: SlurryRunSpec) -> list[str]:
+    """``fix halt`` on the density block mean (defined after ``rho_blocks``, so it reads the
+    block just completed), or nothing."""
+    if run.halt_above_g_cm3 is None:
+        return []
+    rho = g_cm3_to_micro_density(run.halt_above_g_cm3)
+    return [f"# stop once a block's density exceeds {run.halt_above_g_cm3:.6g} g/cm^3: the end cannot be lower",
+            "variable rho_block equal f_rho_blocks",
+            f"fix band_stop all halt {run.block_steps} v_rho_block > {rho:.10g} error soft"]
+
+
+SEED_MONOTONE_NOTE = """Along the seed protocol the block-mean density does not fall: over the 123
+200-bead seed-protocol runs of ``bench/results/compression.jsonl`` (10 parameter sets, k = 1
+to 1000, 200 blocks each) no block before the last two exceeded the run's end density by
+more than 0.02 % (``bench/early_stop.py``). A block above a density therefore bounds the end
+density from below, which is what ``halt_above_g_cm3`` relies on."""
+
+
 # --- write inputs / read results -------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -211,7 +238,9 @@ class SlurryObservables:
     converged: the plateau test passed on the last window (``convergence.plateau_test``).
     converged_step: the step at which it first passed (None if never).
     n_blocks: density blocks averaged; hold_steps: steps run at the set pressure.
-    stopped_early: the run ended at its first passing window.
+    stopped_early: the run ended at its first passing window (ramp_hold), or (seed) at a
+    block above ``halt_above_g_cm3``: then ``density_g_cm3`` is that block's, a lower bound
+    of the end density, and ``stopped_fraction`` the fraction of the protocol run.
     atom_steps: atoms x steps over all runs; loop_time_s: LAMMPS loop time (s).
     """
 
@@ -225,6 +254,7 @@ class SlurryObservables:
     stopped_early: bool
     atom_steps: int
     loop_time_s: float
+    stopped_fraction: float | None = None
 
     @property
     def atom_steps_per_s(self) -> float:
@@ -262,7 +292,7 @@ def read_slurry_observables(workdir: Path, run: SlurryRunSpec) -> SlurryObservab
         raise SimulationFailed("run ended without writing its density blocks and final state", workdir)
     steps, values = density_trajectory(workdir)
     if run.protocol == "seed":
-        return _seed_observables(steps, values, run, run_stats(text), workdir)
+        return _seed_observables(steps, values, run, run_stats(text), workdir, text)
     hold = values[steps > run.ramp_steps]
     if len(hold) == 0 or not np.all(np.isfinite(hold)) or not (hold.mean() > 0):
         raise SimulationFailed("no finite density blocks at the set pressure", workdir)
@@ -285,13 +315,22 @@ def read_slurry_observables(workdir: Path, run: SlurryRunSpec) -> SlurryObservab
     )
 
 
-def _seed_observables(steps: np.ndarray, values: np.ndarray, run: SlurryRunSpec, rs, workdir: Path) -> SlurryObservables:
+def _seed_observables(steps: np.ndarray, values: np.ndarray, run: SlurryRunSpec, rs, workdir: Path,
+                      text: str = "") -> SlurryObservables:
     """A seed-protocol run: the density at its end (mean of the last ``averaging_blocks``
     blocks). It is the protocol's value, so ``converged`` says only that the run completed
     the protocol; ``density_change_rel`` is the rise over the last 10 % of the run (how far
     from level the protocol leaves it); the standard error is not measured by one run (NaN:
     replicates measure it)."""
     n = run.ramp_steps // run.block_steps
+    halted = (run.halt_above_g_cm3 is not None and 0 < len(values) < n and np.all(np.isfinite(values))
+              and values[-1] > run.halt_above_g_cm3 and "Fix halt condition for fix-id band_stop" in text)
+    if halted:  # stopped by the band: its last block bounds the end density from below
+        return SlurryObservables(
+            density_g_cm3=float(values[-1]), density_sem_g_cm3=float("nan"),
+            density_change_rel=float(values[-1] / values[max(0, len(values) - 1 - max(1, n // 10))] - 1.0),
+            converged=True, converged_step=None, n_blocks=1, hold_steps=0, stopped_early=True,
+            atom_steps=rs.atom_steps, loop_time_s=rs.loop_time_s, stopped_fraction=len(values) / n)
     if len(values) < n or not np.all(np.isfinite(values)) or not (values[-1] > 0):
         raise SimulationFailed(f"the protocol ended after {len(values)} of its {n} density blocks, or with a "
                                "non-finite density", workdir)
