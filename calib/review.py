@@ -346,7 +346,10 @@ class _Builder:
         try:
             post = pst.study_posterior(self.study, self.s.space, self.s.loaded.dataset.targets, ps.samples,
                                        ps.assumed_rel_uncertainty, seed=self.spec.seed)
-        except Exception as exc:  # too few trials, no target, or a model that cannot be fitted
+        except ValueError as exc:  # too few trials, or no target: said, not an error
+            self.section("posterior", title, f"<p>Skipped: {_esc(exc)}.</p>", "skipped: too few trials or no target")
+            return
+        except Exception as exc:  # a model that cannot be fitted
             self.section("posterior", title, f"<p>Not computed: {_esc(exc)}.</p>", "not computed")
             return
         axes = self.s.space.axes

@@ -141,7 +141,16 @@ def test_report_renders_every_section_and_is_logged(refined):
     exp = client.get_experiment_by_name(NAME)
     (parent,) = [x for x in client.search_runs([exp.experiment_id]) if x.data.tags.get("calib.role") == "study"]
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert {"report/report.html", "report/convergence.png", "report/profiles.png"} <= logged
+    assert {"report/report.html", "report/convergence.png", "report/profiles.png", "report/posterior.png"} <= logged
+    # the posterior (7 trials, 5 keys): in the report, on the parent run, in --json
+    assert re.search(r"^  posterior\s+\d of 5 directions not separated", text, re.M), text
+    assert "posterior.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    post = r["final"]["posterior"]
+    assert set(post["intervals"]) == {"eps_AM", "eps_SE", "eps_CBD", "sigma_AM", "sigma_SE"}
+    for key, i in post["intervals"].items():
+        assert i["low"] <= i["median"] <= i["high"], key
+        assert parent.data.metrics[f"posterior.{key}.median"] == pytest.approx(i["median"])
+    assert post["targets"]["slurry_density"]["source"] == "assumed" and post["n_trials"] == 7
     # the logged files are the rendered ones
     dl = r["tmp"] / "dl_report"
     logged_html = download(client, parent.info.run_id, "report/report.html", dl).read_text()
