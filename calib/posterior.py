@@ -129,8 +129,9 @@ class Posterior:
         n = len(self.directions)
         ridges = sorted(self.ridges, key=lambda d: -d.shrink)  # the least separated first
         shown = "; ".join(d.label() for d in ridges[:3]) + (f"; {len(ridges) - 3} more" if len(ridges) > 3 else "")
-        out.append(f"  the targets pin {n - len(ridges)} of {n} directions (sd under {100 * RIDGE_SHRINK:.0f} % "
-                   f"of the prior's); not separated by the data: {shown or 'none'}")
+        out.append(f"  the targets pin {n - len(ridges)} of {n} directions where the trials ran (sd under "
+                   f"{100 * RIDGE_SHRINK:.0f} % of the prior's; unexplored regions cannot count); not separated by "
+                   f"the data: {shown or 'none'}")
         return out
 
 

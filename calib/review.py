@@ -371,9 +371,11 @@ class _Builder:
                 f"observable ({post.n_trials} complete trials at the target fidelity; its noise included), a "
                 f"uniform prior on the bounds, {post.n_samples} draws of emcee (acceptance {post.acceptance:.2f}). "
                 "A direction whose sd stays above half the prior's is a ridge the targets cannot separate: sets "
-                "along it fit equally well, and only another observable can tell them apart. It is the model's "
-                "posterior: it holds for the protocol and fidelity the study ran at, and only where the model "
-                "is right.</p>")
+                "along it fit equally well, and only another observable can tell them apart. A pinned direction "
+                "may only mean that the study confirmed the target in one region and never looked elsewhere: "
+                "where no trial ran, the model cannot say the target fits (more Sobol trials, or "
+                "<code>calib refine --scan</code>, map the rest). It is the model's posterior, for the protocol "
+                "and fidelity the study ran at.</p>")
         self.section("posterior", title, body, f"{len(post.ridges)} of {len(post.directions)} directions not separated")
 
     def write(self) -> Report:
