@@ -61,7 +61,8 @@ class SlurrySettings(SpecModel):
     early_stop_band_rel: protocol ``seed`` only: stop a calibration trial's run at the first
     density block above target x (1 + band) (the density only rises along the protocol, so
     the run cannot end inside the band; ``SEED_MONOTONE_NOTE``). The trial keeps that block's
-    density as a lower bound: data for the proposer, never the study's answer. None (the
+    density as a lower bound and is scored on a forecast of its end density
+    (``END_FORECAST_EXPONENT``): data for the proposer, never the study's answer. None (the
     default): every trial runs the whole protocol. Confirmations never stop early.
 
     pressure_start_atm: start of the pressure ramp (public: 0). tdamp_us, pdamp_us:
