@@ -568,7 +568,7 @@ def describe(obs: SlurryObservables, note: str, rates: Sequence[RateResult], fac
     return "; ".join(parts)
 
 
-END_FORECAST_EXPONENT: dict[int, float] = {1: 0.047, 10: 0.093, 100: 0.104, 200: 0.114, 1000: 0.168}
+END_FORECAST_EXPONENT: dict[int, float] = {1: 0.052, 10: 0.093, 100: 0.104, 200: 0.114, 1000: 0.168}
 """b(k) of the end-density forecast rho_end = rho(f) x f^-b of a run stopped at fraction f
 of the seed protocol compressed k times: the median of ln(rho_end / rho(f)) / -ln f over
 f in [0.2, 0.9] and the compression bench's 200-bead runs (``bench/early_stop.py``, which

@@ -219,8 +219,8 @@ def _halt_lines(run: SlurryRunSpec) -> list[str]:
             f"fix band_stop all halt {run.block_steps} v_rho_block > {rho:.10g} error soft"]
 
 
-SEED_MONOTONE_NOTE = """Along the seed protocol the block-mean density does not fall: over the 123
-200-bead seed-protocol runs of ``bench/results/compression.jsonl`` (10 parameter sets, k = 1
+SEED_MONOTONE_NOTE = """Along the seed protocol the block-mean density does not fall: over the 124
+200-bead seed-protocol runs of ``bench/results/compression.jsonl`` (13 parameter sets, k = 1
 to 1000, 200 blocks each) no block before the last two exceeded the run's end density by
 more than 0.02 % (``bench/early_stop.py``). A block above a density therefore bounds the end
 density from below, which is what ``halt_above_g_cm3`` relies on."""
