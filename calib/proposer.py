@@ -259,9 +259,9 @@ class BoTorchSampler(BaseSampler):
             cdata, layout, self.scalarisation, seed, self.ladder, q=self.q, weights=w,
             num_restarts=self.num_restarts, raw_samples=self.raw_samples, use_feasibility=self.feasibility,
             incumbent_x=clean)
-        # target runs so far: completed ones in the data, and those still pending
+        # target runs so far: completed whole runs in the data (a stopped one is a forecast), and those pending
         lost = lost_numbers(trials)
-        have = (sum(self._at_target(t) for t in done)
+        have = (sum(self._at_target(t) and not t.user_attrs.get(STOPPED_ATTR) for t in done)
                 + sum(self._at_target(t) for t in trials if t.number > horizon and t.number not in lost))
         levels = list(levels)
         for i in range(min(len(levels), max(0, composite.MIN_TARGET_TRIALS - have))):

@@ -57,3 +57,41 @@ def test_a_study_with_a_band_stops_out_of_band_trials_and_answers_from_whole_run
     assert summary["best_trial"] == best.number and ledger.best_trial(study).number == best.number
     assert {t.number for t in ledger.at_target(study)} == {t.number for t in whole}
     assert not math.isnan(summary["best_value"])
+
+
+@pytest.mark.lammps
+def test_with_two_placements_each_stopped_replicate_is_forecast_on_its_own(tmp_path: Path):
+    """replicates: 2 and a band: a replicate that stopped is forecast from its own block and
+    fraction, one that ran the whole protocol keeps its end density, and the trial scores
+    their mean (a stopped replicate makes the trial a stopped one)."""
+    import numpy as np
+
+    from sim_backends.lammps.slurry import density_trajectory
+
+    study_file = write_study(tmp_path, "band2", trials=2, parallel=1, fidelity="rep2",
+                             fidelities={"rep2": {"n_beads": 200, "compression": 1000, "replicates": 2,
+                                                 "equilibration_steps": 10_000, "averaging_steps": 10_000}},
+                             optimizer={"sampler": "sobol"}, slurry={"early_stop_band_rel": 0.3})
+    runs = tmp_path / "runs"
+    run_calib("optimize", "--stage", "slurry", "--study", str(study_file), "--runs-dir", str(runs),
+              "--tracking-uri", "none", "--json", cwd=tmp_path)
+    study = optuna.load_study(study_name="band2", storage=f"sqlite:///{(runs / 'calib.db').resolve()}")
+    b = end_forecast_exponent(1000)
+    seen_stopped = False
+    for t in study.get_trials():
+        folder = runs / "band2" / f"trial_{t.number:05d}"
+        want, any_stopped = [], False
+        for d in (folder, folder / "replicate_01"):
+            _, rho = density_trajectory(d)
+            if len(rho) < 200:  # this placement stopped above the band
+                any_stopped = True
+                want.append(rho[-1] * (len(rho) / 200) ** -b)
+            else:
+                want.append(rho[-2:].mean())
+        obs = t.user_attrs["observables"]
+        assert bool(t.user_attrs.get(ledger.STOPPED_ATTR)) == any_stopped
+        if any_stopped:
+            seen_stopped = True
+            assert obs["density_forecast_g_cm3"] == pytest.approx(float(np.mean(want)), rel=1e-9)
+        assert t.user_attrs["errors"]["slurry_density"]["simulated"] == pytest.approx(float(np.mean(want)), rel=1e-9)
+    assert seen_stopped
