@@ -182,7 +182,8 @@ def sample_posterior(surrogate: Surrogate, dataset_targets: dict, samples: int, 
     ``WALKERS`` walkers started at the trials with the highest likelihood). ``ValueError``
     when no output has a target."""
     import emcee
-    import torch
+
+    from .composite import _proposing
 
     uses = target_uses(surrogate, dataset_targets, assumed_rel_uncertainty)
     if not uses:
@@ -194,10 +195,7 @@ def sample_posterior(surrogate: Surrogate, dataset_targets: dict, samples: int, 
     space: ParameterSpace = surrogate.space
     d = space.dim
     rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with _proposing(seed):  # seeded, one thread (the cores belong to LAMMPS), BoTorch's warnings quiet
         # start: a small ball around the trials the model likes best (inside the cube)
         x = np.clip(surrogate.x, 0.0, 1.0)
         best = x[np.argsort(-logp(x))[:WALKERS]]
@@ -209,8 +207,6 @@ def sample_posterior(surrogate: Surrogate, dataset_targets: dict, samples: int, 
         sampler.run_mcmc(start, steps, progress=False)
         chain = sampler.get_chain(discard=BURN_STEPS, flat=True)[-samples:]
         acceptance = float(np.mean(sampler.acceptance_fraction))
-    finally:
-        torch.set_num_threads(threads)
     return summarise(space, chain, [t for _, t in uses], len(surrogate.x), acceptance)
 
 
@@ -249,6 +245,15 @@ def min_trials(dim: int) -> int:
     """The fewest complete target trials a posterior is computed from: the GP of one
     observable over ``dim`` keys says little with fewer than ``dim + 2``."""
     return dim + 2
+
+
+def of_study(study, space: ParameterSpace, loaded) -> Posterior:
+    """``study_posterior`` with the settings of the study's ``LoadedStudy``
+    (``optimizer.posterior``, the dataset's targets, the study seed): what ``calib optimize``
+    logs when a study ends and ``calib report`` draws."""
+    ps = loaded.spec.optimizer.posterior
+    return study_posterior(study, space, loaded.dataset.targets, ps.samples, ps.assumed_rel_uncertainty,
+                           seed=loaded.spec.seed)
 
 
 def study_posterior(study, space: ParameterSpace, dataset_targets: dict, samples: int,

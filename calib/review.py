@@ -338,14 +338,12 @@ class _Builder:
         from . import posterior as pst
 
         title = "What the calibration leaves uncertain"
-        ps = self.spec.optimizer.posterior
-        if not ps.enabled:
+        if not self.spec.optimizer.posterior.enabled:
             self.section("posterior", title, "<p>Not computed: <code>optimizer.posterior.enabled</code> is false."
                                              "</p>", "not computed")
             return
         try:
-            post = pst.study_posterior(self.study, self.s.space, self.s.loaded.dataset.targets, ps.samples,
-                                       ps.assumed_rel_uncertainty, seed=self.spec.seed)
+            post = pst.of_study(self.study, self.s.space, self.s.loaded)
         except ValueError as exc:  # too few trials, or no target: said, not an error
             self.section("posterior", title, f"<p>Skipped: {_esc(exc)}.</p>", "skipped: too few trials or no target")
             return

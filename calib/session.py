@@ -707,14 +707,12 @@ class StudySession:
         (``ledger.POSTERIOR_ATTR``, for the summary and ``--json``) and on the MLflow parent
         run (``posterior.json``, metrics ``posterior.<key>.{low,median,high}``). Skipped, with
         the reason kept, when the study has too few target trials or no target."""
-        ps = self.spec.optimizer.posterior
-        if not ps.enabled:
+        if not self.spec.optimizer.posterior.enabled:
             return
         from . import posterior
 
         try:
-            post = posterior.study_posterior(self.study, self.space, self.loaded.dataset.targets, ps.samples,
-                                             ps.assumed_rel_uncertainty, seed=self.spec.seed)
+            post = posterior.of_study(self.study, self.space, self.loaded)
         except ValueError as exc:
             self.study.set_user_attr(ledger.POSTERIOR_ATTR, {"not_computed": str(exc)})
             return
