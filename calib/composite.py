@@ -449,8 +449,11 @@ MF_NOTE = """Multi-fidelity proposals (``propose_multi_fidelity``): the paramete
    fixed at 1), with every trial's parameters as the baseline: proposals aim at the best
    calibration at the target, not at a cheap rung's optimum.
 3. Fidelity (screen, then confirm):
-   - until ``MIN_TARGET_TRIALS`` target trials exist, proposals run at the target (the scale
-     and offset between rungs are learnt only from target runs);
+   - until ``MIN_TRANSFER_TRIALS`` runs exist above the cheapest rung, proposals run at the
+     rung just above it (``transfer_rung``; the target on a two-rung ladder): the scale and
+     offset between rungs are learnt only from runs above the cheapest rung, and on a longer
+     ladder the cheapest such runs carry them (the AR(1) model extrapolates along the
+     log-cost axis to the target), so target runs are left for confirmations;
    - a proposal whose predicted objective at the target (posterior mean of the scalarised
      residuals) beats the model's prediction at the best target trial so far (of those
      with the least penalty) is confirmed at the target;
@@ -467,11 +470,20 @@ The initial Sobol trials run at the cheapest fidelity. The study's answer (best 
 Pareto front, lineage for a chained stage) comes from target-fidelity trials only."""
 
 
-MIN_TARGET_TRIALS = 2
-"""Model-based proposals run at the target until this many target trials exist: the scale
-and offset between rungs are learnt only from target runs. Measured on the smoke -> dev
-emulator (24 trials): with 1, seed 1 of seeds 0-3 never had a dev trial within 2 %; with 2,
-seeds 0-2 all did (the full benchmark: docs/optimizer.md)."""
+MIN_TRANSFER_TRIALS = 2
+"""Model-based proposals run at ``transfer_rung`` until this many runs exist above the
+cheapest rung: the scale and offset between rungs are learnt only from such runs. Measured
+on the smoke -> dev emulator (24 trials; there the transfer rung is the target): with 1,
+seed 1 of seeds 0-3 never had a dev trial within 2 %; with 2, seeds 0-2 all did (the full
+benchmark: docs/optimizer.md)."""
+
+
+def transfer_rung(ladder: FidelityLadder) -> int:
+    """The ladder index of the rung where the first model-based proposals run (``MF_NOTE``):
+    the one just above the cheapest, i.e. the target on a two-rung ladder. Until
+    2026-12-07 it was always the target, which on a longer ladder spent two target runs
+    before any confirmation (``bench/mf_ladder.py`` measures the two rules)."""
+    return 1
 
 
 def noise_variance(model) -> torch.Tensor:

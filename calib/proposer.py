@@ -247,6 +247,11 @@ class BoTorchSampler(BaseSampler):
         assert self.ladder is not None
         return t.user_attrs.get(FIDELITY_ATTR, self.ladder.names[-1]) == self.ladder.names[-1]
 
+    def _above_base(self, t: FrozenTrial) -> bool:
+        """Whether t ran above the ladder's cheapest rung."""
+        assert self.ladder is not None
+        return t.user_attrs.get(FIDELITY_ATTR, self.ladder.names[-1]) != self.ladder.names[0]
+
     def _propose_multi_fidelity(self, trials: list[FrozenTrial], done: list[FrozenTrial], horizon: int, b: int,
                                 layout: composite.ResidualLayout, cdata: composite.CompositeData,
                                 w: list[float] | None, seed: int) -> list[list[float]]:
@@ -259,13 +264,14 @@ class BoTorchSampler(BaseSampler):
             cdata, layout, self.scalarisation, seed, self.ladder, q=self.q, weights=w,
             num_restarts=self.num_restarts, raw_samples=self.raw_samples, use_feasibility=self.feasibility,
             incumbent_x=clean)
-        # target runs so far: completed whole runs in the data (a stopped one is a forecast), and those pending
+        # runs above the cheapest rung so far: completed whole runs in the data (a stopped one is a
+        # forecast), and those pending
         lost = lost_numbers(trials)
-        have = (sum(self._at_target(t) and not t.user_attrs.get(STOPPED_ATTR) for t in done)
-                + sum(self._at_target(t) for t in trials if t.number > horizon and t.number not in lost))
+        have = (sum(self._above_base(t) and not t.user_attrs.get(STOPPED_ATTR) for t in done)
+                + sum(self._above_base(t) for t in trials if t.number > horizon and t.number not in lost))
         levels = list(levels)
-        for i in range(min(len(levels), max(0, composite.MIN_TARGET_TRIALS - have))):
-            levels[i] = len(self.ladder.names) - 1  # scale and offset are learnt only from target runs
+        for i in range(min(len(levels), max(0, composite.MIN_TRANSFER_TRIALS - have))):
+            levels[i] = composite.transfer_rung(self.ladder)  # scale and offset need runs above the cheapest rung
         self._levels[b] = [self.ladder.names[i] for i in levels]
         return points
 

@@ -46,7 +46,7 @@ def test_a_multi_fidelity_study_screens_cheaply_and_answers_at_its_target(tmp_pa
     fidelity, each trial's deck is its fidelity's, and the answer (best trial, Pareto front)
     comes from target-fidelity trials only."""
     tiny = {"n_beads": 200, "compression": 2000, "equilibration_steps": 4000, "averaging_steps": 4000}
-    # trials 2 and 3 are model proposals run at the target (MIN_TARGET_TRIALS)
+    # trials 2 and 3 are model proposals run at the target (MIN_TRANSFER_TRIALS at transfer_rung, the target of a two-rung ladder)
     study_file = write_study(tmp_path, "mf", trials=4, parallel=1, fidelity="smoke", fidelities={"tiny": tiny},
                              optimizer={"sampler": "composite", "n_initial": 2, "num_restarts": 2, "raw_samples": 64,
                                         "multi_fidelity": {"ladder": ["tiny", "smoke"],

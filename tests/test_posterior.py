@@ -5,6 +5,8 @@ are analytic functions."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -80,3 +82,16 @@ def test_same_seed_same_posterior():
     a = posterior.sample_posterior(sur, targets, samples=500, seed=3, assumed_rel_uncertainty=0.01)
     b = posterior.sample_posterior(sur, targets, samples=500, seed=3, assumed_rel_uncertainty=0.01)
     assert a.as_dict() == b.as_dict()
+
+
+def test_the_highest_density_interval_reaches_a_bound_where_the_draws_pile_up():
+    rng = np.random.default_rng(0)
+    piled = rng.exponential(0.1, 20_000)  # mass against 0, as at a study's lower bound
+    lo, hi = posterior.hdi(piled, 0.9)
+    assert lo < 1e-3 and abs(hi - 0.1 * math.log(10)) < 0.01  # [0, -ln(0.1) x scale]: 0.230
+    c_lo, _ = np.quantile(piled, [0.05, 0.95])
+    assert c_lo > 0.004  # the equal-tailed interval leaves the bound out
+    normal = rng.normal(0.5, 0.1, 20_000)
+    lo, hi = posterior.hdi(normal, 0.9)
+    assert abs(lo - (0.5 - 0.1645)) < 0.01 and abs(hi - (0.5 + 0.1645)) < 0.01  # symmetric: the central one
+    assert np.mean((normal >= lo) & (normal <= hi)) >= 0.9
