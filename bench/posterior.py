@@ -1,7 +1,7 @@
 """Coverage of the posterior of the free keys (``calib.posterior``) on twins whose hidden set
-is known. Prints, per key, in how many seeds the hidden value lies inside its 90 %
-highest-density interval (and, from the same draws, the equal-tailed one), and the
-intervals' widths; asserts nothing.
+is known. Prints, per key, in how many seeds the hidden value lies inside its 90 % interval
+(and, from the same draws, inside the highest-density one), and the intervals' widths;
+asserts nothing.
 
     .venv/bin/python bench/posterior.py --seeds 10 --trials 30
 
@@ -93,10 +93,10 @@ def run_seed(seed: int, trials: int, samples: int) -> dict:
     sur = Surrogate(SPACE, outputs, model, x, len(x))
     post = posterior.sample_posterior(sur, {n: None for n in NAMES}, samples, seed, TARGET_REL_SD)
     hidden = SPACE.from_unit(list(hidden_u))
-    central = posterior.summarise(SPACE, post.samples, list(post.targets), post.n_trials, post.acceptance,
-                                  interval="central")
+    hdi = posterior.summarise(SPACE, post.samples, list(post.targets), post.n_trials, post.acceptance,
+                              interval="hdi")
     return {"seed": seed, "hidden": hidden, "covers": posterior.covers(post, hidden),
-            "covers_central": posterior.covers(central, hidden),
+            "covers_hdi": posterior.covers(hdi, hidden),
             "width_rel_prior": {i.key: float(_width_u(i, SPACE)) for i in post.intervals},
             "ridges": [d.label() for d in post.ridges], "acceptance": post.acceptance,
             "best_value": study.best_value}
@@ -119,17 +119,17 @@ def main() -> None:
     print(f"posterior coverage on the analytic twin: {args.seeds} seeds, {args.trials} trials each "
           f"(composite), targets +- {100 * TARGET_REL_SD:.0f} %, runs scattered {100 * RUN_REL_SD:.0f} %; "
           f"{time.perf_counter() - t0:.0f} s")
-    print("| key | hidden inside the 90 % highest-density interval | median width (fraction of the bounds) "
-          "| inside the equal-tailed 90 % interval (the same draws) |")
+    print("| key | hidden inside the 90 % interval | median width (fraction of the bounds) "
+          "| inside the 90 % highest-density interval (the same draws) |")
     print("|---|---|---|---|")
     for key in SPACE.keys:
         n = sum(r["covers"][key] for r in runs)
-        c = sum(r["covers_central"][key] for r in runs)
+        c = sum(r["covers_hdi"][key] for r in runs)
         w = float(np.median([r["width_rel_prior"][key] for r in runs]))
         print(f"| {key} | {n} of {len(runs)} | {w:.2f} | {c} of {len(runs)} |")
     every = sum(all(r["covers"].values()) for r in runs)
-    every_c = sum(all(r["covers_central"].values()) for r in runs)
-    print(f"all five keys inside at once: {every} of {len(runs)} seeds (equal-tailed: {every_c}) "
+    every_c = sum(all(r["covers_hdi"].values()) for r in runs)
+    print(f"all five keys inside at once: {every} of {len(runs)} seeds (highest-density: {every_c}) "
           "(goal: each key in at least 9 of 10)")
     print("ridges per seed: " + "; ".join(f"seed {r['seed']}: {len(r['ridges'])}" for r in runs))
     if args.json:

@@ -368,7 +368,7 @@ class _Builder:
                 f"<p>The posterior of the free keys given the targets ({_esc(tg)}), from the study's model of each "
                 f"observable ({post.n_trials} complete trials at the target fidelity; its noise included), a "
                 f"uniform prior on the bounds, {post.n_samples} draws of emcee (acceptance {post.acceptance:.2f}); "
-                f"each key's interval is the shortest holding {pct} % of the draws (highest density). "
+                f"each key's interval leaves {(100 - pct) / 2:g} % of the draws on either side. "
                 "A direction whose sd stays above half the prior's is a ridge the targets cannot separate: sets "
                 "along it fit equally well, and only another observable can tell them apart. A pinned direction "
                 "may only mean that the study confirmed the target in one region and never looked elsewhere: "
