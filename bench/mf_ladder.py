@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from optimizers import (HIDDEN, plot_core_s, run_fixed, run_twin, summarise,  # noqa: E402
-                        synthetic_study)
+                        synthetic_study, trial_records)
 
 from calib import composite  # noqa: E402
 from calib.fidelity import BUILTIN_FIDELITIES, Fidelity  # noqa: E402
@@ -106,6 +106,7 @@ def hidden_runs(seed: int, root: Path) -> dict:
         hidden[name] = trial.slurry.density_g_cm3
         costs[name] = float(sum(walls.values()))
     ladder_study(work, hidden[TARGET_NAME], TARGET_NAME)
+    (work / "hidden.json").write_text(json.dumps({"hidden": hidden, "costs_core_s": costs}))
     print(f"  seed {seed}: hidden {', '.join(f'{k} {v:.4f}' for k, v in hidden.items())} g/cm^3; costs "
           f"{', '.join(f'{k} {v:.1f}' for k, v in costs.items())} core-s", file=sys.stderr)
     return {"seed": seed, "hidden": hidden, "costs_core_s": costs}
@@ -183,9 +184,15 @@ def main() -> None:
     ap.add_argument("--previous-rule", action="store_true",
                     help="also run the ladder under the previous rule (first model proposals at the target)")
     ap.add_argument("--plots", type=Path, default=Path("runs/bench_optimizers"))
+    ap.add_argument("--report-from", type=Path, default=None,
+                    help="report the studies finished in this work folder (of an interrupted run) instead of running")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     args.plots.mkdir(parents=True, exist_ok=True)
+    if args.report_from is not None:
+        results, arms = from_ledgers(args.report_from, args.single_trials, args.multi_trials)
+        report(results, arms, args, wall=math.nan)
+        return
     root = Path(tempfile.mkdtemp(prefix="calib_bench_ladder_"))
     print(f"# multi-fidelity over the compression ladder; work in {root}", file=sys.stderr)
     t0 = time.perf_counter()
@@ -199,9 +206,57 @@ def main() -> None:
                                           results[seeds.index(s_)]["costs_core_s"]) for s_, arm in tasks}
         for (s_, arm), f in futures.items():
             results[seeds.index(s_)][arm] = f.result()
+    report(results, arms, args, wall=time.perf_counter() - t0)
+
+
+def from_ledgers(root: Path, single_trials: int, multi_trials: int) -> tuple[list[dict], list[str]]:
+    """The seeds and arms whose studies finished in ``root`` (an interrupted run's work
+    folder): an arm is reported only if every seed's study ran its whole budget."""
+    import optuna
+
+    from calib.study import load_study
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    results, done = [], {SINGLE: [], MULTI: [], PREVIOUS: []}
+    for work in sorted(root.glob("seed_*"), key=lambda p: int(p.name.split("_")[1])):
+        seed = int(work.name.split("_")[1])
+        saved = json.loads((work / "hidden.json").read_text()) if (work / "hidden.json").exists() else None
+        spec = load_study(work / "twin_study.yaml").spec
+        r: dict = {"seed": seed}
+        for arm, db, name, n in ((SINGLE, work / "twin.db", f"twin_composite_{seed}", single_trials),
+                                 (MULTI, work / "twin.db", f"twin_composite_mf_{seed}", multi_trials),
+                                 (PREVIOUS, work / "previous" / "twin.db", f"twin_composite_mf_{seed}", multi_trials)):
+            if not db.exists():
+                continue
+            try:
+                study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+            except KeyError:
+                continue
+            finished = [t for t in study.trials if t.state.is_finished()]
+            if len(finished) < n:
+                continue
+            if arm != SINGLE and saved is None:
+                saved = {"costs_core_s": json.loads(study.user_attrs["calib_spec"])["optimizer"]["multi_fidelity"][
+                    "costs_core_s"]}
+            r[arm] = trial_records(study, spec)[:n]
+            done[arm].append(seed)
+        ds = yaml.safe_load((work / "twin_data" / "dataset.yaml").read_text())
+        r["hidden"] = (saved or {}).get("hidden") or {TARGET_NAME: ds["targets"]["slurry_density"]["value"]}
+        r["costs_core_s"] = (saved or {}).get("costs_core_s", {})
+        results.append(r)
+    seeds = [r["seed"] for r in results]
+    arms = [a for a in (SINGLE, MULTI, PREVIOUS) if done[a] and done[a] == seeds]
+    for a in (SINGLE, MULTI, PREVIOUS):
+        if a not in arms:
+            print(f"not reported: {a} (finished for seeds {done[a]} of {seeds})", file=sys.stderr)
+    return results, arms
+
+
+def report(results: list[dict], arms: list[str], args: argparse.Namespace, wall: float) -> None:
     runs = {arm: [r[arm] for r in results] for arm in arms}
     summary = summarise(runs, TOLERANCES)
-    costs = {k: statistics.mean(r["costs_core_s"][k] for r in results) for k in results[0]["costs_core_s"]}
+    costs = {k: statistics.mean(r["costs_core_s"][k] for r in results if k in r["costs_core_s"])
+             for k in ("smoke", "dev", TARGET_NAME) if any(k in r["costs_core_s"] for r in results)}
     print(f"hidden {HIDDEN}; per seed, the hidden set at each rung on the seed's own placement (g/cm^3; the "
           f"{TARGET_NAME} value is that seed's target, synthetic):")
     for r in results:
@@ -216,7 +271,6 @@ def main() -> None:
         for t in (0.03, 0.02):
             print(f"- per seed at {t:.0%}: " + ", ".join(per_seed_ratios(results, t, arm)))
     plot_core_s("multi-fidelity over the compression ladder (real LAMMPS)", runs, args.plots / "mf_ladder.png")
-    wall = time.perf_counter() - t0
     print(f"\nplot in {args.plots / 'mf_ladder.png'}; {wall:.0f} s")
     if args.json:
         print(json.dumps({"results": results, "summary": summary, "ratios": rat, "costs_core_s": costs,
