@@ -236,7 +236,7 @@ def from_ledgers(root: Path, single_trials: int, multi_trials: int) -> tuple[lis
             if len(finished) < n:
                 continue
             if arm != SINGLE and saved is None:
-                saved = {"costs_core_s": json.loads(study.user_attrs["calib_spec"])["optimizer"]["multi_fidelity"][
+                saved = {"costs_core_s": json.loads(study.user_attrs["calib_study_spec"])["optimizer"]["multi_fidelity"][
                     "costs_core_s"]}
             r[arm] = trial_records(study, spec)[:n]
             done[arm].append(seed)
