@@ -71,7 +71,7 @@ import numpy as np  # noqa: E402
 from results_log import append_result, load_results  # noqa: E402
 
 from calib import stages  # noqa: E402
-from calib.lineage import Lineage, sha256_of, state_bead_count  # noqa: E402
+from calib.stages.upstream_state import Lineage, sha256_of, state_bead_count  # noqa: E402
 from calib.pipeline import params_from, run_pipeline  # noqa: E402
 from calib.runner import Runner, TrialExecution  # noqa: E402
 from calib.stages import Run  # noqa: E402

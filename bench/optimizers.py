@@ -74,7 +74,8 @@ sys.path.insert(0, str(REPO))
 
 from calib.stages.drying import DryingTrial  # noqa: E402
 from calib.fidelity import BUILTIN_FIDELITIES  # noqa: E402
-from calib.lineage import STATE_FILE, resolve_upstream  # noqa: E402
+from calib.lineage import resolve_upstream  # noqa: E402
+from calib.stages.upstream_state import STATE_FILE  # noqa: E402
 from calib.loop import LoopConfig, run_study  # noqa: E402
 from calib.runner import Runner, TrialExecution  # noqa: E402
 from calib.spec import ResourcesSpec  # noqa: E402

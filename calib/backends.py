@@ -5,15 +5,21 @@ module in ``sim_backends`` plus one entry here."""
 from __future__ import annotations
 
 import shutil
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable, Protocol
 
 from sim_backends.backend import Backend
 from sim_backends.lammps.install import LammpsInstall
 
 from .errors import InputError
 
-if TYPE_CHECKING:  # the study model validates backend names against this module
-    from .spec import ResourcesSpec
+
+class ResourcesSpec(Protocol):
+    """What a backend factory reads of a study's ``resources`` (``calib.spec.ResourcesSpec``,
+    which validates its backend name against ``names()``: the registry sits below the study
+    model, so it names the model's shape here instead of importing it)."""
+
+    backend: str
+    slurm: Any
 
 
 def _local(resources: "ResourcesSpec", lammps: LammpsInstall) -> Backend:

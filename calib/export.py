@@ -32,7 +32,7 @@ from sim_backends.lammps.outputs import lammps_version
 
 from . import __version__, confirm, ledger
 from .errors import InputError
-from .lineage import STATE_FILE
+from .stages.upstream_state import STATE_FILE
 from .report import pareto
 from .spec import StudyBase
 from .stages.system import column_system

@@ -13,7 +13,7 @@ import hashlib
 import json
 
 from . import ledger
-from .lineage import Lineage
+from .stages.upstream_state import Lineage
 from .space import ParameterSpace
 from .study import LoadedStudy
 

@@ -19,7 +19,7 @@ import optuna
 from sim_backends.backend import Backend
 from sim_backends.lammps.install import LammpsInstall
 
-from .lineage import Lineage
+from .stages.upstream_state import Lineage
 from .runner import Runner
 from .session import ActiveTrial, Event, LoopConfig, StudySession, claim_study_dir, ready_to_ask, trial_seed
 from .study import LoadedStudy

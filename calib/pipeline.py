@@ -25,7 +25,7 @@ from sim_backends.lammps.install import LammpsInstall
 
 from . import stages
 from .errors import InputError
-from .lineage import Lineage, sha256_of
+from .stages.upstream_state import Lineage, sha256_of
 from .plots import POROSITY_PLOT, PROFILE_PLOT
 from .runner import Runner, TrialExecution
 from .stages import TrialContext

@@ -38,7 +38,7 @@ from .confirm import Confirmation
 from .errors import InputError, StudyHalted
 from .identity import study_ident
 from .ledger import FIDELITY_ATTR, best_trial
-from .lineage import Lineage
+from .stages.upstream_state import Lineage
 from .report import pareto
 from .runner import Outcome, Runner, TrialExecution
 from .samplers import make_sampler

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from . import ledger
 from .errors import InputError
-from .lineage import Lineage, sha256_of
+from .stages.upstream_state import Lineage, sha256_of
 from .space import ParameterSpace
 from .study import DEFAULT_DATA_ROOT, LoadedStudy, check_bead_convention, dataset_path, parse_spec_json
 

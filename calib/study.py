@@ -36,10 +36,29 @@ def study_spec_model() -> type[StudyBase]:
     return _spec_model(tuple(sorted((k, v) for k, v in sections.items())))
 
 
+class StudySpec(StudyBase):
+    """``StudyBase`` with the checks that need the stage registry (the schema sits below the
+    stages, which use its models; the registry's checks belong here, above both)."""
+
+    def _check_stage(self) -> None:
+        if self.stage not in stages.registry.names():
+            raise ValueError(f"stage: unknown stage {self.stage!r} (known: {', '.join(stages.registry.names())})")
+
+    def _check_stage_fields(self) -> None:
+        stage = stages.registry.get(self.stage)
+        for t in self.objective.targets:
+            if t not in stage.targets:
+                raise ValueError(f"objective.targets.{t}: stage {self.stage} does not produce it "
+                                 f"(it produces {', '.join(stage.targets)})")
+        if stage.upstream is not None and self.upstream is None:
+            raise ValueError(f"upstream: stage {self.stage} starts from a {stage.upstream} state: "
+                             "name the upstream study (upstream.study) or a data file (upstream.data_file)")
+
+
 @lru_cache(maxsize=None)
 def _spec_model(sections: tuple[tuple[str, type[BaseModel]], ...]) -> type[StudyBase]:
     fields: dict[str, Any] = {name: (model, model()) for name, model in sections}
-    return create_model("StudySpec", __base__=StudyBase, **fields)
+    return create_model("StudySpec", __base__=StudySpec, **fields)
 
 
 def parse_spec_json(text: str) -> StudyBase:

@@ -1,5 +1,6 @@
 """Imports run one way: calib -> objectives, calib -> sim_backends; never back up, and
-objectives and sim_backends do not import each other."""
+objectives and sim_backends do not import each other. Inside calib, no import cycle, counting
+imports inside functions and under ``if TYPE_CHECKING:``."""
 
 from __future__ import annotations
 
@@ -24,3 +25,68 @@ def test_no_upward_or_sideways_imports(package):
                 names = [node.module]
             bad += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] in FORBIDDEN[package]]
     assert not bad, bad
+
+
+def calib_import_graph(repo: Path = REPO) -> dict[str, set[str]]:
+    """calib's modules -> the calib modules they import, counting imports inside functions and
+    under ``if TYPE_CHECKING:`` (each is a dependency all the same). Importing ``a.b.c`` counts
+    as importing each package on the way (their ``__init__`` runs), except the importer's own
+    ancestors."""
+    mods = {}
+    for path in (repo / "calib").rglob("*.py"):
+        parts = list(path.relative_to(repo).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        mods[".".join(parts)] = path
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for mod, path in mods.items():
+        package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+        targets = []
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    src = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    src = node.module or ""
+                targets += [f"{src}.{a.name}" if f"{src}.{a.name}" in mods else src for a in node.names]
+        ancestors = {".".join(mod.split(".")[:i]) for i in range(1, len(mod.split(".")))}
+        for t in targets:
+            parts = t.split(".")
+            for i in range(1, len(parts) + 1):
+                name = ".".join(parts[:i])
+                if name in mods and name != mod and name not in ancestors:
+                    graph[mod].add(name)
+    return graph
+
+
+def first_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    from graphlib import CycleError, TopologicalSorter
+
+    try:
+        tuple(TopologicalSorter(graph).static_order())
+    except CycleError as exc:
+        return list(exc.args[1])
+    return None
+
+
+def test_calib_has_no_import_cycles():
+    cycle = first_cycle(calib_import_graph())
+    assert cycle is None, f"import cycle: {' -> '.join(cycle or [])}"
+
+
+@pytest.mark.parametrize("where", ["function", "type_checking"])
+def test_the_cycle_check_sees_deferred_and_type_checking_imports(tmp_path: Path, where: str):
+    pkg = tmp_path / "calib"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from .sub import b\n")
+    back = {"function": "def f():\n    from .. import a\n",
+            "type_checking": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..a import X\n"}[where]
+    (pkg / "sub" / "b.py").write_text(back)
+    assert first_cycle(calib_import_graph(tmp_path)) is not None
+    (pkg / "sub" / "b.py").write_text("")
+    assert first_cycle(calib_import_graph(tmp_path)) is None

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from calib.errors import InputError
-from calib.lineage import check_composition, state_bead_count
+from calib.stages.upstream_state import check_composition, state_bead_count
 from objectives.dataset import CalenderedPorosity, DatasetError, Target, load_dataset
 from objectives.porosity import calendered_porosity_error, dried_porosity_error
 from sim_backends.lammps.beads import dried_system

@@ -31,7 +31,7 @@ from sim_backends.transport import SOR_ITER_LIMIT
 
 from ..errorbars import combine_degrees, infinite_tau
 from ..errors import InputError
-from ..lineage import state_bead_count
+from .upstream_state import state_bead_count
 from ..plots import pyplot
 from .base import Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
 from .calendering import STAGE as CALENDERING
@@ -43,8 +43,8 @@ from .system import systems_for
 from .verdict import ConvergencePolicy, Verdict, verdict_of
 
 if TYPE_CHECKING:
-    from ..lineage import Lineage
-    from ..study import LoadedStudy
+    from .upstream_state import Lineage
+    from .base import StudyView
 
 PLOT = "characterisation_vs_degree.png"
 MIN_VOXELS_PER_BEAD = 3
@@ -341,10 +341,10 @@ class CharacteriseStage(StageBase):
 
     fidelity_reads = CALENDERING.fidelity_reads
 
-    def identity_extra(self, loaded: "LoadedStudy") -> dict:
+    def identity_extra(self, loaded: "StudyView") -> dict:
         return CALENDERING.identity_extra(loaded)
 
-    def prepare(self, loaded: "LoadedStudy", options: Mapping[str, Any]) -> "LoadedStudy":
+    def prepare(self, loaded: "StudyView", options: Mapping[str, Any]) -> "StudyView":
         """Refuse, before anything is written: no SE phase; a resolution with fewer than 3
         voxels across the smallest solid bead; scored series the dataset lacks or whose
         degrees are not simulated."""
@@ -370,7 +370,7 @@ class CharacteriseStage(StageBase):
                 check_measured_degrees(loaded, name, [p.degree_pct for p in series.points])
         return loaded
 
-    def check_upstream(self, loaded: "LoadedStudy", lineage: "Lineage") -> None:
+    def check_upstream(self, loaded: "StudyView", lineage: "Lineage") -> None:
         """The upstream state holds this dataset's dried beads (with SE beads); the voxel grid fits."""
         CALENDERING.check_upstream(loaded, lineage)
         state = Path(lineage.state_file)
@@ -380,7 +380,7 @@ class CharacteriseStage(StageBase):
         data = read_sphere_data(state)
         self.check_box(loaded, [h - lo for lo, h in zip(data.lo, data.hi)], "the state")
 
-    def check_box(self, loaded: "LoadedStudy", edges_um, what: str) -> None:
+    def check_box(self, loaded: "StudyView", edges_um, what: str) -> None:
         CALENDERING.check_box(loaded, edges_um, what)
         check_grid(loaded, edges_um, what, resolution_um=loaded.spec.characterise.resolution_um,
                    field="characterise.resolution_um")

@@ -20,8 +20,8 @@ from ..errors import InputError
 from ..spec import SpecModel
 
 if TYPE_CHECKING:
-    from ..lineage import Lineage
-    from ..study import LoadedStudy
+    from .upstream_state import Lineage
+    from .base import StudyView
 
 DRIED_STATE = "dried.data"
 MAX_VOXEL_BYTES = 2 * 1024**3
@@ -38,7 +38,7 @@ class WallSettings(SpecModel):
     xu: float | None = Field(default=None, ge=0)
 
 
-def nanoporosity_of(loaded: LoadedStudy) -> dict[str, float]:
+def nanoporosity_of(loaded: StudyView) -> dict[str, float]:
     """Nanoporosity per phase: the dataset's, with the study's ``drying.cbd_nanoporosity``
     overriding CBD (seed: CBD counted as 50 % nanoporous)."""
     assert loaded.dataset.system is not None
@@ -48,10 +48,10 @@ def nanoporosity_of(loaded: LoadedStudy) -> dict[str, float]:
     return out
 
 
-def check_film_state(loaded: "LoadedStudy", lineage: "Lineage", beads: str) -> None:
+def check_film_state(loaded: "StudyView", lineage: "Lineage", beads: str) -> None:
     """The upstream state holds this dataset's ``beads`` (``slurry`` or ``dried``) at its bead
     count, and the porosity grid over it fits (``InputError`` otherwise)."""
-    from ..lineage import check_composition, state_bead_count
+    from .upstream_state import check_composition, state_bead_count
     from .system import systems_for
 
     state = Path(lineage.state_file)
@@ -90,14 +90,14 @@ def analyse_state(path: Path, system: BeadSystem, collector_z: float | None, res
         raise SimulationFailed(f"porosity grid: {exc}", workdir) from exc
 
 
-def check_resolution(loaded: LoadedStudy, lineage: Lineage) -> None:
+def check_resolution(loaded: StudyView, lineage: Lineage) -> None:
     """Refuse a voxel resolution whose grid over the upstream box would need more memory than
     allowed (the film is never taller than the box it starts in, plus half for the lid)."""
     data = read_sphere_data(Path(lineage.state_file))
     check_grid(loaded, [h - lo for lo, h in zip(data.lo, data.hi)], "the state")
 
 
-def check_grid(loaded: "LoadedStudy", edges_um, what: str, resolution_um: float | None = None,
+def check_grid(loaded: "StudyView", edges_um, what: str, resolution_um: float | None = None,
                field: str = "drying.resolution_um") -> None:
     """Refuse (``InputError`` on ``field``) a voxel grid of ``resolution_um`` (default: the
     study's ``drying.resolution_um``) over a box of ``edges_um``, plus half in height, that

@@ -41,7 +41,7 @@ from .system import slurry_system
 
 if TYPE_CHECKING:
     from ..spec import StudyBase
-    from ..study import LoadedStudy
+    from .base import StudyView
 
 
 class SlurrySettings(SpecModel):
@@ -324,7 +324,7 @@ class SlurryTrial:
     study scores the viscosity curve) one SLLOD run per shear rate, all starting from the
     slurry's ``final.restart`` and submitted together."""
 
-    def __init__(self, workdir: Path, loaded: "LoadedStudy", fidelity: Fidelity, params: ForceFieldParams,
+    def __init__(self, workdir: Path, loaded: "StudyView", fidelity: Fidelity, params: ForceFieldParams,
                  seed: int, paired: Fidelity | None = None, band_stop: bool = False) -> None:
         self.workdir = Path(workdir)
         self.loaded = loaded
@@ -585,7 +585,7 @@ def end_forecast_exponent(k: int) -> float:
     return float(np.interp(x, xs, [END_FORECAST_EXPONENT[v] for v in ks]))
 
 
-def band_threshold(loaded: "LoadedStudy", fidelity: Fidelity) -> float | None:
+def band_threshold(loaded: "StudyView", fidelity: Fidelity) -> float | None:
     """The density (g/cm^3, at the fidelity's own protocol) above which a calibration trial
     stops (``SlurrySettings.early_stop_band_rel``): target x (1 + band), divided by the
     fidelity's transfer factor where it maps the rung to the full protocol; None without a
@@ -631,7 +631,7 @@ def density_not_converged(obs: SlurryObservables, run: SlurryRunSpec) -> str:
             f"(tolerance {run.tolerance_rel:.2%}); lengthen the fidelity's density_max_steps")
 
 
-def check_protocol(loaded: "LoadedStudy") -> None:
+def check_protocol(loaded: "StudyView") -> None:
     """Every ladder fidelity can run the study's protocol, and every scored target that names
     the protocol it is comparable under names the study's (unless the study consents:
     ``slurry.allow_protocol_mismatch``). ``InputError`` otherwise."""
@@ -666,7 +666,7 @@ def uses_viscosity(spec: "StudyBase") -> bool:
     return "viscosity_curve" in spec.objective.targets
 
 
-def simulated_rates_per_s(loaded: "LoadedStudy") -> tuple[float, ...]:
+def simulated_rates_per_s(loaded: "StudyView") -> tuple[float, ...]:
     """Experimental-scale shear rates to simulate (1/s): the study's, else the curve's."""
     v = loaded.spec.viscosity
     if v.shear_rates_per_s is not None:
@@ -700,7 +700,7 @@ class SlurryStage(StageBase):
     def identity_sections(self, spec: "StudyBase") -> tuple[str, ...]:
         return ("slurry", "viscosity") if uses_viscosity(spec) else ("slurry",)
 
-    def identity_extra(self, loaded: "LoadedStudy") -> dict:
+    def identity_extra(self, loaded: "StudyView") -> dict:
         if not uses_viscosity(loaded.spec):
             return {}
         assert loaded.curve is not None
@@ -708,16 +708,16 @@ class SlurryStage(StageBase):
                                     "viscosity_pa_s": list(loaded.curve.viscosity_pa_s),
                                     "uncertainty_pa_s": list(loaded.curve.uncertainty_pa_s or ())}}
 
-    def dataset_identity(self, loaded: "LoadedStudy") -> dict:
+    def dataset_identity(self, loaded: "StudyView") -> dict:
         used = super().dataset_identity(loaded)
         for p in used.get("system", {}).values():  # the slurry never reads the nanoporosity
             p.pop("nanoporosity", None)
         return used
 
-    def fidelity_problem(self, loaded: "LoadedStudy", fidelity: Fidelity) -> str | None:
+    def fidelity_problem(self, loaded: "StudyView", fidelity: Fidelity) -> str | None:
         return protocol_problem(loaded.spec.slurry, fidelity)
 
-    def prepare(self, loaded: "LoadedStudy", options: Mapping[str, Any]) -> "LoadedStudy":
+    def prepare(self, loaded: "StudyView", options: Mapping[str, Any]) -> "StudyView":
         """Attach the measured viscosity curve: ``options["viscosity_csv"]`` (``--viscosity-csv``),
         else the study's ``viscosity.csv``, else the dataset's ``curves.viscosity_curve``."""
         spec, where = loaded.spec, str(loaded.path)
@@ -749,7 +749,7 @@ class SlurryStage(StageBase):
                              "(--viscosity-csv FILE or viscosity.csv in the study)")
         return loaded.model_copy(update={"curve": curve, "curve_source": source})
 
-    def warnings(self, loaded: "LoadedStudy") -> list[str]:
+    def warnings(self, loaded: "StudyView") -> list[str]:
         """Shear rates that cannot converge at some fidelity of the study (too short a run)."""
         spec = loaded.spec
         if not uses_viscosity(spec):
@@ -768,7 +768,7 @@ class SlurryStage(StageBase):
                            "shear_max_steps)")
         return out
 
-    def study_attrs(self, loaded: "LoadedStudy") -> dict[str, str]:
+    def study_attrs(self, loaded: "StudyView") -> dict[str, str]:
         return {"viscosity_curve_source": str(loaded.curve_source)} if uses_viscosity(loaded.spec) else {}
 
     def make_trial(self, ctx: TrialContext) -> SlurryTrial:
