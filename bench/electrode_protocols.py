@@ -72,13 +72,13 @@ from results_log import append_result, load_results  # noqa: E402
 
 from calib import stages  # noqa: E402
 from calib.stages.upstream_state import Lineage, sha256_of, state_bead_count  # noqa: E402
-from calib.pipeline import params_from, run_pipeline  # noqa: E402
-from calib.runner import Runner, TrialExecution  # noqa: E402
+from calib.execution.pipeline import params_from, run_pipeline  # noqa: E402
+from calib.execution.runner import Runner, TrialExecution  # noqa: E402
 from calib.stages import Run  # noqa: E402
 from calib.stages.calendering import CalenderingTrial  # noqa: E402
 from calib.stages.drying import PUBLIC_DRYING_STEPS, DryingTrial  # noqa: E402
-from calib.stages.film import study_or_fidelity  # noqa: E402
-from calib.study import load_study  # noqa: E402
+from calib.stages.film_structure import study_or_fidelity  # noqa: E402
+from calib.study.load import load_study  # noqa: E402
 from sim_backends.lammps.calendering import CALENDER_STATUS, CALENDERED_DATA  # noqa: E402
 from sim_backends.lammps.compression import LAWS, NptProtocol, compress  # noqa: E402
 from sim_backends.lammps.drying import (DRIED_DATA, DRYING_HOLD_DECK, DRYING_HOLD_LOG, DRYING_LOG,  # noqa: E402

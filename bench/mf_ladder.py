@@ -6,7 +6,7 @@ Prints figures; asserts nothing.
 
 A real-LAMMPS density twin of the default study (five free keys, its bounds) under common
 random numbers: per seed, every trial of both studies runs on the same placement (LAMMPS seed
-``calib.session.trial_seed(seed, 0)``), and the target is the density of ``HIDDEN`` on that
+``calib.execution.session.trial_seed(seed, 0)``), and the target is the density of ``HIDDEN`` on that
 placement at the *target rung*, so the objective is deterministic and the hidden set scores
 0. The ladder is the seed protocol compressed k = 1000 (``smoke``), k = 200 (``dev``) and,
 as the target, k = 20 (``k20``, defined here: 200 beads, ``LADDER_TARGET``), about 25 times
@@ -24,9 +24,9 @@ Per seed, in this invocation:
 2. ``composite`` at the target rung only (``--single-trials`` trials, its Sobol start at
    the target): the baseline;
 3. ``composite`` over the ladder smoke -> dev -> k20 (``--multi-trials`` trials; Sobol
-   start at smoke, two model proposals at dev (``calib.composite.transfer_rung``), then
+   start at smoke, two model proposals at dev (``calib.optimize.composite.transfer_rung``), then
    screen-then-confirm with the cost-aware choice of the screening rung:
-   ``calib.composite.MF_NOTE``).
+   ``calib.optimize.composite.MF_NOTE``).
 
 Printed: per sampler the median core-seconds (every run's wall x cores, all rungs, summed up
 to and including the first *target-rung* trial within the tolerance: a calibration counts
@@ -56,12 +56,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from optimizers import (HIDDEN, plot_core_s, run_fixed, run_twin, summarise,  # noqa: E402
                         synthetic_study)
 
-from calib import composite  # noqa: E402
-from calib.fidelity import BUILTIN_FIDELITIES, Fidelity  # noqa: E402
-from calib.session import trial_seed  # noqa: E402
-from calib.space import ParameterSpace  # noqa: E402
+from calib.optimize import composite  # noqa: E402
+from calib.spec.fidelity import BUILTIN_FIDELITIES, Fidelity  # noqa: E402
+from calib.execution.session import trial_seed  # noqa: E402
+from calib.study.space import ParameterSpace  # noqa: E402
 from calib.stages.slurry import SlurryTrial  # noqa: E402
-from calib.study import DEFAULT_STUDY, load_study  # noqa: E402
+from calib.study.load import DEFAULT_STUDY, load_study  # noqa: E402
 
 TOLERANCES = (0.05, 0.03, 0.02, 0.01)
 TARGET_NAME = "k20"

@@ -73,17 +73,17 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from calib.stages.drying import DryingTrial  # noqa: E402
-from calib.fidelity import BUILTIN_FIDELITIES  # noqa: E402
-from calib.lineage import resolve_upstream  # noqa: E402
+from calib.spec.fidelity import BUILTIN_FIDELITIES  # noqa: E402
+from calib.study.upstream import resolve_upstream  # noqa: E402
 from calib.stages.upstream_state import STATE_FILE  # noqa: E402
-from calib.loop import LoopConfig, run_study  # noqa: E402
-from calib.runner import Runner, TrialExecution  # noqa: E402
-from calib.spec import ResourcesSpec  # noqa: E402
-from calib.samplers import make_sampler  # noqa: E402
-from calib.space import ParameterSpace  # noqa: E402
+from calib.execution.loop import LoopConfig, run_study  # noqa: E402
+from calib.execution.runner import Runner, TrialExecution  # noqa: E402
+from calib.spec.study_file import ResourcesSpec  # noqa: E402
+from calib.optimize.sampler_registry import make_sampler  # noqa: E402
+from calib.study.space import ParameterSpace  # noqa: E402
 from calib.stages.slurry import SlurryTrial  # noqa: E402
-from calib.spec import SAMPLERS, MultiFidelitySpec
-from calib.study import DEFAULT_STUDY, load_study  # noqa: E402
+from calib.spec.study_file import SAMPLERS, MultiFidelitySpec
+from calib.study.load import DEFAULT_STUDY, load_study  # noqa: E402
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
 from sim_backends.local import LocalBackend  # noqa: E402
 
@@ -575,7 +575,7 @@ def _previous_composite(data, layout, q: int, seed: int, num_restarts: int, raw_
     """The composite proposal as it was assembled until 2026-12-07, the baseline of the
     overhead's ratio: the same fitted GPs (today's ``build_models``) put in one model list,
     the label both a sample constraint on qLogNEI and the barrier
-    (``calib.composite.PROPOSAL_TIME_NOTE``)."""
+    (``calib.optimize.composite.PROPOSAL_TIME_NOTE``)."""
     import torch
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
     from botorch.acquisition.objective import GenericMCObjective
@@ -583,7 +583,7 @@ def _previous_composite(data, layout, q: int, seed: int, num_restarts: int, raw_
     from botorch.optim import optimize_acqf
     from botorch.sampling import SobolQMCNormalSampler
 
-    from calib import composite
+    from calib.optimize import composite
 
     with composite._proposing(seed):
         models = composite.build_models(data)
@@ -609,9 +609,9 @@ def proposal_overhead(n: int = 100, d: int = 12, q: int = 4, repeats: int = 3) -
     viscosity rates, with measured SEMs), composite on a two-rung ladder (three residuals,
     30 % of trials at the target), the previous composite (``_previous_composite``, same
     data) and the single-GP scalar path, all in this invocation."""
-    from calib import composite
-    from calib.proposer import propose_gp_batch
-    from calib.spec import OptimizerSpec
+    from calib.optimize import composite
+    from calib.optimize.botorch_sampler import propose_gp_batch
+    from calib.spec.study_file import OptimizerSpec
 
     o = OptimizerSpec()
     rng = np.random.default_rng(0)
@@ -802,11 +802,11 @@ DETERMINISTIC_TOLERANCES = (0.05, 0.03, 0.02, 0.01)
 def run_deterministic(args: argparse.Namespace, work: Path, report: dict, t0: float) -> None:
     """The deterministic density twin (issue 28's baselines): per seed, the target is the
     hidden set's density on the very placement that seed's study runs every trial on (common
-    random numbers: ``calib.session.trial_seed``), so the objective is a deterministic
+    random numbers: ``calib.execution.session.trial_seed``), so the objective is a deterministic
     function of the parameters and the hidden set scores exactly 0; every sampler of
     ``--samplers`` runs every seed in this invocation. Tolerances include 3 % (the group's
     swarm reached about 3 % RMS)."""
-    from calib.session import trial_seed
+    from calib.execution.session import trial_seed
 
     loaded = load_study(DEFAULT_STUDY, fidelity=args.fidelity)
     space = ParameterSpace.from_spec(loaded.spec.parameters)

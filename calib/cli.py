@@ -16,10 +16,10 @@ from typing import Optional
 import typer
 import typer.core
 
-from . import stages
-from .errors import InputError, StudyHalted, Terminated
-from .paths import check_folder, new_folder
-from .study import DEFAULT_STUDY
+from calib import stages
+from calib.core.errors import InputError, StudyHalted, Terminated
+from calib.core.paths import check_folder, new_folder
+from calib.study.load import DEFAULT_STUDY
 
 
 
@@ -93,13 +93,13 @@ def _fail(exc: InputError) -> None:
 
 
 def _check_storage(url: str, runs_dir: Path | None = None) -> None:
-    from . import ledger
+    from calib import ledger
 
     ledger.check_storage(url, runs_dir=runs_dir)
 
 
 def _check_tracking(uri: str | None) -> None:
-    from .tracking import check_tracking_uri
+    from calib.review.tracking import check_tracking_uri
 
     if uri is not None:
         check_tracking_uri(uri)
@@ -172,7 +172,7 @@ def optimize(
     study at once (same study file and --storage): they share its trial budget. With
     --confirm the best set is then run at the target protocol (k = 1 by default: hours for
     the slurry's seed protocol) and shown next to its calibrated value."""
-    from .study import load_study
+    from calib.study.load import load_study
 
     try:
         stages.lookup(stage, "--stage", "stage")
@@ -188,7 +188,7 @@ def optimize(
                                                      "live drivers would be taken for dead")
         conf = None
         if confirm:
-            from .confirm import Confirmation
+            from calib.optimize.confirmation import Confirmation
 
             if confirm_timeout_s is not None and not confirm_timeout_s > 0:
                 raise InputError("--confirm-timeout-s", "(option)", f"must be positive, got {confirm_timeout_s:g}")
@@ -206,7 +206,7 @@ def optimize(
         _check_tracking(tracking_uri)
         lineage = None
         if loaded.spec.upstream is not None:
-            from .lineage import resolve_upstream
+            from calib.study.upstream import resolve_upstream
 
             lineage = resolve_upstream(loaded, url)
             loaded.stage.check_upstream(loaded, lineage)
@@ -222,7 +222,7 @@ def terminated_as_interrupt():
     """SIGTERM (a scheduler's stop, ``kill``) handled like Ctrl-C while the study runs: it
     raises ``Terminated`` (a ``KeyboardInterrupt``), so jobs are cancelled, running trials
     re-queued and MLflow runs ended; the command then exits 143 (128 + SIGTERM). Further
-    SIGTERMs during that clean-up are ignored (SIGKILL still stops it; see ``calib.loop``)."""
+    SIGTERMs during that clean-up are ignored (SIGKILL still stops it; see ``calib.execution.loop``)."""
     import signal
 
     def handler(signum, frame):
@@ -245,7 +245,7 @@ def _interrupted(exc: KeyboardInterrupt, what: str) -> None:
 
 def _with_backend(loaded, backend: str | None, path: Path):
     """The study with ``--backend`` applied, refused (exit 2) if unknown or unusable here."""
-    from .backends import check
+    from calib.core.backend_registry import check
 
     name = backend or loaded.spec.resources.backend
     check(name, "--backend" if backend else f"{path}: resources")
@@ -261,11 +261,11 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
 
     from sim_backends.lammps.install import locate_lammps
 
-    from . import ledger
-    from .backends import make_backend
-    from .loop import Event, LoopConfig, run_study
-    from .report import study_summary
-    from .tracking import MlflowTracker, NullTracker, default_tracking_uri
+    from calib import ledger
+    from calib.core.backend_registry import make_backend
+    from calib.execution.loop import Event, LoopConfig, run_study
+    from calib.review.summary import study_summary
+    from calib.review.tracking import MlflowTracker, NullTracker, default_tracking_uri
 
     spec = loaded.spec
     n_trials = trials or spec.trials
@@ -282,8 +282,8 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
     if ledger.study_exists(spec.name, url):  # refuse a resume of another calibration up front
         import optuna
 
-        from .identity import study_ident
-        from .space import ParameterSpace
+        from calib.study.identity import study_ident
+        from calib.study.space import ParameterSpace
 
         existing = optuna.load_study(study_name=spec.name, storage=url)
         try:
@@ -381,7 +381,7 @@ def _print_summary(s: dict) -> None:
         typer.echo("  Pareto front: trials " + ", ".join(str(p["trial"]) for p in s["pareto"]))
     typer.echo("  params: " + ", ".join(f"{k}={v:.4g}" for k, v in (s["best_params"] or {}).items()))
     if s.get("confirmation"):
-        from .confirm import lines as confirmation_lines
+        from calib.optimize.confirmation import lines as confirmation_lines
 
         for line in confirmation_lines(s["confirmation"]):
             typer.echo(line)
@@ -402,9 +402,9 @@ def _print_summary(s: dict) -> None:
 
 
 def _manual_sets(stored, set_: list[str], file: Path | None, scan: list[str], allow_outside: bool):
-    """The checked sets of ``--set``, ``--file`` and ``--scan`` (``calib.refine``)."""
-    from .ledger import best_trial
-    from .refine import build_sets, parse_assignments, parse_scan, read_sets_file
+    """The checked sets of ``--set``, ``--file`` and ``--scan`` (``calib.optimize.manual_sets``)."""
+    from calib.ledger import best_trial
+    from calib.optimize.manual_sets import build_sets, parse_assignments, parse_scan, read_sets_file
 
     assign = parse_assignments(set_)
     scans = [parse_scan(x) for x in scan]
@@ -433,8 +433,8 @@ def refine(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Run parameter sets you choose as trials of a study (tagged manual; the model learns from them)."""
-    from . import ledger
-    from .stored import open_stored
+    from calib import ledger
+    from calib.study.stored import open_stored
 
     try:
         check_folder(runs_dir)
@@ -453,7 +453,7 @@ def refine(
     before = ledger.best_trial(stored.study)
 
     def report(summary: dict, study) -> list[str]:
-        from .ledger import MANUAL_ATTR
+        from calib.ledger import MANUAL_ATTR
 
         rows = []
         lines = [f"manual sets ({len(sets)}):"]
@@ -493,20 +493,20 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The study's model of each observable at parameter sets, with its uncertainty, before any run."""
-    from .stored import open_stored
+    from calib.study.stored import open_stored
 
     try:
         stored = open_stored(study, storage or default_storage(runs_dir))
         sets = _manual_sets(stored, set_, file, scan, allow_outside_bounds) if (set_ or file or scan) else None
-        from .surrogate import Surrogate
+        from calib.optimize.surrogate import Surrogate
 
         model = Surrogate.fit(stored.study, stored.space)  # needs >= 2 complete trials
     except InputError as exc:
         _fail(exc)
         return
     if sets is None:
-        from .ledger import best_trial
-        from .refine import ManualSet
+        from calib.ledger import best_trial
+        from calib.optimize.manual_sets import ManualSet
 
         best = best_trial(stored.study)
         assert best is not None
@@ -545,10 +545,10 @@ def report(
     runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where the default stores live."),
 ) -> None:
     """Write one self-contained HTML page (plus PNGs) reviewing a study, and log it to its MLflow parent run."""
-    from . import ledger
-    from .review import build_report
-    from .stored import open_stored
-    from .tracking import default_tracking_uri, log_study_folder
+    from calib import ledger
+    from calib.review.html_report import build_report
+    from calib.study.stored import open_stored
+    from calib.review.tracking import default_tracking_uri, log_study_folder
 
     try:
         folder = out or runs_dir / study / "report"
@@ -596,10 +596,10 @@ def pipeline(
     """Run slurry -> drying -> calendering (0-50 %) and characterisation for one parameter set; CSV, plots, MLflow."""
     import time as _time
 
-    from .pipeline import (PipelineFailed, check_pipeline_inputs, log_pipeline, params_from, placement_seeds,
+    from calib.execution.pipeline import (PipelineFailed, check_pipeline_inputs, log_pipeline, params_from, placement_seeds,
                            run_placements)
-    from .stages.calendering import PIPELINE_DEGREES_PCT, degrees_problem
-    from .study import load_study
+    from calib.stages.calendering import PIPELINE_DEGREES_PCT, degrees_problem
+    from calib.study.load import load_study
 
     try:
         loaded = _with_backend(load_study(study, fidelity=fidelity), backend, study)
@@ -626,8 +626,8 @@ def pipeline(
         return
     from sim_backends.lammps.install import locate_lammps
 
-    from .backends import make_backend
-    from .tracking import default_tracking_uri
+    from calib.core.backend_registry import make_backend
+    from calib.review.tracking import default_tracking_uri
 
     lammps = locate_lammps()
 
@@ -644,7 +644,7 @@ def pipeline(
             result = run_placements(loaded, pset, workdir, make_backend(loaded.spec.resources, lammps), lammps, degs,
                                     placement_seeds(seed, placements), on_stage)
     except PipelineFailed as exc:
-        from .pipeline import PipelineResult
+        from calib.execution.pipeline import PipelineResult
 
         failed, result = exc, exc.partial or PipelineResult(workdir)
     except KeyboardInterrupt as exc:
@@ -666,7 +666,7 @@ def pipeline(
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
     else:
-        from .pipeline import summary_lines
+        from calib.execution.pipeline import summary_lines
 
         for line in summary_lines(name, summary):
             typer.echo(line)
@@ -691,12 +691,12 @@ def reproduce(
     with the seed's reported values, side by side."""
     import time as _time
 
-    from .pipeline import (PipelineFailed, PipelineResult, check_pipeline_inputs, params_from, placement_seeds,
+    from calib.execution.pipeline import (PipelineFailed, PipelineResult, check_pipeline_inputs, params_from, placement_seeds,
                            run_placements)
-    from .errorbars import describe_errors
-    from .reproduce import density_against_seed, reproduction, table
-    from .stages.calendering import PIPELINE_DEGREES_PCT
-    from .study import load_study
+    from calib.stages.errorbars import describe_errors
+    from calib.publish.reproduce import density_against_seed, reproduction, table
+    from calib.stages.calendering import PIPELINE_DEGREES_PCT
+    from calib.study.load import load_study
 
     try:
         loaded = load_study(study, fidelity=fidelity)
@@ -780,7 +780,7 @@ def _deg(v: float | None) -> str:
 
 
 def _yes(v: bool | str | None) -> str:
-    if isinstance(v, str):  # calib.errorbars.UNRESOLVED
+    if isinstance(v, str):  # calib.stages.errorbars.UNRESOLVED
         return "within the error bars"
     return "not measured" if v is None else ("yes" if v else "NO")
 
@@ -803,7 +803,7 @@ def export(
 ) -> None:
     """Print calibrated sets as Table S1 (one column per stage or per chosen trial); --out
     writes LAMMPS include files with their provenance."""
-    from .export import ExportRequest, build, check_out, write
+    from calib.publish.export import ExportRequest, build, check_out, write
 
     req = ExportRequest(tuple(study), storage or default_storage(runs_dir), fmt, top, pareto, trial, out)
     try:

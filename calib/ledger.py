@@ -6,7 +6,7 @@ User attributes calib writes on each trial (names are part of the ledger format)
 ``calib_jobs`` (backend:job-id of the current phase's runs), ``calib_seed``, ``table_s1``,
 ``calib_fidelity``, ``fail_reason``, ``calib_lost`` (True: the slot is re-proposed),
 ``proposal_s``, ``calib_confirms`` and ``calib_confirm`` (a transfer confirmation,
-``calib.confirm``), ``core_s``, ``wall_s`` (the first run) and ``run_wall_s`` (every run); from
+``calib.optimize.confirmation``), ``core_s``, ``wall_s`` (the first run) and ``run_wall_s`` (every run); from
 the stage's ``Score`` (``calib.stages.base.Score.ledger_attrs``): ``observables``,
 ``errors`` (per objective), ``objective_errors`` (signed error per objective: what
 scalarisations and the Pareto front use), ``residuals`` and ``residual_sd`` (what the
@@ -34,7 +34,7 @@ from typing import Callable, Iterable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .errors import InputError
+from calib.core.errors import InputError
 
 SPEC_ATTR = "calib_spec"
 STUDY_FILE_ATTR = "calib_study_spec"
@@ -55,7 +55,7 @@ FALLBACK_ATTR = "calib_proposal_fallback"
 """Why the model could not propose this trial (its GP fit or acquisition failed): it got a
 quasi-random (Sobol) point instead."""
 CONFIRM_ATTR = "calib_confirms"
-"""Trial attribute of a transfer confirmation (``calib.confirm``): the number of the trial
+"""Trial attribute of a transfer confirmation (``calib.optimize.confirmation``): the number of the trial
 whose set it runs again at the target protocol on fresh placements."""
 CONFIRM_SETTINGS_ATTR = "calib_confirm"
 """Trial attribute of a transfer confirmation: its compression and replicates."""
@@ -63,14 +63,14 @@ CONFIRM_FIDELITY = "confirm"
 """The fidelity name a confirmation trial records (``FIDELITY_ATTR``)."""
 CARRIED_ATTRS = (FIDELITY_ATTR, MANUAL_ATTR, OUTSIDE_ATTR, CONFIRM_ATTR, CONFIRM_SETTINGS_ATTR)
 """Trial attributes a re-proposed trial keeps from the lost one (its fidelity; that it was
-a manual set, ``calib.refine``, or a confirmation, ``calib.confirm``)."""
+a manual set, ``calib.optimize.manual_sets``, or a confirmation, ``calib.optimize.confirmation``)."""
 STOPPED_ATTR = "stopped_early"
 """Trial attribute of a trial its stage stopped before its protocol ended (``Score.stopped``:
 why); its observables bound the protocol's from one side, so it is data for the proposer
 but never the study's answer (``at_target`` leaves it out)."""
 POSTERIOR_ATTR = "calib_posterior"
 """Study attribute: the posterior of the free keys when the study last ended
-(``calib.posterior.Posterior.as_dict``), or ``{"not_computed": why}``."""
+(``calib.optimize.posterior.Posterior.as_dict``), or ``{"not_computed": why}``."""
 
 
 def _proc_start_ticks(pid: int) -> str | None:
@@ -178,7 +178,7 @@ def check_storage(url: str, timeout_s: int = 5, runs_dir: Path | None = None) ->
                                              f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
     if u.get_backend_name() == "sqlite":
         if runs_dir is not None and u.database not in (None, "", ":memory:"):
-            from .paths import check_sqlite_file
+            from calib.core.paths import check_sqlite_file
 
             check_sqlite_file(Path(u.database), "--storage", "url", folder_made=runs_dir)
         return
@@ -307,7 +307,7 @@ def lost_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
 
 
 def is_confirmation(t: FrozenTrial) -> bool:
-    """A transfer confirmation (``calib.confirm``): outside the budget and the answer."""
+    """A transfer confirmation (``calib.optimize.confirmation``): outside the budget and the answer."""
     return t.user_attrs.get(CONFIRM_ATTR) is not None
 
 

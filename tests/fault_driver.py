@@ -57,8 +57,9 @@ def _signal_all(sig: int):
 
 
 def install(fault: str, trial: int) -> None:
-    from calib import runner, tracking
-    from calib.proposer import BoTorchSampler
+    from calib.execution import runner
+    from calib.review import tracking
+    from calib.optimize.botorch_sampler import BoTorchSampler
 
     me = os.getpid()
     if fault in ("kill-lammps", "term-lammps", "crash-lammps", "hang-lammps"):

@@ -90,3 +90,21 @@ def test_the_cycle_check_sees_deferred_and_type_checking_imports(tmp_path: Path,
     assert first_cycle(calib_import_graph(tmp_path)) is not None
     (pkg / "sub" / "b.py").write_text("")
     assert first_cycle(calib_import_graph(tmp_path)) is None
+
+
+def test_a_checkpoint_written_before_the_modules_moved_still_loads(tmp_path: Path):
+    """A re-attaching driver reads checkpoints that name classes by their old modules."""
+    import io
+    import pickle
+
+    from calib.execution import checkpoint
+    from calib.spec.fidelity import BUILTIN_FIDELITIES
+    from calib.stages.upstream_state import Lineage
+
+    objs = (BUILTIN_FIDELITIES["smoke"], Lineage("slurry", None, None, None, "final.data", "0" * 64))
+    text = pickle.dumps(objs, protocol=0).decode("latin-1")
+    old = text.replace("calib.spec.fidelity\n", "calib.fidelity\n").replace("calib.stages.upstream_state\n",
+                                                                              "calib.lineage\n")
+    assert "calib.fidelity\n" in old and "calib.lineage\n" in old
+    back = checkpoint._Unpickler(io.BytesIO(old.encode("latin-1")), {}).load()
+    assert back == objs

@@ -1,4 +1,4 @@
-"""The composite proposer (``calib.composite``): its scalarisation matches the objectives'
+"""The composite proposer (``calib.optimize.composite``): its scalarisation matches the objectives'
 on the same residuals, it reaches a known optimum of an analytic calibration problem, its
 feasibility model keeps proposals out of a region that fails, and q-batches are
 reproducible. Real BoTorch and Optuna; the 'simulations' are analytic functions."""
@@ -12,10 +12,10 @@ import optuna
 import pytest
 import torch
 
-from calib import composite
-from calib.proposer import BoTorchSampler
-from calib.space import ParameterSpace
-from calib.spec import Bound, ParametersSpec
+from calib.optimize import composite
+from calib.optimize.botorch_sampler import BoTorchSampler
+from calib.study.space import ParameterSpace
+from calib.spec.study_file import Bound, ParametersSpec
 from objectives.scalarise import parego_weights, scalarise
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

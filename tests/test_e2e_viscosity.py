@@ -187,9 +187,9 @@ def test_mlflow_runs_ended_with_their_ledger_states(curve_study):
 def test_parego_proposal_used_the_gp(curve_study):
     """Trial 2 (after 2 Sobol points) was proposed by the GP on ParEGO-scalarised values,
     not by the Sobol sequence."""
-    from calib.proposer import sobol_point
-    from calib.space import ParameterSpace
-    from calib.study import load_study
+    from calib.optimize.botorch_sampler import sobol_point
+    from calib.study.space import ParameterSpace
+    from calib.study.load import load_study
 
     tmp, s = curve_study
     study = optuna.load_study(study_name="e2e_curve", storage=s["storage"])

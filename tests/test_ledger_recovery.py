@@ -100,7 +100,7 @@ def test_the_driver_id_names_the_machine_and_process():
 
 
 def test_the_heartbeat_notices_a_trial_another_driver_took(study):
-    from calib.heartbeat import Heartbeat
+    from calib.execution.heartbeat import Heartbeat
 
     t = study.ask(DISTS)
     beat = Heartbeat(study._storage, 0.2)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calib.fidelity import Fidelity
+from calib.spec.fidelity import Fidelity
 from calib.stages.slurry import rate_plans
 from calib.stages.slurry import ViscositySettings
 from sim_backends.lammps.shear import (ShearRunSpec, batch_mean, blocking_sem, segment_steady, shear_deck,

@@ -18,9 +18,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from calib.backends import check
-from calib.errors import InputError
-from calib.spec import ResourcesSpec, SlurmSpec
+from calib.core.backend_registry import check
+from calib.core.errors import InputError
+from calib.spec.study_file import ResourcesSpec, SlurmSpec
 from conftest import parse_json_stdout, run_calib, write_study
 from sim_backends.backend import JobHandle, JobState, Task
 from sim_backends.slurm import (EXIT_RECORD, SlurmBackend, SlurmOptions, batch_script, result_from_record,

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calib.fidelity import BUILTIN_FIDELITIES
+from calib.spec.fidelity import BUILTIN_FIDELITIES
 from calib.stages.slurry import slurry_run_spec
-from calib.stages.system import slurry_system
-from calib.study import load_study
+from calib.stages.bead_systems import slurry_system
+from calib.study.load import load_study
 from conftest import DEFAULT_STUDY
 from sim_backends.lammps.forcefield import TABLE_S1_SLURRY
 from sim_backends.lammps.placement import paper_scaled_box, place_random

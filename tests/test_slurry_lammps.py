@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calib.fidelity import BUILTIN_FIDELITIES
-from calib.stages.system import slurry_system
-from calib.study import load_study
+from calib.spec.fidelity import BUILTIN_FIDELITIES
+from calib.stages.bead_systems import slurry_system
+from calib.study.load import load_study
 from conftest import DEFAULT_STUDY
 from sim_backends.backend import JobState, Task
 from sim_backends.lammps.convergence import plateau_test

@@ -19,19 +19,19 @@ from pydantic import BaseModel
 from objectives.scalarise import parego_weights, scalarise
 from sim_backends.lammps.forcefield import ForceFieldParams
 
-from ..fidelity import Fidelity
-from ..ledger import STOPPED_ATTR
+from calib.spec.fidelity import Fidelity
+from calib.ledger import STOPPED_ATTR
 
 if TYPE_CHECKING:
     from objectives.dataset import Dataset
     from objectives.rheology import ViscosityCurve
 
-    from ..spec import StudyBase
-    from .upstream_state import Lineage
+    from calib.spec.study_file import StudyBase
+    from calib.stages.upstream_state import Lineage
 
 
 class StudyView(Protocol):
-    """What a stage reads of a loaded study (``calib.study.LoadedStudy``): its spec, its
+    """What a stage reads of a loaded study (``calib.study.load.LoadedStudy``): its spec, its
     dataset, where both came from, and the viscosity curve it scores. The loader sits above
     the stages (it composes their settings sections into the study file), so the stages name
     the shape they read instead of importing it."""
@@ -297,7 +297,7 @@ class StageBase:
 
 def require_dataset_targets(loaded: "StudyView", names: Iterable[str]) -> None:
     """Each of ``names`` is a ``targets`` entry of the study's dataset (``InputError``)."""
-    from ..errors import InputError
+    from calib.core.errors import InputError
 
     for t in names:
         if t not in loaded.dataset.targets:

@@ -25,21 +25,21 @@ from sim_backends.lammps.forcefield import ForceFieldParams
 from sim_backends.lammps.outputs import SimulationFailed, checked_log
 from sim_backends.microstructure import ElectrodeStructure
 
-from ..errors import InputError
-from ..fidelity import Fidelity
-from .upstream_state import state_bead_count
-from ..plots import POROSITY_PLOT, PROFILE_PLOT, plot_porosity_vs_degree, plot_profiles
-from .base import Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
-from .registry import register
-from .drying import DryingSettings
-from .film import (DRIED_STATE, WallSettings, analyse_state, check_film_state, check_grid, nanoporosity_of,
+from calib.core.errors import InputError
+from calib.spec.fidelity import Fidelity
+from calib.stages.upstream_state import state_bead_count
+from calib.core.plots import POROSITY_PLOT, PROFILE_PLOT, plot_porosity_vs_degree, plot_profiles
+from calib.stages.base import Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
+from calib.stages.registry import register
+from calib.stages.drying import DryingSettings
+from calib.stages.film_structure import (DRIED_STATE, WallSettings, analyse_state, check_film_state, check_grid, nanoporosity_of,
                    profiles_dict, study_or_fidelity, wall_of)
-from .system import systems_for
-from .verdict import ConvergencePolicy, Verdict, verdict_of
+from calib.stages.bead_systems import systems_for
+from calib.stages.verdict import ConvergencePolicy, Verdict, verdict_of
 
 if TYPE_CHECKING:
-    from .upstream_state import Lineage
-    from .base import StudyView
+    from calib.stages.upstream_state import Lineage
+    from calib.stages.base import StudyView
 
 PIPELINE_DEGREES_PCT = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0)
 """Calendering degrees of ``calib pipeline`` (seed Sec. 3.3: 0-50 %)."""

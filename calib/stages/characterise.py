@@ -29,22 +29,22 @@ from sim_backends.lammps.outputs import SimulationFailed
 from sim_backends.lammps.placement import read_sphere_data
 from sim_backends.transport import SOR_ITER_LIMIT
 
-from ..errorbars import combine_degrees, infinite_tau
-from ..errors import InputError
-from .upstream_state import state_bead_count
-from ..plots import pyplot
-from .base import Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
-from .calendering import STAGE as CALENDERING
-from .calendering import CalenderingSettings, CalenderingTrial, check_measured_degrees
-from .drying import DryingSettings
-from .film import MAX_VOXEL_BYTES, check_grid, nanoporosity_of
-from .registry import register
-from .system import systems_for
-from .verdict import ConvergencePolicy, Verdict, verdict_of
+from calib.stages.errorbars import combine_degrees, infinite_tau
+from calib.core.errors import InputError
+from calib.stages.upstream_state import state_bead_count
+from calib.core.plots import pyplot
+from calib.stages.base import Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
+from calib.stages.calendering import STAGE as CALENDERING
+from calib.stages.calendering import CalenderingSettings, CalenderingTrial, check_measured_degrees
+from calib.stages.drying import DryingSettings
+from calib.stages.film_structure import MAX_VOXEL_BYTES, check_grid, nanoporosity_of
+from calib.stages.registry import register
+from calib.stages.bead_systems import systems_for
+from calib.stages.verdict import ConvergencePolicy, Verdict, verdict_of
 
 if TYPE_CHECKING:
-    from .upstream_state import Lineage
-    from .base import StudyView
+    from calib.stages.upstream_state import Lineage
+    from calib.stages.base import StudyView
 
 PLOT = "characterisation_vs_degree.png"
 MIN_VOXELS_PER_BEAD = 3
@@ -207,7 +207,7 @@ class CharacteriseTrial:
                 "se_method": r.get("se_method", "voxel"), "se_diffusivity_voxel_rel": r.get("se_diffusivity_voxel_rel"),
                 "se_iterations": r["se_solver"]["iterations"],
                 "se_converged": r.get("se_converged", r["se_solver"]["converged"]),
-                # resolution errors (calib.errorbars): the networks have no voxels; a voxel SE's from a coarser grid
+                # resolution errors (calib.stages.errorbars): the networks have no voxels; a voxel SE's from a coarser grid
                 # (the networks' model errors against converged voxel solves are measured in the bench, not per film)
                 "conductivity_s_m_resolution_error": None,
                 "se_diffusivity_rel_resolution_error": (r.get("se_resolution_error") or {}).get("d_rel"),

@@ -24,20 +24,20 @@ from sim_backends.lammps.forcefield import ForceFieldParams
 from sim_backends.lammps.outputs import SimulationFailed, checked_log, run_stats
 from sim_backends.microstructure import ElectrodeStructure
 
-from ..errors import InputError
-from ..fidelity import Fidelity
-from .upstream_state import state_bead_count
-from ..plots import PROFILE_PLOT, plot_profiles
-from .base import COMMON_FIDELITY_FIELDS, Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
-from .registry import register
-from .film import (WallSettings, analyse_state, check_film_state, check_grid, nanoporosity_of, profiles_dict,
+from calib.core.errors import InputError
+from calib.spec.fidelity import Fidelity
+from calib.stages.upstream_state import state_bead_count
+from calib.core.plots import PROFILE_PLOT, plot_profiles
+from calib.stages.base import COMMON_FIDELITY_FIELDS, Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
+from calib.stages.registry import register
+from calib.stages.film_structure import (WallSettings, analyse_state, check_film_state, check_grid, nanoporosity_of, profiles_dict,
                    structure_observables, wall_of)
-from .system import systems_for
-from .verdict import ConvergencePolicy, Verdict, verdict_of
+from calib.stages.bead_systems import systems_for
+from calib.stages.verdict import ConvergencePolicy, Verdict, verdict_of
 
 if TYPE_CHECKING:
-    from .upstream_state import Lineage
-    from .base import StudyView
+    from calib.stages.upstream_state import Lineage
+    from calib.stages.base import StudyView
 
 
 class DryingSettings(ConvergencePolicy):

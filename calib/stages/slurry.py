@@ -30,18 +30,18 @@ from sim_backends.lammps.slurry import (DATA_FILE, DECK_FILE, DENSITY_FILE, DENS
                                         write_slurry_inputs)
 from sim_backends.lammps.units import micro_viscosity_to_pa_s, per_s_to_micro_rate
 
-from ..errors import InputError
-from ..fidelity import Fidelity
-from ..plots import CURVE_PLOT, DENSITY_PLOT, plot_density_trajectory, plot_viscosity_curve
-from ..spec import SpecModel
-from .base import (COMMON_FIDELITY_FIELDS, Run, Score, StageBase, TrialContext, guarded_plots, named_errors,
+from calib.core.errors import InputError
+from calib.spec.fidelity import Fidelity
+from calib.core.plots import CURVE_PLOT, DENSITY_PLOT, plot_density_trajectory, plot_viscosity_curve
+from calib.spec.study_file import SpecModel
+from calib.stages.base import (COMMON_FIDELITY_FIELDS, Run, Score, StageBase, TrialContext, guarded_plots, named_errors,
                    require_dataset_targets, scalarised)
-from .registry import register
-from .system import slurry_system
+from calib.stages.registry import register
+from calib.stages.bead_systems import slurry_system
 
 if TYPE_CHECKING:
-    from ..spec import StudyBase
-    from .base import StudyView
+    from calib.spec.study_file import StudyBase
+    from calib.stages.base import StudyView
 
 
 class SlurrySettings(SpecModel):

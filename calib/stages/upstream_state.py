@@ -1,6 +1,6 @@
 """The state a chained stage starts from, as the stages see it: the state file's name, the
 ``Lineage`` record every chained trial and its MLflow run carry, and the checks of a state
-file against the study's composition. Finding the state (``calib.lineage.resolve_upstream``)
+file against the study's composition. Finding the state (``calib.study.upstream.resolve_upstream``)
 is the study's business; checking and recording it is the stages'.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from sim_backends.lammps.beads import BeadSystem
 from sim_backends.lammps.placement import read_sphere_data
 
-from ..errors import InputError
+from calib.core.errors import InputError
 
 STATE_FILE = "final.data"
 """The state a finished slurry, drying or calendering trial leaves in its directory."""
