@@ -108,3 +108,35 @@ def test_a_checkpoint_written_before_the_modules_moved_still_loads(tmp_path: Pat
     assert "calib.fidelity\n" in old and "calib.lineage\n" in old
     back = checkpoint._Unpickler(io.BytesIO(old.encode("latin-1")), {}).load()
     assert back == objs
+
+
+LAYERS = ("core", "ledger | spec", "stages", "study", "optimize", "review", "execution | publish", "cli")
+"""calib's parts, lowest first (docs/architecture.md): a module imports only from its own part
+or from parts below it; parts joined by ``|`` do not import each other."""
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """The imports that go up ``LAYERS`` or sideways between parts of one layer."""
+    rank = {name.strip(): i for i, layer in enumerate(LAYERS) for name in layer.split("|")}
+    rank["__main__"] = len(LAYERS)
+    return [f"{a} -> {b}" for a, bs in graph.items() for b in bs
+            if _part(a) != _part(b) and rank[_part(a)] <= rank[_part(b)]]
+
+
+def test_calib_imports_run_down_its_layers():
+    graph = calib_import_graph()
+    assert not graph.pop("calib"), "calib/__init__.py imports nothing"
+    parts = {name.strip() for layer in LAYERS for name in layer.split("|")}
+    assert {_part(m) for m in graph} <= parts | {"__main__"}, "a part outside LAYERS"
+    assert not upward_imports(graph), upward_imports(graph)
+
+
+def test_the_layer_check_refuses_an_upward_and_a_sideways_import():
+    assert upward_imports({"calib.stages.a": {"calib.core.b"}, "calib.core.b": set()}) == []
+    assert upward_imports({"calib.core.b": {"calib.stages.a"}}) == ["calib.core.b -> calib.stages.a"]
+    assert upward_imports({"calib.ledger": {"calib.spec.x"}}) == ["calib.ledger -> calib.spec.x"]
