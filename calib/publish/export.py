@@ -221,7 +221,7 @@ def provenance(src: Source, t: FrozenTrial, why: str) -> tuple[tuple[str, str], 
           "none (calib optimize --confirm runs the set at the target protocol)"),)
         if attrs.get("density_protocol") or checked else ())
     return (
-        ("study", f"{src.name} ({src.spec.stage} stage; ledger {ledger._shown(src.storage)})"),
+        ("study", f"{src.name} ({src.spec.stage} stage; ledger {ledger.shown(src.storage)})"),
         ("trial", f"{t.number} ({why}; proposed by: {kind}); objective {t.value:.6g}"),
         ("dataset", f"{src.spec.dataset}: {src.dataset_file} (file sha256 {_sha256(src.dataset_file)}; what the "
                     f"study uses from it, sha256 {src.dataset_digest}, is what it was calibrated on)"),

@@ -57,7 +57,7 @@ def load_calib_study(name: str, storage: str) -> optuna.Study:
     """Study ``name`` of ``storage``, which calib created (``InputError`` otherwise)."""
     check_ledger(storage)
     if not ledger.study_exists(name, storage):
-        raise InputError("--study", "study", f"no study named {name!r} in {ledger._shown(storage)}")
+        raise InputError("--study", "study", f"no study named {name!r} in {ledger.shown(storage)}")
     study = optuna.load_study(study_name=name, storage=storage)
     if ledger.STUDY_FILE_ATTR not in study.user_attrs:
         raise InputError("--study", "study", f"study {name!r} was not created by calib")
