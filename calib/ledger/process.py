@@ -7,18 +7,24 @@ import os
 import socket
 from pathlib import Path
 
+import psutil
+
 
 def _proc_start_ticks(pid: int) -> str | None:
+    """The process's start time in clock ticks after boot (the 22nd field of
+    ``/proc/<pid>/stat``, as calib has always written it), from psutil's start time; None
+    if there is no such process."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        started = psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return str(round((started - psutil.boot_time()) * os.sysconf("SC_CLK_TCK")))
 
 
 def _machine() -> str:
     """This machine and process namespace: host name, boot id and PID-namespace inode (two
-    containers with one host name, or a rebooted host, are other machines)."""
+    containers with one host name, or a rebooted host, are other machines). Read from
+    ``/proc`` by hand: psutil gives neither the boot id nor the PID namespace."""
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
     except OSError:
