@@ -4,13 +4,12 @@ create the schema)."""
 
 from __future__ import annotations
 
-import random
-import time
 import warnings
 from pathlib import Path
 from typing import Callable
 
 import optuna
+import tenacity
 from optuna.trial import FrozenTrial
 
 from calib.core.errors import InputError
@@ -93,6 +92,14 @@ def study_exists(name: str, storage: str) -> bool:
 _SCHEMA_RACE = ("already exists", "UniqueViolation", "duplicate key", "UNIQUE constraint failed")
 
 
+def _schema_race(exc: BaseException) -> bool:
+    """Whether opening the storage failed because drivers on other hosts created the schema
+    of a new database at once (retried). Told by the message: Optuna re-raises the driver's
+    error inside its own, and the two databases name it differently."""
+    text = repr(exc) + repr(exc.__cause__)
+    return any(k in text for k in _SCHEMA_RACE)
+
+
 def rdb_storage(url: str, heartbeat_s: int | None = None, grace_s: int | None = None,
                 on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage at ``url``, with heartbeats every ``heartbeat_s`` s and trials
@@ -104,19 +111,17 @@ def rdb_storage(url: str, heartbeat_s: int | None = None, grace_s: int | None = 
     up to a minute for a lock another driver holds."""
     sqlite = url.startswith("sqlite")
     kwargs: dict = {"engine_kwargs": {"connect_args": {"timeout": 60}}} if sqlite else {}
-    for attempt in range(5):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                storage = optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
-                                                     heartbeat_stale_trial_callback=on_stale if heartbeat_s else None,
-                                                     **kwargs)
-            break
-        except Exception as exc:  # drivers on other hosts creating the schema of a new database at once
-            text = repr(exc) + repr(exc.__cause__)
-            if attempt == 4 or not any(k in text for k in _SCHEMA_RACE):
-                raise
-            time.sleep(0.5 + random.random())
+
+    @tenacity.retry(retry=tenacity.retry_if_exception(_schema_race), stop=tenacity.stop_after_attempt(5),
+                    wait=tenacity.wait_random(0.5, 1.5), reraise=True)
+    def open_storage() -> optuna.storages.RDBStorage:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+                                              heartbeat_stale_trial_callback=on_stale if heartbeat_s else None,
+                                              **kwargs)
+
+    storage = open_storage()
     if sqlite:
         _immediate_transactions(storage.engine)
     return storage
