@@ -80,10 +80,10 @@ def _study(mode: str, seed: int, n: int, crash=None, feasibility: bool = True, q
 
 def test_composite_reaches_the_known_optimum_quickly():
     # measured (seeds 0, 1, 2): below 1e-3 after 7, 9, 8 trials; the scalar GP needed 19, 14, 28
-    study = _study("composite", seed=0, n=10)
+    study = _study("composite", seed=0, n=12)
     values = [t.value for t in study.trials]
-    first = next(i + 1 for i, v in enumerate(values) if v < 1e-3)
-    assert first <= 10, values
+    first = next((i + 1 for i, v in enumerate(values) if v < 1e-3), None)
+    assert first is not None and first <= 9, values  # the Sobol start alone (6 trials) gets nowhere near
 
 
 def _deep_in_box(u) -> bool:

@@ -247,4 +247,8 @@ def test_report_renders_every_section_for_a_curve_study(curve_study):
     assert_png(out / "viscosity_curve.png")
     assert_png(out / "pareto.png")
     html = (out / "report.html").read_text()
-    assert "viscosity_curve@" in html or "viscosity" in html
+    # the observables section shows the best trial's simulated curve against the measured one, and names the latter
+    section = html.split('<section id="observables">', 1)[1].split("</section>", 1)[0]
+    assert 'alt="simulated viscosity curve of the best trial against the measured one"' in section
+    assert "(viscosity_curve.png)</figcaption>" in section and "Measured curve: " in section
+    assert "Measured curve: n/a" not in section
