@@ -1,4 +1,4 @@
-"""Table S1 rendering (``calib.publish.table_s1``) of the seed's two columns, without a study: the
+"""Table S1 rendering (``calib.publish.table_s1_render``) of the seed's two columns, without a study: the
 formats parse back to the seed's values, the LaTeX table compiles with pdflatex (TeX Live,
 installed with apt if missing), and a LAMMPS include file is valid LAMMPS input whose pair
 energies are the Lennard-Jones energies of the mixed coefficients, worked out here
@@ -21,7 +21,8 @@ import pytest
 from conftest import SEED_DRIED, SEED_SLURRY, ssb_formulation, ssb_system
 from services import PDFLATEX, ensure_tex_installed
 
-from calib.publish.table_s1 import FORMATS, Column, Observable, Table, lammps_include, render, resolved
+from calib.publish.table_s1 import Column, Observable, Table, resolved
+from calib.publish.table_s1_render import FORMATS, lammps_include, render
 from sim_backends.lammps.beads import dried_system
 from sim_backends.lammps.forcefield import TABLE_S1_DRIED, TABLE_S1_SLURRY, pair_lines
 

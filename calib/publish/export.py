@@ -1,5 +1,7 @@
-"""``calib export``: stored trials rendered as Table S1 (``calib.publish.table_s1``) and as LAMMPS
-include files with their provenance.
+"""``calib export``: stored trials rendered as Table S1 (``calib.publish.table_s1``, rendered by
+``calib.publish.table_s1_render``) and as LAMMPS include files with their provenance
+(``calib.publish.provenance``). A study is read as a ``calib.publish.source.Source``; each
+trial picked becomes a column (``calib.publish.trial_column``).
 
 What is exported (``ExportRequest``):
 
@@ -17,30 +19,22 @@ is the only writer, and it first checks that none of its files exists.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sim_backends.lammps.forcefield import ForceFieldParams
-from sim_backends.lammps.outputs import lammps_version
-
-from calib import __version__, ledger
-from calib.optimize import confirmation as confirm
+from calib import ledger
 from calib.core.errors import InputError
 from calib.stages.upstream_state import STATE_FILE
 from calib.review.summary import pareto
-from calib.spec.study_file import StudyBase
-from calib.stages.bead_systems import column_system
-from calib.study.stored import load_calib_study, stored_loaded
-from calib.study.identity import dataset_digest
 from calib.study.load import DEFAULT_DATA_ROOT
-from calib.publish.table_s1 import FORMATS, SUFFIX, Column, Observable, Table, lammps_include, render
+from calib.publish.provenance import sha256
+from calib.publish.source import Source, open_source
+from calib.publish.table_s1 import Table
+from calib.publish.table_s1_render import FORMATS, SUFFIX, lammps_include, render
+from calib.publish.trial_column import column
 
 
 @dataclass(frozen=True)
@@ -80,52 +74,12 @@ class ExportRequest:
 
 
 @dataclass(frozen=True)
-class Source:
-    """A stored study as export reads it: the Optuna study, its spec, stage, dataset (with
-    the study's bead sizes), the dataset file and the storage it was found in."""
-
-    study: optuna.Study
-    spec: StudyBase
-    stage: object
-    dataset: object
-    dataset_file: Path
-    storage: str
-    dataset_digest: str = ""
-    """sha256 of what the study uses from its dataset (``calib.study.identity.dataset_digest``),
-    checked equal to the one it was calibrated on."""
-
-    @property
-    def name(self) -> str:
-        return self.study.study_name
-
-
-@dataclass(frozen=True)
 class Export:
     """The rendered table and the files ``--out`` writes (name -> text)."""
 
     table: Table
     text: str
     files: dict[str, str]
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def open_source(name: str, storage: str, data_root: Path = DEFAULT_DATA_ROOT) -> Source:
-    """Study ``name`` with its settings and dataset (``InputError`` if it is not calib's or
-    its dataset is gone)."""
-    study = load_calib_study(name, storage)
-    attrs = study.user_attrs
-    loaded = stored_loaded(study, data_root)
-    dpath = loaded.dataset_path
-    used = dataset_digest(loaded)
-    calibrated = json.loads(attrs.get(ledger.SPEC_ATTR) or "{}").get("physics", {}).get("dataset_sha256")
-    if calibrated is not None and used != calibrated:
-        raise InputError("--study", "dataset", f"study {name!r} was calibrated on another version of {dpath}: what "
-                                               "it uses from the file (bead sizes, targets) changed since; restore "
-                                               "the file to export this study")
-    return Source(study, loaded.spec, loaded.stage, loaded.dataset, dpath, storage, used)
 
 
 def _trial(src: Source, number: int, why: str = "--trial") -> FrozenTrial:
@@ -161,99 +115,6 @@ def _best(src: Source) -> FrozenTrial:
     if best is None:
         raise _none_complete(src)
     return best
-
-
-def observables(t: FrozenTrial) -> tuple[Observable, ...]:
-    """What the trial was scored on (its ``errors`` attribute): simulated vs target and
-    relative error for a target; simulated vs measured per calendering degree and the error
-    for a degree series; the error alone for a curve scored as a whole."""
-    out = []
-    for name, e in sorted((t.user_attrs.get("errors") or {}).items()):
-        sim, target = e.get("simulated"), e.get("target")
-        unit = "" if e.get("unit") in (None, "1") else str(e["unit"])
-        if isinstance(sim, (int, float)) and isinstance(target, (int, float)):
-            out.append(Observable(name, unit, float(sim), float(target), e.get("rel_error"), e.get("error")))
-        elif isinstance(sim, list) and isinstance(e.get("measured"), list) and isinstance(e.get("degree_pct"), list):
-            points = tuple((f"{d:g} %", float(a), float(b)) for d, a, b in zip(e["degree_pct"], sim, e["measured"]))
-            out.append(Observable(name, unit, error=e.get("error"), points=points))
-        else:
-            out.append(Observable(name, unit, error=e.get("error")))
-    return tuple(out)
-
-
-def _lammps_version(workdir: Path | None) -> str:
-    """The LAMMPS version in the trial's log (the one that ran it)."""
-    if workdir is not None and workdir.is_dir():
-        for log in sorted(workdir.glob("**/log.lammps")):
-            v = lammps_version(log.read_text(errors="replace")[:2000])
-            if v:
-                return f"{v} (from the trial's {log.relative_to(workdir)})"
-    return "unknown (the trial's LAMMPS log is gone)"
-
-
-def provenance(src: Source, t: FrozenTrial, why: str) -> tuple[tuple[str, str], ...]:
-    """The include file's header: study, trial, dataset, fidelity, the state the trial
-    started from (sha256), the state it left, calib and LAMMPS versions."""
-    attrs = t.user_attrs
-    target_fid = src.study.user_attrs.get(ledger.TARGET_FIDELITY_ATTR, src.spec.fidelity)
-    fid = attrs.get(ledger.FIDELITY_ATTR, target_fid)
-    try:
-        n_beads = src.spec.fidelity_spec(fid).n_beads
-        beads = f", {n_beads} beads"
-    except KeyError:
-        beads = ""
-    workdir = Path(attrs["calib_workdir"]) if attrs.get("calib_workdir") else None
-    kind = ledger.proposal_kind(attrs, t.number, src.spec.optimizer.sampler, src.spec.optimizer.n_initial)
-    lin = attrs.get("lineage")
-    if lin:
-        where = f"{lin['stage']} study {lin['study']} trial {lin['trial']}" if lin.get("study") else "a data file"
-        start = f"{lin['state_file']} (sha256 {lin['sha256']}; {where})"
-    else:
-        start = f"none: the {src.spec.stage} stage starts from a generated placement (LAMMPS seed {attrs.get('calib_seed')})"
-    state = workdir / STATE_FILE if workdir else None
-    left = f"{state} (sha256 {_sha256(state)})" if state and state.is_file() else "not on disk"
-    checked = confirm.summary(src.study, t.number)
-    mapped = attrs.get("density_transfer")
-    extra = ((("protocol", str(attrs["density_protocol"])),) if attrs.get("density_protocol") else ()) + (
-        (("transfer", f"the density scored is this fidelity's x {mapped['factor']:.4g}, mapped to the full protocol "
-                      f"(factor: {mapped.get('source')})"),) if isinstance(mapped, dict) else ()) + (
-        (("confirmation", confirm.one_line(checked) if checked else
-          "none (calib optimize --confirm runs the set at the target protocol)"),)
-        if attrs.get("density_protocol") or checked else ())
-    return (
-        ("study", f"{src.name} ({src.spec.stage} stage; ledger {ledger.shown(src.storage)})"),
-        ("trial", f"{t.number} ({why}; proposed by: {kind}); objective {t.value:.6g}"),
-        ("dataset", f"{src.spec.dataset}: {src.dataset_file} (file sha256 {_sha256(src.dataset_file)}; what the "
-                    f"study uses from it, sha256 {src.dataset_digest}, is what it was calibrated on)"),
-        ("fidelity", f"{fid}{beads}" + ("" if fid == target_fid else f" (the study's target: {target_fid})")),
-        *extra,
-        ("calibrated on state", start),
-        ("state left by the trial", left),
-        ("calib", __version__),
-        ("LAMMPS", _lammps_version(workdir)),
-    )
-
-
-def column(src: Source, t: FrozenTrial, title: str, why: str) -> Column:
-    """The Table S1 column of trial ``t`` of ``src``."""
-    fid = t.user_attrs.get(ledger.FIDELITY_ATTR, src.spec.fidelity)
-    try:
-        n_beads = src.spec.fidelity_spec(fid).n_beads
-    except KeyError:
-        n_beads = src.spec.fidelity_spec().n_beads
-    system = column_system(src.dataset, n_beads, src.stage.column)
-    try:
-        params = ForceFieldParams.from_mapping(t.user_attrs["table_s1"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError("--study", "table_s1", f"trial {t.number} of study {src.name!r} records no complete Table "
-                                                f"S1 set ({exc}): not made by calib?") from exc
-    bad = [k for k, v in params.as_dict().items() if not math.isfinite(v)]
-    if bad:
-        raise InputError("--study", "table_s1", f"trial {t.number} of study {src.name!r} has non-finite "
-                                                f"{', '.join(bad)}")
-    return Column(title=title, params=params, system=system, lj_style=src.spec.lj_style, stage=src.spec.stage,
-                  study=src.name, trial=t.number, objective=t.value, observables=observables(t),
-                  provenance=provenance(src, t, why))
 
 
 def _one_study(req: ExportRequest, src: Source) -> Table:
@@ -384,7 +245,7 @@ def _check_state(down: Source, t: FrozenTrial, up: Source, up_t: FrozenTrial, li
     if not state.is_file():
         return [f"The state trial {t.number} of {down.name} started from ({state}) is no longer on disk; its "
                 f"sha256 ({lin.get('sha256')}) is the one recorded in the ledger, not checked again."]
-    if _sha256(state) != lin.get("sha256"):
+    if sha256(state) != lin.get("sha256"):
         raise InputError("--study", "study", f"trial {up_t.number} of {up.name!r} is not the state {down.name!r} "
                                              f"started from: {state} has changed since (sha256 differs)")
     return []
