@@ -99,7 +99,7 @@ def _check_storage(url: str, runs_dir: Path | None = None) -> None:
 
 
 def _check_tracking(uri: str | None) -> None:
-    from calib.review.tracking import check_tracking_uri
+    from calib.review.tracking_uri import check_tracking_uri
 
     if uri is not None:
         check_tracking_uri(uri)
@@ -265,7 +265,9 @@ def _run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, a
     from calib.core.backend_registry import make_backend
     from calib.execution.loop import Event, LoopConfig, run_study
     from calib.review.summary import study_summary
-    from calib.review.tracking import MlflowTracker, NullTracker, default_tracking_uri
+    from calib.review.mlflow_tracker import MlflowTracker
+    from calib.review.tracker import NullTracker
+    from calib.review.tracking_uri import default_tracking_uri
 
     spec = loaded.spec
     n_trials = trials or spec.trials
@@ -548,7 +550,8 @@ def report(
     from calib import ledger
     from calib.review.html_report import build_report
     from calib.study.stored import open_stored
-    from calib.review.tracking import default_tracking_uri, log_study_folder
+    from calib.review.mlflow_tracker import log_study_folder
+    from calib.review.tracking_uri import default_tracking_uri
 
     try:
         folder = out or runs_dir / study / "report"
@@ -627,7 +630,7 @@ def pipeline(
     from sim_backends.lammps.install import locate_lammps
 
     from calib.core.backend_registry import make_backend
-    from calib.review.tracking import default_tracking_uri
+    from calib.review.tracking_uri import default_tracking_uri
 
     lammps = locate_lammps()
 

@@ -72,7 +72,7 @@ MOVED_MODULES: dict[str, str] = {
     "calib.posterior": "calib.optimize.posterior",
     "calib.refine": "calib.optimize.manual_sets",
     "calib.confirm": "calib.optimize.confirmation",
-    "calib.tracking": "calib.review.tracking",
+    "calib.tracking": "calib.review.tracking_records",
     "calib.report": "calib.review.summary",
     "calib.review": "calib.review.html_report",
     "calib.review_plots": "calib.review.figures",
@@ -89,8 +89,11 @@ MOVED_MODULES: dict[str, str] = {
 """Modules that moved on 2026-12-07 (calib's sub-packages by role): a checkpoint written
 before names its classes by the old module, and re-attaches all the same."""
 MOVED_NAMES: dict[tuple[str, str], str] = {
-    ("calib.lineage", n): "calib.stages.upstream_state" for n in ("Lineage",)}
-"""Names that left their module (the stage-facing half of ``calib.lineage``)."""
+    **{("calib.lineage", n): "calib.stages.upstream_state" for n in ("Lineage",)},
+    **{("calib.tracking", n): "calib.review.tracker" for n in ("Tracker", "NullTracker")},
+    **{("calib.tracking", n): "calib.review.mlflow_tracker" for n in ("MlflowTracker",)}}
+"""Names that left their module (the stage-facing half of ``calib.lineage``; the trackers of
+``calib.tracking``, whose records went to ``calib.review.tracking_records``)."""
 
 
 class _Unpickler(pickle.Unpickler):

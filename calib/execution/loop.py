@@ -23,7 +23,7 @@ from calib.stages.upstream_state import Lineage
 from calib.execution.runner import Runner
 from calib.execution.session import ActiveTrial, Event, LoopConfig, StudySession, claim_study_dir, ready_to_ask, trial_seed
 from calib.study.load import LoadedStudy
-from calib.review.tracking import NullTracker, Tracker
+from calib.review.tracker import NullTracker, Tracker
 
 __all__ = ["Event", "LoopConfig", "LoopResult", "claim_study_dir", "ready_to_ask", "run_study", "trial_seed"]
 

@@ -50,7 +50,8 @@ from calib.stages.base import scalarised
 from calib.study.load import LoadedStudy
 from calib.execution.heartbeat import Heartbeat
 from calib.study.target_rows import target_rows
-from calib.review.tracking import RECORD_FILE, BestRecord, DatasetRecord, Tracker, TrialRecord, objective_metric
+from calib.review.tracker import Tracker
+from calib.review.tracking_records import RECORD_FILE, BestRecord, DatasetRecord, TrialRecord, objective_metric
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -1,7 +1,8 @@
 """The data a study is scored against, as rows: every target it scores with its value,
 unit, stated uncertainty and provenance; curves (viscosity, calendering series) one row per
-point. MLflow records them as the study's dataset input (``calib.review.tracking``); the rows are
-in the experiment's own units (SI for the viscosity curve: 1/s and Pa s)."""
+point. MLflow records them as the study's dataset input
+(``calib.review.tracking_records.DatasetRecord``); the rows are in the experiment's own units
+(SI for the viscosity curve: 1/s and Pa s)."""
 
 from __future__ import annotations
 

@@ -1,243 +1,20 @@
-"""MLflow tracking, attached to the loop (the loop runs the same with ``NullTracker``).
-
-One MLflow experiment per study, one parent run per study (found again on resume by its
-tags) and one nested run per finished trial with Table S1 params, metrics, artifacts and
-tags. The default store is embedded: a SQLite file and an artifact folder under the run
-directory; ``--tracking-uri`` points at a server instead.
+"""MLflow tracking through ``MlflowClient`` (a ``calib.review.tracker.Tracker``): one MLflow
+experiment per study, one parent run per study (found again on resume by its tags) and one
+nested run per finished trial with Table S1 params, metrics, artifacts and tags
+(``MlflowTracker``); a folder logged to a study's parent run afterwards (``log_study_folder``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
-from calib.core.errors import InputError
-
-OBJECTIVE_METRICS = {"weighted_sum": "objective_weighted_sum_sq_error",
-                     "chebyshev": "objective_max_weighted_abs_error",
-                     "parego": "objective_parego_aug_chebyshev"}
-"""MLflow's name of a trial's objective by scalarisation (``objectives.scalarise``): it says
-what the number is. The parent run's series are ``best_<name>`` and ``trial_<name>``."""
-PREVIEW_SUFFIX = ".txt"
-PREVIEW_MAX_BYTES = 5_000_000
-"""Text files the MLflow UI cannot preview (``log.lammps``, ``in.slurry``, ``final.data``) are also logged
-as ``<name>.txt`` copies up to this size (the UI previews by extension)."""
-
-
-HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
-"""How long a study waits for a tracking server that does not answer: 3 retries 1, 2, 4 s
-apart, 30 s per request (``MlflowTracker``)."""
-
-
-def objective_metric(scalarisation: str) -> str:
-    """The MLflow metric name of a study's objective (``OBJECTIVE_METRICS``)."""
-    return OBJECTIVE_METRICS.get(scalarisation, f"objective_{scalarisation}")
-
-
-def needs_preview_copy(path: Path) -> bool:
-    """A LAMMPS text file whose name the MLflow UI does not preview: ``log.lammps``,
-    ``in.*`` input decks, ``*.data`` data files (up to ``PREVIEW_MAX_BYTES``)."""
-    return path.name == "log.lammps" or path.name.startswith("in.") or path.suffix == ".data"
-
-
-@dataclass(frozen=True)
-class DatasetRecord:
-    """The data a study is scored against, for MLflow's dataset API: ``rows``
-    (``calib.study.target_rows``), the dataset's ``name`` and its file (``source``)."""
-
-    name: str
-    source: str
-    rows: tuple[dict, ...]
-
-    def entity(self):
-        """An MLflow ``DatasetInput`` (context ``targets``)."""
-        import mlflow.data
-        import pandas as pd
-        from mlflow.entities import DatasetInput, InputTag
-        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-
-        df = pd.DataFrame(list(self.rows))
-        with warnings.catch_warnings():
-            # MLflow's own noise on every study: it registers its local-file source twice, and
-            # its digest calls a pandas function deprecated in pandas 4
-            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple")
-            warnings.filterwarnings("ignore", module="mlflow.data.digest_utils")
-            ds = mlflow.data.from_pandas(df, source=self.source, name=self.name)
-        return DatasetInput(ds._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "targets")])
-
-
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
-"""A study's experiment is model development, not GenAI. (MLflow 3.17's UI does not read
-this tag to choose the page it opens: it follows its "GenAI / Model training" switch, set by
-``?workflowType=machine_learning`` in the link ``calib optimize`` prints.)"""
-
-STUDY_TAG = "calib.study"
-ROLE_TAG = "calib.role"
-UID_TAG = "calib.study_uid"
-LOGGING_TAG = "calib.logging_started_ms"
-"""When a trial run's logging began (ms since the epoch): a run still RUNNING long after
-was left by a driver that died while logging it (``MlflowTracker.close_stale_runs``)."""
-BROKEN_TAG = "calib.logging_error"
-"""On a trial run whose logging broke off (why); a later driver completes the run and
-replaces it by ``COMPLETED_TAG``."""
-COMPLETED_TAG = "calib.logging_completed"
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    """Everything tracked about one finished trial."""
-
-    number: int
-    state: str  # COMPLETE or FAIL
-    params: dict[str, float]
-    metrics: dict[str, float]
-    tags: dict[str, str]
-    artifacts: tuple[Path, ...] = field(default_factory=tuple)
-    artifact_root: Path | None = None
-    """Artifacts under this folder keep their sub-folder (``shear_00/log.lammps``)."""
-    start_ms: int | None = None
-    """When the trial started (its proposal), ms since the epoch: the run spans the simulation."""
-
-    def to_json(self) -> str:
-        """The record as JSON (``RECORD_FILE`` in the trial directory), for a later driver to
-        log it if this one could not (``from_json``)."""
-        return json.dumps({"number": self.number, "state": self.state, "params": self.params,
-                           "metrics": {k: float(v) for k, v in self.metrics.items()
-                                       if v is not None and math.isfinite(float(v))},
-                           "tags": self.tags, "artifacts": [str(p) for p in self.artifacts],
-                           "artifact_root": str(self.artifact_root) if self.artifact_root else None,
-                           "start_ms": self.start_ms}, indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> "TrialRecord":
-        d = json.loads(text)
-        return cls(int(d["number"]), d["state"], dict(d["params"]), dict(d["metrics"]), dict(d["tags"]),
-                   tuple(Path(p) for p in d["artifacts"]), Path(d["artifact_root"]) if d["artifact_root"] else None,
-                   d.get("start_ms"))
-
-
-RECORD_FILE = "mlflow_record.json"
-"""A finished trial's ``TrialRecord``, kept in its directory before it is logged: a driver
-that finds the trial without an MLflow run (the tracking server was down) logs it from here."""
-
-
-@dataclass(frozen=True)
-class BestRecord:
-    """The study's best trial so far, for its parent run: trial number, objective, Table S1
-    values, observables with their targets (name -> (value, target))."""
-
-    number: int
-    objective: float
-    params: dict[str, float]
-    observables: dict[str, tuple[float, float | None]]
-    step: int = 0
-    """The step of the ``best.*`` and ``target.*`` metrics: the highest finished trial number
-    when logged, so the latest value (MLflow shows the highest step's) is the current best's."""
-    confirmation: str | None = None
-    """Its confirmation at the target protocol in one line (``calib.optimize.confirmation``), if any."""
-
-
-class Tracker(Protocol):
-    def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str],
-                    objective: str = "objective", dataset: DatasetRecord | None = None,
-                    description: str = "", stale_s: float = 120.0) -> None: ...
-    def log_trial(self, record: TrialRecord, run_id: str | None = None) -> str | None: ...
-    def logged_trials(self) -> dict[int, str | None] | None: ...
-    def update_best(self, best: BestRecord, series: list[tuple[int, float]]) -> None: ...
-    def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None,
-                  status: str = "FINISHED") -> None: ...
-
-
-class NullTracker:
-    """Tracks nothing."""
-
-    def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str],
-                    objective: str = "objective", dataset: DatasetRecord | None = None,
-                    description: str = "", stale_s: float = 120.0) -> None:
-        return None
-
-    def log_trial(self, record: TrialRecord, run_id: str | None = None) -> str | None:
-        return None
-
-    def logged_trials(self) -> dict[int, str | None] | None:
-        return None
-
-    def update_best(self, best: BestRecord, series: list[tuple[int, float]]) -> None:
-        return None
-
-    def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None,
-                  status: str = "FINISHED") -> None:
-        return None
-
-
-def default_tracking_uri(runs_dir: Path) -> str:
-    """Embedded store: ``sqlite:///<runs_dir>/mlflow.db``."""
-    return f"sqlite:///{(Path(runs_dir) / 'mlflow.db').resolve()}"
-
-
-class _LockPatient:
-    """An ``MlflowClient`` whose calls are retried for up to ``patience_s`` while SQLite
-    reports "database is locked" (one call is one transaction: a locked one wrote nothing)."""
-
-    def __init__(self, client, patience_s: float = 120.0) -> None:
-        self._client = client
-        self._patience = patience_s
-
-    def __getattr__(self, name: str):
-        attr = getattr(self._client, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args, **kwargs):
-            deadline = time.monotonic() + self._patience
-            delay = 0.05
-            while True:
-                try:
-                    return attr(*args, **kwargs)
-                except Exception as exc:
-                    if "database is locked" not in str(exc) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(delay)
-                    delay = min(1.0, delay * 2)
-        return call
-
-
-class _OutageAware:
-    """An ``MlflowClient`` for a tracking server: once a call finds the server unreachable
-    (MLflow's retries spent), calls fail at once for ``pause_s`` instead of each waiting out
-    the retries again; the trials finished meanwhile are logged later (``StudySession.backfill``)."""
-
-    def __init__(self, client, pause_s: float = 60.0) -> None:
-        self._client = client
-        self._pause = pause_s
-        self._down_until = -math.inf
-        self._why = ""
-
-    def __getattr__(self, name: str):
-        attr = getattr(self._client, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args, **kwargs):
-            if time.monotonic() < self._down_until:
-                raise ConnectionError(f"the MLflow server is unreachable (skipping calls for up to "
-                                      f"{self._pause:g} s): {self._why}")
-            try:
-                return attr(*args, **kwargs)
-            except Exception as exc:
-                text = str(exc)
-                if "Max retries exceeded" in text or "Connection refused" in text or "timed out" in text:
-                    self._down_until = time.monotonic() + self._pause
-                    self._why = text.splitlines()[0][:300] if text else exc.__class__.__name__
-                raise
-        return call
+from calib.review.mlflow_retry import HTTP_RETRIES, LockPatient, OutageAware
+from calib.review.tracking_records import (BROKEN_TAG, COMPLETED_TAG, EXPERIMENT_TAGS, LOGGING_TAG, PREVIEW_MAX_BYTES,
+                                           PREVIEW_SUFFIX, ROLE_TAG, STUDY_TAG, UID_TAG, BestRecord, DatasetRecord,
+                                           TrialRecord, best_note, needs_preview_copy)
 
 
 class MlflowTracker:
@@ -266,14 +43,14 @@ class MlflowTracker:
         """The MLflow client, made on first use (an embedded store runs its schema
         migrations then: ``calib.execution.session`` does that under the run directory's lock). On an
         embedded SQLite store, which several drivers may share, each call waits out another
-        writer's lock (``_LockPatient``); on a server, an outage costs one call's retries
-        (``_OutageAware``)."""
+        writer's lock (``LockPatient``); on a server, an outage costs one call's retries
+        (``OutageAware``)."""
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
             client = MlflowClient(tracking_uri=self.uri)
-            self._client = (_LockPatient(client) if self.uri.startswith("sqlite")
-                            else _OutageAware(client) if self.uri.startswith(("http://", "https://")) else client)
+            self._client = (LockPatient(client) if self.uri.startswith("sqlite")
+                            else OutageAware(client) if self.uri.startswith(("http://", "https://")) else client)
         return self._client
 
     def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str],
@@ -496,22 +273,6 @@ class MlflowTracker:
             self.client.set_terminated(self.parent_run_id, status=status)
 
 
-def best_note(best: BestRecord, objective: str, link: str | None) -> str:
-    """The parent run's description (markdown): the best trial, its objective, its
-    observables next to their targets and its Table S1 values."""
-    head = f"**Best trial: {best.number}**" + (f" ([open its run]({link}))" if link else "")
-    lines = [head, "", f"`{objective}` = {best.objective:.6g}", ""]
-    if best.confirmation:
-        lines += [f"**Confirmation at the target protocol**: {best.confirmation}", ""]
-    obs = [(k, v, t) for k, (v, t) in best.observables.items() if t is not None]
-    if obs:
-        lines += ["| observable | best trial | target |", "|---|---|---|"]
-        lines += [f"| {k} | {'n/a' if v is None else f'{v:.5g}'} | {t:.5g} |" for k, v, t in obs]
-        lines.append("")
-    lines += ["| Table S1 key | value |", "|---|---|"] + [f"| {k} | {v:.6g} |" for k, v in best.params.items()]
-    return "\n".join(lines)
-
-
 def log_study_folder(tracking_uri: str, study_name: str, uid: str | None, folder: Path, artifact_path: str) -> str:
     """Log ``folder``'s files under ``artifact_path`` of study ``study_name``'s parent run
     (found by its tags); returns the run id. ``LookupError`` when the study has no run there."""
@@ -530,86 +291,3 @@ def log_study_folder(tracking_uri: str, study_name: str, uid: str | None, folder
     rid = found[0].info.run_id
     client.log_artifacts(rid, str(folder), artifact_path)
     return rid
-
-
-def _auth_headers() -> dict[str, str]:
-    """The credentials MLflow's client would send (``MLFLOW_TRACKING_TOKEN``, or
-    ``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD``), for the up-front probe."""
-    import base64
-    import os
-
-    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
-        return {"Authorization": f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"}
-    user, pw = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
-    if user and pw:
-        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()}
-    return {}
-
-
-TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks")
-
-
-def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
-    """Refuse, before anything is written, a ``--tracking-uri`` that cannot be used: a
-    scheme MLflow has no store for, a server that does not answer an API call within
-    ``timeout_s`` (down, not MLflow, or refusing this host name), or a database that cannot
-    be opened, or a local store (a SQLite file, a folder) that cannot be created where the
-    URI puts it (``InputError``). MLflow itself would retry an unreachable server for
-    minutes, and fail on a local path only once the study had been created."""
-    import urllib.error
-    import urllib.request
-    from urllib.parse import urlsplit
-
-    if uri == "none":
-        return
-    scheme = urlsplit(uri).scheme.split("+")[0].lower()
-    if scheme in ("", "file", "sqlite"):
-        _check_local_store(uri, scheme)
-    if not scheme:  # a local folder (MLflow's file store)
-        return
-    if scheme not in TRACKING_SCHEMES:
-        raise InputError("--tracking-uri", "uri", f"{uri!r}: MLflow has no tracking store for {scheme}:// "
-                                                  f"(use http(s)://, a database URL, a folder or 'none')")
-    if scheme in ("http", "https"):
-        # one cheap API call: it answers only if the server runs, is MLflow and accepts this host name
-        probe = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
-        try:
-            with urllib.request.urlopen(urllib.request.Request(probe, headers=_auth_headers()),
-                                        timeout=timeout_s) as resp:
-                ok, detail = resp.status == 200, f"HTTP {resp.status}"
-        except urllib.error.HTTPError as exc:
-            body = exc.read(300).decode(errors="replace").strip().splitlines()
-            ok, detail = False, f"HTTP {exc.code}" + (f": {body[0]}" if body else "")
-        except Exception as exc:  # refused, timed out, name not resolved, TLS
-            ok, detail = False, str(getattr(exc, "reason", exc))
-        if not ok:
-            raise InputError("--tracking-uri", "uri", f"no MLflow server answers at {uri} ({detail})")
-    elif scheme in ("postgresql", "mysql", "mssql"):
-        from calib.ledger import check_storage
-
-        try:
-            check_storage(uri, timeout_s=int(timeout_s))
-        except InputError as exc:
-            raise InputError("--tracking-uri", "uri", exc.message) from exc
-
-
-def _check_local_store(uri: str, scheme: str) -> None:
-    """A local MLflow store must be creatable: the folder of a SQLite file, or a file store
-    (a plain path or ``file://``), must be a writable folder or one that can be created."""
-    from urllib.parse import unquote, urlsplit
-
-    from sqlalchemy.engine import make_url
-
-    from calib.core.paths import check_folder, check_sqlite_file
-
-    if scheme == "sqlite":
-        try:
-            db = make_url(uri).database
-        except Exception as exc:
-            raise InputError("--tracking-uri", "uri", f"not a usable SQLAlchemy URL: {uri!r} "
-                                                      f"({exc.__class__.__name__}: {exc})") from exc
-        if db in (None, "", ":memory:"):
-            return
-        check_sqlite_file(Path(db), "--tracking-uri", "uri")  # MLflow makes the folder itself
-    else:
-        check_folder(Path(unquote(urlsplit(uri).path)) if scheme == "file" else Path(uri), "--tracking-uri", "uri")
