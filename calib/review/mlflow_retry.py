@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 import time
 
+import tenacity
+
 HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 """How long a study waits for a tracking server that does not answer: 3 retries 1, 2, 4 s
@@ -27,18 +29,15 @@ class LockPatient:
         if not callable(attr):
             return attr
 
-        def call(*args, **kwargs):
-            deadline = time.monotonic() + self._patience
-            delay = 0.05
-            while True:
-                try:
-                    return attr(*args, **kwargs)
-                except Exception as exc:
-                    if "database is locked" not in str(exc) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(delay)
-                    delay = min(1.0, delay * 2)
-        return call
+        return tenacity.retry(retry=tenacity.retry_if_exception(_locked), stop=tenacity.stop_after_delay(self._patience),
+                              wait=tenacity.wait_exponential(multiplier=0.05, max=1.0), reraise=True)(attr)
+
+
+def _locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked", as MLflow passes it on: inside its own exception's
+    message (MLflow's store re-raises SQLAlchemy's errors as ``MlflowException`` text), so
+    the message is all there is to tell it by."""
+    return "database is locked" in str(exc)
 
 
 class OutageAware:
