@@ -67,7 +67,6 @@ MOVED_MODULES: dict[str, str] = {
     "calib.proposer": "calib.optimize.botorch_sampler",
     "calib.samplers": "calib.optimize.sampler_registry",
     "calib.swarm": "calib.optimize.swarm_sampler",
-    "calib.composite": "calib.optimize.composite",
     "calib.surrogate": "calib.optimize.surrogate",
     "calib.posterior": "calib.optimize.posterior",
     "calib.refine": "calib.optimize.manual_sets",
@@ -89,8 +88,15 @@ MOVED_MODULES: dict[str, str] = {
 """Modules that moved on 2026-12-07 (calib's sub-packages by role): a checkpoint written
 before names its classes by the old module, and re-attaches all the same."""
 MOVED_NAMES: dict[tuple[str, str], str] = {
-    ("calib.lineage", n): "calib.stages.upstream_state" for n in ("Lineage",)}
-"""Names that left their module (the stage-facing half of ``calib.lineage``)."""
+    ("calib.lineage", "Lineage"): "calib.stages.upstream_state",
+    ("calib.composite", "ResidualLayout"): "calib.optimize.residuals",
+    ("calib.composite", "CompositeData"): "calib.optimize.residuals",
+    ("calib.composite", "Models"): "calib.optimize.gp_models",
+    ("calib.composite", "FidelityLadder"): "calib.optimize.fidelity_ladder",
+    ("calib.composite", "RungStats"): "calib.optimize.fidelity_ladder",
+}
+"""Names that left their module (the stage-facing half of ``calib.lineage``; the composite
+proposer's classes, split by concept)."""
 
 
 class _Unpickler(pickle.Unpickler):
