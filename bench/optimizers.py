@@ -575,7 +575,7 @@ def _previous_composite(data, layout, q: int, seed: int, num_restarts: int, raw_
     """The composite proposal as it was assembled until 2026-12-07, the baseline of the
     overhead's ratio: the same fitted GPs (today's ``build_models``) put in one model list,
     the label both a sample constraint on qLogNEI and the barrier
-    (``calib.optimize.composite.PROPOSAL_TIME_NOTE``)."""
+    (``calib.optimize.acquisition.PROPOSAL_TIME_NOTE``)."""
     import torch
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
     from botorch.acquisition.objective import GenericMCObjective
@@ -583,22 +583,25 @@ def _previous_composite(data, layout, q: int, seed: int, num_restarts: int, raw_
     from botorch.optim import optimize_acqf
     from botorch.sampling import SobolQMCNormalSampler
 
-    from calib.optimize import composite
+    from calib.optimize.acquisition import ACQ_MAXITER, MC_SAMPLES, proposing
+    from calib.optimize.feasibility import FeasibleMean
+    from calib.optimize.gp_models import build_models
+    from calib.optimize.residuals import scalarise_samples
 
-    with composite._proposing(seed):
-        models = composite.build_models(data)
+    with proposing(seed):
+        models = build_models(data)
         model = ModelListGP(models.residuals, models.feasibility)
         m = layout.n_outputs
         acq = qLogNoisyExpectedImprovement(
             model, X_baseline=torch.as_tensor(data.x), prune_baseline=True,
-            objective=GenericMCObjective(lambda s, X=None: -composite.scalarise_samples(s[..., :m], layout, "weighted_sum")),
+            objective=GenericMCObjective(lambda s, X=None: -scalarise_samples(s[..., :m], layout, "weighted_sum")),
             constraints=[lambda s: s[..., m] - 0.5], X_pending=torch.as_tensor(data.x_pending),
-            sampler=SobolQMCNormalSampler(sample_shape=torch.Size([composite.MC_SAMPLES]), seed=seed))
-        acq = composite._FeasibleMean(acq, models.feasibility)
+            sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=seed))
+        acq = FeasibleMean(acq, models.feasibility)
         d = data.x.shape[1]
         bounds = torch.stack([torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)])
         cand, _ = optimize_acqf(acq, bounds=bounds, q=q, num_restarts=num_restarts, raw_samples=raw_samples,
-                                options={"seed": seed, "maxiter": composite.ACQ_MAXITER})
+                                options={"seed": seed, "maxiter": ACQ_MAXITER})
     return cand.tolist()
 
 
@@ -609,8 +612,10 @@ def proposal_overhead(n: int = 100, d: int = 12, q: int = 4, repeats: int = 3) -
     viscosity rates, with measured SEMs), composite on a two-rung ladder (three residuals,
     30 % of trials at the target), the previous composite (``_previous_composite``, same
     data) and the single-GP scalar path, all in this invocation."""
-    from calib.optimize import composite
+    from calib.optimize.acquisition import propose_composite
     from calib.optimize.botorch_sampler import propose_gp_batch
+    from calib.optimize.fidelity_ladder import FidelityLadder, propose_multi_fidelity
+    from calib.optimize.residuals import CompositeData, ResidualLayout
     from calib.spec.study_file import OptimizerSpec
 
     o = OptimizerSpec()
@@ -622,24 +627,24 @@ def proposal_overhead(n: int = 100, d: int = 12, q: int = 4, repeats: int = 3) -
         w = rng.normal(size=(d, m))
         r = (x @ w - w.sum(axis=0) / 2) / 3 + 0.01 * rng.normal(size=(n, m))
         sd = np.full((feasible.sum(), m), np.nan if m == 1 else 0.01)
-        layout = composite.ResidualLayout((("slurry_density", 1),) if m == 1 else
-                                          (("slurry_density", 1), ("viscosity", 2)), (1.0,) * (1 if m == 1 else 2))
-        data = composite.CompositeData(x[feasible], r[feasible], sd, x, feasible, x[:1] + 0.01)
+        layout = ResidualLayout((("slurry_density", 1),) if m == 1 else
+                                (("slurry_density", 1), ("viscosity", 2)), (1.0,) * (1 if m == 1 else 2))
+        data = CompositeData(x[feasible], r[feasible], sd, x, feasible, x[:1] + 0.01)
         cases[m] = (data, layout, r)
     xf = np.hstack([x, (rng.random((n, 1)) < 0.3).astype(float)])
     data3, layout3, r3 = cases[3]
-    mf_data = composite.CompositeData(xf[feasible], r3[feasible], data3.r_sd, xf, feasible, xf[:1] + 0.01)
-    ladder = composite.FidelityLadder(("smoke", "dev"), (3.0, 24.0))
+    mf_data = CompositeData(xf[feasible], r3[feasible], data3.r_sd, xf, feasible, xf[:1] + 0.01)
+    ladder = FidelityLadder(("smoke", "dev"), (3.0, 24.0))
     kw = {"q": q, "num_restarts": o.num_restarts, "raw_samples": o.raw_samples}
     data1, layout1, r1 = cases[1]
     runs = {
-        "composite (1 residual)": lambda s: composite.propose_composite(data1, layout1, "weighted_sum", s, **kw),
+        "composite (1 residual)": lambda s: propose_composite(data1, layout1, "weighted_sum", s, **kw),
         "previous composite (1 residual)": lambda s: _previous_composite(data1, layout1, q, s, o.num_restarts,
                                                                          o.raw_samples),
-        "composite (3 residuals)": lambda s: composite.propose_composite(data3, layout3, "weighted_sum", s, **kw),
+        "composite (3 residuals)": lambda s: propose_composite(data3, layout3, "weighted_sum", s, **kw),
         "previous composite (3 residuals)": lambda s: _previous_composite(data3, layout3, q, s, o.num_restarts,
                                                                           o.raw_samples),
-        "composite multi-fidelity (3 residuals, 2 rungs)": lambda s: composite.propose_multi_fidelity(
+        "composite multi-fidelity (3 residuals, 2 rungs)": lambda s: propose_multi_fidelity(
             mf_data, layout3, "weighted_sum", s, ladder, incumbent_x=x[:2].tolist(), **kw),
         "scalar (1 residual)": lambda s: propose_gp_batch(x[feasible], -np.log(r1[feasible, 0] ** 2 + 1e-6),
                                                           x[:1] + 0.01, s, q, o.num_restarts, o.raw_samples),

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from calib.optimize import posterior  # noqa: E402
-from calib.optimize.composite import _gp  # noqa: E402
+from calib.optimize.gp_models import gp  # noqa: E402
 from calib.optimize.botorch_sampler import BoTorchSampler  # noqa: E402
 from calib.study.space import ParameterSpace  # noqa: E402
 from calib.spec.study_file import Bound, ParametersSpec  # noqa: E402
@@ -89,7 +89,7 @@ def run_seed(seed: int, trials: int, samples: int) -> dict:
     outputs = [Output(NAMES[0], "g/cm^3", float(targets[0])), Output(NAMES[1], "Pa s", float(targets[1]), "log10"),
                Output(NAMES[2], "Pa s", float(targets[2]), "log10")]
     torch.manual_seed(0)
-    model = _gp(torch.as_tensor(x), torch.as_tensor(z), None)
+    model = gp(torch.as_tensor(x), torch.as_tensor(z), None)
     sur = Surrogate(SPACE, outputs, model, x, len(x))
     post = posterior.sample_posterior(sur, {n: None for n in NAMES}, samples, seed, TARGET_REL_SD)
     hidden = SPACE.from_unit(list(hidden_u))

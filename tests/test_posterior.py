@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from calib.optimize import posterior
-from calib.optimize.composite import _gp
+from calib.optimize.gp_models import gp
 from calib.study.space import Axis, ParameterSpace
 from calib.optimize.surrogate import Output, Surrogate
 
@@ -33,7 +33,7 @@ def _surrogate(n_out: int, n: int = 40, seed: int = 0) -> tuple[Surrogate, dict]
     truth = _observables(np.array([[0.5, 0.5]]))[0]
     outputs = [Output(f"obs{j}", "1", float(truth[j])) for j in range(n_out)]
     torch.manual_seed(0)
-    model = _gp(torch.as_tensor(x), torch.as_tensor(y), None)
+    model = gp(torch.as_tensor(x), torch.as_tensor(y), None)
     return Surrogate(SPACE, outputs, model, x, n), {f"obs{j}": None for j in range(n_out)}
 
 

@@ -67,7 +67,6 @@ MOVED_MODULES: dict[str, str] = {
     "calib.proposer": "calib.optimize.botorch_sampler",
     "calib.samplers": "calib.optimize.sampler_registry",
     "calib.swarm": "calib.optimize.swarm_sampler",
-    "calib.composite": "calib.optimize.composite",
     "calib.surrogate": "calib.optimize.surrogate",
     "calib.posterior": "calib.optimize.posterior",
     "calib.refine": "calib.optimize.manual_sets",
@@ -89,11 +88,10 @@ MOVED_MODULES: dict[str, str] = {
 """Modules that moved on 2026-12-07 (calib's sub-packages by role): a checkpoint written
 before names its classes by the old module, and re-attaches all the same."""
 MOVED_NAMES: dict[tuple[str, str], str] = {
-    **{("calib.lineage", n): "calib.stages.upstream_state" for n in ("Lineage",)},
-    **{("calib.tracking", n): "calib.review.tracker" for n in ("Tracker", "NullTracker")},
-    **{("calib.tracking", n): "calib.review.mlflow_tracker" for n in ("MlflowTracker",)}}
-"""Names that left their module (the stage-facing half of ``calib.lineage``; the trackers of
-``calib.tracking``, whose records went to ``calib.review.tracking_records``)."""
+    ("calib.lineage", "Lineage"): "calib.stages.upstream_state",
+}
+"""Classes that left their module (the stage-facing half of ``calib.lineage``). Only what a
+checkpoint holds matters here: a stage trial and what it keeps (runs, fidelities, results)."""
 
 
 class _Unpickler(pickle.Unpickler):

@@ -3,7 +3,7 @@
 Trials 0 .. n_initial-1 take points of a scrambled Sobol sequence (seeded by the study seed,
 indexed by trial number). After that, in batches of ``q`` trials proposed jointly:
 
-- ``composite`` (default): one GP per residual of the trials (``calib.optimize.composite``), the
+- ``composite`` (default): one GP per residual of the trials (``calib.optimize.acquisition``), the
   study's scalarisation computed on their posterior samples, failures as a feasibility
   constraint;
 - ``scalar``: one GP (BoTorch ``SingleTaskGP``, Matern-5/2 ARD, inferred noise,
@@ -28,7 +28,8 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from calib.optimize import composite
+from calib.optimize import acquisition, fidelity_ladder
+from calib.optimize.residuals import CompositeData, ResidualLayout
 from calib.ledger import FALLBACK_ATTR, FIDELITY_ATTR, STOPPED_ATTR, is_confirmation, lost_numbers
 from calib.study.space import ParameterSpace
 
@@ -116,7 +117,7 @@ class BoTorchSampler(BaseSampler):
                  value_of: Callable[[FrozenTrial, int], float] | None = None, mode: str = "scalar", q: int = 1,
                  scalarisation: str = "weighted_sum", weights: dict[str, float] | None = None,
                  parego_weights: Callable[[int], dict[str, float]] | None = None,
-                 feasibility: bool = True, ladder: composite.FidelityLadder | None = None) -> None:
+                 feasibility: bool = True, ladder: fidelity_ladder.FidelityLadder | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         if q < 1:
@@ -230,9 +231,9 @@ class BoTorchSampler(BaseSampler):
                     w = [pw.get(name, 0.0) for name, _ in layout.groups]
                 if self.ladder is not None:
                     return self._propose_multi_fidelity(trials, done, horizon, b, layout, cdata, w, seed)
-                return composite.propose_composite(cdata, layout, self.scalarisation, seed, q=self.q, weights=w,
-                                                   num_restarts=self.num_restarts, raw_samples=self.raw_samples,
-                                                   use_feasibility=self.feasibility)
+                return acquisition.propose_composite(cdata, layout, self.scalarisation, seed, q=self.q, weights=w,
+                                                     num_restarts=self.num_restarts, raw_samples=self.raw_samples,
+                                                     use_feasibility=self.feasibility)
         elif len(done) >= 2:
             x = np.array([self.space.to_unit(t.params) for t in done])
             values = [self.value_of(t, b) if self.value_of else t.value for t in done]
@@ -253,14 +254,14 @@ class BoTorchSampler(BaseSampler):
         return t.user_attrs.get(FIDELITY_ATTR, self.ladder.names[-1]) != self.ladder.names[0]
 
     def _propose_multi_fidelity(self, trials: list[FrozenTrial], done: list[FrozenTrial], horizon: int, b: int,
-                                layout: composite.ResidualLayout, cdata: composite.CompositeData,
+                                layout: ResidualLayout, cdata: CompositeData,
                                 w: list[float] | None, seed: int) -> list[list[float]]:
         """The batch's points, its per-trial fidelities recorded in ``_levels``."""
         assert self.ladder is not None
         # the confirm rule's bar: the target trials that completed with the least penalty
         at_target = [t for t in done if self._at_target(t) and not t.user_attrs.get(STOPPED_ATTR)]  # whole runs
         clean = [self.space.to_unit(t.params) for t, ok in zip(at_target, feasibility_labels(at_target)) if ok]
-        points, levels, _ = composite.propose_multi_fidelity(
+        points, levels, _ = fidelity_ladder.propose_multi_fidelity(
             cdata, layout, self.scalarisation, seed, self.ladder, q=self.q, weights=w,
             num_restarts=self.num_restarts, raw_samples=self.raw_samples, use_feasibility=self.feasibility,
             incumbent_x=clean)
@@ -270,19 +271,19 @@ class BoTorchSampler(BaseSampler):
         have = (sum(self._above_base(t) and not t.user_attrs.get(STOPPED_ATTR) for t in done)
                 + sum(self._above_base(t) for t in trials if t.number > horizon and t.number not in lost))
         levels = list(levels)
-        for i in range(min(len(levels), max(0, composite.MIN_TRANSFER_TRIALS - have))):
-            levels[i] = composite.transfer_rung(self.ladder)  # scale and offset need runs above the cheapest rung
+        for i in range(min(len(levels), max(0, fidelity_ladder.MIN_TRANSFER_TRIALS - have))):
+            levels[i] = fidelity_ladder.transfer_rung(self.ladder)  # scale and offset need runs above the cheapest rung
         self._levels[b] = [self.ladder.names[i] for i in levels]
         return points
 
     def _composite_data(self, trials: list[FrozenTrial], done: list[FrozenTrial], horizon: int,
-                        xp: np.ndarray | None) -> tuple[composite.ResidualLayout, composite.CompositeData] | None:
+                        xp: np.ndarray | None) -> tuple[ResidualLayout, CompositeData] | None:
         """The composite proposer's data, or None while fewer than two trials have residuals."""
         with_res = [(t, residuals_of(t)) for t in done]
         with_res = [(t, r) for t, r in with_res if r is not None]
         if len(with_res) < 2:
             return None
-        layout = composite.ResidualLayout.of(with_res[-1][1][0], self.weights)
+        layout = ResidualLayout.of(with_res[-1][1][0], self.weights)
         rows, sds, xs = [], [], []
         for t, (r, sd) in with_res:
             try:
@@ -299,8 +300,8 @@ class BoTorchSampler(BaseSampler):
                     and (t.state == TrialState.FAIL or (t.state == TrialState.COMPLETE and t.value is not None))]
         feasible = feasibility_labels(finished)
         x_feas = np.array([self._unit(t) for t in finished])
-        return layout, composite.CompositeData(np.array(xs), np.array(rows, dtype=float), np.array(sds, dtype=float),
-                                               x_feas, feasible, xp)
+        return layout, CompositeData(np.array(xs), np.array(rows, dtype=float), np.array(sds, dtype=float),
+                                     x_feas, feasible, xp)
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> float:

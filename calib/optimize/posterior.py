@@ -193,7 +193,7 @@ def sample_posterior(surrogate: Surrogate, dataset_targets: dict, samples: int, 
     when no output has a target."""
     import emcee
 
-    from calib.optimize.composite import _proposing
+    from calib.optimize.acquisition import proposing
 
     uses = target_uses(surrogate, dataset_targets, assumed_rel_uncertainty)
     if not uses:
@@ -205,7 +205,7 @@ def sample_posterior(surrogate: Surrogate, dataset_targets: dict, samples: int, 
     space: ParameterSpace = surrogate.space
     d = space.dim
     rng = np.random.default_rng(seed)
-    with _proposing(seed):  # seeded, one thread (the cores belong to LAMMPS), BoTorch's warnings quiet
+    with proposing(seed):  # seeded, one thread (the cores belong to LAMMPS), BoTorch's warnings quiet
         # start: a small ball around the trials the model likes best (inside the cube)
         x = np.clip(surrogate.x, 0.0, 1.0)
         best = x[np.argsort(-logp(x))[:WALKERS]]

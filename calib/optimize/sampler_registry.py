@@ -17,7 +17,7 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial
 
-from calib.optimize.composite import FidelityLadder
+from calib.optimize.fidelity_ladder import FidelityLadder
 from calib.optimize.botorch_sampler import BoTorchSampler
 from calib.study.space import ParameterSpace
 from calib.optimize.swarm_sampler import SwarmSampler

@@ -3,7 +3,7 @@ draws its one-dimensional profiles with.
 
 One Gaussian process per output, fitted to the COMPLETE trials at the study's target
 fidelity on the proposer's unit cube (``calib.study.space``; a manual trial outside the bounds
-lies outside [0, 1]) with the proposer's GP (``calib.optimize.composite._gp``: BoTorch's
+lies outside [0, 1]) with the proposer's GP (``calib.optimize.gp_models.gp``: BoTorch's
 ``SingleTaskGP``, its default kernel and priors, standardised outcomes, inferred noise).
 The outputs are what the study is scored on, in the experiment's units:
 
@@ -113,7 +113,7 @@ class Surrogate:
 
     @classmethod
     def fit(cls, study, space: ParameterSpace) -> "Surrogate":
-        from calib.optimize.composite import _gp
+        from calib.optimize.gp_models import gp
 
         done = [t for t in ledger.at_target(study) if all(k in t.params for k in space.keys)]
         if len(done) < 2:
@@ -128,7 +128,7 @@ class Surrogate:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.manual_seed(0)
-            model = _gp(torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64), None)
+            model = gp(torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64), None)
         return cls(space, outputs, model, x, len(done))
 
     def predict_unit(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -116,8 +116,8 @@ SAMPLERS = ("composite", "scalar", "sobol", "random", "tpe", "gp", "cmaes", "swa
 
 
 class MultiFidelitySpec(SpecModel):
-    """A multi-fidelity study (``calib.optimize.composite.MF_NOTE``): the fidelities its trials may
-    run at and what one trial at each costs.
+    """A multi-fidelity study (``calib.optimize.fidelity_ladder.MF_NOTE``): the fidelities its
+    trials may run at and what one trial at each costs.
 
     ladder: fidelity names, cheapest first; the last is the study's target fidelity
     (``fidelity``), at which its answer is judged. costs_core_s: measured core-seconds of
