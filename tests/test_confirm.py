@@ -205,16 +205,16 @@ def test_summary_pairs_the_best_trial_with_its_latest_unlost_confirmation():
 
 
 def test_an_unconfirmed_compressed_answer_says_so(capsys):
-    from calib.cli import _print_summary
+    from calib.cli.summary import print_summary
 
     s = {"study": "x", "storage": "sqlite:///x.db", "trials_complete": 1, "trials_failed": 0, "trials_by_fidelity": {},
          "best_trial": 0, "best_value": 0.1, "best_params": {}, "target_fidelity": "dev", "confirmation": None,
          "best_compression": 200}
-    _print_summary(s)
+    print_summary(s)
     assert "not confirmed: calibrated at k = 200" in capsys.readouterr().out
-    _print_summary({**s, "best_compression": 1})  # the full protocol: nothing to confirm against
+    print_summary({**s, "best_compression": 1})  # the full protocol: nothing to confirm against
     assert "not confirmed" not in capsys.readouterr().out
-    _print_summary({**s, "best_transfer": {"factor": 1.078, "source": "x"}})
+    print_summary({**s, "best_transfer": {"factor": 1.078, "source": "x"}})
     assert "not confirmed: calibrated at k = 200 mapped to the full protocol by x 1.078" in capsys.readouterr().out
 
 
