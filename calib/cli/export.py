@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from calib.cli.app import DEFAULT_RUNS, app, at_least, default_storage, fail
+from calib.cli.common import DEFAULT_RUNS, app, at_least, default_storage, fail
 from calib.core.errors import InputError
 
 

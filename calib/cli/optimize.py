@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from calib import stages
-from calib.cli.app import (DEFAULT_RUNS, app, at_least, check_storage, check_tracking, default_storage, default_study,
+from calib.cli.common import (DEFAULT_RUNS, app, at_least, check_storage, check_tracking, default_storage, default_study,
                            fail, terminated_as_interrupt, with_backend)
 from calib.cli.summary import print_summary
 from calib.core.errors import InputError, StudyHalted, Terminated

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from calib.cli.app import (DEFAULT_PIPELINE, DEFAULT_RUNS, app, at_least, check_storage, check_tracking,
+from calib.cli.common import (DEFAULT_PIPELINE, DEFAULT_RUNS, app, at_least, check_storage, check_tracking,
                            default_storage, fail, interrupted, terminated_as_interrupt, with_backend)
 from calib.core.errors import InputError
 from calib.core.paths import check_folder, new_folder

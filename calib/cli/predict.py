@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from calib.cli.app import DEFAULT_RUNS, app, default_storage, fail, manual_sets
+from calib.cli.common import DEFAULT_RUNS, app, default_storage, fail, manual_sets
 from calib.core.errors import InputError
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from calib.cli.app import (DEFAULT_RUNS, app, at_least, check_tracking, default_storage, fail, manual_sets,
+from calib.cli.common import (DEFAULT_RUNS, app, at_least, check_tracking, default_storage, fail, manual_sets,
                            with_backend)
 from calib.cli.optimize import run_optimize
 from calib.core.errors import InputError

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from calib.cli.app import DEFAULT_RUNS, app, check_tracking, default_storage, fail
+from calib.cli.common import DEFAULT_RUNS, app, check_tracking, default_storage, fail
 from calib.core.errors import InputError
 from calib.core.paths import check_folder
 
