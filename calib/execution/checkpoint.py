@@ -89,8 +89,14 @@ MOVED_MODULES: dict[str, str] = {
 """Modules that moved on 2026-12-07 (calib's sub-packages by role): a checkpoint written
 before names its classes by the old module, and re-attaches all the same."""
 MOVED_NAMES: dict[tuple[str, str], str] = {
-    ("calib.lineage", n): "calib.stages.upstream_state" for n in ("Lineage",)}
-"""Names that left their module (the stage-facing half of ``calib.lineage``)."""
+    **{("calib.lineage", n): "calib.stages.upstream_state" for n in ("Lineage",)},
+    ("calib.stages.slurry", "SlurrySettings"): "calib.stages.slurry_settings",
+    ("calib.stages.slurry", "ViscositySettings"): "calib.stages.slurry_settings",
+    ("calib.stages.slurry", "RatePlan"): "calib.stages.slurry_runs",
+    ("calib.stages.slurry", "RateResult"): "calib.stages.slurry_results",
+}
+"""Names that left their module (the stage-facing half of ``calib.lineage``; the slurry
+stage's sections, rate plans and rate results, which left ``calib.stages.slurry``)."""
 
 
 class _Unpickler(pickle.Unpickler):
