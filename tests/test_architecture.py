@@ -110,6 +110,37 @@ def test_a_checkpoint_written_before_the_modules_moved_still_loads(tmp_path: Pat
     assert back == objs
 
 
+def test_a_checkpoint_naming_the_slurry_module_loads_the_classes_that_left_it(monkeypatch):
+    """A trial checkpointed before ``calib.stages.slurry`` was split names its ``RatePlan``s
+    and ``RateResult``s by that module; ``MOVED_NAMES`` finds them in their new modules (not
+    by the old module's imports of them), and the names still there load from it as before."""
+    import io
+    import pickle
+
+    from calib.execution import checkpoint
+    from calib.stages import slurry
+    from calib.stages.slurry import SlurryTrial
+    from calib.stages.slurry_results import RateResult
+    from calib.stages.slurry_runs import RatePlan
+    from calib.stages.slurry_settings import ViscositySettings
+
+    objs = (RatePlan(0, 18.0, 1.8e-5, 4, 10, 8), RateResult(18.0, 1.8e-5, 2.5, 0.1, True, 1000, 3.0, 1.5),
+            ViscositySettings(rate_scale=1000.0), SlurryTrial)
+    text = pickle.dumps(objs, protocol=0).decode("latin-1")
+    old = text
+    for new in ("calib.stages.slurry_runs\n", "calib.stages.slurry_results\n", "calib.stages.slurry_settings\n"):
+        assert new in old
+        old = old.replace(new, "calib.stages.slurry\n")
+    assert "calib.stages.slurry_" not in old
+    for cls in objs[:3]:
+        name = type(cls).__name__
+        assert checkpoint.MOVED_NAMES[("calib.stages.slurry", name)] == type(cls).__module__
+        monkeypatch.delattr(slurry, name, raising=False)  # found through MOVED_NAMES alone
+    back = checkpoint._Unpickler(io.BytesIO(old.encode("latin-1")), {}).load()
+    assert back == objs
+    assert type(back[0]) is RatePlan and type(back[1]) is RateResult and back[3] is SlurryTrial
+
+
 LAYERS = ("core", "ledger | spec", "stages", "study", "optimize", "review", "execution | publish", "cli")
 """calib's parts, lowest first (docs/architecture.md): a module imports only from its own part
 or from parts below it; parts joined by ``|`` do not import each other."""

@@ -46,7 +46,7 @@ def test_common_random_numbers_give_every_trial_the_study_seed():
 
 def test_a_target_of_another_protocol_is_refused_unless_the_study_consents():
     from calib.core.errors import InputError
-    from calib.stages.slurry import check_protocol
+    from calib.stages.slurry_settings import check_protocol
 
     loaded = load_study(DEFAULT_STUDY, fidelity="smoke")
     target = loaded.dataset.targets["slurry_density"].model_copy(update={"protocol": "seed"})

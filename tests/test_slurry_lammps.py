@@ -89,7 +89,7 @@ def _seed_run(tmp: Path, halt: float | None) -> tuple[Path, SlurryRunSpec]:
     ``halt`` g/cm^3 when given."""
     from dataclasses import replace
 
-    from calib.stages.slurry import slurry_run_spec
+    from calib.stages.slurry_runs import slurry_run_spec
 
     loaded = load_study(DEFAULT_STUDY, fidelity="smoke")
     fid = loaded.spec.fidelity_spec()

@@ -89,9 +89,14 @@ MOVED_MODULES: dict[str, str] = {
 before names its classes by the old module, and re-attaches all the same."""
 MOVED_NAMES: dict[tuple[str, str], str] = {
     ("calib.lineage", "Lineage"): "calib.stages.upstream_state",
+    ("calib.stages.slurry", "SlurrySettings"): "calib.stages.slurry_settings",
+    ("calib.stages.slurry", "ViscositySettings"): "calib.stages.slurry_settings",
+    ("calib.stages.slurry", "RatePlan"): "calib.stages.slurry_runs",
+    ("calib.stages.slurry", "RateResult"): "calib.stages.slurry_results",
 }
-"""Classes that left their module (the stage-facing half of ``calib.lineage``). Only what a
-checkpoint holds matters here: a stage trial and what it keeps (runs, fidelities, results)."""
+"""Classes that left their module (the stage-facing half of ``calib.lineage``; the slurry
+stage's sections, rate plans and rate results). Only what a checkpoint holds matters here: a
+stage trial and what it keeps (runs, fidelities, settings, results)."""
 
 
 class _Unpickler(pickle.Unpickler):

@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from calib.spec.fidelity import Fidelity
 from calib.ledger import (CONFIRM_ATTR, CONFIRM_FIDELITY, CONFIRM_SETTINGS_ATTR, FIDELITY_ATTR, OUTSIDE_ATTR, best_trial,
                      lost_numbers)
-from calib.stages.slurry import TRANSFERABLE
+from calib.stages.slurry_settings import TRANSFERABLE
 
 
 @dataclass(frozen=True)
