@@ -32,7 +32,8 @@ from calib.stages.drying import DryingTrial  # noqa: E402
 from calib.stages.film_structure import analyse_state, nanoporosity_of  # noqa: E402
 from calib.stages.bead_systems import systems_for  # noqa: E402
 from calib.stages.upstream_state import Lineage, sha256_of, state_bead_count  # noqa: E402
-from calib.execution.pipeline import params_from, run_pipeline  # noqa: E402
+from calib.execution.pipeline import run_pipeline  # noqa: E402
+from calib.execution.pipeline_model import params_from  # noqa: E402
 from calib.study.load import load_study  # noqa: E402
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
 from sim_backends.local import LocalBackend  # noqa: E402

@@ -72,7 +72,8 @@ from results_log import append_result, load_results  # noqa: E402
 
 from calib import stages  # noqa: E402
 from calib.stages.upstream_state import Lineage, sha256_of, state_bead_count  # noqa: E402
-from calib.execution.pipeline import params_from, run_pipeline  # noqa: E402
+from calib.execution.pipeline import run_pipeline  # noqa: E402
+from calib.execution.pipeline_model import params_from  # noqa: E402
 from calib.execution.runner import Runner, TrialExecution  # noqa: E402
 from calib.stages import Run  # noqa: E402
 from calib.stages.calendering import CalenderingTrial  # noqa: E402

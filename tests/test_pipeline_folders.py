@@ -29,7 +29,7 @@ def test_same_second_pipelines_get_their_own_folders_and_survive_mlflow(tmp_path
     monkeypatch.setattr(sim_backends.lammps.install, "locate_lammps", lambda: None)
     monkeypatch.setattr(calib.core.backend_registry, "make_backend", lambda resources, lammps: None)
     monkeypatch.setattr(calib.execution.pipeline, "run_pipeline", fake_run)
-    monkeypatch.setattr(calib.execution.pipeline, "log_pipeline", broken_log)
+    monkeypatch.setattr(calib.execution.pipeline_outputs, "log_pipeline", broken_log)
     monkeypatch.setattr(time, "strftime", lambda fmt, *a: "20260101-000000")
     study = DEFAULT_STUDY.parent / "ssb_pipeline.yaml"
     folders = []

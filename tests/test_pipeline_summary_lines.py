@@ -3,7 +3,7 @@ error bar and a line saying what the errors hold (pure)."""
 
 from __future__ import annotations
 
-from calib.execution.pipeline import summary_lines
+from calib.execution.pipeline_outputs import summary_lines
 
 
 def _summary(err: bool) -> dict:

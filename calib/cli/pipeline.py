@@ -37,8 +37,9 @@ def pipeline(
     """Run slurry -> drying -> calendering (0-50 %) and characterisation for one parameter set; CSV, plots, MLflow."""
     import time as _time
 
-    from calib.execution.pipeline import (PipelineFailed, check_pipeline_inputs, log_pipeline, params_from, placement_seeds,
-                           run_placements)
+    from calib.execution.pipeline import check_pipeline_inputs, placement_seeds, run_placements
+    from calib.execution.pipeline_model import PipelineFailed, params_from
+    from calib.execution.pipeline_outputs import log_pipeline
     from calib.stages.calendering import PIPELINE_DEGREES_PCT, degrees_problem
     from calib.study.load import load_study
 
@@ -85,7 +86,7 @@ def pipeline(
             result = run_placements(loaded, pset, workdir, make_backend(loaded.spec.resources, lammps), lammps, degs,
                                     placement_seeds(seed, placements), on_stage)
     except PipelineFailed as exc:
-        from calib.execution.pipeline import PipelineResult
+        from calib.execution.pipeline_model import PipelineResult
 
         failed, result = exc, exc.partial or PipelineResult(workdir)
     except KeyboardInterrupt as exc:
@@ -107,7 +108,7 @@ def pipeline(
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
     else:
-        from calib.execution.pipeline import summary_lines
+        from calib.execution.pipeline_outputs import summary_lines
 
         for line in summary_lines(name, summary):
             typer.echo(line)

@@ -32,8 +32,8 @@ def reproduce(
     with the seed's reported values, side by side."""
     import time as _time
 
-    from calib.execution.pipeline import (PipelineFailed, PipelineResult, check_pipeline_inputs, params_from, placement_seeds,
-                           run_placements)
+    from calib.execution.pipeline import check_pipeline_inputs, placement_seeds, run_placements
+    from calib.execution.pipeline_model import PipelineFailed, PipelineResult, params_from
     from calib.stages.errorbars import describe_errors
     from calib.publish.reproduce import density_against_seed, reproduction, table
     from calib.stages.calendering import PIPELINE_DEGREES_PCT

@@ -9,90 +9,31 @@ the ledger. Each stage is a trial of its registered stage (``calib.stages``), ru
 the same runner as the optimisation loop, starting from the previous stage's state; the
 outputs are each stage's record in a JSON summary (``Stage.pipeline_key``), a CSV table
 of the per-degree rows, plots, and one MLflow run with nested runs per stage and degree.
+This module runs the chain (and its placements); ``pipeline_model`` holds its inputs and
+results, ``pipeline_outputs`` what it writes and logs.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from sim_backends.backend import Backend
-from sim_backends.lammps.forcefield import TABLE_S1_DRIED, TABLE_S1_SLURRY, ForceFieldParams
 from sim_backends.lammps.install import LammpsInstall
 
 from calib import stages
-from calib.core.errors import InputError
-from calib.stages.upstream_state import Lineage, sha256_of
-from calib.core.plots import POROSITY_PLOT, PROFILE_PLOT
+from calib.core.plots import POROSITY_PLOT
+from calib.execution.pipeline_model import PipelineFailed, PipelineParams, PipelineResult
+from calib.execution.pipeline_outputs import CSV_FILE, SUMMARY_FILE, write_csv, write_outputs
 from calib.execution.runner import Runner, TrialExecution
 from calib.stages import TrialContext
 from calib.stages.calendering import PIPELINE_DEGREES_PCT
+from calib.stages.upstream_state import Lineage, sha256_of
 from calib.study.load import LoadedStudy
 
-CSV_FILE = "pipeline.csv"
-SUMMARY_FILE = "pipeline.json"
 LAST_STAGE = "characterise"
 """The stage the pipeline runs to (and every stage upstream of it)."""
-PLOT_KEYS = {POROSITY_PLOT: "porosity_plot", PROFILE_PLOT: "profile_plot"}
-"""``files`` keys of the plots (others: the file's stem)."""
-
-
-class PipelineFailed(RuntimeError):
-    """A stage of the pipeline failed; ``stage`` and ``reason`` say which and why."""
-
-    def __init__(self, stage: str, reason: str, partial: "PipelineResult | None" = None) -> None:
-        super().__init__(f"{stage}: {reason}")
-        self.stage = stage
-        self.reason = reason
-        self.partial = partial
-
-
-@dataclass(frozen=True)
-class PipelineParams:
-    """The force field of each Table S1 column and where it came from."""
-
-    slurry: ForceFieldParams
-    dried: ForceFieldParams
-    source: str
-
-    def column(self, name: str) -> ForceFieldParams:
-        """The set for a stage's ``column`` (``slurry`` or ``dried``)."""
-        return self.slurry if name == "slurry" else self.dried
-
-
-def params_from(option: str, storage: str) -> PipelineParams:
-    """``table-s1`` or ``best:SLURRY_STUDY,DRYING_STUDY`` (best trials in ``storage``; the
-    dried set also serves calendering)."""
-    if option == "table-s1":
-        return PipelineParams(TABLE_S1_SLURRY, TABLE_S1_DRIED, "table-s1 (seed Table S1 slurry and dried columns)")
-    if option.startswith("best:"):
-        names = [n.strip() for n in option[5:].split(",")]
-        if len(names) != 2 or not all(names):
-            raise InputError("--params", "params", "give best:SLURRY_STUDY,DRYING_STUDY")
-        import optuna
-
-        from calib import ledger
-
-        sets = []
-        for n in names:
-            if not ledger.study_exists(n, storage):
-                raise InputError("--params", "params", f"no study {n!r} in {storage}")
-            study = optuna.load_study(study_name=n, storage=storage)
-            stage = json.loads(study.user_attrs.get(ledger.SPEC_ATTR, "{}")).get("stage")
-            want = "slurry" if not sets else "dried"
-            if stage not in stages.names() or stages.get(stage).column != want:
-                raise InputError("--params", "params", f"study {n!r} is a {stage!r} study; best:A,B needs a study A "
-                                                       "of the slurry column (slurry) and a study B of the dried "
-                                                       "column (drying, calendering, characterise)")
-            best = ledger.best_trial(study)
-            if best is None:
-                raise InputError("--params", "params", f"study {n!r} has no completed trial")
-            sets.append((ForceFieldParams.from_mapping(best.user_attrs["table_s1"]), f"{n} trial {best.number}"))
-        return PipelineParams(sets[0][0], sets[1][0], f"best of {sets[0][1]} and {sets[1][1]}")
-    raise InputError("--params", "params", f"unknown parameter set {option!r} (table-s1 or best:SLURRY,DRYING)")
 
 
 def check_pipeline_inputs(loaded: LoadedStudy, last: str = LAST_STAGE) -> None:
@@ -107,48 +48,6 @@ def check_pipeline_inputs(loaded: LoadedStudy, last: str = LAST_STAGE) -> None:
         as_stage = loaded.with_stage(stage.name)
         stage.prepare(as_stage, {})
         stage.check_box(as_stage, box, "the initial box")
-
-
-@dataclass
-class PipelineResult:
-    """Everything the pipeline measured (JSON-able through ``summary``): each stage's record
-    under its ``pipeline_key`` (``slurry``, ``dried``, ``degrees``)."""
-
-    workdir: Path
-    records: dict = field(default_factory=dict)
-    wall_s: dict[str, float] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)
-    failed_degrees: dict[str, str] = field(default_factory=dict)
-    """Degrees left out (``keep_going``), with the reason, keyed by the degree in %."""
-    bead_counts: dict[str, int] = field(default_factory=dict)
-    solids_content: float | None = None
-    """Implied solids content of the slurry (dry mass / slurry mass)."""
-    stage: str = ""
-    """The stage running (empty once all have finished)."""
-    runs: dict[str, list] = field(default_factory=dict)
-    """Stage name -> its runs (``stages.Run``), for the MLflow artifacts."""
-
-    @property
-    def slurry(self) -> dict:
-        return self.records.get("slurry", {})
-
-    @property
-    def dried(self) -> dict:
-        return self.records.get("dried", {})
-
-    @property
-    def degrees(self) -> list[dict]:
-        return self.records.get("degrees", [])
-
-    def summary(self, params: PipelineParams, fidelity: str) -> dict:
-        por = [d["porosity"] for d in self.degrees]
-        return {"workdir": str(self.workdir), "fidelity": fidelity, "params": params.source,
-                "table_s1": {"slurry": params.slurry.as_dict(), "dried": params.dried.as_dict()},
-                "bead_counts": self.bead_counts, "solids_content": self.solids_content,
-                "failed_degrees": self.failed_degrees, "slurry": self.slurry, "dried": self.dried,
-                **{k: v for k, v in self.records.items() if k not in ("slurry", "dried")},
-                "degrees": self.degrees, "porosity_decreasing": all(b < a for a, b in zip(por, por[1:])),
-                "wall_s": self.wall_s, "files": self.files}
 
 
 def run_pipeline(loaded: LoadedStudy, params: PipelineParams, workdir: Path, backend: Backend,
@@ -208,18 +107,6 @@ def run_pipeline(loaded: LoadedStudy, params: PipelineParams, workdir: Path, bac
     return out
 
 
-def _artifact_folder(workdir: Path, stage_name: str, run_dir: Path) -> str | None:
-    """Where a run's files go in the stage's MLflow run: at its top for the stage's own run,
-    under the job's folder name for a job of the stage (``calender_00``), under the path
-    from the pipeline's folder for a run of one of several placements."""
-    if run_dir == workdir / stage_name:
-        return None
-    if run_dir.parent == workdir / stage_name:
-        return run_dir.name
-    try:
-        return str(run_dir.relative_to(workdir))
-    except ValueError:
-        return run_dir.name
 
 
 def placement_seeds(seed: int, placements: int) -> tuple[int, ...]:
@@ -298,116 +185,8 @@ def combine_placements(workdir: Path, done: list[tuple[int, "PipelineResult"]]) 
     return out
 
 
-def summary_lines(name: str, summary: dict) -> list[str]:
-    """What ``calib pipeline`` prints: the slurry density, the dried porosity and one line per
-    degree, each value with its error (``calib.stages.errorbars``), and what the errors hold (over
-    the placements actually combined)."""
-    from calib.stages.errorbars import describe_errors, infinite_tau, plus_minus
-
-    def pm(rec: dict, key: str, scale: float = 1.0, fmt: str = ".3g") -> str:
-        v, e = rec.get(key), rec.get(f"{key}_error")
-        return plus_minus(None if v is None else scale * v, None if e is None else scale * e, fmt)
-
-    sl, dr = summary.get("slurry", {}), summary.get("dried", {})
-    placements = max(1, len(summary.get("placements") or []), int(sl.get("placements", 1)))
-    lines = [f"pipeline {name}: slurry density {pm(sl, 'density_g_cm3', fmt='.4f')} g/cm^3, "
-             f"dried porosity {pm(dr, 'porosity', 100, '.1f')} %"]
-    for d in summary.get("degrees", []):
-        line = (f"  {d['degree_pct']:4g} %: thickness {d['thickness_um']:.1f} um (held {d['thickness_held_um']:.1f}, "
-                f"before {d['thickness_before_um']:.1f}), porosity {pm(d, 'porosity', 100, '.1f')} %")
-        if "conductivity_s_m" in d:
-            tau = infinite_tau(d) if d.get("se_tortuosity") is None else pm(d, "se_tortuosity")
-            line += (f"; conductivity {pm(d, 'conductivity_s_m')} S/m, SE tortuosity {tau}, "
-                     f"SE D_eff/D_0 {pm(d, 'se_diffusivity_rel')}, "
-                     f"SE voxels connected {100 * d['se_connected_fraction']:.0f} %")
-        lines.append(line)
-    if any("conductivity_s_m" in d for d in summary.get("degrees", [])):
-        first = summary["degrees"][0]
-        lines.append("  errors: " + describe_errors(placements, first.get("se_method", "voxel"),
-                                                    first.get("conductivity_method", "voxel")))
-    lines.append(f"  table: {summary.get('files', {}).get('csv', '-')}")
-    return lines
-
-
 def _next(name: str, last: str) -> str:
     chain = [s.name for s in stages.chain(last)]
     return chain[chain.index(name) + 1]
 
 
-def write_csv(path: Path, rows: list[dict]) -> Path:
-    """The per-degree rows as CSV (every key any row has; floats to 6 significant digits)."""
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return path
-
-
-def write_outputs(out: PipelineResult, scores: dict) -> None:
-    """CSV table of the per-degree rows, the profiles JSON and each stage's plots."""
-    rows = out.degrees
-    if rows:
-        out.files["csv"] = str(write_csv(out.workdir / CSV_FILE, rows))
-    profiles: dict = {}
-    for name, score in scores.items():
-        if score.attrs.get("profiles") is not None:
-            profiles[stages.get(name).pipeline_key] = score.attrs["profiles"]
-        profiles.update(score.attrs.get("profiles_by_degree", {}))
-        for plot in score.plots:
-            out.files[PLOT_KEYS.get(plot.name, plot.stem)] = str(plot)
-    if profiles:
-        (out.workdir / "profiles.json").write_text(json.dumps(profiles))
-        out.files["profiles"] = str(out.workdir / "profiles.json")
-
-
-def log_pipeline(tracking_uri: str, artifact_root: Path | None, name: str, summary: dict, result: PipelineResult,
-                 failed: PipelineFailed | None = None) -> str:
-    """One MLflow run (experiment ``calib-pipeline``) with a nested run per stage (its
-    metrics and files) and per row of a stage's per-degree record."""
-    import logging
-
-    from mlflow.tracking import MlflowClient
-
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    client = MlflowClient(tracking_uri=tracking_uri)
-    exp = client.get_experiment_by_name("calib-pipeline")
-    if exp is None:
-        loc = (artifact_root / "calib-pipeline").resolve().as_uri() if artifact_root else None
-        exp_id = client.create_experiment("calib-pipeline", artifact_location=loc)
-    else:
-        exp_id = exp.experiment_id
-    parent = client.create_run(exp_id, run_name=name, tags={"calib.role": "pipeline", "params": summary["params"],
-                                                            "fidelity": summary["fidelity"]})
-    pid = parent.info.run_id
-
-    def child(run_name: str, metrics: dict, files=()) -> None:
-        run = client.create_run(exp_id, run_name=run_name, tags={"mlflow.parentRunId": pid, "calib.role": "stage"})
-        for k, v in metrics.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                client.log_metric(run.info.run_id, k, float(v))
-        for folder, path in files:
-            if path.exists():
-                client.log_artifact(run.info.run_id, str(path), artifact_path=folder)
-        client.set_terminated(run.info.run_id)
-
-    for k, v in summary["table_s1"]["dried"].items():
-        client.log_param(pid, f"dried.{k}", repr(v))
-    for k, v in summary["table_s1"]["slurry"].items():
-        client.log_param(pid, f"slurry.{k}", repr(v))
-    for stage_name, runs in result.runs.items():
-        record = result.records.get(stages.get(stage_name).pipeline_key)
-        files = [(_artifact_folder(result.workdir, stage_name, r.workdir), r.workdir / f)
-                 for r in runs for f in r.artifacts if not f.endswith(".data")]
-        child(stage_name, record if isinstance(record, dict) else {}, files)
-        for row in record if isinstance(record, list) else []:
-            child(f"{stage_name}_{row['degree_pct']:g}pct", row)
-    for k in ("csv", "profiles", "porosity_plot", "profile_plot", "characterisation_vs_degree"):
-        if k in result.files:
-            client.log_artifact(pid, result.files[k])
-    client.log_text(pid, json.dumps(summary, indent=2, default=str), "pipeline.json")
-    if failed is not None:
-        client.set_tag(pid, "fail_reason", str(failed)[:5000])
-    client.set_terminated(pid, status="FAILED" if failed else "FINISHED")
-    return pid
