@@ -19,7 +19,7 @@ record of the stage's convergence verdict (``relaxation``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .drying import extent_lines
@@ -27,6 +27,7 @@ from .forcefield import ForceFieldParams, WallContact, pair_lines
 from .beads import BeadSystem
 from .convergence import tail_plateau
 from .outputs import SimulationFailed, read_ave_time
+from .runspec import MicroRunSpec
 
 CALENDER_DECK = "in.calender"
 CALENDER_LOG = "log.lammps"
@@ -38,7 +39,7 @@ MAX_DEGREE_PCT = 60.0
 
 
 @dataclass(frozen=True)
-class CalenderRunSpec:
+class CalenderRunSpec(MicroRunSpec):
     """One calendering degree (units micro).
 
     degree_pct: thickness reduction, in [0, 60) %. speed_um_per_us: piston speed (public
@@ -48,26 +49,19 @@ class CalenderRunSpec:
     position before the held thickness is taken; release_steps: relaxation steps after it,
     without the plane if ``release`` (spring-back), else with it in place.
     wall: contact law of collector and piston. state_file: the dried state. block_steps,
-    sample_every: the relaxation record's block length and sampling interval (steps).
+    sample_every: the relaxation record's block length and sampling interval (steps). Other
+    fields: ``MicroRunSpec`` (``timestep_us`` here defaults to 1e-4 us).
     """
 
     degree_pct: float
     wall: WallContact
+    timestep_us: float = field(default=1e-4, kw_only=True)
     speed_um_per_us: float = 0.02
     gap_um: float = 0.1
     hold_steps: int = 5_000
     release: bool = False
     release_steps: int = 10_000
-    temperature_K: float = 300.0
-    tdamp_us: float = 0.2
-    timestep_us: float = 1e-4
-    thermo_every: int = 1_000
-    neighbor_skin_um: float = 1.0
-    lj_style: str = "lj/cut"
-    seed: int = 1
     state_file: str = "../dried.data"
-    block_steps: int = 1_000
-    sample_every: int = 10
 
     def __post_init__(self) -> None:
         if self.block_steps % self.sample_every:

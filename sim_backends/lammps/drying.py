@@ -34,13 +34,14 @@ equivalent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .beads import BeadSystem
 from .convergence import tail_plateau
 from .forcefield import ForceFieldParams, WallContact, pair_lines
 from .outputs import SimulationFailed, read_ave_time
+from .runspec import NptRunSpec
 from .units import atm_to_micro_pressure
 
 DRYING_DECK = "in.drying"
@@ -56,7 +57,7 @@ DRYING_HOLD_LOG = "log.hold.lammps"
 
 
 @dataclass(frozen=True)
-class DryingRunSpec:
+class DryingRunSpec(NptRunSpec):
     """Run settings of the drying stage (units micro).
 
     equilibration_steps: periodic NPT(z) steps after evaporation. mount_steps: steps of the
@@ -68,28 +69,15 @@ class DryingRunSpec:
     on it (``drying_status``). hold_steps: the run-on past the end of the protocol (0: none):
     after the dried state is written, the periodic film at the protocol's end runs on for
     this many NPT(z) steps at the set pressure and its height is recorded (``lz_hold``), the
-    drift verdict's measurement. Other fields as ``SlurryRunSpec``.
+    drift verdict's measurement. Other fields (``NptRunSpec``) as ``SlurryRunSpec``.
     """
 
     wall: WallContact
-    temperature_K: float = 300.0
-    pressure_atm: float = 1.0
-    pressure_start_atm: float = 40.0 / 101.325
-    timestep_us: float = 0.001
-    minimize_max_iter: int = 200
+    pressure_start_atm: float = field(default=40.0 / 101.325, kw_only=True)
     equilibration_steps: int = 20_000
     mount_steps: int = 5_000
-    thermo_every: int = 1_000
-    block_steps: int = 1_000
-    sample_every: int = 10
-    window_blocks: int = 10
-    tolerance_rel: float = 0.01
-    tdamp_us: float = 0.2
-    pdamp_us: float = 1000.0
+    tolerance_rel: float = field(default=0.01, kw_only=True)
     mount_damp_us: float = 0.1
-    neighbor_skin_um: float = 1.0
-    lj_style: str = "lj/cut"
-    seed: int = 1
     hold_steps: int = 0
 
 
