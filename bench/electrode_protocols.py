@@ -79,6 +79,7 @@ from calib.stages.calendering import CalenderingTrial  # noqa: E402
 from calib.stages.drying import PUBLIC_DRYING_STEPS, DryingTrial  # noqa: E402
 from calib.stages.film_structure import study_or_fidelity  # noqa: E402
 from calib.study.load import load_study  # noqa: E402
+from sim_backends.jsonsafe import json_safe  # noqa: E402
 from sim_backends.lammps.calendering import CALENDER_STATUS, CALENDERED_DATA  # noqa: E402
 from sim_backends.lammps.compression import LAWS, NptProtocol, compress  # noqa: E402
 from sim_backends.lammps.drying import (DRIED_DATA, DRYING_HOLD_DECK, DRYING_HOLD_LOG, DRYING_LOG,  # noqa: E402
@@ -129,7 +130,8 @@ def _execute(trial, loaded, lammps, timeout_s: float | None, name: str):
 
 
 def _finite(x) -> float | None:
-    return float(x) if x is not None and math.isfinite(float(x)) else None
+    """``x`` as a float, None if it is None or not finite (``json_safe``)."""
+    return None if x is None else json_safe(float(x))
 
 
 # ---------------------------------------------------------------------------------------- runs

@@ -24,6 +24,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from objectives.porosity import degree_error
 from sim_backends.characterise import LOG_FILE, RESULT_FILE, SPEC_FILE, CharacteriseSpec
+from sim_backends.jsonsafe import json_safe
 from sim_backends.lammps.calendering import CALENDERED_DATA
 from sim_backends.lammps.outputs import SimulationFailed
 from sim_backends.lammps.placement import read_sphere_data
@@ -213,7 +214,7 @@ class CharacteriseTrial:
                 "se_diffusivity_rel_resolution_error": (r.get("se_resolution_error") or {}).get("d_rel"),
                 "se_tortuosity_resolution_error": (r.get("se_resolution_error") or {}).get("tau"),
                 "wall_s": r["wall_s"],
-                **{f"pore_network_{k2}": _finite(v) for k2, v in (r.get("pore_network") or {}).items()
+                **{f"pore_network_{k2}": json_safe(v) for k2, v in (r.get("pore_network") or {}).items()
                    if not isinstance(v, list)}})
         # one placement: each value's error is its resolution error; the ratio normalised, with its error
         return combine_degrees([rows])
@@ -263,11 +264,6 @@ class CharacteriseTrial:
     @property
     def state_file(self) -> Path | None:
         return None
-
-
-def _finite(v):
-    """A float that JSON can hold (NaN and infinities: None)."""
-    return v if not isinstance(v, float) or math.isfinite(v) else None
 
 
 def _g(v: float | None) -> str:
