@@ -86,7 +86,7 @@ from sim_backends.lammps.drying import (DRIED_DATA, DRYING_HOLD_DECK, DRYING_HOL
                                         DRYING_STATUS, LZ_FILE, UPSTREAM_DATA, DryingSegment, drying_hold_deck,
                                         drying_segment_deck, drying_segments)
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
-from sim_backends.lammps.outputs import SimulationFailed, checked_log, read_ave_time  # noqa: E402
+from sim_backends.lammps.outputs import SimulationFailed, checked_log, read_ave_time, read_status  # noqa: E402
 from sim_backends.local import LocalBackend  # noqa: E402
 
 STUDY = REPO / "studies" / "ssb_pipeline.yaml"
@@ -427,11 +427,10 @@ def _law_suffix(law: str) -> str:
 def calender_status_words(d: Path) -> dict[str, float]:
     """``calender_status.txt`` as name -> value (read here too: the stage raises on a bead
     through the plane instead of returning the count)."""
-    path = d / CALENDER_STATUS
-    if not path.exists():
+    try:
+        return read_status(d, CALENDER_STATUS, "no calendering status", float)
+    except SimulationFailed:  # no status file
         return {}
-    words = path.read_text().split()
-    return {words[i]: float(words[i + 1]) for i in range(0, len(words) - 1, 2)}
 
 
 def one_calendering(args, loaded, fid, lammps, dried: dict, degree: float, speed: float, dt: float,

@@ -26,7 +26,7 @@ from .drying import extent_lines
 from .forcefield import ForceFieldParams, WallContact, pair_lines
 from .beads import BeadSystem
 from .convergence import tail_plateau
-from .outputs import SimulationFailed, read_ave_time
+from .outputs import SimulationFailed, read_ave_time, read_status
 from .runspec import MicroRunSpec
 
 CALENDER_DECK = "in.calender"
@@ -152,10 +152,7 @@ def read_calender_status(workdir: Path) -> CalenderStatus:
     """Parse ``calender_status.txt``; raises ``SimulationFailed`` when it is missing,
     incomplete, or a bead was pushed through the piston."""
     path = Path(workdir) / CALENDER_STATUS
-    if not path.exists():
-        raise SimulationFailed("calendering ended without writing its status", Path(workdir))
-    words = path.read_text().split()
-    vals = {words[i]: float(words[i + 1]) for i in range(0, len(words) - 1, 2)}
+    vals = read_status(workdir, CALENDER_STATUS, "calendering ended without writing its status", float)
     if not {"t0", "held", "piston", "beyond", "final"} <= set(vals):
         raise SimulationFailed(f"incomplete calendering status: {path.read_text()!r}", Path(workdir))
     st = CalenderStatus(vals["t0"], vals["held"], vals["piston"],

@@ -40,7 +40,7 @@ from pathlib import Path
 from .beads import BeadSystem
 from .convergence import tail_plateau
 from .forcefield import ForceFieldParams, WallContact, pair_lines
-from .outputs import SimulationFailed, read_ave_time
+from .outputs import SimulationFailed, read_ave_time, read_status
 from .runspec import NptRunSpec
 from .units import atm_to_micro_pressure
 
@@ -388,10 +388,10 @@ def drying_status(workdir: Path, run: DryingRunSpec) -> DryingStatus:
     """Read ``drying_status.txt`` and ``lz_blocks.txt``; ``SimulationFailed`` if missing."""
     workdir = Path(workdir)
     path = workdir / DRYING_STATUS
-    if not path.exists() or not (workdir / LZ_FILE).exists():
-        raise SimulationFailed("drying ended without writing its film-height record", workdir)
-    words = path.read_text().split()
-    vals = {words[i]: float(words[i + 1]) for i in range(0, len(words) - 1, 2)}
+    missing = "drying ended without writing its film-height record"
+    if not (workdir / LZ_FILE).exists():
+        raise SimulationFailed(missing, workdir)
+    vals = read_status(workdir, DRYING_STATUS, missing, float)
     if not {"lz_start", "lz_end"} <= set(vals):
         raise SimulationFailed(f"incomplete drying status: {path.read_text()!r}", workdir)
     _, lz = read_ave_time(workdir / LZ_FILE)

@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from .convergence import blocking_sem  # noqa: F401  (re-exported)
-from .outputs import SimulationFailed, checked_log, read_ave_time
+from .outputs import SimulationFailed, checked_log, read_ave_time, read_status
 from .runspec import DeckSpec
 
 SHEAR_DECK = "in.shear"
@@ -266,12 +266,10 @@ def read_shear_stress(workdir: Path) -> tuple[np.ndarray, np.ndarray]:
 def read_shear_status(workdir: Path) -> tuple[int, bool]:
     """(segments run, stopped by the steady-state test) from ``shear_status.txt``."""
     path = Path(workdir) / SHEAR_STATUS
-    if not path.exists():
-        raise SimulationFailed("shear run ended without writing its status", Path(workdir))
-    words = path.read_text().split()
+    vals = read_status(workdir, SHEAR_STATUS, "shear run ended without writing its status")
     try:
-        return int(words[words.index("segments") + 1]), int(float(words[words.index("stopped") + 1])) == 1
-    except (ValueError, IndexError) as exc:
+        return int(vals["segments"]), int(float(vals["stopped"])) == 1
+    except (ValueError, KeyError) as exc:
         raise SimulationFailed(f"unreadable {SHEAR_STATUS}: {path.read_text()[:200]!r}", Path(workdir)) from exc
 
 
