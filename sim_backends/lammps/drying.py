@@ -41,7 +41,7 @@ from .beads import BeadSystem
 from .convergence import tail_plateau
 from .forcefield import ForceFieldParams, WallContact, pair_lines
 from .outputs import SimulationFailed, read_ave_time, read_status
-from .runspec import NptRunSpec
+from .runspec import NptRunSpec, velocity_seed
 from .units import atm_to_micro_pressure
 
 DRYING_DECK = "in.drying"
@@ -104,7 +104,7 @@ def extent_lines() -> list[str]:
 
 def _seeds(run: DryingRunSpec) -> tuple[int, int]:
     """(velocity seed, Langevin seed) of a run."""
-    return 100_000 + 7919 * run.seed % 900_000, 100_000 + 104_729 * run.seed % 900_000
+    return velocity_seed(run.seed), 100_000 + 104_729 * run.seed % 900_000
 
 
 def _settings_lines(run: DryingRunSpec) -> list[str]:

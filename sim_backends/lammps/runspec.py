@@ -1,4 +1,5 @@
-"""Run settings the LAMMPS deck specs share, as frozen base dataclasses.
+"""Run settings the LAMMPS deck specs share, as frozen base dataclasses, and the seed of the
+velocity stream.
 
 ``DeckSpec`` (every deck: shear, slurry, drying, calendering) < ``MicroRunSpec`` (the stage
 decks in LAMMPS units micro: slurry, drying, calendering) < ``NptRunSpec`` (the decks that
@@ -30,7 +31,7 @@ class MicroRunSpec(DeckSpec):
     tdamp_us: thermostat damping (public inputs: 0.2 us). block_steps: length of one block
     of the deck's block averages (steps). neighbor_skin_um: neighbour-list skin (um).
     lj_style: ``lj/cut`` or ``lj/smooth/linear``. seed: the run's random seed (placement,
-    velocities).
+    velocities: ``velocity_seed``).
     """
 
     temperature_K: float = 300.0
@@ -60,3 +61,8 @@ class NptRunSpec(MicroRunSpec):
     window_blocks: int = 10
     tolerance_rel: float = 0.005
 
+
+def velocity_seed(seed: int) -> int:
+    """The seed LAMMPS's ``velocity all create`` gets for run seed ``seed``: 100000 + (7919 x
+    seed mod 900000), an integer in [100000, 1000000)."""
+    return 100_000 + 7919 * seed % 900_000

@@ -40,7 +40,7 @@ from .convergence import PlateauTest, blocking_sem, lammps_plateau_lines, lammps
 from .forcefield import ForceFieldParams, pair_lines
 from .outputs import SimulationFailed, checked_log, read_ave_time, run_stats
 from .placement import place_random, write_data_file
-from .runspec import NptRunSpec
+from .runspec import NptRunSpec, velocity_seed
 from .units import atm_to_micro_pressure, g_cm3_to_micro_density, micro_density_to_g_cm3
 
 DATA_FILE = "system.data"
@@ -123,7 +123,6 @@ def slurry_deck(system: BeadSystem, params: ForceFieldParams, run: SlurryRunSpec
     """The LAMMPS input for one slurry trial; reads ``system.data`` from its directory."""
     p0 = atm_to_micro_pressure(run.pressure_atm)
     p_start = atm_to_micro_pressure(run.pressure_start_atm)
-    vseed = 100_000 + 7919 * run.seed % 900_000
     nrep = run.block_steps // run.sample_every
     npt = (f"npt/sphere temp {run.temperature_K:g} {run.temperature_K:g} {run.tdamp_us:g} "
            f"iso {{p_a:.6g}} {{p_b:.6g}} {run.pdamp_us:g}")
@@ -150,7 +149,7 @@ def slurry_deck(system: BeadSystem, params: ForceFieldParams, run: SlurryRunSpec
         f"minimize 1.0e-6 1.0e-8 {run.minimize_max_iter} {10 * run.minimize_max_iter}",
         "reset_timestep 0",
         "",
-        f"velocity all create {run.temperature_K:g} {vseed} dist gaussian mom yes rot yes",
+        f"velocity all create {run.temperature_K:g} {velocity_seed(run.seed)} dist gaussian mom yes rot yes",
         "# density block means for the whole run (the trajectory), full precision",
         "variable rho equal density",
         f'fix rho_blocks all ave/time {run.sample_every} {nrep} {run.block_steps} v_rho file {DENSITY_FILE} '
