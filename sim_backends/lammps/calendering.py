@@ -36,6 +36,7 @@ CALENDERED_DATA = "final.data"
 RELAX_FILE = "relax_blocks.txt"
 """Block means of the film's mean bead height above the collector (um) while it relaxes."""
 MAX_DEGREE_PCT = 60.0
+"""Calendering degrees lie in [0, MAX_DEGREE_PCT) % of the film's thickness."""
 
 
 @dataclass(frozen=True)
