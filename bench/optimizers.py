@@ -83,6 +83,7 @@ from calib.optimize.sampler_registry import make_sampler  # noqa: E402
 from calib.study.space import ParameterSpace  # noqa: E402
 from calib.stages.slurry import SlurryTrial  # noqa: E402
 from calib.spec.study_file import SAMPLERS, MultiFidelitySpec
+from calib.core.plots import figure  # noqa: E402
 from calib.study.load import DEFAULT_STUDY, load_study  # noqa: E402
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
 from sim_backends.local import LocalBackend  # noqa: E402
@@ -528,47 +529,31 @@ def print_mf_table(problem: str, summary: dict, single: str, multi: str) -> None
 
 def plot(problem: str, runs: dict[str, list[list[dict]]], path: Path,
          ylabel: str = "best |relative density error| (median over seeds)") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for s, seeds in runs.items():
-        best = np.array([np.minimum.accumulate([x["rel_error"] for x in r]) for r in seeds])
-        ax.plot(np.arange(1, best.shape[1] + 1), np.median(best, axis=0), label=s)
-    ax.set_yscale("log")
-    ax.set_xlabel("trials")
-    ax.set_ylabel(ylabel)
-    ax.set_title(f"{problem}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, figsize=(6, 4), dpi=110) as (fig, ax):
+        for s, seeds in runs.items():
+            best = np.array([np.minimum.accumulate([x["rel_error"] for x in r]) for r in seeds])
+            ax.plot(np.arange(1, best.shape[1] + 1), np.median(best, axis=0), label=s)
+        ax.set_yscale("log")
+        ax.set_xlabel("trials")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{problem}")
+        ax.legend()
 
 
 def plot_core_s(problem: str, runs: dict[str, list[list[dict]]], path: Path) -> None:
     """Best target-fidelity error against core-seconds spent, every seed a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for k, (s_, seeds) in enumerate(runs.items()):
-        for i, r in enumerate(seeds):
-            cost = np.cumsum([x["core_s"] for x in r])
-            best = np.minimum.accumulate([x["rel_error"] if x.get("at_target", True) else math.inf for x in r])
-            ax.step(cost, best, where="post", color=f"C{k}", alpha=0.6, label=s_ if i == 0 else None)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("core-seconds spent")
-    ax.set_ylabel("best |relative density error| at dev")
-    ax.set_title(problem)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, figsize=(6, 4), dpi=110) as (fig, ax):
+        for k, (s_, seeds) in enumerate(runs.items()):
+            for i, r in enumerate(seeds):
+                cost = np.cumsum([x["core_s"] for x in r])
+                best = np.minimum.accumulate([x["rel_error"] if x.get("at_target", True) else math.inf for x in r])
+                ax.step(cost, best, where="post", color=f"C{k}", alpha=0.6, label=s_ if i == 0 else None)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("core-seconds spent")
+        ax.set_ylabel("best |relative density error| at dev")
+        ax.set_title(problem)
+        ax.legend()
 
 
 def _previous_composite(data, layout, q: int, seed: int, num_restarts: int, raw_samples: int) -> list:

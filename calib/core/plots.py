@@ -44,10 +44,7 @@ def figure(path: Path, *args, suptitle: str = "", **kwargs) -> Iterator:
 def plot_viscosity_curve(path: Path, rates: Sequence, measured: ViscosityCurve, title: str = "") -> Path:
     """Log-log plot of simulated viscosities (``RateResult``s: filled = converged, open = not,
     bars = 1 standard error) against the measured curve (experimental shear rate, 1/s; Pa s)."""
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(5.0, 3.8), dpi=110)
-    try:
+    with figure(path, figsize=(5.0, 3.8), dpi=110) as (fig, ax):
         ax.errorbar(measured.shear_rate_per_s, measured.viscosity_pa_s, yerr=measured.uncertainty_pa_s,
                     fmt="s-", color="black", label="measured", capsize=3)
         for conv, label, face in ((True, "simulated (converged)", "tab:blue"), (False, "simulated (not converged)", "none")):
@@ -63,10 +60,6 @@ def plot_viscosity_curve(path: Path, rates: Sequence, measured: ViscosityCurve, 
         if title:
             ax.set_title(title, fontsize=9)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
     return Path(path)
 
 
@@ -120,10 +113,7 @@ def plot_porosity_vs_degree(path: Path, degree_pct: Sequence[float], porosity: S
                             errors: Sequence[float | None] | None = None) -> Path:
     """Porosity (%) against calendering degree (%), with its error bars if given (same units
     as the porosity) and measured points if any."""
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(4.8, 3.6), dpi=110)
-    try:
+    with figure(path, figsize=(4.8, 3.6), dpi=110) as (fig, ax):
         yerr = None if errors is None else [100 * (e or 0.0) for e in errors]
         ax.errorbar(list(degree_pct), [100 * p for p in porosity], yerr=yerr, fmt="o-", capsize=3, label="simulated")
         if measured:
@@ -133,22 +123,15 @@ def plot_porosity_vs_degree(path: Path, degree_pct: Sequence[float], porosity: S
         ax.legend(fontsize=8)
         if title:
             ax.set_title(title, fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
     return Path(path)
 
 
 def plot_profiles(path: Path, structures: dict, title: str = "") -> Path:
     """Porosity profiles along z of several films (label -> ``ElectrodeStructure``), and the
     phase volume-fraction profiles of the first and last (seed Fig. 3a-c)."""
-    plt = pyplot()
-
     labels = list(structures)
     ends = [labels[0]] if len(labels) == 1 else [labels[0], labels[-1]]
-    fig, axes = plt.subplots(1, 1 + len(ends), figsize=(3.8 * (1 + len(ends)), 3.6), dpi=110)
-    try:
+    with figure(path, 1, 1 + len(ends), figsize=(3.8 * (1 + len(ends)), 3.6), dpi=110) as (fig, axes):
         for label in labels:
             s = structures[label]
             axes[0].plot(s.z_um, s.porosity_profile, label=label)
@@ -164,8 +147,4 @@ def plot_profiles(path: Path, structures: dict, title: str = "") -> Path:
             ax.set_ylabel("volume fraction")
             ax.set_title(f"phases, {label}", fontsize=9)
             ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
     return Path(path)

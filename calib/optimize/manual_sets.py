@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from objectives.yamlfile import YamlFileError, read_yaml
+from objectives.yamlfile import read_yaml_file
 from sim_backends.lammps.forcefield import TABLE_S1_KEYS
 
 from calib.core.errors import InputError
@@ -126,12 +127,7 @@ def parse_scan(text: str) -> Scan:
 def read_sets_file(path: Path) -> list[dict]:
     """The sets of a YAML file: a list of mappings, or a mapping with a ``sets`` list."""
     where = str(path)
-    if not path.is_file():
-        raise InputError(where, "(file)", "sets file not found")
-    try:
-        raw = read_yaml(path)
-    except YamlFileError as exc:
-        raise InputError(where, exc.field, exc.message) from exc
+    raw = read_yaml_file(path, partial(InputError, where), "sets file not found")
     if isinstance(raw, dict) and set(raw) == {"sets"}:
         raw = raw["sets"]
     if not isinstance(raw, list) or not raw:

@@ -13,6 +13,7 @@ import math
 import re
 import unicodedata
 
+from sim_backends.jsonsafe import json_safe
 from sim_backends.lammps import forcefield as ff
 
 from calib.publish.table_s1 import (TABLE_S1_ORDER, Column, Observable, Resolved, Table, _phase, expression, resolved,
@@ -164,18 +165,7 @@ def _json(table: Table) -> str:
         } for c in table.columns],
         "notes": notes(table),
     }
-    return json.dumps(_finite_or_null(doc), indent=2, allow_nan=False)
-
-
-def _finite_or_null(x):
-    """``x`` with every NaN or infinity replaced by None (JSON has no NaN)."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite_or_null(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite_or_null(v) for v in x]
-    return x
+    return json.dumps(json_safe(doc), indent=2, allow_nan=False)
 
 
 # ------------------------------------------------------------------ LaTeX

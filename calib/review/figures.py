@@ -1,7 +1,7 @@
 """The figures of ``calib report`` (``calib.review.html_report``), each written as a PNG: convergence,
 observables against targets, parameter importances, parameter positions in their bounds,
 one-dimensional model profiles and the Pareto front. Plain matplotlib on the file-only
-Agg backend (``calib.core.plots.pyplot``)."""
+Agg backend (``calib.core.plots.figure``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from calib.core.plots import figure, pyplot
+from calib.core.plots import figure
 
 KIND_STYLE = {"initial design": ("tab:gray", "s"), "model": ("tab:blue", "o"), "manual": ("tab:orange", "D"),
               "re-proposed": ("tab:purple", "v"), "re-attached": ("tab:purple", "v"), "sobol": ("tab:gray", "s"),
@@ -86,10 +86,9 @@ class ScalarObservation:
 def plot_scalar_targets(path: Path, obs: Sequence[ScalarObservation], title: str = "") -> Path:
     """One panel per scalar target: the target (line; band = its uncertainty), the best
     trial (error bar = its standard error) and the next best trials (open circles)."""
-    plt = pyplot()
     n = max(1, len(obs))
-    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.2), dpi=110, squeeze=False)
-    try:
+    with figure(path, 1, n, figsize=(3.4 * n, 3.2), dpi=110, squeeze=False,
+                suptitle=title or "observables against targets") as (fig, axes):
         for ax, o in zip(axes[0], obs):
             ax.axhline(o.target, color="black", lw=1.2, label="target")
             if o.target_sd:
@@ -104,28 +103,17 @@ def plot_scalar_targets(path: Path, obs: Sequence[ScalarObservation], title: str
             ax.set_xticks([])
             ax.set_ylabel(f"{o.name} ({o.unit})" if o.unit not in ("", "1") else o.name)
             ax.legend(fontsize=7)
-        fig.suptitle(title or "observables against targets", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
     return Path(path)
 
 
 def plot_importances(path: Path, importances: dict[str, float], title: str = "") -> Path:
     """Horizontal bars of each free key's importance (sums to 1)."""
-    plt = pyplot()
     keys = list(importances)[::-1]
-    fig, ax = plt.subplots(figsize=(5.5, 0.45 * len(keys) + 1.2), dpi=110)
-    try:
+    with figure(path, figsize=(5.5, 0.45 * len(keys) + 1.2), dpi=110) as (fig, ax):
         ax.barh(keys, [importances[k] for k in keys], color="tab:blue")
         ax.set_xlabel("importance (fANOVA share of the objective's variance)")
         ax.set_xlim(0, 1)
         ax.set_title(title or "parameter importances", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
     return Path(path)
 
 
@@ -165,11 +153,11 @@ class Profile:
 def plot_profiles(path: Path, profiles: Sequence[Profile], title: str = "") -> Path:
     """A grid: one row per free key, one column per output; the model's value (line) and
     its one-sd band along the key, the target (dashed) and the best set (dotted)."""
-    plt = pyplot()
     rows = max(1, len(profiles))
     cols = max(1, max((len(p.outputs) for p in profiles), default=1))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.4 * rows), dpi=100, squeeze=False)
-    try:
+    with figure(path, rows, cols, figsize=(3.6 * cols, 2.4 * rows), dpi=100, squeeze=False,
+                suptitle=title or "model profiles through the best set (band: +-1 sd; dashed: target; dotted: best)") \
+            as (fig, axes):
         for r, prof in enumerate(profiles):
             for c in range(cols):
                 ax = axes[r][c]
@@ -189,12 +177,6 @@ def plot_profiles(path: Path, profiles: Sequence[Profile], title: str = "") -> P
                 ax.set_xlabel(prof.key, fontsize=8)
                 ax.set_ylabel(f"{name} ({unit})" if unit not in ("", "1") else name, fontsize=8)
                 ax.tick_params(labelsize=7)
-        fig.suptitle(title or "model profiles through the best set (band: +-1 sd; dashed: target; dotted: best)",
-                     fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
     return Path(path)
 
 
@@ -202,10 +184,9 @@ def plot_pareto(path: Path, names: Sequence[str], points: np.ndarray, front: Seq
                 numbers: Sequence[int], title: str = "") -> Path:
     """|error| of every pair of objectives over the trials, the non-dominated ones joined
     and labelled with their trial numbers."""
-    plt = pyplot()
     pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))]
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.8), dpi=110, squeeze=False)
-    try:
+    with figure(path, 1, len(pairs), figsize=(4.2 * len(pairs), 3.8), dpi=110, squeeze=False,
+                suptitle=title or "Pareto front") as (fig, axes):
         for ax, (i, j) in zip(axes[0], pairs):
             ax.scatter(points[:, i], points[:, j], c="tab:gray", s=18, label="trials")
             f = sorted(front, key=lambda k: points[k, i])
@@ -216,11 +197,6 @@ def plot_pareto(path: Path, names: Sequence[str], points: np.ndarray, front: Seq
             ax.set_xlabel(f"|{names[i]} error|")
             ax.set_ylabel(f"|{names[j]} error|")
             ax.legend(fontsize=7)
-        fig.suptitle(title or "Pareto front", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
     return Path(path)
 
 

@@ -19,8 +19,8 @@ from pydantic import PositiveFloat, model_validator
 from objectives.errors import TargetError
 from objectives.porosity import CalenderedErrorResult, calendered_porosity_error
 from sim_backends.lammps.calendering import (CALENDER_DECK, CALENDER_LOG, CALENDER_STATUS, CALENDERED_DATA,
-                                             RELAX_FILE, CalenderRunSpec, read_calender_status, relaxation,
-                                             write_calender_inputs)
+                                             MAX_DEGREE_PCT, RELAX_FILE, CalenderRunSpec, read_calender_status,
+                                             relaxation, write_calender_inputs)
 from sim_backends.lammps.forcefield import ForceFieldParams
 from sim_backends.lammps.outputs import SimulationFailed, checked_log
 from sim_backends.microstructure import ElectrodeStructure
@@ -43,9 +43,6 @@ if TYPE_CHECKING:
 
 PIPELINE_DEGREES_PCT = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0)
 """Calendering degrees of ``calib pipeline`` (seed Sec. 3.3: 0-50 %)."""
-
-MAX_DEGREE_PCT = 60.0
-"""Calendering degrees lie in [0, MAX_DEGREE_PCT) % of the film's thickness."""
 
 
 def degrees_problem(degrees) -> str | None:

@@ -10,7 +10,7 @@ is an ``InputError`` naming the file and the field. The file's models are ``cali
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from objectives.dataset import Dataset, DatasetError, PhaseSpec, load_dataset
 from objectives.rheology import ViscosityCurve
-from objectives.yamlfile import YamlFileError, read_yaml
+from objectives.yamlfile import first_error, load_yaml_model
 
 from calib import stages
 from calib.core.errors import InputError
@@ -66,19 +66,6 @@ def parse_spec_json(text: str) -> StudyBase:
     return study_spec_model().model_validate_json(text)
 
 
-def _first_error(exc: ValidationError) -> tuple[str, str]:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
-    # model-level validators report "free.eps_XX: ..." inside the message: lift the field
-    if ": " in msg and not loc.endswith(msg.split(": ", 1)[0]):
-        head, rest = msg.split(": ", 1)
-        if " " not in head:
-            loc = f"{loc}.{head}" if loc else head
-            msg = rest
-    return loc or "(top level)", msg
-
-
 def dataset_path(dataset: str, study_dir: Path, data_root: Path = DEFAULT_DATA_ROOT) -> Path:
     """A dataset named ``X`` is ``<data_root>/X/dataset.yaml``; a value ending in ``.yaml``
     is a path (relative to the study file's folder)."""
@@ -94,19 +81,8 @@ def load_study(path: Path, fidelity: str | None = None, data_root: Path = DEFAUL
     ``viscosity_csv`` replaces the dataset's (or the study's) viscosity curve."""
     path = Path(path)
     where = str(path)
-    if not path.is_file():
-        raise InputError(where, "(file)", "study file not found")
-    try:
-        raw = read_yaml(path)
-    except YamlFileError as exc:
-        raise InputError(where, exc.field, exc.message) from exc
-    if not isinstance(raw, dict):
-        raise InputError(where, "(top level)", "expected a mapping of study settings")
-    try:
-        spec = study_spec_model().model_validate(raw)
-    except ValidationError as exc:
-        field, msg = _first_error(exc)
-        raise InputError(where, field, msg) from exc
+    spec = load_yaml_model(path, study_spec_model(), partial(InputError, where), "study file not found",
+                           "expected a mapping of study settings", partial(first_error, lift_field=True))
     if fidelity is not None:
         if fidelity not in spec.all_fidelities():
             known = ", ".join(spec.all_fidelities())
