@@ -4,7 +4,7 @@ PostgreSQL study with an instant objective. Prints figures; asserts nothing.
     .venv/bin/python bench/ledger_scale.py [--workers 1 4 16 64] [--trials-per-worker 8]
         [--url postgresql+psycopg://...] [--json]
 
-Each worker runs the driver's ledger protocol as ``calib optimize`` does (``calib.execution.session``),
+Each worker runs the driver's ledger protocol as ``calib optimize`` does (``calib.execution.trial_lifecycle``),
 without LAMMPS and MLflow: open the study (Optuna ``RDBStorage`` with heartbeats,
 ``calib.ledger.rdb_storage``), and while the budget (``ledger.budget_count``) has room: sweep
 for stale trials (``ledger.Recovery``), ``ask`` (random sampler: the proposal costs nothing),

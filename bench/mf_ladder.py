@@ -5,10 +5,10 @@ Prints figures; asserts nothing.
         [--multi-trials 24] [--json]
 
 A real-LAMMPS density twin of the default study (five free keys, its bounds) under common
-random numbers: per seed, every trial of both studies runs on the same placement (LAMMPS seed
-``calib.execution.session.trial_seed(seed, 0)``), and the target is the density of ``HIDDEN`` on that
-placement at the *target rung*, so the objective is deterministic and the hidden set scores
-0. The ladder is the seed protocol compressed k = 1000 (``smoke``), k = 200 (``dev``) and,
+random numbers: per seed, every trial of both studies runs on the same placement (LAMMPS
+seed ``calib.execution.session_types.trial_seed(seed, 0)``), and the target is the density of
+``HIDDEN`` on that placement at the *target rung*, so the objective is deterministic and the
+hidden set scores 0. The ladder is the seed protocol compressed k = 1000 (``smoke``), k = 200 (``dev``) and,
 as the target, k = 20 (``k20``, defined here: 200 beads, ``LADDER_TARGET``), about 25 times
 a smoke run's cost. The full protocol (k = 1, one to six hours a run at 200 beads) is out
 of a benchmark's reach: single-fidelity BO there would cost 5 seeds x 10 runs x hours. k =
@@ -58,7 +58,7 @@ from optimizers import (HIDDEN, plot_core_s, run_fixed, run_twin, summarise,  # 
 
 from calib.optimize import fidelity_ladder  # noqa: E402
 from calib.spec.fidelity import BUILTIN_FIDELITIES, Fidelity  # noqa: E402
-from calib.execution.session import trial_seed  # noqa: E402
+from calib.execution.session_types import trial_seed  # noqa: E402
 from calib.study.space import ParameterSpace  # noqa: E402
 from calib.stages.slurry import SlurryTrial  # noqa: E402
 from calib.study.load import DEFAULT_STUDY, load_study  # noqa: E402

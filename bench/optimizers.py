@@ -792,11 +792,11 @@ DETERMINISTIC_TOLERANCES = (0.05, 0.03, 0.02, 0.01)
 def run_deterministic(args: argparse.Namespace, work: Path, report: dict, t0: float) -> None:
     """The deterministic density twin (issue 28's baselines): per seed, the target is the
     hidden set's density on the very placement that seed's study runs every trial on (common
-    random numbers: ``calib.execution.session.trial_seed``), so the objective is a deterministic
-    function of the parameters and the hidden set scores exactly 0; every sampler of
+    random numbers: ``calib.execution.session_types.trial_seed``), so the objective is a
+    deterministic function of the parameters and the hidden set scores exactly 0; every sampler of
     ``--samplers`` runs every seed in this invocation. Tolerances include 3 % (the group's
     swarm reached about 3 % RMS)."""
-    from calib.execution.session import trial_seed
+    from calib.execution.session_types import trial_seed
 
     loaded = load_study(DEFAULT_STUDY, fidelity=args.fidelity)
     space = ParameterSpace.from_spec(loaded.spec.parameters)

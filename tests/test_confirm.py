@@ -13,7 +13,7 @@ from optuna.trial import TrialState, create_trial
 
 from calib import ledger
 from calib.optimize.confirmation import Confirmation, confirm_seed, lines, summary
-from calib.execution.session import trial_seed
+from calib.execution.session_types import trial_seed
 from calib.study.load import load_study
 from conftest import DEFAULT_STUDY, parse_json_stdout, run_calib, write_study
 

@@ -10,7 +10,7 @@ import numpy as np
 import optuna
 import pytest
 
-from calib.execution.session import trial_seed
+from calib.execution.session_types import trial_seed
 from calib.stages.base import TrialContext
 from calib.study.load import load_study
 from conftest import DEFAULT_STUDY, parse_json_stdout, run_calib, write_study

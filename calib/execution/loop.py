@@ -21,7 +21,9 @@ from sim_backends.lammps.install import LammpsInstall
 
 from calib.stages.upstream_state import Lineage
 from calib.execution.runner import Runner
-from calib.execution.session import ActiveTrial, Event, LoopConfig, StudySession, claim_study_dir, ready_to_ask, trial_seed
+from calib.execution.session import StudySession
+from calib.execution.session_types import ActiveTrial, Event, LoopConfig, ready_to_ask, trial_seed
+from calib.execution.study_dir import claim_study_dir
 from calib.study.load import LoadedStudy
 from calib.review.tracker import NullTracker, Tracker
 

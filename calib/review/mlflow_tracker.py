@@ -41,7 +41,8 @@ class MlflowTracker:
     @property
     def client(self):
         """The MLflow client, made on first use (an embedded store runs its schema
-        migrations then: ``calib.execution.session`` does that under the run directory's lock). On an
+        migrations then: ``calib.execution.session`` does that under the run directory's lock,
+        ``calib.execution.study_dir.setup_lock``). On an
         embedded SQLite store, which several drivers may share, each call waits out another
         writer's lock (``LockPatient``); on a server, an outage costs one call's retries
         (``OutageAware``)."""
