@@ -129,6 +129,27 @@ class SessionTracking:
     def log_trial(self, a: ActiveTrial, told: Told) -> None:
         """A told trial's MLflow run (its record kept in its directory first, for
         ``backfill``), then the parent run's view of the best trial."""
+        try:
+            record = self._record_of_told(a, told)
+        except Exception as exc:  # tracking is an attachment: the ledger already has the trial (backfill logs it)
+            self.emit(Event("warning", a.number, f"could not build the trial's MLflow record: "
+                                                 f"{exc.__class__.__name__}: {exc}"))
+            return
+        try:  # kept first: if MLflow cannot take it now, a later driver logs it from here (``backfill``)
+            (a.workdir / RECORD_FILE).write_text(record.to_json())
+        except Exception as exc:
+            self.emit(Event("warning", a.number, f"could not keep the trial's MLflow record: {exc}"))
+        try:
+            run_id = self.tracker.log_trial(record)
+            self.update_best()
+        except Exception as exc:  # tracking is an attachment: the ledger already has the trial
+            self.emit(Event("warning", a.number, f"MLflow logging failed: {exc}"))
+        else:
+            if run_id:
+                (a.workdir / "mlflow_run_id").write_text(run_id + "\n")
+
+    def _record_of_told(self, a: ActiveTrial, told: Told) -> TrialRecord:
+        """The MLflow record of a trial just told."""
         ex, score, state = a.execution, told.score, told.state
         main_log = next((r.workdir / r.log for r in ex.runs if r.argv is None), a.workdir / "log.lammps")
         log_text = main_log.read_text(errors="replace") if main_log.exists() else ""
@@ -138,8 +159,7 @@ class SessionTracking:
         metrics: dict[str, float] = {"wall_time_s": wall.get(first, math.nan),
                                      "wall_time_total_s": float(sum(wall.values())), "core_s": told.core_s}
         artifacts = [a.workdir / "params.json"] + [r.workdir / f for r in ex.runs for f in r.artifacts]
-        if told.given.score is not None:  # the stage's metrics, also when its results could not be stored
-            metrics.update(told.given.score.metrics)
+        metrics.update(told.metrics)  # the stage's metrics, also when its results could not be stored
         if score is not None:
             tags.update({k: str(v) for k, v in score.attrs.items() if isinstance(v, (str, bool))})
             if score.stopped:
@@ -154,20 +174,8 @@ class SessionTracking:
             tags["fail_reason"] = told.outcome.why[:5000]
         tags.update(review_tags(self.spec, self.space, a.number, a.trial.user_attrs, a.params, a.workdir))
         tags.update(flag_tags(score, state, tags))
-        record = TrialRecord(a.number, state, {**self.space.fixed, **a.params}, metrics, tags, tuple(artifacts),
-                             artifact_root=a.workdir, start_ms=a.started_ms)
-        try:  # kept first: if MLflow cannot take it now, a later driver logs it from here (``backfill``)
-            (a.workdir / RECORD_FILE).write_text(record.to_json())
-        except Exception as exc:
-            self.emit(Event("warning", a.number, f"could not keep the trial's MLflow record: {exc}"))
-        try:
-            run_id = self.tracker.log_trial(record)
-            self.update_best()
-        except Exception as exc:  # tracking is an attachment: the ledger already has the trial
-            self.emit(Event("warning", a.number, f"MLflow logging failed: {exc}"))
-        else:
-            if run_id:
-                (a.workdir / "mlflow_run_id").write_text(run_id + "\n")
+        return TrialRecord(a.number, state, {**self.space.fixed, **a.params}, metrics, tags, tuple(artifacts),
+                           artifact_root=a.workdir, start_ms=a.started_ms)
 
     def update_best(self) -> None:
         """The parent run's view of the best trial so far (``Tracker.update_best``), with

@@ -73,7 +73,9 @@ class Told:
     given: the outcome the trial ended with. outcome: the one told (a score whose results
     could not be stored, or whose objective is not finite, fails the trial). state: COMPLETE
     or FAIL. score: the score stored (None when none was). partial: what a trial that ended
-    without a score measured (kept on the FAIL trial). core_s: the core-seconds of its runs."""
+    without a score measured (kept on the FAIL trial). core_s: the core-seconds of its runs.
+    metrics: the score's MLflow metrics, read with its results (a score whose metrics cannot
+    be read fails the trial, as one whose results cannot be stored)."""
 
     given: Outcome
     outcome: Outcome
@@ -81,6 +83,7 @@ class Told:
     score: Score | None
     partial: dict[str, float]
     core_s: float
+    metrics: dict[str, float]
 
 
 def trial_seed(study_seed: int, number: int, common: bool = True) -> int:

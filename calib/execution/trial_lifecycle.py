@@ -222,8 +222,10 @@ class TrialLifecycle:
         t.set_user_attr("wall_s", wall.get(first))
         t.set_user_attr("run_wall_s", wall)
         partial: dict[str, float] = {}
+        metrics: dict[str, float] = {}
         try:
             if score is not None:
+                metrics = dict(score.metrics)
                 for k, v in score.ledger_attrs().items():
                     t.set_user_attr(k, v)
             else:
@@ -248,7 +250,7 @@ class TrialLifecycle:
             state = "FAIL"
             self.emit(Event("fail", a.number, self.at(a.fidelity) + outcome.why, counted=not ledger.is_confirmation(t)))
         a.told = True
-        return Told(given, outcome, state, score, partial, core_s)
+        return Told(given, outcome, state, score, partial, core_s, metrics)
 
     def abandon(self, active: Iterable[ActiveTrial]) -> None:
         """The driver is stopping: cancel each running trial's jobs, mark it FAIL (lost) and
