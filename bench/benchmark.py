@@ -32,10 +32,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from calib.fidelity import BUILTIN_FIDELITIES, Fidelity  # noqa: E402
-from calib.proposer import propose_gp, sobol_point  # noqa: E402
+from calib.spec.fidelity import BUILTIN_FIDELITIES, Fidelity  # noqa: E402
+from calib.optimize.botorch_sampler import propose_gp, sobol_point  # noqa: E402
 from calib.stages.slurry import SlurryTrial  # noqa: E402
-from calib.study import DEFAULT_STUDY, load_study  # noqa: E402
+from calib.study.load import DEFAULT_STUDY, load_study  # noqa: E402
 from sim_backends.backend import Task  # noqa: E402
 from sim_backends.lammps.forcefield import TABLE_S1_SLURRY  # noqa: E402
 from sim_backends.lammps.install import locate_lammps  # noqa: E402

@@ -26,8 +26,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from calib.pipeline import params_from, run_pipeline  # noqa: E402
-from calib.study import load_study  # noqa: E402
+from calib.execution.pipeline import run_pipeline  # noqa: E402
+
+from calib.execution.pipeline_model import params_from  # noqa: E402
+from calib.study.load import load_study  # noqa: E402
 from sim_backends.characterise import RESULT_FILE, SPEC_FILE, CharacteriseSpec, characterise  # noqa: E402
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
 from sim_backends.lammps.placement import read_sphere_data  # noqa: E402

@@ -10,9 +10,10 @@ Prints figures; asserts nothing.
 ``smoke`` against its density and its viscosity at 18 and 125 1/s (the rates of the group's
 optimiser), shear runs capped at ``optimizers.CURVE_SHEAR_MAX_STEPS`` as in the noisy
 curve twin of ``bench/optimizers.py``. Under common random numbers every trial of a study
-runs on one placement (LAMMPS seed ``calib.session.trial_seed(seed, 0)``), and per seed the
-targets are the model's values at ``optimizers.HIDDEN_CURVE`` on that placement (synthetic),
-so the objective is a deterministic function of the parameters and the hidden set scores 0.
+runs on one placement (LAMMPS seed ``calib.execution.session_types.trial_seed(seed, 0)``), and
+per seed the targets are the model's values at ``optimizers.HIDDEN_CURVE`` on that placement
+(synthetic), so the objective is a deterministic function of the parameters and the hidden
+set scores 0.
 
 A trial's error is the root mean square of its three residuals: the relative density error
 and ln(eta_sim / eta) at each rate (the group's swarm reached about 3 % RMS on the same three
@@ -47,10 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from optimizers import (CURVE_RATES, HIDDEN_CURVE, REPO, curve_dataset, curve_study,  # noqa: E402
                         run_fixed, run_twin, summarise, trials_to)
 
-from calib.session import trial_seed  # noqa: E402
-from calib.space import ParameterSpace  # noqa: E402
+from calib.execution.session_types import trial_seed  # noqa: E402
+from calib.study.space import ParameterSpace  # noqa: E402
 from calib.stages.slurry import SlurryTrial  # noqa: E402
-from calib.study import load_study  # noqa: E402
+from calib.study.load import load_study  # noqa: E402
 
 TOLERANCES = (0.2, 0.1, 0.05, 0.03)
 """On the RMS of a trial's three residuals."""

@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from benchmark import chute_rate  # noqa: E402
-from calib.stages.system import formulation_of, slurry_system  # noqa: E402
-from calib.study import load_study  # noqa: E402
+from calib.stages.bead_systems import formulation_of, slurry_system  # noqa: E402
+from calib.study.load import load_study  # noqa: E402
 from sim_backends.lammps.forcefield import TABLE_S1_SLURRY  # noqa: E402
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
 from sim_backends.lammps.outputs import run_stats  # noqa: E402

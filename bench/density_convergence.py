@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from calib.stages.system import slurry_system  # noqa: E402
-from calib.study import load_study  # noqa: E402
+from calib.stages.bead_systems import slurry_system  # noqa: E402
+from calib.study.load import load_study  # noqa: E402
 from sim_backends.lammps.convergence import plateau_test  # noqa: E402
 from sim_backends.lammps.forcefield import NAMED_PARAMETER_SETS, ForceFieldParams  # noqa: E402
 from sim_backends.lammps.install import locate_lammps  # noqa: E402

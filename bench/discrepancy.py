@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import numpy as np  # noqa: E402
 
-from calib.stages.system import slurry_system  # noqa: E402
-from calib.study import load_study  # noqa: E402
+from calib.stages.bead_systems import slurry_system  # noqa: E402
+from calib.study.load import load_study  # noqa: E402
 from compression import params_of  # noqa: E402
 from results_log import append_result, load_results  # noqa: E402
 from sim_backends.lammps.install import locate_lammps  # noqa: E402

@@ -8,7 +8,7 @@ asserts nothing.
 1. **Monotone rise** (``SEED_MONOTONE_NOTE``): over every run of ``--results`` (the
    compression bench's seed-protocol runs: block means at 200 fractions of the run), the
    largest excess of a block before the last two over the run's end density.
-2. **Forecast** (``calib.stages.slurry.END_FORECAST_EXPONENT``): the end density of a run
+2. **Forecast** (``calib.stages.slurry_results.END_FORECAST_EXPONENT``): the end density of a run
    stopped at fraction f is forecast as rho(f) x f^-b(k); per compression k this fits b as
    the median of ln(rho_end / rho(f)) / -ln f over f in [0.2, 0.9] and runs, and prints the
    forecast's error at f = 0.2, 0.4, 0.6, 0.8 with the b in the code.
@@ -38,7 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from calib.stages.slurry import END_FORECAST_EXPONENT, end_forecast_exponent  # noqa: E402
+from calib.stages.slurry_results import END_FORECAST_EXPONENT, end_forecast_exponent  # noqa: E402
 from sim_backends.lammps.slurry import SEED_END_BLOCKS, density_trajectory  # noqa: E402
 
 FRACTIONS = (0.2, 0.4, 0.6, 0.8)

@@ -26,14 +26,15 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from benchmark import chute_rate  # noqa: E402
-from calib.runner import Runner, TrialExecution  # noqa: E402
+from calib.execution.runner import Runner, TrialExecution  # noqa: E402
 from calib.stages.calendering import CalenderingTrial  # noqa: E402
 from calib.stages.drying import DryingTrial  # noqa: E402
-from calib.stages.film import analyse_state, nanoporosity_of  # noqa: E402
-from calib.stages.system import systems_for  # noqa: E402
-from calib.lineage import Lineage, sha256_of, state_bead_count  # noqa: E402
-from calib.pipeline import params_from, run_pipeline  # noqa: E402
-from calib.study import load_study  # noqa: E402
+from calib.stages.film_structure import analyse_state, nanoporosity_of  # noqa: E402
+from calib.stages.bead_systems import systems_for  # noqa: E402
+from calib.stages.upstream_state import Lineage, sha256_of, state_bead_count  # noqa: E402
+from calib.execution.pipeline import run_pipeline  # noqa: E402
+from calib.execution.pipeline_model import params_from  # noqa: E402
+from calib.study.load import load_study  # noqa: E402
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
 from sim_backends.local import LocalBackend  # noqa: E402
 

@@ -71,21 +71,23 @@ import numpy as np  # noqa: E402
 from results_log import append_result, load_results  # noqa: E402
 
 from calib import stages  # noqa: E402
-from calib.lineage import Lineage, sha256_of, state_bead_count  # noqa: E402
-from calib.pipeline import params_from, run_pipeline  # noqa: E402
-from calib.runner import Runner, TrialExecution  # noqa: E402
+from calib.stages.upstream_state import Lineage, sha256_of, state_bead_count  # noqa: E402
+from calib.execution.pipeline import run_pipeline  # noqa: E402
+from calib.execution.pipeline_model import params_from  # noqa: E402
+from calib.execution.runner import Runner, TrialExecution  # noqa: E402
 from calib.stages import Run  # noqa: E402
 from calib.stages.calendering import CalenderingTrial  # noqa: E402
 from calib.stages.drying import PUBLIC_DRYING_STEPS, DryingTrial  # noqa: E402
-from calib.stages.film import study_or_fidelity  # noqa: E402
-from calib.study import load_study  # noqa: E402
+from calib.stages.film_structure import study_or_fidelity  # noqa: E402
+from calib.study.load import load_study  # noqa: E402
+from sim_backends.jsonsafe import json_safe  # noqa: E402
 from sim_backends.lammps.calendering import CALENDER_STATUS, CALENDERED_DATA  # noqa: E402
 from sim_backends.lammps.compression import LAWS, NptProtocol, compress  # noqa: E402
 from sim_backends.lammps.drying import (DRIED_DATA, DRYING_HOLD_DECK, DRYING_HOLD_LOG, DRYING_LOG,  # noqa: E402
                                         DRYING_STATUS, LZ_FILE, UPSTREAM_DATA, DryingSegment, drying_hold_deck,
                                         drying_segment_deck, drying_segments)
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
-from sim_backends.lammps.outputs import SimulationFailed, checked_log, read_ave_time  # noqa: E402
+from sim_backends.lammps.outputs import SimulationFailed, checked_log, read_ave_time, read_status  # noqa: E402
 from sim_backends.local import LocalBackend  # noqa: E402
 
 STUDY = REPO / "studies" / "ssb_pipeline.yaml"
@@ -129,7 +131,8 @@ def _execute(trial, loaded, lammps, timeout_s: float | None, name: str):
 
 
 def _finite(x) -> float | None:
-    return float(x) if x is not None and math.isfinite(float(x)) else None
+    """``x`` as a float, None if it is None or not finite (``json_safe``)."""
+    return None if x is None else json_safe(float(x))
 
 
 # ---------------------------------------------------------------------------------------- runs
@@ -425,11 +428,10 @@ def _law_suffix(law: str) -> str:
 def calender_status_words(d: Path) -> dict[str, float]:
     """``calender_status.txt`` as name -> value (read here too: the stage raises on a bead
     through the plane instead of returning the count)."""
-    path = d / CALENDER_STATUS
-    if not path.exists():
+    try:
+        return read_status(d, CALENDER_STATUS, "no calendering status", float)
+    except SimulationFailed:  # no status file
         return {}
-    words = path.read_text().split()
-    return {words[i]: float(words[i + 1]) for i in range(0, len(words) - 1, 2)}
 
 
 def one_calendering(args, loaded, fid, lammps, dried: dict, degree: float, speed: float, dt: float,

@@ -4,7 +4,7 @@ PostgreSQL study with an instant objective. Prints figures; asserts nothing.
     .venv/bin/python bench/ledger_scale.py [--workers 1 4 16 64] [--trials-per-worker 8]
         [--url postgresql+psycopg://...] [--json]
 
-Each worker runs the driver's ledger protocol as ``calib optimize`` does (``calib.session``),
+Each worker runs the driver's ledger protocol as ``calib optimize`` does (``calib.execution.trial_lifecycle``),
 without LAMMPS and MLflow: open the study (Optuna ``RDBStorage`` with heartbeats,
 ``calib.ledger.rdb_storage``), and while the budget (``ledger.budget_count``) has room: sweep
 for stale trials (``ledger.Recovery``), ``ask`` (random sampler: the proposal costs nothing),
@@ -46,7 +46,7 @@ def _work(url: str, name: str, budget: int, seed: int, start: mp.Event, out: mp.
     from optuna.trial import TrialState
 
     from calib import ledger
-    from calib.heartbeat import Heartbeat
+    from calib.execution.heartbeat import Heartbeat
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     import warnings

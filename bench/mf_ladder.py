@@ -5,10 +5,10 @@ Prints figures; asserts nothing.
         [--multi-trials 24] [--json]
 
 A real-LAMMPS density twin of the default study (five free keys, its bounds) under common
-random numbers: per seed, every trial of both studies runs on the same placement (LAMMPS seed
-``calib.session.trial_seed(seed, 0)``), and the target is the density of ``HIDDEN`` on that
-placement at the *target rung*, so the objective is deterministic and the hidden set scores
-0. The ladder is the seed protocol compressed k = 1000 (``smoke``), k = 200 (``dev``) and,
+random numbers: per seed, every trial of both studies runs on the same placement (LAMMPS
+seed ``calib.execution.session_types.trial_seed(seed, 0)``), and the target is the density of
+``HIDDEN`` on that placement at the *target rung*, so the objective is deterministic and the
+hidden set scores 0. The ladder is the seed protocol compressed k = 1000 (``smoke``), k = 200 (``dev``) and,
 as the target, k = 20 (``k20``, defined here: 200 beads, ``LADDER_TARGET``), about 25 times
 a smoke run's cost. The full protocol (k = 1, one to six hours a run at 200 beads) is out
 of a benchmark's reach: single-fidelity BO there would cost 5 seeds x 10 runs x hours. k =
@@ -24,9 +24,9 @@ Per seed, in this invocation:
 2. ``composite`` at the target rung only (``--single-trials`` trials, its Sobol start at
    the target): the baseline;
 3. ``composite`` over the ladder smoke -> dev -> k20 (``--multi-trials`` trials; Sobol
-   start at smoke, two model proposals at dev (``calib.composite.transfer_rung``), then
-   screen-then-confirm with the cost-aware choice of the screening rung:
-   ``calib.composite.MF_NOTE``).
+   start at smoke, two model proposals at dev (``calib.optimize.fidelity_ladder.transfer_rung``),
+   then screen-then-confirm with the cost-aware choice of the screening rung:
+   ``calib.optimize.fidelity_ladder.MF_NOTE``).
 
 Printed: per sampler the median core-seconds (every run's wall x cores, all rungs, summed up
 to and including the first *target-rung* trial within the tolerance: a calibration counts
@@ -56,12 +56,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from optimizers import (HIDDEN, plot_core_s, run_fixed, run_twin, summarise,  # noqa: E402
                         synthetic_study, trial_records)
 
-from calib import composite  # noqa: E402
-from calib.fidelity import BUILTIN_FIDELITIES, Fidelity  # noqa: E402
-from calib.session import trial_seed  # noqa: E402
-from calib.space import ParameterSpace  # noqa: E402
+from calib.optimize import fidelity_ladder  # noqa: E402
+from calib.spec.fidelity import BUILTIN_FIDELITIES, Fidelity  # noqa: E402
+from calib.execution.session_types import trial_seed  # noqa: E402
+from calib.study.space import ParameterSpace  # noqa: E402
 from calib.stages.slurry import SlurryTrial  # noqa: E402
-from calib.study import DEFAULT_STUDY, load_study  # noqa: E402
+from calib.study.load import DEFAULT_STUDY, load_study  # noqa: E402
 
 TOLERANCES = (0.05, 0.03, 0.02, 0.01)
 TARGET_NAME = "k20"
@@ -118,15 +118,15 @@ def run_arm(seed: int, root: Path, arm: str, trials: int, costs: dict[str, float
     work = root / f"seed_{seed}"
     study_file = work / "twin_study.yaml"
     mf = None if arm == SINGLE else {"ladder": list(costs), "costs_core_s": costs}
-    current = composite.transfer_rung
+    current = fidelity_ladder.transfer_rung
     if arm == PREVIOUS:  # the rule until 2026-12-07: the first model proposals at the target
-        composite.transfer_rung = lambda ladder: len(ladder.names) - 1  # in this worker process
+        fidelity_ladder.transfer_rung = lambda ladder: len(ladder.names) - 1  # in this worker process
         work = work / "previous"
         work.mkdir()
     try:
         out = run_twin(work, study_file, "composite", seed, trials, 1, multi_fidelity=mf)
     finally:
-        composite.transfer_rung = current
+        fidelity_ladder.transfer_rung = current
     print(f"  seed {seed} / {arm}: best {min((x['rel_error'] for x in out if x['at_target']), default=math.inf):.2%}"
           f" at the target, {sum(x['core_s'] for x in out):.0f} core-s ({time.perf_counter() - t0:.0f} s)",
           file=sys.stderr)

@@ -73,16 +73,18 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from calib.stages.drying import DryingTrial  # noqa: E402
-from calib.fidelity import BUILTIN_FIDELITIES  # noqa: E402
-from calib.lineage import STATE_FILE, resolve_upstream  # noqa: E402
-from calib.loop import LoopConfig, run_study  # noqa: E402
-from calib.runner import Runner, TrialExecution  # noqa: E402
-from calib.spec import ResourcesSpec  # noqa: E402
-from calib.samplers import make_sampler  # noqa: E402
-from calib.space import ParameterSpace  # noqa: E402
+from calib.spec.fidelity import BUILTIN_FIDELITIES  # noqa: E402
+from calib.study.upstream import resolve_upstream  # noqa: E402
+from calib.stages.upstream_state import STATE_FILE  # noqa: E402
+from calib.execution.loop import LoopConfig, run_study  # noqa: E402
+from calib.execution.runner import Runner, TrialExecution  # noqa: E402
+from calib.spec.study_file import ResourcesSpec  # noqa: E402
+from calib.optimize.sampler_registry import make_sampler  # noqa: E402
+from calib.study.space import ParameterSpace  # noqa: E402
 from calib.stages.slurry import SlurryTrial  # noqa: E402
-from calib.spec import SAMPLERS, MultiFidelitySpec
-from calib.study import DEFAULT_STUDY, load_study  # noqa: E402
+from calib.spec.study_file import SAMPLERS, MultiFidelitySpec
+from calib.core.plots import figure  # noqa: E402
+from calib.study.load import DEFAULT_STUDY, load_study  # noqa: E402
 from sim_backends.lammps.install import locate_lammps  # noqa: E402
 from sim_backends.local import LocalBackend  # noqa: E402
 
@@ -527,54 +529,38 @@ def print_mf_table(problem: str, summary: dict, single: str, multi: str) -> None
 
 def plot(problem: str, runs: dict[str, list[list[dict]]], path: Path,
          ylabel: str = "best |relative density error| (median over seeds)") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for s, seeds in runs.items():
-        best = np.array([np.minimum.accumulate([x["rel_error"] for x in r]) for r in seeds])
-        ax.plot(np.arange(1, best.shape[1] + 1), np.median(best, axis=0), label=s)
-    ax.set_yscale("log")
-    ax.set_xlabel("trials")
-    ax.set_ylabel(ylabel)
-    ax.set_title(f"{problem}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, figsize=(6, 4), dpi=110) as (fig, ax):
+        for s, seeds in runs.items():
+            best = np.array([np.minimum.accumulate([x["rel_error"] for x in r]) for r in seeds])
+            ax.plot(np.arange(1, best.shape[1] + 1), np.median(best, axis=0), label=s)
+        ax.set_yscale("log")
+        ax.set_xlabel("trials")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{problem}")
+        ax.legend()
 
 
 def plot_core_s(problem: str, runs: dict[str, list[list[dict]]], path: Path) -> None:
     """Best target-fidelity error against core-seconds spent, every seed a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for k, (s_, seeds) in enumerate(runs.items()):
-        for i, r in enumerate(seeds):
-            cost = np.cumsum([x["core_s"] for x in r])
-            best = np.minimum.accumulate([x["rel_error"] if x.get("at_target", True) else math.inf for x in r])
-            ax.step(cost, best, where="post", color=f"C{k}", alpha=0.6, label=s_ if i == 0 else None)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("core-seconds spent")
-    ax.set_ylabel("best |relative density error| at dev")
-    ax.set_title(problem)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, figsize=(6, 4), dpi=110) as (fig, ax):
+        for k, (s_, seeds) in enumerate(runs.items()):
+            for i, r in enumerate(seeds):
+                cost = np.cumsum([x["core_s"] for x in r])
+                best = np.minimum.accumulate([x["rel_error"] if x.get("at_target", True) else math.inf for x in r])
+                ax.step(cost, best, where="post", color=f"C{k}", alpha=0.6, label=s_ if i == 0 else None)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("core-seconds spent")
+        ax.set_ylabel("best |relative density error| at dev")
+        ax.set_title(problem)
+        ax.legend()
 
 
 def _previous_composite(data, layout, q: int, seed: int, num_restarts: int, raw_samples: int) -> list:
     """The composite proposal as it was assembled until 2026-12-07, the baseline of the
     overhead's ratio: the same fitted GPs (today's ``build_models``) put in one model list,
     the label both a sample constraint on qLogNEI and the barrier
-    (``calib.composite.PROPOSAL_TIME_NOTE``)."""
+    (``calib.optimize.acquisition.PROPOSAL_TIME_NOTE``)."""
     import torch
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
     from botorch.acquisition.objective import GenericMCObjective
@@ -582,22 +568,25 @@ def _previous_composite(data, layout, q: int, seed: int, num_restarts: int, raw_
     from botorch.optim import optimize_acqf
     from botorch.sampling import SobolQMCNormalSampler
 
-    from calib import composite
+    from calib.optimize.acquisition import ACQ_MAXITER, MC_SAMPLES, proposing
+    from calib.optimize.feasibility import FeasibleMean
+    from calib.optimize.gp_models import build_models
+    from calib.optimize.residuals import scalarise_samples
 
-    with composite._proposing(seed):
-        models = composite.build_models(data)
+    with proposing(seed):
+        models = build_models(data)
         model = ModelListGP(models.residuals, models.feasibility)
         m = layout.n_outputs
         acq = qLogNoisyExpectedImprovement(
             model, X_baseline=torch.as_tensor(data.x), prune_baseline=True,
-            objective=GenericMCObjective(lambda s, X=None: -composite.scalarise_samples(s[..., :m], layout, "weighted_sum")),
+            objective=GenericMCObjective(lambda s, X=None: -scalarise_samples(s[..., :m], layout, "weighted_sum")),
             constraints=[lambda s: s[..., m] - 0.5], X_pending=torch.as_tensor(data.x_pending),
-            sampler=SobolQMCNormalSampler(sample_shape=torch.Size([composite.MC_SAMPLES]), seed=seed))
-        acq = composite._FeasibleMean(acq, models.feasibility)
+            sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=seed))
+        acq = FeasibleMean(acq, models.feasibility)
         d = data.x.shape[1]
         bounds = torch.stack([torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)])
         cand, _ = optimize_acqf(acq, bounds=bounds, q=q, num_restarts=num_restarts, raw_samples=raw_samples,
-                                options={"seed": seed, "maxiter": composite.ACQ_MAXITER})
+                                options={"seed": seed, "maxiter": ACQ_MAXITER})
     return cand.tolist()
 
 
@@ -608,9 +597,11 @@ def proposal_overhead(n: int = 100, d: int = 12, q: int = 4, repeats: int = 3) -
     viscosity rates, with measured SEMs), composite on a two-rung ladder (three residuals,
     30 % of trials at the target), the previous composite (``_previous_composite``, same
     data) and the single-GP scalar path, all in this invocation."""
-    from calib import composite
-    from calib.proposer import propose_gp_batch
-    from calib.spec import OptimizerSpec
+    from calib.optimize.acquisition import propose_composite
+    from calib.optimize.botorch_sampler import propose_gp_batch
+    from calib.optimize.fidelity_ladder import FidelityLadder, propose_multi_fidelity
+    from calib.optimize.residuals import CompositeData, ResidualLayout
+    from calib.spec.study_file import OptimizerSpec
 
     o = OptimizerSpec()
     rng = np.random.default_rng(0)
@@ -621,24 +612,24 @@ def proposal_overhead(n: int = 100, d: int = 12, q: int = 4, repeats: int = 3) -
         w = rng.normal(size=(d, m))
         r = (x @ w - w.sum(axis=0) / 2) / 3 + 0.01 * rng.normal(size=(n, m))
         sd = np.full((feasible.sum(), m), np.nan if m == 1 else 0.01)
-        layout = composite.ResidualLayout((("slurry_density", 1),) if m == 1 else
-                                          (("slurry_density", 1), ("viscosity", 2)), (1.0,) * (1 if m == 1 else 2))
-        data = composite.CompositeData(x[feasible], r[feasible], sd, x, feasible, x[:1] + 0.01)
+        layout = ResidualLayout((("slurry_density", 1),) if m == 1 else
+                                (("slurry_density", 1), ("viscosity", 2)), (1.0,) * (1 if m == 1 else 2))
+        data = CompositeData(x[feasible], r[feasible], sd, x, feasible, x[:1] + 0.01)
         cases[m] = (data, layout, r)
     xf = np.hstack([x, (rng.random((n, 1)) < 0.3).astype(float)])
     data3, layout3, r3 = cases[3]
-    mf_data = composite.CompositeData(xf[feasible], r3[feasible], data3.r_sd, xf, feasible, xf[:1] + 0.01)
-    ladder = composite.FidelityLadder(("smoke", "dev"), (3.0, 24.0))
+    mf_data = CompositeData(xf[feasible], r3[feasible], data3.r_sd, xf, feasible, xf[:1] + 0.01)
+    ladder = FidelityLadder(("smoke", "dev"), (3.0, 24.0))
     kw = {"q": q, "num_restarts": o.num_restarts, "raw_samples": o.raw_samples}
     data1, layout1, r1 = cases[1]
     runs = {
-        "composite (1 residual)": lambda s: composite.propose_composite(data1, layout1, "weighted_sum", s, **kw),
+        "composite (1 residual)": lambda s: propose_composite(data1, layout1, "weighted_sum", s, **kw),
         "previous composite (1 residual)": lambda s: _previous_composite(data1, layout1, q, s, o.num_restarts,
                                                                          o.raw_samples),
-        "composite (3 residuals)": lambda s: composite.propose_composite(data3, layout3, "weighted_sum", s, **kw),
+        "composite (3 residuals)": lambda s: propose_composite(data3, layout3, "weighted_sum", s, **kw),
         "previous composite (3 residuals)": lambda s: _previous_composite(data3, layout3, q, s, o.num_restarts,
                                                                           o.raw_samples),
-        "composite multi-fidelity (3 residuals, 2 rungs)": lambda s: composite.propose_multi_fidelity(
+        "composite multi-fidelity (3 residuals, 2 rungs)": lambda s: propose_multi_fidelity(
             mf_data, layout3, "weighted_sum", s, ladder, incumbent_x=x[:2].tolist(), **kw),
         "scalar (1 residual)": lambda s: propose_gp_batch(x[feasible], -np.log(r1[feasible, 0] ** 2 + 1e-6),
                                                           x[:1] + 0.01, s, q, o.num_restarts, o.raw_samples),
@@ -801,11 +792,11 @@ DETERMINISTIC_TOLERANCES = (0.05, 0.03, 0.02, 0.01)
 def run_deterministic(args: argparse.Namespace, work: Path, report: dict, t0: float) -> None:
     """The deterministic density twin (issue 28's baselines): per seed, the target is the
     hidden set's density on the very placement that seed's study runs every trial on (common
-    random numbers: ``calib.session.trial_seed``), so the objective is a deterministic
-    function of the parameters and the hidden set scores exactly 0; every sampler of
+    random numbers: ``calib.execution.session_types.trial_seed``), so the objective is a
+    deterministic function of the parameters and the hidden set scores exactly 0; every sampler of
     ``--samplers`` runs every seed in this invocation. Tolerances include 3 % (the group's
     swarm reached about 3 % RMS)."""
-    from calib.session import trial_seed
+    from calib.execution.session_types import trial_seed
 
     loaded = load_study(DEFAULT_STUDY, fidelity=args.fidelity)
     space = ParameterSpace.from_spec(loaded.spec.parameters)

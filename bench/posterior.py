@@ -1,4 +1,4 @@
-"""Coverage of the posterior of the free keys (``calib.posterior``) on twins whose hidden set
+"""Coverage of the posterior of the free keys (``calib.optimize.posterior``) on twins whose hidden set
 is known. Prints, per key, in how many seeds the hidden value lies inside its 90 % interval
 (and, from the same draws, inside the highest-density one), and the intervals' widths;
 asserts nothing.
@@ -7,7 +7,7 @@ asserts nothing.
 
 The twin: the default slurry study's five free keys and bounds, and three analytic
 observables of the unit-cube point standing in for a density (g/cm^3) and the viscosities at
-two shear rates (Pa s, modelled in log10 as ``calib.surrogate`` does): smooth, mildly
+two shear rates (Pa s, modelled in log10 as ``calib.optimize.surrogate`` does): smooth, mildly
 curved, three observables for five keys, so two directions stay unresolved (by design; the
 real density alone cannot separate eps from sigma). Each seed draws a hidden set uniformly
 in the cube; the "experiment" is the observables there with a Gaussian error of the stated
@@ -35,12 +35,12 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from calib import posterior  # noqa: E402
-from calib.composite import _gp  # noqa: E402
-from calib.proposer import BoTorchSampler  # noqa: E402
-from calib.space import ParameterSpace  # noqa: E402
-from calib.spec import Bound, ParametersSpec  # noqa: E402
-from calib.surrogate import Output, Surrogate  # noqa: E402
+from calib.optimize import posterior  # noqa: E402
+from calib.optimize.gp_models import gp  # noqa: E402
+from calib.optimize.botorch_sampler import BoTorchSampler  # noqa: E402
+from calib.study.space import ParameterSpace  # noqa: E402
+from calib.spec.study_file import Bound, ParametersSpec  # noqa: E402
+from calib.optimize.surrogate import Output, Surrogate  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -89,7 +89,7 @@ def run_seed(seed: int, trials: int, samples: int) -> dict:
     outputs = [Output(NAMES[0], "g/cm^3", float(targets[0])), Output(NAMES[1], "Pa s", float(targets[1]), "log10"),
                Output(NAMES[2], "Pa s", float(targets[2]), "log10")]
     torch.manual_seed(0)
-    model = _gp(torch.as_tensor(x), torch.as_tensor(z), None)
+    model = gp(torch.as_tensor(x), torch.as_tensor(z), None)
     sur = Surrogate(SPACE, outputs, model, x, len(x))
     post = posterior.sample_posterior(sur, {n: None for n in NAMES}, samples, seed, TARGET_REL_SD)
     hidden = SPACE.from_unit(list(hidden_u))

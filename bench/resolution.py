@@ -34,9 +34,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from results_log import append_result, load_results  # noqa: E402
 
-from calib.stages.film import nanoporosity_of  # noqa: E402
-from calib.stages.system import systems_for  # noqa: E402
-from calib.study import load_study  # noqa: E402
+from calib.stages.film_structure import nanoporosity_of  # noqa: E402
+from calib.stages.bead_systems import systems_for  # noqa: E402
+from calib.study.load import load_study  # noqa: E402
 from sim_backends.characterise import CharacterisationFailed, CharacteriseSpec, characterise  # noqa: E402
 from sim_backends.lammps.placement import read_sphere_data  # noqa: E402
 from sim_backends.resolution import extrapolate  # noqa: E402

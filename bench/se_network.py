@@ -31,8 +31,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from calib.stages.system import systems_for  # noqa: E402
-from calib.study import load_study  # noqa: E402
+from calib.stages.bead_systems import systems_for  # noqa: E402
+from calib.study.load import load_study  # noqa: E402
 from sim_backends.characterise import surface_cut  # noqa: E402
 from sim_backends.lammps.placement import read_sphere_data  # noqa: E402
 from sim_backends.microstructure import Packing, contact_cuts, voxelise  # noqa: E402

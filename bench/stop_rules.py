@@ -26,8 +26,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from calib.stages.slurry import rate_plans, simulated_rates_per_s  # noqa: E402
-from calib.study import load_study  # noqa: E402
+from calib.stages.slurry_runs import rate_plans  # noqa: E402
+from calib.stages.slurry_settings import simulated_rates_per_s  # noqa: E402
+from calib.study.load import load_study  # noqa: E402
 from sim_backends.lammps.shear import blocking_sem, read_shear_stress, segment_means, window_test  # noqa: E402
 
 

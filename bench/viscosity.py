@@ -31,8 +31,10 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from benchmark import chute_rate  # noqa: E402  (the same engine reference as bench/benchmark.py)
-from calib.stages.slurry import SlurryTrial, rate_plans, shear_run_spec, simulated_rates_per_s  # noqa: E402
-from calib.study import load_study  # noqa: E402
+from calib.stages.slurry import SlurryTrial  # noqa: E402
+from calib.stages.slurry_runs import rate_plans, shear_run_spec  # noqa: E402
+from calib.stages.slurry_settings import simulated_rates_per_s  # noqa: E402
+from calib.study.load import load_study  # noqa: E402
 from sim_backends.backend import Task  # noqa: E402
 from sim_backends.lammps.forcefield import TABLE_S1_SLURRY  # noqa: E402
 from sim_backends.lammps.install import locate_lammps  # noqa: E402

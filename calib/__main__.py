@@ -1,3 +1,3 @@
-from .cli import main
+from calib.cli import main
 
 main()

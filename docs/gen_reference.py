@@ -1,7 +1,7 @@
 """The study-file reference page, generated from the settings models themselves.
 
 Run by the MkDocs hook (``docs/hooks.py``) at every build, so the page cannot drift from the
-code: the study model (``calib.study.study_spec_model``: ``calib.spec.StudyBase`` plus every
+code: the study model (``calib.study.load.study_spec_model``: ``calib.spec.study_file.StudyBase`` plus every
 registered stage's sections), its sub-models, and the dataset models
 (``objectives.dataset.Dataset`` and below). For each model: its docstring and a table of
 field, type, default, constraints and description.
@@ -332,7 +332,7 @@ def walk(roots: Iterable[type], skip: set[type] = frozenset()) -> list[type]:
 
 
 def builtin_fidelities_table() -> list[str]:
-    from calib.fidelity import BUILTIN_FIDELITIES, Fidelity
+    from calib.spec.fidelity import BUILTIN_FIDELITIES, Fidelity
 
     names = list(BUILTIN_FIDELITIES)
     rows = ["| field | " + " | ".join(f"`{n}`" for n in names) + " |", "|---" * (len(names) + 1) + "|"]
@@ -350,9 +350,9 @@ def render() -> str:
     """The whole page (Markdown)."""
     ensure_importable()
     from calib import stages
-    from calib.fidelity import Fidelity
-    from calib.spec import StudyBase
-    from calib.study import study_spec_model
+    from calib.spec.fidelity import Fidelity
+    from calib.spec.study_file import StudyBase
+    from calib.study.load import study_spec_model
     from objectives.dataset import Dataset
 
     spec = study_spec_model()
@@ -394,9 +394,9 @@ def render() -> str:
                    f"{', '.join(f'`{t}`' for t in st.targets)} | {secs} |")
     out += ["", "## Study file (`studies/*.yaml`)", ""]
     out += model_section(spec, title="Study file: top level",
-                         intro=("The model a study file is validated against: `calib.spec.StudyBase` "
+                         intro=("The model a study file is validated against: `calib.spec.study_file.StudyBase` "
                                 "(below its docstring) joined with every registered stage's sections "
-                                "(`calib.study.study_spec_model`)."),
+                                "(`calib.study.load.study_spec_model`)."),
                          extra_desc=section_desc, level=3)
     section_models = list(dict.fromkeys(sections.values()))
     shared = walk([m for f in StudyBase.model_fields.values() for m in nested_models(f.annotation)],
@@ -407,7 +407,7 @@ def render() -> str:
     out += model_section(Fidelity, title="Fidelity (`fidelities.<name>`)",
                          intro=("A study's `fidelities:` may override fields of a built-in fidelity (give only "
                                 "those it changes) or define one of its own (then every *required* field)."))
-    out += ["Built-in fidelities (`calib.fidelity.BUILTIN_FIDELITIES`):", ""]
+    out += ["Built-in fidelities (`calib.spec.fidelity.BUILTIN_FIDELITIES`):", ""]
     out += builtin_fidelities_table()
     out += [""]
     fidelity_parts = walk([m for f in Fidelity.model_fields.values() for m in nested_models(f.annotation)],

@@ -10,6 +10,7 @@ whose kind is neither ``measured`` nor ``synthetic`` is refused at load time
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +19,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PrivateAttr, 
 
 from .rheology import (SHEAR_RATE_UNITS, VISCOSITY_UNITS, CurveError, ViscosityCurve, curve_from_points,
                        load_rheometer_csv, normalise_unit)
-from .yamlfile import YamlFileError, read_yaml
+from .yamlfile import first_error, load_yaml_model
 
 TARGET_KINDS = ("measured", "synthetic")
 
@@ -264,30 +265,20 @@ class Dataset(_Model):
     _curves: dict[str, ViscosityCurve] = PrivateAttr(default_factory=dict)
 
 
-def _field_path(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc) or "(top level)"
+def _describe(exc: ValidationError) -> tuple[str, str]:
+    """(field, message) of a dataset's first validation error (``first_error``); a missing
+    field says what every target needs."""
+    field, msg = first_error(exc)
+    if exc.errors()[0]["type"] == "missing":
+        msg = "field required (every target needs value, unit and provenance)" if "targets" in field else "field required"
+    return field, msg
 
 
 def load_dataset(path: Path) -> Dataset:
     """Load and validate ``dataset.yaml``; raise ``DatasetError`` naming file and field."""
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(path, "(file)", "dataset file not found")
-    try:
-        raw = read_yaml(path)
-    except YamlFileError as exc:
-        raise DatasetError(path, exc.field, exc.message) from exc
-    if not isinstance(raw, dict):
-        raise DatasetError(path, "(top level)", "expected a mapping")
-    try:
-        dataset = Dataset.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = _field_path(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            msg = "field required (every target needs value, unit and provenance)" if "targets" in loc else "field required"
-        raise DatasetError(path, loc, msg) from exc
+    dataset = load_yaml_model(path, Dataset, partial(DatasetError, path), "dataset file not found",
+                              describe=_describe)
     for key, t in dataset.targets.items():
         if key in KNOWN_TARGETS and t.unit != KNOWN_TARGETS[key]:
             raise DatasetError(path, f"targets.{key}.unit", f"must be {KNOWN_TARGETS[key]!r}, got {t.unit!r}")

@@ -1,14 +1,24 @@
 """Reading the YAML files users write (study files, datasets, ``calib refine --file``): UTF-8
 text only, and a key given twice in one mapping is refused (plain YAML loaders keep the
-last value silently). Every YAML file the CLI reads goes through ``read_yaml``.
+last value silently). Every YAML file the CLI reads goes through ``read_yaml``;
+``read_yaml_file`` and ``load_yaml_model`` add what every reader does around it (a missing
+file, a document that is not a mapping, pydantic validation), each problem raised as the
+reader's own one-line error naming the file and the field.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import yaml
+from pydantic import BaseModel, ValidationError
+
+ErrorFactory = Callable[[str, str], Exception]
+"""Builds the reader's own error from (field, message), the file already bound (e.g.
+``functools.partial(InputError, str(path))``)."""
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class YamlFileError(ValueError):
@@ -99,3 +109,49 @@ def read_yaml(path: Path) -> Any:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise YamlFileError(path, "(file)", f"malformed YAML ({exc.__class__.__name__}{at})") from exc
+
+
+def read_yaml_file(path: Path, error: ErrorFactory, not_found: str) -> Any:
+    """The data of the YAML file ``path`` (``read_yaml``); raises ``error(field, message)``:
+    ``("(file)", not_found)`` when there is no such file, and the field and message of the
+    ``YamlFileError`` when it cannot be read (not UTF-8, malformed, a key given twice)."""
+    path = Path(path)
+    if not path.is_file():
+        raise error("(file)", not_found)
+    try:
+        return read_yaml(path)
+    except YamlFileError as exc:
+        raise error(exc.field, exc.message) from exc
+
+
+def first_error(exc: ValidationError, lift_field: bool = False) -> tuple[str, str]:
+    """(field, message) of the first error of a pydantic ``ValidationError``: the field is the
+    dotted path of its location (``(top level)`` for the whole document), the message is
+    pydantic's without its ``Value error, `` prefix. ``lift_field``: a model-level validator
+    that names the field at the start of its message (``name: rest``, ``name`` one word the
+    location does not already end with) reports field ``<location>.name``, message ``rest``."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if lift_field and ": " in msg and not loc.endswith(msg.split(": ", 1)[0]):
+        head, rest = msg.split(": ", 1)
+        if " " not in head:
+            loc = f"{loc}.{head}" if loc else head
+            msg = rest
+    return loc or "(top level)", msg
+
+
+def load_yaml_model(path: Path, model: type[M], error: ErrorFactory, not_found: str,
+                    not_mapping: str = "expected a mapping",
+                    describe: Callable[[ValidationError], tuple[str, str]] = first_error) -> M:
+    """The YAML file ``path`` validated as ``model``; raises ``error(field, message)`` for a
+    missing or unreadable file (``read_yaml_file``), for a document that is not a mapping
+    (``("(top level)", not_mapping)``) and for the first validation error (``describe(exc)``
+    gives its field and message; default ``first_error``)."""
+    raw = read_yaml_file(path, error, not_found)
+    if not isinstance(raw, dict):
+        raise error("(top level)", not_mapping)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise error(*describe(exc)) from exc

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .jsonsafe import json_safe
 from .lammps.placement import read_sphere_data
 from .microstructure import GridTooLarge, film_voxels
 from .particle_network import network_conductivity
@@ -288,17 +289,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     (folder / RESULT_FILE).write_text(json.dumps(json_safe(result), indent=1, allow_nan=False))
     return 0
-
-
-def json_safe(value):
-    """``value`` with every non-finite float replaced by None (strict JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 if __name__ == "__main__":

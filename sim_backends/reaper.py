@@ -5,7 +5,7 @@ neither the job's process group nor ``PR_SET_PDEATHSIG`` on ``mpirun`` reaches t
 measured with the bundled ``mpirun -np 2 lmp``, ``killpg`` of ``mpirun`` left the proxy and
 both ranks running. What every process of a job does keep is its environment, so each job
 is tagged with two variables (``DRIVER_VAR``: this driver process, ``JOB_VAR``: the job)
-and killed by tag, found under ``/proc``.
+and killed by tag, found with psutil.
 
 A driver killed outright (SIGKILL) cannot clean up, so the first tagged job starts a small
 watchdog (``python -m sim_backends.reaper TOKEN``) whose stdin is a pipe from the driver:
@@ -23,24 +23,25 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 DRIVER_VAR = "CALIB_DRIVER_TOKEN"
 JOB_VAR = "CALIB_JOB_TOKEN"
 
 
 def tagged(var: str, value: str) -> list[int]:
     """Process ids whose environment holds ``var=value`` (this process excluded)."""
-    needle = f"{var}={value}".encode()
     me = os.getpid()
     out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
+    for proc in psutil.process_iter():
+        if proc.pid == me:
             continue
         try:
-            env = (entry / "environ").read_bytes()
-        except OSError:  # gone, or not ours to read
+            env = proc.environ()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):  # gone, or not ours
             continue
-        if needle in env.split(b"\0"):
-            out.append(int(entry.name))
+        if env.get(var) == value:
+            out.append(proc.pid)
     return out
 
 
@@ -64,12 +65,11 @@ def kill_tagged(var: str, value: str, patience_s: float = 5.0) -> int:
 
 
 def _zombie(pid: int) -> bool:
-    """A dead process not yet reaped by its parent (it holds no resources)."""
+    """A dead process not yet reaped by its parent (it holds no resources), or one gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
         return True
-    return stat[stat.rfind(")") + 2:].startswith(("Z", "X"))
 
 
 class Watchdog:

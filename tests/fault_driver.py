@@ -57,8 +57,9 @@ def _signal_all(sig: int):
 
 
 def install(fault: str, trial: int) -> None:
-    from calib import runner, tracking
-    from calib.proposer import BoTorchSampler
+    from calib.execution import runner
+    from calib.review import mlflow_tracker
+    from calib.optimize.botorch_sampler import BoTorchSampler
 
     me = os.getpid()
     if fault in ("kill-lammps", "term-lammps", "crash-lammps", "hang-lammps"):
@@ -78,13 +79,13 @@ def install(fault: str, trial: int) -> None:
                     _when_lammps_runs(workdir, _signal_all(signal.SIGSTOP))
         runner.TrialExecution.start = patched_start
     elif fault == "kill-logging":
-        log_files = tracking.MlflowTracker._log_files
+        log_files = mlflow_tracker.MlflowTracker._log_files
 
         def patched_log_files(self, rid, record):
             if record.number == trial:
                 os.kill(me, signal.SIGKILL)
             return log_files(self, rid, record)
-        tracking.MlflowTracker._log_files = patched_log_files
+        mlflow_tracker.MlflowTracker._log_files = patched_log_files
     elif fault == "kill-proposal":
         sample = BoTorchSampler.sample_relative
 

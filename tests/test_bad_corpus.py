@@ -182,8 +182,8 @@ def fixtures(tmp_path_factory) -> Path:
 
 def test_fixtures_are_valid(fixtures: Path, monkeypatch) -> None:
     """The fixture studies load and pass their upstream checks: each case fails on its own defect."""
-    from calib.lineage import resolve_upstream
-    from calib.study import load_study
+    from calib.study.upstream import resolve_upstream
+    from calib.study.load import load_study
 
     monkeypatch.chdir(fixtures)
     for name, csv in (("study.yaml", None), ("curve_study.yaml", Path("good.csv")), ("drying.yaml", None),

@@ -99,7 +99,7 @@ def assert_bad_input(inputs: Inputs, run: Callable[[], subprocess.CompletedProce
 
 def test_inputs_are_valid_baseline(inputs: Inputs) -> None:
     """The unmodified copies load: a case built on them differs by its one defect only."""
-    from calib.study import load_study
+    from calib.study.load import load_study
 
     loaded = load_study(inputs.study, fidelity="smoke")
     assert loaded.dataset_path == inputs.dataset
@@ -127,7 +127,7 @@ def _with_curve_objective(inputs: Inputs) -> None:
 
 def test_curve_baseline_loads(inputs: Inputs) -> None:
     """Control: a good CSV with the curve objective loads (the corpus's CSV cases fail on their defect)."""
-    from calib.study import load_study
+    from calib.study.load import load_study
 
     _with_curve_objective(inputs)
     csv = inputs.root / "rheo.csv"
@@ -138,7 +138,7 @@ def test_curve_baseline_loads(inputs: Inputs) -> None:
 
 def test_viscosity_csv_provenance_is_recorded(inputs: Inputs) -> None:
     """A user CSV's path, kind and checksum become the curve's recorded source."""
-    from calib.study import load_study
+    from calib.study.load import load_study
 
     _with_curve_objective(inputs)
     data = inputs.study_data()
@@ -159,7 +159,7 @@ def test_viscosity_csv_provenance_is_recorded(inputs: Inputs) -> None:
 def test_every_shipped_study_file_loads(path: Path) -> None:
     """The study files users copy from are valid (the chained ones load without their
     upstream run: that is checked when the study starts)."""
-    from calib.study import load_study
+    from calib.study.load import load_study
 
     loaded = load_study(path)
     assert loaded.spec.name == path.stem  # the study is found under the name of its file

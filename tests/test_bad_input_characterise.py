@@ -48,8 +48,8 @@ def cinputs(tmp_path: Path) -> CharacteriseInputs:
 def test_the_characterise_baseline_is_valid(cinputs: CharacteriseInputs):
     """The unmodified characterise study and state pass every check (each case below fails on
     its one defect)."""
-    from calib.lineage import resolve_upstream
-    from calib.study import load_study
+    from calib.study.upstream import resolve_upstream
+    from calib.study.load import load_study
 
     loaded = load_study(cinputs.drying, fidelity="smoke")
     lineage = resolve_upstream(loaded, "sqlite:///unused.db")

@@ -50,8 +50,8 @@ def einputs(tmp_path: Path) -> ElectrodeInputs:
 def test_the_drying_baseline_is_valid(einputs: ElectrodeInputs):
     """The unmodified drying study and state pass every check (so each case below fails on
     its one defect)."""
-    from calib.lineage import resolve_upstream
-    from calib.study import load_study
+    from calib.study.upstream import resolve_upstream
+    from calib.study.load import load_study
 
     loaded = load_study(einputs.drying, fidelity="smoke")
     lineage = resolve_upstream(loaded, "sqlite:///unused.db")

@@ -1,6 +1,7 @@
-"""The composite proposer (``calib.composite``): its scalarisation matches the objectives'
-on the same residuals, it reaches a known optimum of an analytic calibration problem, its
-feasibility model keeps proposals out of a region that fails, and q-batches are
+"""The composite proposer (``calib.optimize.acquisition``, ``calib.optimize.residuals``,
+``calib.optimize.gp_models``, ``calib.optimize.fidelity_ladder``): its scalarisation matches
+the objectives' on the same residuals, it reaches a known optimum of an analytic calibration
+problem, its feasibility model keeps proposals out of a region that fails, and q-batches are
 reproducible. Real BoTorch and Optuna; the 'simulations' are analytic functions."""
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import optuna
 import pytest
 import torch
 
-from calib import composite
-from calib.proposer import BoTorchSampler
-from calib.space import ParameterSpace
-from calib.spec import Bound, ParametersSpec
+from calib.optimize.acquisition import proposing
+from calib.optimize.botorch_sampler import BoTorchSampler
+from calib.optimize.fidelity_ladder import (FidelityLadder, RungStats, _pair_moments, choose_screen, noise_variance,
+                                            rung_stats)
+from calib.optimize.gp_models import build_models
+from calib.optimize.residuals import CompositeData, ResidualLayout, scalarise_samples
+from calib.study.space import ParameterSpace
+from calib.spec.study_file import Bound, ParametersSpec
 from objectives.scalarise import parego_weights, scalarise
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -29,11 +34,11 @@ class _E:
 @pytest.mark.parametrize("method", ["weighted_sum", "chebyshev", "parego"])
 def test_sample_scalarisation_equals_the_objectives(method):
     rng = np.random.default_rng(4)
-    layout = composite.ResidualLayout((("density", 1), ("viscosity_curve", 3)), (2.0, 0.5))
+    layout = ResidualLayout((("density", 1), ("viscosity_curve", 3)), (2.0, 0.5))
     res = rng.normal(size=(5, 4))
     w = parego_weights(["density", "viscosity_curve"], 0, 3) if method == "parego" else None
-    got = composite.scalarise_samples(torch.as_tensor(res), layout, method,
-                                      [w["density"], w["viscosity_curve"]] if w else None).numpy()
+    got = scalarise_samples(torch.as_tensor(res), layout, method,
+                            [w["density"], w["viscosity_curve"]] if w else None).numpy()
     for row, g in zip(res, got):
         errs = [_E("density", row[0]), _E("viscosity_curve", math.sqrt(np.mean(row[1:] ** 2)))]
         want = scalarise(errs, method, w if w else {"density": 2.0, "viscosity_curve": 0.5})
@@ -41,7 +46,7 @@ def test_sample_scalarisation_equals_the_objectives(method):
 
 
 def test_layout_rejects_a_residual_count_it_does_not_have():
-    layout = composite.ResidualLayout.of({"a": [0.1], "b": [1.0, 2.0]}, {"a": 1.0})
+    layout = ResidualLayout.of({"a": [0.1], "b": [1.0, 2.0]}, {"a": 1.0})
     assert layout.groups == (("a", 1), ("b", 2)) and layout.weights == (1.0, 1.0)
     assert layout.row({"a": [0.5], "b": [None, 2.0]})[1] != layout.row({"a": [0.5], "b": [None, 2.0]})[1]  # nan
     with pytest.raises(ValueError, match="b: 1 residuals, the layout has 2"):
@@ -80,10 +85,10 @@ def _study(mode: str, seed: int, n: int, crash=None, feasibility: bool = True, q
 
 def test_composite_reaches_the_known_optimum_quickly():
     # measured (seeds 0, 1, 2): below 1e-3 after 7, 9, 8 trials; the scalar GP needed 19, 14, 28
-    study = _study("composite", seed=0, n=10)
+    study = _study("composite", seed=0, n=12)
     values = [t.value for t in study.trials]
-    first = next(i + 1 for i, v in enumerate(values) if v < 1e-3)
-    assert first <= 10, values
+    first = next((i + 1 for i, v in enumerate(values) if v < 1e-3), None)
+    assert first is not None and first <= 9, values  # the Sobol start alone (6 trials) gets nowhere near
 
 
 def _deep_in_box(u) -> bool:
@@ -111,7 +116,7 @@ def test_q2_batches_are_reproducible_and_spread():
     assert a[6] != a[7]  # the two members of the model-based batch differ
 
 
-LADDER = composite.FidelityLadder(("cheap", "target"), (1.0, 20.0))
+LADDER = FidelityLadder(("cheap", "target"), (1.0, 20.0))
 
 
 def cheap_residuals(p: dict) -> dict[str, list[float]]:
@@ -149,25 +154,25 @@ def test_a_cheap_run_resolves_less_of_the_target_once_the_cheap_fidelity_knows_a
     rng = np.random.default_rng(0)
     x = rng.random((12, 3))
     rows = [[3 * (u[0] - 0.4) + 0.3] for u in x]
-    layout = composite.ResidualLayout((("a", 1),), (1.0,))
+    layout = ResidualLayout((("a", 1),), (1.0,))
 
     def resolved(extra: int) -> list[float]:
         xs = np.vstack([x] + [np.array([[0.5, 0.5, 0.5]])] * extra)
         r = np.array(rows + [[3 * 0.1 + 0.3]] * extra)
         xf = np.hstack([xs, np.zeros((len(xs), 1))])
-        data = composite.CompositeData(xf, r, np.full_like(r, np.nan), xf, np.ones(len(xs), bool))
-        model = composite.build_models(data, fidelity_column=3).residuals
-        return [st.resolved for st in composite.rung_stats(model, layout, [0.5, 0.5, 0.5], LADDER)]
+        data = CompositeData(xf, r, np.full_like(r, np.nan), xf, np.ones(len(xs), bool))
+        model = build_models(data, fidelity_column=3).residuals
+        return [st.resolved for st in rung_stats(model, layout, [0.5, 0.5, 0.5], LADDER)]
 
     fresh, known = resolved(0), resolved(3)
     assert 0 < fresh[1] <= 1 and 0 < known[1] <= 1
     # three cheap runs at the point: a fourth resolves less of the target than before
     assert known[0] < fresh[0]
-    three = composite.FidelityLadder(("cheap", "middle", "target"), (1.0, 4.0, 20.0))
+    three = FidelityLadder(("cheap", "middle", "target"), (1.0, 4.0, 20.0))
     assert three.positions[0] == 0 and three.positions[2] == 1 and 0 < three.positions[1] < 0.5  # log cost
-    per_cost = lambda *r: [composite.RungStats(v) for v in r]  # noqa: E731
-    assert composite.choose_screen(per_cost(0.5, 0.9, 0.95), three) == 0  # 0.5 per core-s beats 0.225
-    assert composite.choose_screen(per_cost(0.2, 0.9, 0.95), three) == 1  # 0.2 does not
+    per_cost = lambda *r: [RungStats(v) for v in r]  # noqa: E731
+    assert choose_screen(per_cost(0.5, 0.9, 0.95), three) == 0  # 0.5 per core-s beats 0.225
+    assert choose_screen(per_cost(0.2, 0.9, 0.95), three) == 1  # 0.2 does not
 
 
 def test_pair_moments_of_three_residuals_with_mixed_noise_match_the_posterior():
@@ -178,14 +183,14 @@ def test_pair_moments_of_three_residuals_with_mixed_noise_match_the_posterior():
     x = rng.random((20, 3))
     r = np.column_stack([x[:, 0] - 0.5, np.sin(3 * x[:, 1]), x[:, 2] ** 2]) + 0.01 * rng.normal(size=(20, 3))
     sd = np.column_stack([np.full(20, 0.02), np.full(20, np.nan), np.full(20, np.nan)])
-    data = composite.CompositeData(x, r, sd, x, np.ones(20, bool))
-    with composite._proposing(0):
-        model = composite.build_models(data).residuals
+    data = CompositeData(x, r, sd, x, np.ones(20, bool))
+    with proposing(0):
+        model = build_models(data).residuals
     P = torch.tensor([[0.2, 0.4, 0.6], [0.7, 0.1, 0.3]], dtype=torch.float64)
-    moments = composite._pair_moments(model, 3, P)
+    moments = _pair_moments(model, 3, P)
     with torch.no_grad():
         latent = model.posterior(P).variance  # (2, 3)
-        noise = composite.noise_variance(model)
+        noise = noise_variance(model)
         lik = model.likelihood
         fixed = lik.noise_covar.noise.mean(dim=-1) * model.outcome_transform.stdvs.reshape(-1) ** 2
         extra = lik.second_noise_covar.noise.reshape(-1) * model.outcome_transform.stdvs.reshape(-1) ** 2
@@ -197,7 +202,7 @@ def test_pair_moments_of_three_residuals_with_mixed_noise_match_the_posterior():
     assert float(fixed[1]) < 1e-6 and float(noise[1]) > float(fixed[1])  # unmeasured: the learned part
 
 
-THREE = composite.FidelityLadder(("cheap", "middle", "target"), (1.0, 4.0, 40.0))
+THREE = FidelityLadder(("cheap", "middle", "target"), (1.0, 4.0, 40.0))
 
 
 def middle_residuals(p: dict) -> dict[str, list[float]]:

@@ -12,9 +12,9 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from calib import ledger
-from calib.confirm import Confirmation, confirm_seed, lines, summary
-from calib.session import trial_seed
-from calib.study import load_study
+from calib.optimize.confirmation import Confirmation, confirm_seed, lines, summary
+from calib.execution.session_types import trial_seed
+from calib.study.load import load_study
 from conftest import DEFAULT_STUDY, parse_json_stdout, run_calib, write_study
 
 
@@ -40,8 +40,8 @@ def test_a_confirmation_counts_neither_against_the_budget_nor_as_the_answer():
 
 
 def test_the_composite_proposer_leaves_confirmations_out_of_its_data():
-    from calib.proposer import BoTorchSampler
-    from calib.space import ParameterSpace
+    from calib.optimize.botorch_sampler import BoTorchSampler
+    from calib.study.space import ParameterSpace
     spec = load_study(DEFAULT_STUDY).spec
     space = ParameterSpace.from_spec(spec.parameters)
     sampler = BoTorchSampler(space, seed=0, n_initial=2)
@@ -198,23 +198,23 @@ def test_summary_pairs_the_best_trial_with_its_latest_unlost_confirmation():
     assert row["confirmed_vs_calibrated_rel"] == pytest.approx(2.0 / 1.8 - 1)
     assert row["confirmed_vs_target_rel"] == pytest.approx(2.0 / 1.9 - 1)
     assert "FAILED" not in "\n".join(lines(s))
-    from calib.confirm import existing, same
+    from calib.optimize.confirmation import existing, same
 
     assert existing(study, 0, Confirmation(1, 2, timeout_s=99.0)).number == 2  # the time limit aside
     assert existing(study, 0, Confirmation(10, 2)) is None and not same(Confirmation(1, 2), Confirmation(1, 3))
 
 
 def test_an_unconfirmed_compressed_answer_says_so(capsys):
-    from calib.cli import _print_summary
+    from calib.cli.summary import print_summary
 
     s = {"study": "x", "storage": "sqlite:///x.db", "trials_complete": 1, "trials_failed": 0, "trials_by_fidelity": {},
          "best_trial": 0, "best_value": 0.1, "best_params": {}, "target_fidelity": "dev", "confirmation": None,
          "best_compression": 200}
-    _print_summary(s)
+    print_summary(s)
     assert "not confirmed: calibrated at k = 200" in capsys.readouterr().out
-    _print_summary({**s, "best_compression": 1})  # the full protocol: nothing to confirm against
+    print_summary({**s, "best_compression": 1})  # the full protocol: nothing to confirm against
     assert "not confirmed" not in capsys.readouterr().out
-    _print_summary({**s, "best_transfer": {"factor": 1.078, "source": "x"}})
+    print_summary({**s, "best_transfer": {"factor": 1.078, "source": "x"}})
     assert "not confirmed: calibrated at k = 200 mapped to the full protocol by x 1.078" in capsys.readouterr().out
 
 
@@ -305,9 +305,9 @@ def test_bad_transfer_maps_are_refused_naming_the_field(tmp_path: Path):
 
 
 def test_the_confirmation_runs_its_own_protocol_unmapped_and_empty_maps_keep_old_identities():
-    from calib.fidelity import TransferMap
-    from calib.identity import study_ident
-    from calib.space import ParameterSpace
+    from calib.spec.fidelity import TransferMap
+    from calib.study.identity import study_ident
+    from calib.study.space import ParameterSpace
 
     loaded = load_study(DEFAULT_STUDY.parent / "ssb_slurry_mapped.yaml")
     dev = loaded.spec.fidelity_spec("dev")

@@ -42,7 +42,7 @@ def settings_models() -> list[type[BaseModel]]:
     """The study model (with every registered stage's sections), the dataset model, and
     every model reachable from them through their fields."""
     from calib import stages
-    from calib.study import study_spec_model
+    from calib.study.load import study_spec_model
     from objectives.dataset import Dataset
 
     todo = [study_spec_model(), Dataset, *stages.registry.all_sections().values()]

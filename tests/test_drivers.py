@@ -17,8 +17,8 @@ import pytest
 from optuna.trial import TrialState
 
 from calib import ledger
-from calib.space import ParameterSpace
-from calib.study import load_study
+from calib.study.space import ParameterSpace
+from calib.study.load import load_study
 from conftest import write_study
 
 pytestmark = pytest.mark.lammps

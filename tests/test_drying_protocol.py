@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from calib.fidelity import BUILTIN_FIDELITIES
+from calib.spec.fidelity import BUILTIN_FIDELITIES
 from calib.stages.drying import (PUBLIC_DRYING_STEPS, DryingSettings, drying_protocol_label,
                                  drying_protocol_problem, drying_thermostat)
 

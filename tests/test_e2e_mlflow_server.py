@@ -73,8 +73,8 @@ def test_the_probe_sends_the_credentials_mlflow_would(monkeypatch):
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    from calib.errors import InputError
-    from calib.tracking import check_tracking_uri
+    from calib.core.errors import InputError
+    from calib.review.tracking_uri import check_tracking_uri
 
     good = "Basic " + base64.b64encode(b"alice:s3cret").decode()
 

@@ -87,9 +87,9 @@ def test_manual_sets_are_trials_of_the_study_tagged_manual(refined):
 def test_the_next_model_proposal_learns_from_manual_trials(refined):
     """Trial 6's point is what the study's sampler proposes from trials 0-5; without the
     manual trials 3-5 it would have proposed another point."""
-    from calib.samplers import make_sampler
-    from calib.space import ParameterSpace
-    from calib.study import load_study
+    from calib.optimize.sampler_registry import make_sampler
+    from calib.study.space import ParameterSpace
+    from calib.study.load import load_study
 
     spec = load_study(refined["study"], fidelity="smoke").spec
     space = ParameterSpace.from_spec(spec.parameters)
@@ -167,7 +167,7 @@ def test_report_renders_every_section_and_is_logged(refined):
 def _check_report(page: Path, stdout: str, pareto: str) -> None:
     """Every section is in the page with content, every figure a real embedded PNG; the
     CLI lists each section's status."""
-    from calib.review import SECTIONS
+    from calib.review.html_report import SECTIONS
 
     html = page.read_text()
     for key in SECTIONS:

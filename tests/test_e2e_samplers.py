@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from calib.spec import SAMPLERS
+from calib.spec.study_file import SAMPLERS
 from conftest import parse_json_stdout, run_calib, write_study
 
 pytestmark = pytest.mark.lammps

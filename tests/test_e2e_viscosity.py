@@ -187,9 +187,9 @@ def test_mlflow_runs_ended_with_their_ledger_states(curve_study):
 def test_parego_proposal_used_the_gp(curve_study):
     """Trial 2 (after 2 Sobol points) was proposed by the GP on ParEGO-scalarised values,
     not by the Sobol sequence."""
-    from calib.proposer import sobol_point
-    from calib.space import ParameterSpace
-    from calib.study import load_study
+    from calib.optimize.botorch_sampler import sobol_point
+    from calib.study.space import ParameterSpace
+    from calib.study.load import load_study
 
     tmp, s = curve_study
     study = optuna.load_study(study_name="e2e_curve", storage=s["storage"])
@@ -247,4 +247,8 @@ def test_report_renders_every_section_for_a_curve_study(curve_study):
     assert_png(out / "viscosity_curve.png")
     assert_png(out / "pareto.png")
     html = (out / "report.html").read_text()
-    assert "viscosity_curve@" in html or "viscosity" in html
+    # the observables section shows the best trial's simulated curve against the measured one, and names the latter
+    section = html.split('<section id="observables">', 1)[1].split("</section>", 1)[0]
+    assert 'alt="simulated viscosity curve of the best trial against the measured one"' in section
+    assert "(viscosity_curve.png)</figcaption>" in section and "Measured curve: " in section
+    assert "Measured curve: n/a" not in section

@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from calib import ledger
-from calib.stages.slurry import END_FORECAST_EXPONENT, end_forecast_exponent
+from calib.stages.slurry_results import END_FORECAST_EXPONENT, end_forecast_exponent
 from conftest import parse_json_stdout, run_calib, write_study
 
 

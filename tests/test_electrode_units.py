@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from calib.errors import InputError
-from calib.lineage import check_composition, state_bead_count
+from calib.core.errors import InputError
+from calib.stages.upstream_state import check_composition, state_bead_count
 from objectives.dataset import CalenderedPorosity, DatasetError, Target, load_dataset
 from objectives.porosity import calendered_porosity_error, dried_porosity_error
 from sim_backends.lammps.beads import dried_system
@@ -202,9 +202,9 @@ def test_slurry_identity_ignores_electrode_fields(tmp_path: Path):
     calendering fidelity fields, the unused shear fields, or the dataset's dried-bead fields
     and porosity targets; it does see a slurry-relevant dataset change."""
 
-    from calib.identity import study_ident
-    from calib.space import ParameterSpace
-    from calib.study import load_study
+    from calib.study.identity import study_ident
+    from calib.study.space import ParameterSpace
+    from calib.study.load import load_study
     from conftest import DEFAULT_STUDY
 
     def ident(dataset_text: str, extra: dict | None = None) -> dict:
@@ -237,7 +237,7 @@ def test_slurry_identity_ignores_electrode_fields(tmp_path: Path):
 
 
 def test_calendering_kinematics_public_by_default_fidelity_may_override_study_wins():
-    from calib.stages.film import study_or_fidelity as _study_or_fidelity
+    from calib.stages.film_structure import study_or_fidelity as _study_or_fidelity
     from calib.stages.calendering import CalenderingSettings
 
     default = CalenderingSettings()

@@ -1,4 +1,4 @@
-"""Error bars of the per-degree characterisation values (``calib.errorbars``): pure
+"""Error bars of the per-degree characterisation values (``calib.stages.errorbars``): pure
 functions against hand-computed cases."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from calib.errorbars import (combine, combine_degrees, describe_errors, distinct_peak, infinite_tau, monotone,
+from calib.stages.errorbars import (combine, combine_degrees, describe_errors, distinct_peak, infinite_tau, monotone,
                              ratio_error, rises_then_falls)
 
 
@@ -83,7 +83,7 @@ def test_one_placement_where_the_se_does_not_span_makes_the_mean_tortuosity_infi
 
 
 def test_merged_records_keep_verdicts_counts_and_errors_apart():
-    from calib.errorbars import merge_records
+    from calib.stages.errorbars import merge_records
 
     a = {"porosity": 0.36, "lz_converged": 1.0, "iterations": 600, "equilibrated": True, "label": "x"}
     b = {"porosity": 0.34, "lz_converged": 0.0, "iterations": 900, "equilibrated": True, "label": "y"}

@@ -1,4 +1,4 @@
-"""Table S1 rendering (``calib.table_s1``) of the seed's two columns, without a study: the
+"""Table S1 rendering (``calib.publish.table_s1_render``) of the seed's two columns, without a study: the
 formats parse back to the seed's values, the LaTeX table compiles with pdflatex (TeX Live,
 installed with apt if missing), and a LAMMPS include file is valid LAMMPS input whose pair
 energies are the Lennard-Jones energies of the mixed coefficients, worked out here
@@ -21,7 +21,8 @@ import pytest
 from conftest import SEED_DRIED, SEED_SLURRY, ssb_formulation, ssb_system
 from services import PDFLATEX, ensure_tex_installed
 
-from calib.table_s1 import FORMATS, Column, Observable, Table, lammps_include, render, resolved
+from calib.publish.table_s1 import Column, Observable, Table, resolved
+from calib.publish.table_s1_render import FORMATS, lammps_include, render
 from sim_backends.lammps.beads import dried_system
 from sim_backends.lammps.forcefield import TABLE_S1_DRIED, TABLE_S1_SLURRY, pair_lines
 
@@ -246,15 +247,15 @@ def test_a_degree_series_reads_point_by_point():
 
 
 def test_an_upstream_trial_must_be_the_state_its_downstream_trial_started_from(tmp_path):
-    """``calib.export._check_state``: the recorded state file must be the upstream trial's,
+    """``calib.publish.export._check_state``: the recorded state file must be the upstream trial's,
     with the recorded sha256 while it is on disk; a state since deleted gives a note."""
     import hashlib
     from types import SimpleNamespace
 
     from optuna.trial import create_trial
 
-    from calib.errors import InputError
-    from calib.export import _check_state
+    from calib.core.errors import InputError
+    from calib.publish.export import _check_state
 
     up_dir = tmp_path / "up" / "trial_00002"
     up_dir.mkdir(parents=True)

@@ -99,8 +99,20 @@ def test_the_driver_id_names_the_machine_and_process():
     assert ledger.driver_alive(f"{machine}:{pid}:None") is None  # no /proc there: cannot tell
 
 
+def test_the_start_ticks_are_those_the_ids_of_earlier_versions_hold():
+    """The id's start ticks come from psutil now; drivers of earlier versions wrote the 22nd
+    field of /proc/<pid>/stat, and an id of either must name the same live process."""
+    import os
+    from pathlib import Path
+
+    machine, pid, ticks = ledger.driver_id().rsplit(":", 2)
+    stat = Path(f"/proc/{os.getpid()}/stat").read_text()
+    assert ticks == stat.rsplit(")", 1)[1].split()[19]
+    assert ledger.driver_alive(f"{machine}:{pid}:{int(ticks) + 1}") is False  # another process, same pid
+
+
 def test_the_heartbeat_notices_a_trial_another_driver_took(study):
-    from calib.heartbeat import Heartbeat
+    from calib.execution.heartbeat import Heartbeat
 
     t = study.ask(DISTS)
     beat = Heartbeat(study._storage, 0.2)

@@ -103,7 +103,7 @@ def test_pareto_front_by_hand():
 def test_study_scalarisations_on_hand_made_errors():
     """weighted_sum, chebyshev and parego through the study's own dispatcher."""
     from calib.stages.base import scalarised
-    from calib.spec import ObjectiveSpec
+    from calib.spec.study_file import ObjectiveSpec
     from objectives.scalarise import parego_weights
 
     class Spec:  # only .objective is read

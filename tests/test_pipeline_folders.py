@@ -14,22 +14,22 @@ from conftest import DEFAULT_STUDY
 
 
 def test_same_second_pipelines_get_their_own_folders_and_survive_mlflow(tmp_path: Path, monkeypatch) -> None:
-    import calib.backends
-    import calib.pipeline
+    import calib.core.backend_registry
+    import calib.execution.pipeline
     import sim_backends.lammps.install
     from calib.cli import app
 
     def fake_run(loaded, params, workdir, *args, **kwargs):
-        return calib.pipeline.PipelineResult(workdir)
+        return calib.execution.pipeline.PipelineResult(workdir)
 
     def broken_log(*args, **kwargs):
         raise RuntimeError("tracking server gone")
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sim_backends.lammps.install, "locate_lammps", lambda: None)
-    monkeypatch.setattr(calib.backends, "make_backend", lambda resources, lammps: None)
-    monkeypatch.setattr(calib.pipeline, "run_pipeline", fake_run)
-    monkeypatch.setattr(calib.pipeline, "log_pipeline", broken_log)
+    monkeypatch.setattr(calib.core.backend_registry, "make_backend", lambda resources, lammps: None)
+    monkeypatch.setattr(calib.execution.pipeline, "run_pipeline", fake_run)
+    monkeypatch.setattr(calib.execution.pipeline_outputs, "log_pipeline", broken_log)
     monkeypatch.setattr(time, "strftime", lambda fmt, *a: "20260101-000000")
     study = DEFAULT_STUDY.parent / "ssb_pipeline.yaml"
     folders = []

@@ -1,9 +1,9 @@
-"""What ``calib pipeline`` prints (``calib.pipeline.summary_lines``): every value with its
+"""What ``calib pipeline`` prints (``calib.execution.pipeline.summary_lines``): every value with its
 error bar and a line saying what the errors hold (pure)."""
 
 from __future__ import annotations
 
-from calib.pipeline import summary_lines
+from calib.execution.pipeline_outputs import summary_lines
 
 
 def _summary(err: bool) -> dict:

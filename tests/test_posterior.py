@@ -1,4 +1,4 @@
-"""The posterior of the free keys (``calib.posterior``) on analytic problems whose answer is
+"""The posterior of the free keys (``calib.optimize.posterior``) on analytic problems whose answer is
 known: a single target leaves a ridge the data cannot separate, a second target pins it,
 and the hidden set lies inside its intervals. Real BoTorch GPs and emcee; the 'simulations'
 are analytic functions."""
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from calib import posterior
-from calib.composite import _gp
-from calib.space import Axis, ParameterSpace
-from calib.surrogate import Output, Surrogate
+from calib.optimize import posterior
+from calib.optimize.gp_models import gp
+from calib.study.space import Axis, ParameterSpace
+from calib.optimize.surrogate import Output, Surrogate
 
 SPACE = ParameterSpace((Axis("eps_AM", 1.0, 100.0, True), Axis("sigma_AM", 0.9, 1.1, False)), {})
 HIDDEN = {"eps_AM": 10.0, "sigma_AM": 1.0}  # the unit cube's centre on both axes
@@ -33,7 +33,7 @@ def _surrogate(n_out: int, n: int = 40, seed: int = 0) -> tuple[Surrogate, dict]
     truth = _observables(np.array([[0.5, 0.5]]))[0]
     outputs = [Output(f"obs{j}", "1", float(truth[j])) for j in range(n_out)]
     torch.manual_seed(0)
-    model = _gp(torch.as_tensor(x), torch.as_tensor(y), None)
+    model = gp(torch.as_tensor(x), torch.as_tensor(y), None)
     return Surrogate(SPACE, outputs, model, x, n), {f"obs{j}": None for j in range(n_out)}
 
 

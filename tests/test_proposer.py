@@ -1,11 +1,11 @@
-"""calib/proposer.py: scrambled Sobol points and the GP + qLogNEI proposal (kept small)."""
+"""calib/optimize/botorch_sampler.py: scrambled Sobol points and the GP + qLogNEI proposal (kept small)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from calib.proposer import propose_gp, sobol_point
+from calib.optimize.botorch_sampler import propose_gp, sobol_point
 
 
 def test_sobol_point_deterministic():
@@ -64,9 +64,9 @@ def test_propose_gp_pending_point_moves_proposal(first):
 def test_sampler_proposal_on_upper_bound_reaches_trial(monkeypatch):
     import optuna
 
-    import calib.proposer as proposer
-    from calib.space import ParameterSpace
-    from calib.spec import Bound, ParametersSpec
+    import calib.optimize.botorch_sampler as proposer
+    from calib.study.space import ParameterSpace
+    from calib.spec.study_file import Bound, ParametersSpec
 
     space = ParameterSpace.from_spec(ParametersSpec(free={
         "eps_AM": Bound(low=0.3, high=30, log=True), "sigma_AM": Bound(low=0.9, high=1.1)}))
@@ -90,7 +90,7 @@ def _finished(state: str, penalty: float | None = None):
 
 
 def test_feasibility_labels_judge_penalties_against_the_least_one():
-    from calib.proposer import feasibility_labels
+    from calib.optimize.botorch_sampler import feasibility_labels
 
     # a penalty every completed trial carries (unconverged density at smoke) is no signal:
     # the completed trials are feasible and the failure is not
@@ -110,10 +110,10 @@ def test_a_model_that_cannot_propose_falls_back_to_sobol_and_says_so(monkeypatch
     import optuna
     from linear_operator.utils.errors import NotPSDError
 
-    import calib.proposer as proposer
+    import calib.optimize.botorch_sampler as proposer
     from calib.ledger import FALLBACK_ATTR, proposal_kind
-    from calib.space import ParameterSpace
-    from calib.spec import Bound, ParametersSpec
+    from calib.study.space import ParameterSpace
+    from calib.spec.study_file import Bound, ParametersSpec
 
     space = ParameterSpace.from_spec(ParametersSpec(free={
         "eps_AM": Bound(low=0.3, high=30, log=True), "sigma_AM": Bound(low=0.9, high=1.1)}))

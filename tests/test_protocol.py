@@ -10,9 +10,9 @@ import numpy as np
 import optuna
 import pytest
 
-from calib.session import trial_seed
+from calib.execution.session_types import trial_seed
 from calib.stages.base import TrialContext
-from calib.study import load_study
+from calib.study.load import load_study
 from conftest import DEFAULT_STUDY, parse_json_stdout, run_calib, write_study
 from sim_backends.lammps.forcefield import TABLE_S1_SLURRY
 
@@ -45,8 +45,8 @@ def test_common_random_numbers_give_every_trial_the_study_seed():
 
 
 def test_a_target_of_another_protocol_is_refused_unless_the_study_consents():
-    from calib.errors import InputError
-    from calib.stages.slurry import check_protocol
+    from calib.core.errors import InputError
+    from calib.stages.slurry_settings import check_protocol
 
     loaded = load_study(DEFAULT_STUDY, fidelity="smoke")
     target = loaded.dataset.targets["slurry_density"].model_copy(update={"protocol": "seed"})

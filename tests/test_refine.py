@@ -1,4 +1,4 @@
-"""``calib.refine``: parsing and checking the sets a user asks to run (pure functions)."""
+"""``calib.optimize.manual_sets``: parsing and checking the sets a user asks to run (pure functions)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from calib.errors import InputError
-from calib.refine import build_sets, parse_assignments, parse_scan, read_sets_file
-from calib.space import Axis, ParameterSpace
+from calib.core.errors import InputError
+from calib.optimize.manual_sets import build_sets, parse_assignments, parse_scan, read_sets_file
+from calib.study.space import Axis, ParameterSpace
 
 SPACE = ParameterSpace((Axis("eps_AM", 1.0, 3000.0, True), Axis("sigma_AM", 0.9, 1.1, False),
                         Axis("eps_CBD", 0.1, 1000.0, True)), {"kn": 0.1, "xu": 0.016})

@@ -1,8 +1,8 @@
-"""calib.reproduce: the report object and its table, from a pipeline summary (pure)."""
+"""calib.publish.reproduce: the report object and its table, from a pipeline summary (pure)."""
 
 from __future__ import annotations
 
-from calib.reproduce import SEED, reproduction, table
+from calib.publish.reproduce import SEED, reproduction, table
 
 
 SLURRY_PROTOCOL = ("seed: 0 -> 1 atm over 20,000,000 steps of 0.001 us, 200 beads, compressed k = 1000 (undamped "

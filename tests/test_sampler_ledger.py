@@ -8,9 +8,9 @@ from pathlib import Path
 
 import optuna
 
-from calib.proposer import BoTorchSampler
-from calib.space import ParameterSpace
-from calib.spec import Bound, ParametersSpec
+from calib.optimize.botorch_sampler import BoTorchSampler
+from calib.study.space import ParameterSpace
+from calib.spec.study_file import Bound, ParametersSpec
 
 
 def _space() -> ParameterSpace:
@@ -55,7 +55,7 @@ def test_gp_phase_beats_quasi_random_start(tmp_path: Path):
 def test_running_trials_are_pending_points(tmp_path: Path, monkeypatch):
     import numpy as np
 
-    import calib.proposer as proposer
+    import calib.optimize.botorch_sampler as proposer
 
     seen = []
     real = proposer.propose_gp_batch
@@ -83,7 +83,7 @@ def test_running_trials_are_pending_points(tmp_path: Path, monkeypatch):
 def test_lagged_history_ignores_completion_order(tmp_path: Path, monkeypatch):
     """With lag 2 the proposal for trial n sees trial n-1 as pending even if it finished."""
 
-    import calib.proposer as proposer
+    import calib.optimize.botorch_sampler as proposer
 
     seen = []
     real = proposer.propose_gp_batch

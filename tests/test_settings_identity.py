@@ -1,10 +1,10 @@
-"""Which settings are part of a study's identity (``calib.identity.settings_identity``): how a
+"""Which settings are part of a study's identity (``calib.study.identity.settings_identity``): how a
 run is executed is not (solver threads); a field added later stays out at the value that
 reproduces the studies stored before it."""
 
 from __future__ import annotations
 
-from calib.identity import settings_identity
+from calib.study.identity import settings_identity
 from calib.stages.characterise import CharacteriseSettings
 from calib.stages.drying import DryingSettings
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calib.fidelity import Fidelity
-from calib.stages.slurry import rate_plans
-from calib.stages.slurry import ViscositySettings
+from calib.spec.fidelity import Fidelity
+from calib.stages.slurry_runs import rate_plans
+from calib.stages.slurry_settings import ViscositySettings
 from sim_backends.lammps.shear import (ShearRunSpec, batch_mean, blocking_sem, segment_steady, shear_deck,
                                       window_test)
 

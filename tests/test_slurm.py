@@ -18,12 +18,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from calib.backends import check
-from calib.errors import InputError
-from calib.spec import ResourcesSpec, SlurmSpec
+from calib.core.backend_registry import check
+from calib.core.errors import InputError
+from calib.spec.study_file import ResourcesSpec, SlurmSpec
 from conftest import parse_json_stdout, run_calib, write_study
 from sim_backends.backend import JobHandle, JobState, Task
-from sim_backends.slurm import (EXIT_RECORD, SlurmBackend, SlurmOptions, batch_script, result_from_record,
+from sim_backends.slurm import (EXIT_RECORD, SlurmBackend, SlurmError, SlurmOptions, batch_script, result_from_record,
                                 time_limit_minutes)
 
 # --------------------------------------------------------------------------- pure functions
@@ -127,7 +127,7 @@ def test_a_queue_outage_is_ridden_out(slurm, tmp_path: Path):
         for _ in range(1):  # squeue cannot reach the controller (each try takes ~9 s): the last state stands
             time.sleep(0.2)
             assert backend.poll(handle) is JobState.RUNNING
-        with pytest.raises(Exception):  # unless the outage outlasts queue_grace_s
+        with pytest.raises(SlurmError, match="squeue"):  # unless the outage outlasts queue_grace_s
             SlurmBackend(SlurmOptions(poll_interval_s=0.1, queue_grace_s=0.0)).poll(handle)
     finally:
         slurm.start_controller()

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calib.fidelity import BUILTIN_FIDELITIES
-from calib.stages.slurry import slurry_run_spec
-from calib.stages.system import slurry_system
-from calib.study import load_study
+from calib.spec.fidelity import BUILTIN_FIDELITIES
+from calib.stages.slurry_runs import slurry_run_spec
+from calib.stages.bead_systems import slurry_system
+from calib.study.load import load_study
 from conftest import DEFAULT_STUDY
 from sim_backends.lammps.forcefield import TABLE_S1_SLURRY
 from sim_backends.lammps.placement import paper_scaled_box, place_random
@@ -134,7 +134,7 @@ new file is reviewed and committed before the test passes again)."""
 
 
 def _golden_case_deck() -> str:
-    from calib.stages.slurry import neighbor_style
+    from calib.stages.slurry_settings import neighbor_style
 
     loaded, fid, system = _smoke()
     loaded = loaded.with_section("slurry", protocol="seed")
@@ -236,7 +236,7 @@ def test_placement_has_no_overlaps_and_stays_in_box():
 
 
 def test_auto_neighbor_binning_is_multi_for_polydisperse_beads_only():
-    from calib.stages.slurry import neighbor_style
+    from calib.stages.slurry_settings import neighbor_style
     from sim_backends.lammps.beads import Formulation, Phase, SizeClass, build_slurry_system
 
     _, fid, system = _smoke()

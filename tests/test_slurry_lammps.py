@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calib.fidelity import BUILTIN_FIDELITIES
-from calib.stages.system import slurry_system
-from calib.study import load_study
+from calib.spec.fidelity import BUILTIN_FIDELITIES
+from calib.stages.bead_systems import slurry_system
+from calib.study.load import load_study
 from conftest import DEFAULT_STUDY
 from sim_backends.backend import JobState, Task
 from sim_backends.lammps.convergence import plateau_test
@@ -89,7 +89,7 @@ def _seed_run(tmp: Path, halt: float | None) -> tuple[Path, SlurryRunSpec]:
     ``halt`` g/cm^3 when given."""
     from dataclasses import replace
 
-    from calib.stages.slurry import slurry_run_spec
+    from calib.stages.slurry_runs import slurry_run_spec
 
     loaded = load_study(DEFAULT_STUDY, fidelity="smoke")
     fid = loaded.spec.fidelity_spec()

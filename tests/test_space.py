@@ -1,4 +1,4 @@
-"""calib/space.py ParameterSpace and calib/study.py Bound/ParametersSpec validation."""
+"""calib/study/space.py ParameterSpace and calib/study/load.py Bound/ParametersSpec validation."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from calib.space import ParameterSpace
-from calib.spec import Bound, ParametersSpec
+from calib.study.space import ParameterSpace
+from calib.spec.study_file import Bound, ParametersSpec
 
 # Seed Table S1, slurry column (MODEL_NOTES.md), written out by hand
 SEED_SLURRY = {
@@ -147,7 +147,7 @@ def test_non_positive_lower_bounds_and_fixed_values_are_refused():
     import pytest
     from pydantic import ValidationError
 
-    from calib.spec import ParametersSpec
+    from calib.spec.study_file import ParametersSpec
 
     with pytest.raises(ValidationError, match="free.sigma_AM"):
         ParametersSpec(free={"sigma_AM": {"low": 0.0, "high": 1.0}})

@@ -12,13 +12,13 @@ import pytest
 import yaml
 
 from calib import stages
-from calib.errors import InputError
-from calib.fidelity import Fidelity
-from calib.identity import study_ident
-from calib.space import ParameterSpace
-from calib.spec import SpecModel
+from calib.core.errors import InputError
+from calib.spec.fidelity import Fidelity
+from calib.study.identity import study_ident
+from calib.study.space import ParameterSpace
+from calib.spec.study_file import SpecModel
 from calib.stages.base import Run, Score, StageBase, TrialContext, named_errors, scalarised
-from calib.study import load_study
+from calib.study.load import load_study
 from conftest import REPO
 from objectives.errors import target_error
 
@@ -138,7 +138,7 @@ def toy_stage():
 def test_a_stage_added_in_a_test_module_runs_through_the_loop(tmp_path: Path, toy_stage):
     from optuna.trial import TrialState
 
-    from calib.loop import LoopConfig, run_study
+    from calib.execution.loop import LoopConfig, run_study
     from sim_backends.lammps.install import locate_lammps
     from sim_backends.local import LocalBackend
 
@@ -170,7 +170,7 @@ def test_a_study_recorded_before_the_stage_plugins_still_reports_its_best_trial(
     import optuna
     from optuna.distributions import FloatDistribution
 
-    from calib.report import study_summary
+    from calib.review.summary import study_summary
 
     study = optuna.create_study(direction="minimize")
     attrs = {"observables": {"density_g_cm3": 1.8, "density_sem_g_cm3": 0.01, "density_change_rel": 0.002},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from calib.session import claim_study_dir
+from calib.execution.study_dir import claim_study_dir
 
 
 def test_claim_new_and_own_folder(tmp_path: Path):

@@ -1,4 +1,4 @@
-"""The particle swarm sampler (``calib.swarm``): the seed's group's settings, clamped
+"""The particle swarm sampler (``calib.optimize.swarm_sampler``): the seed's group's settings, clamped
 velocities, a swarm that closes in on the optimum of an analytic function, the same swarm from
 the same seed, and a resumed study that continues it. Real Optuna studies, in memory."""
 
@@ -10,8 +10,8 @@ import numpy as np
 import optuna
 import pytest
 
-from calib.space import Axis, ParameterSpace
-from calib.swarm import CHI, PHI, SWARM, VELOCITY_ATTR, VMAX, SwarmSampler
+from calib.study.space import Axis, ParameterSpace
+from calib.optimize.swarm_sampler import CHI, PHI, SWARM, VELOCITY_ATTR, VMAX, SwarmSampler
 
 SPACE = ParameterSpace((Axis("a", 0.0, 10.0, False), Axis("b", 1.0, 1000.0, True)), {})
 OPT = {"a": 7.0, "b": 30.0}

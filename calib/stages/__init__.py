@@ -5,8 +5,8 @@ there."""
 
 from __future__ import annotations
 
-from . import slurry, drying, calendering, characterise  # noqa: F401,I001  (the built-in stages, in order)
-from .base import Run, Score, Stage, StageTrial, TrialContext
-from .registry import chain, get, lookup, names, register
+from calib.stages import slurry, drying, calendering, characterise  # noqa: F401,I001  (the built-in stages, in order)
+from calib.stages.base import Run, Score, Stage, StageTrial, TrialContext
+from calib.stages.registry import chain, get, lookup, names, register
 
 __all__ = ["slurry", "drying", "calendering", "characterise", "Run", "Score", "Stage", "StageTrial", "TrialContext", "chain", "get", "lookup", "names", "register"]

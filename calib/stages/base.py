@@ -19,13 +19,36 @@ from pydantic import BaseModel
 from objectives.scalarise import parego_weights, scalarise
 from sim_backends.lammps.forcefield import ForceFieldParams
 
-from ..fidelity import Fidelity
-from ..ledger import STOPPED_ATTR
+from calib.spec.fidelity import Fidelity
+from calib.ledger import STOPPED_ATTR
 
 if TYPE_CHECKING:
-    from ..lineage import Lineage
-    from ..spec import StudyBase
-    from ..study import LoadedStudy
+    from objectives.dataset import Dataset
+    from objectives.rheology import ViscosityCurve
+
+    from calib.spec.study_file import StudyBase
+    from calib.stages.upstream_state import Lineage
+
+
+class StudyView(Protocol):
+    """What a stage reads of a loaded study (``calib.study.load.LoadedStudy``): its spec, its
+    dataset, where both came from, and the viscosity curve it scores. The loader sits above
+    the stages (it composes their settings sections into the study file), so the stages name
+    the shape they read instead of importing it."""
+
+    @property
+    def spec(self) -> "StudyBase": ...
+    @property
+    def dataset(self) -> "Dataset": ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def dataset_path(self) -> Path: ...
+    @property
+    def curve(self) -> "ViscosityCurve | None": ...
+    @property
+    def curve_source(self) -> str | None: ...
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Any: ...
 
 COMMON_FIDELITY_FIELDS: tuple[str, ...] = ("timestep_us", "minimize_max_iter", "thermo_every", "block_steps",
                                            "sample_every")
@@ -160,7 +183,7 @@ class TrialContext:
     stage, the upstream state (``Lineage``)."""
 
     workdir: Path
-    loaded: "LoadedStudy"
+    loaded: "StudyView"
     fidelity: Fidelity
     params: ForceFieldParams
     seed: int
@@ -192,14 +215,14 @@ class Stage(Protocol):
 
     def fidelity_fields(self, spec: "StudyBase") -> tuple[str, ...]: ...
     def identity_sections(self, spec: "StudyBase") -> tuple[str, ...]: ...
-    def identity_extra(self, loaded: "LoadedStudy") -> dict: ...
-    def dataset_identity(self, loaded: "LoadedStudy") -> dict: ...
-    def prepare(self, loaded: "LoadedStudy", options: Mapping[str, Any]) -> "LoadedStudy": ...
-    def check_upstream(self, loaded: "LoadedStudy", lineage: "Lineage") -> None: ...
-    def check_box(self, loaded: "LoadedStudy", edges_um: Sequence[float], what: str) -> None: ...
-    def warnings(self, loaded: "LoadedStudy") -> list[str]: ...
-    def fidelity_problem(self, loaded: "LoadedStudy", fidelity: Fidelity) -> str | None: ...
-    def study_attrs(self, loaded: "LoadedStudy") -> dict[str, str]: ...
+    def identity_extra(self, loaded: "StudyView") -> dict: ...
+    def dataset_identity(self, loaded: "StudyView") -> dict: ...
+    def prepare(self, loaded: "StudyView", options: Mapping[str, Any]) -> "StudyView": ...
+    def check_upstream(self, loaded: "StudyView", lineage: "Lineage") -> None: ...
+    def check_box(self, loaded: "StudyView", edges_um: Sequence[float], what: str) -> None: ...
+    def warnings(self, loaded: "StudyView") -> list[str]: ...
+    def fidelity_problem(self, loaded: "StudyView", fidelity: Fidelity) -> str | None: ...
+    def study_attrs(self, loaded: "StudyView") -> dict[str, str]: ...
     def make_trial(self, ctx: TrialContext) -> StageTrial: ...
     def pipeline_record(self, trial: StageTrial, score: Score) -> Any: ...
 
@@ -225,10 +248,10 @@ class StageBase:
     def identity_sections(self, spec: "StudyBase") -> tuple[str, ...]:
         return tuple(self.sections)
 
-    def identity_extra(self, loaded: "LoadedStudy") -> dict:
+    def identity_extra(self, loaded: "StudyView") -> dict:
         return {}
 
-    def dataset_identity(self, loaded: "LoadedStudy") -> dict:
+    def dataset_identity(self, loaded: "StudyView") -> dict:
         """What the study uses from its dataset: the particle system and the targets it
         scores (``dataset.targets`` entries and the data named like a target)."""
         d, spec = loaded.dataset, loaded.spec
@@ -243,38 +266,38 @@ class StageBase:
                 used[k] = getattr(d, k).model_dump()
         return used
 
-    def prepare(self, loaded: "LoadedStudy", options: Mapping[str, Any]) -> "LoadedStudy":
+    def prepare(self, loaded: "StudyView", options: Mapping[str, Any]) -> "StudyView":
         """Check the study against its dataset before anything is written (default: every
         scored target is a ``dataset.targets`` entry)."""
         require_dataset_targets(loaded, loaded.spec.objective.targets)
         return loaded
 
-    def check_upstream(self, loaded: "LoadedStudy", lineage: "Lineage") -> None:
+    def check_upstream(self, loaded: "StudyView", lineage: "Lineage") -> None:
         return None
 
-    def check_box(self, loaded: "LoadedStudy", edges_um: Sequence[float], what: str) -> None:
+    def check_box(self, loaded: "StudyView", edges_um: Sequence[float], what: str) -> None:
         """Whatever the stage allocates for a film within a box of ``edges_um`` fits
         (``InputError`` otherwise; default: nothing)."""
         return None
 
-    def warnings(self, loaded: "LoadedStudy") -> list[str]:
+    def warnings(self, loaded: "StudyView") -> list[str]:
         return []
 
-    def fidelity_problem(self, loaded: "LoadedStudy", fidelity: Fidelity) -> str | None:
+    def fidelity_problem(self, loaded: "StudyView", fidelity: Fidelity) -> str | None:
         """Why this stage cannot run ``fidelity`` under the study's settings (e.g. a
         compression the protocol's steps do not allow), or None."""
         return None
 
-    def study_attrs(self, loaded: "LoadedStudy") -> dict[str, str]:
+    def study_attrs(self, loaded: "StudyView") -> dict[str, str]:
         return {}
 
     def pipeline_record(self, trial: StageTrial, score: Score) -> Any:
         return score.observables
 
 
-def require_dataset_targets(loaded: "LoadedStudy", names: Iterable[str]) -> None:
+def require_dataset_targets(loaded: "StudyView", names: Iterable[str]) -> None:
     """Each of ``names`` is a ``targets`` entry of the study's dataset (``InputError``)."""
-    from ..errors import InputError
+    from calib.core.errors import InputError
 
     for t in names:
         if t not in loaded.dataset.targets:

@@ -19,33 +19,30 @@ from pydantic import PositiveFloat, model_validator
 from objectives.errors import TargetError
 from objectives.porosity import CalenderedErrorResult, calendered_porosity_error
 from sim_backends.lammps.calendering import (CALENDER_DECK, CALENDER_LOG, CALENDER_STATUS, CALENDERED_DATA,
-                                             RELAX_FILE, CalenderRunSpec, read_calender_status, relaxation,
-                                             write_calender_inputs)
+                                             MAX_DEGREE_PCT, RELAX_FILE, CalenderRunSpec, read_calender_status,
+                                             relaxation, write_calender_inputs)
 from sim_backends.lammps.forcefield import ForceFieldParams
 from sim_backends.lammps.outputs import SimulationFailed, checked_log
 from sim_backends.microstructure import ElectrodeStructure
 
-from ..errors import InputError
-from ..fidelity import Fidelity
-from ..lineage import state_bead_count
-from ..plots import POROSITY_PLOT, PROFILE_PLOT, plot_porosity_vs_degree, plot_profiles
-from .base import Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
-from .registry import register
-from .drying import DryingSettings
-from .film import (DRIED_STATE, WallSettings, analyse_state, check_film_state, check_grid, nanoporosity_of,
+from calib.core.errors import InputError
+from calib.spec.fidelity import Fidelity
+from calib.stages.upstream_state import state_bead_count
+from calib.core.plots import POROSITY_PLOT, PROFILE_PLOT, plot_porosity_vs_degree, plot_profiles
+from calib.stages.base import Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
+from calib.stages.registry import register
+from calib.stages.drying import DryingSettings
+from calib.stages.film_structure import (DRIED_STATE, WallSettings, analyse_state, check_film_state, check_grid, nanoporosity_of,
                    profiles_dict, study_or_fidelity, wall_of)
-from .system import systems_for
-from .verdict import ConvergencePolicy, Verdict, verdict_of
+from calib.stages.bead_systems import systems_for
+from calib.stages.verdict import ConvergencePolicy, Verdict, verdict_of
 
 if TYPE_CHECKING:
-    from ..lineage import Lineage
-    from ..study import LoadedStudy
+    from calib.stages.upstream_state import Lineage
+    from calib.stages.base import StudyView
 
 PIPELINE_DEGREES_PCT = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0)
 """Calendering degrees of ``calib pipeline`` (seed Sec. 3.3: 0-50 %)."""
-
-MAX_DEGREE_PCT = 60.0
-"""Calendering degrees lie in [0, MAX_DEGREE_PCT) % of the film's thickness."""
 
 
 def degrees_problem(degrees) -> str | None:
@@ -116,7 +113,7 @@ class DegreeResult:
 class CalenderingTrial:
     """One calendering trial: every degree from the same dried state, run concurrently."""
 
-    def __init__(self, workdir: Path, loaded: "LoadedStudy", fidelity: Fidelity, params: ForceFieldParams,
+    def __init__(self, workdir: Path, loaded: "StudyView", fidelity: Fidelity, params: ForceFieldParams,
                  seed: int, lineage: "Lineage", degrees_pct: tuple[float, ...] | None = None,
                  keep_going: bool = False) -> None:
         self.workdir = Path(workdir)
@@ -253,7 +250,7 @@ def calender_verdict(results: Sequence[DegreeResult], tolerance_rel: float) -> V
                         for r in results))
 
 
-def degrees_pct_of(loaded: "LoadedStudy") -> tuple[float, ...]:
+def degrees_pct_of(loaded: "StudyView") -> tuple[float, ...]:
     """Calendering degrees to simulate (%): the study's, else the dataset's measured ones,
     else the pipeline's 0-50 %."""
     c = loaded.spec.calendering
@@ -264,7 +261,7 @@ def degrees_pct_of(loaded: "LoadedStudy") -> tuple[float, ...]:
     return PIPELINE_DEGREES_PCT
 
 
-def check_measured_degrees(loaded: "LoadedStudy", series: str, degrees) -> None:
+def check_measured_degrees(loaded: "StudyView", series: str, degrees) -> None:
     """A dataset series scored against degree needs every measured degree simulated
     (``InputError`` on ``calendering.degrees_pct`` otherwise)."""
     sim = loaded.spec.calendering.degrees_pct
@@ -287,12 +284,12 @@ class CalenderingStage(StageBase):
     fidelity_reads = ("thermo_every", "calender_hold_steps", "calender_release_steps", "calender_speed_um_per_us",
                       "calender_timestep_us", "block_steps", "sample_every", "averaging_steps", "density_window_steps")
 
-    def identity_extra(self, loaded: "LoadedStudy") -> dict:
+    def identity_extra(self, loaded: "StudyView") -> dict:
         # the relaxation's plateau test uses the slurry's tolerance
         return {"degrees_pct": list(degrees_pct_of(loaded)),
                 "density_tolerance_rel": loaded.spec.slurry.density_tolerance_rel}
 
-    def prepare(self, loaded: "LoadedStudy", options: Mapping[str, Any]) -> "LoadedStudy":
+    def prepare(self, loaded: "StudyView", options: Mapping[str, Any]) -> "StudyView":
         if "calendered_porosity" in loaded.spec.objective.targets:
             cp = loaded.dataset.calendered_porosity
             if cp is None:
@@ -301,11 +298,11 @@ class CalenderingStage(StageBase):
             check_measured_degrees(loaded, "calendered_porosity", [p.degree_pct for p in cp.points])
         return loaded
 
-    def check_box(self, loaded: "LoadedStudy", edges_um, what: str) -> None:
+    def check_box(self, loaded: "StudyView", edges_um, what: str) -> None:
         """The voxel grid of the porosity analysis fits (``drying.resolution_um``)."""
         check_grid(loaded, edges_um, what)
 
-    def check_upstream(self, loaded: "LoadedStudy", lineage: "Lineage") -> None:
+    def check_upstream(self, loaded: "StudyView", lineage: "Lineage") -> None:
         """The upstream state holds this dataset's dried beads; the voxel grid fits."""
         check_film_state(loaded, lineage, "dried")
 

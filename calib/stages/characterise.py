@@ -24,27 +24,28 @@ from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from objectives.porosity import degree_error
 from sim_backends.characterise import LOG_FILE, RESULT_FILE, SPEC_FILE, CharacteriseSpec
+from sim_backends.jsonsafe import json_safe
 from sim_backends.lammps.calendering import CALENDERED_DATA
 from sim_backends.lammps.outputs import SimulationFailed
 from sim_backends.lammps.placement import read_sphere_data
 from sim_backends.transport import SOR_ITER_LIMIT
 
-from ..errorbars import combine_degrees, infinite_tau
-from ..errors import InputError
-from ..lineage import state_bead_count
-from ..plots import pyplot
-from .base import Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
-from .calendering import STAGE as CALENDERING
-from .calendering import CalenderingSettings, CalenderingTrial, check_measured_degrees
-from .drying import DryingSettings
-from .film import MAX_VOXEL_BYTES, check_grid, nanoporosity_of
-from .registry import register
-from .system import systems_for
-from .verdict import ConvergencePolicy, Verdict, verdict_of
+from calib.stages.errorbars import combine_degrees, infinite_tau
+from calib.core.errors import InputError
+from calib.stages.upstream_state import state_bead_count
+from calib.core.plots import figure
+from calib.stages.base import Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
+from calib.stages.calendering import STAGE as CALENDERING
+from calib.stages.calendering import CalenderingSettings, CalenderingTrial, check_measured_degrees
+from calib.stages.drying import DryingSettings
+from calib.stages.film_structure import MAX_VOXEL_BYTES, check_grid, nanoporosity_of
+from calib.stages.registry import register
+from calib.stages.bead_systems import systems_for
+from calib.stages.verdict import ConvergencePolicy, Verdict, verdict_of
 
 if TYPE_CHECKING:
-    from ..lineage import Lineage
-    from ..study import LoadedStudy
+    from calib.stages.upstream_state import Lineage
+    from calib.stages.base import StudyView
 
 PLOT = "characterisation_vs_degree.png"
 MIN_VOXELS_PER_BEAD = 3
@@ -207,13 +208,13 @@ class CharacteriseTrial:
                 "se_method": r.get("se_method", "voxel"), "se_diffusivity_voxel_rel": r.get("se_diffusivity_voxel_rel"),
                 "se_iterations": r["se_solver"]["iterations"],
                 "se_converged": r.get("se_converged", r["se_solver"]["converged"]),
-                # resolution errors (calib.errorbars): the networks have no voxels; a voxel SE's from a coarser grid
+                # resolution errors (calib.stages.errorbars): the networks have no voxels; a voxel SE's from a coarser grid
                 # (the networks' model errors against converged voxel solves are measured in the bench, not per film)
                 "conductivity_s_m_resolution_error": None,
                 "se_diffusivity_rel_resolution_error": (r.get("se_resolution_error") or {}).get("d_rel"),
                 "se_tortuosity_resolution_error": (r.get("se_resolution_error") or {}).get("tau"),
                 "wall_s": r["wall_s"],
-                **{f"pore_network_{k2}": _finite(v) for k2, v in (r.get("pore_network") or {}).items()
+                **{f"pore_network_{k2}": json_safe(v) for k2, v in (r.get("pore_network") or {}).items()
                    if not isinstance(v, list)}})
         # one placement: each value's error is its resolution error; the ratio normalised, with its error
         return combine_degrees([rows])
@@ -265,11 +266,6 @@ class CharacteriseTrial:
         return None
 
 
-def _finite(v):
-    """A float that JSON can hold (NaN and infinities: None)."""
-    return v if not isinstance(v, float) or math.isfinite(v) else None
-
-
 def _g(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3g}"
 
@@ -286,7 +282,6 @@ def plot_characterisation(path: Path, rows: list[dict]) -> Path:
     """Seed Fig. 4 against calendering degree: (a) conductivity, (b) SE tortuosity and
     D_eff/D_0, (c) conductivity / tortuosity normalised by its largest value, (d) the SE's
     connected fraction."""
-    plt = pyplot()
     d = [r["degree_pct"] for r in rows]
 
     def val(key: str, scale: float = 1.0) -> list[float]:
@@ -299,8 +294,13 @@ def plot_characterisation(path: Path, rows: list[dict]) -> Path:
         return [down, up]
 
     n = max((int(r.get("placements", 1)) for r in rows), default=1)
-    fig, axes = plt.subplots(1, 4, figsize=(13.0, 3.4), dpi=110)
-    try:
+    voxel_se = any(r.get("se_method", "voxel") == "voxel" for r in rows)
+    if n > 1:
+        title = f"bars: standard error over {n} placements" + (" with the SE's resolution error" if voxel_se else "")
+    else:
+        title = ("bars: the SE's resolution error only (one placement)" if voxel_se
+                 else "no bars: one placement (the spread is not measured)")
+    with figure(path, 1, 4, figsize=(13.0, 3.4), dpi=110, suptitle=title) as (fig, axes):
         axes[0].errorbar(d, val("conductivity_s_m"), yerr=err("conductivity_s_m"), fmt="o-", capsize=3)
         axes[0].set_ylabel("electronic conductivity (S/m)")
         axes[1].errorbar(d, val("se_tortuosity"), yerr=err("se_tortuosity"), fmt="o-", color="tab:blue", capsize=3)
@@ -316,17 +316,6 @@ def plot_characterisation(path: Path, rows: list[dict]) -> Path:
         axes[3].set_ylabel("SE voxels connected to both faces (%)")
         for ax in axes:
             ax.set_xlabel("calendering degree (%)")
-        voxel_se = any(r.get("se_method", "voxel") == "voxel" for r in rows)
-        if n > 1:
-            title = f"bars: standard error over {n} placements" + (" with the SE's resolution error" if voxel_se else "")
-        else:
-            title = ("bars: the SE's resolution error only (one placement)" if voxel_se
-                     else "no bars: one placement (the spread is not measured)")
-        fig.suptitle(title, fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
     return Path(path)
 
 
@@ -341,10 +330,10 @@ class CharacteriseStage(StageBase):
 
     fidelity_reads = CALENDERING.fidelity_reads
 
-    def identity_extra(self, loaded: "LoadedStudy") -> dict:
+    def identity_extra(self, loaded: "StudyView") -> dict:
         return CALENDERING.identity_extra(loaded)
 
-    def prepare(self, loaded: "LoadedStudy", options: Mapping[str, Any]) -> "LoadedStudy":
+    def prepare(self, loaded: "StudyView", options: Mapping[str, Any]) -> "StudyView":
         """Refuse, before anything is written: no SE phase; a resolution with fewer than 3
         voxels across the smallest solid bead; scored series the dataset lacks or whose
         degrees are not simulated."""
@@ -370,7 +359,7 @@ class CharacteriseStage(StageBase):
                 check_measured_degrees(loaded, name, [p.degree_pct for p in series.points])
         return loaded
 
-    def check_upstream(self, loaded: "LoadedStudy", lineage: "Lineage") -> None:
+    def check_upstream(self, loaded: "StudyView", lineage: "Lineage") -> None:
         """The upstream state holds this dataset's dried beads (with SE beads); the voxel grid fits."""
         CALENDERING.check_upstream(loaded, lineage)
         state = Path(lineage.state_file)
@@ -380,7 +369,7 @@ class CharacteriseStage(StageBase):
         data = read_sphere_data(state)
         self.check_box(loaded, [h - lo for lo, h in zip(data.lo, data.hi)], "the state")
 
-    def check_box(self, loaded: "LoadedStudy", edges_um, what: str) -> None:
+    def check_box(self, loaded: "StudyView", edges_um, what: str) -> None:
         CALENDERING.check_box(loaded, edges_um, what)
         check_grid(loaded, edges_um, what, resolution_um=loaded.spec.characterise.resolution_um,
                    field="characterise.resolution_um")

@@ -24,20 +24,20 @@ from sim_backends.lammps.forcefield import ForceFieldParams
 from sim_backends.lammps.outputs import SimulationFailed, checked_log, run_stats
 from sim_backends.microstructure import ElectrodeStructure
 
-from ..errors import InputError
-from ..fidelity import Fidelity
-from ..lineage import state_bead_count
-from ..plots import PROFILE_PLOT, plot_profiles
-from .base import COMMON_FIDELITY_FIELDS, Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
-from .registry import register
-from .film import (WallSettings, analyse_state, check_film_state, check_grid, nanoporosity_of, profiles_dict,
+from calib.core.errors import InputError
+from calib.spec.fidelity import Fidelity
+from calib.stages.upstream_state import state_bead_count
+from calib.core.plots import PROFILE_PLOT, plot_profiles
+from calib.stages.base import COMMON_FIDELITY_FIELDS, Run, Score, StageBase, TrialContext, guarded_plots, named_errors, scalarised
+from calib.stages.registry import register
+from calib.stages.film_structure import (WallSettings, analyse_state, check_film_state, check_grid, nanoporosity_of, profiles_dict,
                    structure_observables, wall_of)
-from .system import systems_for
-from .verdict import ConvergencePolicy, Verdict, verdict_of
+from calib.stages.bead_systems import systems_for
+from calib.stages.verdict import ConvergencePolicy, Verdict, verdict_of
 
 if TYPE_CHECKING:
-    from ..lineage import Lineage
-    from ..study import LoadedStudy
+    from calib.stages.upstream_state import Lineage
+    from calib.stages.base import StudyView
 
 
 class DryingSettings(ConvergencePolicy):
@@ -175,7 +175,7 @@ def status_observables(st: DryingStatus, porosity: float) -> dict[str, float]:
 class DryingTrial:
     """One drying trial: evaporation + equilibration + mounting, then the film's porosity."""
 
-    def __init__(self, workdir: Path, loaded: "LoadedStudy", fidelity: Fidelity, params: ForceFieldParams,
+    def __init__(self, workdir: Path, loaded: "StudyView", fidelity: Fidelity, params: ForceFieldParams,
                  seed: int, lineage: "Lineage") -> None:
         self.workdir = Path(workdir)
         self.loaded, self.spec, self.fidelity, self.params, self.seed = loaded, loaded.spec, fidelity, params, seed
@@ -285,11 +285,11 @@ class DryingStage(StageBase):
     fidelity_reads = COMMON_FIDELITY_FIELDS + ("averaging_steps", "density_window_steps", "drying_steps",
                                                "drying_mount_steps")
 
-    def identity_extra(self, loaded: "LoadedStudy") -> dict:
+    def identity_extra(self, loaded: "StudyView") -> dict:
         # the film-height plateau test uses the slurry's tolerance
         return {"density_tolerance_rel": loaded.spec.slurry.density_tolerance_rel}
 
-    def prepare(self, loaded: "LoadedStudy", options: Mapping[str, Any]) -> "LoadedStudy":
+    def prepare(self, loaded: "StudyView", options: Mapping[str, Any]) -> "StudyView":
         """Also refuse, before anything is written, a fidelity that cannot run the drying
         protocol (``drying_protocol_problem``)."""
         for name in loaded.spec.ladder:
@@ -298,14 +298,14 @@ class DryingStage(StageBase):
                 raise InputError(str(loaded.path), f"fidelities.{name}.drying_steps", problem)
         return super().prepare(loaded, options)
 
-    def fidelity_problem(self, loaded: "LoadedStudy", fidelity: Fidelity) -> str | None:
+    def fidelity_problem(self, loaded: "StudyView", fidelity: Fidelity) -> str | None:
         return drying_protocol_problem(loaded.spec.drying, fidelity)
 
-    def check_box(self, loaded: "LoadedStudy", edges_um, what: str) -> None:
+    def check_box(self, loaded: "StudyView", edges_um, what: str) -> None:
         """The voxel grid of the porosity analysis fits (``drying.resolution_um``)."""
         check_grid(loaded, edges_um, what)
 
-    def check_upstream(self, loaded: "LoadedStudy", lineage: "Lineage") -> None:
+    def check_upstream(self, loaded: "StudyView", lineage: "Lineage") -> None:
         """The upstream state holds this dataset's slurry beads; the voxel grid fits."""
         check_film_state(loaded, lineage, "slurry")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from ..errors import InputError
-from .base import Stage
+from calib.core.errors import InputError
+from calib.stages.base import Stage
 
 _STAGES: dict[str, Stage] = {}
 
@@ -15,7 +15,7 @@ def register(stage: Stage) -> Stage:
     """Add ``stage`` (replacing one of the same name). Its settings sections must not shadow
     a study field, nor clash with another stage's section of the same name but another
     model, and must validate with their defaults (a study may leave a section out)."""
-    from ..spec import StudyBase
+    from calib.spec.study_file import StudyBase
 
     sections = all_sections(exclude=stage.name)
     for name, model in stage.sections.items():

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..spec import SpecModel
+from calib.spec.study_file import SpecModel
 
 
 class ConvergencePolicy(SpecModel):

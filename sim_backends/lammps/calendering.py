@@ -19,14 +19,15 @@ record of the stage's convergence verdict (``relaxation``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .drying import extent_lines
 from .forcefield import ForceFieldParams, WallContact, pair_lines
 from .beads import BeadSystem
 from .convergence import tail_plateau
-from .outputs import SimulationFailed, read_ave_time
+from .outputs import SimulationFailed, read_ave_time, read_status
+from .runspec import MicroRunSpec
 
 CALENDER_DECK = "in.calender"
 CALENDER_LOG = "log.lammps"
@@ -35,10 +36,11 @@ CALENDERED_DATA = "final.data"
 RELAX_FILE = "relax_blocks.txt"
 """Block means of the film's mean bead height above the collector (um) while it relaxes."""
 MAX_DEGREE_PCT = 60.0
+"""Calendering degrees lie in [0, MAX_DEGREE_PCT) % of the film's thickness."""
 
 
 @dataclass(frozen=True)
-class CalenderRunSpec:
+class CalenderRunSpec(MicroRunSpec):
     """One calendering degree (units micro).
 
     degree_pct: thickness reduction, in [0, 60) %. speed_um_per_us: piston speed (public
@@ -48,26 +50,19 @@ class CalenderRunSpec:
     position before the held thickness is taken; release_steps: relaxation steps after it,
     without the plane if ``release`` (spring-back), else with it in place.
     wall: contact law of collector and piston. state_file: the dried state. block_steps,
-    sample_every: the relaxation record's block length and sampling interval (steps).
+    sample_every: the relaxation record's block length and sampling interval (steps). Other
+    fields: ``MicroRunSpec`` (``timestep_us`` here defaults to 1e-4 us).
     """
 
     degree_pct: float
     wall: WallContact
+    timestep_us: float = field(default=1e-4, kw_only=True)
     speed_um_per_us: float = 0.02
     gap_um: float = 0.1
     hold_steps: int = 5_000
     release: bool = False
     release_steps: int = 10_000
-    temperature_K: float = 300.0
-    tdamp_us: float = 0.2
-    timestep_us: float = 1e-4
-    thermo_every: int = 1_000
-    neighbor_skin_um: float = 1.0
-    lj_style: str = "lj/cut"
-    seed: int = 1
     state_file: str = "../dried.data"
-    block_steps: int = 1_000
-    sample_every: int = 10
 
     def __post_init__(self) -> None:
         if self.block_steps % self.sample_every:
@@ -158,10 +153,7 @@ def read_calender_status(workdir: Path) -> CalenderStatus:
     """Parse ``calender_status.txt``; raises ``SimulationFailed`` when it is missing,
     incomplete, or a bead was pushed through the piston."""
     path = Path(workdir) / CALENDER_STATUS
-    if not path.exists():
-        raise SimulationFailed("calendering ended without writing its status", Path(workdir))
-    words = path.read_text().split()
-    vals = {words[i]: float(words[i + 1]) for i in range(0, len(words) - 1, 2)}
+    vals = read_status(workdir, CALENDER_STATUS, "calendering ended without writing its status", float)
     if not {"t0", "held", "piston", "beyond", "final"} <= set(vals):
         raise SimulationFailed(f"incomplete calendering status: {path.read_text()!r}", Path(workdir))
     st = CalenderStatus(vals["t0"], vals["held"], vals["piston"],

@@ -34,13 +34,14 @@ equivalent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .beads import BeadSystem
 from .convergence import tail_plateau
 from .forcefield import ForceFieldParams, WallContact, pair_lines
-from .outputs import SimulationFailed, read_ave_time
+from .outputs import SimulationFailed, read_ave_time, read_status
+from .runspec import NptRunSpec, velocity_seed
 from .units import atm_to_micro_pressure
 
 DRYING_DECK = "in.drying"
@@ -56,7 +57,7 @@ DRYING_HOLD_LOG = "log.hold.lammps"
 
 
 @dataclass(frozen=True)
-class DryingRunSpec:
+class DryingRunSpec(NptRunSpec):
     """Run settings of the drying stage (units micro).
 
     equilibration_steps: periodic NPT(z) steps after evaporation. mount_steps: steps of the
@@ -68,28 +69,15 @@ class DryingRunSpec:
     on it (``drying_status``). hold_steps: the run-on past the end of the protocol (0: none):
     after the dried state is written, the periodic film at the protocol's end runs on for
     this many NPT(z) steps at the set pressure and its height is recorded (``lz_hold``), the
-    drift verdict's measurement. Other fields as ``SlurryRunSpec``.
+    drift verdict's measurement. Other fields (``NptRunSpec``) as ``SlurryRunSpec``.
     """
 
     wall: WallContact
-    temperature_K: float = 300.0
-    pressure_atm: float = 1.0
-    pressure_start_atm: float = 40.0 / 101.325
-    timestep_us: float = 0.001
-    minimize_max_iter: int = 200
+    pressure_start_atm: float = field(default=40.0 / 101.325, kw_only=True)
     equilibration_steps: int = 20_000
     mount_steps: int = 5_000
-    thermo_every: int = 1_000
-    block_steps: int = 1_000
-    sample_every: int = 10
-    window_blocks: int = 10
-    tolerance_rel: float = 0.01
-    tdamp_us: float = 0.2
-    pdamp_us: float = 1000.0
+    tolerance_rel: float = field(default=0.01, kw_only=True)
     mount_damp_us: float = 0.1
-    neighbor_skin_um: float = 1.0
-    lj_style: str = "lj/cut"
-    seed: int = 1
     hold_steps: int = 0
 
 
@@ -116,7 +104,7 @@ def extent_lines() -> list[str]:
 
 def _seeds(run: DryingRunSpec) -> tuple[int, int]:
     """(velocity seed, Langevin seed) of a run."""
-    return 100_000 + 7919 * run.seed % 900_000, 100_000 + 104_729 * run.seed % 900_000
+    return velocity_seed(run.seed), 100_000 + 104_729 * run.seed % 900_000
 
 
 def _settings_lines(run: DryingRunSpec) -> list[str]:
@@ -400,10 +388,10 @@ def drying_status(workdir: Path, run: DryingRunSpec) -> DryingStatus:
     """Read ``drying_status.txt`` and ``lz_blocks.txt``; ``SimulationFailed`` if missing."""
     workdir = Path(workdir)
     path = workdir / DRYING_STATUS
-    if not path.exists() or not (workdir / LZ_FILE).exists():
-        raise SimulationFailed("drying ended without writing its film-height record", workdir)
-    words = path.read_text().split()
-    vals = {words[i]: float(words[i + 1]) for i in range(0, len(words) - 1, 2)}
+    missing = "drying ended without writing its film-height record"
+    if not (workdir / LZ_FILE).exists():
+        raise SimulationFailed(missing, workdir)
+    vals = read_status(workdir, DRYING_STATUS, missing, float)
     if not {"lz_start", "lz_end"} <= set(vals):
         raise SimulationFailed(f"incomplete drying status: {path.read_text()!r}", workdir)
     _, lz = read_ave_time(workdir / LZ_FILE)

@@ -28,7 +28,7 @@ TABLE_S1_KEYS: tuple[str, ...] = (
     "kn", "gamma_n", "xu",
 )
 """The twelve force-field keys of the seed's Table S1, in the order AM, SE, CBD, contact (the
-printed table lists CBD first; ``calib.export`` renders that order)."""
+printed table lists CBD first; ``calib.publish.table_s1`` orders and ``calib.publish.table_s1_render`` renders it)."""
 
 KT_OVER_KN = 1.378
 """Tangential / normal elastic constant ratio [seed, Sec. S4]."""

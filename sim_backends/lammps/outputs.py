@@ -9,6 +9,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 
@@ -16,6 +17,7 @@ _VERSION_RE = re.compile(r"^LAMMPS \((.+?)\)", re.M)
 _LOOP_RE = re.compile(r"^Loop time of ([0-9.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms", re.M)
 _ERROR_RE = re.compile(r"^(ERROR(?: on proc \d+)?: .*)$", re.M)
 _NONFINITE = {"nan", "-nan", "inf", "-inf", "+nan", "+inf"}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -156,3 +158,15 @@ def checked_log(workdir: Path, log_name: str = "log.lammps") -> str:
     if reason:
         raise SimulationFailed(reason, Path(workdir))
     return text
+
+
+def read_status(workdir: Path, name: str, missing: str, value: Callable[[str], T] = str) -> dict[str, T]:
+    """The status file ``name`` a deck wrote in ``workdir`` (``print "k1 v1 k2 v2 ..." file``,
+    more pairs ``append``-ed), as {key: value(value text)}: a key given again keeps its last
+    value, a last word without a value is left out, and a text ``value`` cannot convert
+    raises its error (``ValueError``). ``SimulationFailed(missing)`` when there is no file."""
+    path = Path(workdir) / name
+    if not path.exists():
+        raise SimulationFailed(missing, Path(workdir))
+    words = path.read_text().split()
+    return {words[i]: value(words[i + 1]) for i in range(0, len(words) - 1, 2)}

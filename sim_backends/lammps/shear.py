@@ -23,7 +23,8 @@ from typing import Sequence
 import numpy as np
 
 from .convergence import blocking_sem  # noqa: F401  (re-exported)
-from .outputs import SimulationFailed, checked_log, read_ave_time
+from .outputs import SimulationFailed, checked_log, read_ave_time, read_status
+from .runspec import DeckSpec
 
 SHEAR_DECK = "in.shear"
 SHEAR_LOG = "log.lammps"
@@ -32,7 +33,7 @@ SHEAR_STATUS = "shear_status.txt"
 
 
 @dataclass(frozen=True)
-class ShearRunSpec:
+class ShearRunSpec(DeckSpec):
     """One shear run (LAMMPS units of ``units``).
 
     state_file: data or restart file to start from (``read_data`` unless it ends in
@@ -45,7 +46,7 @@ class ShearRunSpec:
     ``window`` segment means pass ``window_test`` (z, precision); otherwise every segment
     runs. velocity_seed: if given, velocities are drawn afresh at ``temperature``.
     setup_lines: commands before the state is read (``newton off``, ``comm_modify vel yes``
-    for granular pair styles).
+    for granular pair styles). sample_every, thermo_every: ``DeckSpec``.
     """
 
     state_file: str
@@ -62,11 +63,9 @@ class ShearRunSpec:
     window: int = 4
     z: float = 2.0
     precision: float = 0.05
-    sample_every: int = 10
     units: str = "lj"
     atom_style: str = "atomic"
     neighbor_skin: float = 0.3
-    thermo_every: int = 1000
     velocity_seed: int | None = None
     setup_lines: tuple[str, ...] = ()
 
@@ -267,12 +266,10 @@ def read_shear_stress(workdir: Path) -> tuple[np.ndarray, np.ndarray]:
 def read_shear_status(workdir: Path) -> tuple[int, bool]:
     """(segments run, stopped by the steady-state test) from ``shear_status.txt``."""
     path = Path(workdir) / SHEAR_STATUS
-    if not path.exists():
-        raise SimulationFailed("shear run ended without writing its status", Path(workdir))
-    words = path.read_text().split()
+    vals = read_status(workdir, SHEAR_STATUS, "shear run ended without writing its status")
     try:
-        return int(words[words.index("segments") + 1]), int(float(words[words.index("stopped") + 1])) == 1
-    except (ValueError, IndexError) as exc:
+        return int(vals["segments"]), int(float(vals["stopped"])) == 1
+    except (ValueError, KeyError) as exc:
         raise SimulationFailed(f"unreadable {SHEAR_STATUS}: {path.read_text()[:200]!r}", Path(workdir)) from exc
 
 

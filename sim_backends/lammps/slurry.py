@@ -40,6 +40,7 @@ from .convergence import PlateauTest, blocking_sem, lammps_plateau_lines, lammps
 from .forcefield import ForceFieldParams, pair_lines
 from .outputs import SimulationFailed, checked_log, read_ave_time, run_stats
 from .placement import place_random, write_data_file
+from .runspec import NptRunSpec, velocity_seed
 from .units import atm_to_micro_pressure, g_cm3_to_micro_density, micro_density_to_g_cm3
 
 DATA_FILE = "system.data"
@@ -58,50 +59,36 @@ SEED_END_BLOCKS = 2
 
 
 @dataclass(frozen=True)
-class SlurryRunSpec:
+class SlurryRunSpec(NptRunSpec):
     """Run settings of the slurry stage (units micro unless the name says otherwise).
 
-    temperature_K, pressure_atm: NPT set point (seed: 300 K, 1 atm).
-    pressure_start_atm: start of the pressure ramp (public inputs: 0).
-    timestep_us: integration step (seed: 0.001 us).
-    minimize_max_iter: cap on conjugate-gradient iterations of the initial minimisation.
+    Shared fields (``NptRunSpec``): temperature_K, pressure_atm: NPT set point (seed: 300 K,
+    1 atm). pressure_start_atm: start of the pressure ramp (public inputs: 0).
+    timestep_us: integration step (seed: 0.001 us). minimize_max_iter: cap on
+    conjugate-gradient iterations of the initial minimisation. block_steps: length of one
+    density block; sample_every: sampling interval inside it. tdamp_us, pdamp_us: thermostat
+    and barostat damping (public: 0.2 and 1000 us). neighbor_skin_um: neighbour-list skin
+    (um). lj_style: ``lj/cut`` or ``lj/smooth/linear``. seed: random seed of the placement
+    and the velocity stream. thermo_every: thermo output interval. window_blocks: blocks in
+    the plateau test's window (even, >= 4). tolerance_rel: the plateau test's tolerance
+    (relative change across the window).
+
     ramp_steps: NPT steps of the pressure ramp.
-    block_steps: length of one density block; sample_every: sampling interval inside it.
-    window_blocks: blocks in the plateau test's window (even, >= 4).
     min_hold_blocks: blocks at P0 before the run may stop (>= window_blocks and the
     averaging window). max_hold_blocks: most blocks at P0. averaging_blocks: blocks the
     reported density averages (the last ones; at least ``window_blocks``).
-    tolerance_rel: the plateau test's tolerance (relative change across the window).
     early_stop: stop at the first passing window; otherwise run ``max_hold_blocks``.
-    tdamp_us, pdamp_us: thermostat and barostat damping (public: 0.2 and 1000 us).
-    neighbor_skin_um, neighbor_style: neighbour-list skin (um) and binning (``bin``/``multi``).
-    lj_style: ``lj/cut`` or ``lj/smooth/linear``.
-    seed: random seed of the velocity stream.
+    neighbor_style: neighbour-list binning (``bin``/``multi``).
     protocol: ``seed`` (ramp over the whole run, density at its end; the hold fields are
     unused) or ``ramp_hold`` (ramp, then hold until the plateau test passes).
     """
 
-    temperature_K: float = 300.0
-    pressure_atm: float = 1.0
-    pressure_start_atm: float = 0.0
-    timestep_us: float = 0.001
-    minimize_max_iter: int = 200
     ramp_steps: int = 20_000
-    block_steps: int = 1_000
-    sample_every: int = 10
-    window_blocks: int = 10
     averaging_blocks: int = 10
     min_hold_blocks: int = 10
     max_hold_blocks: int = 100
-    tolerance_rel: float = 0.005
     early_stop: bool = True
-    thermo_every: int = 1_000
-    tdamp_us: float = 0.2
-    pdamp_us: float = 1000.0
-    neighbor_skin_um: float = 1.0
     neighbor_style: str = "bin"
-    lj_style: str = "lj/cut"
-    seed: int = 1
     protocol: str = "ramp_hold"
     halt_above_g_cm3: float | None = None
     """Protocol ``seed`` only: end the run at the first density block whose mean exceeds this
@@ -136,7 +123,6 @@ def slurry_deck(system: BeadSystem, params: ForceFieldParams, run: SlurryRunSpec
     """The LAMMPS input for one slurry trial; reads ``system.data`` from its directory."""
     p0 = atm_to_micro_pressure(run.pressure_atm)
     p_start = atm_to_micro_pressure(run.pressure_start_atm)
-    vseed = 100_000 + 7919 * run.seed % 900_000
     nrep = run.block_steps // run.sample_every
     npt = (f"npt/sphere temp {run.temperature_K:g} {run.temperature_K:g} {run.tdamp_us:g} "
            f"iso {{p_a:.6g}} {{p_b:.6g}} {run.pdamp_us:g}")
@@ -163,7 +149,7 @@ def slurry_deck(system: BeadSystem, params: ForceFieldParams, run: SlurryRunSpec
         f"minimize 1.0e-6 1.0e-8 {run.minimize_max_iter} {10 * run.minimize_max_iter}",
         "reset_timestep 0",
         "",
-        f"velocity all create {run.temperature_K:g} {vseed} dist gaussian mom yes rot yes",
+        f"velocity all create {run.temperature_K:g} {velocity_seed(run.seed)} dist gaussian mom yes rot yes",
         "# density block means for the whole run (the trajectory), full precision",
         "variable rho equal density",
         f'fix rho_blocks all ave/time {run.sample_every} {nrep} {run.block_steps} v_rho file {DENSITY_FILE} '

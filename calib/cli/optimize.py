@@ -1,0 +1,212 @@
+"""``calib optimize``: the command (``optimize``), the study run with its progress display that
+``calib refine`` shares (``run_optimize``), and where to review it in MLflow (``mlflow_view``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from calib import stages
+from calib.cli.common import (DEFAULT_RUNS, app, at_least, check_storage, check_tracking, default_storage, default_study,
+                           fail, terminated_as_interrupt, with_backend)
+from calib.cli.summary import print_summary
+from calib.core.errors import InputError, StudyHalted, Terminated
+from calib.core.paths import check_folder
+
+
+@app.command()
+def optimize(
+    stage: str = typer.Option(..., help=f"Stage to calibrate ({', '.join(stages.names())})."),
+    study: Optional[Path] = typer.Option(None, help="Study file (default: the stage's default study)."),
+    fidelity: Optional[str] = typer.Option(None, help="Named fidelity overriding the study's (smoke, dev, paper, ...)."),
+    trials: Optional[int] = typer.Option(None, parser=at_least("--trials", 1), metavar="INTEGER",
+                                         help="Finished trials the study should have (>= 1)."),
+    seed: Optional[int] = typer.Option(None, parser=at_least("--seed", 0), metavar="INTEGER",
+                                       help="Proposal and simulation seed (default: the study's)."),
+    parallel: Optional[int] = typer.Option(None, parser=at_least("--parallel", 1), metavar="INTEGER",
+                                           help="Trials run at once (default: the study's)."),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite under --runs-dir)."),
+    tracking_uri: Optional[str] = typer.Option(
+        None, help="MLflow tracking URI (default: embedded sqlite under --runs-dir); 'none' disables."),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where trial directories and default stores live."),
+    viscosity_csv: Optional[Path] = typer.Option(
+        None, help="Rheometer CSV (shear rate, viscosity) replacing the dataset's viscosity curve for this study."),
+    backend: Optional[str] = typer.Option(None, help="Where runs go: local or slurm (default: the study's "
+                                                     "resources.backend, local)."),
+    heartbeat_s: int = typer.Option(30, parser=at_least("--heartbeat-s", 1), metavar="INTEGER",
+                                    help="Seconds between heartbeats of each running trial."),
+    grace_s: Optional[int] = typer.Option(None, parser=at_least("--grace-s", 1), metavar="INTEGER",
+                                          help="A trial without a heartbeat for this long belongs to a dead driver "
+                                               "and is re-queued (default: 4 heartbeats)."),
+    confirm: bool = typer.Option(False, "--confirm", help="Once the budget is spent, run the best set again at the "
+                                                          "target protocol on fresh placements (a confirmation trial)."),
+    confirm_compression: int = typer.Option(1, parser=at_least("--confirm-compression", 1), metavar="INTEGER",
+                                            help="The confirmation's protocol compression k (1: the full protocol)."),
+    confirm_replicates: int = typer.Option(2, parser=at_least("--confirm-replicates", 1), metavar="INTEGER",
+                                           help="Fresh placements the confirmation runs (their spread is reported)."),
+    confirm_timeout_s: Optional[float] = typer.Option(
+        None, metavar="SECONDS", help="Wall-time limit of each confirmation run, seconds (default: the study's trial_timeout_s times "
+                   "the study's compression over the confirmation's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
+) -> None:
+    """Calibrate one stage's force field against its dataset. Several drivers may run one
+    study at once (same study file and --storage): they share its trial budget. With
+    --confirm the best set is then run at the target protocol (k = 1 by default: hours for
+    the slurry's seed protocol) and shown next to its calibrated value."""
+    from calib.study.load import load_study
+
+    try:
+        stages.lookup(stage, "--stage", "stage")
+        path = study or default_study(stage)
+        if path is None:
+            raise InputError("--study", "study", f"stage {stage} has no default study: give --study FILE")
+        loaded = load_study(path, fidelity=fidelity, viscosity_csv=viscosity_csv)
+        if loaded.spec.stage != stage:
+            raise InputError(str(path), "stage", f"study is for stage {loaded.spec.stage!r}, not {stage!r}")
+        loaded = with_backend(loaded, backend, path)
+        if grace_s is not None and grace_s < 2 * heartbeat_s:
+            raise InputError("--grace-s", "grace_s", f"{grace_s} s is under two heartbeats ({2 * heartbeat_s} s): "
+                                                     "live drivers would be taken for dead")
+        conf = None
+        if confirm:
+            from calib.optimize.confirmation import Confirmation
+
+            if confirm_timeout_s is not None and not confirm_timeout_s > 0:
+                raise InputError("--confirm-timeout-s", "(option)", f"must be positive, got {confirm_timeout_s:g}")
+            conf = Confirmation(confirm_compression, confirm_replicates, confirm_timeout_s)
+            problem = loaded.stage.fidelity_problem(loaded, conf.fidelity(loaded.spec.fidelity_spec()))
+            if problem:
+                raise InputError("--confirm-compression", "confirm_compression", problem)
+        elif confirm_compression != 1 or confirm_replicates != 2 or confirm_timeout_s is not None:
+            name = ("--confirm-compression" if confirm_compression != 1 else
+                    "--confirm-replicates" if confirm_replicates != 2 else "--confirm-timeout-s")
+            raise InputError(name, "(option)", "only used with --confirm")
+        check_folder(runs_dir)
+        url = storage or default_storage(runs_dir)
+        check_storage(url, runs_dir)
+        check_tracking(tracking_uri)
+        lineage = None
+        if loaded.spec.upstream is not None:
+            from calib.study.upstream import resolve_upstream
+
+            lineage = resolve_upstream(loaded, url)
+            loaded.stage.check_upstream(loaded, lineage)
+    except InputError as exc:
+        fail(exc)
+        return
+    run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as_json, lineage, heartbeat_s,
+                  grace_s or 4 * heartbeat_s, confirm=conf)
+
+
+def run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as_json, lineage=None,
+                  heartbeat_s: int = 30, grace_s: int = 120, queue=(), report=None, confirm=None) -> None:
+    """Run the study (``queue``: sets to run first, ``calib refine``) and print its summary
+    (``report(summary)``: lines printed before it)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sim_backends.lammps.install import locate_lammps
+
+    from calib import ledger
+    from calib.core.backend_registry import make_backend
+    from calib.execution.loop import Event, LoopConfig, run_study
+    from calib.review.summary import study_summary
+    from calib.review.mlflow_tracker import MlflowTracker
+    from calib.review.tracker import NullTracker
+    from calib.review.tracking_uri import default_tracking_uri
+
+    spec = loaded.spec
+    n_trials = trials or spec.trials
+    cfg = LoopConfig(storage=url, runs_dir=runs_dir, n_trials=n_trials, parallel=parallel or spec.parallel,
+                     seed=spec.seed if seed is None else seed, heartbeat_s=heartbeat_s, grace_s=grace_s,
+                     confirm=confirm)
+    lammps = locate_lammps()
+    if tracking_uri == "none":
+        tracker = NullTracker()
+    else:
+        tracker = MlflowTracker(tracking_uri or default_tracking_uri(runs_dir),
+                                artifact_root=None if tracking_uri else runs_dir / "mlartifacts")
+    existing = None
+    if ledger.study_exists(spec.name, url):  # refuse a resume of another calibration up front
+        import optuna
+
+        from calib.study.identity import study_ident
+        from calib.study.space import ParameterSpace
+
+        existing = optuna.load_study(study_name=spec.name, storage=url)
+        try:
+            ledger.check_resumable(existing, study_ident(loaded, ParameterSpace.from_spec(spec.parameters), lineage),
+                                   url)
+        except InputError as exc:
+            fail(exc)
+    runs_dir.mkdir(parents=True, exist_ok=True)  # the first write: every check above has passed
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[last]}"), console=console, transient=as_json) as progress:
+        task = progress.add_task(f"{spec.name} [{spec.stage}/{' -> '.join(spec.ladder)}]", total=n_trials, last="")
+
+        def on_event(e: Event) -> None:
+            if e.kind in ("complete", "fail"):
+                if e.counted:
+                    progress.advance(task)
+                text = f"trial {e.trial}: {e.message}" + (f" (objective {e.value:.3g})" if e.value is not None else "")
+                progress.update(task, last=text[:80])
+                if not as_json:
+                    progress.console.print(("  " if e.kind == "complete" else "  FAIL ") + text)
+            elif e.kind == "warning":
+                progress.console.print(f"  warning (trial {e.trial}): {e.message}" if e.trial >= 0
+                                       else f"  warning: {e.message}")  # -1: about the study
+            elif e.kind == "info":
+                progress.console.print(f"  {e.message}")
+            elif e.kind == "recovered":
+                progress.console.print(f"  recovered trial {e.trial}: {e.message}")
+            elif e.kind == "reattached":
+                progress.console.print(f"  trial {e.trial}: {e.message}")
+
+        if existing is not None:
+            progress.update(task, completed=min(n_trials, ledger.finished_count(existing)))
+        try:
+            # stdout carries only the summary: libraries' chatter (MLflow prints run links) goes to stderr
+            with contextlib.redirect_stdout(sys.stderr), terminated_as_interrupt():
+                result = run_study(loaded, cfg, make_backend(spec.resources, lammps), lammps, tracker, on_event,
+                                   lineage, queue)
+        except InputError as exc:
+            fail(exc)
+            return
+        except StudyHalted as exc:
+            typer.echo(f"calib: error: study {spec.name!r} stopped: {exc}. Fix the cause and rerun the same "
+                       "command to resume.", err=True)
+            raise typer.Exit(1)
+        except KeyboardInterrupt as exc:
+            how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+            typer.echo(f"calib: {how}; running trials were cancelled and will be proposed again. "
+                       f"Rerun the same command to resume study {spec.name!r}.", err=True)
+            raise typer.Exit(143 if isinstance(exc, Terminated) else 130)
+    summary = study_summary(result.study, url)
+    if getattr(tracker, "experiment_id", None) is not None:
+        summary["mlflow"] = mlflow_view(tracker.uri, tracker.experiment_id, tracker.parent_run_id)
+    if report is not None:
+        lines = report(summary, result.study)
+        if not as_json:
+            for line in lines:
+                typer.echo(line)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        print_summary(summary)
+
+
+def mlflow_view(uri: str, experiment_id: str, parent_run_id: str | None) -> dict:
+    """Where to review the study in the MLflow UI: the runs table's page (MLflow 3 opens an
+    experiment on its GenAI overview unless the URL asks for model training), and for an
+    embedded store the command that serves it."""
+    page = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    served = uri.startswith(("http://", "https://"))
+    return {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent_run_id,
+            "url": f"{uri.rstrip('/')}/{page}" if served else f"http://127.0.0.1:5000/{page}",
+            "serve": None if served else f"mlflow ui --backend-store-uri {uri}"}

@@ -1,0 +1,117 @@
+"""``calib pipeline``: slurry -> drying -> calendering and characterisation for one parameter
+set (``pipeline``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from calib.cli.common import (DEFAULT_PIPELINE, DEFAULT_RUNS, app, at_least, check_storage, check_tracking,
+                           default_storage, fail, interrupted, terminated_as_interrupt, with_backend)
+from calib.core.errors import InputError
+from calib.core.paths import check_folder, new_folder
+
+
+@app.command()
+def pipeline(
+    params: str = typer.Option("table-s1", help="table-s1 (seed Table S1 columns) or best:SLURRY_STUDY,DRYING_STUDY."),
+    study: Path = typer.Option(DEFAULT_PIPELINE, help="Study file giving dataset, fidelity and stage settings."),
+    fidelity: Optional[str] = typer.Option(None, help="Named fidelity overriding the study's."),
+    degrees: Optional[str] = typer.Option(None, help="Calendering degrees in %, comma-separated (default 0,10,...,50)."),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage of the studies named by --params best:..."),
+    tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: embedded); 'none' disables."),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where pipeline folders and default stores live."),
+    seed: int = typer.Option(1, parser=at_least("--seed", 0), metavar="INTEGER",
+                             help="Simulation seed of the first placement (the next ones: seed + 1, ...)."),
+    placements: int = typer.Option(2, parser=at_least("--placements", 1), metavar="N",
+                                   help="Random placements to run (error bars: their spread, with a voxel SE's "
+                                        "resolution error); 1: the spread is not measured."),
+    backend: Optional[str] = typer.Option(None, help="Where runs go: local or slurm (default: the study's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
+) -> None:
+    """Run slurry -> drying -> calendering (0-50 %) and characterisation for one parameter set; CSV, plots, MLflow."""
+    import time as _time
+
+    from calib.execution.pipeline import check_pipeline_inputs, placement_seeds, run_placements
+    from calib.execution.pipeline_model import PipelineFailed, params_from
+    from calib.execution.pipeline_outputs import log_pipeline
+    from calib.stages.calendering import PIPELINE_DEGREES_PCT, degrees_problem
+    from calib.study.load import load_study
+
+    try:
+        loaded = with_backend(load_study(study, fidelity=fidelity), backend, study)
+        degs = PIPELINE_DEGREES_PCT
+        if degrees is not None:
+            try:
+                degs = tuple(float(x) for x in degrees.split(","))
+            except ValueError as exc:
+                raise InputError("--degrees", "degrees", f"not a comma-separated list of numbers: {degrees!r}") from exc
+            problem = degrees_problem(degs)
+            if problem:
+                raise InputError("--degrees", "degrees", f"{degrees!r}: {problem}")
+        elif loaded.spec.calendering.degrees_pct is not None:
+            degs = tuple(loaded.spec.calendering.degrees_pct)  # checked with the study
+        check_folder(runs_dir)
+        url = storage or default_storage(runs_dir)
+        if params != "table-s1":  # only best:... reads the storage
+            check_storage(url)
+        pset = params_from(params, url)
+        check_pipeline_inputs(loaded)
+        check_tracking(tracking_uri)
+    except InputError as exc:
+        fail(exc)
+        return
+    from sim_backends.lammps.install import locate_lammps
+
+    from calib.core.backend_registry import make_backend
+    from calib.review.tracking_uri import default_tracking_uri
+
+    lammps = locate_lammps()
+
+    workdir = new_folder(runs_dir / "pipelines",
+                          f"{loaded.spec.name}-{loaded.spec.fidelity}-{_time.strftime('%Y%m%d-%H%M%S')}")
+    name = workdir.name
+
+    def on_stage(stage: str, msg: str) -> None:
+        typer.echo(f"pipeline: {stage} ({msg})", err=True)
+
+    failed = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr), terminated_as_interrupt():
+            result = run_placements(loaded, pset, workdir, make_backend(loaded.spec.resources, lammps), lammps, degs,
+                                    placement_seeds(seed, placements), on_stage)
+    except PipelineFailed as exc:
+        from calib.execution.pipeline_model import PipelineResult
+
+        failed, result = exc, exc.partial or PipelineResult(workdir)
+    except KeyboardInterrupt as exc:
+        interrupted(exc, f"the pipeline's jobs were cancelled; its stages so far are in {workdir}")
+    summary = result.summary(pset, loaded.spec.fidelity)
+    if failed is not None:
+        summary["failed"] = {"stage": failed.stage, "reason": failed.reason}
+    (workdir / "pipeline.json").write_text(json.dumps(summary, indent=2, default=str))
+    if tracking_uri != "none":
+        try:  # the results are on disk: an MLflow failure must not lose them
+            with contextlib.redirect_stdout(sys.stderr):
+                summary["mlflow_run_id"] = log_pipeline(tracking_uri or default_tracking_uri(runs_dir),
+                                                        None if tracking_uri else runs_dir / "mlartifacts", name,
+                                                        summary, result, failed)
+        except Exception as exc:
+            typer.echo(f"calib: warning: the pipeline was not logged to MLflow ({exc.__class__.__name__}: "
+                       f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); its results are in {workdir}",
+                       err=True)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        from calib.execution.pipeline_outputs import summary_lines
+
+        for line in summary_lines(name, summary):
+            typer.echo(line)
+    if failed is not None:
+        typer.echo(f"calib: pipeline failed at {failed.stage}: {failed.reason}", err=True)
+        raise typer.Exit(1)

@@ -1,0 +1,79 @@
+"""``calib refine``: parameter sets you choose, run as trials of a study (``refine``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from calib.cli.common import (DEFAULT_RUNS, app, at_least, check_tracking, default_storage, fail, manual_sets,
+                           with_backend)
+from calib.cli.optimize import run_optimize
+from calib.core.errors import InputError
+from calib.core.paths import check_folder
+
+
+@app.command()
+def refine(
+    study: str = typer.Option(..., help="Study name in the storage."),
+    set_: list[str] = typer.Option([], "--set", help="KEY=VALUE (repeatable): one set; free keys not named come "
+                                                      "from the best trial."),
+    file: Optional[Path] = typer.Option(None, "--file", help="YAML file: a list of sets (mappings KEY: VALUE)."),
+    scan: list[str] = typer.Option([], "--scan", help="KEY=LOW:HIGH:N (repeatable): N values of KEY through the "
+                                                       "best set (--set applied)."),
+    allow_outside_bounds: bool = typer.Option(False, help="Run values outside the study's bounds (flagged)."),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite under --runs-dir)."),
+    tracking_uri: Optional[str] = typer.Option(
+        None, help="MLflow tracking URI (default: embedded sqlite under --runs-dir); 'none' disables."),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where trial directories and default stores live."),
+    parallel: Optional[int] = typer.Option(None, parser=at_least("--parallel", 1), metavar="INTEGER",
+                                           help="Trials run at once (default: the study's)."),
+    backend: Optional[str] = typer.Option(None, help="Where runs go: local or slurm (default: the study's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
+) -> None:
+    """Run parameter sets you choose as trials of a study (tagged manual; the model learns from them)."""
+    from calib import ledger
+    from calib.study.stored import open_stored
+
+    try:
+        check_folder(runs_dir)
+        check_tracking(tracking_uri)
+        url = storage or default_storage(runs_dir)
+        stored = open_stored(study, url)
+        sets = manual_sets(stored, set_, file, scan, allow_outside_bounds)
+        loaded = with_backend(stored.loaded, backend, Path(stored.loaded.path))
+    except InputError as exc:
+        fail(exc)
+        return
+    trials = stored.study.get_trials(deepcopy=False)
+    first_new = len(trials)
+    waiting = sum(1 for t in trials if t.state.name == "WAITING" and not ledger.is_confirmation(t))
+    n = ledger.budget_count(stored.study) + waiting + len(sets)
+    before = ledger.best_trial(stored.study)
+
+    def report(summary: dict, study) -> list[str]:
+        from calib.ledger import MANUAL_ATTR
+
+        rows = []
+        lines = [f"manual sets ({len(sets)}):"]
+        for t in study.get_trials(deepcopy=False):
+            if t.number < first_new or not t.user_attrs.get(MANUAL_ATTR) or not t.state.is_finished():
+                continue
+            if t.state.name == "FAIL" and t.user_attrs.get("calib_lost"):
+                continue
+            row = {"trial": t.number, "params": dict(t.params), "state": t.state.name, "value": t.value,
+                   "origin": t.user_attrs[MANUAL_ATTR], "outside_bounds": t.user_attrs.get("calib_outside_bounds"),
+                   "fail_reason": t.user_attrs.get("fail_reason")}
+            rows.append(row)
+            vals = ", ".join(f"{k}={v:.4g}" for k, v in t.params.items())
+            res = (f"objective {t.value:.4g}" if t.value is not None else f"FAIL: {row['fail_reason']}")
+            flag = f" [outside bounds: {', '.join(row['outside_bounds'])}]" if row["outside_bounds"] else ""
+            lines.append(f"  trial {t.number}: {vals} -> {res}{flag}")
+        summary["manual_trials"] = rows
+        if before is not None:
+            lines.append(f"best before: trial {before.number} (objective {before.value:.4g})")
+        return lines
+
+    run_optimize(loaded, url, tracking_uri, runs_dir, n, None, parallel, as_json, stored.lineage,
+                  queue=[(m.params, m.user_attrs()) for m in sets], report=report)

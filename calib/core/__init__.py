@@ -1,0 +1,1 @@
+"""Shared by every layer: errors, writable folders, the backend registry, plotting."""

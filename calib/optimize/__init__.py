@@ -1,0 +1,1 @@
+"""Proposing trials: the samplers, the composite GP model, surrogate, posterior, manual sets, confirmation."""

@@ -1,0 +1,1 @@
+"""What a study hands on: Table S1, exported parameter files, the seed comparison."""

@@ -1,0 +1,294 @@
+"""MLflow tracking through ``MlflowClient`` (a ``calib.review.tracker.Tracker``): one MLflow
+experiment per study, one parent run per study (found again on resume by its tags) and one
+nested run per finished trial with Table S1 params, metrics, artifacts and tags
+(``MlflowTracker``); a folder logged to a study's parent run afterwards (``log_study_folder``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+from calib.review.mlflow_retry import HTTP_RETRIES, LockPatient, OutageAware
+from calib.review.tracking_records import (BROKEN_TAG, COMPLETED_TAG, EXPERIMENT_TAGS, LOGGING_TAG, PREVIEW_MAX_BYTES,
+                                           PREVIEW_SUFFIX, ROLE_TAG, STUDY_TAG, UID_TAG, BestRecord, DatasetRecord,
+                                           TrialRecord, best_note, needs_preview_copy)
+
+
+class MlflowTracker:
+    """Logs to MLflow through ``MlflowClient`` (no global active-run state)."""
+
+    def __init__(self, tracking_uri: str, artifact_root: Path | None = None) -> None:
+        import logging
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        if tracking_uri.startswith(("http://", "https://")):
+            # MLflow retries a server that does not answer for minutes per call (7 retries,
+            # backoff factor 2); a study must not stall on its attachment: about 7 s, then a
+            # warning (a user's own settings win)
+            for var, value in HTTP_RETRIES.items():
+                os.environ.setdefault(var, value)
+        self.uri = tracking_uri
+        self._client = None
+        self.artifact_root = artifact_root
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self.objective = "objective"
+        self._dataset = None  # the study's DatasetInput, logged with every run
+
+    @property
+    def client(self):
+        """The MLflow client, made on first use (an embedded store runs its schema
+        migrations then: ``calib.execution.session`` does that under the run directory's lock,
+        ``calib.execution.study_dir.setup_lock``). On an
+        embedded SQLite store, which several drivers may share, each call waits out another
+        writer's lock (``LockPatient``); on a server, an outage costs one call's retries
+        (``OutageAware``)."""
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(tracking_uri=self.uri)
+            self._client = (LockPatient(client) if self.uri.startswith("sqlite")
+                            else OutageAware(client) if self.uri.startswith(("http://", "https://")) else client)
+        return self._client
+
+    def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str],
+                    objective: str = "objective", dataset: DatasetRecord | None = None,
+                    description: str = "", stale_s: float = 120.0) -> None:
+        """Find or create the study's experiment and parent run. ``objective``: the
+        objective's metric name; ``dataset``: logged as the input of the parent and of
+        every trial run; ``description``: the experiment's description (markdown). On
+        resume, trial runs a dead driver left RUNNING (logging begun over ``stale_s`` ago)
+        are ended KILLED (``close_stale_runs``)."""
+        self.objective = objective
+        self._dataset = dataset.entity() if dataset is not None else None
+        exp = self.client.get_experiment_by_name(study_name)
+        if exp is None:
+            loc = (self.artifact_root / study_name).resolve().as_uri() if self.artifact_root else None
+            self.experiment_id = self.client.create_experiment(study_name, artifact_location=loc,
+                                                               tags=EXPERIMENT_TAGS)
+        else:
+            self.experiment_id = exp.experiment_id
+            if exp.tags.get("mlflow.experimentKind") is None:
+                for k, v in EXPERIMENT_TAGS.items():
+                    self.client.set_experiment_tag(self.experiment_id, k, v)
+        if description:
+            self.client.set_experiment_tag(self.experiment_id, "mlflow.note.content", description)
+        uid = tags.get(UID_TAG)
+        query = (f"tags.`{STUDY_TAG}` = '{study_name}' and tags.`{ROLE_TAG}` = 'study'"
+                 + (f" and tags.`{UID_TAG}` = '{uid}'" if uid else ""))
+        found = self.client.search_runs([self.experiment_id], filter_string=query,
+                                        order_by=["attributes.start_time ASC"], max_results=1)
+        if found:
+            self.parent_run_id = found[0].info.run_id
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+            self.close_stale_runs(stale_s)
+            return
+        run = self.client.create_run(self.experiment_id, run_name=study_name,
+                                     tags={STUDY_TAG: study_name, ROLE_TAG: "study", **tags})
+        # drivers started together may each have created one: all keep the oldest, the others are deleted
+        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=100)
+        first = min(runs, key=lambda r: (r.info.start_time, r.info.run_id)) if runs else run
+        if first.info.run_id != run.info.run_id:
+            self.client.delete_run(run.info.run_id)
+            self.parent_run_id = first.info.run_id
+            return
+        self.parent_run_id = run.info.run_id
+        for k, v in params.items():
+            self.client.log_param(self.parent_run_id, k, v)
+        if self._dataset is not None:
+            self.client.log_inputs(self.parent_run_id, datasets=[self._dataset])
+
+    def log_trial(self, record: TrialRecord, run_id: str | None = None) -> str | None:
+        """Log a finished trial as a run under the study's parent run, ended FINISHED
+        (COMPLETE) or FAILED. ``run_id``: a run of this trial whose logging broke off
+        (``logged_trials``) is completed instead of starting another: the trial keeps one run."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        assert self.experiment_id is not None and self.parent_run_id is not None
+        tags = {"mlflow.parentRunId": self.parent_run_id, ROLE_TAG: "trial", **record.tags,
+                "trial_number": str(record.number), "state": record.state}
+        now = int(time.time() * 1000)
+        if run_id is None:
+            rid = self.client.create_run(self.experiment_id, run_name=f"trial-{record.number:05d}",
+                                         tags={**tags, LOGGING_TAG: str(now)}, start_time=record.start_ms).info.run_id
+        else:
+            rid = run_id
+        try:
+            if run_id is not None:  # the logging tag first: no other driver takes it for a dead driver's
+                self.client.set_tag(rid, LOGGING_TAG, str(now))
+                self.client.update_run(rid, status="RUNNING")
+            metrics = [Metric(k, float(v), now, record.number) for k, v in record.metrics.items()
+                       if v is not None and math.isfinite(float(v))]
+            params = [Param(k, f"{float(v):.6g}") for k, v in record.params.items()]
+            self.client.log_batch(rid, metrics=metrics, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
+            if self._dataset is not None:
+                self.client.log_inputs(rid, datasets=[self._dataset])
+            if record.state != "COMPLETE" and tags.get("fail_reason"):
+                self.client.log_text(rid, tags["fail_reason"] + "\n", "fail_reason.txt")
+            self._log_files(rid, record)
+            if run_id is not None:  # whole now: say what had broken off
+                broken = self.client.get_run(rid).data.tags.get(BROKEN_TAG)
+                if broken is not None:
+                    self.client.set_tag(rid, COMPLETED_TAG, f"logging had broken off ({broken}); completed later"[:5000])
+                    self.client.delete_tag(rid, BROKEN_TAG)
+        except BaseException as exc:  # the run must not stay RUNNING: end it, say why, and let the caller know
+            self._end_broken(rid, exc)
+            raise
+        self.client.set_terminated(rid, status="FINISHED" if record.state == "COMPLETE" else "FAILED", end_time=now)
+        value = record.metrics.get(self.objective)
+        confirmation = record.tags.get("calib.proposal", "").startswith("confirmation")  # not a calibration trial
+        if value is not None and math.isfinite(value) and not confirmation:
+            self.client.log_metric(self.parent_run_id, f"trial_{self.objective}", float(value), now, record.number)
+        return rid
+
+    def logged_trials(self) -> dict[int, str | None]:
+        """The trials that have a run under the study's parent run: trial number -> None
+        when a run of it was logged whole or is being logged (RUNNING: a live driver's; the
+        stale ones were ended at ``start_study``), else the id of a run whose logging broke
+        off (tagged ``calib.logging_error``: its driver stopped, or MLflow failed, while it
+        was written), which ``log_trial(record, run_id)`` completes."""
+        assert self.experiment_id is not None and self.parent_run_id is not None
+        out: dict[int, str | None] = {}
+        token = None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string=(
+                f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and tags.`{ROLE_TAG}` = 'trial'"),
+                max_results=1000, page_token=token)
+            for r in page:
+                number = r.data.tags.get("trial_number", "")
+                if not number.isdigit():
+                    continue
+                whole = r.info.status == "RUNNING" or BROKEN_TAG not in r.data.tags
+                if whole or out.get(int(number), r.info.run_id) is not None:
+                    out[int(number)] = None if whole else r.info.run_id
+            token = page.token
+            if not token:
+                return out
+
+    def _log_files(self, rid: str, record: TrialRecord) -> None:
+        """The trial's files, each under its sub-folder of the trial directory; LAMMPS text
+        files also as ``.txt`` copies the UI previews (``needs_preview_copy``)."""
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="calib-preview-") as tmp:
+            for path in record.artifacts:
+                if not path.exists():
+                    continue
+                sub = None
+                if record.artifact_root is not None and path.parent != record.artifact_root:
+                    try:
+                        sub = str(path.parent.relative_to(record.artifact_root))
+                    except ValueError:
+                        sub = None
+                self.client.log_artifact(rid, str(path), artifact_path=sub)
+                if needs_preview_copy(path) and path.stat().st_size <= PREVIEW_MAX_BYTES:
+                    copy = Path(tmp) / (sub or ".") / (path.name + PREVIEW_SUFFIX)
+                    copy.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, copy)
+                    self.client.log_artifact(rid, str(copy), artifact_path=sub)
+
+    def update_best(self, best: BestRecord, series: list[tuple[int, float]]) -> None:
+        """The parent run names the best trial so far: tags ``calib.best_trial``,
+        ``calib.best_run_id`` and ``calib.best_run`` (the UI path of its run), ``best.<key>``
+        per Table S1 key, metrics ``best.<observable>`` next to ``target.<observable>``, and
+        new points of the series ``best_<objective>`` (``series``: (trial number, best value
+        among trials up to it)); the best trial's own run is tagged ``calib.best = true``
+        (the previous best's tag is set to false)."""
+        from mlflow.entities import Metric, RunTag
+
+        assert self.experiment_id is not None and self.parent_run_id is not None
+        found = self.client.search_runs([self.experiment_id], filter_string=(
+            f"tags.`{ROLE_TAG}` = 'trial' and tags.trial_number = '{best.number}' "
+            f"and tags.`mlflow.parentRunId` = '{self.parent_run_id}'"), max_results=1)
+        for old in self.client.search_runs([self.experiment_id], filter_string="tags.`calib.best` = 'true'"):
+            if not found or old.info.run_id != found[0].info.run_id:
+                self.client.set_tag(old.info.run_id, "calib.best", "false")
+        now = int(time.time() * 1000)
+        tags = {"calib.best_trial": str(best.number)}
+        if found:
+            rid = found[0].info.run_id
+            self.client.set_tag(rid, "calib.best", "true")
+            tags.update({"calib.best_run_id": rid, "calib.best_run": f"#/experiments/{self.experiment_id}/runs/{rid}"})
+        tags.update({f"best.{k}": f"{v:.6g}" for k, v in best.params.items()})
+        metrics = [Metric(f"best_{self.objective}", float(v), now, n) for n, v in series]
+        for name, (value, target) in best.observables.items():
+            if value is not None and math.isfinite(value):
+                metrics.append(Metric(f"best.{name}", float(value), now, best.step))
+            if target is not None and math.isfinite(target):
+                metrics.append(Metric(f"target.{name}", float(target), now, best.step))
+        tags["mlflow.note.content"] = best_note(best, self.objective, tags.get("calib.best_run"))
+        self.client.log_batch(self.parent_run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def _end_broken(self, rid: str, exc: BaseException) -> None:
+        """End a trial run whose logging broke off: KILLED when the driver was interrupted,
+        FAILED when MLflow or the files failed (best effort: the store may be what broke)."""
+        status = "FAILED" if isinstance(exc, Exception) else "KILLED"
+        try:
+            self.client.set_tag(rid, BROKEN_TAG, f"{exc.__class__.__name__}: {exc}"[:5000])
+        except Exception:
+            pass
+        try:
+            self.client.set_terminated(rid, status=status)
+        except Exception:
+            pass
+
+    def close_stale_runs(self, stale_s: float) -> list[str]:
+        """End KILLED the study's trial runs left RUNNING by a driver that died while it
+        logged them (logging begun over ``stale_s`` ago: a live driver ends its run within
+        seconds); the ledger holds those trials. Returns their run ids."""
+        assert self.experiment_id is not None and self.parent_run_id is not None
+        now = int(time.time() * 1000)
+        closed = []
+        for run in self.client.search_runs([self.experiment_id], filter_string=(
+                f"attributes.status = 'RUNNING' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'"),
+                max_results=1000):
+            since = run.data.tags.get(LOGGING_TAG)
+            began = int(since) if since and since.isdigit() else (run.info.start_time or 0)
+            if now - began < stale_s * 1000:
+                continue
+            self.client.set_tag(run.info.run_id, BROKEN_TAG,
+                                "the driver stopped while this run was logged; the ledger has the trial")
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_id)
+        return closed
+
+    def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None,
+                  status: str = "FINISHED") -> None:
+        """Close the study's parent run with its summary metrics and text ``files``
+        (name -> content, e.g. the Pareto front as JSON); ``status``: FINISHED, KILLED
+        (interrupted) or FAILED (stopped on an error). The run is ended even when the
+        summary cannot be written."""
+        if self.parent_run_id is None:
+            return
+        try:
+            for name, text in (files or {}).items():
+                self.client.log_text(self.parent_run_id, text, name)
+            for k, v in metrics.items():
+                if v is not None and math.isfinite(v):
+                    self.client.log_metric(self.parent_run_id, k, float(v))
+        finally:
+            self.client.set_terminated(self.parent_run_id, status=status)
+
+
+def log_study_folder(tracking_uri: str, study_name: str, uid: str | None, folder: Path, artifact_path: str) -> str:
+    """Log ``folder``'s files under ``artifact_path`` of study ``study_name``'s parent run
+    (found by its tags); returns the run id. ``LookupError`` when the study has no run there."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(study_name)
+    if exp is None:
+        raise LookupError(f"no MLflow experiment {study_name!r} at {tracking_uri}")
+    query = (f"tags.`{STUDY_TAG}` = '{study_name}' and tags.`{ROLE_TAG}` = 'study'"
+             + (f" and tags.`{UID_TAG}` = '{uid}'" if uid else ""))
+    found = client.search_runs([exp.experiment_id], filter_string=query, order_by=["attributes.start_time ASC"],
+                               max_results=1)
+    if not found:
+        raise LookupError(f"no parent run of study {study_name!r} in MLflow experiment {exp.experiment_id}")
+    rid = found[0].info.run_id
+    client.log_artifacts(rid, str(folder), artifact_path)
+    return rid

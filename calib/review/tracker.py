@@ -1,0 +1,43 @@
+"""The tracker a study reports to (``Tracker``), attached to the loop: the loop runs the same
+with ``NullTracker``, which tracks nothing (``calib.review.mlflow_tracker.MlflowTracker``
+logs to MLflow).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from calib.review.tracking_records import BestRecord, DatasetRecord, TrialRecord
+
+
+class Tracker(Protocol):
+    def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str],
+                    objective: str = "objective", dataset: DatasetRecord | None = None,
+                    description: str = "", stale_s: float = 120.0) -> None: ...
+    def log_trial(self, record: TrialRecord, run_id: str | None = None) -> str | None: ...
+    def logged_trials(self) -> dict[int, str | None] | None: ...
+    def update_best(self, best: BestRecord, series: list[tuple[int, float]]) -> None: ...
+    def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None,
+                  status: str = "FINISHED") -> None: ...
+
+
+class NullTracker:
+    """Tracks nothing."""
+
+    def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str],
+                    objective: str = "objective", dataset: DatasetRecord | None = None,
+                    description: str = "", stale_s: float = 120.0) -> None:
+        return None
+
+    def log_trial(self, record: TrialRecord, run_id: str | None = None) -> str | None:
+        return None
+
+    def logged_trials(self) -> dict[int, str | None] | None:
+        return None
+
+    def update_best(self, best: BestRecord, series: list[tuple[int, float]]) -> None:
+        return None
+
+    def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None,
+                  status: str = "FINISHED") -> None:
+        return None

@@ -1,0 +1,1 @@
+"""The study file's schema: pydantic models of a study and its fidelities."""
