@@ -214,7 +214,7 @@ def from_ledgers(root: Path, single_trials: int, multi_trials: int) -> tuple[lis
     folder): an arm is reported only if every seed's study ran its whole budget."""
     import optuna
 
-    from calib.study import load_study
+    from calib.study.load import load_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     results, done = [], {SINGLE: [], MULTI: [], PREVIOUS: []}
