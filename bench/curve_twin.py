@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -107,6 +108,7 @@ def one_study(seed: int, sampler: str, trials: int, root: Path, records: Path) -
     t0 = time.perf_counter()
     study_file = seed_twin(seed, root)
     work = root / f"seed_{seed}" / sampler
+    shutil.rmtree(work, ignore_errors=True)  # a study an earlier invocation left unfinished starts again
     work.mkdir()
     runs = run_twin(work, study_file, sampler, seed, trials, 1, judge=rms_error)
     hidden = json.loads((root / f"seed_{seed}" / "hidden.json").read_text())
