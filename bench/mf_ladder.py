@@ -53,7 +53,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from optimizers import (HIDDEN, plot_core_s, run_fixed, run_twin, summarise,  # noqa: E402
+from optimizers import (HIDDEN, core_s_rows, plot_core_s, run_fixed, run_twin, summarise,  # noqa: E402
                         synthetic_study, trial_records)
 
 from calib.optimize import fidelity_ladder  # noqa: E402
@@ -139,15 +139,8 @@ def print_ladder_table(summary: dict, target_name: str) -> None:
     print("| sampler | " + " | ".join(f"core-s to {t:.0%}" for t in TOLERANCES)
           + f" | trials to 3 % | {target_name} trials | core-s in all | best {target_name} error at budget |")
     print("|---|" + "---|" * (len(TOLERANCES) + 4))
-    for name, row in summary.items():
-        cells = []
-        for t in TOLERANCES:
-            c = row["to_tolerance"][f"{t:g}"]
-            cs = c["median_core_s"]
-            cells.append((f"{cs:.0f}" if math.isfinite(cs) else "never") + f" ({c['reached']}/{row['seeds']})")
-        c3 = row["to_tolerance"]["0.03"]
-        print(f"| {name} | " + " | ".join(cells) + f" | {c3['median']:g} [{c3['iqr'][0]:g}-{c3['iqr'][1]:g}] | "
-              f"{row['target_trials_median']:g} | {row['core_s_median']:.0f} | {row['best_at_budget_median']:.2%} |")
+    for line in core_s_rows(summary, TOLERANCES, 0.03):
+        print(line)
 
 
 def ratios(summary: dict, arm: str = MULTI) -> dict[str, float]:

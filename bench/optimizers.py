@@ -508,20 +508,31 @@ def _ratio(a: dict, b: dict, tol: float) -> str:
     return "never" if not math.isfinite(y) else f"never against {y:.0f} core-s"
 
 
+def core_s_rows(summary: dict, tolerances: tuple[float, ...], trials_at: float) -> list[str]:
+    """A multi-fidelity table's rows: per sampler the median core-seconds to each tolerance
+    (the seeds that got there), trials to ``trials_at`` (median [IQR]), target-fidelity trials,
+    core-seconds in all and the best target-fidelity error at the budget."""
+    out = []
+    for name, row in summary.items():
+        cells = []
+        for t in tolerances:
+            c = row["to_tolerance"][f"{t:g}"]
+            cs = c["median_core_s"]
+            cells.append((f"{cs:.0f}" if math.isfinite(cs) else "never") + f" ({c['reached']}/{row['seeds']})")
+        c2 = row["to_tolerance"][f"{trials_at:g}"]
+        out.append(f"| {name} | " + " | ".join(cells) + f" | {c2['median']:g} [{c2['iqr'][0]:g}-{c2['iqr'][1]:g}] | "
+                   f"{row['target_trials_median']:g} | {row['core_s_median']:.0f} | "
+                   f"{row['best_at_budget_median']:.2%} |")
+    return out
+
+
 def print_mf_table(problem: str, summary: dict, single: str, multi: str) -> None:
     print(f"\n## {problem}: dev-fidelity tolerance, core-seconds and trials (median [IQR]; budget + 1 = never)")
     print("| sampler | " + " | ".join(f"core-s to {t:.1%}" for t in TOLERANCES)
           + " | trials to 2 % | dev trials | core-s in all | best dev at budget |")
     print("|---|" + "---|" * (len(TOLERANCES) + 4))
-    for s_, row in summary.items():
-        cells = []
-        for t in TOLERANCES:
-            c = row["to_tolerance"][f"{t:g}"]
-            cs = c["median_core_s"]
-            cells.append((f"{cs:.0f}" if math.isfinite(cs) else "never") + f" ({c['reached']}/{row['seeds']})")
-        c2 = row["to_tolerance"]["0.02"]
-        print(f"| {s_} | " + " | ".join(cells) + f" | {c2['median']:g} [{c2['iqr'][0]:g}-{c2['iqr'][1]:g}] | "
-              f"{row['target_trials_median']:g} | {row['core_s_median']:.0f} | {row['best_at_budget_median']:.2%} |")
+    for line in core_s_rows(summary, TOLERANCES, 0.02):
+        print(line)
     if single in summary and multi in summary:
         print(f"\nratio of median core-seconds to the dev tolerance, {multi} / {single} (goal: <= 1/3):")
         print("- " + ", ".join(f"{t:.1%}: {_ratio(summary[multi], summary[single], t)}" for t in TOLERANCES))
