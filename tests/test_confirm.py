@@ -206,16 +206,26 @@ def test_summary_pairs_the_best_trial_with_its_latest_unlost_confirmation():
 
 def test_an_unconfirmed_compressed_answer_says_so(capsys):
     from calib.cli.summary import print_summary
+    from calib.review.caveats import Caveats, caveat_lines
+
+    def caveats(k, confirmed):
+        c = Caveats(fidelity="dev", protocol="seed: ...", compression=k, confirmed=confirmed, confirmation_trial=None,
+                    at_bound=(), converged=True, convergence=None, trials_complete=1, model_proposals=0,
+                    sampler="sobol", n_initial=6)
+        return {"lines": caveat_lines(c)}
 
     s = {"study": "x", "storage": "sqlite:///x.db", "trials_complete": 1, "trials_failed": 0, "trials_by_fidelity": {},
          "best_trial": 0, "best_value": 0.1, "best_params": {}, "target_fidelity": "dev", "confirmation": None,
-         "best_compression": 200}
+         "best_compression": 200, "caveats": caveats(200, "not confirmed")}
     print_summary(s)
-    assert "not confirmed: calibrated at k = 200" in capsys.readouterr().out
-    print_summary({**s, "best_compression": 1})  # the full protocol: nothing to confirm against
-    assert "not confirmed" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "confirmed at the full protocol: no: calibrated at k = 200" in out and "--confirm" in out
+    print_summary({**s, "best_compression": 1, "caveats": caveats(1, "full protocol")})  # nothing to confirm against
+    out = capsys.readouterr().out
+    assert "confirmed at the full protocol: not needed" in out and "--confirm" not in out
     print_summary({**s, "best_transfer": {"factor": 1.078, "source": "x"}})
-    assert "not confirmed: calibrated at k = 200 mapped to the full protocol by x 1.078" in capsys.readouterr().out
+    assert "calibrated at k = 200 mapped to the full protocol by x 1.078" in capsys.readouterr().out
+
 
 
 def test_a_confirmation_that_misses_says_so_and_gives_the_factor_it_measured():

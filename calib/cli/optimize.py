@@ -14,7 +14,7 @@ import typer
 from calib import stages
 from calib.cli.common import (DEFAULT_RUNS, app, at_least, check_storage, check_tracking, default_storage, default_study,
                            fail, terminated_as_interrupt, with_backend)
-from calib.cli.summary import print_summary
+from calib.cli.summary import no_answer_hint, print_summary
 from calib.core.errors import InputError, StudyHalted, Terminated
 from calib.core.paths import check_folder
 
@@ -115,6 +115,7 @@ def run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as
     from calib import ledger
     from calib.core.backend_registry import make_backend
     from calib.execution.loop import Event, LoopConfig, run_study
+    from calib.review.caveats import MODEL_SAMPLERS
     from calib.review.summary import study_summary
     from calib.review.mlflow_tracker import MlflowTracker
     from calib.review.tracker import NullTracker
@@ -145,6 +146,10 @@ def run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as
         except InputError as exc:
             fail(exc)
     runs_dir.mkdir(parents=True, exist_ok=True)  # the first write: every check above has passed
+    if not as_json and spec.optimizer.sampler in MODEL_SAMPLERS and n_trials <= spec.optimizer.n_initial:
+        typer.echo(f"note: {n_trials} trials <= optimizer.n_initial ({spec.optimizer.n_initial}): every trial comes "
+                   "from the initial design and the model never proposes; run more trials for a calibration",
+                   err=True)
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[last]}"), console=console, transient=as_json) as progress:
@@ -199,6 +204,11 @@ def run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as
         typer.echo(json.dumps(summary, indent=2, default=str))
     else:
         print_summary(summary)
+    if summary["best_trial"] is None:  # no answer: a script must not take this run for a calibration
+        typer.echo(f"calib: error: study {spec.name!r} has no completed trial"
+                   + (f" at its target fidelity {summary['target_fidelity']}" if summary.get("trials_complete") else "")
+                   + "; " + no_answer_hint(summary).removeprefix("hint: "), err=True)
+        raise typer.Exit(1)
 
 
 def mlflow_view(uri: str, experiment_id: str, parent_run_id: str | None) -> dict:

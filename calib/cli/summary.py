@@ -14,12 +14,17 @@ def print_summary(s: dict) -> None:
                                                f"{r['core_s']:.0f} core-s" for name, r in by_fid.items()))
     if s["best_trial"] is None:
         typer.echo("no completed trial" + (f" at the target fidelity {s['target_fidelity']}" if len(by_fid) > 1
-                                           else ""))
+                                           else "") + ": the study has no answer")
+        for line in failure_lines(s):
+            typer.echo(f"  {line}")
+        mlflow_line(s)
         return
     typer.echo(f"best trial {s['best_trial']} (objective {s['best_value']:.4g}"
                + (f", judged at the target fidelity {s['target_fidelity']})" if len(by_fid) > 1 else ")"))
+    caveats = (s.get("caveats") or {}).get("lines") or []
     for line in s.get("best_lines") or []:
-        typer.echo(f"  {line}")
+        if not (caveats and line.startswith("convergence:")):  # the caveats below say it
+            typer.echo(f"  {line}")
     if s.get("lineage"):
         ln = s["lineage"]
         typer.echo(f"  started from: {ln['study'] or ln['state_file']}"
@@ -32,17 +37,49 @@ def print_summary(s: dict) -> None:
 
         for line in confirmation_lines(s["confirmation"]):
             typer.echo(line)
-    elif (s.get("best_compression") or 1) > 1:
-        mapped = s.get("best_transfer")
-        typer.echo(f"  not confirmed: calibrated at k = {s['best_compression']}"
-                   + (f" mapped to the full protocol by x {mapped['factor']:.4g}, a factor measured at an earlier "
-                      "answer" if mapped else "")
-                   + ", whose error against the full protocol depends on the set; rerun with --confirm to run it at "
-                     "k = 1 (hours)")
+    elif (s.get("best_compression") or 1) > 1 and s.get("best_transfer"):
+        mapped = s["best_transfer"]
+        typer.echo(f"  calibrated at k = {s['best_compression']} mapped to the full protocol by x "
+                   f"{mapped['factor']:.4g}, a factor measured at an earlier answer")
+    if caveats:
+        typer.echo("caveats:")
+        for line in caveats:
+            typer.echo(f"  {line}")
     post = s.get("posterior") or {}
     for line in post.get("lines") or ([f"  posterior of the free keys: not computed ({post['not_computed']})"]
                                       if post.get("not_computed") else []):
         typer.echo(line if line.startswith("  ") else f"  {line}")
+    mlflow_line(s)
+
+
+def mlflow_line(s: dict) -> None:
     if s.get("mlflow"):
         m = s["mlflow"]
         typer.echo(f"review in MLflow: {m['url']}" + (f"  (after: {m['serve']})" if m["serve"] else ""))
+
+
+def failure_lines(s: dict) -> list[str]:
+    """Why the study's trials failed (the reasons, most frequent first, with their trials)
+    and what to do: for a study without a completed trial."""
+    by_reason: dict[str, list[int]] = {}
+    for number, reason in (s.get("failures") or {}).items():
+        by_reason.setdefault(str(reason or "unknown failure"), []).append(int(number))
+    out = [f"{len(ts)} trial{'s' if len(ts) > 1 else ''} ({', '.join(map(str, ts[:8]))}"
+           f"{', ...' if len(ts) > 8 else ''}) failed: {reason}"
+           for reason, ts in sorted(by_reason.items(), key=lambda kv: -len(kv[1]))[:3]]
+    if len(by_reason) > 3:
+        out.append(f"... and {len(by_reason) - 3} other reasons (--json lists every trial's)")
+    out.append(no_answer_hint(s))
+    return out
+
+
+def no_answer_hint(s: dict) -> str:
+    """What to do when a study has no completed trial."""
+    reasons = " ".join(str(r) for r in (s.get("failures") or {}).values())
+    if "timeout" in reasons:
+        return ("hint: the runs hit their wall-time limit: raise the study's trial_timeout_s (or run a cheaper "
+                "--fidelity), then rerun the same command; the study resumes")
+    if not s.get("failures"):
+        return "hint: no trial has finished yet: rerun the same command with a budget (--trials) above the trials run"
+    return (f"hint: each failed trial's directory (under the runs folder: {s['study']}/trial_*/) keeps its "
+            "log.lammps and stderr.txt; fix the cause, then rerun the same command: the study resumes")

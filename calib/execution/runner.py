@@ -32,6 +32,8 @@ class Runner:
     lammps: LammpsInstall
     resources: ResourcesSpec
     timeout_s: float | None
+    timeout_name: str = "the study's trial_timeout_s"
+    """What sets ``timeout_s``, as a timed-out trial's reason names it (a user raises it there)."""
 
     def cores(self, run: Run) -> int:
         """Cores a run uses: MPI ranks x threads for LAMMPS, the threads for a command."""
@@ -64,9 +66,10 @@ class Runner:
             self.backend.cancel(h)
 
 
-def run_failure(run: Run, result: JobResult) -> str:
+def run_failure(run: Run, result: JobResult, timeout_name: str = "the study's trial_timeout_s") -> str:
     """Why a run that did not end DONE failed, prefixed by which run it was (unless it is
-    the trial's main run, ``label`` None)."""
+    the trial's main run, ``label`` None); a timeout names what set the limit
+    (``timeout_name``), where a user would raise it."""
     log_path = run.workdir / run.log
     log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
     reason = failure_reason(log_text) if result.state == JobState.FAILED else None
@@ -75,6 +78,8 @@ def run_failure(run: Run, result: JobResult) -> str:
     if reason is None:
         reason = (crash_reason(result.returncode, log_text) if result.state == JobState.FAILED
                   else result.reason) or "unknown failure"
+    if result.state == JobState.TIMEOUT:
+        reason += f" (the limit is {timeout_name}; raise it for this fidelity)"
     return reason if run.label is None else f"{run.label}: {reason}"
 
 
@@ -148,7 +153,8 @@ class TrialExecution:
             self.cancel()
             for k, (_, h) in self.jobs.items():
                 self.results[k] = backend.collect(h)
-            return Outcome(None, run_failure(self.jobs[failed[0]][0], self.results[failed[0]]))
+            return Outcome(None, run_failure(self.jobs[failed[0]][0], self.results[failed[0]],
+                                             self.runner.timeout_name))
         if not all(st == JobState.DONE for st in states.values()):
             return None
         for k, (_, h) in self.jobs.items():

@@ -135,8 +135,12 @@ class StudySession:
         free = {k: trial.params[k] for k in self.space.keys}
         runner = self.runner
         if confirming:  # its runs are longer than the study's by design: their own limit
-            runner = dataclasses.replace(runner, timeout_s=confirm.settings_of(trial).timeout_of(
-                self.spec.trial_timeout_s, self.spec.fidelity_spec()))
+            conf = confirm.settings_of(trial)
+            runner = dataclasses.replace(runner, timeout_s=conf.timeout_of(self.spec.trial_timeout_s,
+                                                                           self.spec.fidelity_spec()),
+                                         timeout_name="--confirm-timeout-s" if conf.timeout_s is not None else
+                                         "the study's trial_timeout_s scaled to the confirmation's protocol "
+                                         "(or --confirm-timeout-s)")
         attached = self._reattach(trial, free, fid, runner)
         if attached is not None:
             return attached

@@ -27,6 +27,7 @@ from calib.core.errors import InputError
 from calib.execution.session_types import ActiveTrial, Event, LoopConfig, Told
 from calib.ledger import FIDELITY_ATTR, best_trial
 from calib.optimize import confirmation as confirm
+from calib.review.caveats import study_caveats
 from calib.review.run_tags import experiment_description, flag_tags, review_tags
 from calib.review.summary import pareto
 from calib.review.tracker import Tracker
@@ -203,8 +204,10 @@ class SessionTracking:
                 obs[name] = (float(sim) if isinstance(sim, (int, float)) else None, target.value)  # type: ignore
         step = max(t.number for t in self.study.get_trials(deepcopy=False) if t.state.is_finished())
         checked = confirm.summary(self.study, best.number)
+        caveats = study_caveats(self.study)
         self.tracker.update_best(BestRecord(best.number, float(best.value), dict(best.user_attrs.get("table_s1") or {}),
-                                            obs, step, confirm.one_line(checked) if checked else None), series)
+                                            obs, step, confirm.one_line(checked) if checked else None,
+                                            caveats.lines if caveats is not None else ()), series)
 
     def failure(self, number: int, free: dict[str, float], reason: str, workdir: Path | None = None,
                 fid: str | None = None) -> None:

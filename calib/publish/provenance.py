@@ -15,6 +15,7 @@ from sim_backends.lammps.outputs import lammps_version
 from calib import __version__, ledger
 from calib.optimize import confirmation as confirm
 from calib.publish.source import Source
+from calib.review.caveats import trial_caveats
 from calib.stages.upstream_state import STATE_FILE
 
 
@@ -58,9 +59,7 @@ def provenance(src: Source, t: FrozenTrial, why: str) -> tuple[tuple[str, str], 
     extra = ((("protocol", str(attrs["density_protocol"])),) if attrs.get("density_protocol") else ()) + (
         (("transfer", f"the density scored is this fidelity's x {mapped['factor']:.4g}, mapped to the full protocol "
                       f"(factor: {mapped.get('source')})"),) if isinstance(mapped, dict) else ()) + (
-        (("confirmation", confirm.one_line(checked) if checked else
-          "none (calib optimize --confirm runs the set at the target protocol)"),)
-        if attrs.get("density_protocol") or checked else ())
+        (("confirmation", confirm.one_line(checked)),) if checked else ())  # none: the caveats say so
     return (
         ("study", f"{src.name} ({src.spec.stage} stage; ledger {ledger.shown(src.storage)})"),
         ("trial", f"{t.number} ({why}; proposed by: {kind}); objective {t.value:.6g}"),
@@ -68,6 +67,7 @@ def provenance(src: Source, t: FrozenTrial, why: str) -> tuple[tuple[str, str], 
                     f"study uses from it, sha256 {src.dataset_digest}, is what it was calibrated on)"),
         ("fidelity", f"{fid}{beads}" + ("" if fid == target_fid else f" (the study's target: {target_fid})")),
         *extra,
+        *(("caveat", line) for line in trial_caveats(src.study, t).lines),
         ("calibrated on state", start),
         ("state left by the trial", left),
         ("calib", __version__),

@@ -17,22 +17,35 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
+from calib import ledger
+from calib.review.caveats import study_caveats
 from calib.review.report_page import Report, _esc
 from calib.review.report_sections import ReportSections
 from calib.study.stored import StoredStudy
 
-SECTIONS = ("summary", "convergence", "observables", "importances", "bounds", "profiles", "posterior", "pareto",
+SECTIONS = ("caveats", "summary", "convergence", "observables", "importances", "bounds", "profiles", "posterior", "pareto",
             "failures")
 
 
 class _Builder(ReportSections):
     """The whole page: every section in turn, then the page around them."""
 
+    def caveats_box(self) -> str:
+        """The best set's caveats (``calib.review.caveats``), above every section."""
+        c = study_caveats(self.study)
+        if c is None:
+            return ""
+        items = "".join(f"<li>{_esc(line)}</li>" for line in c.lines)
+        return (f'<section id="caveats" style="border:2px solid #c80;background:#fff8ec;padding:.2em 1em;'
+                f'margin:1em 0"><h2 style="margin-top:.5em;border:none">Caveats of the best set (trial '
+                f'{ledger.best_trial(self.study).number})</h2><ul>{items}</ul></section>')
+
     def write(self) -> Report:
         for step in (self.summary, self.convergence, self.observables, self.importances, self.bounds, self.profiles,
                      self.posterior, self.pareto_front, self.failures):
             step()
-        nav = " · ".join(f'<a href="#{k}">{k}</a>' for k in SECTIONS)
+        box = self.caveats_box()
+        nav = " · ".join(f'<a href="#{k}">{k}</a>' for k in SECTIONS if box or k != "caveats")
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>calib report: {_esc(self.study.study_name)}</title>
@@ -46,6 +59,7 @@ figure{{margin:1em 0}} figcaption{{font-size:.8em;color:#666}} nav{{font-size:.9
 <h1>calib report: study {_esc(self.study.study_name)}</h1>
 <p>{_esc(self.s.storage if '@' not in self.s.storage else '(database)')} · generated {stamp}</p>
 <nav>{nav}</nav>
+{box}
 {''.join(self.parts)}
 </body></html>
 """

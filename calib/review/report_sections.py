@@ -14,6 +14,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from calib.review.caveats import BOUND_FRACTION
 from calib import ledger
 from calib.optimize import confirmation as confirm
 from calib.review import figures as rp
@@ -25,7 +26,15 @@ from calib.review.summary import pareto
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 PROFILE_POINTS = 41
-AT_BOUND = 0.01
+AT_BOUND = BOUND_FRACTION
+MIN_IMPORTANCE_TRIALS = 10
+"""The fewest complete trials the report computes importances from (fANOVA's random forest
+over fewer ranks noise: a stated minimum, not a measured one)."""
+
+
+def min_importance_trials(n_keys: int) -> int:
+    """Complete trials the importances need: 2 per free key, at least ``MIN_IMPORTANCE_TRIALS``."""
+    return max(MIN_IMPORTANCE_TRIALS, 2 * n_keys)
 """A value within 1 % of its range (on the search scale) from a bound counts as at the bound."""
 
 
@@ -146,10 +155,13 @@ class ReportSections(PageBuilder):
 
     def importances(self) -> None:
         keys = list(self.s.space.keys)
-        if len(self.done) < 2 or len(keys) < 2:
+        need = min_importance_trials(len(keys))
+        if len(self.done) < need or len(keys) < 2:
             self.section("importances", "Parameter importances",
-                         f"<p>Not computed: needs at least 2 complete trials and 2 free keys "
-                         f"(has {len(self.done)} and {len(keys)}).</p>", "not computed")
+                         f"<p>Not computed: importances need at least {need} complete trials at the target fidelity "
+                         f"(2 per free key, at least {MIN_IMPORTANCE_TRIALS}) and 2 free keys; the study has "
+                         f"{len(self.done)} and {len(keys)}. Fewer trials give a forest that ranks noise.</p>",
+                         "not computed")
             return
         tmp = optuna.create_study(direction="minimize")
         # inside the search space only (a manual set outside the bounds is not part of it)

@@ -9,6 +9,7 @@ from objectives.scalarise import pareto_front
 
 from calib import ledger
 from calib.optimize.confirmation import summary as confirmation_summary
+from calib.review.caveats import study_caveats
 from calib.ledger import best_trial
 
 
@@ -75,6 +76,8 @@ def study_summary(study: optuna.Study, storage: str) -> dict:
             out["best_transfer"] = best.user_attrs["density_transfer"]
         if best.user_attrs.get("lineage") is not None:
             out["lineage"] = best.user_attrs["lineage"]
+    caveats = study_caveats(study)
+    out["caveats"] = caveats.as_dict() if caveats is not None else None
     return out
 
 

@@ -130,6 +130,8 @@ class BestRecord:
     when logged, so the latest value (MLflow shows the highest step's) is the current best's."""
     confirmation: str | None = None
     """Its confirmation at the target protocol in one line (``calib.optimize.confirmation``), if any."""
+    caveats: tuple[str, ...] = ()
+    """Its caveats in words (``calib.review.caveats``)."""
 
 
 def best_note(best: BestRecord, objective: str, link: str | None) -> str:
@@ -139,6 +141,8 @@ def best_note(best: BestRecord, objective: str, link: str | None) -> str:
     lines = [head, "", f"`{objective}` = {best.objective:.6g}", ""]
     if best.confirmation:
         lines += [f"**Confirmation at the target protocol**: {best.confirmation}", ""]
+    if best.caveats:
+        lines += ["**Caveats**", ""] + [f"- {c}" for c in best.caveats] + [""]
     obs = [(k, v, t) for k, (v, t) in best.observables.items() if t is not None]
     if obs:
         lines += ["| observable | best trial | target |", "|---|---|---|"]

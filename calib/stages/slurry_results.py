@@ -102,4 +102,7 @@ def density_convergence_note(obs: SlurryObservables, run: SlurryRunSpec) -> str:
 def density_not_converged(obs: SlurryObservables, run: SlurryRunSpec) -> str:
     return (f"density not converged after {obs.hold_steps:,} steps at the set pressure: it changed "
             f"{obs.density_change_rel:+.3%} across the last {run.window_blocks * run.block_steps:,} steps "
-            f"(tolerance {run.tolerance_rel:.2%}); lengthen the fidelity's density_max_steps")
+            f"(tolerance {run.tolerance_rel:.2%})" + (
+                "; in this model the density does not level off at 1 atm within any affordable run "
+                "(docs/model.md#slurry-protocol): use slurry.protocol: seed, whose end defines the density"
+                if run.pressure_atm <= 1.0 else "; lengthen the fidelity's density_max_steps"))
