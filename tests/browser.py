@@ -160,6 +160,30 @@ def open_experiment(driver, base_url: str, experiment_id: str, expand: bool = Fa
         return links.sort((a, b) => idx(a) - idx(b)).map(a => a.textContent.trim());""", _RUN_LINK)
 
 
+# the status icon MLflow 3.17 draws in the "Created" cell of a FINISHED run (a check in a circle)
+_FINISHED_ICON = 'path[d^="M11.53 6.53"]'
+
+
+def shown_runs(driver) -> list[dict]:
+    """The rows of an open runs table (``open_experiment``), top to bottom: ``{"name": the
+    run's name, "finished": its "Created" cell shows FINISHED's status icon, "duration": the
+    Duration cell's text ("" while the run has none)}``. A row's cells sit in several
+    containers (pinned and scrolled columns), matched by the row's index."""
+    return driver.execute_script("""
+        const out = [];
+        for (const a of document.querySelectorAll(arguments[0])) {
+            const row = a.closest('.ag-row');
+            if (!row) continue;
+            const idx = row.getAttribute('row-index');
+            const cell = id => document.querySelector(`.ag-row[row-index="${idx}"] [col-id="${id}"]`);
+            const created = cell('runDateAndNestInfo'), duration = cell('duration');
+            out.push({name: a.textContent.trim(), index: Number(idx),
+                      finished: !!(created && created.querySelector(arguments[1])),
+                      duration: duration ? duration.textContent.trim() : ''});
+        }
+        return out.sort((x, y) => x.index - y.index);""", _RUN_LINK, _FINISHED_ICON)
+
+
 # --------------------------------------------------------------------------- run page
 
 

@@ -1,11 +1,14 @@
 """The documentation site (mkdocs.yml, docs/): it builds in strict mode (a broken link or
 anchor fails the build), its generated study-file reference names every field of every
 settings model, its generated CLI reference names every command and option, and a broken
-link in a page fails the build naming the page."""
+link in a page fails the build naming the page. The README: its two commands are the ones
+CI runs, its links (to files and to sections of the site) resolve, the MLflow UI is served
+by an absolute store path everywhere, and the operator topics live in docs/operations.md."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +19,11 @@ import pytest
 from pydantic import BaseModel
 
 REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+INSTALL_AND_RUN = ("python3 -m venv .venv && .venv/bin/pip install -c constraints.txt -e . && "
+                   ".venv/bin/calib optimize --stage slurry")
+TEST_COMMAND = ('python3 -m venv .venv && .venv/bin/pip install -c constraints.txt -e ".[test]" && '
+                ".venv/bin/python -m pytest -q -n 2 --dist loadgroup")
 
 
 def build(config_dir: Path, site_dir: Path) -> subprocess.CompletedProcess:
@@ -58,7 +66,8 @@ def settings_models() -> list[type[BaseModel]]:
 
 
 def test_site_builds_with_every_page(site: Path):
-    for page in ("index.html", "installation.html", "tutorial.html", "model.html", "optimizer.html",
+    for page in ("index.html", "installation.html", "tutorial.html", "usage.html", "operations.html", "model.html",
+                 "optimizer.html",
                  "architecture.html", "adding_a_stage.html", "stages/slurry.html", "stages/drying.html",
                  "stages/calendering.html", "stages/characterise.html", "reference/study-file.html",
                  "reference/cli.html"):
@@ -103,3 +112,44 @@ def test_broken_link_fails_the_strict_build(tmp_path: Path):
     assert proc.returncode != 0, out
     assert "tutorial.md" in out and "no-such-page.md" in out, out
     assert "no-such-section" in out, out
+
+
+def test_the_readme_s_two_commands_are_the_ones_ci_runs():
+    """The install + main job and the test command, byte for byte, before anything else the
+    README explains; ``.ci/run`` runs the test command (pip quiet)."""
+    text = README.read_text()
+    assert [line for line in text.splitlines() if line.startswith("python3 -m venv")] == [INSTALL_AND_RUN, TEST_COMMAND]
+    ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line.startswith("python3 -m venv")]
+    assert ci == [TEST_COMMAND.replace("/pip install ", "/pip install -q ")]
+    first_section = text.index("\n## ", text.index(TEST_COMMAND))
+    assert text.index(INSTALL_AND_RUN) < text.index(TEST_COMMAND) < first_section
+
+
+def test_the_readme_s_links_resolve(site: Path):
+    """Every relative link of the README names a file of the repository, and a link to a
+    section of a documentation page names a section the built site has."""
+    links = [link for link in re.findall(r"\]\(([^)\s]+)\)", README.read_text()) if "://" not in link]
+    assert len(links) >= 10, links
+    for link in links:
+        path, _, anchor = link.partition("#")
+        assert (REPO / path).exists(), link
+        if anchor:
+            assert path.startswith("docs/") and path.endswith(".md"), link
+            html = (site / path.removeprefix("docs/").replace(".md", ".html")).read_text()
+            assert f'id="{anchor}"' in html, link
+
+
+def test_the_mlflow_ui_is_served_by_an_absolute_store_path():
+    """``sqlite:///runs/mlflow.db`` names the store relative to the folder ``mlflow ui`` runs
+    in; the README and the pages give an absolute path (``$PWD``) instead."""
+    pages = [README, *sorted((REPO / "docs").rglob("*.md"))]
+    relative = [str(p.relative_to(REPO)) for p in pages if re.search(r"sqlite:///(?!/|\$PWD)", p.read_text())]
+    assert not relative, relative
+    assert 'mlflow ui --backend-store-uri "sqlite:///$PWD/runs/mlflow.db"' in README.read_text()
+
+
+@pytest.mark.parametrize("topic", ["--heartbeat-s", "sbatch", "squeue", "postgresql+psycopg", "docker compose",
+                                   "mlflow_record.json", "reaper", "calib_lost"])
+def test_operator_topics_live_in_the_operations_page(topic: str):
+    assert topic not in README.read_text(), f"{topic!r}: an operator topic, for docs/operations.md"
+    assert topic in (REPO / "docs" / "operations.md").read_text(), topic

@@ -1,5 +1,5 @@
 """``--tracking-uri`` pointing at a real MLflow tracking server started on loopback, with a
-SQLite or a PostgreSQL backend store (the server mode of the README's "On a cluster") and
+SQLite or a PostgreSQL backend store (the server mode of docs/operations.md, "On a cluster") and
 an artifact root the server serves; unusable tracking URIs are refused up front."""
 
 from __future__ import annotations

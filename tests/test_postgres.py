@@ -42,7 +42,7 @@ def test_a_bad_database_url_is_refused_in_seconds_writing_nothing(postgres, inpu
 
 @pytest.mark.lammps
 def test_a_study_runs_resumes_and_exports_on_postgresql(postgres, tmp_path: Path):
-    url = postgres.url.replace("postgresql+psycopg://", "postgresql://")  # as the README writes it
+    url = postgres.url.replace("postgresql+psycopg://", "postgresql://")  # as docs/operations.md writes it
     study = write_study(tmp_path, "pg_study", optimizer={"sampler": "sobol"})
     common = ("--study", str(study), "--fidelity", "smoke", "--storage", url, "--tracking-uri", "none",
               "--runs-dir", str(tmp_path / "runs"), "--json")

@@ -14,9 +14,32 @@ import numpy as np
 
 from calib.core.plots import figure
 
+LINE_PAD = 0.12
+"""How far inside the frame a reference line (a target, the best set) is kept, as a share
+of the axis span (of its logarithm on a log axis)."""
+
 KIND_STYLE = {"initial design": ("tab:gray", "s"), "model": ("tab:blue", "o"), "manual": ("tab:orange", "D"),
               "re-proposed": ("tab:purple", "v"), "re-attached": ("tab:purple", "v"), "sobol": ("tab:gray", "s"),
               "random": ("tab:gray", "s")}
+
+
+def keep_inside(ax, axis: str, values: Sequence[float | None], pad: float = LINE_PAD) -> None:
+    """Widen ``ax``'s ``axis`` ("x" or "y") limits so that every line at one of ``values``
+    lies at least ``pad`` of the span inside the frame, not on it (a target at the axis
+    limit, a best set at a bound). None, non-finite values and, on a log axis, values <= 0
+    are skipped. Call it after everything is drawn: it fixes the limits."""
+    get, set_ = (ax.get_xlim, ax.set_xlim) if axis == "x" else (ax.get_ylim, ax.set_ylim)
+    log = (ax.get_xscale() if axis == "x" else ax.get_yscale()) == "log"
+    fwd, back = (np.log10, lambda v: 10.0 ** v) if log else ((lambda v: v), (lambda v: v))
+    vals = [float(v) for v in values if v is not None and math.isfinite(v) and (not log or v > 0)]
+    if not vals:
+        return
+    lo, hi = (fwd(v) for v in get())
+    for _ in range(2):  # widening one side widens the span the other side's pad is measured on
+        span = hi - lo if hi > lo else max(abs(lo), 1.0)
+        lo = min(lo, *(fwd(v) - pad * span for v in vals))
+        hi = max(hi, *(fwd(v) + pad * span for v in vals))
+    set_(back(lo), back(hi))
 
 
 def kind_family(kind: str) -> str:
@@ -36,7 +59,10 @@ class TrialPoint:
 
 def plot_convergence(path: Path, points: Sequence[TrialPoint], title: str = "") -> Path:
     """Objective by trial number (log scale) coloured by how each trial was proposed, the
-    best-so-far line, failed trials as red crosses along the top."""
+    best-so-far line, failed trials as red crosses along the top; integer ticks on the
+    trial axis."""
+    from matplotlib.ticker import MaxNLocator
+
     with figure(path, figsize=(7.0, 3.8), dpi=110) as (fig, ax):
         ok = [p for p in points if p.value is not None]
         floor = 1e-6
@@ -60,6 +86,7 @@ def plot_convergence(path: Path, points: Sequence[TrialPoint], title: str = "") 
             ax.scatter([p.number for p in failed], [top] * len(failed), c="tab:red", marker="x", s=40,
                        label="failed", zorder=3)
         ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers: no 0.5 ticks
         ax.set_xlabel("trial number")
         ax.set_ylabel("objective (lower is better)")
         ax.set_title(title or "convergence", fontsize=9)
@@ -103,6 +130,7 @@ def plot_scalar_targets(path: Path, obs: Sequence[ScalarObservation], title: str
             ax.set_xticks([])
             ax.set_ylabel(f"{o.name} ({o.unit})" if o.unit not in ("", "1") else o.name)
             ax.legend(fontsize=7)
+            keep_inside(ax, "y", [o.target])
     return Path(path)
 
 
@@ -174,6 +202,8 @@ def plot_profiles(path: Path, profiles: Sequence[Profile], title: str = "") -> P
                     ax.set_xscale("log")
                 if name == "objective":
                     ax.set_yscale("log")
+                keep_inside(ax, "y", [target])
+                keep_inside(ax, "x", [prof.best_value])  # a best set at a bound, not on the frame
                 ax.set_xlabel(prof.key, fontsize=8)
                 ax.set_ylabel(f"{name} ({unit})" if unit not in ("", "1") else name, fontsize=8)
                 ax.tick_params(labelsize=7)
