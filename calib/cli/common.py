@@ -11,6 +11,7 @@ The commands register on ``app`` from their own modules (``calib.cli.optimize``,
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -44,6 +45,23 @@ def usage_error_line(exc: Exception, command: str | None = None) -> str:
     return f"calib: error: {where}: {field}: {message}; see '{command} --help'"
 
 
+def quiet_libraries() -> None:
+    """Keep libraries' routine log lines off stderr, which carries calib's own lines: MLflow
+    logs at INFO as it sets up a store ("Creating initial MLflow database tables...",
+    "Updating database tables") and alembic through it. MLflow reads its level from
+    ``MLFLOW_LOGGING_LEVEL`` when first imported, so this sets it to WARNING unless the user
+    set it (a user's ``MLFLOW_LOGGING_LEVEL=INFO`` brings the lines back); warnings and errors
+    still show. Called before any command runs."""
+    import logging
+
+    if "MLFLOW_LOGGING_LEVEL" in os.environ:
+        return
+    os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
+    if "mlflow" in sys.modules:  # imported already (calib used as a library): its loggers are set up
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 class _OneLineUsageErrors(typer.core.TyperGroup):
     """The command group, with usage errors reported as one line (:func:`usage_error_line`),
     exit status 2. ``calib`` alone still prints the help."""
@@ -52,6 +70,7 @@ class _OneLineUsageErrors(typer.core.TyperGroup):
         from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
         from typer.exceptions import Abort
 
+        quiet_libraries()
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:

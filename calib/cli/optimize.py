@@ -107,9 +107,6 @@ def run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as
                   heartbeat_s: int = 30, grace_s: int = 120, queue=(), report=None, confirm=None) -> None:
     """Run the study (``queue``: sets to run first, ``calib refine``) and print its summary
     (``report(summary)``: lines printed before it)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from sim_backends.lammps.install import locate_lammps
 
     from calib import ledger
@@ -150,31 +147,24 @@ def run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as
         typer.echo(f"note: {n_trials} trials <= optimizer.n_initial ({spec.optimizer.n_initial}): every trial comes "
                    "from the initial design and the model never proposes; run more trials for a calibration",
                    err=True)
-    console = Console(stderr=True)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[last]}"), console=console, transient=as_json) as progress:
-        task = progress.add_task(f"{spec.name} [{spec.stage}/{' -> '.join(spec.ladder)}]", total=n_trials, last="")
+    title = f"{spec.name} [{spec.stage}/{' -> '.join(spec.ladder)}]"
+    done = min(n_trials, ledger.finished_count(existing)) if existing is not None else 0
+    with TrialDisplay(title, n_trials, done, quiet=as_json) as display:
 
         def on_event(e: Event) -> None:
             if e.kind in ("complete", "fail"):
-                if e.counted:
-                    progress.advance(task)
                 text = f"trial {e.trial}: {e.message}" + (f" (objective {e.value:.3g})" if e.value is not None else "")
-                progress.update(task, last=text[:80])
-                if not as_json:
-                    progress.console.print(("  " if e.kind == "complete" else "  FAIL ") + text)
+                display.trial(("  " if e.kind == "complete" else "  FAIL ") + text, text, e.counted)
             elif e.kind == "warning":
-                progress.console.print(f"  warning (trial {e.trial}): {e.message}" if e.trial >= 0
-                                       else f"  warning: {e.message}")  # -1: about the study
+                display.line(f"  warning (trial {e.trial}): {e.message}" if e.trial >= 0
+                             else f"  warning: {e.message}")  # -1: about the study
             elif e.kind == "info":
-                progress.console.print(f"  {e.message}")
+                display.line(f"  {e.message}")
             elif e.kind == "recovered":
-                progress.console.print(f"  recovered trial {e.trial}: {e.message}")
+                display.line(f"  recovered trial {e.trial}: {e.message}")
             elif e.kind == "reattached":
-                progress.console.print(f"  trial {e.trial}: {e.message}")
+                display.line(f"  trial {e.trial}: {e.message}")
 
-        if existing is not None:
-            progress.update(task, completed=min(n_trials, ledger.finished_count(existing)))
         try:
             # stdout carries only the summary: libraries' chatter (MLflow prints run links) goes to stderr
             with contextlib.redirect_stdout(sys.stderr), terminated_as_interrupt():
@@ -209,6 +199,66 @@ def run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as
                    + (f" at its target fidelity {summary['target_fidelity']}" if summary.get("trials_complete") else "")
                    + "; " + no_answer_hint(summary).removeprefix("hint: "), err=True)
         raise typer.Exit(1)
+
+
+class TrialDisplay:
+    """What a running study shows on stderr (a context manager). On an interactive terminal:
+    rich's progress bar (the study, trials finished of its budget, the time, the last trial)
+    with the study's lines printed above it. Anywhere else (a file, a pipe, a batch job's
+    log): no bar, which would leave its last frame in the file, but plain lines, each written
+    whole on one line (rich would wrap them at 80 columns), after a first line naming the
+    study and its budget. ``quiet`` (``--json``): no trial lines and, on a terminal, a bar
+    that is cleared at the end; warnings and notices still show."""
+
+    def __init__(self, title: str, total: int, done: int = 0, quiet: bool = False) -> None:
+        from rich.console import Console
+
+        self.title, self.total, self.done, self.quiet = title, total, done, quiet
+        console = Console(stderr=True)
+        self._progress = None
+        if console.is_interactive:
+            from rich.markup import escape
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._escape = escape
+            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), TextColumn("{task.fields[last]}"), console=console,
+                                      transient=quiet)
+            self._task = self._progress.add_task(escape(title), total=total, completed=done, last="")
+
+    @property
+    def live(self) -> bool:
+        """Whether the progress bar is shown (stderr is an interactive terminal)."""
+        return self._progress is not None
+
+    def __enter__(self) -> "TrialDisplay":
+        if self._progress is not None:
+            self._progress.__enter__()
+        elif not self.quiet:
+            self.line(f"{self.title}: {self.done} of {self.total} trials finished")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def line(self, text: str) -> None:
+        """One line of the study's output, as it is (no markup, no wrapping but the terminal's)."""
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False)
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    def trial(self, line: str, last: str, counted: bool) -> None:
+        """A finished trial: ``line`` printed (unless quiet), ``last`` shown beside the bar, and
+        the bar advanced if the trial counts toward the budget."""
+        if counted:
+            self.done += 1
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1 if counted else 0, last=self._escape(last[:80]))
+        if not self.quiet:
+            self.line(line)
 
 
 def mlflow_view(uri: str, experiment_id: str, parent_run_id: str | None) -> dict:
