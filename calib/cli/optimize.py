@@ -12,62 +12,82 @@ from typing import Optional
 import typer
 
 from calib import stages
-from calib.cli.common import (DEFAULT_RUNS, app, at_least, check_storage, check_tracking, default_storage, default_study,
-                           fail, terminated_as_interrupt, with_backend)
+from calib.cli.common import (DEFAULT_RUNS, STUDIES_DIR, STUDY_METAVAR, app, at_least, check_storage, check_tracking,
+                              default_storage, default_study, fail, is_study_file, shown_path, study_file,
+                              terminated_as_interrupt, with_backend)
 from calib.cli.summary import no_answer_hint, print_summary
 from calib.core.errors import InputError, StudyHalted, Terminated
 from calib.core.paths import check_folder
 
 
-@app.command()
+@app.command(short_help="Calibrate one stage's force field against its dataset.")
 def optimize(
-    stage: str = typer.Option(..., help=f"Stage to calibrate ({', '.join(stages.names())})."),
-    study: Optional[Path] = typer.Option(None, help="Study file (default: the stage's default study)."),
-    fidelity: Optional[str] = typer.Option(None, help="Named fidelity overriding the study's (smoke, dev, paper, ...)."),
-    trials: Optional[int] = typer.Option(None, parser=at_least("--trials", 1), metavar="INTEGER",
+    stage: str = typer.Option(..., metavar="STAGE", help=f"Stage to calibrate ({', '.join(stages.names())})."),
+    study: Optional[str] = typer.Option(
+        None, metavar=STUDY_METAVAR, help="Study file to run, or the name of a stored study to resume "
+                                          "(default: the stage's default study file)."),
+    fidelity: Optional[str] = typer.Option(None, metavar="NAME",
+                                           help="Named fidelity overriding the study's (smoke, dev, paper, ...)."),
+    trials: Optional[int] = typer.Option(None, parser=at_least("--trials", 1), metavar="N",
                                          help="Finished trials the study should have (>= 1)."),
     seed: Optional[int] = typer.Option(None, parser=at_least("--seed", 0), metavar="INTEGER",
                                        help="Proposal and simulation seed (default: the study's)."),
-    parallel: Optional[int] = typer.Option(None, parser=at_least("--parallel", 1), metavar="INTEGER",
+    parallel: Optional[int] = typer.Option(None, parser=at_least("--parallel", 1), metavar="N",
                                            help="Trials run at once (default: the study's)."),
-    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite under --runs-dir)."),
+    storage: Optional[str] = typer.Option(None, metavar="URL",
+                                          help="Optuna storage URL (default: sqlite under --runs-dir)."),
     tracking_uri: Optional[str] = typer.Option(
-        None, help="MLflow tracking URI (default: embedded sqlite under --runs-dir); 'none' disables."),
-    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where trial directories and default stores live."),
+        None, metavar="URI", help="MLflow tracking URI (default: embedded sqlite under --runs-dir); 'none' disables."),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, metavar="DIR", help="Where trial directories and default stores live."),
     viscosity_csv: Optional[Path] = typer.Option(
-        None, help="Rheometer CSV (shear rate, viscosity) replacing the dataset's viscosity curve for this study."),
-    backend: Optional[str] = typer.Option(None, help="Where runs go: local or slurm (default: the study's "
-                                                     "resources.backend, local)."),
-    heartbeat_s: int = typer.Option(30, parser=at_least("--heartbeat-s", 1), metavar="INTEGER",
+        None, metavar="FILE",
+        help="Rheometer CSV (shear rate, viscosity) replacing the dataset's viscosity curve for this study."),
+    backend: Optional[str] = typer.Option(None, metavar="NAME", help="Where runs go: local or slurm (default: the "
+                                                                     "study's resources.backend, local)."),
+    heartbeat_s: int = typer.Option(30, parser=at_least("--heartbeat-s", 1), metavar="SECONDS",
                                     help="Seconds between heartbeats of each running trial."),
-    grace_s: Optional[int] = typer.Option(None, parser=at_least("--grace-s", 1), metavar="INTEGER",
+    grace_s: Optional[int] = typer.Option(None, parser=at_least("--grace-s", 1), metavar="SECONDS",
                                           help="A trial without a heartbeat for this long belongs to a dead driver "
                                                "and is re-queued (default: 4 heartbeats)."),
     confirm: bool = typer.Option(False, "--confirm", help="Once the budget is spent, run the best set again at the "
                                                           "target protocol on fresh placements (a confirmation trial)."),
-    confirm_compression: int = typer.Option(1, parser=at_least("--confirm-compression", 1), metavar="INTEGER",
+    confirm_compression: int = typer.Option(1, parser=at_least("--confirm-compression", 1), metavar="K",
                                             help="The confirmation's protocol compression k (1: the full protocol)."),
-    confirm_replicates: int = typer.Option(2, parser=at_least("--confirm-replicates", 1), metavar="INTEGER",
+    confirm_replicates: int = typer.Option(2, parser=at_least("--confirm-replicates", 1), metavar="N",
                                            help="Fresh placements the confirmation runs (their spread is reported)."),
     confirm_timeout_s: Optional[float] = typer.Option(
-        None, metavar="SECONDS", help="Wall-time limit of each confirmation run, seconds (default: the study's trial_timeout_s times "
-                   "the study's compression over the confirmation's)."),
+        None, metavar="SECONDS", help="Wall-time limit of each confirmation run, seconds (default: the study's "
+                                      "trial_timeout_s times the study's compression over the confirmation's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Calibrate one stage's force field against its dataset. Several drivers may run one
-    study at once (same study file and --storage): they share its trial budget. With
-    --confirm the best set is then run at the target protocol (k = 1 by default: hours for
-    the slurry's seed protocol) and shown next to its calibrated value."""
+    study at once (same study and --storage): they share its trial budget. With --confirm
+    the best set is then run at the target protocol (k = 1 by default: hours for the
+    slurry's seed protocol) and shown next to its calibrated value.
+
+    --study takes a study file or a study name: a value ending in .yaml or .yml, holding a
+    /, or naming an existing file is a study file (a new study, or the stored study of its
+    name resumed); any other value names a study in the storage, resumed with the settings
+    it was run with."""
     from calib.study.load import load_study
 
     try:
         stages.lookup(stage, "--stage", "stage")
-        path = study or default_study(stage)
-        if path is None:
-            raise InputError("--study", "study", f"stage {stage} has no default study: give --study FILE")
-        loaded = load_study(path, fidelity=fidelity, viscosity_csv=viscosity_csv)
+        lineage = None
+        if study is None or is_study_file(study):
+            path = study_file(study) if study is not None else default_study(stage)
+            if path is None:
+                raise InputError("--study", "study", f"stage {stage} has no default study: give --study FILE")
+            loaded = load_study(path, fidelity=fidelity, viscosity_csv=viscosity_csv)
+            where = str(path)
+        else:  # a stored study's name: resumed with its stored settings
+            check_folder(runs_dir)
+            url = storage or default_storage(runs_dir)
+            check_storage(url, runs_dir)
+            loaded, lineage = _stored_settings(study, url, storage is not None, fidelity, viscosity_csv)
+            path, where = Path(loaded.path), "--study"
         if loaded.spec.stage != stage:
-            raise InputError(str(path), "stage", f"study is for stage {loaded.spec.stage!r}, not {stage!r}")
+            raise InputError(where, "stage", f"study is for stage {loaded.spec.stage!r}, not {stage!r}")
         loaded = with_backend(loaded, backend, path)
         if grace_s is not None and grace_s < 2 * heartbeat_s:
             raise InputError("--grace-s", "grace_s", f"{grace_s} s is under two heartbeats ({2 * heartbeat_s} s): "
@@ -90,17 +110,47 @@ def optimize(
         url = storage or default_storage(runs_dir)
         check_storage(url, runs_dir)
         check_tracking(tracking_uri)
-        lineage = None
         if loaded.spec.upstream is not None:
-            from calib.study.upstream import resolve_upstream
+            if lineage is None:
+                from calib.study.upstream import resolve_upstream
 
-            lineage = resolve_upstream(loaded, url)
+                lineage = resolve_upstream(loaded, url)
             loaded.stage.check_upstream(loaded, lineage)
     except InputError as exc:
         fail(exc)
         return
     run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as_json, lineage, heartbeat_s,
                   grace_s or 4 * heartbeat_s, confirm=conf)
+
+
+def _stored_settings(name: str, url: str, storage_given: bool, fidelity: str | None, viscosity_csv: Path | None):
+    """``calib optimize --study NAME``: the settings and upstream state (or None) study ``name``
+    was run with, to resume it; ``--fidelity`` applied (a fidelity other than the stored one is
+    then refused by the resume check, naming ``--fidelity``). A name the storage does not hold
+    is refused naming ``--study``, with the study file to give to start one."""
+    from calib.study.load import with_fidelity
+    from calib.study.stored import open_stored
+
+    if viscosity_csv is not None:
+        raise InputError("--viscosity-csv", "(option)", f"study {name!r} is resumed with the viscosity curve it was "
+                                                        "run with; --viscosity-csv starts a study from a study file")
+    try:
+        stored = open_stored(name, url)
+    except InputError as exc:
+        missing = (exc.where == "--study" and exc.message.startswith("no study named")) or (
+            exc.where == "--storage" and exc.message.startswith("no study database") and not storage_given)
+        if not missing:
+            raise
+        shipped = STUDIES_DIR / f"{name}.yaml"
+        hint = f" (--study {shown_path(shipped)})" if shipped.is_file() else ""
+        from calib import ledger
+
+        raise InputError("--study", "study", f"no study named {name!r} in {ledger.shown(url)}; to start a study, "
+                                             f"give its study file{hint}") from exc
+    loaded = stored.loaded
+    if fidelity is not None and fidelity != loaded.spec.fidelity:
+        loaded = loaded.model_copy(update={"spec": with_fidelity(loaded.spec, fidelity)})
+    return loaded, stored.lineage
 
 
 def run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as_json, lineage=None,
