@@ -52,14 +52,17 @@ def usage_error_line(exc: Exception, command: str | None = None) -> str:
 
 
 def quiet_libraries() -> None:
-    """Keep libraries' routine log lines off stderr, which carries calib's own lines: MLflow
+    """Keep libraries' routine output off stderr, which carries calib's own lines: MLflow
     logs at INFO as it sets up a store ("Creating initial MLflow database tables...",
-    "Updating database tables") and alembic through it. MLflow reads its level from
-    ``MLFLOW_LOGGING_LEVEL`` when first imported, so this sets it to WARNING unless the user
-    set it (a user's ``MLFLOW_LOGGING_LEVEL=INFO`` brings the lines back); warnings and errors
-    still show. Called before any command runs."""
+    "Updating database tables", alembic through it), and prints two links ("View run ...
+    at", "View experiment at") each time a run on a tracking server ends (to stdout, which a
+    study sends to stderr; calib prints its own link once). Their switches are environment
+    variables, each set here unless the user set it: ``MLFLOW_LOGGING_LEVEL=WARNING`` (read
+    when MLflow is first imported; MLflow's warnings and errors still show) and
+    ``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT=true``. Called before any command runs."""
     import logging
 
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     if "MLFLOW_LOGGING_LEVEL" in os.environ:
         return
     os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
