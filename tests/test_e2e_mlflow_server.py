@@ -30,10 +30,13 @@ def mlflow_server(request, tmp_path: Path):
 
 def test_optimize_logs_to_tracking_server(tmp_path: Path, mlflow_server: str):
     study = write_study(tmp_path, "served", trials=1, parallel=1)
-    s = parse_json_stdout(run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
-                                    "--runs-dir", str(tmp_path / "runs"), "--tracking-uri", mlflow_server, "--json",
-                                    cwd=tmp_path))
+    proc = run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
+                     "--runs-dir", str(tmp_path / "runs"), "--tracking-uri", mlflow_server, "--json", cwd=tmp_path)
+    s = parse_json_stdout(proc)
     assert s["trials_complete"] == 1
+    # stderr carries calib's lines only: not MLflow's links at the end of each run, nor its INFO log
+    assert "View run" not in proc.stderr and "View experiment" not in proc.stderr, proc.stderr
+    assert " INFO " not in proc.stderr, proc.stderr
     assert not (tmp_path / "runs" / "mlflow.db").exists()  # nothing went to the embedded store
     client = MlflowClient(tracking_uri=mlflow_server)
     exp = client.get_experiment_by_name("served")

@@ -1,8 +1,11 @@
 """The ``calib`` command line's Typer app and what its commands share: the app with its
-one-line usage errors (``usage_error_line``, ``_OneLineUsageErrors``); the defaults
-(``DEFAULT_RUNS``, ``default_storage``, ``default_study``, ``DEFAULT_PIPELINE``); the shared
-checks (``fail``, ``check_storage``, ``check_tracking``, ``at_least``, ``with_backend``,
-``manual_sets``); Ctrl-C and SIGTERM (``terminated_as_interrupt``, ``interrupted``).
+one-line usage errors (``usage_error_line``, ``_OneLineUsageErrors``), its plain help
+(``_HelpFormatter``) and quiet libraries (``quiet_libraries``); the defaults
+(``DEFAULT_RUNS``, ``default_storage``, ``default_study``, ``DEFAULT_PIPELINE``); what
+``--study`` names, a study file or a stored study's name (``is_study_file``, ``study_file``,
+``study_name``, ``open_study``, ``study_settings``); the shared checks (``fail``,
+``check_storage``, ``check_tracking``, ``at_least``, ``with_backend``, ``manual_sets``);
+Ctrl-C and SIGTERM (``terminated_as_interrupt``, ``interrupted``).
 
 The commands register on ``app`` from their own modules (``calib.cli.optimize``, ...), which
 ``calib.cli`` imports in the order ``calib --help`` lists them; this module imports none of them.
@@ -11,11 +14,15 @@ The commands register on ``app`` from their own modules (``calib.cli.optimize``,
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import sys
 from pathlib import Path
 
 import typer
 import typer.core
+from typer._click.core import Context
+from typer._click.formatting import HelpFormatter
 
 from calib import stages
 from calib.core.errors import InputError, Terminated
@@ -44,21 +51,76 @@ def usage_error_line(exc: Exception, command: str | None = None) -> str:
     return f"calib: error: {where}: {field}: {message}; see '{command} --help'"
 
 
+def quiet_libraries() -> None:
+    """Keep libraries' routine output off stderr, which carries calib's own lines: MLflow
+    logs at INFO as it sets up a store ("Creating initial MLflow database tables...",
+    "Updating database tables", alembic through it), and prints two links ("View run ...
+    at", "View experiment at") each time a run on a tracking server ends (to stdout, which a
+    study sends to stderr; calib prints its own link once). Their switches are environment
+    variables, each set here unless the user set it: ``MLFLOW_LOGGING_LEVEL=WARNING`` (read
+    when MLflow is first imported; MLflow's warnings and errors still show) and
+    ``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT=true``. Called before any command runs."""
+    import logging
+
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    if "MLFLOW_LOGGING_LEVEL" in os.environ:
+        return
+    os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
+    if "mlflow" in sys.modules:  # imported already (calib used as a library): its loggers are set up
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+_HELD_HYPHEN = "\u2011"  # a non-breaking hyphen, for the time a help text is wrapped
+
+
+def _hold_hyphens(text: str) -> str:
+    return re.sub(r"(?<=\w)-(?=\w)", _HELD_HYPHEN, text)
+
+
+class _HelpFormatter(HelpFormatter):
+    """click's help formatter, except that it never breaks a line at a hyphen inside a word:
+    ``--runs-dir`` stays whole (click's wrapper would cut it after ``--runs-``)."""
+
+    def write_text(self, text: str) -> None:
+        super().write_text(_hold_hyphens(text))
+
+    def write_dl(self, rows, col_max: int = 30, col_spacing: int = 2) -> None:
+        super().write_dl([(first, _hold_hyphens(second)) for first, second in rows], col_max, col_spacing)
+
+    def getvalue(self) -> str:
+        return super().getvalue().replace(_HELD_HYPHEN, "-")
+
+
+class _HelpContext(Context):
+    """The context of ``calib`` and its commands: its help is written by ``_HelpFormatter``."""
+
+    formatter_class = _HelpFormatter
+
+
 class _OneLineUsageErrors(typer.core.TyperGroup):
     """The command group, with usage errors reported as one line (:func:`usage_error_line`),
-    exit status 2. ``calib`` alone still prints the help."""
+    exit status 2. ``calib`` alone still prints the help. The group and its commands write
+    their help with ``_HelpFormatter``."""
+
+    context_class = _HelpContext
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            command.context_class = _HelpContext
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):  # type: ignore[override]
         from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
         from typer.exceptions import Abort
 
+        quiet_libraries()
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
-        except NoArgsIsHelpError as exc:
-            if exc.format_message().strip():  # (with rich, the help is already printed)
-                exc.show()
+        except NoArgsIsHelpError as exc:  # ``calib`` alone: the help, on stdout as --help prints it
+            typer.echo(exc.format_message())
             sys.exit(exc.exit_code)
         except UsageError as exc:
             given = kwargs.get("args", args[0] if args else None)
@@ -75,8 +137,14 @@ class _OneLineUsageErrors(typer.core.TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_OneLineUsageErrors,
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_OneLineUsageErrors, rich_markup_mode=None,
+                  pretty_exceptions_enable=False,
                   help="Bayesian force-field calibration of CGMD electrode-manufacturing models.")
+"""The app. Its help is click's plain help (``rich_markup_mode=None``): rich's boxed tables cut
+long option names at 80 columns and show a flag's type; each option gives its metavar (FILE,
+DIR, URL, N, ...) and a flag is one name (``--json``, not ``--json / --no-json``). A crash is
+Python's plain traceback (no rich box of local variables, which wraps at 80 columns in a log
+and would show a storage URL's password)."""
 
 DEFAULT_RUNS = Path("runs")
 
@@ -126,13 +194,81 @@ def at_least(option: str, low: int):
     return parse
 
 
+STUDY_METAVAR = "FILE|NAME"
+"""How ``--study`` shows its value in ``--help``."""
+
+
+def is_study_file(value: str) -> bool:
+    """What a ``--study`` value is, on every command: a study file if it ends in ``.yaml`` or
+    ``.yml``, holds a path separator (a study name cannot) or names an existing file; any
+    other value is the name of a stored study. A file that does not exist is still a file:
+    ``study_file`` refuses it, so that a mistyped path is not looked up as a name."""
+    return value.endswith((".yaml", ".yml")) or "/" in value or os.sep in value or Path(value).is_file()
+
+
+def study_file(value: str) -> Path:
+    """The study file a ``--study`` value names; ``InputError`` naming ``--study`` if it is not
+    a file (missing, or a folder)."""
+    path = Path(value)
+    if path.is_dir():
+        raise InputError("--study", "study", f"{value} is a folder, not a study file")
+    if not path.is_file():
+        raise InputError("--study", "study", f"no such study file: {value}")
+    return path
+
+
+def study_name(value: str) -> str:
+    """The name of the study a ``--study`` value names: a study file's ``name`` (the file read
+    and checked by ``calib.study.load.load_study``, so a bad file is refused naming it), or the
+    value itself."""
+    if not is_study_file(value):
+        return value
+    from calib.study.load import load_study
+
+    return load_study(study_file(value)).spec.name
+
+
+def open_study(value: str, storage: str):
+    """The stored study a ``--study`` value names, rebuilt (``calib.study.stored.open_stored``;
+    ``InputError`` naming ``--study`` or ``--storage`` if it is not there)."""
+    from calib.study.stored import open_stored
+
+    return open_stored(study_name(value), storage)
+
+
+def study_settings(value: str, storage: str, fidelity: str | None):
+    """The settings a ``--study`` value gives ``calib pipeline`` and ``calib reproduce``: a study
+    file read by ``load_study``, or the settings a stored study was run with; ``fidelity``
+    (``--fidelity``) overrides either's."""
+    from calib.study.load import load_study, with_fidelity
+
+    if is_study_file(value):
+        return load_study(study_file(value), fidelity=fidelity)
+    loaded = open_study(value, storage).loaded
+    if fidelity is not None:
+        loaded = loaded.model_copy(update={"spec": with_fidelity(loaded.spec, fidelity)})
+    return loaded
+
+
+STUDIES_DIR = DEFAULT_STUDY.parent
+"""The study files calib ships (``studies/``)."""
+
+
 def default_study(stage: str) -> Path | None:
     """A stage's default study file (``Stage.default_study`` under ``studies/``), or None."""
     name = stages.get(stage).default_study
-    return DEFAULT_STUDY.parent / name if name else None
+    return STUDIES_DIR / name if name else None
 
 
-DEFAULT_PIPELINE = DEFAULT_STUDY.parent / "ssb_pipeline.yaml"
+def shown_path(path: Path) -> str:
+    """``path`` as a message shows it: relative to the working folder if under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+DEFAULT_PIPELINE = STUDIES_DIR / "ssb_pipeline.yaml"
 
 
 @contextlib.contextmanager

@@ -8,32 +8,36 @@ from typing import Optional
 
 import typer
 
-from calib.cli.common import DEFAULT_RUNS, app, at_least, default_storage, fail
+from calib.cli.common import DEFAULT_RUNS, STUDY_METAVAR, app, at_least, default_storage, fail, study_name
 from calib.core.errors import InputError
 
 
-@app.command()
+@app.command(short_help="Print calibrated sets as Table S1; write LAMMPS include files.")
 def export(
-    study: list[str] = typer.Option(..., "--study", help="Study name in the storage; repeat it for the stages of one "
-                                                         "lineage (slurry, drying, calendering): one column each."),
+    study: list[str] = typer.Option(..., "--study", metavar=STUDY_METAVAR,
+                                    help="The study: its study file, or its name in the storage; repeat it for the "
+                                         "stages of one lineage (slurry, drying, calendering): one column each."),
     top: Optional[int] = typer.Option(None, parser=at_least("--top", 1), metavar="K",
                                       help="The K best sets of the study, side by side."),
     pareto: bool = typer.Option(False, "--pareto", help="The non-dominated sets of a multi-objective study."),
     trial: Optional[int] = typer.Option(None, parser=at_least("--trial", 0), metavar="N",
                                         help="Trial N (any completed trial, manual ones included); with several "
                                              "studies, a trial of the most downstream one."),
-    fmt: str = typer.Option("markdown", "--format", help="markdown, csv, json, latex or lammps."),
-    out: Optional[Path] = typer.Option(None, help="Also write one LAMMPS include file per column (with its "
-                                                  "provenance) and the table in every format into this folder."),
-    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite under --runs-dir)."),
-    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where the default storage lives."),
+    fmt: str = typer.Option("markdown", "--format", metavar="FORMAT", help="markdown, csv, json, latex or lammps."),
+    out: Optional[Path] = typer.Option(None, metavar="DIR", help="Also write one LAMMPS include file per column (with "
+                                                                 "its provenance) and the table in every format into "
+                                                                 "this folder."),
+    storage: Optional[str] = typer.Option(None, metavar="URL",
+                                          help="Optuna storage URL (default: sqlite under --runs-dir)."),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, metavar="DIR", help="Where the default storage lives."),
 ) -> None:
     """Print calibrated sets as Table S1 (one column per stage or per chosen trial); --out
     writes LAMMPS include files with their provenance."""
     from calib.publish.export import ExportRequest, build, check_out, write
 
-    req = ExportRequest(tuple(study), storage or default_storage(runs_dir), fmt, top, pareto, trial, out)
     try:
+        req = ExportRequest(tuple(study_name(s) for s in study), storage or default_storage(runs_dir), fmt, top,
+                            pareto, trial, out)
         req.check()
         if out is not None:
             check_out(out, [])

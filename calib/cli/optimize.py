@@ -12,62 +12,82 @@ from typing import Optional
 import typer
 
 from calib import stages
-from calib.cli.common import (DEFAULT_RUNS, app, at_least, check_storage, check_tracking, default_storage, default_study,
-                           fail, terminated_as_interrupt, with_backend)
+from calib.cli.common import (DEFAULT_RUNS, STUDIES_DIR, STUDY_METAVAR, app, at_least, check_storage, check_tracking,
+                              default_storage, default_study, fail, is_study_file, shown_path, study_file,
+                              terminated_as_interrupt, with_backend)
 from calib.cli.summary import no_answer_hint, print_summary
 from calib.core.errors import InputError, StudyHalted, Terminated
 from calib.core.paths import check_folder
 
 
-@app.command()
+@app.command(short_help="Calibrate one stage's force field against its dataset.")
 def optimize(
-    stage: str = typer.Option(..., help=f"Stage to calibrate ({', '.join(stages.names())})."),
-    study: Optional[Path] = typer.Option(None, help="Study file (default: the stage's default study)."),
-    fidelity: Optional[str] = typer.Option(None, help="Named fidelity overriding the study's (smoke, dev, paper, ...)."),
-    trials: Optional[int] = typer.Option(None, parser=at_least("--trials", 1), metavar="INTEGER",
+    stage: str = typer.Option(..., metavar="STAGE", help=f"Stage to calibrate ({', '.join(stages.names())})."),
+    study: Optional[str] = typer.Option(
+        None, metavar=STUDY_METAVAR, help="Study file to run, or the name of a stored study to resume "
+                                          "(default: the stage's default study file)."),
+    fidelity: Optional[str] = typer.Option(None, metavar="NAME",
+                                           help="Named fidelity overriding the study's (smoke, dev, paper, ...)."),
+    trials: Optional[int] = typer.Option(None, parser=at_least("--trials", 1), metavar="N",
                                          help="Finished trials the study should have (>= 1)."),
     seed: Optional[int] = typer.Option(None, parser=at_least("--seed", 0), metavar="INTEGER",
                                        help="Proposal and simulation seed (default: the study's)."),
-    parallel: Optional[int] = typer.Option(None, parser=at_least("--parallel", 1), metavar="INTEGER",
+    parallel: Optional[int] = typer.Option(None, parser=at_least("--parallel", 1), metavar="N",
                                            help="Trials run at once (default: the study's)."),
-    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite under --runs-dir)."),
+    storage: Optional[str] = typer.Option(None, metavar="URL",
+                                          help="Optuna storage URL (default: sqlite under --runs-dir)."),
     tracking_uri: Optional[str] = typer.Option(
-        None, help="MLflow tracking URI (default: embedded sqlite under --runs-dir); 'none' disables."),
-    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where trial directories and default stores live."),
+        None, metavar="URI", help="MLflow tracking URI (default: embedded sqlite under --runs-dir); 'none' disables."),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, metavar="DIR", help="Where trial directories and default stores live."),
     viscosity_csv: Optional[Path] = typer.Option(
-        None, help="Rheometer CSV (shear rate, viscosity) replacing the dataset's viscosity curve for this study."),
-    backend: Optional[str] = typer.Option(None, help="Where runs go: local or slurm (default: the study's "
-                                                     "resources.backend, local)."),
-    heartbeat_s: int = typer.Option(30, parser=at_least("--heartbeat-s", 1), metavar="INTEGER",
+        None, metavar="FILE",
+        help="Rheometer CSV (shear rate, viscosity) replacing the dataset's viscosity curve for this study."),
+    backend: Optional[str] = typer.Option(None, metavar="NAME", help="Where runs go: local or slurm (default: the "
+                                                                     "study's resources.backend, local)."),
+    heartbeat_s: int = typer.Option(30, parser=at_least("--heartbeat-s", 1), metavar="SECONDS",
                                     help="Seconds between heartbeats of each running trial."),
-    grace_s: Optional[int] = typer.Option(None, parser=at_least("--grace-s", 1), metavar="INTEGER",
+    grace_s: Optional[int] = typer.Option(None, parser=at_least("--grace-s", 1), metavar="SECONDS",
                                           help="A trial without a heartbeat for this long belongs to a dead driver "
                                                "and is re-queued (default: 4 heartbeats)."),
     confirm: bool = typer.Option(False, "--confirm", help="Once the budget is spent, run the best set again at the "
                                                           "target protocol on fresh placements (a confirmation trial)."),
-    confirm_compression: int = typer.Option(1, parser=at_least("--confirm-compression", 1), metavar="INTEGER",
+    confirm_compression: int = typer.Option(1, parser=at_least("--confirm-compression", 1), metavar="K",
                                             help="The confirmation's protocol compression k (1: the full protocol)."),
-    confirm_replicates: int = typer.Option(2, parser=at_least("--confirm-replicates", 1), metavar="INTEGER",
+    confirm_replicates: int = typer.Option(2, parser=at_least("--confirm-replicates", 1), metavar="N",
                                            help="Fresh placements the confirmation runs (their spread is reported)."),
     confirm_timeout_s: Optional[float] = typer.Option(
-        None, metavar="SECONDS", help="Wall-time limit of each confirmation run, seconds (default: the study's trial_timeout_s times "
-                   "the study's compression over the confirmation's)."),
+        None, metavar="SECONDS", help="Wall-time limit of each confirmation run, seconds (default: the study's "
+                                      "trial_timeout_s times the study's compression over the confirmation's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Calibrate one stage's force field against its dataset. Several drivers may run one
-    study at once (same study file and --storage): they share its trial budget. With
-    --confirm the best set is then run at the target protocol (k = 1 by default: hours for
-    the slurry's seed protocol) and shown next to its calibrated value."""
+    study at once (same study and --storage): they share its trial budget. With --confirm
+    the best set is then run at the target protocol (k = 1 by default: hours for the
+    slurry's seed protocol) and shown next to its calibrated value.
+
+    --study takes a study file or a study name: a value ending in .yaml or .yml, holding a
+    /, or naming an existing file is a study file (a new study, or the stored study of its
+    name resumed); any other value names a study in the storage, resumed with the settings
+    it was run with."""
     from calib.study.load import load_study
 
     try:
         stages.lookup(stage, "--stage", "stage")
-        path = study or default_study(stage)
-        if path is None:
-            raise InputError("--study", "study", f"stage {stage} has no default study: give --study FILE")
-        loaded = load_study(path, fidelity=fidelity, viscosity_csv=viscosity_csv)
+        lineage = None
+        if study is None or is_study_file(study):
+            path = study_file(study) if study is not None else default_study(stage)
+            if path is None:
+                raise InputError("--study", "study", f"stage {stage} has no default study: give --study FILE")
+            loaded = load_study(path, fidelity=fidelity, viscosity_csv=viscosity_csv)
+            where = str(path)
+        else:  # a stored study's name: resumed with its stored settings
+            check_folder(runs_dir)
+            url = storage or default_storage(runs_dir)
+            check_storage(url, runs_dir)
+            loaded, lineage = _stored_settings(study, url, storage is not None, fidelity, viscosity_csv)
+            path, where = Path(loaded.path), "--study"
         if loaded.spec.stage != stage:
-            raise InputError(str(path), "stage", f"study is for stage {loaded.spec.stage!r}, not {stage!r}")
+            raise InputError(where, "stage", f"study is for stage {loaded.spec.stage!r}, not {stage!r}")
         loaded = with_backend(loaded, backend, path)
         if grace_s is not None and grace_s < 2 * heartbeat_s:
             raise InputError("--grace-s", "grace_s", f"{grace_s} s is under two heartbeats ({2 * heartbeat_s} s): "
@@ -90,11 +110,11 @@ def optimize(
         url = storage or default_storage(runs_dir)
         check_storage(url, runs_dir)
         check_tracking(tracking_uri)
-        lineage = None
         if loaded.spec.upstream is not None:
-            from calib.study.upstream import resolve_upstream
+            if lineage is None:
+                from calib.study.upstream import resolve_upstream
 
-            lineage = resolve_upstream(loaded, url)
+                lineage = resolve_upstream(loaded, url)
             loaded.stage.check_upstream(loaded, lineage)
     except InputError as exc:
         fail(exc)
@@ -103,13 +123,40 @@ def optimize(
                   grace_s or 4 * heartbeat_s, confirm=conf)
 
 
+def _stored_settings(name: str, url: str, storage_given: bool, fidelity: str | None, viscosity_csv: Path | None):
+    """``calib optimize --study NAME``: the settings and upstream state (or None) study ``name``
+    was run with, to resume it; ``--fidelity`` applied (a fidelity other than the stored one is
+    then refused by the resume check, naming ``--fidelity``). A name the storage does not hold
+    is refused naming ``--study``, with the study file to give to start one."""
+    from calib.study.load import with_fidelity
+    from calib.study.stored import open_stored
+
+    if viscosity_csv is not None:
+        raise InputError("--viscosity-csv", "(option)", f"study {name!r} is resumed with the viscosity curve it was "
+                                                        "run with; --viscosity-csv starts a study from a study file")
+    try:
+        stored = open_stored(name, url)
+    except InputError as exc:
+        missing = (exc.where == "--study" and exc.message.startswith("no study named")) or (
+            exc.where == "--storage" and exc.message.startswith("no study database") and not storage_given)
+        if not missing:
+            raise
+        shipped = STUDIES_DIR / f"{name}.yaml"
+        hint = f" (--study {shown_path(shipped)})" if shipped.is_file() else ""
+        from calib import ledger
+
+        raise InputError("--study", "study", f"no study named {name!r} in {ledger.shown(url)}; to start a study, "
+                                             f"give its study file{hint}") from exc
+    loaded = stored.loaded
+    if fidelity is not None and fidelity != loaded.spec.fidelity:
+        loaded = loaded.model_copy(update={"spec": with_fidelity(loaded.spec, fidelity)})
+    return loaded, stored.lineage
+
+
 def run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as_json, lineage=None,
                   heartbeat_s: int = 30, grace_s: int = 120, queue=(), report=None, confirm=None) -> None:
     """Run the study (``queue``: sets to run first, ``calib refine``) and print its summary
     (``report(summary)``: lines printed before it)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from sim_backends.lammps.install import locate_lammps
 
     from calib import ledger
@@ -150,31 +197,24 @@ def run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as
         typer.echo(f"note: {n_trials} trials <= optimizer.n_initial ({spec.optimizer.n_initial}): every trial comes "
                    "from the initial design and the model never proposes; run more trials for a calibration",
                    err=True)
-    console = Console(stderr=True)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[last]}"), console=console, transient=as_json) as progress:
-        task = progress.add_task(f"{spec.name} [{spec.stage}/{' -> '.join(spec.ladder)}]", total=n_trials, last="")
+    title = f"{spec.name} [{spec.stage}/{' -> '.join(spec.ladder)}]"
+    done = min(n_trials, ledger.finished_count(existing)) if existing is not None else 0
+    with TrialDisplay(title, n_trials, done, quiet=as_json) as display:
 
         def on_event(e: Event) -> None:
             if e.kind in ("complete", "fail"):
-                if e.counted:
-                    progress.advance(task)
                 text = f"trial {e.trial}: {e.message}" + (f" (objective {e.value:.3g})" if e.value is not None else "")
-                progress.update(task, last=text[:80])
-                if not as_json:
-                    progress.console.print(("  " if e.kind == "complete" else "  FAIL ") + text)
+                display.trial(("  " if e.kind == "complete" else "  FAIL ") + text, text, e.counted)
             elif e.kind == "warning":
-                progress.console.print(f"  warning (trial {e.trial}): {e.message}" if e.trial >= 0
-                                       else f"  warning: {e.message}")  # -1: about the study
+                display.line(f"  warning (trial {e.trial}): {e.message}" if e.trial >= 0
+                             else f"  warning: {e.message}")  # -1: about the study
             elif e.kind == "info":
-                progress.console.print(f"  {e.message}")
+                display.line(f"  {e.message}")
             elif e.kind == "recovered":
-                progress.console.print(f"  recovered trial {e.trial}: {e.message}")
+                display.line(f"  recovered trial {e.trial}: {e.message}")
             elif e.kind == "reattached":
-                progress.console.print(f"  trial {e.trial}: {e.message}")
+                display.line(f"  trial {e.trial}: {e.message}")
 
-        if existing is not None:
-            progress.update(task, completed=min(n_trials, ledger.finished_count(existing)))
         try:
             # stdout carries only the summary: libraries' chatter (MLflow prints run links) goes to stderr
             with contextlib.redirect_stdout(sys.stderr), terminated_as_interrupt():
@@ -209,6 +249,66 @@ def run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as
                    + (f" at its target fidelity {summary['target_fidelity']}" if summary.get("trials_complete") else "")
                    + "; " + no_answer_hint(summary).removeprefix("hint: "), err=True)
         raise typer.Exit(1)
+
+
+class TrialDisplay:
+    """What a running study shows on stderr (a context manager). On an interactive terminal:
+    rich's progress bar (the study, trials finished of its budget, the time, the last trial)
+    with the study's lines printed above it. Anywhere else (a file, a pipe, a batch job's
+    log): no bar, which would leave its last frame in the file, but plain lines, each written
+    whole on one line (rich would wrap them at 80 columns), after a first line naming the
+    study and its budget. ``quiet`` (``--json``): no trial lines and, on a terminal, a bar
+    that is cleared at the end; warnings and notices still show."""
+
+    def __init__(self, title: str, total: int, done: int = 0, quiet: bool = False) -> None:
+        from rich.console import Console
+
+        self.title, self.total, self.done, self.quiet = title, total, done, quiet
+        console = Console(stderr=True)
+        self._progress = None
+        if console.is_interactive:
+            from rich.markup import escape
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._escape = escape
+            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), TextColumn("{task.fields[last]}"), console=console,
+                                      transient=quiet)
+            self._task = self._progress.add_task(escape(title), total=total, completed=done, last="")
+
+    @property
+    def live(self) -> bool:
+        """Whether the progress bar is shown (stderr is an interactive terminal)."""
+        return self._progress is not None
+
+    def __enter__(self) -> "TrialDisplay":
+        if self._progress is not None:
+            self._progress.__enter__()
+        elif not self.quiet:
+            self.line(f"{self.title}: {self.done} of {self.total} trials finished")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def line(self, text: str) -> None:
+        """One line of the study's output, as it is (no markup, no wrapping but the terminal's)."""
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False)
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    def trial(self, line: str, last: str, counted: bool) -> None:
+        """A finished trial: ``line`` printed (unless quiet), ``last`` shown beside the bar, and
+        the bar advanced if the trial counts toward the budget."""
+        if counted:
+            self.done += 1
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1 if counted else 0, last=self._escape(last[:80]))
+        if not self.quiet:
+            self.line(line)
 
 
 def mlflow_view(uri: str, experiment_id: str, parent_run_id: str | None) -> dict:

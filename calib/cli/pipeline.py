@@ -11,27 +11,36 @@ from typing import Optional
 
 import typer
 
-from calib.cli.common import (DEFAULT_PIPELINE, DEFAULT_RUNS, app, at_least, check_storage, check_tracking,
-                           default_storage, fail, interrupted, terminated_as_interrupt, with_backend)
+from calib.cli.common import (DEFAULT_PIPELINE, DEFAULT_RUNS, STUDY_METAVAR, app, at_least, check_storage,
+                              check_tracking, default_storage, fail, interrupted, is_study_file, study_settings,
+                              terminated_as_interrupt, with_backend)
 from calib.core.errors import InputError
 from calib.core.paths import check_folder, new_folder
 
 
-@app.command()
+@app.command(short_help="Run the stage chain for one parameter set; CSV, plots, MLflow.")
 def pipeline(
-    params: str = typer.Option("table-s1", help="table-s1 (seed Table S1 columns) or best:SLURRY_STUDY,DRYING_STUDY."),
-    study: Path = typer.Option(DEFAULT_PIPELINE, help="Study file giving dataset, fidelity and stage settings."),
-    fidelity: Optional[str] = typer.Option(None, help="Named fidelity overriding the study's."),
-    degrees: Optional[str] = typer.Option(None, help="Calendering degrees in %, comma-separated (default 0,10,...,50)."),
-    storage: Optional[str] = typer.Option(None, help="Optuna storage of the studies named by --params best:..."),
-    tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: embedded); 'none' disables."),
-    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where pipeline folders and default stores live."),
+    params: str = typer.Option("table-s1", metavar="SETS",
+                               help="table-s1 (seed Table S1 columns) or best:SLURRY_STUDY,DRYING_STUDY."),
+    study: Optional[str] = typer.Option(
+        None, metavar=STUDY_METAVAR, help="Dataset, fidelity and stage settings: a study file, or a stored study's "
+                                          "name (the settings it was run with) (default: studies/ssb_pipeline.yaml)."),
+    fidelity: Optional[str] = typer.Option(None, metavar="NAME", help="Named fidelity overriding the study's."),
+    degrees: Optional[str] = typer.Option(None, metavar="LIST",
+                                          help="Calendering degrees in %, comma-separated (default 0,10,...,50)."),
+    storage: Optional[str] = typer.Option(None, metavar="URL", help="Optuna storage of the studies named by --study "
+                                                                    "and --params best:... (default: sqlite under "
+                                                                    "--runs-dir)."),
+    tracking_uri: Optional[str] = typer.Option(None, metavar="URI",
+                                               help="MLflow tracking URI (default: embedded); 'none' disables."),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, metavar="DIR", help="Where pipeline folders and default stores live."),
     seed: int = typer.Option(1, parser=at_least("--seed", 0), metavar="INTEGER",
                              help="Simulation seed of the first placement (the next ones: seed + 1, ...)."),
     placements: int = typer.Option(2, parser=at_least("--placements", 1), metavar="N",
                                    help="Random placements to run (error bars: their spread, with a voxel SE's "
                                         "resolution error); 1: the spread is not measured."),
-    backend: Optional[str] = typer.Option(None, help="Where runs go: local or slurm (default: the study's)."),
+    backend: Optional[str] = typer.Option(None, metavar="NAME",
+                                          help="Where runs go: local or slurm (default: the study's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Run slurry -> drying -> calendering (0-50 %) and characterisation for one parameter set; CSV, plots, MLflow."""
@@ -41,10 +50,13 @@ def pipeline(
     from calib.execution.pipeline_model import PipelineFailed, params_from
     from calib.execution.pipeline_outputs import log_pipeline
     from calib.stages.calendering import PIPELINE_DEGREES_PCT, degrees_problem
-    from calib.study.load import load_study
 
     try:
-        loaded = with_backend(load_study(study, fidelity=fidelity), backend, study)
+        value = study if study is not None else str(DEFAULT_PIPELINE)
+        if not is_study_file(value):  # a stored study's settings: its storage first
+            check_folder(runs_dir)
+        loaded = study_settings(value, storage or default_storage(runs_dir), fidelity)
+        loaded = with_backend(loaded, backend, Path(loaded.path))
         degs = PIPELINE_DEGREES_PCT
         if degrees is not None:
             try:

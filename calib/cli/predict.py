@@ -8,28 +8,30 @@ from typing import Optional
 
 import typer
 
-from calib.cli.common import DEFAULT_RUNS, app, default_storage, fail, manual_sets
+from calib.cli.common import DEFAULT_RUNS, STUDY_METAVAR, app, default_storage, fail, manual_sets, open_study
 from calib.core.errors import InputError
 
 
-@app.command()
+@app.command(short_help="Predict each observable at parameter sets from the study's model.")
 def predict(
-    study: str = typer.Option(..., help="Study name in the storage."),
-    set_: list[str] = typer.Option([], "--set", help="KEY=VALUE (repeatable); free keys not named come from the "
-                                                      "best trial (none: the best trial itself)."),
-    file: Optional[Path] = typer.Option(None, "--file", help="YAML file: a list of sets (mappings KEY: VALUE)."),
-    scan: list[str] = typer.Option([], "--scan", help="KEY=LOW:HIGH:N (repeatable): N values of KEY through the "
-                                                       "best set."),
-    allow_outside_bounds: bool = typer.Option(False, help="Predict outside the study's bounds (extrapolation)."),
-    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite under --runs-dir)."),
-    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where the default storage lives."),
+    study: str = typer.Option(..., metavar=STUDY_METAVAR, help="The study: its study file, or its name in the storage."),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                   help="A value of a free key (repeatable); free keys not named come from the best "
+                                        "trial (no --set, --file or --scan: the best trial itself)."),
+    file: Optional[Path] = typer.Option(None, "--file", metavar="FILE",
+                                        help="YAML file: a list of sets (mappings KEY: VALUE)."),
+    scan: list[str] = typer.Option([], "--scan", metavar="KEY=LOW:HIGH:N",
+                                   help="N values of KEY through the best set (repeatable)."),
+    allow_outside_bounds: bool = typer.Option(False, "--allow-outside-bounds",
+                                              help="Predict outside the study's bounds (extrapolation)."),
+    storage: Optional[str] = typer.Option(None, metavar="URL",
+                                          help="Optuna storage URL (default: sqlite under --runs-dir)."),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, metavar="DIR", help="Where the default storage lives."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The study's model of each observable at parameter sets, with its uncertainty, before any run."""
-    from calib.study.stored import open_stored
-
     try:
-        stored = open_stored(study, storage or default_storage(runs_dir))
+        stored = open_study(study, storage or default_storage(runs_dir))
         sets = manual_sets(stored, set_, file, scan, allow_outside_bounds) if (set_ or file or scan) else None
         from calib.optimize.surrogate import Surrogate
 
@@ -46,13 +48,13 @@ def predict(
         sets = [ManualSet({k: best.params[k] for k in stored.space.keys}, f"best trial {best.number}")]
     preds = model.predict([m.params for m in sets])
     if as_json:
-        typer.echo(json.dumps({"study": study, "trials_fitted": model.n_trials, "predictions": [
+        typer.echo(json.dumps({"study": stored.name, "trials_fitted": model.n_trials, "predictions": [
             {"params": m.params, "outside_bounds": list(m.outside),
              "outputs": {n: {"value": p.value, "low": p.low, "high": p.high, "sd": p.sd, "unit": p.output.unit,
                              "target": p.output.target, "scale": p.output.log or "linear"} for n, p in row.items()}}
             for m, row in zip(sets, preds)]}, indent=2))
         return
-    typer.echo(f"study {study}: model fitted to {model.n_trials} complete trials (one GP per output; "
+    typer.echo(f"study {stored.name}: model fitted to {model.n_trials} complete trials (one GP per output; "
                "value +- 1 posterior sd)")
     for m, row in zip(sets, preds):
         flag = f"  [outside bounds: {', '.join(m.outside)}: extrapolated]" if m.outside else ""

@@ -7,40 +7,44 @@ from typing import Optional
 
 import typer
 
-from calib.cli.common import (DEFAULT_RUNS, app, at_least, check_tracking, default_storage, fail, manual_sets,
-                           with_backend)
+from calib.cli.common import (DEFAULT_RUNS, STUDY_METAVAR, app, at_least, check_tracking, default_storage, fail,
+                              manual_sets, open_study, with_backend)
 from calib.cli.optimize import run_optimize
 from calib.core.errors import InputError
 from calib.core.paths import check_folder
 
 
-@app.command()
+@app.command(short_help="Run parameter sets you choose as trials of a study.")
 def refine(
-    study: str = typer.Option(..., help="Study name in the storage."),
-    set_: list[str] = typer.Option([], "--set", help="KEY=VALUE (repeatable): one set; free keys not named come "
-                                                      "from the best trial."),
-    file: Optional[Path] = typer.Option(None, "--file", help="YAML file: a list of sets (mappings KEY: VALUE)."),
-    scan: list[str] = typer.Option([], "--scan", help="KEY=LOW:HIGH:N (repeatable): N values of KEY through the "
-                                                       "best set (--set applied)."),
-    allow_outside_bounds: bool = typer.Option(False, help="Run values outside the study's bounds (flagged)."),
-    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite under --runs-dir)."),
+    study: str = typer.Option(..., metavar=STUDY_METAVAR, help="The study: its study file, or its name in the storage."),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                   help="A value of a free key (repeatable): one set; free keys not named come from "
+                                        "the best trial."),
+    file: Optional[Path] = typer.Option(None, "--file", metavar="FILE",
+                                        help="YAML file: a list of sets (mappings KEY: VALUE)."),
+    scan: list[str] = typer.Option([], "--scan", metavar="KEY=LOW:HIGH:N",
+                                   help="N values of KEY through the best set, --set applied (repeatable)."),
+    allow_outside_bounds: bool = typer.Option(False, "--allow-outside-bounds",
+                                              help="Run values outside the study's bounds (flagged)."),
+    storage: Optional[str] = typer.Option(None, metavar="URL",
+                                          help="Optuna storage URL (default: sqlite under --runs-dir)."),
     tracking_uri: Optional[str] = typer.Option(
-        None, help="MLflow tracking URI (default: embedded sqlite under --runs-dir); 'none' disables."),
-    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where trial directories and default stores live."),
-    parallel: Optional[int] = typer.Option(None, parser=at_least("--parallel", 1), metavar="INTEGER",
+        None, metavar="URI", help="MLflow tracking URI (default: embedded sqlite under --runs-dir); 'none' disables."),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, metavar="DIR", help="Where trial directories and default stores live."),
+    parallel: Optional[int] = typer.Option(None, parser=at_least("--parallel", 1), metavar="N",
                                            help="Trials run at once (default: the study's)."),
-    backend: Optional[str] = typer.Option(None, help="Where runs go: local or slurm (default: the study's)."),
+    backend: Optional[str] = typer.Option(None, metavar="NAME",
+                                          help="Where runs go: local or slurm (default: the study's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Run parameter sets you choose as trials of a study (tagged manual; the model learns from them)."""
     from calib import ledger
-    from calib.study.stored import open_stored
 
     try:
         check_folder(runs_dir)
         check_tracking(tracking_uri)
         url = storage or default_storage(runs_dir)
-        stored = open_stored(study, url)
+        stored = open_study(study, url)
         sets = manual_sets(stored, set_, file, scan, allow_outside_bounds)
         loaded = with_backend(stored.loaded, backend, Path(stored.loaded.path))
     except InputError as exc:

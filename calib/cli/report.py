@@ -9,21 +9,22 @@ from typing import Optional
 
 import typer
 
-from calib.cli.common import DEFAULT_RUNS, app, check_tracking, default_storage, fail
+from calib.cli.common import DEFAULT_RUNS, STUDY_METAVAR, app, check_tracking, default_storage, fail, study_name
 from calib.core.errors import InputError
 from calib.core.paths import check_folder
 
 
-@app.command()
+@app.command(short_help="Write an HTML page reviewing a study; log it to MLflow.")
 def report(
-    study: str = typer.Option(..., help="Study name in the storage."),
-    out: Optional[Path] = typer.Option(None, help="Folder for report.html and its PNGs (default: "
-                                                  "<runs-dir>/<study>/report)."),
-    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite under --runs-dir)."),
+    study: str = typer.Option(..., metavar=STUDY_METAVAR, help="The study: its study file, or its name in the storage."),
+    out: Optional[Path] = typer.Option(None, metavar="DIR", help="Folder for report.html and its PNGs (default: "
+                                                                 "<runs-dir>/<study name>/report)."),
+    storage: Optional[str] = typer.Option(None, metavar="URL",
+                                          help="Optuna storage URL (default: sqlite under --runs-dir)."),
     tracking_uri: Optional[str] = typer.Option(
-        None, help="MLflow tracking URI the report is logged to (default: embedded sqlite under --runs-dir); "
-                   "'none': not logged."),
-    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where the default stores live."),
+        None, metavar="URI", help="MLflow tracking URI the report is logged to (default: embedded sqlite under "
+                                  "--runs-dir); 'none': not logged."),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, metavar="DIR", help="Where the default stores live."),
 ) -> None:
     """Write one self-contained HTML page (plus PNGs) reviewing a study, and log it to its MLflow parent run."""
     from calib import ledger
@@ -33,10 +34,11 @@ def report(
     from calib.review.tracking_uri import default_tracking_uri
 
     try:
-        folder = out or runs_dir / study / "report"
+        name = study_name(study)
+        folder = out or runs_dir / name / "report"
         check_folder(folder, "--out" if out is not None else "--runs-dir")
         check_tracking(tracking_uri)
-        stored = open_stored(study, storage or default_storage(runs_dir))
+        stored = open_stored(name, storage or default_storage(runs_dir))
     except InputError as exc:
         fail(exc)
         return
@@ -49,7 +51,7 @@ def report(
     if tracking_uri != "none" and (tracking_uri or Path(uri.removeprefix("sqlite:///")).exists()):
         try:
             with contextlib.redirect_stdout(sys.stderr):
-                rid = log_study_folder(uri, study, stored.study.user_attrs.get(ledger.UID_ATTR), folder, "report")
+                rid = log_study_folder(uri, name, stored.study.user_attrs.get(ledger.UID_ATTR), folder, "report")
             typer.echo(f"logged to MLflow run {rid} (artifacts: report/)")
         except Exception as exc:
             typer.echo(f"calib: warning: the report was not logged to MLflow: {exc}", err=True)

@@ -11,16 +11,22 @@ from typing import Optional
 
 import typer
 
-from calib.cli.common import DEFAULT_PIPELINE, DEFAULT_RUNS, app, at_least, fail, interrupted, terminated_as_interrupt
+from calib.cli.common import (DEFAULT_PIPELINE, DEFAULT_RUNS, STUDY_METAVAR, app, at_least, default_storage, fail,
+                              interrupted, is_study_file, study_settings, terminated_as_interrupt)
 from calib.core.errors import InputError
 from calib.core.paths import check_folder, new_folder
 
 
-@app.command()
+@app.command(short_help="Run the seed's Table S1 and compare with the seed's values.")
 def reproduce(
-    fidelity: Optional[str] = typer.Option(None, help="Named fidelity (default: the pipeline study's, dev)."),
-    study: Path = typer.Option(DEFAULT_PIPELINE, help="Study file giving dataset and stage settings."),
-    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where the run folder goes (runs/reproduce/...)."),
+    fidelity: Optional[str] = typer.Option(None, metavar="NAME",
+                                           help="Named fidelity (default: the pipeline study's, dev)."),
+    study: Optional[str] = typer.Option(
+        None, metavar=STUDY_METAVAR, help="Dataset and stage settings: a study file, or a stored study's name (the "
+                                          "settings it was run with) (default: studies/ssb_pipeline.yaml)."),
+    storage: Optional[str] = typer.Option(None, metavar="URL", help="Optuna storage of a study named by --study "
+                                                                    "(default: sqlite under --runs-dir)."),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, metavar="DIR", help="Where the run folder goes (runs/reproduce/...)."),
     seed: int = typer.Option(1, parser=at_least("--seed", 0), metavar="INTEGER",
                              help="Simulation seed of the first placement (the next ones: seed + 1, ...)."),
     placements: int = typer.Option(2, parser=at_least("--placements", 1), metavar="N",
@@ -37,10 +43,12 @@ def reproduce(
     from calib.stages.errorbars import describe_errors
     from calib.publish.reproduce import density_against_seed, reproduction, table
     from calib.stages.calendering import PIPELINE_DEGREES_PCT
-    from calib.study.load import load_study
 
     try:
-        loaded = load_study(study, fidelity=fidelity)
+        value = study if study is not None else str(DEFAULT_PIPELINE)
+        if not is_study_file(value):  # a stored study's settings: its storage first
+            check_folder(runs_dir)
+        loaded = study_settings(value, storage or default_storage(runs_dir), fidelity)
         check_pipeline_inputs(loaded)
         check_folder(runs_dir)
     except InputError as exc:

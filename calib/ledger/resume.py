@@ -21,7 +21,9 @@ def identity(stage: str, dataset: str, fidelity: str, space: dict[str, list], ph
 
 
 def check_resumable(study: optuna.Study, ident: dict, storage: str) -> None:
-    """Raise ``InputError`` if an existing study was a different calibration."""
+    """Raise ``InputError`` if an existing study was a different calibration. A study run at
+    another fidelity is refused naming ``--fidelity`` and the fidelity to rerun it with (a
+    study file's default fidelity is easily not the one a study was started with)."""
     stored = study.user_attrs.get(SPEC_ATTR)
     if stored is None:
         return
@@ -29,6 +31,10 @@ def check_resumable(study: optuna.Study, ident: dict, storage: str) -> None:
     new = json.loads(json.dumps(ident, sort_keys=True))  # same JSON normalisation as stored
     for key in IDENTITY_KEYS:
         a, b = old.get(key), new.get(key)
+        if key == "fidelity" and a != b and isinstance(a, str):
+            raise InputError("--fidelity", "fidelity", f"study {study.study_name} was run at fidelity {a}, this run "
+                                                       f"asks for {b}: rerun with --fidelity {a} (or give the study "
+                                                       "another name)")
         if key == "physics" and isinstance(a, dict) and isinstance(b, dict):
             for sub in sorted(set(a) | set(b)):
                 if a.get(sub) != b.get(sub):

@@ -75,6 +75,20 @@ def dataset_path(dataset: str, study_dir: Path, data_root: Path = DEFAULT_DATA_R
     return Path(data_root) / dataset / "dataset.yaml"
 
 
+def with_fidelity(spec: StudyBase, fidelity: str) -> StudyBase:
+    """``spec`` at the named fidelity ``fidelity`` (``--fidelity``: a study file's, or a stored
+    study's settings); ``InputError`` naming ``--fidelity`` if the study knows no such fidelity
+    or its multi-fidelity ladder does not allow it as the target."""
+    if fidelity not in spec.all_fidelities():
+        known = ", ".join(spec.all_fidelities())
+        raise InputError("--fidelity", "fidelity", f"unknown fidelity {fidelity!r} (known: {known})")
+    if spec.optimizer.multi_fidelity is not None:
+        problem = ladder_problem(fidelity, spec.optimizer.multi_fidelity.ladder)
+        if problem:
+            raise InputError("--fidelity", "fidelity", problem)
+    return spec.model_copy(update={"fidelity": fidelity})
+
+
 def load_study(path: Path, fidelity: str | None = None, data_root: Path = DEFAULT_DATA_ROOT,
                viscosity_csv: Path | None = None) -> "LoadedStudy":
     """Read and validate a study file and its dataset; ``fidelity`` overrides the file's;
@@ -84,14 +98,7 @@ def load_study(path: Path, fidelity: str | None = None, data_root: Path = DEFAUL
     spec = load_yaml_model(path, study_spec_model(), partial(InputError, where), "study file not found",
                            "expected a mapping of study settings", partial(first_error, lift_field=True))
     if fidelity is not None:
-        if fidelity not in spec.all_fidelities():
-            known = ", ".join(spec.all_fidelities())
-            raise InputError("--fidelity", "fidelity", f"unknown fidelity {fidelity!r} (known: {known})")
-        if spec.optimizer.multi_fidelity is not None:
-            problem = ladder_problem(fidelity, spec.optimizer.multi_fidelity.ladder)
-            if problem:
-                raise InputError("--fidelity", "fidelity", problem)
-        spec = spec.model_copy(update={"fidelity": fidelity})
+        spec = with_fidelity(spec, fidelity)
     dpath = dataset_path(spec.dataset, path.parent, data_root)
     if not dpath.is_file():
         raise InputError(where, "dataset", f"no dataset {spec.dataset!r} (expected {dpath})")
