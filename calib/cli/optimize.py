@@ -216,7 +216,7 @@ def run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as
                 display.line(f"  trial {e.trial}: {e.message}")
 
         try:
-            # stdout carries only the summary: libraries' chatter (MLflow prints run links) goes to stderr
+            # stdout carries only the summary: any library's chatter goes to stderr
             with contextlib.redirect_stdout(sys.stderr), terminated_as_interrupt():
                 result = run_study(loaded, cfg, make_backend(spec.resources, lammps), lammps, tracker, on_event,
                                    lineage, queue)

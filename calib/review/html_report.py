@@ -23,7 +23,7 @@ from calib.review.report_page import Report, _esc
 from calib.review.report_sections import ReportSections
 from calib.study.stored import StoredStudy
 
-SECTIONS = ("caveats", "summary", "convergence", "observables", "importances", "bounds", "profiles", "posterior", "pareto",
+SECTIONS = ("summary", "convergence", "observables", "importances", "bounds", "profiles", "posterior", "pareto",
             "failures")
 
 
@@ -45,7 +45,7 @@ class _Builder(ReportSections):
                      self.posterior, self.pareto_front, self.failures):
             step()
         box = self.caveats_box()
-        nav = " · ".join(f'<a href="#{k}">{k}</a>' for k in SECTIONS if box or k != "caveats")
+        nav = " · ".join(f'<a href="#{k}">{k}</a>' for k in (("caveats",) if box else ()) + SECTIONS)
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>calib report: {_esc(self.study.study_name)}</title>
