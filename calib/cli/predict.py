@@ -35,7 +35,7 @@ def predict(
         sets = manual_sets(stored, set_, file, scan, allow_outside_bounds) if (set_ or file or scan) else None
         from calib.optimize.surrogate import Surrogate
 
-        model = Surrogate.fit(stored.study, stored.space)  # needs >= 2 complete trials
+        model = Surrogate.fit(stored.study, stored.space, calibrate=True)  # needs >= 2 complete trials
     except InputError as exc:
         fail(exc)
         return
@@ -47,15 +47,25 @@ def predict(
         assert best is not None
         sets = [ManualSet({k: best.params[k] for k in stored.space.keys}, f"best trial {best.number}")]
     preds = model.predict([m.params for m in sets])
+    from calib.optimize.surrogate import reliability_lines
+
+    notes = reliability_lines(model, len(stored.space.keys))
     if as_json:
-        typer.echo(json.dumps({"study": stored.name, "trials_fitted": model.n_trials, "predictions": [
+        held = model.held_out
+        typer.echo(json.dumps({"study": stored.name, "trials_fitted": model.n_trials, "notes": notes,
+                               "held_out": None if held is None else {
+                                   n: {"trials": len(z), "within_1sd": held.within(n, 1), "within_2sd": held.within(n, 2),
+                                       "sd_scale": held.scale[n]} for n, z in held.z.items()},
+                               "predictions": [
             {"params": m.params, "outside_bounds": list(m.outside),
              "outputs": {n: {"value": p.value, "low": p.low, "high": p.high, "sd": p.sd, "unit": p.output.unit,
                              "target": p.output.target, "scale": p.output.log or "linear"} for n, p in row.items()}}
             for m, row in zip(sets, preds)]}, indent=2))
         return
     typer.echo(f"study {stored.name}: model fitted to {model.n_trials} complete trials (one GP per output; "
-               "value +- 1 posterior sd)")
+               "value +- 1 sd)")
+    for line in notes:
+        typer.echo(f"  {line}")
     for m, row in zip(sets, preds):
         flag = f"  [outside bounds: {', '.join(m.outside)}: extrapolated]" if m.outside else ""
         typer.echo("set " + ", ".join(f"{k}={v:.4g}" for k, v in m.params.items()) + flag)

@@ -104,22 +104,78 @@ def _num(v) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
+HELD_OUT = 8
+"""``Surrogate.fit(..., calibrate=True)`` predicts each of the study's last ``HELD_OUT``
+trials from the trials before it (at least ``HELD_OUT_MIN_FIT`` of them)."""
+HELD_OUT_MIN_FIT = 4
+HELD_OUT_MIN = 3
+"""Fewer held-out predictions than this: no calibration (the intervals are the model's own)."""
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """How the model's intervals did on trials it had not seen, per output: the
+    standardised errors z = (value - predicted) / sd of each held-out trial (modelled scale,
+    the sd before calibration) and the factor the sd is widened by (``scale``: the root mean
+    square of z, at least 1)."""
+
+    z: dict[str, tuple[float, ...]]
+    scale: dict[str, float]
+
+    def within(self, name: str, k: float, scaled: bool = False) -> float | None:
+        """Fraction of held-out values within +- k sd (after calibration if ``scaled``)."""
+        z = self.z.get(name) or ()
+        s = self.scale.get(name, 1.0) if scaled else 1.0
+        return sum(abs(x) <= k * s for x in z) / len(z) if z else None
+
+
 class Surrogate:
     """GPs of a study's outputs (module docstring); ``fit`` needs at least 2 COMPLETE
     trials at the target fidelity."""
 
-    def __init__(self, space: ParameterSpace, outputs: list[Output], model, x: np.ndarray, n_trials: int) -> None:
+    def __init__(self, space: ParameterSpace, outputs: list[Output], model, x: np.ndarray, n_trials: int,
+                 held_out: HeldOut | None = None) -> None:
         self.space, self.outputs, self._model, self.x, self.n_trials = space, outputs, model, x, n_trials
+        self.held_out = held_out
 
     @classmethod
-    def fit(cls, study, space: ParameterSpace) -> "Surrogate":
-        from calib.optimize.gp_models import gp
-
+    def fit(cls, study, space: ParameterSpace, calibrate: bool = False) -> "Surrogate":
+        """The model of the study's complete trials at its target fidelity. ``calibrate``: also
+        predict each of the last ``HELD_OUT`` trials from the trials before it and widen every
+        output's sd by the root mean square of those predictions' standardised errors when it
+        exceeds 1 (``HeldOut``): a GP fitted to few trials is overconfident about sets unlike
+        them (measured: docs/optimizer.md#predict)."""
         done = [t for t in ledger.at_target(study) if all(k in t.params for k in space.keys)]
         if len(done) < 2:
             raise InputError("--study", "study", f"study {study.study_name!r} has {len(done)} complete trial"
                                                  f"{'s' if len(done) != 1 else ''} at its target fidelity; the "
                                                  "model needs at least 2")
+        done.sort(key=lambda t: t.number)
+        model = cls._fit(done, space)
+        if calibrate:
+            model.held_out = cls._held_out(done, space)
+        return model
+
+    @classmethod
+    def _held_out(cls, done: list[FrozenTrial], space: ParameterSpace) -> HeldOut | None:
+        first = max(HELD_OUT_MIN_FIT, len(done) - HELD_OUT)
+        if len(done) - first < HELD_OUT_MIN:
+            return None
+        z: dict[str, list[float]] = {}
+        for n in range(first, len(done)):
+            m = cls._fit(done[:n], space)
+            mean, sd = m.predict_unit(np.array([space.to_unit(done[n].params)]))
+            truth = trial_outputs(done[n])
+            for j, o in enumerate(m.outputs):
+                if o.name in truth and sd[0, j] > 0:
+                    z.setdefault(o.name, []).append((o.forward(truth[o.name][1]) - float(mean[0, j])) / float(sd[0, j]))
+        zz = {k: tuple(v) for k, v in z.items() if len(v) >= HELD_OUT_MIN}
+        return HeldOut(zz, {k: max(1.0, math.sqrt(sum(x * x for x in v) / len(v))) for k, v in zz.items()})
+
+    @classmethod
+    def _fit(cls, done: list[FrozenTrial], space: ParameterSpace) -> "Surrogate":
+        from calib.optimize.gp_models import gp
+
         per = [trial_outputs(t) for t in done]
         names = [n for n in per[-1] if all(n in p for p in per)]  # outputs every trial has, in the latest order
         outputs = [per[-1][n][0] for n in names]
@@ -141,14 +197,41 @@ class Surrogate:
         return mean, sd
 
     def predict(self, params: Sequence[Mapping[str, float]]) -> list[dict[str, Prediction]]:
-        """Predictions at parameter sets (free keys; values in the study's units)."""
+        """Predictions at parameter sets (free keys; values in the study's units); the sd
+        widened by the held-out calibration when ``fit`` made one."""
         u = np.array([self.space.to_unit(dict(p)) for p in params])
         mean, sd = self.predict_unit(u)
+        scale = self.held_out.scale if self.held_out is not None else {}
         out = []
         for i in range(len(u)):
             row = {}
             for j, o in enumerate(self.outputs):
-                m, s = float(mean[i, j]), float(sd[i, j])
+                m, s = float(mean[i, j]), float(sd[i, j]) * scale.get(o.name, 1.0)
                 row[o.name] = Prediction(o, o.back(m), o.back(m - s), o.back(m + s), s)
             out.append(row)
         return out
+
+
+def few_trials(n_keys: int) -> int:
+    """Below this many complete trials ``calib predict`` warns that the model is a rough
+    guess: 2 per free key, at least 10 (a stated rule, as for the report's importances)."""
+    return max(10, 2 * n_keys)
+
+
+def reliability_lines(model: Surrogate, n_keys: int) -> list[str]:
+    """What a user must know before trusting the predictions: too few trials, and how the
+    model did on held-out trials (``HeldOut``) or that it could not be checked."""
+    out = []
+    if model.n_trials < few_trials(n_keys):
+        out.append(f"warning: fitted on only {model.n_trials} trials for {n_keys} free keys (fewer than "
+                   f"{few_trials(n_keys)}): values are a rough guess and can be several sd off")
+    held = model.held_out
+    if held is None or not held.z:
+        out.append(f"warning: too few trials to check the intervals on held-out trials (needs "
+                   f"{HELD_OUT_MIN_FIT + HELD_OUT_MIN}); they are the model's own and likely too narrow")
+        return out
+    for name, z in held.z.items():
+        out.append(f"{name}: the last {len(z)} trials predicted from the ones before each: "
+                   f"{held.within(name, 1):.0%} within +-1 sd, {held.within(name, 2):.0%} within +-2 sd"
+                   + (f"; sd widened x {held.scale[name]:.2g} to match" if held.scale[name] > 1 else ""))
+    return out
