@@ -7,6 +7,7 @@ for display."""
 
 from __future__ import annotations
 
+import json
 import re
 import optuna
 import pytest
@@ -14,21 +15,12 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from conftest import parse_json_stdout, run_calib, write_study
+from mlflow_checks import metric_histories
 
 pytestmark = pytest.mark.lammps
 NAME = "review_smoke"
 OBJ = "objective_weighted_sum_sq_error"
 ML_VIEW = "?workflowType=machine_learning"
-
-
-def _histories(client: MlflowClient, experiment_id: str) -> dict[tuple[str, str], list[tuple[int, float]]]:
-    """Every metric of every run of the experiment: (run name, key) -> [(step, value)] as
-    stored, in the store's order."""
-    out = {}
-    for r in client.search_runs([experiment_id], max_results=1000):
-        for key in r.data.metrics:
-            out[(r.info.run_name, key)] = [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, key)]
-    return out
 
 
 def _ms(dt) -> int:
@@ -44,14 +36,15 @@ def reopened(tmp_path_factory) -> dict:
     args = ("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
             "--runs-dir", str(tmp / "runs"), "--json")
     first = parse_json_stdout(run_calib(*args, cwd=tmp))
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp / 'runs' / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp / 'runs' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(NAME).experiment_id
-    before = _histories(client, exp)
+    before = metric_histories(uri, NAME)
     parent_before = client.get_run(first["mlflow"]["parent_run_id"]).info
     second = parse_json_stdout(run_calib(*args, cwd=tmp))
     runs = client.search_runs([exp], max_results=1000)
     return {"client": client, "experiment": exp, "first": first, "second": second, "before": before,
-            "after": _histories(client, exp), "parent_before": parent_before,
+            "after": metric_histories(uri, NAME), "parent_before": parent_before,
             "parent": next(r for r in runs if r.data.tags.get("calib.role") == "study"),
             "trials": {int(r.data.tags["trial_number"]): r for r in runs if r.data.tags.get("calib.role") == "trial"},
             "ledger": optuna.load_study(study_name=NAME, storage=first["storage"]).get_trials()}
@@ -129,3 +122,10 @@ def test_metric_values_are_rounded_to_six_significant_digits(reopened):
 def test_the_printed_links_open_the_model_training_view(reopened):
     view = reopened["second"]["mlflow"]
     assert view["url"].endswith(f"#/experiments/{reopened['experiment']}/runs{ML_VIEW}")
+    assert view["trials_url"].endswith(f"#/experiments/{reopened['experiment']}/runs?viewStateShareKey=calib-trials"
+                                       "&workflowType=machine_learning")
+    exp = reopened["client"].get_experiment(reopened["experiment"])
+    assert "viewStateShareKey=calib-trials&workflowType=machine_learning" in exp.tags["mlflow.note.content"]
+    view_state = json.loads(json.loads(exp.tags["mlflow.sharedViewState.calib-trials"])["state"])
+    assert view_state["orderByKey"] == f"metrics.`{OBJ}`"
+    assert view_state["selectedColumns"][0] == f"metrics.`{OBJ}`"

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from calib.cli.optimize import mlflow_view
 from calib.execution.session_tracking import active_seconds, best_series, ledger_ms
 from calib.review.tracking_records import (BestRecord, TrialRecord, best_note, chart_link, run_link, runs_link, shown,
-                                           trial_note)
+                                           trial_note, trials_view)
 
 OBJ = "objective_weighted_sum_sq_error"
 
@@ -35,6 +35,8 @@ def test_shown_rounds_to_six_significant_digits_and_keeps_counts(value, expected
 def test_links_open_the_model_training_view():
     assert run_link("3", "abc") == "#/experiments/3/runs/abc?workflowType=machine_learning"
     assert runs_link("3") == "#/experiments/3/runs?workflowType=machine_learning"
+    link = runs_link("3", viewStateShareKey="calib-trials")
+    assert link == "#/experiments/3/runs?viewStateShareKey=calib-trials&workflowType=machine_learning"
     link = runs_link("3", orderByKey="metrics.`o`", orderByAsc="true")
     assert link == "#/experiments/3/runs?orderByKey=metrics.%60o%60&orderByAsc=true&workflowType=machine_learning"
     chart = chart_link("3", "abc", (f"best_{OBJ}", f"trial_{OBJ}"))
@@ -49,6 +51,8 @@ def test_links_open_the_model_training_view():
 def test_the_printed_links():
     view = mlflow_view("sqlite:////tmp/runs/mlflow.db", "2", "pid")
     assert view["url"] == "http://127.0.0.1:5000/#/experiments/2/runs?workflowType=machine_learning"
+    assert view["trials_url"] == ("http://127.0.0.1:5000/#/experiments/2/runs?viewStateShareKey=calib-trials"
+                                  "&workflowType=machine_learning")
     served = mlflow_view("http://mlflow:5000/", "2", "pid")
     assert served["url"] == "http://mlflow:5000/#/experiments/2/runs?workflowType=machine_learning"
     assert served["serve"] is None
@@ -107,6 +111,18 @@ def test_a_record_keeps_its_times_and_free_keys_through_json():
     del old["end_ms"], old["free_keys"]
     assert TrialRecord.from_json(json.dumps(old)) == TrialRecord(2, "COMPLETE", {"a": 1.0}, {OBJ: 0.5}, {},
                                                                   (Path("/x/log.lammps"),), Path("/x"), 1000)
+
+
+def test_the_trials_saved_view():
+    key, value = trials_view(OBJ, ("eps_AM", "sigma_AM"), 1_700_000_000_000)
+    assert key == "mlflow.sharedViewState.calib-trials"
+    envelope = json.loads(value)
+    assert envelope["name"] == "calib: trials by objective" and envelope["createdAt"] == 1_700_000_000_000
+    state = json.loads(envelope["state"])
+    assert state["orderByKey"] == f"metrics.`{OBJ}`" and state["orderByAsc"] is True
+    assert state["searchFilter"] == "tags.`calib.role` = 'trial'"
+    assert state["selectedColumns"] == [f"metrics.`{OBJ}`", "tags.`calib.flags`", "tags.`calib.proposal`",
+                                        "params.`eps_AM`", "params.`sigma_AM`"]
 
 
 T0 = datetime.datetime(2026, 12, 7, 10, 0, 0)

@@ -115,7 +115,8 @@ class SessionTracking:
                                      dataset=DatasetRecord(loaded.dataset.name, str(loaded.dataset_path.resolve()),
                                                            tuple(target_rows(loaded))),
                                      description=experiment_description(spec, self.objective_metric),
-                                     stale_s=float(self.cfg.grace_s), start_ms=min(starts) if starts else None)
+                                     stale_s=float(self.cfg.grace_s), start_ms=min(starts) if starts else None,
+                                     free_keys=tuple(self.space.keys))
         except Exception as exc:
             first = str(exc).splitlines()[0] if str(exc) else ""
             raise InputError("--tracking-uri", "uri", f"cannot use the MLflow store: {exc.__class__.__name__}: "

@@ -24,7 +24,8 @@ from calib.review.mlflow_retry import HTTP_RETRIES, LockPatient, OutageAware
 from calib.review.tracking_records import (BROKEN_TAG, COMPLETED_TAG, EXPERIMENT_TAGS, LOGGING_TAG, NOTE_TAG,
                                            PREVIEW_MAX_BYTES, PREVIEW_SUFFIX, ROLE_TAG, SPAN_NOTE, STUDY_TAG, UID_TAG,
                                            BestPoint, BestRecord, DatasetRecord, TrialRecord, best_note, chart_link,
-                                           needs_preview_copy, run_link, shown, trial_note)
+                                           needs_preview_copy, run_link, shown, trial_note, trials_view,
+                                           trials_view_note)
 
 
 class MlflowTracker:
@@ -66,10 +67,13 @@ class MlflowTracker:
 
     def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str],
                     objective: str = "objective", dataset: DatasetRecord | None = None,
-                    description: str = "", stale_s: float = 120.0, start_ms: int | None = None) -> None:
+                    description: str = "", stale_s: float = 120.0, start_ms: int | None = None,
+                    free_keys: tuple[str, ...] = ()) -> None:
         """Find or create the study's experiment and parent run. ``objective``: the
         objective's metric name; ``dataset``: logged as the input of the parent and of
-        every trial run; ``description``: the experiment's description (markdown);
+        every trial run; ``description``: the experiment's description (markdown), which
+        ends with a link to the saved view of the trials (``trials_view``, made once with
+        ``free_keys`` as columns);
         ``start_ms``: when the study started (its first trial's start in the ledger, ms since
         the epoch), the start of a parent run created now (None: now). On resume, trial runs
         a dead driver left RUNNING (logging begun over ``stale_s`` ago) are ended KILLED
@@ -86,8 +90,12 @@ class MlflowTracker:
             if exp.tags.get("mlflow.experimentKind") is None:
                 for k, v in EXPERIMENT_TAGS.items():
                     self.client.set_experiment_tag(self.experiment_id, k, v)
+        view_key, view = trials_view(objective, free_keys, int(time.time() * 1000))
+        if exp is None or view_key not in exp.tags:  # made once: a user may change or delete it
+            self.client.set_experiment_tag(self.experiment_id, view_key, view)
         if description:
-            self.client.set_experiment_tag(self.experiment_id, NOTE_TAG, description)
+            self.client.set_experiment_tag(self.experiment_id, NOTE_TAG,
+                                           description.rstrip() + "\n" + trials_view_note(self.experiment_id))
         uid = tags.get(UID_TAG)
         query = (f"tags.`{STUDY_TAG}` = '{study_name}' and tags.`{ROLE_TAG}` = 'study'"
                  + (f" and tags.`{UID_TAG}` = '{uid}'" if uid else ""))

@@ -56,7 +56,8 @@ def flag_tags(score, state: str, tags: dict[str, str]) -> dict[str, str]:
 
 
 def experiment_description(spec, objective: str) -> str:
-    """The MLflow experiment's description (markdown): how to read a study's runs."""
+    """The MLflow experiment's description (markdown): how to read a study's runs (the
+    tracker appends the link to the trials' saved view, which needs the experiment's id)."""
     targets = ", ".join(spec.objective.targets)
     return (f"**calib study `{spec.name}`**: stage {spec.stage}, dataset `{spec.dataset}`, fidelity {spec.fidelity}, "
             f"{spec.objective.scalarisation} of {targets}.\n\n"

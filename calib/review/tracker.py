@@ -13,7 +13,8 @@ from calib.review.tracking_records import BestPoint, BestRecord, DatasetRecord, 
 class Tracker(Protocol):
     def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str],
                     objective: str = "objective", dataset: DatasetRecord | None = None,
-                    description: str = "", stale_s: float = 120.0, start_ms: int | None = None) -> None: ...
+                    description: str = "", stale_s: float = 120.0, start_ms: int | None = None,
+                    free_keys: tuple[str, ...] = ()) -> None: ...
     def log_trial(self, record: TrialRecord, run_id: str | None = None) -> str | None: ...
     def logged_trials(self) -> dict[int, str | None] | None: ...
     def update_best(self, best: BestRecord, series: list[BestPoint]) -> None: ...
@@ -26,7 +27,8 @@ class NullTracker:
 
     def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str],
                     objective: str = "objective", dataset: DatasetRecord | None = None,
-                    description: str = "", stale_s: float = 120.0, start_ms: int | None = None) -> None:
+                    description: str = "", stale_s: float = 120.0, start_ms: int | None = None,
+                    free_keys: tuple[str, ...] = ()) -> None:
         return None
 
     def log_trial(self, record: TrialRecord, run_id: str | None = None) -> str | None:

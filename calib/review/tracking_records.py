@@ -86,6 +86,41 @@ def chart_link(experiment_id: str, run_id: str, keys: tuple[str, ...]) -> str:
     return "#/metric?" + urllib.parse.urlencode(q, quote_via=urllib.parse.quote)
 
 
+TRIALS_VIEW = "calib-trials"
+"""The id of the saved view of a study's trials (``trials_view``): the experiment's tag
+``mlflow.sharedViewState.calib-trials``, opened by ``runs_link(id, viewStateShareKey=TRIALS_VIEW)``."""
+TRIALS_VIEW_NAME = "calib: trials by objective"
+
+
+def trials_view(objective: str, free_keys: tuple[str, ...], created_ms: int) -> tuple[str, str]:
+    """A study's trials as a saved view of its experiment's runs table, (tag key, value):
+    the trial runs, best first (sorted by ``objective`` ascending), with the objective, the
+    flags, how each was proposed and the free keys as columns.
+
+    MLflow 3.17 keeps the runs table's columns and sort in the browser (per experiment), and
+    its default table shows the study's run with its trials folded under it and no metric;
+    a server cannot change that default. What it can hold is a saved view: an experiment tag
+    ``mlflow.sharedViewState.<id>`` whose value is ``{"name", "createdAt", "updatedAt",
+    "state"}`` (``state``: the table's state as JSON: its search facets and UI state), listed
+    under the runs table's "Views" menu and opened by ``?viewStateShareKey=<id>``."""
+    state = {"searchFilter": f"tags.`{ROLE_TAG}` = 'trial'", "orderByKey": f"metrics.`{objective}`",
+             "orderByAsc": True,
+             "selectedColumns": [f"metrics.`{objective}`", "tags.`calib.flags`", "tags.`calib.proposal`",
+                                 *(f"params.`{k}`" for k in free_keys)]}
+    envelope = {"name": TRIALS_VIEW_NAME, "createdAt": created_ms, "updatedAt": created_ms,
+                "state": json.dumps(state)}
+    return f"mlflow.sharedViewState.{TRIALS_VIEW}", json.dumps(envelope)
+
+
+def trials_view_note(experiment_id: str) -> str:
+    """The line the experiment's description ends with: the link to the trials' saved view
+    (``trials_view``)."""
+    link = runs_link(experiment_id, viewStateShareKey=TRIALS_VIEW)
+    return (f"- **[Open the trials, best first]({link})**: the saved view `{TRIALS_VIEW_NAME}` (the runs table's "
+            "\"Views\" menu), with the objective, flags, proposal and free keys as columns. MLflow keeps the "
+            "columns you choose per experiment, in your browser; this view is kept with the experiment.")
+
+
 def objective_metric(scalarisation: str) -> str:
     """The MLflow metric name of a study's objective (``OBJECTIVE_METRICS``)."""
     return OBJECTIVE_METRICS.get(scalarisation, f"objective_{scalarisation}")
