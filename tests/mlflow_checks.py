@@ -120,3 +120,26 @@ def data_file_atoms(text: str) -> int:
     assert all(len(row) >= 7 and all(math.isfinite(float(x)) for x in row[2:7]) for row in body)
     assert sorted(int(row[0]) for row in body) == list(range(1, n + 1))
     return n
+
+
+def metric_histories(tracking_uri: str, experiment: str) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    """Every metric's history of every run of ``experiment``: (run name, key) -> [(step,
+    value)] in the store's order."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no MLflow experiment named {experiment!r}"
+    out = {}
+    for r in client.search_runs([exp.experiment_id], max_results=10_000):
+        for key in r.data.metrics:
+            out[(r.info.run_name, key)] = [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, key)]
+    return out
+
+
+def assert_one_value_per_step(tracking_uri: str, experiment: str) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    """No metric of any run of ``experiment`` holds two values at one step (MLflow keeps
+    every value logged: a series logged twice shows two points per step). Returns the
+    histories (``metric_histories``)."""
+    out = metric_histories(tracking_uri, experiment)
+    doubled = {k: v for k, v in out.items() if len({s for s, _ in v}) != len(v)}
+    assert not doubled, f"metrics with two values at one step, (run, key) -> [(step, value)]: {doubled}"
+    return out

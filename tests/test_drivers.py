@@ -20,6 +20,7 @@ from calib import ledger
 from calib.study.space import ParameterSpace
 from calib.study.load import load_study
 from conftest import write_study
+from mlflow_checks import assert_one_value_per_step
 
 pytestmark = pytest.mark.lammps
 
@@ -70,6 +71,8 @@ def _check_shared_study(tmp_path: Path, name: str, storage: str, runs: Path) -> 
     assert sorted(int(r.data.tags["trial_number"]) for r in trial_runs) == sorted(t.number for t in counted), diag
     assert not [r for r in mruns if r.info.status == "RUNNING"], diag
     assert len([r for r in trial_runs if r.data.tags.get("calib.best") == "true"]) == 1, diag
+    # the drivers logged every step of the study run's series once, though each logs after each trial it tells
+    assert_one_value_per_step(f"sqlite:///{runs / 'mlflow.db'}", name)
 
 
 def test_three_drivers_share_a_sqlite_study(tmp_path: Path):

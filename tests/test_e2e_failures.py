@@ -47,6 +47,12 @@ def test_lammps_blow_up_is_a_fail_trial_with_reason(tmp_path: Path):
         t = trials[int(r.data.tags["trial_number"])]
         assert r.info.status == "FAILED" and r.data.tags["fail_reason"] == t.user_attrs["fail_reason"]
         assert r.data.tags["calib.flags"].startswith("FAILED") and r.data.tags["calib.equilibrated"] == "n/a"
+        # its description: the trial, its state, why it failed, and the way back to the study's run
+        note = r.data.tags["mlflow.note.content"]
+        parent = r.data.tags["mlflow.parentRunId"]
+        assert note.startswith(f"**Trial {t.number}** · FAILED · [open the study's run](#/experiments/"
+                               f"{exp.experiment_id}/runs/{parent}?workflowType=machine_learning)"), note
+        assert t.user_attrs["fail_reason"].strip()[:200] in note
         arts = {a.path for a in client.list_artifacts(r.info.run_id)}
         assert {"fail_reason.txt", "log.lammps", "log.lammps.txt", "in.slurry.txt"} <= arts, arts
         reason = Path(client.download_artifacts(r.info.run_id, "fail_reason.txt", str(tmp_path / "dl"))).read_text()

@@ -313,10 +313,14 @@ class TrialDisplay:
 
 def mlflow_view(uri: str, experiment_id: str, parent_run_id: str | None) -> dict:
     """Where to review the study in the MLflow UI: the runs table's page (MLflow 3 opens an
-    experiment on its GenAI overview unless the URL asks for model training), and for an
-    embedded store the command that serves it."""
-    page = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    experiment on its GenAI overview unless the URL asks for model training), the saved view
+    of its trials, best first (``trials_url``: ``calib.review.tracking_records.trials_view``),
+    and for an embedded store the command that serves it."""
+    from calib.review.tracking_records import TRIALS_VIEW, runs_link
+
     served = uri.startswith(("http://", "https://"))
+    root = f"{uri.rstrip('/')}/" if served else "http://127.0.0.1:5000/"
     return {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent_run_id,
-            "url": f"{uri.rstrip('/')}/{page}" if served else f"http://127.0.0.1:5000/{page}",
+            "url": root + runs_link(experiment_id),
+            "trials_url": root + runs_link(experiment_id, viewStateShareKey=TRIALS_VIEW),
             "serve": None if served else f"mlflow ui --backend-store-uri {uri}"}

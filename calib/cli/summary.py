@@ -56,6 +56,8 @@ def mlflow_line(s: dict) -> None:
     if s.get("mlflow"):
         m = s["mlflow"]
         typer.echo(f"review in MLflow: {m['url']}" + (f"  (after: {m['serve']})" if m["serve"] else ""))
+        if m.get("trials_url"):
+            typer.echo(f"  the trials, best first: {m['trials_url']}")
 
 
 def failure_lines(s: dict) -> list[str]:

@@ -5,7 +5,10 @@ completion, and the backfill of finished trials that have no run.
 
 ``SessionTracking`` reads the ledger (the Optuna study) and writes to MLflow through a
 ``Tracker``; tracking is an attachment: its errors are warnings (``emit``), except that a
-store that cannot be used at all stops the study before it starts (``start``).
+store that cannot be used at all stops the study before it starts (``start``). What it logs
+is read from the ledger, so that any driver, at any time, logs the same: the best-so-far
+series (``best_series``), the runs' start and end (the trials' ``datetime_start`` and
+``datetime_complete``), the summary's step (the number of finished trials).
 """
 
 from __future__ import annotations
@@ -31,11 +34,59 @@ from calib.review.caveats import study_caveats
 from calib.review.run_tags import experiment_description, flag_tags, review_tags
 from calib.review.summary import pareto
 from calib.review.tracker import Tracker
-from calib.review.tracking_records import RECORD_FILE, BestRecord, DatasetRecord, TrialRecord, objective_metric
+from calib.review.tracking_records import (RECORD_FILE, BestPoint, BestRecord, DatasetRecord, TrialRecord,
+                                           objective_metric)
 from calib.stages.upstream_state import Lineage
 from calib.study.load import LoadedStudy
 from calib.study.space import ParameterSpace
 from calib.study.target_rows import target_rows
+
+
+def ledger_ms(when: datetime.datetime | None) -> int | None:
+    """A ledger time (Optuna's ``datetime_start`` / ``datetime_complete``: naive local time)
+    in ms since the epoch; None for None."""
+    return None if when is None else int(when.timestamp() * 1000)
+
+
+def simulated(t: optuna.trial.FrozenTrial, name: str) -> float | None:
+    """Trial ``t``'s value of target observable ``name`` (its ``errors`` attribute), if any."""
+    sim = ((t.user_attrs.get("errors") or {}).get(name) or {}).get("simulated")
+    return float(sim) if isinstance(sim, (int, float)) and not isinstance(sim, bool) else None
+
+
+def best_series(trials: list[optuna.trial.FrozenTrial], judged: set[int],
+                targets: dict[str, float]) -> list[BestPoint]:
+    """The study run's best-so-far series from the ledger's ``trials``: at step n, the best
+    (lowest objective) of trials 0..n among those the study is judged on (``judged``:
+    ``ledger.at_target``'s numbers), with its value of each target observable (``targets``:
+    name -> target value), timed when trials 0..n had all finished. The series stops before
+    the first trial not finished: a step is known once its trials have finished, and then
+    never changes. Steps before the first judged trial have no point."""
+    points: list[BestPoint] = []
+    best: optuna.trial.FrozenTrial | None = None
+    time_ms = 0
+    for t in sorted(trials, key=lambda t: t.number):
+        if not t.state.is_finished():
+            break
+        time_ms = max(time_ms, ledger_ms(t.datetime_complete) or 0)
+        if t.number in judged and t.value is not None and (best is None or t.value < best.value):
+            best = t
+        if best is not None and best.value is not None:
+            points.append(BestPoint(t.number, time_ms, float(best.value),
+                                    {name: (simulated(best, name), float(v)) for name, v in targets.items()}))
+    return points
+
+
+def active_seconds(spans: list[tuple[float, float]]) -> float:
+    """The time covered by the union of ``spans`` ((start, end) in s): the time during which
+    at least one of them ran."""
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(spans):
+        if end <= reach:
+            continue
+        total += end - max(start, reach)
+        reach = end
+    return total
 
 
 class SessionTracking:
@@ -45,12 +96,13 @@ class SessionTracking:
                  cfg: LoopConfig, emit: Callable[[Event], None]) -> None:
         self.study, self.tracker, self.loaded, self.spec = study, tracker, loaded, loaded.spec
         self.space, self.cfg, self.emit = space, cfg, emit
-        self._series_next = 0  # the best-so-far series is logged up to here
 
     def start(self, uid: str, lineage: Lineage | None) -> None:
-        """Find or create the study's experiment and parent run (``Tracker.start_study``);
-        a store that cannot be used is an ``InputError`` (``--tracking-uri``)."""
+        """Find or create the study's experiment and parent run (``Tracker.start_study``;
+        a new parent run starts with the study's first trial, if it has one already); a store
+        that cannot be used is an ``InputError`` (``--tracking-uri``)."""
         spec, loaded = self.spec, self.loaded
+        starts = [ms for t in self.study.get_trials(deepcopy=False) if (ms := ledger_ms(t.datetime_start)) is not None]
         self.base_tags = {"stage": spec.stage, "fidelity": spec.fidelity, "dataset": spec.dataset, "study": spec.name,
                           **(lineage.tags() if lineage else {})}
         self.objective_metric = objective_metric(spec.objective.scalarisation)
@@ -64,7 +116,8 @@ class SessionTracking:
                                      dataset=DatasetRecord(loaded.dataset.name, str(loaded.dataset_path.resolve()),
                                                            tuple(target_rows(loaded))),
                                      description=experiment_description(spec, self.objective_metric),
-                                     stale_s=float(self.cfg.grace_s))
+                                     stale_s=float(self.cfg.grace_s), start_ms=min(starts) if starts else None,
+                                     free_keys=tuple(self.space.keys))
         except Exception as exc:
             first = str(exc).splitlines()[0] if str(exc) else ""
             raise InputError("--tracking-uri", "uri", f"cannot use the MLflow store: {exc.__class__.__name__}: "
@@ -106,12 +159,15 @@ class SessionTracking:
 
     def record_of(self, t: optuna.trial.FrozenTrial) -> TrialRecord:
         """A finished trial's MLflow record: the one its driver kept in its directory, else
-        what the ledger has (parameters, objective, observables, the reason of a failure)."""
+        what the ledger has (parameters, objective, observables, the reason of a failure);
+        its start and end are the ledger's."""
         workdir = Path(t.user_attrs["calib_workdir"]) if t.user_attrs.get("calib_workdir") else None
         kept = workdir / RECORD_FILE if workdir else None
+        times = {"start_ms": ledger_ms(t.datetime_start), "end_ms": ledger_ms(t.datetime_complete),
+                 "free_keys": tuple(self.space.keys)}
         if kept is not None and kept.exists():
             r = TrialRecord.from_json(kept.read_text())
-            return dataclasses.replace(r, tags={**r.tags, "calib.logged_late": "from the trial's record"})
+            return dataclasses.replace(r, tags={**r.tags, "calib.logged_late": "from the trial's record"}, **times)
         state = "COMPLETE" if t.state == TrialState.COMPLETE else "FAIL"
         metrics = {k: float(v) for k, v in (t.user_attrs.get("observables") or {}).items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -125,7 +181,7 @@ class SessionTracking:
         files = tuple(p for p in workdir.rglob("*") if p.name in ("log.lammps", "params.json")
                       or p.name.startswith("in.")) if workdir and workdir.exists() else ()
         return TrialRecord(t.number, state, {**self.space.fixed, **{k: float(v) for k, v in t.params.items()}},
-                           metrics, tags, files, artifact_root=workdir)
+                           metrics, tags, files, artifact_root=workdir, **times)
 
     def log_trial(self, a: ActiveTrial, told: Told) -> None:
         """A told trial's MLflow run (its record kept in its directory first, for
@@ -175,38 +231,41 @@ class SessionTracking:
             tags["fail_reason"] = told.outcome.why[:5000]
         tags.update(review_tags(self.spec, self.space, a.number, a.trial.user_attrs, a.params, a.workdir))
         tags.update(flag_tags(score, state, tags))
+        start, end = self._ledger_times(a.trial._trial_id)
         return TrialRecord(a.number, state, {**self.space.fixed, **a.params}, metrics, tags, tuple(artifacts),
-                           artifact_root=a.workdir, start_ms=a.started_ms)
+                           artifact_root=a.workdir, start_ms=a.started_ms if start is None else start, end_ms=end,
+                           free_keys=tuple(self.space.keys))
+
+    def _ledger_times(self, trial_id: int | None = None, number: int | None = None) -> tuple[int | None, int | None]:
+        """A told trial's start and end in the ledger (ms since the epoch), by its storage id
+        or its number; (None, None) when the ledger cannot say (its run then ends now)."""
+        try:
+            storage = self.study._storage
+            if trial_id is None:
+                trial_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+            t = storage.get_trial(trial_id)
+            return ledger_ms(t.datetime_start), ledger_ms(t.datetime_complete)
+        except Exception:
+            return None, None
 
     def update_best(self) -> None:
-        """The parent run's view of the best trial so far (``Tracker.update_best``), with
-        the best-so-far series at step n (the best of the trials numbered up to n) logged
-        once trials 0..n have all finished, so that it never changes afterwards."""
+        """The parent run's view of the best trial so far (``Tracker.update_best``): the
+        best trial (``ledger.best_trial``), its target observables next to their targets, and
+        the best-so-far series read from the ledger (``best_series``; the tracker logs the
+        steps it does not hold yet)."""
         best = best_trial(self.study)
         if best is None:
             return
-        target = set(t.number for t in ledger.at_target(self.study))
-        series, running_best = [], math.inf
-        for t in self.study.get_trials(deepcopy=False):
-            if not t.state.is_finished():
-                break  # the prefix of finished trials ends here
-            if t.number in target and t.value is not None:
-                running_best = min(running_best, float(t.value))
-            if t.number >= self._series_next and math.isfinite(running_best):
-                series.append((t.number, running_best))
-            self._series_next = max(self._series_next, t.number + 1)
-        obs = {k: (float(v), None) for k, v in (best.user_attrs.get("observables") or {}).items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        for name in self.spec.objective.targets:
-            target = self.loaded.dataset.targets.get(name)
-            if target is not None:  # the best trial's value next to its target
-                sim = ((best.user_attrs.get("errors") or {}).get(name) or {}).get("simulated")
-                obs[name] = (float(sim) if isinstance(sim, (int, float)) else None, target.value)  # type: ignore
-        step = max(t.number for t in self.study.get_trials(deepcopy=False) if t.state.is_finished())
+        judged = {t.number for t in ledger.at_target(self.study)}
+        targets = {name: float(target.value) for name in self.spec.objective.targets
+                   if (target := self.loaded.dataset.targets.get(name)) is not None}
+        series = best_series(self.study.get_trials(deepcopy=False), judged, targets)
+        obs: dict[str, tuple[float | None, float | None]] = {name: (simulated(best, name), value)
+                                                             for name, value in targets.items()}
         checked = confirm.summary(self.study, best.number)
         caveats = study_caveats(self.study)
         self.tracker.update_best(BestRecord(best.number, float(best.value), dict(best.user_attrs.get("table_s1") or {}),
-                                            obs, step, confirm.one_line(checked) if checked else None,
+                                            obs, confirm.one_line(checked) if checked else None,
                                             caveats.lines if caveats is not None else ()), series)
 
     def failure(self, number: int, free: dict[str, float], reason: str, workdir: Path | None = None,
@@ -215,17 +274,21 @@ class SessionTracking:
         try:
             files = tuple(p for p in workdir.rglob("*") if p.name in ("log.lammps", "characterise.log")
                           or p.name.startswith("in.")) if workdir else ()
+            start, end = self._ledger_times(number=number)
             self.tracker.log_trial(TrialRecord(number, "FAIL", {**self.space.fixed, **free}, {},
                                                {**self.base_tags, "fidelity": fid or self.spec.fidelity,
                                                 "fail_reason": reason[:5000], "calib.flags": "FAILED",
-                                                "calib.equilibrated": "n/a"}, files, artifact_root=workdir))
+                                                "calib.equilibrated": "n/a"}, files, artifact_root=workdir,
+                                               start_ms=start, end_ms=end, free_keys=tuple(self.space.keys)))
         except Exception as exc:
             self.emit(Event("warning", number, f"MLflow logging failed: {exc}"))
 
     def close(self, status: str = "FINISHED") -> None:
         """The study's summary on its MLflow parent run, which ends ``status`` (FINISHED;
-        KILLED when the driver was interrupted, FAILED when it stopped on an error). Every
-        step is guarded: the parent run is ended even when the ledger cannot be read."""
+        KILLED when the driver was interrupted, FAILED when it stopped on an error) at the
+        last trial's end: metrics at the step of the number of finished trials, among them
+        ``wall_time_active_s`` (``active_seconds`` of the trials' spans). Every step is guarded:
+        the parent run is ended even when the ledger cannot be read."""
         study = self.study
         try:
             self.update_best()  # the series' last points (trials other drivers finished)
@@ -233,11 +296,17 @@ class SessionTracking:
             self.emit(Event("warning", -1, f"MLflow logging failed: {exc}"))
         metrics: dict[str, float] = {}
         files: dict[str, str] = {}
+        step, end_ms = 0, None
         try:
+            finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+            spans = [(t.datetime_start.timestamp(), t.datetime_complete.timestamp()) for t in finished
+                     if t.datetime_start is not None and t.datetime_complete is not None]
+            step = len(finished)
+            end_ms = max((ms for t in finished if (ms := ledger_ms(t.datetime_complete)) is not None), default=None)
             front = pareto(study)
             lost = ledger.lost_numbers(study.get_trials(deepcopy=False))
             counted = [t for t in study.get_trials(deepcopy=False) if not ledger.is_confirmation(t)]
-            metrics = {"pareto_size": float(len(front)),
+            metrics = {"wall_time_active_s": active_seconds(spans), "pareto_size": float(len(front)),
                        "trials_complete": float(sum(1 for t in counted if t.state == TrialState.COMPLETE)),
                        "trials_failed": float(sum(1 for t in counted if t.state == TrialState.FAIL
                                                   and t.number not in lost))}
@@ -255,7 +324,7 @@ class SessionTracking:
         if status == "FINISHED":
             self._posterior(metrics, files)
         try:
-            self.tracker.end_study(metrics, files=files, status=status)
+            self.tracker.end_study(metrics, files=files, status=status, step=step, end_ms=end_ms)
         except Exception as exc:  # tracking is an attachment: the ledger has the study
             self.emit(Event("warning", -1, f"MLflow logging of the study's summary failed: {exc}"))
 

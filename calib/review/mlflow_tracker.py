@@ -1,7 +1,16 @@
 """MLflow tracking through ``MlflowClient`` (a ``calib.review.tracker.Tracker``): one MLflow
 experiment per study, one parent run per study (found again on resume by its tags) and one
-nested run per finished trial with Table S1 params, metrics, artifacts and tags
-(``MlflowTracker``); a folder logged to a study's parent run afterwards (``log_study_folder``).
+nested run per finished trial with Table S1 params, metrics, artifacts, tags and a
+description (``MlflowTracker``); a folder logged to a study's parent run afterwards
+(``log_study_folder``).
+
+Logging is idempotent: a metric holds one value per step, however often a study is
+resumed or reopened and however many drivers share it. A step already logged is not
+logged again (``MlflowTracker._log_new``), and the values and timestamps of a step are read
+from the ledger (trial numbers, ``datetime_complete``), so two drivers that race to log the
+same step write the same row, which MLflow's SQL store keeps once. Values are rounded for
+display (``tracking_records.shown``). Runs span what they stand for: a trial's run its
+ledger trial, the study's run its first trial's start to its last trial's end.
 """
 
 from __future__ import annotations
@@ -12,9 +21,11 @@ import time
 from pathlib import Path
 
 from calib.review.mlflow_retry import HTTP_RETRIES, LockPatient, OutageAware
-from calib.review.tracking_records import (BROKEN_TAG, COMPLETED_TAG, EXPERIMENT_TAGS, LOGGING_TAG, PREVIEW_MAX_BYTES,
-                                           PREVIEW_SUFFIX, ROLE_TAG, STUDY_TAG, UID_TAG, BestRecord, DatasetRecord,
-                                           TrialRecord, best_note, needs_preview_copy)
+from calib.review.tracking_records import (BROKEN_TAG, COMPLETED_TAG, EXPERIMENT_TAGS, LOGGING_TAG, NOTE_TAG,
+                                           PREVIEW_MAX_BYTES, PREVIEW_SUFFIX, ROLE_TAG, SPAN_NOTE, STUDY_TAG, UID_TAG,
+                                           BestPoint, BestRecord, DatasetRecord, TrialRecord, best_note, chart_link,
+                                           needs_preview_copy, run_link, shown, trial_note, trials_view,
+                                           trials_view_note)
 
 
 class MlflowTracker:
@@ -56,12 +67,17 @@ class MlflowTracker:
 
     def start_study(self, study_name: str, tags: dict[str, str], params: dict[str, str],
                     objective: str = "objective", dataset: DatasetRecord | None = None,
-                    description: str = "", stale_s: float = 120.0) -> None:
+                    description: str = "", stale_s: float = 120.0, start_ms: int | None = None,
+                    free_keys: tuple[str, ...] = ()) -> None:
         """Find or create the study's experiment and parent run. ``objective``: the
         objective's metric name; ``dataset``: logged as the input of the parent and of
-        every trial run; ``description``: the experiment's description (markdown). On
-        resume, trial runs a dead driver left RUNNING (logging begun over ``stale_s`` ago)
-        are ended KILLED (``close_stale_runs``)."""
+        every trial run; ``description``: the experiment's description (markdown), which
+        ends with a link to the saved view of the trials (``trials_view``, made once with
+        ``free_keys`` as columns);
+        ``start_ms``: when the study started (its first trial's start in the ledger, ms since
+        the epoch), the start of a parent run created now (None: now). On resume, trial runs
+        a dead driver left RUNNING (logging begun over ``stale_s`` ago) are ended KILLED
+        (``close_stale_runs``)."""
         self.objective = objective
         self._dataset = dataset.entity() if dataset is not None else None
         exp = self.client.get_experiment_by_name(study_name)
@@ -74,8 +90,12 @@ class MlflowTracker:
             if exp.tags.get("mlflow.experimentKind") is None:
                 for k, v in EXPERIMENT_TAGS.items():
                     self.client.set_experiment_tag(self.experiment_id, k, v)
+        view_key, view = trials_view(objective, free_keys, int(time.time() * 1000))
+        if exp is None or view_key not in exp.tags:  # made once: a user may change or delete it
+            self.client.set_experiment_tag(self.experiment_id, view_key, view)
         if description:
-            self.client.set_experiment_tag(self.experiment_id, "mlflow.note.content", description)
+            self.client.set_experiment_tag(self.experiment_id, NOTE_TAG,
+                                           description.rstrip() + "\n" + trials_view_note(self.experiment_id))
         uid = tags.get(UID_TAG)
         query = (f"tags.`{STUDY_TAG}` = '{study_name}' and tags.`{ROLE_TAG}` = 'study'"
                  + (f" and tags.`{UID_TAG}` = '{uid}'" if uid else ""))
@@ -86,8 +106,10 @@ class MlflowTracker:
             self.client.update_run(self.parent_run_id, status="RUNNING")
             self.close_stale_runs(stale_s)
             return
+        now = int(time.time() * 1000)
         run = self.client.create_run(self.experiment_id, run_name=study_name,
-                                     tags={STUDY_TAG: study_name, ROLE_TAG: "study", **tags})
+                                     tags={STUDY_TAG: study_name, ROLE_TAG: "study", **tags},
+                                     start_time=min(start_ms, now) if start_ms is not None else now)
         # drivers started together may each have created one: all keep the oldest, the others are deleted
         runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=100)
         first = min(runs, key=lambda r: (r.info.start_time, r.info.run_id)) if runs else run
@@ -103,25 +125,34 @@ class MlflowTracker:
 
     def log_trial(self, record: TrialRecord, run_id: str | None = None) -> str | None:
         """Log a finished trial as a run under the study's parent run, ended FINISHED
-        (COMPLETE) or FAILED. ``run_id``: a run of this trial whose logging broke off
-        (``logged_trials``) is completed instead of starting another: the trial keeps one run."""
+        (COMPLETE) or FAILED, spanning the trial (``record.start_ms`` to ``record.end_ms``),
+        with a description (``trial_note``) that links back to the parent run. ``run_id``: a
+        run of this trial whose logging broke off (``logged_trials``) is completed instead of
+        starting another: the trial keeps one run, its metrics one value each."""
         from mlflow.entities import Metric, Param, RunTag
 
         assert self.experiment_id is not None and self.parent_run_id is not None
         tags = {"mlflow.parentRunId": self.parent_run_id, ROLE_TAG: "trial", **record.tags,
-                "trial_number": str(record.number), "state": record.state}
+                "trial_number": str(record.number), "state": record.state,
+                NOTE_TAG: trial_note(record, self.objective, run_link(self.experiment_id, self.parent_run_id))}
         now = int(time.time() * 1000)
+        end = record.end_ms if record.end_ms is not None else now
         if run_id is None:
             rid = self.client.create_run(self.experiment_id, run_name=f"trial-{record.number:05d}",
-                                         tags={**tags, LOGGING_TAG: str(now)}, start_time=record.start_ms).info.run_id
+                                         tags={**tags, LOGGING_TAG: str(now)},
+                                         start_time=record.start_ms if record.start_ms is not None else end
+                                         ).info.run_id
         else:
             rid = run_id
         try:
             if run_id is not None:  # the logging tag first: no other driver takes it for a dead driver's
                 self.client.set_tag(rid, LOGGING_TAG, str(now))
                 self.client.update_run(rid, status="RUNNING")
-            metrics = [Metric(k, float(v), now, record.number) for k, v in record.metrics.items()
+            metrics = [Metric(k, shown(v), end, record.number) for k, v in record.metrics.items()
                        if v is not None and math.isfinite(float(v))]
+            if run_id is not None:  # what the broken-off logging wrote stays, once
+                have = self.client.get_run(rid).data.metrics
+                metrics = [m for m in metrics if m.key not in have]
             params = [Param(k, f"{float(v):.6g}") for k, v in record.params.items()]
             self.client.log_batch(rid, metrics=metrics, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
             if self._dataset is not None:
@@ -137,12 +168,28 @@ class MlflowTracker:
         except BaseException as exc:  # the run must not stay RUNNING: end it, say why, and let the caller know
             self._end_broken(rid, exc)
             raise
-        self.client.set_terminated(rid, status="FINISHED" if record.state == "COMPLETE" else "FAILED", end_time=now)
+        self.client.set_terminated(rid, status="FINISHED" if record.state == "COMPLETE" else "FAILED", end_time=end)
         value = record.metrics.get(self.objective)
         confirmation = record.tags.get("calib.proposal", "").startswith("confirmation")  # not a calibration trial
         if value is not None and math.isfinite(value) and not confirmation:
-            self.client.log_metric(self.parent_run_id, f"trial_{self.objective}", float(value), now, record.number)
+            self._log_new(self.parent_run_id, [Metric(f"trial_{self.objective}", shown(value), end, record.number)])
         return rid
+
+    def _log_new(self, run_id: str, metrics: list) -> None:
+        """Log the ``metrics`` (``mlflow.entities.Metric``) whose step the run does not hold
+        yet for their key (nor holds earlier in the list): a step keeps its first value,
+        whatever is logged again on a resume or a reopening (MLflow has no way to replace or
+        delete a logged value)."""
+        have: dict[str, set[int]] = {}
+        new = []
+        for m in metrics:
+            if m.key not in have:
+                have[m.key] = {h.step for h in self.client.get_metric_history(run_id, m.key)}
+            if m.step not in have[m.key]:
+                have[m.key].add(m.step)
+                new.append(m)
+        for i in range(0, len(new), 1000):  # MLflow's limit of metrics in one batch
+            self.client.log_batch(run_id, metrics=new[i:i + 1000])
 
     def logged_trials(self) -> dict[int, str | None]:
         """The trials that have a run under the study's parent run: trial number -> None
@@ -191,13 +238,15 @@ class MlflowTracker:
                     shutil.copyfile(path, copy)
                     self.client.log_artifact(rid, str(copy), artifact_path=sub)
 
-    def update_best(self, best: BestRecord, series: list[tuple[int, float]]) -> None:
+    def update_best(self, best: BestRecord, series: list[BestPoint]) -> None:
         """The parent run names the best trial so far: tags ``calib.best_trial``,
         ``calib.best_run_id`` and ``calib.best_run`` (the UI path of its run), ``best.<key>``
-        per Table S1 key, metrics ``best.<observable>`` next to ``target.<observable>``, and
-        new points of the series ``best_<objective>`` (``series``: (trial number, best value
-        among trials up to it)); the best trial's own run is tagged ``calib.best = true``
-        (the previous best's tag is set to false)."""
+        per Table S1 key, its description (``best_note``: the best trial and its objective
+        first, with links to its run and to the chart of the objective); the steps of
+        ``series`` it does not hold yet: ``best_<objective>`` (the best value among trials
+        0..n at step n) and, per target observable, ``best.<observable>`` (the value of that
+        best trial) next to ``target.<observable>``. The best trial's own run is tagged
+        ``calib.best = true`` (the previous best's tag is set to false)."""
         from mlflow.entities import Metric, RunTag
 
         assert self.experiment_id is not None and self.parent_run_id is not None
@@ -207,21 +256,25 @@ class MlflowTracker:
         for old in self.client.search_runs([self.experiment_id], filter_string="tags.`calib.best` = 'true'"):
             if not found or old.info.run_id != found[0].info.run_id:
                 self.client.set_tag(old.info.run_id, "calib.best", "false")
-        now = int(time.time() * 1000)
         tags = {"calib.best_trial": str(best.number)}
         if found:
             rid = found[0].info.run_id
             self.client.set_tag(rid, "calib.best", "true")
-            tags.update({"calib.best_run_id": rid, "calib.best_run": f"#/experiments/{self.experiment_id}/runs/{rid}"})
+            tags.update({"calib.best_run_id": rid, "calib.best_run": run_link(self.experiment_id, rid)})
         tags.update({f"best.{k}": f"{v:.6g}" for k, v in best.params.items()})
-        metrics = [Metric(f"best_{self.objective}", float(v), now, n) for n, v in series]
-        for name, (value, target) in best.observables.items():
-            if value is not None and math.isfinite(value):
-                metrics.append(Metric(f"best.{name}", float(value), now, best.step))
-            if target is not None and math.isfinite(target):
-                metrics.append(Metric(f"target.{name}", float(target), now, best.step))
-        tags["mlflow.note.content"] = best_note(best, self.objective, tags.get("calib.best_run"))
-        self.client.log_batch(self.parent_run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
+        metrics = []
+        for p in series:
+            metrics.append(Metric(f"best_{self.objective}", shown(p.objective), p.time_ms, p.step))
+            for name, (value, target) in p.observables.items():
+                if value is not None and math.isfinite(value):
+                    metrics.append(Metric(f"best.{name}", shown(value), p.time_ms, p.step))
+                if target is not None and math.isfinite(target):
+                    metrics.append(Metric(f"target.{name}", shown(target), p.time_ms, p.step))
+        chart = chart_link(self.experiment_id, self.parent_run_id,
+                           (f"best_{self.objective}", f"trial_{self.objective}"))
+        tags[NOTE_TAG] = best_note(best, self.objective, tags.get("calib.best_run"), chart, SPAN_NOTE)
+        self.client.log_batch(self.parent_run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        self._log_new(self.parent_run_id, metrics)
 
     def _end_broken(self, rid: str, exc: BaseException) -> None:
         """End a trial run whose logging broke off: KILLED when the driver was interrupted,
@@ -257,21 +310,26 @@ class MlflowTracker:
         return closed
 
     def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None,
-                  status: str = "FINISHED") -> None:
+                  status: str = "FINISHED", step: int = 0, end_ms: int | None = None) -> None:
         """Close the study's parent run with its summary metrics and text ``files``
         (name -> content, e.g. the Pareto front as JSON); ``status``: FINISHED, KILLED
-        (interrupted) or FAILED (stopped on an error). The run is ended even when the
-        summary cannot be written."""
+        (interrupted) or FAILED (stopped on an error). ``step``: the summary's step (the
+        number of finished trials it counts: a reopened study whose ledger has not changed
+        logs nothing again); ``end_ms``: the end of the run and the metrics' timestamp (the
+        last trial's end in the ledger; None: now). The run is ended even when the summary
+        cannot be written."""
+        from mlflow.entities import Metric
+
         if self.parent_run_id is None:
             return
+        end = end_ms if end_ms is not None else int(time.time() * 1000)
         try:
             for name, text in (files or {}).items():
                 self.client.log_text(self.parent_run_id, text, name)
-            for k, v in metrics.items():
-                if v is not None and math.isfinite(v):
-                    self.client.log_metric(self.parent_run_id, k, float(v))
+            self._log_new(self.parent_run_id, [Metric(k, shown(v), end, step) for k, v in metrics.items()
+                                               if v is not None and math.isfinite(v)])
         finally:
-            self.client.set_terminated(self.parent_run_id, status=status)
+            self.client.set_terminated(self.parent_run_id, status=status, end_time=end)
 
 
 def log_study_folder(tracking_uri: str, study_name: str, uid: str | None, folder: Path, artifact_path: str) -> str:

@@ -56,17 +56,23 @@ def flag_tags(score, state: str, tags: dict[str, str]) -> dict[str, str]:
 
 
 def experiment_description(spec, objective: str) -> str:
-    """The MLflow experiment's description (markdown): how to read a study's runs."""
+    """The MLflow experiment's description (markdown): how to read a study's runs (the
+    tracker appends the link to the trials' saved view, which needs the experiment's id)."""
     targets = ", ".join(spec.objective.targets)
     return (f"**calib study `{spec.name}`**: stage {spec.stage}, dataset `{spec.dataset}`, fidelity {spec.fidelity}, "
             f"{spec.objective.scalarisation} of {targets}.\n\n"
-            f"- The run named `{spec.name}` is the study: tag `calib.best_trial` and its link `calib.best_run`, "
+            f"- The run named `{spec.name}` is the study: its description names the best trial with links to its "
+            "run and to the chart of the objective; tag `calib.best_trial` and its link `calib.best_run`, "
             "tags `best.<key>` (Table S1), metrics `best.<observable>` next to `target.<observable>`, "
             f"the series `best_{objective}` (best so far by trial number) and `trial_{objective}`; "
-            "its artifacts hold `report/report.html` (`calib report`).\n"
-            f"- Each trial is a nested run: metric `{objective}` (lower is better), tags `calib.proposal` "
+            "its artifacts hold `report/report.html` (`calib report`). It spans the study (first trial's start to "
+            "last trial's end); `wall_time_active_s` is the time during which a trial ran.\n"
+            f"- Each trial is a nested run spanning the trial: its description (state, objective, free keys, why it "
+            f"failed), metric `{objective}` (lower is better), tags `calib.proposal` "
             "(initial design, model, manual), `calib.flags`, `calib.equilibrated`, `calib.at_bound`, "
             "`calib.bounds`; artifacts `log.lammps.txt` and `in.*.txt` preview in the browser, `fail_reason.txt` "
             "on failed trials, `system.data`, `params.json` and `final.restart` rerun it.\n"
             "- The targets (value, unit, uncertainty, provenance) are the runs' dataset input `targets`.\n"
-            f"- Sort the runs by `metrics.{objective}` ascending; filter `tags.calib.role = 'trial'`.")
+            "- Metrics show 6 significant digits; the ledger keeps every value in full (`calib export`, `--json`).\n"
+            f"- Sort the runs by `metrics.{objective}` ascending (the trials are then listed flat, best first); "
+            "filter `tags.calib.role = 'trial'`.")
