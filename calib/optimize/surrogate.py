@@ -129,6 +129,22 @@ class HeldOut:
         return sum(abs(x) <= k * s for x in z) / len(z) if z else None
 
 
+def sd_scale(z: Sequence[float]) -> float:
+    """The factor held-out standardised errors ``z`` ask the sd to be widened by: their root
+    mean square, at least 1 (a model is never made more confident than it says)."""
+    return max(1.0, math.sqrt(sum(x * x for x in z) / len(z)))
+
+
+def held_out_z(done: Sequence[FrozenTrial], space: ParameterSpace, n: int) -> dict[str, float]:
+    """Trial ``done[n]`` predicted by the model of ``done[:n]``: its standardised error
+    (value - mean) / sd per output, in the modelled scale, before any calibration."""
+    m = Surrogate._fit(list(done[:n]), space)
+    mean, sd = m.predict_unit(np.array([space.to_unit(done[n].params)]))
+    truth = trial_outputs(done[n])
+    return {o.name: (o.forward(truth[o.name][1]) - float(mean[0, j])) / float(sd[0, j])
+            for j, o in enumerate(m.outputs) if o.name in truth and sd[0, j] > 0}
+
+
 class Surrogate:
     """GPs of a study's outputs (module docstring); ``fit`` needs at least 2 COMPLETE
     trials at the target fidelity."""
@@ -163,14 +179,10 @@ class Surrogate:
             return None
         z: dict[str, list[float]] = {}
         for n in range(first, len(done)):
-            m = cls._fit(done[:n], space)
-            mean, sd = m.predict_unit(np.array([space.to_unit(done[n].params)]))
-            truth = trial_outputs(done[n])
-            for j, o in enumerate(m.outputs):
-                if o.name in truth and sd[0, j] > 0:
-                    z.setdefault(o.name, []).append((o.forward(truth[o.name][1]) - float(mean[0, j])) / float(sd[0, j]))
+            for name, zn in held_out_z(done, space, n).items():
+                z.setdefault(name, []).append(zn)
         zz = {k: tuple(v) for k, v in z.items() if len(v) >= HELD_OUT_MIN}
-        return HeldOut(zz, {k: max(1.0, math.sqrt(sum(x * x for x in v) / len(v))) for k, v in zz.items()})
+        return HeldOut(zz, {k: sd_scale(v) for k, v in zz.items()})
 
     @classmethod
     def _fit(cls, done: list[FrozenTrial], space: ParameterSpace) -> "Surrogate":
