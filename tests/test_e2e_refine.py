@@ -129,7 +129,9 @@ def test_predict_is_surer_where_the_study_has_data(refined):
     from calib.cli import app
 
     text = CliRunner().invoke(app, ["predict", "--study", NAME, "--scan", "eps_CBD=1:100:3", *r["common"]]).stdout
-    assert text.count("slurry_density") == 3 and "model fitted to 7 complete trials" in text
+    assert text.count("  slurry_density  ") == 3 and "model fitted to 7 complete trials" in text
+    assert "slurry_density: the last 3 trials predicted from the ones before each" in text  # its held-out record
+    assert "warning: fitted on only 7 trials for 5 free keys (fewer than 10)" in text
 
 
 def test_report_renders_every_section_and_is_logged(refined):
