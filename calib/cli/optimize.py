@@ -214,6 +214,10 @@ def run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as
                 display.line(f"  recovered trial {e.trial}: {e.message}")
             elif e.kind == "reattached":
                 display.line(f"  trial {e.trial}: {e.message}")
+            elif e.kind == "started" and getattr(tracker, "experiment_id", None) is not None:
+                view = mlflow_view(tracker.uri, tracker.experiment_id, tracker.parent_run_id)
+                display.line(f"  watch it live in MLflow: {view['url']}"
+                             + (f"  (after: {view['serve']}, in another terminal)" if view["serve"] else ""))
 
         try:
             # stdout carries only the summary: any library's chatter goes to stderr

@@ -29,7 +29,9 @@ def predict(
     runs_dir: Path = typer.Option(DEFAULT_RUNS, metavar="DIR", help="Where the default storage lives."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """The study's model of each observable at parameter sets, with its uncertainty, before any run."""
+    """The study's model of each observable at parameter sets, with its uncertainty, before
+    any run. It states the trials it was fitted on and how its intervals did on the study's
+    last trials predicted from the ones before each (the sd is widened to match)."""
     try:
         stored = open_study(study, storage or default_storage(runs_dir))
         sets = manual_sets(stored, set_, file, scan, allow_outside_bounds) if (set_ or file or scan) else None

@@ -45,6 +45,7 @@ def run_study(loaded: LoadedStudy, cfg: LoopConfig, backend: Backend, lammps: La
     study is open."""
     runner = Runner(backend, lammps, loaded.spec.resources, loaded.spec.trial_timeout_s)
     session = StudySession(loaded, cfg, runner, tracker or NullTracker(), on_event or (lambda e: None), lineage)
+    session.emit(Event("started", -1, "the study is open and tracked"))  # a live view can be offered from here
     for params, attrs in queue:
         session.study.enqueue_trial(params, user_attrs=attrs)
     active: dict[int, ActiveTrial] = {}

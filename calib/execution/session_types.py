@@ -19,7 +19,8 @@ from calib.stages.base import Score
 
 @dataclass(frozen=True)
 class Event:
-    """Progress of the loop: kind in submitted / complete / fail / recovered / warning."""
+    """Progress of the loop: kind in started (the study is open and its tracking started) /
+    submitted / complete / fail / recovered / reattached / warning / info."""
 
     kind: str
     trial: int
