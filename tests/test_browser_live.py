@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from browser import open_experiment, screenshot, shown_runs
+from browser import open_experiment, page_text, screenshot, shown_runs, wait_for
 from conftest import write_study
 
 pytestmark = [pytest.mark.browser, pytest.mark.lammps]
@@ -48,10 +48,17 @@ def test_finished_trials_show_in_the_ui_while_the_study_runs(mlflow_ui, browser,
     try:
         client = MlflowClient(tracking_uri=mlflow_ui.url)
         deadline = time.monotonic() + 300
-        while (exp := client.get_experiment_by_name(NAME)) is None:  # made when the study starts
+        prefix = "  watch it live in MLflow: "
+        while not (live := [x for x in _tail(err).splitlines() if x.startswith(prefix)]):  # printed at the start
             assert proc.poll() is None, why()
-            assert time.monotonic() < deadline, "the study's experiment did not appear in 300 s"
+            assert time.monotonic() < deadline, "no live link printed in 300 s\n" + why()
             time.sleep(0.5)
+        exp = client.get_experiment_by_name(NAME)
+        url = live[0].removeprefix(prefix)
+        assert url == f"{mlflow_ui.url}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning", url
+        browser.get(url)  # the printed link itself lands on the runs table, in the model-training view
+        wait_for(browser, lambda d: NAME in page_text(d), "the printed live link's runs table")
+        assert "Evaluation runs" not in page_text(browser)  # the GenAI view's sidebar entry
 
         seen, loads = None, 0
         while seen is None:  # a user reloading the runs table until a trial is listed
