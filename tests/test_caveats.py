@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import optuna
 from optuna.distributions import FloatDistribution
 
@@ -20,6 +22,10 @@ def test_at_bounds_judges_log_keys_in_log_scale():
     assert at_bounds(frozen({"eps": 0.2, "sigma": 1.0}, d)) == ()
     assert at_bounds(frozen({"eps": 10.0, "sigma": 1.0985}, d)) == (AtBound("sigma", 1.0985, "upper", 1.1),)
     assert at_bounds(frozen({"eps": 10.0, "sigma": 1.097}, d)) == ()  # 1.5 % from the top
+    # a manual value outside the range (calib refine --allow-outside-bounds) is outside, not at a bound
+    out = at_bounds(SimpleNamespace(params={"eps": 0.05, "sigma": 1.0}, distributions=d))  # optuna refuses to build it
+    assert out == (AtBound("eps", 0.05, "below", 0.1),)
+    assert out[0].text() == "eps = 0.05 (outside the range: below its bound 0.1)"
 
 
 def caveats(**kw) -> Caveats:
@@ -42,7 +48,7 @@ def test_the_wording_of_each_caveat():
     held = caveat_lines(caveats(confirmed="does not hold", confirmation_trial=9, converged=False,
                                 convergence="the film was still relaxing",
                                 at_bound=(AtBound("eps_AM", 1.0, "lower", 1.0),), model_proposals=0))
-    assert "confirmed at the full protocol: NO: it does not hold at the full protocol (trial 9)" in held[1]
+    assert held[1] == "confirmed at the full protocol: NO: it does not hold at the full protocol (confirmation trial 9)"
     assert held[2].startswith("at a bound: eps_AM = 1 (its lower bound 1): the optimum may lie outside the range")
     assert held[3] == "convergence: NOT converged: the film was still relaxing"
     assert held[4].startswith("proposals: all 8 complete trials came from the initial design "
@@ -50,7 +56,13 @@ def test_the_wording_of_each_caveat():
     # a stage without a compressed protocol: no confirmation line, no density reference
     other = caveat_lines(caveats(protocol=None, compression=None, confirmed="not applicable", sampler="sobol"))
     assert other[0] == "holds only at: fidelity dev; another protocol or fidelity gives other values"
-    assert not any(x.startswith(("confirmed", "proposals")) for x in other)
+    assert not any(x.startswith(("confirmed", "proposals", "transport")) for x in other)
+    # manual trials are not the initial design; a characterisation names its resolution caveat
+    mixed = caveat_lines(caveats(model_proposals=0, trials_complete=4, proposals={"initial design": 3, "manual": 1},
+                                 stage="characterise"))
+    assert "proposals: the model never proposed a set (complete trials: 3 initial design, 1 manual); run more " \
+           "trials" in mixed
+    assert mixed[-1].startswith("transport: the conductivity, diffusivity and tortuosity depend on the voxel size")
 
 
 def test_trial_caveats_counts_the_model_s_proposals():

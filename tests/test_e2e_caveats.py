@@ -6,6 +6,7 @@ completed trial exits non-zero with the reason and what to do (real LAMMPS, Optu
 from __future__ import annotations
 
 import html
+import json
 import re
 from pathlib import Path
 
@@ -61,6 +62,8 @@ def test_every_output_carries_the_same_caveats(done):
     # the exported include file's header
     inc = run_calib("export", "--study", NAME, "--runs-dir", str(runs), "--format", "lammps", cwd=tmp).stdout
     assert [x.removeprefix("# caveat: ") for x in inc.splitlines() if x.startswith("# caveat: ")] == lines
+    doc = json.loads(run_calib("export", "--study", NAME, "--runs-dir", str(runs), "--format", "json", cwd=tmp).stdout)
+    assert doc["columns"][0]["provenance"]["caveat"] == lines  # every one, in order
 
 
 def test_a_key_at_its_bound_is_named(done):
@@ -87,7 +90,17 @@ def test_a_study_without_a_completed_trial_exits_1_with_the_reason(tmp_path: Pat
     assert "no completed trial: the study has no answer" in out
     assert re.search(r"2 trials \(0, 1\) failed: .*timeout.*\(the limit is the study's trial_timeout_s; raise it for "
                      r"this fidelity\)", out), out
-    assert "hint: the runs hit their wall-time limit: raise the study's trial_timeout_s" in out
+    # failed trials count against the budget: the hint asks for a larger one
+    assert "hint: the runs hit their wall-time limit: raise trial_timeout_s in the study file, then rerun the same " \
+           "command with --trials 4 (failed trials count against the budget: 2 have finished)" in out
     assert "review in MLflow: http://127.0.0.1:5000/#/experiments/" in out
     assert proc.stderr.strip().splitlines()[-1].startswith("calib: error: study 'all_fail' has no completed trial; "
                                                            "the runs hit their wall-time limit")
+    # following the hint works: the raised limit is what the study runs with from now on, also by name
+    study.write_text(study.read_text().replace("trial_timeout_s: 0.5", "trial_timeout_s: 300"))
+    again = run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
+                      "--runs-dir", str(tmp_path / "runs"), "--trials", "3", "--json", cwd=tmp_path)
+    assert parse_json_stdout(again)["best_trial"] == 2
+    more = run_calib("optimize", "--stage", "slurry", "--study", "all_fail", "--runs-dir", str(tmp_path / "runs"),
+                     "--trials", "4", "--json", cwd=tmp_path)
+    assert parse_json_stdout(more)["trials_complete"] == 2  # by name: 300 s too, not the first run's 0.5 s

@@ -85,7 +85,9 @@ def test_stderr_to_a_file_carries_plain_whole_lines(stored):
     assert len(trial_lines) == 2, err
     for line in trial_lines:  # each whole: from its number to its objective
         assert re.fullmatch(r"  trial \d: density \d\.\d+ g/cm\^3 \(objective [\d.e+-]+\)", line), err
-    assert lines[1:] == trial_lines, err  # nothing else: no warning was raised by this study
+    live = "  watch it live in MLflow: http://127.0.0.1:5000/#/experiments/"
+    assert lines[1].startswith(live) and lines[1].endswith(", in another terminal)"), err  # the live view, whole
+    assert lines[2:] == trial_lines, err  # nothing else: no warning was raised by this study
     assert f"study {NAME} " in stored["stdout"]  # the summary on stdout
 
 

@@ -193,7 +193,7 @@ def run_optimize(loaded, url, tracking_uri, runs_dir, trials, seed, parallel, as
         except InputError as exc:
             fail(exc)
     runs_dir.mkdir(parents=True, exist_ok=True)  # the first write: every check above has passed
-    if not as_json and spec.optimizer.sampler in MODEL_SAMPLERS and n_trials <= spec.optimizer.n_initial:
+    if not as_json and not queue and spec.optimizer.sampler in MODEL_SAMPLERS and n_trials <= spec.optimizer.n_initial:
         typer.echo(f"note: {n_trials} trials <= optimizer.n_initial ({spec.optimizer.n_initial}): every trial comes "
                    "from the initial design and the model never proposes; run more trials for a calibration",
                    err=True)

@@ -13,7 +13,7 @@ def print_summary(s: dict) -> None:
         typer.echo("by fidelity: " + "; ".join(f"{name}: {r['complete']} complete, {r['failed']} failed, "
                                                f"{r['core_s']:.0f} core-s" for name, r in by_fid.items()))
     if s["best_trial"] is None:
-        typer.echo("no completed trial" + (f" at the target fidelity {s['target_fidelity']}" if len(by_fid) > 1
+        typer.echo("no completed trial" + (f" at the target fidelity {s['target_fidelity']}" if s["trials_complete"]
                                            else "") + ": the study has no answer")
         for line in failure_lines(s):
             typer.echo(f"  {line}")
@@ -76,12 +76,21 @@ def failure_lines(s: dict) -> list[str]:
 
 
 def no_answer_hint(s: dict) -> str:
-    """What to do when a study has no completed trial."""
-    reasons = " ".join(str(r) for r in (s.get("failures") or {}).values())
-    if "timeout" in reasons:
-        return ("hint: the runs hit their wall-time limit: raise the study's trial_timeout_s (or run a cheaper "
-                "--fidelity), then rerun the same command; the study resumes")
-    if not s.get("failures"):
-        return "hint: no trial has finished yet: rerun the same command with a budget (--trials) above the trials run"
+    """What to do when a study has no completed trial at its target fidelity. Failed trials
+    count against the budget, so a rerun must ask for more (``--trials`` above the trials
+    finished); another fidelity is another study (another name)."""
+    finished = int(s.get("trials_complete") or 0) + int(s.get("trials_failed") or 0)
+    more = f"rerun the same command with --trials {finished + max(1, finished)} (failed trials count against " \
+           f"the budget: {finished} have finished)"
+    if s.get("trials_complete"):  # complete, but only at cheaper rungs of a multi-fidelity ladder
+        return (f"hint: the {s['trials_complete']} complete trials ran at cheaper fidelities than the target "
+                f"{s.get('target_fidelity')}: {more}, so that the model confirms a set at the target")
+    reasons = [str(r or "") for r in (s.get("failures") or {}).values()]
+    if not reasons:
+        return "hint: no trial has finished yet (another driver may still run them): " + more
+    top = max(set(reasons), key=reasons.count)
+    if top.startswith("timeout: wall time exceeded") or "(the limit is the study's trial_timeout_s" in top:
+        return ("hint: the runs hit their wall-time limit: raise trial_timeout_s in the study file, then " + more
+                + "; a cheaper --fidelity is another study: give it another name")
     return (f"hint: each failed trial's directory (under the runs folder: {s['study']}/trial_*/) keeps its "
-            "log.lammps and stderr.txt; fix the cause, then rerun the same command: the study resumes")
+            "log.lammps and stderr.txt; fix the cause, then " + more)

@@ -78,8 +78,8 @@ def run_failure(run: Run, result: JobResult, timeout_name: str = "the study's tr
     if reason is None:
         reason = (crash_reason(result.returncode, log_text) if result.state == JobState.FAILED
                   else result.reason) or "unknown failure"
-    if result.state == JobState.TIMEOUT:
-        reason += f" (the limit is {timeout_name}; raise it for this fidelity)"
+    if result.state == JobState.TIMEOUT and reason.startswith("timeout: wall time exceeded"):  # the job's own limit
+        reason += f" (the limit is {timeout_name}; raise it for this fidelity)"  # (not e.g. Slurm's time_limit_min)
     return reason if run.label is None else f"{run.label}: {reason}"
 
 

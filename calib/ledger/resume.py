@@ -61,7 +61,9 @@ def open_study(name: str, storage: str | optuna.storages.BaseStorage, sampler: o
         study.set_user_attr(UID_ATTR, uuid.uuid4().hex[:12])
     if SPEC_ATTR not in study.user_attrs:
         study.set_user_attr(SPEC_ATTR, json.dumps(ident, sort_keys=True))
-    if spec_json is not None and STUDY_FILE_ATTR not in study.user_attrs:
+    if spec_json is not None and study.user_attrs.get(STUDY_FILE_ATTR) != spec_json:
+        # the identity matched above: what changed (trial_timeout_s, parallel, the optimizer's
+        # settings, ...) is what the study runs with from now on, also when resumed by name
         study.set_user_attr(STUDY_FILE_ATTR, spec_json)
     if dataset_path is not None and DATASET_PATH_ATTR not in study.user_attrs:
         study.set_user_attr(DATASET_PATH_ATTR, dataset_path)

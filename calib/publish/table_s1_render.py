@@ -146,6 +146,18 @@ def _csv(table: Table) -> str:
 # ------------------------------------------------------------------ json
 
 
+def provenance_dict(pairs) -> dict:
+    """A column's provenance pairs as a JSON object; a label given several times (``caveat``)
+    becomes a list of its texts, in order."""
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            out[k] = (out[k] if isinstance(out[k], list) else [out[k]]) + [v]
+        else:
+            out[k] = [v] if k == "caveat" else v
+    return out
+
+
 def _json(table: Table) -> str:
     doc = {
         "title": table.title,
@@ -161,7 +173,7 @@ def _json(table: Table) -> str:
                              "rel_error": o.rel_error, "error": o.error,
                              "points": [{"at": w, "simulated": a, "target": b} for w, a, b in o.points]}
                             for o in c.observables],
-            "provenance": dict(c.provenance),
+            "provenance": provenance_dict(c.provenance),
         } for c in table.columns],
         "notes": notes(table),
     }

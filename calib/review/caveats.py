@@ -44,10 +44,13 @@ class AtBound:
     key: str
     value: float
     side: str
-    """``lower`` or ``upper``."""
+    """``lower`` or ``upper``; ``below`` or ``above`` for a manual value outside the range
+    (``calib refine --allow-outside-bounds``)."""
     bound: float
 
     def text(self) -> str:
+        if self.side in ("below", "above"):
+            return f"{self.key} = {self.value:.4g} (outside the range: {self.side} its bound {self.bound:g})"
         return f"{self.key} = {self.value:.4g} (its {self.side} bound {self.bound:g})"
 
 
@@ -71,6 +74,10 @@ class Caveats:
     model_proposals: int
     sampler: str | None
     n_initial: int | None
+    proposals: dict[str, int] = field(default_factory=dict)
+    """Complete trials by how they were proposed: ``initial design``, ``model``, ``manual``,
+    ``other`` (re-proposed, fallback, a sampler without a model)."""
+    stage: str | None = None
     lines: tuple[str, ...] = field(default=())
 
     def as_dict(self) -> dict:
@@ -91,8 +98,12 @@ def at_bounds(t: FrozenTrial, fraction: float = BOUND_FRACTION) -> tuple[AtBound
         if not hi > lo:
             continue
         scale = (lambda v: math.log10(v)) if dist.log else (lambda v: v)
-        u = (scale(x) - scale(lo)) / (scale(hi) - scale(lo))
-        if u <= fraction:
+        u = (scale(x) - scale(lo)) / (scale(hi) - scale(lo)) if x > 0 or not dist.log else -1.0
+        if x < lo:
+            out.append(AtBound(key, x, "below", lo))
+        elif x > hi:
+            out.append(AtBound(key, x, "above", hi))
+        elif u <= fraction:
             out.append(AtBound(key, x, "lower", lo))
         elif u >= 1.0 - fraction:
             out.append(AtBound(key, x, "upper", hi))
@@ -106,6 +117,13 @@ def _optimizer(study: optuna.Study) -> tuple[str | None, int | None]:
     except (TypeError, ValueError):
         return None, None
     return opt.get("sampler", "composite"), opt.get("n_initial", 6)
+
+
+def _stage(study: optuna.Study) -> str | None:
+    try:
+        return json.loads(study.user_attrs.get(ledger.STUDY_FILE_ATTR) or "{}").get("stage")
+    except (TypeError, ValueError):
+        return None
 
 
 def _convergence(best: FrozenTrial) -> tuple[bool | None, str | None]:
@@ -142,6 +160,10 @@ def trial_caveats(study: optuna.Study, best: FrozenTrial) -> Caveats:
     sampler, n_initial = _optimizer(study)
     kinds = [ledger.proposal_kind(t.user_attrs, t.number, sampler or "composite", n_initial or 0) for t in complete]
     model = sum(1 for k in kinds if k == "model") if sampler in MODEL_SAMPLERS else 0
+    proposals: dict[str, int] = {}
+    for k in kinds:
+        family = next((f for f in ("initial design", "model", "manual") if k.startswith(f)), "other")
+        proposals[family] = proposals.get(family, 0) + 1
     kk = (best.user_attrs.get("observables") or {}).get("compression")
     k = int(kk) if isinstance(kk, (int, float)) else None
     confirmed, ctrial = _confirmed(study, best, k)
@@ -149,13 +171,14 @@ def trial_caveats(study: optuna.Study, best: FrozenTrial) -> Caveats:
     fid = best.user_attrs.get(ledger.FIDELITY_ATTR) or study.user_attrs.get(ledger.TARGET_FIDELITY_ATTR)
     c = Caveats(fidelity=fid, protocol=best.user_attrs.get("density_protocol"), compression=k, confirmed=confirmed,
                 confirmation_trial=ctrial, at_bound=at_bounds(best), converged=conv, convergence=note,
-                trials_complete=len(complete), model_proposals=model, sampler=sampler, n_initial=n_initial)
+                trials_complete=len(complete), model_proposals=model, sampler=sampler, n_initial=n_initial,
+                proposals=proposals, stage=_stage(study))
     return Caveats(**{**c.__dict__, "lines": tuple(caveat_lines(c))})
 
 
 CONFIRMED_WORDS = {
-    "holds": "yes, it holds at the full protocol (trial {t})",
-    "does not hold": "NO: it does not hold at the full protocol (trial {t}); see the confirmation above",
+    "holds": "yes, it holds at the full protocol (confirmation trial {t})",
+    "does not hold": "NO: it does not hold at the full protocol (confirmation trial {t})",
     "failed": "the confirmation run failed (trial {t})",
     "not confirmed": "no: calibrated at k = {k}, whose error against the full protocol depends on the set; "
                      "rerun with --confirm to run it at k = 1 (hours)",
@@ -183,10 +206,19 @@ def caveat_lines(c: Caveats) -> list[str]:
         out.append(f"convergence: {c.convergence}" if c.convergence and c.converged
                    else f"convergence: {verdict}" + (f": {c.convergence}" if c.convergence and not c.converged else ""))
     if c.sampler in MODEL_SAMPLERS:
-        if c.model_proposals == 0:
+        if c.model_proposals == 0 and c.proposals.get("initial design", c.trials_complete) == c.trials_complete:
             out.append(f"proposals: all {c.trials_complete} complete trials came from the initial design "
                        f"(optimizer.n_initial = {c.n_initial}): the model never proposed a set; run more trials")
+        elif c.model_proposals == 0:
+            out.append(f"proposals: the model never proposed a set (complete trials: {_kinds(c)}); run more trials")
         else:
             out.append(f"proposals: {c.model_proposals} of {c.trials_complete} complete trials proposed by the "
-                       f"{c.sampler} model")
+                       f"{c.sampler} model" + (f" ({_kinds(c)})" if len(c.proposals) > 1 else ""))
+    if c.stage == "characterise":
+        out.append("transport: the conductivity, diffusivity and tortuosity depend on the voxel size and the contact "
+                   "rule they were computed with (docs/stages/characterise.md#resolution-caveat)")
     return out
+
+
+def _kinds(c: Caveats) -> str:
+    return ", ".join(f"{n} {k}" for k, n in c.proposals.items())

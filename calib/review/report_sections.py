@@ -27,6 +27,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 PROFILE_POINTS = 41
 AT_BOUND = BOUND_FRACTION
+"""A value within 1 % of its range (on the search scale) from a bound counts as at the bound."""
 MIN_IMPORTANCE_TRIALS = 10
 """The fewest complete trials the report computes importances from (fANOVA's random forest
 over fewer ranks noise: a stated minimum, not a measured one)."""
@@ -35,7 +36,6 @@ over fewer ranks noise: a stated minimum, not a measured one)."""
 def min_importance_trials(n_keys: int) -> int:
     """Complete trials the importances need: 2 per free key, at least ``MIN_IMPORTANCE_TRIALS``."""
     return max(MIN_IMPORTANCE_TRIALS, 2 * n_keys)
-"""A value within 1 % of its range (on the search scale) from a bound counts as at the bound."""
 
 
 class ReportSections(PageBuilder):
@@ -251,7 +251,8 @@ class ReportSections(PageBuilder):
                      _table(["key", "span of ln objective along the key", "mean sd of ln objective", "span / sd",
                              "the data"], rows) +
                      f"<p>One Gaussian process per output fitted to the {model.n_trials} complete trials "
-                     "(<code>calib predict</code> uses the same model). A key along which the model's objective "
+                     "(<code>calib predict</code> uses the same model, its sd widened where its held-out trials ask for it; "
+                     "the bands here are the model's own sd). A key along which the model's objective "
                      "changes by several standard deviations is pinned down by the data; a flat profile within "
                      "the band means the targets do not determine it.</p>", f"{len(profiles)} keys")
 
