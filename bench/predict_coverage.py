@@ -96,7 +96,7 @@ def main() -> None:
         if part:
             a1, a2, n = coverage(part, "z")
             b1, b2, _ = coverage(part, "z_cal")
-            print(f"- models of {lo}-{min(hi, 10**3) - 1 if hi < 10**9 else 'more'} trials: {n} predictions; "
+            print(f"- models of {f'{lo}-{hi - 1}' if hi < 10**9 else f'{lo} or more'} trials: {n} predictions; "
                   f"model's sd {a1:.0%} / {a2:.0%}, calibrated {b1:.0%} / {b2:.0%} within 1 / 2 sd")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
