@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from calib import __version__ as calib_version
 from sim_backends.lammps.outputs import thermo_rows
-from conftest import REPO, parse_json_stdout, run_calib, write_study
+from conftest import REPO, parse_json_stdout, run_calib, run_study, write_study
 from mlflow_checks import (assert_finished_lammps_log, assert_png, assert_runs_match_ledger,
                            data_file_atoms, download)
 
@@ -39,10 +39,10 @@ def chain(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("e2e_chain")
     runs = tmp / "runs"
     slurry = write_study(tmp, src=SLURRY, name="up_slurry", trials=1, parallel=1)
-    run_calib("optimize", "--stage", "slurry", "--study", str(slurry), "--fidelity", "smoke", "--runs-dir", str(runs),
+    run_study("optimize", "--stage", "slurry", "--study", str(slurry), "--fidelity", "smoke", "--runs-dir", str(runs),
               cwd=tmp)
     drying = write_study(tmp, src=DRYING, name="up_drying", trials=2, parallel=2, upstream={"study": "up_slurry"})
-    proc = run_calib("optimize", "--stage", "drying", "--study", str(drying), "--fidelity", "smoke",
+    proc = run_study("optimize", "--stage", "drying", "--study", str(drying), "--fidelity", "smoke",
                      "--runs-dir", str(runs), "--json", cwd=tmp)
     return {"tmp": tmp, "runs": runs, "drying_json": parse_json_stdout(proc)}
 
@@ -89,7 +89,7 @@ def test_drying_summary_as_text(chain):
     """Without --json the summary names the dried film and where it started (a rerun of the
     finished study runs no trial)."""
     drying = chain["tmp"] / "up_drying.yaml"
-    proc = run_calib("optimize", "--stage", "drying", "--study", str(drying), "--fidelity", "smoke",
+    proc = run_study("optimize", "--stage", "drying", "--study", str(drying), "--fidelity", "smoke",
                      "--runs-dir", str(chain["runs"]), cwd=chain["tmp"])
     assert "2 complete, 0 failed" in proc.stdout
     assert "dried_porosity:" in proc.stdout and "dried film: thickness" in proc.stdout
@@ -133,7 +133,7 @@ def _calender(chain, name: str, wall: dict | None, degrees, trials: int = 1) -> 
     study = write_study(tmp, src=DRYING, name=name, stage="calendering", dataset=f"{name}_data.yaml", trials=trials,
                         parallel=1, upstream={"study": "up_drying"},
                         objective={"targets": {"calendered_porosity": 1.0}}, optimizer={"n_initial": 2}, **extra)
-    proc = run_calib("optimize", "--stage", "calendering", "--study", str(study), "--fidelity", "smoke",
+    proc = run_study("optimize", "--stage", "calendering", "--study", str(study), "--fidelity", "smoke",
                      "--runs-dir", str(chain["runs"]), "--json", cwd=tmp)
     return study, parse_json_stdout(proc)
 
@@ -195,7 +195,7 @@ def test_seed_walls_let_beads_through_and_the_trial_fails_with_the_reason(chain,
 
 def _bad(chain, study: Path, stage: str = "drying") -> str:
     before = sorted(p.name for p in chain["runs"].rglob("*"))
-    proc = run_calib("optimize", "--stage", stage, "--study", str(study), "--fidelity", "smoke",
+    proc = run_study("optimize", "--stage", stage, "--study", str(study), "--fidelity", "smoke",
                      "--runs-dir", str(chain["runs"]), cwd=chain["tmp"], check=False)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
@@ -208,7 +208,7 @@ def test_upstream_of_the_wrong_stage_or_only_failed_trials_is_refused(chain):
     err = _bad(chain, wrong)
     assert "upstream.study" in err and "'drying' study" in err
     failed = write_study(chain["tmp"], src=SLURRY, name="slurry_all_fail", trials=1, parallel=1, trial_timeout_s=0.5)
-    proc = run_calib("optimize", "--stage", "slurry", "--study", str(failed), "--fidelity", "smoke",
+    proc = run_study("optimize", "--stage", "slurry", "--study", str(failed), "--fidelity", "smoke",
                      "--runs-dir", str(chain["runs"]), "--json", cwd=chain["tmp"])
     assert parse_json_stdout(proc)["trials_complete"] == 0
     dry = write_study(chain["tmp"], src=DRYING, name="dry_from_failed", upstream={"study": "slurry_all_fail"})
@@ -234,7 +234,7 @@ def test_a_drying_trial_whose_height_test_fails_is_not_equilibrated_and_follows_
         study = write_study(chain["tmp"], src=DRYING, name=f"dry_unsettled_{policy}", trials=1, parallel=1,
                             upstream={"study": "up_slurry"}, fidelities=short, slurry=tight,
                             drying={"resolution_um": 0.5, "not_converged": policy, "penalty": 0.75})
-        proc = run_calib("optimize", "--stage", "drying", "--study", str(study), "--fidelity", "smoke",
+        proc = run_study("optimize", "--stage", "drying", "--study", str(study), "--fidelity", "smoke",
                          "--runs-dir", str(chain["runs"]), "--json", cwd=chain["tmp"])
         out[policy] = (parse_json_stdout(proc), _ledger_trial(chain, f"dry_unsettled_{policy}", 0))
     summary, trial = out["penalty"]
@@ -260,7 +260,7 @@ def test_a_drying_trial_whose_porosity_drifts_past_the_end_of_its_protocol_is_no
                             upstream={"study": "up_slurry"}, slurry=loose,
                             drying={"resolution_um": 0.5, "not_converged": policy, "penalty": 0.5,
                                     "drift_hold_fraction": 0.2, "drift_tolerance_rel": 1e-9})
-        proc = run_calib("optimize", "--stage", "drying", "--study", str(study), "--fidelity", "smoke",
+        proc = run_study("optimize", "--stage", "drying", "--study", str(study), "--fidelity", "smoke",
                          "--runs-dir", str(chain["runs"]), "--json", cwd=chain["tmp"])
         out[policy] = (parse_json_stdout(proc), _ledger_trial(chain, f"dry_drift_{policy}", 0))
     summary, trial = out["penalty"]
@@ -310,7 +310,7 @@ def test_characterise_study_scores_conductivity_like_porosity(chain):
                         parallel=1, upstream={"study": "up_drying"},
                         objective={"targets": {"calendered_conductivity": 1.0}},
                         calendering={"degrees_pct": [0.0, 30.0], "wall": PUB_WALL})
-    proc = run_calib("optimize", "--stage", "characterise", "--study", str(study), "--fidelity", "smoke",
+    proc = run_study("optimize", "--stage", "characterise", "--study", str(study), "--fidelity", "smoke",
                      "--runs-dir", str(chain["runs"]), "--json", cwd=tmp)
     s = parse_json_stdout(proc)
     assert s["trials_complete"] == 1, s["failures"]

@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import parse_json_stdout, run_calib, write_study
+from conftest import parse_json_stdout, run_study, write_study
 from mlflow_checks import assert_runs_match_ledger, download
 
 pytestmark = pytest.mark.lammps
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.lammps
 def _run(tmp_path: Path, name: str, trials: int, tracked: bool = False, **overrides) -> tuple[dict, list]:
     study_file = write_study(tmp_path, name, trials=trials, parallel=1, **overrides)
     runs = tmp_path / "runs"
-    proc = run_calib("optimize", "--stage", "slurry", "--study", str(study_file), "--runs-dir", str(runs),
+    proc = run_study("optimize", "--stage", "slurry", "--study", str(study_file), "--runs-dir", str(runs),
                      *(() if tracked else ("--tracking-uri", "none")), "--json", cwd=tmp_path)
     storage = f"sqlite:///{(runs / 'calib.db').resolve()}"
     return parse_json_stdout(proc), optuna.load_study(study_name=name, storage=storage).get_trials()

@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import run_calib, write_study
+from conftest import run_study, write_study
 
 pytestmark = pytest.mark.lammps
 SHORT = {"smoke": {"equilibration_steps": 2000, "averaging_steps": 4000, "density_window_steps": 4000,
@@ -19,7 +19,7 @@ def _params(tmp_path: Path, name: str, seed: int, trials: int = 4, **overrides) 
     study = write_study(tmp_path, name, trials=trials, parallel=2, seed=seed, optimizer={"n_initial": 2},
                         fidelities=SHORT, **overrides)
     runs = tmp_path / name
-    run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke", "--runs-dir", str(runs),
+    run_study("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke", "--runs-dir", str(runs),
               "--tracking-uri", "none", "--json", cwd=tmp_path)
     trials = optuna.load_study(study_name=name, storage=f"sqlite:///{runs / 'calib.db'}").get_trials()
     return [t.params for t in sorted(trials, key=lambda t: t.number)]

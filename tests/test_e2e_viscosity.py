@@ -13,7 +13,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, parse_json_stdout, run_calib
+from conftest import REPO, parse_json_stdout, run_calib, run_study
 from mlflow_checks import assert_finished_lammps_log, assert_png, assert_runs_match_ledger, download, read_blocks
 
 pytestmark = pytest.mark.lammps
@@ -44,7 +44,7 @@ def curve_study(tmp_path_factory) -> tuple[Path, dict]:
                       # segments of 0.25 strain keep two segments (a standard error) at 18 1/s
                       viscosity={"segment_strain": 0.25},
                       fidelities={"smoke": {"initial_box_scale": 0.36, "shear_max_steps": 40000}})
-    proc = run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
+    proc = run_study("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
                      "--runs-dir", str(tmp / "runs"), "--json", cwd=tmp)
     return tmp, parse_json_stdout(proc)
 
@@ -213,7 +213,7 @@ def test_not_converged_policy(tmp_path, policy):
                       viscosity={"shear_rates_per_s": [18.0, 125.0], "min_strain": 5.0, "max_strain": 10.0,
                                  "not_converged": policy, "penalty": 0.5},
                       fidelities={"smoke": {"initial_box_scale": 0.36, "shear_max_steps": 8000}})
-    s = parse_json_stdout(run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
+    s = parse_json_stdout(run_study("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
                                     "--runs-dir", str(tmp_path / "runs"), "--tracking-uri", "none", "--json",
                                     cwd=tmp_path))
     study_obj = optuna.load_study(study_name=f"nc_{policy}", storage=s["storage"])

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from calib import ledger
 from calib.stages.slurry_results import END_FORECAST_EXPONENT, end_forecast_exponent
-from conftest import parse_json_stdout, run_calib, write_study
+from conftest import parse_json_stdout, run_study, write_study
 
 
 def test_forecast_exponent_interpolates_the_measured_table_in_log_k():
@@ -31,7 +31,7 @@ def test_a_study_with_a_band_stops_out_of_band_trials_and_answers_from_whole_run
     study_file = write_study(tmp_path, "band", trials=4, parallel=2, fidelity="smoke",
                              optimizer={"sampler": "sobol"}, slurry={"early_stop_band_rel": band})
     runs = tmp_path / "runs"
-    summary = parse_json_stdout(run_calib("optimize", "--stage", "slurry", "--study", str(study_file),
+    summary = parse_json_stdout(run_study("optimize", "--stage", "slurry", "--study", str(study_file),
                                           "--runs-dir", str(runs), "--tracking-uri", "none", "--json",
                                           cwd=tmp_path))
     study = optuna.load_study(study_name="band", storage=f"sqlite:///{(runs / 'calib.db').resolve()}")
@@ -73,7 +73,7 @@ def test_with_two_placements_each_stopped_replicate_is_forecast_on_its_own(tmp_p
                                                  "equilibration_steps": 10_000, "averaging_steps": 10_000}},
                              optimizer={"sampler": "sobol"}, slurry={"early_stop_band_rel": 0.3})
     runs = tmp_path / "runs"
-    run_calib("optimize", "--stage", "slurry", "--study", str(study_file), "--runs-dir", str(runs),
+    run_study("optimize", "--stage", "slurry", "--study", str(study_file), "--runs-dir", str(runs),
               "--tracking-uri", "none", "--json", cwd=tmp_path)
     study = optuna.load_study(study_name="band2", storage=f"sqlite:///{(runs / 'calib.db').resolve()}")
     b = end_forecast_exponent(1000)

@@ -82,7 +82,13 @@ def no_answer_hint(s: dict) -> str:
     finished = int(s.get("trials_complete") or 0) + int(s.get("trials_failed") or 0)
     more = f"rerun the same command with --trials {finished + max(1, finished)} (failed trials count against " \
            f"the budget: {finished} have finished)"
-    if s.get("trials_complete"):  # complete, but only at cheaper rungs of a multi-fidelity ladder
+    if s.get("trials_complete"):  # complete, but stopped early or only at cheaper rungs of a ladder
+        stopped = int(s.get("trials_stopped_early") or 0)
+        if stopped:
+            return (f"hint: {stopped} of the {s['trials_complete']} complete trials were stopped early (their partial "
+                    "run ruled out the target band: no answer among them)"
+                    + (" and the rest ran at cheaper fidelities" if stopped < int(s["trials_complete"]) else "")
+                    + ": " + more + "; or widen the study's early-stop band")
         return (f"hint: the {s['trials_complete']} complete trials ran at cheaper fidelities than the target "
                 f"{s.get('target_fidelity')}: {more}, so that the model confirms a set at the target")
     reasons = [str(r or "") for r in (s.get("failures") or {}).values()]

@@ -45,6 +45,7 @@ def study_summary(study: optuna.Study, storage: str) -> dict:
         "trials_failed": len(failed),
         "trials_lost_and_reproposed": len(lost),
         "trials_running": sum(1 for t in trials if t.state == TrialState.RUNNING),
+        "trials_stopped_early": sum(1 for t in complete if t.user_attrs.get(ledger.STOPPED_ATTR)),
         "best_trial": best.number if best else None,
         "best_value": best.value if best else None,
         "best_params": best.user_attrs.get("table_s1") if best else None,
