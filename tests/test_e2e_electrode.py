@@ -195,7 +195,7 @@ def test_seed_walls_let_beads_through_and_the_trial_fails_with_the_reason(chain,
 
 def _bad(chain, study: Path, stage: str = "drying") -> str:
     before = sorted(p.name for p in chain["runs"].rglob("*"))
-    proc = run_study("optimize", "--stage", stage, "--study", str(study), "--fidelity", "smoke",
+    proc = run_calib("optimize", "--stage", stage, "--study", str(study), "--fidelity", "smoke",
                      "--runs-dir", str(chain["runs"]), cwd=chain["tmp"], check=False)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
