@@ -81,7 +81,7 @@ def no_answer_hint(s: dict) -> str:
     finished); another fidelity is another study (another name)."""
     finished = int(s.get("trials_complete") or 0) + int(s.get("trials_failed") or 0)
     more = f"rerun the same command with --trials {finished + max(1, finished)} (failed trials count against " \
-           f"the budget: {finished} have finished)"
+           f"the budget: {finished} {'has' if finished == 1 else 'have'} finished)"
     if s.get("trials_complete"):  # complete, but stopped early or only at cheaper rungs of a ladder
         stopped = int(s.get("trials_stopped_early") or 0)
         if stopped:
