@@ -49,7 +49,9 @@ def check_ledger(storage: str) -> None:
         raise InputError("--storage", "url", f"not a SQLAlchemy URL: {storage!r}") from exc
     if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:"):
         if not Path(u.database).is_file():
-            raise InputError("--storage", "url", f"no study database at {u.database}")
+            raise InputError("--storage", "url", f"no study database at {u.database}: no study has run with this "
+                                                 "--runs-dir (or --storage) yet; run calib optimize first, or point "
+                                                 "--runs-dir at the folder holding calib.db")
     ledger.check_storage(storage)
 
 
