@@ -96,6 +96,13 @@ def test_a_study_without_a_completed_trial_exits_1_with_the_reason(tmp_path: Pat
     assert "review in MLflow: http://127.0.0.1:5000/#/experiments/" in out
     assert proc.stderr.strip().splitlines()[-1].startswith("calib: error: study 'all_fail' has no completed trial; "
                                                            "the runs hit their wall-time limit")
+    # the MLflow study run's description says why there is no answer
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("all_fail").experiment_id
+    (parent,) = client.search_runs([exp], filter_string="tags.`calib.role` = 'study'")
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.startswith("**No answer**: no completed trial at the target fidelity smoke"), note
+    assert "- 2 failed (trials 0, 1): `timeout: wall time exceeded 0.5 s" in note, note
     # following the hint works: the raised limit is what the study runs with from now on, also by name
     study.write_text(study.read_text().replace("trial_timeout_s: 0.5", "trial_timeout_s: 300"))
     again = run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",

@@ -35,7 +35,7 @@ from calib.review.run_tags import experiment_description, flag_tags, review_tags
 from calib.review.summary import pareto
 from calib.review.tracker import Tracker
 from calib.review.tracking_records import (RECORD_FILE, BestPoint, BestRecord, DatasetRecord, TrialRecord,
-                                           objective_metric)
+                                           no_answer_note, objective_metric)
 from calib.stages.upstream_state import Lineage
 from calib.study.load import LoadedStudy
 from calib.study.space import ParameterSpace
@@ -255,6 +255,7 @@ class SessionTracking:
         steps it does not hold yet)."""
         best = best_trial(self.study)
         if best is None:
+            self._note_no_answer()
             return
         judged = {t.number for t in ledger.at_target(self.study)}
         targets = {name: float(target.value) for name in self.spec.objective.targets
@@ -282,6 +283,17 @@ class SessionTracking:
                                                start_ms=start, end_ms=end, free_keys=tuple(self.space.keys)))
         except Exception as exc:
             self.emit(Event("warning", number, f"MLflow logging failed: {exc}"))
+
+    def _note_no_answer(self) -> None:
+        """Without a best trial: the parent's description says why, once a trial has finished."""
+        trials = [t for t in self.study.get_trials(deepcopy=False) if not ledger.is_confirmation(t)]
+        lost = ledger.lost_numbers(trials)
+        failures = {t.number: str(t.user_attrs.get("fail_reason") or "") for t in trials
+                    if t.state == optuna.trial.TrialState.FAIL and t.number not in lost}
+        complete = sum(1 for t in trials if t.state == optuna.trial.TrialState.COMPLETE)
+        if failures or complete:
+            self.tracker.note_no_answer(no_answer_note(self.study.user_attrs.get(ledger.TARGET_FIDELITY_ATTR),
+                                                       failures, complete))
 
     def close(self, status: str = "FINISHED") -> None:
         """The study's summary on its MLflow parent run, which ends ``status`` (FINISHED;

@@ -276,6 +276,11 @@ class MlflowTracker:
         self.client.log_batch(self.parent_run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         self._log_new(self.parent_run_id, metrics)
 
+    def note_no_answer(self, text: str) -> None:
+        """The parent run's description while the study has no best trial (``no_answer_note``)."""
+        assert self.parent_run_id is not None
+        self.client.set_tag(self.parent_run_id, NOTE_TAG, text)
+
     def _end_broken(self, rid: str, exc: BaseException) -> None:
         """End a trial run whose logging broke off: KILLED when the driver was interrupted,
         FAILED when MLflow or the files failed (best effort: the store may be what broke)."""

@@ -18,6 +18,7 @@ class Tracker(Protocol):
     def log_trial(self, record: TrialRecord, run_id: str | None = None) -> str | None: ...
     def logged_trials(self) -> dict[int, str | None] | None: ...
     def update_best(self, best: BestRecord, series: list[BestPoint]) -> None: ...
+    def note_no_answer(self, text: str) -> None: ...
     def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None,
                   status: str = "FINISHED", step: int = 0, end_ms: int | None = None) -> None: ...
 
@@ -38,6 +39,9 @@ class NullTracker:
         return None
 
     def update_best(self, best: BestRecord, series: list[BestPoint]) -> None:
+        return None
+
+    def note_no_answer(self, text: str) -> None:
         return None
 
     def end_study(self, metrics: dict[str, float], files: dict[str, str] | None = None,

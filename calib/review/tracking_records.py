@@ -318,3 +318,22 @@ def best_note(best: BestRecord, objective: str, link: str | None, chart: str | N
     if span:
         lines += ["", span]
     return "\n".join(lines)
+
+
+def no_answer_note(target_fidelity: str | None, failures: dict[int, str], complete: int) -> str:
+    """The parent run's description (markdown) of a study without a completed trial at its
+    target fidelity: why its trials failed, the most frequent reasons first."""
+    head = "**No answer**: no completed trial" + (f" at the target fidelity {target_fidelity}" if target_fidelity
+                                                   else "")
+    lines = [head, ""]
+    if complete:
+        lines += [f"{complete} trial{'s' if complete != 1 else ''} completed, but not at the target (a cheaper "
+                  "fidelity, or stopped early).", ""]
+    by_reason: dict[str, list[int]] = {}
+    for number, reason in sorted(failures.items()):
+        by_reason.setdefault(reason or "unknown failure", []).append(number)
+    for reason, numbers in sorted(by_reason.items(), key=lambda kv: -len(kv[1]))[:3]:
+        lines.append(f"- {len(numbers)} failed (trial{'s' if len(numbers) > 1 else ''} "
+                     f"{', '.join(map(str, numbers[:8]))}{', ...' if len(numbers) > 8 else ''}): `{reason[:300]}`")
+    lines += ["", "Each trial run's description holds its reason; `calib optimize` prints what to do."]
+    return "\n".join(lines)
