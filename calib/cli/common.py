@@ -317,3 +317,26 @@ def manual_sets(stored, set_: list[str], file: Path | None, scan: list[str], all
     best = best_trial(stored.study)
     base = {k: best.params[k] for k in stored.space.keys if k in best.params} if best else None
     return build_sets(stored.space, stored.name, base, assign, file_sets, str(file or ""), scans, allow_outside)
+
+
+def run_chain(loaded, pset, workdir: Path, backend, lammps, degrees, seeds, on_stage, where: str, **kw):
+    """``calib pipeline`` and ``calib reproduce``: the stage chain for one parameter set
+    (``calib.execution.pipeline.run_placements``; ``kw`` passed on), libraries' chatter on
+    stderr, Ctrl-C and SIGTERM ending the command (``interrupted``, ``where``: what is left
+    and where). A failed stage does not end it: (summary, result, the ``PipelineFailed`` or
+    None), the summary with ``failed`` (stage, reason) when a stage failed."""
+    from calib.execution.pipeline import run_placements
+    from calib.execution.pipeline_model import PipelineFailed, PipelineResult
+
+    failed = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr), terminated_as_interrupt():
+            result = run_placements(loaded, pset, workdir, backend, lammps, degrees, seeds, on_stage, **kw)
+    except PipelineFailed as exc:
+        failed, result = exc, exc.partial or PipelineResult(workdir)
+    except KeyboardInterrupt as exc:
+        interrupted(exc, where)
+    summary = result.summary(pset, loaded.spec.fidelity)
+    if failed is not None:
+        summary["failed"] = {"stage": failed.stage, "reason": failed.reason}
+    return summary, result, failed

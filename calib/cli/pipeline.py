@@ -12,8 +12,8 @@ from typing import Optional
 import typer
 
 from calib.cli.common import (DEFAULT_PIPELINE, DEFAULT_RUNS, STUDY_METAVAR, app, at_least, check_storage,
-                              check_tracking, default_storage, fail, interrupted, is_study_file, study_settings,
-                              terminated_as_interrupt, with_backend)
+                              check_tracking, default_storage, fail, is_study_file, run_chain, study_settings,
+                              with_backend)
 from calib.core.errors import InputError
 from calib.core.paths import check_folder, new_folder
 
@@ -46,8 +46,8 @@ def pipeline(
     """Run slurry -> drying -> calendering (0-50 %) and characterisation for one parameter set; CSV, plots, MLflow."""
     import time as _time
 
-    from calib.execution.pipeline import check_pipeline_inputs, placement_seeds, run_placements
-    from calib.execution.pipeline_model import PipelineFailed, params_from
+    from calib.execution.pipeline import check_pipeline_inputs, placement_seeds
+    from calib.execution.pipeline_model import params_from
     from calib.execution.pipeline_outputs import log_pipeline
     from calib.stages.calendering import PIPELINE_DEGREES_PCT, degrees_problem
 
@@ -92,20 +92,9 @@ def pipeline(
     def on_stage(stage: str, msg: str) -> None:
         typer.echo(f"pipeline: {stage} ({msg})", err=True)
 
-    failed = None
-    try:
-        with contextlib.redirect_stdout(sys.stderr), terminated_as_interrupt():
-            result = run_placements(loaded, pset, workdir, make_backend(loaded.spec.resources, lammps), lammps, degs,
-                                    placement_seeds(seed, placements), on_stage)
-    except PipelineFailed as exc:
-        from calib.execution.pipeline_model import PipelineResult
-
-        failed, result = exc, exc.partial or PipelineResult(workdir)
-    except KeyboardInterrupt as exc:
-        interrupted(exc, f"the pipeline's jobs were cancelled; its stages so far are in {workdir}")
-    summary = result.summary(pset, loaded.spec.fidelity)
-    if failed is not None:
-        summary["failed"] = {"stage": failed.stage, "reason": failed.reason}
+    summary, result, failed = run_chain(loaded, pset, workdir, make_backend(loaded.spec.resources, lammps), lammps,
+                                        degs, placement_seeds(seed, placements), on_stage,
+                                        f"the pipeline's jobs were cancelled; its stages so far are in {workdir}")
     (workdir / "pipeline.json").write_text(json.dumps(summary, indent=2, default=str))
     if tracking_uri != "none":
         try:  # the results are on disk: an MLflow failure must not lose them

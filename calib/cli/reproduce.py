@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from calib.cli.common import (DEFAULT_PIPELINE, DEFAULT_RUNS, STUDY_METAVAR, app, at_least, default_storage, fail,
-                              interrupted, is_study_file, study_settings, terminated_as_interrupt)
+                              is_study_file, run_chain, study_settings)
 from calib.core.errors import InputError
 from calib.core.paths import check_folder, new_folder
 
@@ -38,8 +36,8 @@ def reproduce(
     with the seed's reported values, side by side."""
     import time as _time
 
-    from calib.execution.pipeline import check_pipeline_inputs, placement_seeds, run_placements
-    from calib.execution.pipeline_model import PipelineFailed, PipelineResult, params_from
+    from calib.execution.pipeline import check_pipeline_inputs, placement_seeds
+    from calib.execution.pipeline_model import params_from
     from calib.stages.errorbars import describe_errors
     from calib.publish.reproduce import density_against_seed, reproduction, table
     from calib.stages.calendering import PIPELINE_DEGREES_PCT
@@ -60,21 +58,10 @@ def reproduce(
     lammps = locate_lammps()
     pset = params_from("table-s1", "sqlite:///:memory:")
     workdir = new_folder(runs_dir / "reproduce", f"{loaded.spec.fidelity}-{_time.strftime('%Y%m%d-%H%M%S')}")
-    failed = None
-    with contextlib.redirect_stdout(sys.stderr):
-        try:
-            with terminated_as_interrupt():
-                result = run_placements(loaded, pset, workdir, LocalBackend(mpirun=lammps.mpirun), lammps,
-                                        PIPELINE_DEGREES_PCT, placement_seeds(seed, placements),
-                                      lambda stage, msg: typer.echo(f"reproduce: {stage} ({msg})", err=True),
-                                      keep_going=True)
-        except PipelineFailed as exc:
-            failed, result = exc, exc.partial or PipelineResult(workdir)
-        except KeyboardInterrupt as exc:
-            interrupted(exc, f"the jobs were cancelled; the stages so far are in {workdir}")
-    summary = result.summary(pset, loaded.spec.fidelity)
-    if failed is not None:
-        summary["failed"] = {"stage": failed.stage, "reason": failed.reason}
+    summary, result, failed = run_chain(
+        loaded, pset, workdir, LocalBackend(mpirun=lammps.mpirun), lammps, PIPELINE_DEGREES_PCT,
+        placement_seeds(seed, placements), lambda stage, msg: typer.echo(f"reproduce: {stage} ({msg})", err=True),
+        f"the jobs were cancelled; the stages so far are in {workdir}", keep_going=True)
     rep = reproduction(summary)
     first = workdir if placements == 1 else workdir / f"placement_{seed}"  # the trajectory of the first placement
     rep["slurry_density_vs_seed"] = density_against_seed(first / "slurry", rep["protocols"]["slurry_density_g_cm3"])
