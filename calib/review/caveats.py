@@ -110,20 +110,22 @@ def at_bounds(t: FrozenTrial, fraction: float = BOUND_FRACTION) -> tuple[AtBound
     return tuple(out)
 
 
-def _optimizer(study: optuna.Study) -> tuple[str | None, int | None]:
-    """(sampler, n_initial) of the study's stored spec (None when it has none)."""
+def _spec(study: optuna.Study) -> dict:
+    """The study's stored spec (``ledger.STUDY_FILE_ATTR``; {} when it has none)."""
     try:
-        opt = json.loads(study.user_attrs.get(ledger.STUDY_FILE_ATTR) or "{}").get("optimizer") or {}
+        spec = json.loads(study.user_attrs.get(ledger.STUDY_FILE_ATTR) or "{}")
     except (TypeError, ValueError):
+        return {}
+    return spec if isinstance(spec, dict) else {}
+
+
+def _optimizer(spec: dict) -> tuple[str | None, int | None]:
+    """(sampler, n_initial) of a stored spec (the study file's defaults where it names none;
+    None without a spec)."""
+    if not spec:
         return None, None
+    opt = spec.get("optimizer") or {}
     return opt.get("sampler", "composite"), opt.get("n_initial", 6)
-
-
-def _stage(study: optuna.Study) -> str | None:
-    try:
-        return json.loads(study.user_attrs.get(ledger.STUDY_FILE_ATTR) or "{}").get("stage")
-    except (TypeError, ValueError):
-        return None
 
 
 def _convergence(best: FrozenTrial) -> tuple[bool | None, str | None]:
@@ -157,7 +159,8 @@ def trial_caveats(study: optuna.Study, best: FrozenTrial) -> Caveats:
     """The caveats of trial ``best`` of ``study`` (an exported trial need not be the best)."""
     trials = [t for t in study.get_trials(deepcopy=False) if not ledger.is_confirmation(t)]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    sampler, n_initial = _optimizer(study)
+    spec = _spec(study)
+    sampler, n_initial = _optimizer(spec)
     kinds = [ledger.proposal_kind(t.user_attrs, t.number, sampler or "composite", n_initial or 0) for t in complete]
     model = sum(1 for k in kinds if k == "model") if sampler in MODEL_SAMPLERS else 0
     proposals: dict[str, int] = {}
@@ -172,7 +175,7 @@ def trial_caveats(study: optuna.Study, best: FrozenTrial) -> Caveats:
     c = Caveats(fidelity=fid, protocol=best.user_attrs.get("density_protocol"), compression=k, confirmed=confirmed,
                 confirmation_trial=ctrial, at_bound=at_bounds(best), converged=conv, convergence=note,
                 trials_complete=len(complete), model_proposals=model, sampler=sampler, n_initial=n_initial,
-                proposals=proposals, stage=_stage(study))
+                proposals=proposals, stage=spec.get("stage"))
     return Caveats(**{**c.__dict__, "lines": tuple(caveat_lines(c))})
 
 
