@@ -3,11 +3,14 @@ SQLite Optuna storage and a real embedded MLflow store, at ``smoke`` fidelity.""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_STUDY = REPO / "studies" / "ssb_slurry.yaml"
+SHORT = {"smoke": {"equilibration_steps": 2000, "averaging_steps": 4000, "density_window_steps": 4000,
+                   "density_max_steps": 4000}}
+"""``fidelities`` override: smoke shortened to a few seconds of LAMMPS, for tests of what runs
+trials (the CLI, faults, MPI, review), not of the density; 4 averaged blocks still give a
+trial its blocking SEM and density profile."""
 SSB_DATASET = REPO / "experiments_data" / "ssb_nmc622_lpscl" / "dataset.yaml"
 
 
@@ -68,9 +76,38 @@ def random_state_file(path: Path, system) -> Path:
     return path
 
 
+_MLFLOW_TEMPLATE: list[Path] = []
+
+
+def mlflow_template() -> Path:
+    """An empty MLflow SQLite store, its schema created once per test process (removed at its
+    exit). MLflow's schema migrations take 2-10 s per new store (most of it waiting on the
+    disk); a copy takes milliseconds."""
+    if not _MLFLOW_TEMPLATE:
+        from mlflow.tracking import MlflowClient
+
+        folder = tempfile.mkdtemp(prefix="calib_mlflow_template_")
+        atexit.register(shutil.rmtree, folder, True)
+        path = Path(folder) / "mlflow.db"
+        MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+        _MLFLOW_TEMPLATE.append(path)
+    return _MLFLOW_TEMPLATE[0]
+
+
 def run_calib(*args: str, cwd: Path, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``python -m calib.cli ARGS`` in ``cwd`` (no LD_LIBRARY_PATH given)."""
+    """Run ``python -m calib.cli ARGS`` in ``cwd`` (no LD_LIBRARY_PATH given).
+
+    A command expected to succeed (``check``) with ``--runs-dir DIR`` and the default
+    tracking store starts from a copy of ``mlflow_template`` when ``DIR/mlflow.db`` does not
+    exist yet. The CLI creating its store from nothing is what the calls with ``check=False``
+    (bad input, failing studies: ``test_e2e_caveats``), ``test_drivers`` and ``test_e2e_cli``
+    run (and the README's main job in a fresh clone)."""
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    if check and "--runs-dir" in args and "--tracking-uri" not in args:
+        runs = Path(cwd, args[args.index("--runs-dir") + 1])
+        if not (runs / "mlflow.db").exists():
+            runs.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(mlflow_template(), runs / "mlflow.db")
     proc = subprocess.run([sys.executable, "-m", "calib.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)
     if check and proc.returncode != 0:

@@ -13,13 +13,10 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import parse_json_stdout, run_calib, write_study
+from conftest import SHORT, parse_json_stdout, run_calib, write_study
 
 pytestmark = pytest.mark.lammps
 NAME = "e2e_caveats"
-SHORT = {"smoke": {"equilibration_steps": 2000, "averaging_steps": 4000, "density_window_steps": 4000,
-                   "density_max_steps": 4000}}
-"""Smoke, shortened (as in ``test_faults``): the outputs are under test here, not the density."""
 
 
 @pytest.fixture(scope="module")

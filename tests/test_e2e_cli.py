@@ -28,13 +28,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import parse_json_stdout, run_calib, write_study
+from conftest import SHORT, parse_json_stdout, run_calib, write_study
 
 pytestmark = pytest.mark.lammps
 NAME = "e2e_cli"
-SHORT = {"smoke": {"equilibration_steps": 2000, "averaging_steps": 4000, "density_window_steps": 4000,
-                   "density_max_steps": 4000}}
-"""Smoke, shortened (as in ``test_e2e_refine``): the command line is under test, not the density."""
 TERMINAL_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "MLFLOW_LOGGING_LEVEL", "LD_LIBRARY_PATH")
 """Variables that would make rich take a file for a terminal, or set MLflow's log level."""
 

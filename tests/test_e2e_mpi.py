@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import parse_json_stdout, run_calib, write_study
+from conftest import SHORT, parse_json_stdout, run_calib, write_study
 
 pytestmark = pytest.mark.lammps
 
 
 def test_two_rank_trial(tmp_path: Path):
-    study = write_study(tmp_path, "mpi_smoke", trials=1, parallel=1, resources={"ranks": 2, "threads": 1})
+    study = write_study(tmp_path, "mpi_smoke", trials=1, parallel=1, resources={"ranks": 2, "threads": 1},
+                        fidelities=SHORT)
     s = parse_json_stdout(run_calib("optimize", "--stage", "slurry", "--study", str(study), "--fidelity", "smoke",
                                     "--runs-dir", str(tmp_path / "runs"), "--tracking-uri", "none", "--json",
                                     cwd=tmp_path))

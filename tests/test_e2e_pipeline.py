@@ -85,7 +85,16 @@ def test_pipeline_table_s1_smoke_json(tmp_path: Path):
     assert_no_running_runs(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}", "calib-pipeline")
     assert all(r.info.status == "FINISHED" for r in children)
     per_degree = {r.info.run_name: r for r in children}["characterise_30pct"]
-    assert per_degree.data.metrics["conductivity_s_m"] == pytest.approx(degs[3]["conductivity_s_m"])
+    assert per_degree.data.metrics["conductivity_s_m"] == pytest.approx(degs[3]["conductivity_s_m"], rel=1e-5)
+    # as a study's runs: metrics to 6 significant digits, numbers as .6g parameters, and a
+    # description that says what the run is and what calib pipeline printed
+    for run in children:
+        for k, v in run.data.metrics.items():
+            assert v == float(f"{v:.6g}"), (run.info.run_name, k, v)
+    assert parent[0].data.params["dried.eps_AM"] == "100" and parent[0].data.params["slurry.eps_AM"] == "1"
+    note = parent[0].data.tags["mlflow.note.content"]
+    assert note.startswith(f"**calib pipeline `{parent[0].info.run_name}`**") and "slurry density" in note
+    assert "30 %: thickness" in note and "pipeline.json" in note
 
 
 def test_pipeline_failing_stage_keeps_what_it_measured(tmp_path: Path):
@@ -110,3 +119,4 @@ def test_pipeline_failing_stage_keeps_what_it_measured(tmp_path: Path):
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     run = client.get_run(s["mlflow_run_id"])
     assert run.info.status == "FAILED" and "calendering" in run.data.tags["fail_reason"]
+    assert "**Failed** at stage characterise" in run.data.tags["mlflow.note.content"]

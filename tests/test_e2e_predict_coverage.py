@@ -19,12 +19,10 @@ import pytest
 from calib import ledger
 from calib.optimize.surrogate import HELD_OUT, HELD_OUT_MIN, held_out_z, sd_scale
 from calib.study.stored import open_stored
-from conftest import run_calib, write_study
+from conftest import SHORT, run_calib, write_study
 
 pytestmark = pytest.mark.lammps
 NAME = "e2e_coverage"
-SHORT = {"smoke": {"equilibration_steps": 2000, "averaging_steps": 4000, "density_window_steps": 4000,
-                   "density_max_steps": 4000}}
 TRIALS = 14
 
 

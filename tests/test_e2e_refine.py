@@ -17,15 +17,11 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from conftest import parse_json_stdout, run_calib, write_study
+from conftest import SHORT, parse_json_stdout, run_calib, write_study
 from mlflow_checks import assert_png, assert_runs_match_ledger, download
 
 pytestmark = pytest.mark.lammps
 NAME = "e2e_refine"
-SHORT = {"smoke": {"equilibration_steps": 2000, "averaging_steps": 4000, "density_window_steps": 4000,
-                   "density_max_steps": 4000}}
-"""Smoke, shortened (as in ``test_faults``): refine, predict and report are under test here, not
-the density; 4 averaged blocks still give each trial its blocking SEM and density profile."""
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import run_study, write_study
+from conftest import SHORT, run_study, write_study
 
 pytestmark = pytest.mark.lammps
-SHORT = {"smoke": {"equilibration_steps": 2000, "averaging_steps": 4000, "density_window_steps": 4000,
-                   "density_max_steps": 4000}}
-"""Smoke, shortened (as in ``test_faults``): the proposals are under test, not the density."""
 
 
 def _params(tmp_path: Path, name: str, seed: int, trials: int = 4, **overrides) -> list[dict]:

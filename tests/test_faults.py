@@ -26,33 +26,17 @@ import pytest
 from optuna.trial import TrialState
 
 from calib.ledger import lost_numbers
-from conftest import parse_json_stdout, write_study
+from conftest import SHORT, mlflow_template, parse_json_stdout, write_study
 from procs import processes_in
 
 pytestmark = pytest.mark.lammps
 
 HERE = Path(__file__).resolve().parent
-SHORT = {"smoke": {"equilibration_steps": 2000, "averaging_steps": 4000, "density_window_steps": 4000,
-                   "density_max_steps": 4000}}
-"""Smoke, shortened: a trial is a few seconds of LAMMPS."""
 
 
 def lammps_under(root: Path) -> list[int]:
     """Live LAMMPS / MPI processes whose working directory is under ``root``."""
     return processes_in(root)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def mlflow_template(tmp_path_factory) -> Path:
-    """An empty MLflow SQLite store, its schema created once for the module: each study
-    starts from a copy (MLflow's schema migrations take seconds per new store; creating
-    stores is tested in ``test_e2e_optimize`` and ``test_drivers``)."""
-    from mlflow.tracking import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    Study.template = path
-    return path
 
 
 class Study:
@@ -73,9 +57,7 @@ class Study:
         db = Path(self.tracking_uri.removeprefix("sqlite:///"))
         if self.tracking_uri.startswith("sqlite:///") and not db.exists():
             db.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.template, db)
-
-    template: Path
+            shutil.copyfile(mlflow_template(), db)
 
     def args(self, trials: int | None = None) -> list[str]:
         return ["optimize", "--stage", "slurry", "--study", str(self.file), "--fidelity", "smoke",
@@ -83,11 +65,12 @@ class Study:
                 "--trials", str(trials or self.trials), "--json", *self.options]
 
     def run(self, fault: str | None = None, trials: int | None = None, expect: int = 0,
-            timeout: float = 300) -> subprocess.CompletedProcess:
-        """The CLI (with ``fault`` injected, e.g. ``kill-lammps@1``); its exit status must be ``expect``."""
+            timeout: float = 300, args: list[str] | None = None) -> subprocess.CompletedProcess:
+        """The CLI (with ``fault`` injected, e.g. ``kill-lammps@1``); its exit status must be
+        ``expect``. ``args``: another command than ``optimize`` (default ``self.args(trials)``)."""
         env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
         cmd = ([sys.executable, str(HERE / "fault_driver.py"), fault, "--"] if fault
-               else [sys.executable, "-m", "calib.cli"]) + self.args(trials)
+               else [sys.executable, "-m", "calib.cli"]) + (args or self.args(trials))
         proc = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout, env=env)
         assert proc.returncode == expect, (f"exit status {proc.returncode}, expected {expect}\n"
                                            f"stdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-4000:]}")
@@ -216,7 +199,8 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
 def test_lammps_crash_hang_and_nan_fail_their_trial_and_the_study_goes_on(tmp_path: Path) -> None:
     """One study, one fault per trial: trial 0's LAMMPS hangs (SIGSTOP) until the study's
     time limit kills it, trial 1's LAMMPS crashes (SIGSEGV), trial 2's objective is NaN.
-    Each is a FAIL trial with its reason (a FAILED MLflow run) and trial 3 completes."""
+    Each is a FAIL trial with its reason (a FAILED MLflow run) and trial 3 completes. Then a
+    ``calib refine`` whose one manual set crashes exits 1 naming the failure."""
     # a shortened smoke trial's LAMMPS takes about a second: 10 s lets the others finish even
     # on a loaded machine and ends the hung one sooner
     study = Study(tmp_path, "faulty", trials=4, trial_timeout_s=10)
@@ -232,6 +216,13 @@ def test_lammps_crash_hang_and_nan_fail_their_trial_and_the_study_goes_on(tmp_pa
         assert runs[str(n)].info.status == "FAILED" and runs[str(n)].data.tags["fail_reason"] == why[n]
     assert "objective_weighted_sum_sq_error" not in runs["2"].data.metrics
     assert runs["3"].info.status == "FINISHED"
+    # the study has an answer (trial 3), but the one set a user asked for failed: exit 1, naming it
+    proc = study.run("crash-lammps@4", expect=1, args=[
+        "refine", "--study", study.name, "--set", "eps_CBD=20", "--runs-dir", str(study.runs),
+        "--storage", study.storage, "--tracking-uri", study.tracking_uri])
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("calib: error: every manual set failed (1): trial 4: ") and "SIGSEGV" in last, last
+    assert "best trial" in proc.stdout and "manual sets (1):" in proc.stdout, proc.stdout
 
 
 # --------------------------------------------------------------------------- the environment

@@ -37,7 +37,8 @@ def refine(
                                           help="Where runs go: local or slurm (default: the study's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
-    """Run parameter sets you choose as trials of a study (tagged manual; the model learns from them)."""
+    """Run parameter sets you choose as trials of a study (tagged manual; the model learns from them).
+    Exits 1 when every set failed, naming each failure."""
     from calib import ledger
 
     try:
@@ -55,6 +56,7 @@ def refine(
     waiting = sum(1 for t in trials if t.state.name == "WAITING" and not ledger.is_confirmation(t))
     n = ledger.budget_count(stored.study) + waiting + len(sets)
     before = ledger.best_trial(stored.study)
+    ran: list[dict] = []
 
     def report(summary: dict, study) -> list[str]:
         from calib.ledger import MANUAL_ATTR
@@ -75,9 +77,14 @@ def refine(
             flag = f" [outside bounds: {', '.join(row['outside_bounds'])}]" if row["outside_bounds"] else ""
             lines.append(f"  trial {t.number}: {vals} -> {res}{flag}")
         summary["manual_trials"] = rows
+        ran.extend(rows)
         if before is not None:
             lines.append(f"best before: trial {before.number} (objective {before.value:.4g})")
         return lines
 
     run_optimize(loaded, url, tracking_uri, runs_dir, n, None, parallel, as_json, stored.lineage,
                   queue=[(m.params, m.user_attrs()) for m in sets], report=report)
+    if ran and all(r["state"] == "FAIL" for r in ran):  # the study may have an answer; the request has none
+        typer.echo(f"calib: error: every manual set failed ({len(ran)}): "
+                   + "; ".join(f"trial {r['trial']}: {r['fail_reason']}" for r in ran), err=True)
+        raise typer.Exit(1)

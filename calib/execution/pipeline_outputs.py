@@ -12,6 +12,7 @@ from pathlib import Path
 from calib import stages
 from calib.core.plots import POROSITY_PLOT, PROFILE_PLOT
 from calib.execution.pipeline_model import PipelineFailed, PipelineResult
+from calib.review.tracking_records import NOTE_TAG, shown
 
 CSV_FILE = "pipeline.csv"
 
@@ -85,7 +86,10 @@ def write_outputs(out: PipelineResult, scores: dict) -> None:
 def log_pipeline(tracking_uri: str, artifact_root: Path | None, name: str, summary: dict, result: PipelineResult,
                  failed: PipelineFailed | None = None) -> str:
     """One MLflow run (experiment ``calib-pipeline``) with a nested run per stage (its
-    metrics and files) and per row of a stage's per-degree record."""
+    metrics and files) and per row of a stage's per-degree record. As for a study's runs
+    (``calib.review.tracking_records.shown``): metrics to 6 significant digits, parameters
+    as ``.6g``, and a description (what ``calib pipeline`` printed) on the parent run;
+    ``pipeline.json`` among its artifacts keeps every value in full."""
     import logging
 
     from mlflow.tracking import MlflowClient
@@ -106,16 +110,16 @@ def log_pipeline(tracking_uri: str, artifact_root: Path | None, name: str, summa
         run = client.create_run(exp_id, run_name=run_name, tags={"mlflow.parentRunId": pid, "calib.role": "stage"})
         for k, v in metrics.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                client.log_metric(run.info.run_id, k, float(v))
+                client.log_metric(run.info.run_id, k, shown(v))
         for folder, path in files:
             if path.exists():
                 client.log_artifact(run.info.run_id, str(path), artifact_path=folder)
         client.set_terminated(run.info.run_id)
 
-    for k, v in summary["table_s1"]["dried"].items():
-        client.log_param(pid, f"dried.{k}", repr(v))
-    for k, v in summary["table_s1"]["slurry"].items():
-        client.log_param(pid, f"slurry.{k}", repr(v))
+    for part in ("dried", "slurry"):
+        for k, v in summary["table_s1"][part].items():
+            client.log_param(pid, f"{part}.{k}", param_text(v))
+    client.set_tag(pid, NOTE_TAG, pipeline_note(name, summary, failed))
     for stage_name, runs in result.runs.items():
         record = result.records.get(stages.get(stage_name).pipeline_key)
         files = [(_artifact_folder(result.workdir, stage_name, r.workdir), r.workdir / f)
@@ -131,6 +135,25 @@ def log_pipeline(tracking_uri: str, artifact_root: Path | None, name: str, summa
         client.set_tag(pid, "fail_reason", str(failed)[:5000])
     client.set_terminated(pid, status="FAILED" if failed else "FINISHED")
     return pid
+
+
+def param_text(value) -> str:
+    """A Table S1 value as an MLflow parameter: a number as ``.6g`` (as a study's trial
+    parameters), anything else as written."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def pipeline_note(name: str, summary: dict, failed: PipelineFailed | None) -> str:
+    """The parent run's description (markdown): the parameter set, the fidelity, what
+    ``calib pipeline`` printed, and where the full values are."""
+    head = (f"**calib pipeline `{name}`**: parameters `{summary['params']}`, fidelity {summary['fidelity']}."
+            + (f"\n\n**Failed** at stage {failed.stage}: {failed.reason}" if failed is not None else ""))
+    lines = "\n".join(f"    {line}" for line in summary_lines(name, summary))
+    return (f"{head}\n\n{lines}\n\n- A nested run per stage, and per calendering degree (`characterise_<d>pct`), "
+            "holds its metrics and files.\n- Metrics show 6 significant digits; `pipeline.json` (artifact) keeps "
+            "every value in full.")
 
 
 def _artifact_folder(workdir: Path, stage_name: str, run_dir: Path) -> str | None:
