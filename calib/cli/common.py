@@ -198,6 +198,44 @@ STUDY_METAVAR = "FILE|NAME"
 """How ``--study`` shows its value in ``--help``."""
 
 
+# The options several commands share, one declaration each (a fresh ``typer.Option`` per use).
+
+
+def study_option():
+    """``--study FILE|NAME`` (required) of the commands that read a stored study."""
+    return typer.Option(..., metavar=STUDY_METAVAR, help="The study: its study file, or its name in the storage.")
+
+
+def storage_option():
+    """``--storage URL``: the Optuna storage (default: SQLite under ``--runs-dir``)."""
+    return typer.Option(None, metavar="URL", help="Optuna storage URL (default: sqlite under --runs-dir).")
+
+
+def tracking_option():
+    """``--tracking-uri URI`` of the commands that run trials."""
+    return typer.Option(None, metavar="URI",
+                        help="MLflow tracking URI (default: embedded sqlite under --runs-dir); 'none' disables.")
+
+
+def parallel_option():
+    """``--parallel N``: trials at once (default: the study's)."""
+    return typer.Option(None, parser=at_least("--parallel", 1), metavar="N",
+                        help="Trials run at once (default: the study's).")
+
+
+def placements_option():
+    """``--placements N`` of the stage chains (``pipeline``, ``reproduce``)."""
+    return typer.Option(2, parser=at_least("--placements", 1), metavar="N",
+                        help="Random placements to run (error bars: their spread, with a voxel SE's resolution error); "
+                             "1: the spread is not measured.")
+
+
+def chain_seed_option():
+    """``--seed`` of the stage chains: the first placement's simulation seed."""
+    return typer.Option(1, parser=at_least("--seed", 0), metavar="INTEGER",
+                        help="Simulation seed of the first placement (the next ones: seed + 1, ...).")
+
+
 def is_study_file(value: str) -> bool:
     """What a ``--study`` value is, on every command: a study file if it ends in ``.yaml`` or
     ``.yml``, holds a path separator (a study name cannot) or names an existing file; any

@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from calib.cli.common import DEFAULT_RUNS, STUDY_METAVAR, app, at_least, default_storage, fail, study_name
+from calib.cli.common import (DEFAULT_RUNS, STUDY_METAVAR, app, at_least, default_storage, fail, storage_option,
+                              study_name)
 from calib.core.errors import InputError
 
 
@@ -27,8 +28,7 @@ def export(
     out: Optional[Path] = typer.Option(None, metavar="DIR", help="Also write one LAMMPS include file per column (with "
                                                                  "its provenance) and the table in every format into "
                                                                  "this folder."),
-    storage: Optional[str] = typer.Option(None, metavar="URL",
-                                          help="Optuna storage URL (default: sqlite under --runs-dir)."),
+    storage: Optional[str] = storage_option(),
     runs_dir: Path = typer.Option(DEFAULT_RUNS, metavar="DIR", help="Where the default storage lives."),
 ) -> None:
     """Print calibrated sets as Table S1 (one column per stage or per chosen trial); --out

@@ -13,8 +13,8 @@ import typer
 
 from calib import stages
 from calib.cli.common import (DEFAULT_RUNS, STUDIES_DIR, STUDY_METAVAR, app, at_least, check_storage, check_tracking,
-                              default_storage, default_study, fail, is_study_file, shown_path, study_file,
-                              terminated_as_interrupt, with_backend)
+                              default_storage, default_study, fail, is_study_file, parallel_option, shown_path,
+                              storage_option, study_file, terminated_as_interrupt, tracking_option, with_backend)
 from calib.cli.summary import no_answer_hint, print_summary
 from calib.core.errors import InputError, StudyHalted, Terminated
 from calib.core.paths import check_folder
@@ -32,12 +32,9 @@ def optimize(
                                          help="Finished trials the study should have (>= 1)."),
     seed: Optional[int] = typer.Option(None, parser=at_least("--seed", 0), metavar="INTEGER",
                                        help="Proposal and simulation seed (default: the study's)."),
-    parallel: Optional[int] = typer.Option(None, parser=at_least("--parallel", 1), metavar="N",
-                                           help="Trials run at once (default: the study's)."),
-    storage: Optional[str] = typer.Option(None, metavar="URL",
-                                          help="Optuna storage URL (default: sqlite under --runs-dir)."),
-    tracking_uri: Optional[str] = typer.Option(
-        None, metavar="URI", help="MLflow tracking URI (default: embedded sqlite under --runs-dir); 'none' disables."),
+    parallel: Optional[int] = parallel_option(),
+    storage: Optional[str] = storage_option(),
+    tracking_uri: Optional[str] = tracking_option(),
     runs_dir: Path = typer.Option(DEFAULT_RUNS, metavar="DIR", help="Where trial directories and default stores live."),
     viscosity_csv: Optional[Path] = typer.Option(
         None, metavar="FILE",

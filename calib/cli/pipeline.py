@@ -11,9 +11,9 @@ from typing import Optional
 
 import typer
 
-from calib.cli.common import (DEFAULT_PIPELINE, DEFAULT_RUNS, STUDY_METAVAR, app, at_least, check_storage,
-                              check_tracking, default_storage, fail, is_study_file, run_chain, study_settings,
-                              with_backend)
+from calib.cli.common import (DEFAULT_PIPELINE, DEFAULT_RUNS, STUDY_METAVAR, app, chain_seed_option, check_storage,
+                              check_tracking, default_storage, fail, is_study_file, placements_option, run_chain,
+                              study_settings, with_backend)
 from calib.core.errors import InputError
 from calib.core.paths import check_folder, new_folder
 
@@ -34,11 +34,8 @@ def pipeline(
     tracking_uri: Optional[str] = typer.Option(None, metavar="URI",
                                                help="MLflow tracking URI (default: embedded); 'none' disables."),
     runs_dir: Path = typer.Option(DEFAULT_RUNS, metavar="DIR", help="Where pipeline folders and default stores live."),
-    seed: int = typer.Option(1, parser=at_least("--seed", 0), metavar="INTEGER",
-                             help="Simulation seed of the first placement (the next ones: seed + 1, ...)."),
-    placements: int = typer.Option(2, parser=at_least("--placements", 1), metavar="N",
-                                   help="Random placements to run (error bars: their spread, with a voxel SE's "
-                                        "resolution error); 1: the spread is not measured."),
+    seed: int = chain_seed_option(),
+    placements: int = placements_option(),
     backend: Optional[str] = typer.Option(None, metavar="NAME",
                                           help="Where runs go: local or slurm (default: the study's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),

@@ -8,13 +8,14 @@ from typing import Optional
 
 import typer
 
-from calib.cli.common import DEFAULT_RUNS, STUDY_METAVAR, app, default_storage, fail, manual_sets, open_study
+from calib.cli.common import (DEFAULT_RUNS, app, default_storage, fail, manual_sets, open_study, storage_option,
+                              study_option)
 from calib.core.errors import InputError
 
 
 @app.command(short_help="Predict each observable at parameter sets from the study's model.")
 def predict(
-    study: str = typer.Option(..., metavar=STUDY_METAVAR, help="The study: its study file, or its name in the storage."),
+    study: str = study_option(),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                    help="A value of a free key (repeatable); free keys not named come from the best "
                                         "trial (no --set, --file or --scan: the best trial itself)."),
@@ -24,8 +25,7 @@ def predict(
                                    help="N values of KEY through the best set (repeatable)."),
     allow_outside_bounds: bool = typer.Option(False, "--allow-outside-bounds",
                                               help="Predict outside the study's bounds (extrapolation)."),
-    storage: Optional[str] = typer.Option(None, metavar="URL",
-                                          help="Optuna storage URL (default: sqlite under --runs-dir)."),
+    storage: Optional[str] = storage_option(),
     runs_dir: Path = typer.Option(DEFAULT_RUNS, metavar="DIR", help="Where the default storage lives."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:

@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from calib.cli.common import (DEFAULT_RUNS, STUDY_METAVAR, app, at_least, check_tracking, default_storage, fail,
-                              manual_sets, open_study, with_backend)
+from calib.cli.common import (DEFAULT_RUNS, app, check_tracking, default_storage, fail, manual_sets, open_study,
+                              parallel_option, storage_option, study_option, tracking_option, with_backend)
 from calib.cli.optimize import run_optimize
 from calib.core.errors import InputError
 from calib.core.paths import check_folder
@@ -16,7 +16,7 @@ from calib.core.paths import check_folder
 
 @app.command(short_help="Run parameter sets you choose as trials of a study.")
 def refine(
-    study: str = typer.Option(..., metavar=STUDY_METAVAR, help="The study: its study file, or its name in the storage."),
+    study: str = study_option(),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                    help="A value of a free key (repeatable): one set; free keys not named come from "
                                         "the best trial."),
@@ -26,13 +26,10 @@ def refine(
                                    help="N values of KEY through the best set, --set applied (repeatable)."),
     allow_outside_bounds: bool = typer.Option(False, "--allow-outside-bounds",
                                               help="Run values outside the study's bounds (flagged)."),
-    storage: Optional[str] = typer.Option(None, metavar="URL",
-                                          help="Optuna storage URL (default: sqlite under --runs-dir)."),
-    tracking_uri: Optional[str] = typer.Option(
-        None, metavar="URI", help="MLflow tracking URI (default: embedded sqlite under --runs-dir); 'none' disables."),
+    storage: Optional[str] = storage_option(),
+    tracking_uri: Optional[str] = tracking_option(),
     runs_dir: Path = typer.Option(DEFAULT_RUNS, metavar="DIR", help="Where trial directories and default stores live."),
-    parallel: Optional[int] = typer.Option(None, parser=at_least("--parallel", 1), metavar="N",
-                                           help="Trials run at once (default: the study's)."),
+    parallel: Optional[int] = parallel_option(),
     backend: Optional[str] = typer.Option(None, metavar="NAME",
                                           help="Where runs go: local or slurm (default: the study's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),

@@ -9,18 +9,18 @@ from typing import Optional
 
 import typer
 
-from calib.cli.common import DEFAULT_RUNS, STUDY_METAVAR, app, check_tracking, default_storage, fail, study_name
+from calib.cli.common import (DEFAULT_RUNS, app, check_tracking, default_storage, fail, storage_option, study_name,
+                              study_option)
 from calib.core.errors import InputError
 from calib.core.paths import check_folder
 
 
 @app.command(short_help="Write an HTML page reviewing a study; log it to MLflow.")
 def report(
-    study: str = typer.Option(..., metavar=STUDY_METAVAR, help="The study: its study file, or its name in the storage."),
+    study: str = study_option(),
     out: Optional[Path] = typer.Option(None, metavar="DIR", help="Folder for report.html and its PNGs (default: "
                                                                  "<runs-dir>/<study name>/report)."),
-    storage: Optional[str] = typer.Option(None, metavar="URL",
-                                          help="Optuna storage URL (default: sqlite under --runs-dir)."),
+    storage: Optional[str] = storage_option(),
     tracking_uri: Optional[str] = typer.Option(
         None, metavar="URI", help="MLflow tracking URI the report is logged to (default: embedded sqlite under "
                                   "--runs-dir); 'none': not logged."),

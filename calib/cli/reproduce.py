@@ -9,8 +9,8 @@ from typing import Optional
 
 import typer
 
-from calib.cli.common import (DEFAULT_PIPELINE, DEFAULT_RUNS, STUDY_METAVAR, app, at_least, default_storage, fail,
-                              is_study_file, run_chain, study_settings)
+from calib.cli.common import (DEFAULT_PIPELINE, DEFAULT_RUNS, STUDY_METAVAR, app, chain_seed_option, default_storage,
+                              fail, is_study_file, placements_option, run_chain, study_settings)
 from calib.core.errors import InputError
 from calib.core.paths import check_folder, new_folder
 
@@ -25,11 +25,8 @@ def reproduce(
     storage: Optional[str] = typer.Option(None, metavar="URL", help="Optuna storage of a study named by --study "
                                                                     "(default: sqlite under --runs-dir)."),
     runs_dir: Path = typer.Option(DEFAULT_RUNS, metavar="DIR", help="Where the run folder goes (runs/reproduce/...)."),
-    seed: int = typer.Option(1, parser=at_least("--seed", 0), metavar="INTEGER",
-                             help="Simulation seed of the first placement (the next ones: seed + 1, ...)."),
-    placements: int = typer.Option(2, parser=at_least("--placements", 1), metavar="N",
-                                   help="Random placements to run (error bars: their spread, with a voxel SE's "
-                                        "resolution error); 1: the spread is not measured."),
+    seed: int = chain_seed_option(),
+    placements: int = placements_option(),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run the seed's Table S1 through slurry -> drying -> calendering (0-50 %) and compare
