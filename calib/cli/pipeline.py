@@ -13,7 +13,7 @@ import typer
 
 from calib.cli.common import (DEFAULT_PIPELINE, DEFAULT_RUNS, STUDY_METAVAR, app, chain_seed_option, check_storage,
                               check_tracking, default_storage, fail, is_study_file, placements_option, run_chain,
-                              study_settings, with_backend)
+                              study_name, study_settings, with_backend)
 from calib.core.errors import InputError
 from calib.core.paths import check_folder, new_folder
 
@@ -21,7 +21,7 @@ from calib.core.paths import check_folder, new_folder
 @app.command(short_help="Run the stage chain for one parameter set; CSV, plots, MLflow.")
 def pipeline(
     params: str = typer.Option("table-s1", metavar="SETS",
-                               help="table-s1 (seed Table S1 columns) or best:SLURRY_STUDY,DRYING_STUDY."),
+                               help="table-s1 (seed Table S1 columns) or best:SLURRY_STUDY,DRYING_STUDY (each a study file or a stored study's name)."),
     study: Optional[str] = typer.Option(
         None, metavar=STUDY_METAVAR, help="Dataset, fidelity and stage settings: a study file, or a stored study's "
                                           "name (the settings it was run with) (default: studies/ssb_pipeline.yaml)."),
@@ -69,7 +69,7 @@ def pipeline(
         url = storage or default_storage(runs_dir)
         if params != "table-s1":  # only best:... reads the storage
             check_storage(url)
-        pset = params_from(params, url)
+        pset = params_from(best_names(params), url)
         check_pipeline_inputs(loaded)
         check_tracking(tracking_uri)
     except InputError as exc:
@@ -113,3 +113,17 @@ def pipeline(
     if failed is not None:
         typer.echo(f"calib: pipeline failed at {failed.stage}: {failed.reason}", err=True)
         raise typer.Exit(1)
+
+
+def best_names(params: str) -> str:
+    """``--params`` with each study of ``best:A,B`` given by its name: a study file (as every
+    ``--study`` takes) is read for its ``name``; a bad one is refused naming ``--params``."""
+    if not params.startswith("best:"):
+        return params
+    names = []
+    for value in params[5:].split(","):
+        try:
+            names.append(study_name(value.strip()) if value.strip() else "")
+        except InputError as exc:
+            raise InputError("--params", "params", exc.message) from exc
+    return "best:" + ",".join(names)

@@ -56,6 +56,8 @@ def params_from(option: str, storage: str) -> PipelineParams:
             study = optuna.load_study(study_name=n, storage=storage)
             stage = json.loads(study.user_attrs.get(ledger.SPEC_ATTR, "{}")).get("stage")
             want = "slurry" if not sets else "dried"
+            if stage is None:
+                raise InputError("--params", "params", f"study {n!r} in {storage} was not made by calib")
             if stage not in stages.names() or stages.get(stage).column != want:
                 raise InputError("--params", "params", f"study {n!r} is a {stage!r} study; best:A,B needs a study A "
                                                        "of the slurry column (slurry) and a study B of the dried "
