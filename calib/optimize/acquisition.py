@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 
 from calib.optimize.feasibility import FeasibleMean
-from calib.optimize.gp_models import Models, build_models
+from calib.optimize.gp_models import Models, build_models, one_thread
 from calib.optimize.residuals import CompositeData, ResidualLayout, scalarise_samples
 
 ACQ_MAXITER = 60
@@ -47,14 +47,9 @@ def proposing(seed: int):
     """Seed torch, run on one thread (the cores belong to the LAMMPS trials running
     meanwhile) and silence BoTorch's numerical warnings; the thread count is restored."""
     torch.manual_seed(seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        torch.set_num_threads(threads)
+    with one_thread(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def log_nei(models: Models, layout: ResidualLayout, method: str, weights: Sequence[float] | None,

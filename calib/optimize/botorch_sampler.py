@@ -53,13 +53,11 @@ def propose_gp_batch(x: np.ndarray, y: np.ndarray, x_pending: np.ndarray | None,
 
     x: (n, d) unit-cube inputs; y: (n,) outcomes; x_pending: (m, d) points being evaluated.
     """
+    from calib.optimize.gp_models import one_thread
+
     torch.manual_seed(seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the cores belong to the LAMMPS trials running meanwhile
-    try:
+    with one_thread():  # the cores belong to the LAMMPS trials running meanwhile
         return _propose(x, y, x_pending, seed, q, num_restarts, raw_samples)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _propose(x: np.ndarray, y: np.ndarray, x_pending: np.ndarray | None, seed: int, q: int, num_restarts: int,
