@@ -216,11 +216,16 @@ may run side by side; installing them takes ``services.apt_lock`` (one apt-get a
 def pytest_collection_modifyitems(config, items):
     """xdist groups: the Slurm tests together, every other module's tests together (a
     module-scoped fixture, such as a smoke study several tests read, is then made once, not
-    once per worker). First among the hooks: pytest-xdist's own hook turns the groups into
-    node-id suffixes, and a group added after it is ignored (``test_suite_layout.py``)."""
+    once per worker), except a module that sets ``SPREAD_OVER_WORKERS = True`` (long,
+    independent tests and no module fixture: each test its own group, so that the module does
+    not run on one worker while the other idles). First among the hooks: pytest-xdist's own
+    hook turns the groups into node-id suffixes, and a group added after it is ignored
+    (``test_suite_layout.py``)."""
     for item in items:
         if item.get_closest_marker(SLURM_MARKER):
             item.add_marker(pytest.mark.xdist_group("slurm"))
+        elif getattr(item.module, "SPREAD_OVER_WORKERS", False):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid))
         else:
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 

@@ -30,6 +30,9 @@ from conftest import SHORT, mlflow_template, parse_json_stdout, write_study
 from procs import processes_in
 
 pytestmark = pytest.mark.lammps
+SPREAD_OVER_WORKERS = True
+"""Each fault test builds its own study in its own folder (about a minute each): they may
+run on either worker (``conftest.pytest_collection_modifyitems``)."""
 
 HERE = Path(__file__).resolve().parent
 

@@ -17,3 +17,30 @@ def test_the_xdist_group_is_in_the_node_id(request):
     assert groups == ["tests/test_suite_layout.py"]  # conftest: one group per module
     if os.environ.get("PYTEST_XDIST_WORKER") and request.config.getvalue("loadgroup"):
         assert request.node.nodeid.endswith("@tests/test_suite_layout.py"), request.node.nodeid
+
+
+def test_a_spread_module_gives_each_test_its_own_group(request):
+    """``SPREAD_OVER_WORKERS`` (``test_faults``): each test its own xdist group; without it,
+    one group per module (checked on the items conftest's hook marked, collected here)."""
+    from conftest import pytest_collection_modifyitems
+
+    import test_faults
+
+    items = [FakeItem(f"tests/test_faults.py::t[{i}]", test_faults) for i in range(2)]
+    items.append(FakeItem("tests/test_suite_layout.py::t", __import__(__name__)))
+    pytest_collection_modifyitems(request.config, items)
+    assert [i.group for i in items] == ["tests/test_faults.py::t[0]", "tests/test_faults.py::t[1]",
+                                        "tests/test_suite_layout.py"]
+
+
+class FakeItem:
+    """The two attributes of a pytest item the grouping hook reads, and the marker it adds."""
+
+    def __init__(self, nodeid: str, module) -> None:
+        self.nodeid, self.module, self.group = nodeid, module, None
+
+    def get_closest_marker(self, name):
+        return None
+
+    def add_marker(self, mark) -> None:
+        self.group = mark.args[0]
