@@ -77,6 +77,20 @@ def random_state_file(path: Path, system) -> Path:
 
 
 _MLFLOW_TEMPLATE: list[Path] = []
+TRACKING_COMMANDS = ("optimize", "refine", "report", "pipeline", "reproduce")
+"""The commands that log to MLflow (by default, a store under ``--runs-dir``)."""
+
+
+def option_value(args: tuple[str, ...], name: str) -> str | None:
+    """The value of option ``name`` in a command line (``--name X`` or ``--name=X``; the last
+    one given, as click takes it), or None."""
+    value = None
+    for i, a in enumerate(args):
+        if a == name and i + 1 < len(args):
+            value = args[i + 1]
+        elif a.startswith(name + "="):
+            value = a[len(name) + 1:]
+    return value
 
 
 def mlflow_template() -> Path:
@@ -97,14 +111,16 @@ def mlflow_template() -> Path:
 def run_calib(*args: str, cwd: Path, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
     """Run ``python -m calib.cli ARGS`` in ``cwd`` (no LD_LIBRARY_PATH given).
 
-    A command expected to succeed (``check``) with ``--runs-dir DIR`` and the default
-    tracking store starts from a copy of ``mlflow_template`` when ``DIR/mlflow.db`` does not
-    exist yet. The CLI creating its store from nothing is what the calls with ``check=False``
+    A command that logs to MLflow (``TRACKING_COMMANDS``), expected to succeed (``check``),
+    with ``--runs-dir DIR`` and the default tracking store starts from a copy of
+    ``mlflow_template`` when ``DIR/mlflow.db`` does not exist yet. The CLI creating its store from nothing is what the calls with ``check=False``
     (bad input, failing studies: ``test_e2e_caveats``), ``test_drivers`` and ``test_e2e_cli``
     run (and the README's main job in a fresh clone)."""
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
-    if check and "--runs-dir" in args and "--tracking-uri" not in args:
-        runs = Path(cwd, args[args.index("--runs-dir") + 1])
+    runs_dir = option_value(args, "--runs-dir")
+    if (check and args and args[0] in TRACKING_COMMANDS and runs_dir is not None
+            and option_value(args, "--tracking-uri") is None):
+        runs = Path(cwd, runs_dir)
         if not (runs / "mlflow.db").exists():
             runs.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(mlflow_template(), runs / "mlflow.db")

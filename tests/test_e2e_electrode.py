@@ -220,8 +220,11 @@ def test_upstream_of_the_wrong_stage_or_only_failed_trials_is_refused(chain):
                      "--runs-dir", str(chain["runs"]), cwd=chain["tmp"], check=False)
     assert proc.returncode == 2 and "--params" in proc.stderr and "'drying' study" in proc.stderr, proc.stderr
     # a study file names its study too (as for every --study); a missing one is refused naming --params
+    optuna.create_study(study_name="not_calib", storage=f"sqlite:///{chain['runs'] / 'calib.db'}")
+    before = sorted(p.name for p in chain["runs"].rglob("*"))
     for params, why in ((f"best:{chain['tmp'] / 'up_drying.yaml'},up_slurry", "'drying' study"),
-                        ("best:up_slurry,missing/up_drying.yaml", "no such study file: missing/up_drying.yaml")):
+                        ("best:up_slurry,missing/up_drying.yaml", "no such study file: missing/up_drying.yaml"),
+                        ("best:not_calib,up_drying", "was not made by calib")):
         proc = run_calib("pipeline", "--params", params, "--fidelity", "smoke", "--runs-dir", str(chain["runs"]),
                          cwd=chain["tmp"], check=False)
         assert proc.returncode == 2 and proc.stderr.startswith("calib: error: --params: params: "), proc.stderr

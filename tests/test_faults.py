@@ -220,12 +220,14 @@ def test_lammps_crash_hang_and_nan_fail_their_trial_and_the_study_goes_on(tmp_pa
     assert "objective_weighted_sum_sq_error" not in runs["2"].data.metrics
     assert runs["3"].info.status == "FINISHED"
     # the study has an answer (trial 3), but the one set a user asked for failed: exit 1, naming it
+    before = study.complete()
     proc = study.run("crash-lammps@4", expect=1, args=[
         "refine", "--study", study.name, "--set", "eps_CBD=20", "--runs-dir", str(study.runs),
         "--storage", study.storage, "--tracking-uri", study.tracking_uri])
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("calib: error: every manual set failed (1): trial 4: ") and "SIGSEGV" in last, last
     assert "best trial" in proc.stdout and "manual sets (1):" in proc.stdout, proc.stdout
+    assert study.check(before, budget=5)[4].state == TrialState.FAIL
 
 
 # --------------------------------------------------------------------------- the environment

@@ -20,8 +20,9 @@ def test_the_xdist_group_is_in_the_node_id(request):
 
 
 def test_a_spread_module_gives_each_test_its_own_group(request):
-    """``SPREAD_OVER_WORKERS`` (``test_faults``): each test its own xdist group; without it,
-    one group per module (checked on the items conftest's hook marked, collected here)."""
+    """conftest's grouping hook: a module with ``SPREAD_OVER_WORKERS`` (``test_faults``) gives
+    each test its own xdist group, any other module one group (the hook run on stand-ins
+    carrying a node id and the real module)."""
     from conftest import pytest_collection_modifyitems
 
     import test_faults

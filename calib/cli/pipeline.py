@@ -21,7 +21,8 @@ from calib.core.paths import check_folder, new_folder
 @app.command(short_help="Run the stage chain for one parameter set; CSV, plots, MLflow.")
 def pipeline(
     params: str = typer.Option("table-s1", metavar="SETS",
-                               help="table-s1 (seed Table S1 columns) or best:SLURRY_STUDY,DRYING_STUDY (each a study file or a stored study's name)."),
+                               help="table-s1 (seed Table S1 columns) or best:SLURRY_STUDY,DRYING_STUDY (each a "
+                                    "study file or a stored study's name)."),
     study: Optional[str] = typer.Option(
         None, metavar=STUDY_METAVAR, help="Dataset, fidelity and stage settings: a study file, or a stored study's "
                                           "name (the settings it was run with) (default: studies/ssb_pipeline.yaml)."),
@@ -117,13 +118,18 @@ def pipeline(
 
 def best_names(params: str) -> str:
     """``--params`` with each study of ``best:A,B`` given by its name: a study file (as every
-    ``--study`` takes) is read for its ``name``; a bad one is refused naming ``--params``."""
-    if not params.startswith("best:"):
+    ``--study`` takes) is read for its ``name``. A missing file is refused naming ``--params``;
+    a bad one names the file and its field (``load_study``'s error). Anything but two
+    entries is left for ``params_from`` to refuse."""
+    values = [v.strip() for v in params.removeprefix("best:").split(",")]
+    if not params.startswith("best:") or len(values) != 2:
         return params
     names = []
-    for value in params[5:].split(","):
+    for value in values:
         try:
-            names.append(study_name(value.strip()) if value.strip() else "")
+            names.append(study_name(value) if value else "")
         except InputError as exc:
+            if exc.where != "--study":
+                raise
             raise InputError("--params", "params", exc.message) from exc
     return "best:" + ",".join(names)

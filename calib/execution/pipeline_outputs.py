@@ -119,7 +119,6 @@ def log_pipeline(tracking_uri: str, artifact_root: Path | None, name: str, summa
     for part in ("dried", "slurry"):
         for k, v in summary["table_s1"][part].items():
             client.log_param(pid, f"{part}.{k}", param_text(v))
-    client.set_tag(pid, NOTE_TAG, pipeline_note(name, summary, failed))
     for stage_name, runs in result.runs.items():
         record = result.records.get(stages.get(stage_name).pipeline_key)
         files = [(_artifact_folder(result.workdir, stage_name, r.workdir), r.workdir / f)
@@ -133,6 +132,7 @@ def log_pipeline(tracking_uri: str, artifact_root: Path | None, name: str, summa
     client.log_text(pid, json.dumps(summary, indent=2, default=str), "pipeline.json")
     if failed is not None:
         client.set_tag(pid, "fail_reason", str(failed)[:5000])
+    client.set_tag(pid, NOTE_TAG, pipeline_note(name, summary, failed))
     client.set_terminated(pid, status="FAILED" if failed else "FINISHED")
     return pid
 
@@ -145,11 +145,17 @@ def param_text(value) -> str:
     return str(value)
 
 
+NOTE_REASON_CHARS = 2000
+"""The failure's reason in the description is cut here (its tag ``fail_reason`` holds 5,000
+characters; MLflow 3.17 keeps 8,000 of a tag)."""
+
+
 def pipeline_note(name: str, summary: dict, failed: PipelineFailed | None) -> str:
     """The parent run's description (markdown): the parameter set, the fidelity, what
     ``calib pipeline`` printed, and where the full values are."""
     head = (f"**calib pipeline `{name}`**: parameters `{summary['params']}`, fidelity {summary['fidelity']}."
-            + (f"\n\n**Failed** at stage {failed.stage}: {failed.reason}" if failed is not None else ""))
+            + (f"\n\n**Failed** at stage {failed.stage}: {failed.reason[:NOTE_REASON_CHARS]}"
+               if failed is not None else ""))
     lines = "\n".join(f"    {line}" for line in summary_lines(name, summary))
     return (f"{head}\n\n{lines}\n\n- A nested run per stage, and per calendering degree (`characterise_<d>pct`), "
             "holds its metrics and files.\n- Metrics show 6 significant digits; `pipeline.json` (artifact) keeps "

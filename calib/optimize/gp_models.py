@@ -41,9 +41,10 @@ when a stage reports an SEM of (nearly) zero."""
 def one_thread() -> Iterator[None]:
     """PyTorch on one thread inside the block (the count before comes back after it). calib's
     GPs hold tens to hundreds of points, too few for threads to pay, and the machine's cores
-    belong to the LAMMPS runs going on meanwhile: with a LAMMPS run on each core, fitting
-    ``calib predict``'s model and its 8 held-out refits (14 trials, 2 outputs) took 93 s with
-    PyTorch's default threads and 17 s on one (2026-12-07, 2-core machine)."""
+    belong to the LAMMPS runs going on meanwhile: with LAMMPS runs on both cores,
+    ``calib predict --json`` on a 14-trial study (its model and 8 held-out refits, 2 outputs)
+    took 90 s with PyTorch's default threads and 25 s on one (2026-12-07, 2-core machine;
+    docs/optimizer.md#predict)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
